@@ -1,0 +1,146 @@
+"""Saving and loading models, with errors a user can act on."""
+
+import contextlib
+import os
+import tempfile
+import zipfile
+from pathlib import Path
+
+import keras
+
+# Importing the layers registers them with Keras before any load.
+from explain_attn import layers as _layers  # noqa: F401
+
+__all__ = ["atomic_path", "load_model", "save_model"]
+
+_SUFFIXES = (".keras", ".h5", ".hdf5")
+
+
+@contextlib.contextmanager
+def atomic_path(path):
+    """Yields a temporary path beside ``path``; renames it there on success.
+
+    The temporary file keeps ``path``'s suffix (Keras picks the format from
+    it) and is removed when the block raises, so a reader never sees a
+    half-written file and an existing file stays untouched on failure.
+    """
+    path = Path(path)
+    directory = path.parent if str(path.parent) else Path(".")
+    if not directory.is_dir():
+        raise ValueError(
+            f"Cannot write {str(path)!r}: the directory {str(directory)!r} "
+            "does not exist. Create it first or choose another output path."
+        )
+    try:
+        handle, temporary = tempfile.mkstemp(
+            dir=directory, prefix=f".{path.name}.", suffix=f".tmp{path.suffix}"
+        )
+    except OSError as error:
+        raise ValueError(
+            f"Cannot write {str(path)!r}: {error.strerror}. Choose a "
+            "writable output path."
+        ) from None
+    os.close(handle)
+    try:
+        yield Path(temporary)
+        os.replace(temporary, path)
+    finally:
+        if os.path.exists(temporary):
+            os.remove(temporary)
+
+
+def save_model(model, path):
+    """Saves ``model`` to a ``.keras`` file atomically.
+
+    Args:
+        model: A `keras.Model`.
+        path: Destination ending in ``.keras``. Its directory must exist.
+
+    Raises:
+        ValueError: If the suffix is not ``.keras`` or the directory is
+            missing or not writable.
+    """
+    path = Path(path)
+    if path.suffix != ".keras":
+        raise ValueError(
+            f"Models are saved in the Keras format, whose file name ends in "
+            f"'.keras'. Received: path={str(path)!r}"
+        )
+    with atomic_path(path) as temporary:
+        model.save(temporary)
+
+
+def load_model(path, *, safe_mode=True):
+    """Loads a Keras model saved as ``.keras`` (or legacy ``.h5``).
+
+    The layers of `explain_attn.layers` are registered on import, so models
+    using them load without ``custom_objects``.
+
+    Args:
+        path: The model file.
+        safe_mode: Keras' safe mode, which refuses to deserialize arbitrary
+            code such as a ``Lambda`` layer's function. Turn it off only for
+            files you trust.
+
+    Returns:
+        The `keras.Model`.
+
+    Raises:
+        ValueError: If the path is missing, is a directory (for example a
+            TensorFlow SavedModel), is not a Keras file, is corrupt, holds
+            unsafe code while ``safe_mode`` is on, or uses an unknown layer.
+    """
+    path = Path(path)
+    shown = str(path)
+    if not path.exists():
+        raise ValueError(
+            f"Model file not found: {shown!r}. Check the path, or train one "
+            "with `explain-attn train`."
+        )
+    if path.is_dir():
+        raise ValueError(
+            f"Model path {shown!r} is a directory (a TensorFlow SavedModel?); "
+            "expected a '.keras' file. Re-save the model with "
+            "model.save('model.keras')."
+        )
+    if path.suffix not in _SUFFIXES:
+        raise ValueError(
+            f"Model file {shown!r} has suffix {path.suffix!r}; expected a "
+            "'.keras' file (or a legacy '.h5'). Re-save the model with "
+            "model.save('model.keras')."
+        )
+    if path.suffix == ".keras" and not zipfile.is_zipfile(path):
+        raise ValueError(
+            f"Model file {shown!r} is not a Keras archive (a '.keras' file "
+            "is a zip archive); it is corrupt or another kind of file. "
+            "Re-save the model with model.save('model.keras')."
+        )
+    try:
+        return keras.models.load_model(path, safe_mode=safe_mode)
+    except Exception as error:  # Keras raises many types; we explain them.
+        raise ValueError(_explain_load_error(shown, error)) from error
+
+
+def _explain_load_error(shown, error):
+    message = " ".join(str(error).split())
+    if "safe_mode" in message or "unsafe" in message.lower():
+        return (
+            f"Model {shown!r} contains code (e.g. a Lambda layer) that Keras "
+            "safe mode refuses to load. If you trust the file, pass "
+            "--unsafe-load (API: safe_mode=False)."
+        )
+    if "Unknown layer" in message or "Could not locate class" in message:
+        return (
+            f"Model {shown!r} uses a custom layer that is not registered: "
+            f"{message[:200]}. Import the module that defines it (registered "
+            "with keras.saving.register_keras_serializable) before loading."
+        )
+    if isinstance(error, zipfile.BadZipFile | EOFError | OSError):
+        return (
+            f"Model file {shown!r} is corrupt or truncated ({message[:120]}). "
+            "Re-save the model with model.save('model.keras')."
+        )
+    return (
+        f"Could not load model {shown!r}: {message[:200]}. Expected a model "
+        "saved with model.save('model.keras')."
+    )
