@@ -2,6 +2,7 @@
 
 import contextlib
 import os
+import shutil
 import tempfile
 import zipfile
 from pathlib import Path
@@ -20,33 +21,42 @@ _SUFFIXES = (".keras", ".h5", ".hdf5")
 def atomic_path(path):
     """Yields a temporary path beside ``path``; renames it there on success.
 
-    The temporary file keeps ``path``'s suffix (Keras picks the format from
-    it) and is removed when the block raises, so a reader never sees a
-    half-written file and an existing file stays untouched on failure.
+    The temporary path sits in a private folder in ``path``'s directory (so
+    the final rename stays on one file system) and keeps ``path``'s name,
+    hence its suffix (Keras picks the format from it). The writer creates
+    the file, so it gets the usual permissions. On failure the folder is
+    removed: a reader never sees a half-written file and an existing file
+    stays untouched.
+
+    Raises:
+        ValueError: If the directory is missing or not writable, or if
+            ``path`` is a directory.
     """
     path = Path(path)
-    directory = path.parent if str(path.parent) else Path(".")
+    directory = path.parent
     if not directory.is_dir():
         raise ValueError(
             f"Cannot write {str(path)!r}: the directory {str(directory)!r} "
             "does not exist. Create it first or choose another output path."
         )
-    try:
-        handle, temporary = tempfile.mkstemp(
-            dir=directory, prefix=f".{path.name}.", suffix=f".tmp{path.suffix}"
+    if path.is_dir():
+        raise ValueError(
+            f"Cannot write {str(path)!r}: it is a directory. Choose a file "
+            "path."
         )
+    try:
+        folder = tempfile.mkdtemp(dir=directory, prefix=f".{path.name}.")
     except OSError as error:
         raise ValueError(
             f"Cannot write {str(path)!r}: {error.strerror}. Choose a "
             "writable output path."
         ) from None
-    os.close(handle)
     try:
-        yield Path(temporary)
+        temporary = Path(folder) / path.name
+        yield temporary
         os.replace(temporary, path)
     finally:
-        if os.path.exists(temporary):
-            os.remove(temporary)
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def save_model(model, path):
@@ -115,10 +125,25 @@ def load_model(path, *, safe_mode=True):
             "is a zip archive); it is corrupt or another kind of file. "
             "Re-save the model with model.save('model.keras')."
         )
+    if path.suffix == ".keras" and not _has_keras_config(path):
+        raise ValueError(
+            f"Model file {shown!r} is a zip archive without the Keras model "
+            "configuration ('config.json'); it is not a Keras model file. "
+            "Re-save the model with model.save('model.keras')."
+        )
     try:
         return keras.models.load_model(path, safe_mode=safe_mode)
     except Exception as error:  # Keras raises many types; we explain them.
         raise ValueError(_explain_load_error(shown, error)) from error
+
+
+def _has_keras_config(path):
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return "config.json" in archive.namelist()
+    except (zipfile.BadZipFile, OSError):
+        # Unreadable archives are explained by the load error below.
+        return True
 
 
 def _explain_load_error(shown, error):
