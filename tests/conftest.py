@@ -1,0 +1,126 @@
+"""Shared fixtures: tiny seeded models with named layers, and NumPy formulas.
+
+Every model here has a few hundred parameters and is built once per test
+session; tests must not train or otherwise change them.
+"""
+
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+from explain_attn.layers import (  # noqa: E402
+    CBAM,
+    ChannelAttention,
+    SpatialAttention,
+)
+
+IMAGE_SHAPE = (12, 12, 3)
+
+
+def sigmoid(values):
+    return 1.0 / (1.0 + np.exp(-values))
+
+
+def correlate_same(planes, kernel, bias):
+    """2-D cross-correlation with zero "same" padding, written out in NumPy.
+
+    Args:
+        planes: ``(N, H, W, C_in)``.
+        kernel: ``(k, k, C_in, C_out)``.
+        bias: ``(C_out,)``.
+
+    Returns:
+        ``(N, H, W, C_out)`` float64.
+    """
+    size = kernel.shape[0]
+    pad = size // 2
+    padded = np.pad(
+        planes.astype(np.float64), ((0, 0), (pad, pad), (pad, pad), (0, 0))
+    )
+    height, width = planes.shape[1:3]
+    out = np.zeros((*planes.shape[:3], kernel.shape[-1]))
+    for row in range(size):
+        for column in range(size):
+            window = padded[:, row : row + height, column : column + width, :]
+            out += window @ kernel[row, column].astype(np.float64)
+    return out + bias
+
+
+def numpy_spatial_map(features, layer):
+    """The tutorial's formula with the layer's own kernel and bias."""
+    kernel, bias = (w.numpy() for w in layer.conv.weights)
+    pooled = np.concatenate(
+        [
+            features.mean(axis=-1, keepdims=True),
+            features.max(axis=-1, keepdims=True),
+        ],
+        axis=-1,
+    )
+    return sigmoid(correlate_same(pooled, kernel, bias))[..., 0]
+
+
+def numpy_channel_weights(features, layer):
+    """CBAM's channel weights with the layer's own perceptron weights."""
+    hidden_kernel, hidden_bias, output_kernel, output_bias = (
+        w.numpy().astype(np.float64) for w in layer.weights
+    )
+
+    def perceptron(vectors):
+        hidden = np.maximum(vectors @ hidden_kernel + hidden_bias, 0)
+        return hidden @ output_kernel + output_bias
+
+    features = features.astype(np.float64)
+    average = features.mean(axis=(1, 2))
+    maximum = features.max(axis=(1, 2))
+    return sigmoid(perceptron(average) + perceptron(maximum))
+
+
+@pytest.fixture(scope="session")
+def images():
+    rng = np.random.default_rng(0)
+    return rng.random((10, *IMAGE_SHAPE), dtype=np.float32)
+
+
+@pytest.fixture(scope="session")
+def layered_model():
+    """conv -> spatial -> cbam -> channel -> gap -> predictions (softmax)."""
+    keras.utils.set_random_seed(1)
+    inputs = keras.Input(IMAGE_SHAPE, name="image")
+    x = keras.layers.Conv2D(4, 3, padding="same", name="conv")(inputs)
+    x = SpatialAttention(3, name="spatial")(x)
+    x = CBAM(2, 3, name="cbam")(x)
+    x = ChannelAttention(2, name="channel")(x)
+    x = keras.layers.GlobalAveragePooling2D(name="gap")(x)
+    outputs = keras.layers.Dense(3, activation="softmax", name="predictions")(x)
+    return keras.Model(inputs, outputs, name="layered")
+
+
+@pytest.fixture(scope="session")
+def nested_gate_model():
+    """A plain-Keras CBAM-style gate inside a nested functional model.
+
+    stem -> inner(features -> gate (sigmoid, 1 channel) -> apply) -> gap ->
+    logits -> softmax (a separate Activation layer).
+    """
+    keras.utils.set_random_seed(2)
+    inner_inputs = keras.Input((12, 12, 4), name="inner_image")
+    features = keras.layers.Conv2D(
+        4, 3, padding="same", activation="relu", name="features"
+    )(inner_inputs)
+    gate = keras.layers.Conv2D(
+        1, 5, padding="same", activation="sigmoid", name="gate"
+    )(features)
+    applied = keras.layers.Multiply(name="apply")([features, gate])
+    inner = keras.Model(inner_inputs, applied, name="inner")
+
+    inputs = keras.Input(IMAGE_SHAPE, name="image")
+    x = keras.layers.Conv2D(4, 1, name="stem")(inputs)
+    x = inner(x)
+    x = keras.layers.GlobalAveragePooling2D(name="gap")(x)
+    x = keras.layers.Dense(3, name="logits")(x)
+    outputs = keras.layers.Activation("softmax", name="softmax")(x)
+    return keras.Model(inputs, outputs, name="outer")
