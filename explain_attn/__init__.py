@@ -2,32 +2,50 @@
 
 Attention maps by layer name, batched Grad-CAM, metrics against ground-truth
 masks, and self-contained HTML reports.
+
+The public names below are imported on first use, so that ``explain-attn
+--help`` does not wait for TensorFlow.
 """
 
+import importlib
 from importlib.metadata import PackageNotFoundError, version
-
-from explain_attn.layers import (
-    CBAM,
-    AggregatedAttention,
-    ChannelAttention,
-    SpatialAttention,
-)
-from explain_attn.models import ARCHITECTURES, build_model
-from explain_attn.saving import load_model, save_model
 
 try:
     __version__ = version("explain-attn")
 except PackageNotFoundError:  # A source checkout that was not installed.
     __version__ = "0+unknown"
 
-__all__ = [
-    "ARCHITECTURES",
-    "AggregatedAttention",
-    "CBAM",
-    "ChannelAttention",
-    "SpatialAttention",
-    "__version__",
-    "build_model",
-    "load_model",
-    "save_model",
-]
+_EXPORTS = {
+    "explain_attn.layers": (
+        "AggregatedAttention",
+        "CBAM",
+        "ChannelAttention",
+        "SpatialAttention",
+    ),
+    "explain_attn.models": ("ARCHITECTURES", "build_model"),
+    "explain_attn.saving": ("load_model", "save_model"),
+    "explain_attn.maps": (
+        "attention_layer_names",
+        "attention_maps",
+        "channel_attention_weights",
+        "describe_layers",
+    ),
+    "explain_attn.cam": ("grad_cam", "grad_cam_plus_plus"),
+}
+_MODULE_OF = {
+    name: module for module, names in _EXPORTS.items() for name in names
+}
+
+__all__ = ["__version__", *sorted(_MODULE_OF)]
+
+
+def __getattr__(name):
+    if name in _MODULE_OF:
+        value = getattr(importlib.import_module(_MODULE_OF[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'explain_attn' has no attribute {name!r}")
+
+
+def __dir__():
+    return __all__

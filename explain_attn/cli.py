@@ -1,34 +1,219 @@
 """The ``explain-attn`` command line: a thin layer over the Python API.
 
-Each command parses its arguments, calls the library and prints. Library
-errors (`ValueError`, `TypeError`) become one line on stderr and exit code 2.
+Each command parses its arguments, calls the library and prints. Bad input,
+whether caught by click or raised by the library as `ValueError` or
+`TypeError`, becomes one line on stderr, ``Error: <what and how to fix>``,
+and exit code 2, without a traceback.
 """
 
 import functools
+import os
+import sys
 
-import click
+# This process is a command line tool: keep TensorFlow's C++ start-up logs
+# off its stderr unless the user asked for them.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-from explain_attn import __version__
+import click  # noqa: E402
+
+from explain_attn import __version__  # noqa: E402
+
+
+class InputError(click.ClickException):
+    """A user-input problem: shown as one line, exit code 2."""
+
+    exit_code = 2
+
+
+def _one_line(message):
+    return " ".join(str(message).split())
 
 
 def _user_errors(function):
-    """Turns library input errors into a one-line click usage error."""
+    """Turns library input errors into a one-line `InputError`."""
 
     @functools.wraps(function)
     def wrapper(*args, **kwargs):
         try:
             return function(*args, **kwargs)
         except (ValueError, TypeError) as error:
-            message = " ".join(str(error).split())
-            raise click.UsageError(message) from None
+            raise InputError(_one_line(error)) from None
 
     return wrapper
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _OneLineErrors(click.Group):
+    """A click group whose usage errors are one line, like `InputError`."""
+
+    def main(self, args=None, prog_name=None, standalone_mode=True, **extra):
+        try:
+            result = super().main(
+                args, prog_name, standalone_mode=False, **extra
+            )
+        except click.ClickException as error:
+            click.echo(f"Error: {_one_line(error.format_message())}", err=True)
+            sys.exit(error.exit_code)
+        except click.Abort:
+            click.echo("Aborted.", err=True)
+            sys.exit(1)
+        if not standalone_mode:
+            return result
+        sys.exit(result if isinstance(result, int) else 0)
+
+
+@click.group(
+    cls=_OneLineErrors,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
 @click.version_option(__version__, prog_name="explain-attn")
 def main():
     """Attention maps, Grad-CAM and shareable reports for Keras ConvNets."""
 
 
 # Commands are registered below, one function each.
+
+
+def _unsafe_load_option(function):
+    return click.option(
+        "--unsafe-load",
+        is_flag=True,
+        help="Load models with Keras safe mode off (runs code stored in "
+        "the file, e.g. Lambda layers). Only for files you trust.",
+    )(function)
+
+
+@main.command("layers")
+@click.argument("model_path", metavar="MODEL", type=click.Path())
+@_unsafe_load_option
+@_user_errors
+def layers_command(model_path, unsafe_load):
+    """List MODEL's attention layers and the layers usable for Grad-CAM.
+
+    MODEL is a '.keras' file. Nested models are searched; their layers are
+    shown as 'outer/inner' paths, which every other command accepts.
+    """
+    from explain_attn.cam import default_cam_layer
+    from explain_attn.maps import describe_layers
+    from explain_attn.saving import load_model
+
+    model = load_model(model_path, safe_mode=not unsafe_load)
+    rows = describe_layers(model)
+    attention = [r for r in rows if r["kind"] in ("attention", "gate")]
+    channel = [r for r in rows if r["kind"] == "channel"]
+    spatial = [r for r in rows if r["kind"] not in ("channel",)]
+    click.echo(f"Model {model.name!r}: {model.count_params():,} parameters")
+    click.echo("Attention layers (path, kind, class, output shape):")
+    for row in attention or [None]:
+        click.echo(_layer_line(row) if row else "  none")
+    if channel:
+        click.echo("Channel attention layers (weights per channel, no map):")
+        for row in channel:
+            click.echo(_layer_line(row))
+    default = default_cam_layer(model) if spatial else None
+    click.echo("4-D layers usable for Grad-CAM (* = default):")
+    for row in spatial or [None]:
+        if row is None:
+            click.echo("  none")
+        else:
+            mark = "*" if row["path"] == default else " "
+            click.echo(f"{mark}{_layer_line(row)[1:]}")
+
+
+def _layer_line(row):
+    shape = (
+        "("
+        + ", ".join(
+            "None" if s is None else str(s) for s in row["output_shape"]
+        )
+        + ")"
+    )
+    return f"  {row['path']}  {row['kind']}  {row['class_name']}  {shape}"
+
+
+@main.command("maps")
+@click.argument("model_path", metavar="MODEL", type=click.Path())
+@click.option(
+    "--data",
+    "data_source",
+    required=True,
+    help="'sample', 'cifar10', an image folder or an .npz file.",
+)
+@click.option(
+    "--split",
+    type=click.Choice(["test", "train"]),
+    default="test",
+    show_default=True,
+    help="Which split of --data to use.",
+)
+@click.option(
+    "--layer",
+    "layer_names",
+    multiple=True,
+    help="Layer name, outer/inner path or glob pattern; repeat for more. "
+    "Default: every attention layer.",
+)
+@click.option(
+    "--grad-cam",
+    "with_grad_cam",
+    is_flag=True,
+    help="Also compute Grad-CAM at the default layer (predicted class).",
+)
+@click.option(
+    "--limit",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Use only the first N images.",
+)
+@click.option(
+    "--batch-size",
+    type=click.IntRange(min=1),
+    default=128,
+    show_default=True,
+)
+@click.option(
+    "--output",
+    type=click.Path(dir_okay=False),
+    default="maps.npz",
+    show_default=True,
+    help="Where to write the maps (.npz).",
+)
+@_unsafe_load_option
+@_user_errors
+def maps_command(
+    model_path,
+    data_source,
+    split,
+    layer_names,
+    with_grad_cam,
+    limit,
+    batch_size,
+    output,
+    unsafe_load,
+):
+    """Write MODEL's attention maps (and Grad-CAM) for a dataset to an .npz.
+
+    The file holds, for each layer i, 'map_i' (N, h, w) float32 and its
+    path in 'layer_names'; 'labels', 'predictions', 'class_names'; with
+    --grad-cam also 'grad_cam' (N, h, w) and 'grad_cam_layer'.
+    """
+    from explain_attn.data import load_dataset
+    from explain_attn.maps import export_maps
+    from explain_attn.saving import load_model
+
+    if not output.endswith(".npz"):
+        raise ValueError(
+            f"--output must end in '.npz'. Received: --output {output}"
+        )
+    model = load_model(model_path, safe_mode=not unsafe_load)
+    dataset = load_dataset(data_source, split=split, limit=limit)
+    summary = export_maps(
+        model,
+        dataset,
+        output,
+        layers=list(layer_names) or None,
+        with_grad_cam=with_grad_cam,
+        batch_size=batch_size,
+    )
+    for path, shape in summary.items():
+        click.echo(f"{path}: {shape}")
+    click.echo(output)

@@ -433,3 +433,61 @@ def _batches(images, batch_size):
 
 def _concatenate(chunks):
     return np.concatenate(chunks)
+
+
+def predict_classes(model, images, *, batch_size=128):
+    """Returns the predicted class of each image, ``(N,)`` int64."""
+    images = check_images(model, images)
+    scores = model.predict(images, batch_size=batch_size, verbose=0)
+    return np.asarray(scores).argmax(axis=-1).astype(np.int64)
+
+
+def export_maps(
+    model, dataset, path, *, layers=None, with_grad_cam=False, batch_size=128
+):
+    """Computes maps for a dataset and writes them to an ``.npz`` atomically.
+
+    Args:
+        model: The model.
+        dataset: An `explain_attn.data.Dataset`.
+        path: Output file ending in ``.npz``.
+        layers: As in `attention_maps`.
+        with_grad_cam: Also store Grad-CAM at the default layer for each
+            image's predicted class.
+        batch_size: Images per forward pass.
+
+    Returns:
+        A dict from each stored array's description to its shape.
+
+    The file holds ``map_<i>`` for the i-th entry of ``layer_names``,
+    ``labels``, ``predictions``, ``class_names`` and, with Grad-CAM,
+    ``grad_cam`` and ``grad_cam_layer``.
+    """
+    from explain_attn.cam import default_cam_layer, grad_cam
+    from explain_attn.saving import atomic_path
+
+    paths = resolve_layers(model, layers)
+    maps = attention_maps(
+        model, dataset.images, layers=paths, batch_size=batch_size
+    )
+    arrays = {f"map_{i}": maps[p] for i, p in enumerate(paths)}
+    arrays["layer_names"] = np.array(paths)
+    arrays["labels"] = np.asarray(dataset.labels)
+    arrays["predictions"] = predict_classes(
+        model, dataset.images, batch_size=batch_size
+    )
+    arrays["class_names"] = np.array(dataset.class_names)
+    summary = {p: maps[p].shape for p in paths}
+    if with_grad_cam:
+        layer = default_cam_layer(model)
+        arrays["grad_cam"] = grad_cam(
+            model, dataset.images, layer=layer, batch_size=batch_size
+        )
+        arrays["grad_cam_layer"] = np.array(layer)
+        summary[f"grad_cam ({layer})"] = arrays["grad_cam"].shape
+    if not str(path).endswith(".npz"):
+        raise ValueError(f"The output must end in '.npz'. Received: {path!r}")
+    with atomic_path(path) as temporary:
+        with open(temporary, "wb") as handle:
+            np.savez_compressed(handle, **arrays)
+    return summary
