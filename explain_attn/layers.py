@@ -42,6 +42,13 @@ def _validate_rank4(layer, input_shape):
         )
 
 
+def _build_if_needed(layer, inputs):
+    # `attention_map` may be the first call; building the layer itself here
+    # (not only its children) keeps a later `layer(inputs)` working.
+    if not layer.built:
+        layer.build(tuple(inputs.shape))
+
+
 @keras.saving.register_keras_serializable(package="explain_attn")
 class SpatialAttention(keras.layers.Layer):
     """Spatial attention: a sigmoid map over positions, multiplied in.
@@ -100,6 +107,7 @@ class SpatialAttention(keras.layers.Layer):
 
     def attention_map(self, inputs):
         """Returns the attention weights, ``(batch, H, W, 1)`` in (0, 1)."""
+        _build_if_needed(self, inputs)
         average = ops.mean(inputs, axis=-1, keepdims=True)
         maximum = ops.max(inputs, axis=-1, keepdims=True)
         return self.conv(ops.concatenate([average, maximum], axis=-1))
@@ -202,6 +210,7 @@ class ChannelAttention(keras.layers.Layer):
 
     def attention_map(self, inputs):
         """Returns the channel weights, ``(batch, 1, 1, C)`` in (0, 1)."""
+        _build_if_needed(self, inputs)
         average = ops.mean(inputs, axis=(1, 2))
         maximum = ops.max(inputs, axis=(1, 2))
         scores = self._perceptron(average) + self._perceptron(maximum)
@@ -270,10 +279,12 @@ class CBAM(keras.layers.Layer):
 
     def channel_attention_map(self, inputs):
         """Returns the channel weights, ``(batch, 1, 1, C)`` in (0, 1)."""
+        _build_if_needed(self, inputs)
         return self.channel_attention.attention_map(inputs)
 
     def attention_map(self, inputs):
         """Returns the spatial weights, ``(batch, H, W, 1)`` in (0, 1)."""
+        _build_if_needed(self, inputs)
         return self.spatial_attention.attention_map(
             self.channel_attention(inputs)
         )

@@ -240,6 +240,34 @@ def test_layers_do_not_mutate_their_inputs():
     np.testing.assert_array_equal(x, before)
 
 
+@pytest.mark.parametrize("name", sorted(LAYER_FACTORIES))
+def test_attention_map_may_come_before_the_first_call(name):
+    layer = LAYER_FACTORIES[name]()
+    x = _inputs()
+    attention_map = _numpy(layer.attention_map(x))
+
+    assert layer.built
+    weights = layer.get_weights()
+    outputs = _numpy(layer(x))  # Must neither fail nor add weights.
+    assert len(layer.get_weights()) == len(weights)
+    np.testing.assert_array_equal(_numpy(layer.attention_map(x)), attention_map)
+    if name == "channel":
+        expected = x * attention_map
+    else:
+        refined = x
+        if name == "cbam":
+            refined = x * _numpy(layer.channel_attention_map(x))
+        expected = refined * attention_map
+    np.testing.assert_allclose(outputs, expected, rtol=1e-6, atol=1e-6)
+
+
+def test_channel_map_may_come_first_in_cbam():
+    layer = CBAM(reduction_ratio=2, kernel_size=3)
+    channel_map = _numpy(layer.channel_attention_map(_inputs()))
+    assert channel_map.shape == (2, 1, 1, 6)
+    assert layer(_inputs()).shape == INPUT_SHAPE
+
+
 # --- Argument validation ----------------------------------------------------
 
 
