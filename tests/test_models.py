@@ -35,14 +35,12 @@ ATTENTION_LAYERS = {
 @pytest.fixture(scope="module")
 def tutorial_models():
     """Every architecture once, at 32x32x3 and 10 classes."""
-    keras.utils.set_random_seed(0)
     return {name: build_model(name) for name in ARCHITECTURES}
 
 
 @pytest.fixture(scope="module")
 def small_models():
     """Every architecture once, at a small input and 3 classes."""
-    keras.utils.set_random_seed(1)
     return {
         name: build_model(
             name, input_shape=SMALL_SHAPE, num_classes=SMALL_CLASSES

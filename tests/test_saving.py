@@ -24,7 +24,6 @@ def _tiny_model():
 
 @pytest.fixture(scope="module")
 def model():
-    keras.utils.set_random_seed(0)
     return _tiny_model()
 
 
