@@ -1,11 +1,12 @@
 """The jinja2 environment that renders every HTML page of explain-attn."""
 
 import functools
+import math
 from pathlib import Path
 
 import jinja2
 
-__all__ = ["template_directory", "template_environment"]
+__all__ = ["render_html", "template_directory", "template_environment"]
 
 
 def template_directory():
@@ -27,10 +28,134 @@ def template_directory():
 @functools.cache
 def template_environment():
     """Returns the shared environment: autoescape on, undefined is an error."""
-    return jinja2.Environment(
+    environment = jinja2.Environment(
         loader=jinja2.FileSystemLoader(template_directory()),
         autoescape=True,
         undefined=jinja2.StrictUndefined,
         trim_blocks=True,
         lstrip_blocks=True,
     )
+    environment.filters["number"] = _number
+    environment.filters["interval"] = _interval
+    environment.filters["percent_interval"] = _percent_interval
+    return environment
+
+
+def _number(value, digits=3):
+    """Formats a number for the report; missing or NaN values show a dash."""
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return "–"
+    if isinstance(value, int):
+        return f"{value:,}"
+    return f"{value:.{digits}f}"
+
+
+def _interval(summary, digits=3):
+    """``mean [low, high]`` of a `summarize`-style dict."""
+    centre = summary.get("mean", summary.get("accuracy"))
+    if centre is None or not math.isfinite(centre):
+        return "–"
+    low, high = summary.get("ci_low"), summary.get("ci_high")
+    if low is None or not math.isfinite(low):
+        return _number(centre, digits)
+    return (
+        f"{_number(centre, digits)} [{_number(low, digits)}, "
+        f"{_number(high, digits)}]"
+    )
+
+
+def _percent_interval(summary):
+    accuracy = summary["accuracy"]
+    if accuracy is None or not math.isfinite(accuracy):
+        return "–"
+    return (
+        f"{100 * accuracy:.1f}% [{100 * summary['ci_low']:.1f}, "
+        f"{100 * summary['ci_high']:.1f}]"
+    )
+
+
+def render_html(report, path):
+    """Writes ``report`` as one self-contained HTML file, atomically.
+
+    Figures are PNG ``data:`` URIs, CSS is inline, and nothing refers to
+    another file or URL, so the file can be mailed. Every string that came
+    from the user (class, file, layer and model names) is escaped by the
+    template engine.
+
+    Args:
+        report: A `explain_attn.report.Report`.
+        path: The ``.html`` file to write.
+    """
+    from explain_attn import figures
+    from explain_attn.metrics import METRIC_DEFINITIONS
+    from explain_attn.saving import atomic_path
+
+    data = report.data
+    explanations = data["explanations"]
+    labels = {row["id"]: row["label"] for row in explanations}
+    models = {row["key"]: row for row in data["models"]}
+    class_names = data["dataset"]["class_names"]
+    metric_names = [
+        name
+        for name in METRIC_DEFINITIONS
+        if any(name in row["summary"]["all"] for row in explanations)
+    ]
+    gallery = []
+    for example in report.gallery:
+        ids = list(example["overlays"])
+        gallery.append(
+            {
+                "figure": figures.example_figure(
+                    example["image"],
+                    example["mask"],
+                    [example["overlays"][i] for i in ids],
+                    [_short_label(labels[i]) for i in ids],
+                ),
+                "index": example["index"],
+                "true": class_names[
+                    data["per_image"]["labels"][example["index"]]
+                ],
+                "predictions": [
+                    (models[key]["name"], class_names[value])
+                    for key, value in example["predictions"].items()
+                ],
+                "reasons": example["reasons"],
+                "metrics": [
+                    (
+                        labels[i],
+                        {
+                            name: data["per_image"]["metrics"][i][name][
+                                example["index"]
+                            ]
+                            for name in ("entropy", "mass_in_mask")
+                            if name in data["per_image"]["metrics"][i]
+                        },
+                    )
+                    for i in ids
+                ],
+            }
+        )
+    histories = {
+        row["name"]: (row["training"] or {}).get("history")
+        for row in data["models"]
+    }
+    context = {
+        "data": data,
+        "created": report.created,
+        "version": data["versions"]["explain_attn"],
+        "metric_names": metric_names,
+        "definitions": METRIC_DEFINITIONS,
+        "distributions": figures.metric_distributions(
+            data["per_image"]["metrics"], labels
+        ),
+        "curves": figures.training_curves(histories),
+        "gallery": gallery,
+        "models_by_key": models,
+    }
+    html = template_environment().get_template("report.html").render(context)
+    with atomic_path(path) as temporary:
+        temporary.write_text(html, encoding="utf-8")
+
+
+def _short_label(label):
+    return label.split(" · ", 1)[-1]

@@ -12,9 +12,35 @@ import keras
 # Importing the layers registers them with Keras before any load.
 from explain_attn import layers as _layers  # noqa: F401
 
-__all__ = ["atomic_path", "load_model", "save_model"]
+__all__ = ["atomic_path", "check_writable", "load_model", "save_model"]
 
 _SUFFIXES = (".keras", ".h5", ".hdf5")
+
+
+def check_writable(path):
+    """Checks before a long run that ``path`` can be written; writes nothing.
+
+    Raises:
+        ValueError: If the directory is missing or not writable, or the path
+            is a directory.
+    """
+    path = Path(path)
+    directory = path.parent if str(path.parent) else Path(".")
+    if path.is_dir():
+        raise ValueError(
+            f"Cannot write {str(path)!r}: it is a directory. Choose a file "
+            "path."
+        )
+    if not directory.is_dir():
+        raise ValueError(
+            f"Cannot write {str(path)!r}: the directory {str(directory)!r} "
+            "does not exist. Create it first or choose another output path."
+        )
+    if not os.access(directory, os.W_OK):
+        raise ValueError(
+            f"Cannot write {str(path)!r}: the directory {str(directory)!r} "
+            "is not writable. Choose another output path."
+        )
 
 
 @contextlib.contextmanager
@@ -33,19 +59,9 @@ def atomic_path(path):
             ``path`` is a directory.
     """
     path = Path(path)
-    directory = path.parent
-    if not directory.is_dir():
-        raise ValueError(
-            f"Cannot write {str(path)!r}: the directory {str(directory)!r} "
-            "does not exist. Create it first or choose another output path."
-        )
-    if path.is_dir():
-        raise ValueError(
-            f"Cannot write {str(path)!r}: it is a directory. Choose a file "
-            "path."
-        )
+    check_writable(path)
     try:
-        folder = tempfile.mkdtemp(dir=directory, prefix=f".{path.name}.")
+        folder = tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.")
     except OSError as error:
         raise ValueError(
             f"Cannot write {str(path)!r}: {error.strerror}. Choose a "

@@ -1,0 +1,155 @@
+"""Figures of the report, drawn with matplotlib's object API (no pyplot).
+
+Every function returns a ``data:image/png;base64,...`` URI, so the HTML
+stays one self-contained file.
+"""
+
+import base64
+import io
+
+import matplotlib
+import numpy as np
+from matplotlib.figure import Figure
+from skimage.segmentation import find_boundaries
+
+__all__ = ["example_figure", "metric_distributions", "training_curves"]
+
+OVERLAY_COLORMAP = "inferno"
+DISTRIBUTION_METRICS = (
+    "entropy",
+    "sparseness",
+    "mass_in_mask",
+    "rank_accuracy",
+    "roc_auc",
+    "top_fraction_iou",
+)
+
+
+def to_data_uri(figure, *, dpi=90):
+    """Renders ``figure`` as a PNG ``data:`` URI."""
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=dpi, bbox_inches="tight")
+    encoded = base64.b64encode(buffer.getvalue()).decode("ascii")
+    return f"data:image/png;base64,{encoded}"
+
+
+def metric_distributions(per_image_metrics, labels):
+    """Box plots of each metric, one box per explanation.
+
+    Args:
+        per_image_metrics: explanation id -> metric name -> ``(N,)`` values.
+        labels: explanation id -> label for the axis.
+
+    Returns:
+        A PNG data URI, or ``None`` when there is nothing to plot.
+    """
+    names = [
+        name
+        for name in DISTRIBUTION_METRICS
+        if any(name in row for row in per_image_metrics.values())
+    ]
+    if not names:
+        return None
+    ids = list(per_image_metrics)
+    columns = 2
+    rows = (len(names) + 1) // columns
+    figure = Figure(figsize=(10, 0.5 + rows * (0.6 + 0.35 * len(ids))))
+    axes = figure.subplots(rows, columns, squeeze=False).ravel()
+    for axis, name in zip(axes, names, strict=False):
+        data = []
+        for explanation_id in ids:
+            values = np.asarray(
+                per_image_metrics[explanation_id].get(name, []), float
+            )
+            data.append(values[np.isfinite(values)])
+        axis.boxplot(
+            data, orientation="horizontal", showfliers=False, widths=0.6
+        )
+        axis.set_yticks(
+            range(1, len(ids) + 1), [labels[i] for i in ids], fontsize=8
+        )
+        axis.invert_yaxis()
+        axis.set_title(name.replace("_", " "), fontsize=10)
+        axis.tick_params(axis="x", labelsize=8)
+        axis.grid(axis="x", alpha=0.3)
+    for axis in axes[len(names) :]:
+        axis.set_visible(False)
+    figure.tight_layout()
+    return to_data_uri(figure)
+
+
+def training_curves(histories):
+    """Loss and accuracy per epoch for each trained model.
+
+    Args:
+        histories: model name -> Keras history dict (lists per metric).
+
+    Returns:
+        A PNG data URI, or ``None`` when no model was trained.
+    """
+    histories = {k: v for k, v in histories.items() if v}
+    if not histories:
+        return None
+    figure = Figure(figsize=(10, 3))
+    loss_axis, accuracy_axis = figure.subplots(1, 2)
+    for name, history in histories.items():
+        epochs = np.arange(1, len(history.get("loss", [])) + 1)
+        for key, axis, style in (
+            ("loss", loss_axis, "-"),
+            ("val_loss", loss_axis, "--"),
+            ("accuracy", accuracy_axis, "-"),
+            ("val_accuracy", accuracy_axis, "--"),
+        ):
+            if key in history:
+                split = "test" if key.startswith("val_") else "train"
+                axis.plot(
+                    epochs, history[key], style, label=f"{name} ({split})"
+                )
+    for axis, title in ((loss_axis, "loss"), (accuracy_axis, "accuracy")):
+        axis.set_xlabel("epoch")
+        axis.set_title(title, fontsize=10)
+        axis.grid(alpha=0.3)
+        axis.legend(fontsize=7)
+    figure.tight_layout()
+    return to_data_uri(figure)
+
+
+def example_figure(image, mask, overlays, titles):
+    """One gallery row: the image, its mask outline, then each map overlaid.
+
+    Args:
+        image: ``(H, W, 3)`` in [0, 1].
+        mask: ``(H, W)`` bool or ``None``.
+        overlays: list of ``(H, W)`` maps (any range; each scaled to its own
+            [min, max] for display).
+        titles: one title per overlay.
+
+    Returns:
+        A PNG data URI.
+    """
+    panels = 2 + len(overlays)
+    figure = Figure(figsize=(1.45 * panels, 1.75))
+    axes = figure.subplots(1, panels, squeeze=False)[0]
+    image = np.clip(image, 0, 1)
+    axes[0].imshow(image, interpolation="nearest")
+    axes[0].set_title("image", fontsize=7)
+    outlined = image.copy()
+    if mask is not None:
+        outlined[find_boundaries(mask, mode="inner")] = (0.0, 1.0, 0.2)
+        axes[1].set_title("mask outline", fontsize=7)
+    else:
+        axes[1].set_title("no mask", fontsize=7)
+    axes[1].imshow(outlined, interpolation="nearest")
+    gray = image.mean(axis=-1)
+    colormap = matplotlib.colormaps[OVERLAY_COLORMAP]
+    for axis, values, title in zip(axes[2:], overlays, titles, strict=True):
+        low, high = float(values.min()), float(values.max())
+        scaled = (values - low) / (high - low) if high > low else values * 0
+        blend = 0.45 * gray[..., None] + 0.55 * colormap(scaled)[..., :3]
+        axis.imshow(np.clip(blend, 0, 1), interpolation="bilinear")
+        axis.set_title(title, fontsize=7)
+    for axis in axes:
+        axis.set_xticks([])
+        axis.set_yticks([])
+    figure.tight_layout(pad=0.3)
+    return to_data_uri(figure, dpi=100)
