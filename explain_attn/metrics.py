@@ -389,9 +389,12 @@ def entropy(maps, *, normalize=True):
         when `normalize=True`. A constant map gives 1 (`ln(H·W)` nats).
 
         Differences from Quantus 0.6.0 `Complexity`: Quantus adds `1e-12`
-        inside the logarithm (a difference below 1e-9 nats) and returns NaN
-        with a `RuntimeWarning` for an all-zero map; it takes `|m|` first,
-        whereas negative maps are rejected here.
+        inside the logarithm (a difference below 1e-9 nats); it refuses a
+        batch of all-zero maps (`AssertionError`) and gives NaN with a
+        `RuntimeWarning` for an all-zero map in a mixed batch; it takes `|m|`
+        first, whereas negative maps are rejected here. Computed as
+        `ln S - Σ_i m_i ln m_i / S` with `S = Σ_i m_i`, which is the same
+        quantity without an `(N, H, W)` division.
 
     Example:
 
@@ -439,9 +442,11 @@ def sparseness(maps):
         `1 - 2 Σ_i (m_(i) / Σ m) (n - i + 1/2) / n`.
 
         Differences from Quantus 0.6.0 `Sparseness`: Quantus divides each
-        batch by its maximum and then adds `1e-7` to every value, which
-        lowers the score by the relative amount `n·1e-7 / Σ m` (about 2e-7
-        for a random 32×32 map) and scores an all-zero map 0 (not NaN).
+        batch by its maximum and then adds `1e-7` to every value, i.e. it
+        scores `m / max(m) + 1e-7`; that lowers the score by the relative
+        amount `n·1e-7 / Σ (m / max m)` (about 2e-7 for a uniform random
+        32×32 map, more for peaked maps) and, within a batch, scores an
+        all-zero map 0 instead of NaN (a batch of all-zero maps is refused).
 
     Example:
 
@@ -682,8 +687,9 @@ def top_fraction_iou(maps, masks, *, fraction=DEFAULT_FRACTION):
         the IoU of the top-`k` set and the mask. A perfect score needs
         `|M| = k`.
 
-        Quantus has no direct counterpart (its `TopKIntersection` counts
-        `|top_k ∩ M| / k` for a fixed `k`).
+        Quantus has no direct counterpart: its `TopKIntersection` is the
+        precision `|top_k ∩ M| / k` for a fixed pixel count `k` (ties
+        broken by `argsort` order), not an IoU.
     """
     fraction = _check_fraction(fraction)
     flat, flat_masks = _flat_maps_and_masks(maps, masks)
