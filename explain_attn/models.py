@@ -41,13 +41,15 @@ ARCHITECTURES = {
         "softmax (39,469)."
     ),
     "small_convnet": (
-        "Demo baseline: three conv-BN-ReLU blocks 16-32-64 with max-pools "
+        "Demo baseline: three conv-BN-ReLU blocks 8-48-96 with max-pools "
         "after the first two, global average pool, dense softmax; the "
-        "'small_attention' network with its attention layers removed."
+        "'small_attention' network with its attention layers removed "
+        "(46,140 parameters at 32x32x3, 4 classes)."
     ),
     "small_attention": (
         "Demo attention network: 'small_convnet' with spatial attention "
-        "'block2_attention' and 'block3_attention' after blocks 2 and 3."
+        "'block2_attention' and 'block3_attention' after blocks 2 and 3 "
+        "(46,338 parameters at 32x32x3, 4 classes)."
     ),
 }
 
@@ -87,8 +89,10 @@ def _residual(inputs, num_classes):
 
 
 def _small(inputs, num_classes, *, with_attention):
+    # A narrow first block: at full resolution it costs the most time on a
+    # CPU, while width after pooling buys the accuracy (issue 3's tuning).
     x = inputs
-    for index, filters in enumerate((16, 32, 64), start=1):
+    for index, filters in enumerate((8, 48, 96), start=1):
         name = f"block{index}"
         x = layers.Conv2D(
             filters, 3, padding="same", use_bias=False, name=f"{name}_conv"
@@ -150,8 +154,10 @@ def build_model(architecture, *, input_shape=(32, 32, 3), num_classes=10):
             "`input_shape` must be (height, width, channels) of positive "
             f"integers. Received: input_shape={input_shape!r}"
         )
-    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or (
-        num_classes < 2
+    if (
+        isinstance(num_classes, bool)
+        or not isinstance(num_classes, int)
+        or (num_classes < 2)
     ):
         raise ValueError(
             "`num_classes` must be an integer of at least 2. Received: "
