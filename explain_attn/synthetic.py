@@ -35,6 +35,7 @@ from skimage import draw
 __all__ = [
     "CLASS_NAMES",
     "DEFAULT_CLUTTER",
+    "DEMO_TRAIN_SIZE",
     "SAMPLE_SEED",
     "SAMPLE_TEST_PER_CLASS",
     "SPLITS",
@@ -53,6 +54,9 @@ DEFAULT_CLUTTER = 0.4
 
 SAMPLE_SEED = 0
 """The seed of the bundled sample data (both splits)."""
+
+DEMO_TRAIN_SIZE = 10_000
+"""Images in the generated training split of the sample set (the demo)."""
 
 SAMPLE_TEST_PER_CLASS = 250
 """Images per class in the committed test split (``sample_data/``)."""

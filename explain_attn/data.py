@@ -1,0 +1,743 @@
+"""Image-classification data with optional foreground masks, and loaders.
+
+`load_dataset` reads the bundled sample set, CIFAR-10, a folder of images
+or an ``.npz`` file into one small value, `Dataset`, whose arrays are ready
+for a model: ``float32`` images in [0, 1], ``int64`` labels, ``bool``
+masks. Every problem with the input raises a `ValueError` that names the
+file or argument and says how to fix it.
+
+The folder layout (class names are the folder names, sorted)::
+
+    DIR/images/<class>/<name>.png    (also .jpg, .jpeg, .bmp)
+    DIR/masks/<class>/<name>.png     (optional; non-zero = foreground)
+
+A folder that holds ``train/`` and ``test/`` subfolders, each in this
+layout, has splits; any other folder or ``.npz`` is one set, and
+`train_test_datasets` holds out a stratified part of it for testing.
+"""
+
+import dataclasses
+import hashlib
+from pathlib import Path
+
+import numpy as np
+
+from explain_attn import synthetic
+
+__all__ = [
+    "IMAGE_SUFFIXES",
+    "Dataset",
+    "load_dataset",
+    "sample_data_directory",
+    "split_dataset",
+    "tf_dataset",
+    "train_test_datasets",
+]
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
+SPLITS = ("train", "test")
+
+_SHOWN = 3  # How many offending file names an error message lists.
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Dataset:
+    """Images, labels and optional foreground masks of one data set.
+
+    The constructor validates and converts; it never changes the arrays it
+    is given (a conversion makes a copy, a matching array is used as is).
+
+    Args:
+        images: ``(N, H, W, 3) float32`` in [0, 1].
+        labels: ``(N,) int64`` indices into ``class_names``.
+        masks: ``(N, H, W) bool`` foreground masks, or None.
+        class_names: The class names, one per label value.
+        name: A short name for reports, e.g. ``"sample"``.
+
+    Raises:
+        ValueError: If shapes disagree, values are NaN or outside [0, 1],
+            or labels fall outside ``class_names``.
+    """
+
+    images: np.ndarray
+    labels: np.ndarray
+    masks: np.ndarray | None
+    class_names: tuple
+    name: str = "dataset"
+
+    def __post_init__(self):
+        images = np.asarray(self.images, dtype=np.float32)
+        labels = np.asarray(self.labels)
+        class_names = tuple(str(name) for name in self.class_names)
+        if images.ndim != 4 or images.shape[-1] != 3 or len(images) == 0:
+            raise ValueError(
+                "`images` must be a non-empty (N, H, W, 3) array. Received: "
+                f"images.shape={images.shape} in {self.name!r}"
+            )
+        _check_unit_range(images, self.name)
+        if labels.shape != (len(images),) or not (
+            np.issubdtype(labels.dtype, np.integer)
+        ):
+            raise ValueError(
+                f"`labels` must be {len(images)} integers, one per image. "
+                f"Received: labels.shape={labels.shape}, labels.dtype="
+                f"{labels.dtype} in {self.name!r}"
+            )
+        labels = labels.astype(np.int64, copy=False)
+        _check_labels(labels, class_names, self.name)
+        masks = self.masks
+        if masks is not None:
+            masks = np.asarray(masks)
+            if masks.shape != images.shape[:3]:
+                raise ValueError(
+                    f"`masks` must have shape {images.shape[:3]} (one "
+                    f"(H, W) mask per image). Received: masks.shape="
+                    f"{masks.shape} in {self.name!r}"
+                )
+            masks = masks.astype(bool, copy=False)
+        object.__setattr__(self, "images", images)
+        object.__setattr__(self, "labels", labels)
+        object.__setattr__(self, "masks", masks)
+        object.__setattr__(self, "class_names", class_names)
+
+    def __len__(self):
+        return len(self.images)
+
+    @property
+    def image_shape(self):
+        """``(H, W, 3)``, the shape a model's input must have."""
+        return self.images.shape[1:]
+
+    @property
+    def num_classes(self):
+        return len(self.class_names)
+
+    def fingerprint(self):
+        """A stable SHA-256 hex digest of the arrays and class names.
+
+        Equal data give equal digests across runs and machines (the name is
+        not included), so a trained model can be cached under it.
+        """
+        digest = hashlib.sha256()
+        arrays = [self.images, self.labels]
+        if self.masks is not None:
+            arrays.append(self.masks)
+        for array in arrays:
+            array = np.ascontiguousarray(array)
+            digest.update(f"{array.dtype.str}{array.shape}".encode())
+            digest.update(array.tobytes())
+        digest.update(repr(self.masks is None).encode())
+        digest.update("\x00".join(self.class_names).encode())
+        return digest.hexdigest()
+
+    def take(self, indices, *, name=None):
+        """Returns the images at ``indices`` as a new `Dataset`."""
+        indices = np.asarray(indices, dtype=np.int64)
+        return Dataset(
+            self.images[indices],
+            self.labels[indices],
+            None if self.masks is None else self.masks[indices],
+            self.class_names,
+            self.name if name is None else name,
+        )
+
+
+def load_dataset(source, *, split="test", image_size=None, limit=None):
+    """Loads a data set from the sample set, CIFAR-10, a folder or a file.
+
+    Args:
+        source: One of:
+            - ``"sample"``: the bundled cluttered shapes. ``"test"`` reads
+              the committed files in ``sample_data/`` through the folder
+              loader (regenerated with `explain_attn.synthetic` when the
+              package was installed without them); ``"train"`` generates
+              `synthetic.DEMO_TRAIN_SIZE` images from the training stream.
+            - ``"cifar10"``: Keras' CIFAR-10 loader (downloads on first
+              use; no masks).
+            - a folder in the layout of this module's docstring, or one
+              with ``train/`` and ``test/`` subfolders in that layout;
+            - an ``.npz`` file with ``images`` ``(N, H, W[, C])``,
+              ``labels`` ``(N,)``, optional ``masks`` ``(N, H, W)`` and
+              optional ``class_names`` (default ``"0"``, ``"1"``, ...).
+        split: ``"train"`` or ``"test"``. A folder without split subfolders
+            and an ``.npz`` file are one set, returned whatever the split.
+        image_size: None to keep the size, an int ``S`` for ``S x S`` or
+            ``(height, width)``. Images are resized anti-aliased, masks by
+            nearest neighbour (scikit-image).
+        limit: None for all images, or a positive int: keep at most that
+            many, taking classes in turn (so small limits stay balanced) and
+            keeping the source order. For ``"sample"`` train, the first
+            ``limit`` generated images.
+
+    Returns:
+        A `Dataset`. Grayscale images become 3 channels, alpha is dropped,
+        8-bit values are divided by 255 and 16-bit ones by 65535.
+
+    Raises:
+        ValueError: For an unknown split, a bad ``limit`` or
+            ``image_size``, a missing path, an empty folder, missing class
+            folders, an unreadable image (named), images without masks or
+            masks without images, a mask whose size differs from its
+            image's, an ``.npz`` missing arrays or with mismatched lengths,
+            labels outside the class names, values NaN or outside [0, 1],
+            or CIFAR-10 that cannot be downloaded.
+    """
+    if split not in SPLITS:
+        raise ValueError(
+            f"Unknown split. Received: split={split!r}. Expected one of: "
+            f"{', '.join(SPLITS)}."
+        )
+    if limit is not None and (
+        isinstance(limit, bool)
+        or not isinstance(limit, int | np.integer)
+        or limit <= 0
+    ):
+        raise ValueError(
+            "`limit` must be a positive integer or None. Received: "
+            f"limit={limit!r}"
+        )
+    size = _check_image_size(image_size)
+    if isinstance(source, str) and source == "sample":
+        return _load_sample(split, size, limit)
+    if isinstance(source, str) and source == "cifar10":
+        return _load_cifar10(split, size, limit)
+    path = Path(source)
+    if not path.exists():
+        raise ValueError(
+            f"Data not found: {str(path)!r}. Expected 'sample', 'cifar10', "
+            "a folder DIR/images/<class>/<name>.png or an .npz file."
+        )
+    if path.is_dir():
+        if (path / split / "images").is_dir():
+            path = path / split
+        return _load_folder(path, size, limit, name=path.name)
+    if path.suffix.lower() == ".npz":
+        return _load_npz(path, size, limit)
+    raise ValueError(
+        f"Unsupported data file {str(path)!r}: expected a folder "
+        "DIR/images/<class>/<name>.png or an .npz file with 'images' and "
+        "'labels'."
+    )
+
+
+def sample_data_directory():
+    """The committed ``sample_data/`` folder, or None if it is absent.
+
+    It sits at the repository root, beside the package, in a source
+    checkout or an editable install. A wheel does not ship it; then
+    ``load_dataset("sample")`` regenerates the identical test split.
+    """
+    directory = Path(__file__).resolve().parent.parent / "sample_data"
+    return directory if (directory / "images").is_dir() else None
+
+
+def split_dataset(dataset, *, test_fraction=0.2, seed=0):
+    """Splits a `Dataset` into stratified train and test parts.
+
+    Every class puts ``round(test_fraction * count)`` of its images (at
+    least one when it has two or more) into the test part, chosen by a
+    seeded shuffle; both parts keep the original order.
+
+    Args:
+        dataset: The `Dataset` to split.
+        test_fraction: Fraction in (0, 1) held out for testing.
+        seed: Seed of the shuffle.
+
+    Returns:
+        ``(train, test)`` Datasets named ``"<name>:train"`` and
+        ``"<name>:test"``.
+
+    Raises:
+        ValueError: If ``test_fraction`` is outside (0, 1) or either part
+            would be empty.
+    """
+    if not 0.0 < test_fraction < 1.0:
+        raise ValueError(
+            "`test_fraction` must be in (0, 1). Received: "
+            f"test_fraction={test_fraction!r}"
+        )
+    rng = np.random.default_rng(seed)
+    test = []
+    for label in np.unique(dataset.labels):
+        members = np.flatnonzero(dataset.labels == label)
+        count = round(test_fraction * len(members))
+        if len(members) >= 2:
+            count = min(max(count, 1), len(members) - 1)
+        test.extend(rng.permutation(members)[:count])
+    is_test = np.zeros(len(dataset), bool)
+    is_test[test] = True
+    if is_test.all() or not is_test.any():
+        raise ValueError(
+            f"Cannot split {dataset.name!r} ({len(dataset)} images) into "
+            "non-empty train and test parts. Add images or provide a test "
+            "split (DIR/train and DIR/test)."
+        )
+    return (
+        dataset.take(np.flatnonzero(~is_test), name=f"{dataset.name}:train"),
+        dataset.take(np.flatnonzero(is_test), name=f"{dataset.name}:test"),
+    )
+
+
+def train_test_datasets(
+    source, *, image_size=None, limit=None, test_fraction=0.2, seed=0
+):
+    """Loads training and test data for `source`, as the CLI does.
+
+    ``"sample"``, ``"cifar10"`` and folders with ``train/`` and ``test/``
+    use their own splits; any other folder or ``.npz`` is split with
+    `split_dataset`. ``limit`` applies to each loaded set.
+
+    Returns:
+        ``(train, test)`` Datasets.
+    """
+    path = None if source in ("sample", "cifar10") else Path(source)
+    if path is None or (path / "train" / "images").is_dir():
+        train = load_dataset(
+            source, split="train", image_size=image_size, limit=limit
+        )
+        test = load_dataset(
+            source, split="test", image_size=image_size, limit=limit
+        )
+        return train, test
+    dataset = load_dataset(source, image_size=image_size, limit=limit)
+    return split_dataset(dataset, test_fraction=test_fraction, seed=seed)
+
+
+def tf_dataset(dataset, *, batch_size=64, shuffle=False, seed=0):
+    """A batched, prefetched `tf.data.Dataset` of ``(images, labels)``.
+
+    Args:
+        dataset: A `Dataset`.
+        batch_size: Positive batch size; the last batch may be smaller.
+        shuffle: Reshuffle every epoch, with all images in the buffer.
+        seed: The shuffle's seed: equal seeds give equal orders.
+
+    Returns:
+        A `tf.data.Dataset` yielding ``float32 (B, H, W, 3)`` and
+        ``int64 (B,)``. The arrays are copied into TensorFlow.
+    """
+    import tensorflow as tf
+
+    if (
+        isinstance(batch_size, bool)
+        or not isinstance(batch_size, int)
+        or (batch_size < 1)
+    ):
+        raise ValueError(
+            "`batch_size` must be a positive integer. Received: "
+            f"batch_size={batch_size!r}"
+        )
+    pipeline = tf.data.Dataset.from_tensor_slices(
+        (dataset.images, dataset.labels)
+    )
+    if shuffle:
+        pipeline = pipeline.shuffle(
+            len(dataset), seed=seed, reshuffle_each_iteration=True
+        )
+    return pipeline.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+
+
+# ---------------------------------------------------------------- sources
+
+
+def _load_sample(split, size, limit):
+    if split == "train":
+        images, labels, masks = synthetic.generate(
+            synthetic.DEMO_TRAIN_SIZE if limit is None else int(limit),
+            split="train",
+            seed=synthetic.SAMPLE_SEED,
+            clutter=synthetic.DEFAULT_CLUTTER,
+        )
+        return _finish(
+            images, labels, masks, synthetic.CLASS_NAMES, "sample", size
+        )
+    directory = sample_data_directory()
+    if directory is not None:
+        return _load_folder(directory, size, limit, name="sample")
+    images, labels, masks, _ = synthetic.sample_test_split()
+    keep = _balanced(labels, limit)
+    return _finish(
+        images[keep],
+        labels[keep],
+        masks[keep],
+        synthetic.CLASS_NAMES,
+        "sample",
+        size,
+    )
+
+
+def _load_cifar10(split, size, limit):
+    import keras
+
+    try:
+        train, test = keras.datasets.cifar10.load_data()
+    except Exception as error:  # Download errors come in many types.
+        message = " ".join(str(error).split())[:160]
+        raise ValueError(
+            "Could not load CIFAR-10: it is downloaded on first use and "
+            f"this failed ({type(error).__name__}: {message}). Connect to "
+            "the internet once (it is then cached in ~/.keras/datasets), "
+            "or use --data sample or your own folder."
+        ) from None
+    images, labels = train if split == "train" else test
+    labels = np.asarray(labels).reshape(-1)
+    keep = _balanced(labels, limit)
+    names = (
+        "airplane",
+        "automobile",
+        "bird",
+        "cat",
+        "deer",
+        "dog",
+        "frog",
+        "horse",
+        "ship",
+        "truck",
+    )
+    return _finish(images[keep], labels[keep], None, names, "cifar10", size)
+
+
+def _load_folder(directory, size, limit, *, name):
+    shown = str(directory)
+    if not any(directory.iterdir()):
+        raise ValueError(
+            f"Data folder {shown!r} is empty. Put images in "
+            f"{shown}/images/<class>/<name>.png (masks, optional, in "
+            f"{shown}/masks/<class>/<name>.png)."
+        )
+    image_root = directory / "images"
+    classes = (
+        sorted(
+            p.name
+            for p in image_root.iterdir()
+            if p.is_dir() and not p.name.startswith(".")
+        )
+        if image_root.is_dir()
+        else []
+    )
+    if not classes:
+        raise ValueError(
+            f"No class folders in {str(image_root)!r}. Expected one folder "
+            "per class: DIR/images/<class>/<name>.png (and optional "
+            "DIR/masks/<class>/<name>.png)."
+        )
+    files = []  # (relative path without suffix, path, label)
+    for label, class_name in enumerate(classes):
+        found = _image_files(image_root / class_name)
+        if not found:
+            raise ValueError(
+                f"Class folder {str(image_root / class_name)!r} has no "
+                f"images ({', '.join(IMAGE_SUFFIXES)}). Add images or "
+                "remove the folder."
+            )
+        files.extend((f"{class_name}/{p.stem}", p, label) for p in found)
+    mask_root = directory / "masks"
+    mask_paths = None
+    if mask_root.is_dir():
+        mask_paths = _match_masks(mask_root, files, classes)
+    labels = np.array([label for _, _, label in files], np.int64)
+    keep = _balanced(labels, limit)
+    images, masks = [], []
+    for index in keep:
+        key, path, _ = files[index]
+        image = _read_image(path)
+        images.append(image)
+        if mask_paths is not None:
+            mask = _read_mask(mask_paths[key])
+            if mask.shape != image.shape[:2]:
+                raise ValueError(
+                    f"Mask {str(mask_paths[key])!r} is {_hw(mask.shape)} but "
+                    f"its image {str(path)!r} is {_hw(image.shape)}. Save "
+                    "the mask at the image's size."
+                )
+            masks.append(mask)
+    if size is None:
+        shapes = {image.shape[:2] for image in images}
+        if len(shapes) > 1:
+            first, second = sorted(shapes)[:2]
+            raise ValueError(
+                f"Images in {shown!r} have different sizes (e.g. "
+                f"{_hw(first)} and {_hw(second)}). Pass image_size "
+                "(--image-size) to resize them all."
+            )
+    else:
+        images = [_resize_image(image, size) for image in images]
+        masks = [_resize_mask(mask, size) for mask in masks]
+    return Dataset(
+        np.stack(images),
+        labels[keep],
+        np.stack(masks) if mask_paths is not None else None,
+        tuple(classes),
+        name,
+    )
+
+
+def _image_files(folder):
+    found = []
+    for path in sorted(folder.iterdir()):
+        if path.name.startswith(".") or path.is_dir():
+            continue
+        if path.suffix.lower() not in IMAGE_SUFFIXES:
+            raise ValueError(
+                f"Unsupported file {str(path)!r}: images must end in "
+                f"{', '.join(IMAGE_SUFFIXES)}. Convert it or move it out of "
+                "the data folder."
+            )
+        found.append(path)
+    return found
+
+
+def _match_masks(mask_root, files, classes):
+    masks = {}
+    for class_name in sorted(p.name for p in mask_root.iterdir() if p.is_dir()):
+        for path in sorted((mask_root / class_name).iterdir()):
+            if path.is_file() and not path.name.startswith("."):
+                masks[f"{class_name}/{path.stem}"] = path
+    keys = {key for key, _, _ in files}
+    missing = sorted(keys - masks.keys())
+    orphans = sorted(masks.keys() - keys)
+    if missing:
+        raise ValueError(
+            f"{len(missing)} image(s) have no mask in {str(mask_root)!r}, "
+            f"e.g. {', '.join(missing[:_SHOWN])}. Add "
+            "masks/<class>/<name>.png for each image, or remove the masks "
+            "folder to load without masks."
+        )
+    if orphans:
+        raise ValueError(
+            f"{len(orphans)} mask(s) in {str(mask_root)!r} have no image, "
+            f"e.g. {', '.join(orphans[:_SHOWN])}. Remove them or add "
+            "images/<class>/<name>.<ext> for each."
+        )
+    return masks
+
+
+def _load_npz(path, size, limit):
+    shown = str(path)
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            arrays = {key: archive[key] for key in archive.files}
+    except Exception as error:  # Bad zip, pickled objects, bad headers.
+        raise ValueError(
+            f"Cannot read {shown!r} as an .npz file ({type(error).__name__}:"
+            f" {' '.join(str(error).split())[:120]}). Save it with "
+            "numpy.savez(path, images=..., labels=..., class_names=...)."
+        ) from None
+    missing = [key for key in ("images", "labels") if key not in arrays]
+    if missing:
+        raise ValueError(
+            f"{shown!r} lacks the array(s) {', '.join(missing)}; it has "
+            f"{', '.join(sorted(arrays)) or 'none'}. Save it with "
+            "numpy.savez(path, images=..., labels=..., masks=..., "
+            "class_names=...)."
+        )
+    images, labels = arrays["images"], arrays["labels"]
+    masks = arrays.get("masks")
+    labels = np.asarray(labels).reshape(-1) if labels.ndim == 2 else labels
+    lengths = {"images": len(images), "labels": len(labels)}
+    if masks is not None:
+        lengths["masks"] = len(masks)
+    if len(set(lengths.values())) > 1:
+        counts = ", ".join(f"{key}={n}" for key, n in lengths.items())
+        raise ValueError(
+            f"Arrays in {shown!r} have different lengths ({counts}); "
+            "expected one label (and mask) per image."
+        )
+    if not np.issubdtype(labels.dtype, np.integer):
+        raise ValueError(
+            f"`labels` in {shown!r} must be integers. Received: "
+            f"labels.dtype={labels.dtype}"
+        )
+    if "class_names" in arrays:
+        class_names = tuple(str(n) for n in arrays["class_names"].reshape(-1))
+    else:
+        count = int(labels.max()) + 1 if len(labels) else 0
+        class_names = tuple(str(n) for n in range(max(count, 1)))
+    _check_labels(labels, class_names, shown)
+    if masks is not None and masks.shape != images.shape[:3]:
+        raise ValueError(
+            f"`masks` in {shown!r} must have shape {images.shape[:3]} to "
+            f"match the images. Received: masks.shape={masks.shape}"
+        )
+    keep = _balanced(labels, limit)
+    return _finish(
+        images[keep],
+        labels[keep],
+        None if masks is None else masks[keep] != 0,
+        class_names,
+        path.stem,
+        size,
+    )
+
+
+# ---------------------------------------------------------------- helpers
+
+
+def _finish(images, labels, masks, class_names, name, size):
+    """Scales and converts an image array, resizes it, and validates."""
+    images = _to_rgb_float(np.asarray(images), name, batched=True)
+    if size is not None and images.shape[1:3] != size:
+        images = np.stack([_resize_image(image, size) for image in images])
+        if masks is not None:
+            masks = np.stack([_resize_mask(mask, size) for mask in masks])
+    return Dataset(images, labels, masks, tuple(class_names), name)
+
+
+def _to_rgb_float(array, source, *, batched):
+    """``(H, W[, C])`` or ``(N, H, W[, C])`` any dtype -> float RGB [0, 1]."""
+    if array.dtype == np.uint8:
+        array = array.astype(np.float32) / 255.0
+    elif array.dtype == np.uint16:
+        array = array.astype(np.float32) / 65535.0
+    elif np.issubdtype(array.dtype, np.floating):
+        array = array.astype(np.float32, copy=False)
+    else:
+        raise ValueError(
+            f"Images in {source!r} must be uint8, uint16 or floats in "
+            f"[0, 1]. Received: dtype={array.dtype}. Convert them, e.g. to "
+            "uint8."
+        )
+    if not batched:
+        array = array[None]
+    if array.ndim == 3:
+        array = array[..., None]
+    if array.ndim != 4 or array.shape[-1] not in (1, 2, 3, 4):
+        raise ValueError(
+            f"Images in {source!r} must be (N, H, W), (N, H, W, 1), "
+            f"(N, H, W, 3) or (N, H, W, 4). Received: shape={array.shape}"
+        )
+    if array.shape[-1] in (1, 2):  # Gray, gray + alpha.
+        array = np.repeat(array[..., :1], 3, axis=-1)
+    array = array[..., :3]  # Drops alpha.
+    _check_unit_range(array, source)
+    return array if batched else array[0]
+
+
+def _check_unit_range(images, source):
+    if np.isnan(images).any():
+        raise ValueError(
+            f"Images in {source!r} contain NaN. Clean or drop those images."
+        )
+    low, high = float(images.min()), float(images.max())
+    if low < 0.0 or high > 1.0:
+        raise ValueError(
+            f"Image values in {source!r} must lie in [0, 1] after scaling. "
+            f"Received: min={low:g}, max={high:g}. Store uint8 (0-255) or "
+            "floats divided by their maximum."
+        )
+
+
+def _check_labels(labels, class_names, source):
+    outside = (labels < 0) | (labels >= len(class_names))
+    if outside.any():
+        raise ValueError(
+            f"Labels in {source!r} must be in [0, {len(class_names) - 1}] "
+            f"(one per class name). Received: "
+            f"{sorted(set(labels[outside].tolist()))[:_SHOWN]} with "
+            f"class_names={list(class_names)[:10]}. Fix the labels or "
+            "class_names."
+        )
+
+
+def _check_image_size(image_size):
+    if image_size is None:
+        return None
+    size = (
+        (image_size, image_size)
+        if isinstance(image_size, int | np.integer)
+        and not isinstance(image_size, bool)
+        else image_size
+    )
+    try:
+        size = tuple(size)
+    except TypeError:
+        size = ()
+    if len(size) != 2 or any(
+        isinstance(n, bool) or not isinstance(n, int | np.integer) or n < 1
+        for n in size
+    ):
+        raise ValueError(
+            "`image_size` must be None, a positive int or (height, width). "
+            f"Received: image_size={image_size!r}"
+        )
+    return (int(size[0]), int(size[1]))
+
+
+def _balanced(labels, limit):
+    """Indices of at most ``limit`` items taking classes in turn, sorted."""
+    if limit is None or limit >= len(labels):
+        return np.arange(len(labels))
+    rank = np.empty(len(labels), np.int64)
+    for label in np.unique(labels):
+        members = np.flatnonzero(labels == label)
+        rank[members] = np.arange(len(members))
+    order = np.lexsort((labels, rank))
+    return np.sort(order[:limit])
+
+
+def _read_image(path):
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as image:
+            image.load()
+            mode = image.mode
+            if mode == "P":
+                image = image.convert("RGBA")
+            elif mode == "CMYK" or mode == "YCbCr":
+                image = image.convert("RGB")
+            elif mode in ("1", "I", "F") or mode.startswith("I;"):
+                image = image if mode != "1" else image.convert("L")
+            array = np.asarray(image)
+    except (OSError, UnidentifiedImageError, ValueError) as error:
+        raise ValueError(
+            f"Cannot read image {str(path)!r}: it is corrupt or not an image "
+            f"({' '.join(str(error).split())[:100]}). Replace or remove it."
+        ) from None
+    if array.dtype == np.int32:  # PIL's mode "I": 16-bit grayscale.
+        array = array.astype(np.uint16)
+    return _to_rgb_float(array, str(path), batched=False)
+
+
+def _read_mask(path):
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as image:
+            image.load()
+            if image.mode == "P":
+                image = image.convert("RGB")
+            array = np.asarray(image)
+    except (OSError, UnidentifiedImageError, ValueError) as error:
+        raise ValueError(
+            f"Cannot read mask {str(path)!r}: it is corrupt or not an image "
+            f"({' '.join(str(error).split())[:100]}). Replace or remove it."
+        ) from None
+    if array.ndim == 3:
+        array = array[..., : 1 if array.shape[-1] == 2 else 3].any(axis=-1)
+    return array != 0
+
+
+def _resize_image(image, size):
+    from skimage.transform import resize
+
+    if image.shape[:2] == size:
+        return image
+    resized = resize(
+        image, size, order=1, anti_aliasing=True, preserve_range=True
+    )
+    return np.clip(resized, 0.0, 1.0).astype(np.float32)
+
+
+def _resize_mask(mask, size):
+    from skimage.transform import resize
+
+    if mask.shape == size:
+        return mask
+    return resize(
+        mask, size, order=0, anti_aliasing=False, preserve_range=True
+    ).astype(bool)
+
+
+def _hw(shape):
+    return f"{shape[0]}x{shape[1]}"
