@@ -124,3 +124,74 @@ def nested_gate_model():
     x = keras.layers.Dense(3, name="logits")(x)
     outputs = keras.layers.Activation("softmax", name="softmax")(x)
     return keras.Model(inputs, outputs, name="outer")
+
+
+XSS_CLASS = "<script>alert(1)</script>"
+REPORT_SHAPE = (16, 16, 3)
+
+
+@pytest.fixture(scope="session")
+def report_inputs(tmp_path_factory):
+    """Two tiny saved models and an .npz dataset with masks for reports.
+
+    A class name carries a script payload, to check escaping.
+    """
+    from explain_attn import build_model, save_model
+
+    folder = tmp_path_factory.mktemp("report_inputs")
+    keras.utils.set_random_seed(7)
+    paths = {}
+    for role, architecture in (
+        ("attention", "small_attention"),
+        ("baseline", "small_convnet"),
+    ):
+        model = build_model(
+            architecture, input_shape=REPORT_SHAPE, num_classes=2
+        )
+        paths[role] = folder / f"{role}.keras"
+        save_model(model, paths[role])
+    rng = np.random.default_rng(8)
+    count = 12
+    images = rng.random((count, *REPORT_SHAPE), dtype=np.float32)
+    masks = np.zeros((count, 16, 16), bool)
+    for index in range(count):
+        row, column = rng.integers(0, 10, size=2)
+        masks[index, row : row + 6, column : column + 6] = True
+        images[index][masks[index]] *= 0.3
+    labels = np.arange(count) % 2
+    paths["data"] = folder / "data.npz"
+    np.savez(
+        paths["data"],
+        images=images,
+        labels=labels,
+        masks=masks,
+        class_names=np.array(["plain", XSS_CLASS]),
+    )
+    paths["data_without_masks"] = folder / "no_masks.npz"
+    np.savez(
+        paths["data_without_masks"],
+        images=images,
+        labels=labels,
+        class_names=np.array(["plain", XSS_CLASS]),
+    )
+    return paths
+
+
+@pytest.fixture(scope="session")
+def tiny_report(report_inputs, tmp_path_factory):
+    """A report built and rendered once from `report_inputs`."""
+    from explain_attn.rendering import render_html
+    from explain_attn.report import build_report, write_json
+
+    report = build_report(
+        str(report_inputs["data"]),
+        attention_models=[str(report_inputs["attention"])],
+        baseline_model=str(report_inputs["baseline"]),
+        num_examples=3,
+        seed=0,
+        verbose=0,
+    )
+    folder = tmp_path_factory.mktemp("report")
+    render_html(report, folder / "report.html")
+    write_json(report, folder / "report.json")
+    return report, folder / "report.html", folder / "report.json"
