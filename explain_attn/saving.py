@@ -36,11 +36,15 @@ def check_writable(path):
             f"Cannot write {str(path)!r}: the directory {str(directory)!r} "
             "does not exist. Create it first or choose another output path."
         )
-    if not os.access(directory, os.W_OK):
+    try:  # A real probe: permissions, read-only file systems, quotas.
+        handle, probe = tempfile.mkstemp(dir=directory, prefix=".probe.")
+    except OSError as error:
         raise ValueError(
             f"Cannot write {str(path)!r}: the directory {str(directory)!r} "
-            "is not writable. Choose another output path."
-        )
+            f"is not writable ({error.strerror}). Choose another output path."
+        ) from None
+    os.close(handle)
+    os.remove(probe)
 
 
 @contextlib.contextmanager
