@@ -355,7 +355,9 @@ def _load_sample(split, size, limit):
     if directory is not None:
         return _load_folder(directory, size, limit, name="sample")
     images, labels, masks, _ = synthetic.sample_test_split()
-    keep = _balanced(labels, limit)
+    # The folder loader's order: by class, then by name (= stream index).
+    by_class = np.argsort(labels, kind="stable")
+    keep = by_class[_balanced(labels[by_class], limit)]
     return _finish(
         images[keep],
         labels[keep],
