@@ -11,13 +11,9 @@ import os
 import sys
 from pathlib import Path
 
-# This process is a command line tool: keep TensorFlow's C++ start-up logs
-# off its stderr unless the user asked for them.
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+import click
 
-import click  # noqa: E402
-
-from explain_attn import __version__  # noqa: E402
+from explain_attn import __version__
 
 
 class InputError(click.ClickException):
@@ -30,11 +26,40 @@ def _one_line(message):
     return " ".join(str(message).split())
 
 
+def _import_tensorflow_quietly():
+    """Imports TensorFlow with its C++ start-up logs kept off stderr.
+
+    TensorFlow 2.21 logs through absl before any log level applies
+    (``TF_CPP_MIN_LOG_LEVEL`` does not silence these lines), which would
+    break the promise of one line on stderr for bad input. The process's
+    file descriptor 2 points to /dev/null while TensorFlow imports and
+    initialises its devices; Python errors raised meanwhile still reach the
+    user, because the descriptor is restored before they propagate. Set
+    ``EXPLAIN_ATTN_TF_LOGS=1`` to see the logs.
+    """
+    if "tensorflow" in sys.modules or os.environ.get("EXPLAIN_ATTN_TF_LOGS"):
+        return
+    saved = os.dup(2)
+    try:
+        silent = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(silent, 2)
+        os.close(silent)
+        import keras  # noqa: F401
+        import tensorflow as tf
+
+        tf.config.list_physical_devices()
+        tf.constant(0.0).numpy()
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
 def _user_errors(function):
     """Turns library input errors into a one-line `InputError`."""
 
     @functools.wraps(function)
     def wrapper(*args, **kwargs):
+        _import_tensorflow_quietly()
         try:
             return function(*args, **kwargs)
         except (ValueError, TypeError) as error:
