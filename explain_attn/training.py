@@ -1,8 +1,10 @@
 """Seeded training and evaluation of Keras classifiers on a `Dataset`.
 
 The demo defaults below were measured on the sample data on a 2-core CPU
-(issue 3): ``small_convnet`` and ``small_attention`` each pass 85 % test
-accuracy and train in about 80 s together.
+shared with other jobs (issue 3): ``small_convnet`` reached 90.1 % test
+accuracy in about 35 s and ``small_attention`` 92.0 % in about 53 s. Trained
+on the same images with the objects left out, ``small_convnet`` scores
+24.4 % (chance is 25 %).
 """
 
 import keras
