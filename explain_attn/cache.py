@@ -76,8 +76,7 @@ def train_or_load(
         ``"trained"``), ``seconds_per_epoch``, ``history`` (a dict of lists)
         and ``key``.
     """
-    from explain_attn.models import build_model
-    from explain_attn.training import train
+    from explain_attn.training import train_architecture
 
     settings = {
         "architecture": architecture,
@@ -99,14 +98,9 @@ def train_or_load(
         model, meta = cached
         return model, {**meta, "source": "cache", "key": key}
 
-    model = build_model(
-        architecture,
-        input_shape=train_data.images.shape[1:],
-        num_classes=len(train_data.class_names),
-    )
     start = time.perf_counter()
-    history = train(
-        model,
+    model, history = train_architecture(
+        architecture,
         train_data,
         validation_data=validation_data,
         epochs=epochs,

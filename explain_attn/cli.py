@@ -185,6 +185,12 @@ def _layer_line(row):
     help="Also compute Grad-CAM at the default layer (predicted class).",
 )
 @click.option(
+    "--image-size",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Resize images to SIZE x SIZE [default: keep their size].",
+)
+@click.option(
     "--limit",
     type=click.IntRange(min=1),
     default=None,
@@ -211,6 +217,7 @@ def maps_command(
     split,
     layer_names,
     with_grad_cam,
+    image_size,
     limit,
     batch_size,
     output,
@@ -231,7 +238,9 @@ def maps_command(
             f"--output must end in '.npz'. Received: --output {output}"
         )
     model = load_model(model_path, safe_mode=not unsafe_load)
-    dataset = load_dataset(data_source, split=split, limit=limit)
+    dataset = load_dataset(
+        data_source, split=split, image_size=image_size, limit=limit
+    )
     summary = export_maps(
         model,
         dataset,
@@ -286,6 +295,12 @@ def maps_command(
     show_default=True,
     help="Test images shown in the gallery.",
 )
+@click.option(
+    "--image-size",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Resize images to SIZE x SIZE [default: keep their size].",
+)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option(
     "--output",
@@ -303,6 +318,7 @@ def report_command(
     layer_names,
     epochs,
     num_examples,
+    image_size,
     seed,
     output,
     unsafe_load,
@@ -332,6 +348,7 @@ def report_command(
         layers=list(layer_names) or None,
         epochs=epochs,
         num_examples=num_examples,
+        image_size=image_size,
         seed=seed,
         safe_mode=not unsafe_load,
         command_line=" ".join(["explain-attn", *sys.argv[1:]]),

@@ -691,7 +691,12 @@ def _read_image(path):
             elif mode in ("1", "I", "F") or mode.startswith("I;"):
                 image = image if mode != "1" else image.convert("L")
             array = np.asarray(image)
-    except (OSError, UnidentifiedImageError, ValueError) as error:
+    except (
+        OSError,
+        UnidentifiedImageError,
+        ValueError,
+        Image.DecompressionBombError,
+    ) as error:
         raise ValueError(
             f"Cannot read image {str(path)!r}: it is corrupt or not an image "
             f"({' '.join(str(error).split())[:100]}). Replace or remove it."
@@ -710,7 +715,12 @@ def _read_mask(path):
             if image.mode == "P":
                 image = image.convert("RGB")
             array = np.asarray(image)
-    except (OSError, UnidentifiedImageError, ValueError) as error:
+    except (
+        OSError,
+        UnidentifiedImageError,
+        ValueError,
+        Image.DecompressionBombError,
+    ) as error:
         raise ValueError(
             f"Cannot read mask {str(path)!r}: it is corrupt or not an image "
             f"({' '.join(str(error).split())[:100]}). Replace or remove it."

@@ -95,6 +95,7 @@ def build_report(
     num_examples=8,
     seed=0,
     batch_size=128,
+    image_size=None,
     cache_dir=None,
     safe_mode=True,
     verbose=1,
@@ -109,8 +110,11 @@ def build_report(
 
     Args:
         data: ``"sample"``, ``"cifar10"``, an image folder or an ``.npz``
-            file (see `explain_attn.data.load_dataset`); its test split is
-            evaluated.
+            file (see `explain_attn.data.load_dataset`). With given models
+            its test split (a folder or file without splits: all of it) is
+            evaluated; for the demo, `explain_attn.data.train_test_datasets`
+            gives the training and test splits (a held-out 20 % where the
+            data has no splits).
         attention_models: Paths of ``.keras`` attention models.
         baseline_model: Path of the ``.keras`` baseline model, whose
             Grad-CAM the attention maps are compared with.
@@ -120,6 +124,7 @@ def build_report(
         num_examples: Images in the gallery.
         seed: Seed of training, bootstrap intervals and the gallery.
         batch_size: Images per forward pass.
+        image_size: Resize the images to ``image_size`` x ``image_size``.
         cache_dir: Folder of the trained-model cache.
         safe_mode: Keras safe mode when loading models.
         verbose: 0 for silence, 1 for progress bars.
@@ -149,7 +154,15 @@ def build_report(
         )
     say = log if verbose else _silent
 
-    test = data_module.load_dataset(data, split="test")
+    if given:
+        test = data_module.load_dataset(
+            data, split="test", image_size=image_size
+        )
+        train = None
+    else:
+        train, test = data_module.train_test_datasets(
+            data, image_size=image_size, seed=seed
+        )
     say(
         f"Data: {test.name}, {len(test.labels)} test images of "
         f"{test.images.shape[1:]}, {len(test.class_names)} classes"
@@ -158,7 +171,7 @@ def build_report(
     if given:
         models = _load_models(attention_models, baseline_model, safe_mode, say)
     else:
-        models = _train_demo(data, test, epochs, seed, cache_dir, verbose, say)
+        models = _train_demo(train, test, epochs, seed, cache_dir, verbose, say)
 
     explanations = _explanations(models, layers)
     evaluation = _evaluate(models, explanations, test, batch_size, verbose)
@@ -239,11 +252,9 @@ def _load_models(attention_paths, baseline_path, safe_mode, say):
     return models
 
 
-def _train_demo(data, test, epochs, seed, cache_dir, verbose, say):
+def _train_demo(train, test, epochs, seed, cache_dir, verbose, say):
     from explain_attn import cache, training
-    from explain_attn.data import load_dataset
 
-    train = load_dataset(data, split="train")
     epochs = epochs or training.DEMO_EPOCHS
     models = []
     for role in ("baseline", "attention"):
