@@ -330,9 +330,9 @@ def report_command(
     sample data, evaluates both on its test split, and writes report.html
     and report.json. The last line printed is the report's path.
     """
-    from explain_attn.rendering import render_html
+    from explain_attn.rendering import report_html
     from explain_attn.report import build_report, write_json
-    from explain_attn.saving import check_writable
+    from explain_attn.saving import atomic_path, check_writable
 
     output_path = Path(output)
     if output_path.suffix.lower() not in (".html", ".htm"):
@@ -354,8 +354,11 @@ def report_command(
         command_line=" ".join(["explain-attn", *sys.argv[1:]]),
         log=click.echo,
     )
+    # Render first: an error or Ctrl-C while rendering writes nothing.
+    html = report_html(report)
     write_json(report, json_path)
-    render_html(report, output_path)
+    with atomic_path(output_path) as temporary:
+        temporary.write_text(html, encoding="utf-8")
     click.echo(f"Numbers: {json_path}")
     click.echo(str(output_path))
 

@@ -6,7 +6,12 @@ from pathlib import Path
 
 import jinja2
 
-__all__ = ["render_html", "template_directory", "template_environment"]
+__all__ = [
+    "render_html",
+    "report_html",
+    "template_directory",
+    "template_environment",
+]
 
 
 def template_directory():
@@ -77,6 +82,10 @@ def _percent_interval(summary):
 def render_html(report, path):
     """Writes ``report`` as one self-contained HTML file, atomically.
 
+    The page is rendered completely (see `report_html`) before the file is
+    written, so an error or an interruption leaves no partial file and an
+    existing one untouched.
+
     Figures are PNG ``data:`` URIs, CSS is inline, and nothing refers to
     another file or URL, so the file can be mailed. Every string that came
     from the user (class, file, layer and model names) is escaped by the
@@ -86,9 +95,17 @@ def render_html(report, path):
         report: A `explain_attn.report.Report`.
         path: The ``.html`` file to write.
     """
+    from explain_attn.saving import atomic_path
+
+    html = report_html(report)
+    with atomic_path(path) as temporary:
+        temporary.write_text(html, encoding="utf-8")
+
+
+def report_html(report):
+    """Returns the report's self-contained HTML page as a string."""
     from explain_attn import figures
     from explain_attn.metrics import METRIC_DEFINITIONS
-    from explain_attn.saving import atomic_path
 
     data = report.data
     explanations = data["explanations"]
@@ -152,9 +169,7 @@ def render_html(report, path):
         "gallery": gallery,
         "models_by_key": models,
     }
-    html = template_environment().get_template("report.html").render(context)
-    with atomic_path(path) as temporary:
-        temporary.write_text(html, encoding="utf-8")
+    return template_environment().get_template("report.html").render(context)
 
 
 def _short_label(label):
