@@ -81,8 +81,11 @@ def run(*, warm_rounds):
                     high=float("nan"),
                     unit="s",
                     goal="<= 180 s cold, <= 30 s warm",
-                    met=False,
-                    note=f"pending: the command does not run yet ({error})",
+                    met=None,
+                    note=(
+                        "pending, not measured: the command does not run "
+                        f"yet in this checkout ({error})"
+                    ),
                 )
             ]
     median, low, high = spread(warm)
