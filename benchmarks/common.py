@@ -142,11 +142,11 @@ def _version(distribution):
         return "not installed"
 
 
-def _git_commit():
+def _git(*arguments):
     root = Path(__file__).resolve().parent.parent
     try:
         result = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"],
+            ["git", *arguments],
             cwd=root,
             capture_output=True,
             text=True,
@@ -154,8 +154,20 @@ def _git_commit():
             timeout=10,
         )
     except (OSError, subprocess.SubprocessError):
+        return None
+    return result.stdout
+
+
+def _git_commit():
+    """The commit, and the library files that differ from it."""
+    commit = _git("rev-parse", "--short", "HEAD")
+    if commit is None:
         return "unknown"
-    return result.stdout.strip()
+    changed = _git("status", "--porcelain", "--", "explain_attn", "templates")
+    files = [line[3:] for line in (changed or "").splitlines()]
+    if not files:
+        return commit.strip()
+    return f"{commit.strip()} plus uncommitted changes to {', '.join(files)}"
 
 
 def machine_info():
