@@ -309,6 +309,19 @@ def maps_command(
     show_default=True,
     help="The HTML report; the numbers go beside it as .json.",
 )
+@click.option(
+    "--no-faithfulness",
+    is_flag=True,
+    help="Skip the Faithfulness section (attention interventions, "
+    "randomisation checks, deletion curves) when time matters.",
+)
+@click.option(
+    "--spurious-correlation",
+    type=click.FloatRange(0.0, 1.0),
+    default=None,
+    help="Demo on --data sample only: probability that a training image's "
+    "background tint gives its class away; the test split stays clean.",
+)
 @_unsafe_load_option
 @_user_errors
 def report_command(
@@ -321,6 +334,8 @@ def report_command(
     image_size,
     seed,
     output,
+    no_faithfulness,
+    spurious_correlation,
     unsafe_load,
 ):
     """Compare attention maps with the baseline's Grad-CAM in an HTML report.
@@ -353,6 +368,8 @@ def report_command(
         safe_mode=not unsafe_load,
         command_line=" ".join(["explain-attn", *sys.argv[1:]]),
         log=click.echo,
+        faithfulness=not no_faithfulness,
+        spurious_correlation=spurious_correlation,
     )
     # Render first: an error or Ctrl-C while rendering writes nothing.
     html = report_html(report)

@@ -142,7 +142,14 @@ class Dataset:
         )
 
 
-def load_dataset(source, *, split="test", image_size=None, limit=None):
+def load_dataset(
+    source,
+    *,
+    split="test",
+    image_size=None,
+    limit=None,
+    spurious_correlation=None,
+):
     """Loads a data set from the sample set, CIFAR-10, a folder or a file.
 
     Args:
@@ -168,6 +175,10 @@ def load_dataset(source, *, split="test", image_size=None, limit=None):
             many, taking classes in turn (so small limits stay balanced) and
             keeping the source order. For ``"sample"`` train, the first
             ``limit`` generated images.
+        spurious_correlation: ``"sample"`` only: ``None`` for the data as
+            shipped, or a probability in [0, 1] that a training image's
+            background tint is the one tied to its class
+            (`synthetic.generate`); the test split is never affected.
 
     Returns:
         A `Dataset`. Grayscale images become 3 channels, alpha is dropped,
@@ -197,8 +208,15 @@ def load_dataset(source, *, split="test", image_size=None, limit=None):
             f"limit={limit!r}"
         )
     size = _check_image_size(image_size)
-    if isinstance(source, str) and source == "sample":
-        return _load_sample(split, size, limit)
+    is_sample = isinstance(source, str) and source == "sample"
+    if spurious_correlation is not None and not is_sample:
+        raise ValueError(
+            "spurious_correlation applies to the generated 'sample' data "
+            f"only. Received: source={str(source)!r}, "
+            f"spurious_correlation={spurious_correlation!r}"
+        )
+    if is_sample:
+        return _load_sample(split, size, limit, spurious_correlation)
     if isinstance(source, str) and source == "cifar10":
         return _load_cifar10(split, size, limit)
     path = Path(source)
@@ -279,21 +297,39 @@ def split_dataset(dataset, *, test_fraction=0.2, seed=0):
 
 
 def train_test_datasets(
-    source, *, image_size=None, limit=None, test_fraction=0.2, seed=0
+    source,
+    *,
+    image_size=None,
+    limit=None,
+    test_fraction=0.2,
+    seed=0,
+    spurious_correlation=None,
 ):
     """Loads training and test data for `source`, as the CLI does.
 
     ``"sample"``, ``"cifar10"`` and folders with ``train/`` and ``test/``
     use their own splits; any other folder or ``.npz`` is split with
     `split_dataset`. ``limit`` applies to each loaded set.
+    ``spurious_correlation`` (``"sample"`` only, see `load_dataset`) acts on
+    the training split.
 
     Returns:
         ``(train, test)`` Datasets.
     """
     path = None if source in ("sample", "cifar10") else Path(source)
+    if spurious_correlation is not None and source != "sample":
+        raise ValueError(
+            "spurious_correlation applies to the generated 'sample' data "
+            f"only. Received: source={str(source)!r}, "
+            f"spurious_correlation={spurious_correlation!r}"
+        )
     if path is None or (path / "train" / "images").is_dir():
         train = load_dataset(
-            source, split="train", image_size=image_size, limit=limit
+            source,
+            split="train",
+            image_size=image_size,
+            limit=limit,
+            spurious_correlation=spurious_correlation,
         )
         test = load_dataset(
             source, split="test", image_size=image_size, limit=limit
@@ -340,13 +376,14 @@ def tf_dataset(dataset, *, batch_size=64, shuffle=False, seed=0):
 # ---------------------------------------------------------------- sources
 
 
-def _load_sample(split, size, limit):
+def _load_sample(split, size, limit, spurious_correlation=None):
     if split == "train":
         images, labels, masks = synthetic.generate(
             synthetic.DEMO_TRAIN_SIZE if limit is None else int(limit),
             split="train",
             seed=synthetic.SAMPLE_SEED,
             clutter=synthetic.DEFAULT_CLUTTER,
+            spurious_correlation=spurious_correlation or 0.0,
         )
         return _finish(
             images, labels, masks, synthetic.CLASS_NAMES, "sample", size

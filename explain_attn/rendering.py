@@ -105,6 +105,7 @@ def render_html(report, path):
 def report_html(report):
     """Returns the report's self-contained HTML page as a string."""
     from explain_attn import figures
+    from explain_attn.faithfulness_figures import faithfulness_figures
     from explain_attn.metrics import METRIC_DEFINITIONS
 
     data = report.data
@@ -168,6 +169,7 @@ def report_html(report):
         "curves": figures.training_curves(histories),
         "gallery": gallery,
         "models_by_key": models,
+        "faithfulness_figures": faithfulness_figures(data.get("faithfulness")),
     }
     return template_environment().get_template("report.html").render(context)
 

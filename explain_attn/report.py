@@ -101,6 +101,8 @@ def build_report(
     verbose=1,
     command_line=None,
     log=print,
+    faithfulness=True,
+    spurious_correlation=None,
 ):
     """Evaluates attention models against a baseline and gathers the report.
 
@@ -130,6 +132,16 @@ def build_report(
         verbose: 0 for silence, 1 for progress bars.
         command_line: The command line to record in the report.
         log: Where progress messages go (a ``print``-like function).
+        faithfulness: Add the Faithfulness section (attention
+            interventions, randomisation checks, deletion and insertion
+            curves; see `explain_attn.faithfulness`) as
+            ``data["faithfulness"]``. Costs up to about twice the rest of
+            the report with given models; ``False`` skips it.
+        spurious_correlation: For the demo on ``"sample"`` data only: the
+            probability in [0, 1] that a training image's background tint
+            gives its class away (`explain_attn.synthetic.generate`); the
+            test split stays clean. ``None`` (the default) is the sample
+            data as committed.
 
     Returns:
         A `Report`.
@@ -153,6 +165,12 @@ def build_report(
             "(then the demo models are trained on the data's training split)."
         )
     say = log if verbose else _silent
+    if given and spurious_correlation is not None:
+        raise ValueError(
+            "--spurious-correlation changes the demo's training data; with "
+            "given models nothing is trained. Leave it out, or leave out "
+            "the models."
+        )
 
     if given:
         test = data_module.load_dataset(
@@ -161,7 +179,10 @@ def build_report(
         train = None
     else:
         train, test = data_module.train_test_datasets(
-            data, image_size=image_size, seed=seed
+            data,
+            image_size=image_size,
+            seed=seed,
+            spurious_correlation=spurious_correlation,
         )
     say(
         f"Data: {test.name}, {len(test.labels)} test images of "
@@ -196,8 +217,21 @@ def build_report(
         "layers": list(layers) if layers else None,
         "batch_size": batch_size,
         "command_line": command_line,
+        "spurious_correlation": spurious_correlation,
     }
     data_section["versions"] = _versions()
+    if faithfulness:
+        from explain_attn.faithfulness import faithfulness_section
+
+        data_section["faithfulness"] = faithfulness_section(
+            models,
+            explanations,
+            test,
+            seed=seed,
+            batch_size=batch_size,
+            verbose=verbose,
+            log=say,
+        )
     data_section["gallery"] = [
         {
             "index": example["index"],
