@@ -48,7 +48,9 @@ __all__ = [
     "attention_interventions",
     "deletion_insertion",
     "faithfulness_section",
+    "map_similarity",
     "randomization_check",
+    "reinitialize_layer",
 ]
 
 INTERVENTIONS = {
@@ -865,7 +867,10 @@ def _curves(model):
 # ---------------------------------------------------------------- report
 
 DEFAULT_MAX_IMAGES = 256
-"""Test images of the randomisation checks and the deletion curves."""
+"""Test images of the randomisation checks and the deletion curves.
+
+With the demo models on the sample data (2 CPU cores) the whole section
+takes about 12 s against 19 s for the rest of the report: 0.65 times."""
 
 DEFAULT_MAX_INTERVENTION_IMAGES = 1000
 """Test images of the interventions (one forward pass per image and

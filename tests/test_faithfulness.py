@@ -413,3 +413,39 @@ def test_spurious_correlation_is_for_the_sample_demo_only(report_inputs):
     assert plain.fingerprint() == same.fingerprint()  # the cache key too
     assert tinted.fingerprint() != plain.fingerprint()
     np.testing.assert_array_equal(tinted.labels, plain.labels)
+
+
+def test_cli_options(report_inputs, tmp_path):
+    import json
+
+    from click.testing import CliRunner
+
+    from explain_attn.cli import main
+
+    common = [
+        "report",
+        "--data",
+        str(report_inputs["data"]),
+        "--attention-model",
+        str(report_inputs["attention"]),
+        "--baseline-model",
+        str(report_inputs["baseline"]),
+        "--num-examples",
+        "1",
+    ]
+    output = tmp_path / "r.html"
+    result = CliRunner().invoke(
+        main, [*common, "--no-faithfulness", "--output", str(output)]
+    )
+    assert result.exit_code == 0, result.output
+    assert "faithfulness" not in json.loads(
+        output.with_suffix(".json").read_text()
+    )
+    result = CliRunner().invoke(
+        main,
+        [*common, "--spurious-correlation", "0.9", "--output", str(output)],
+    )
+    assert result.exit_code == 2
+    assert "nothing is trained" in result.stderr
+    result = CliRunner().invoke(main, [*common, "--spurious-correlation", "2"])
+    assert result.exit_code == 2
