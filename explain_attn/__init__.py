@@ -31,6 +31,13 @@ _EXPORTS = {
         "describe_layers",
     ),
     "explain_attn.cam": ("grad_cam", "grad_cam_plus_plus"),
+    "explain_attn.faithfulness": (
+        "attention_interventions",
+        "deletion_insertion",
+        "randomization_check",
+    ),
+    "explain_attn.report": ("build_report", "write_json"),
+    "explain_attn.rendering": ("render_html",),
 }
 _MODULE_OF = {
     name: module for module, names in _EXPORTS.items() for name in names

@@ -38,6 +38,21 @@ CHUNK_SIZE = 1024
 
 SUBSETS = ("all", "correct", "wrong")
 
+BOOTSTRAP_DRAWS = 20_000_000
+"""Cap on resamples x images of one bootstrap interval (see
+`bootstrap_resamples`)."""
+
+
+def bootstrap_resamples(count):
+    """Bootstrap resamples for intervals over ``count`` images.
+
+    A percentile bootstrap costs resamples x images, while its Monte Carlo
+    error depends on the number of resamples only. We use 10,000 resamples
+    up to 2,000 images, then ``BOOTSTRAP_DRAWS // count`` (2,000 at 10,000
+    images), never fewer than 1,000; the report states the number.
+    """
+    return int(min(10_000, max(1_000, BOOTSTRAP_DRAWS // max(count, 1))))
+
 
 @dataclasses.dataclass
 class Report:
@@ -488,6 +503,10 @@ def _summaries(models, explanations, evaluation, test, seed):
             }
         )
     baseline = next(m for m in model_rows if m["role"] == "baseline")
+    bootstrap = {
+        "seed": seed,
+        "num_resamples": bootstrap_resamples(len(labels)),
+    }
     comparisons = []
     for row in model_rows:
         if row["role"] != "attention":
@@ -495,7 +514,7 @@ def _summaries(models, explanations, evaluation, test, seed):
         difference = metrics.paired_difference(
             correct[row["key"]].astype(float),
             correct["baseline"].astype(float),
-            seed=seed,
+            **bootstrap,
         )
         comparisons.append(
             {
@@ -519,7 +538,7 @@ def _summaries(models, explanations, evaluation, test, seed):
         }
         summary = {
             subset: {
-                name: metrics.summarize(values[chosen], seed=seed)
+                name: metrics.summarize(values[chosen], **bootstrap)
                 for name, values in own.items()
             }
             for subset, chosen in subsets.items()
@@ -534,7 +553,7 @@ def _summaries(models, explanations, evaluation, test, seed):
         }
         if explanation.method == "attention":
             row["agreement_with_baseline_grad_cam"] = {
-                name: metrics.summarize(values, seed=seed)
+                name: metrics.summarize(values, **bootstrap)
                 for name, values in evaluation["agreement"][
                     explanation.id
                 ].items()
@@ -542,7 +561,7 @@ def _summaries(models, explanations, evaluation, test, seed):
             if baseline_mass is not None:
                 row["mass_in_mask_vs_baseline_grad_cam"] = (
                     metrics.paired_difference(
-                        own["mass_in_mask"], baseline_mass, seed=seed
+                        own["mass_in_mask"], baseline_mass, **bootstrap
                     )
                 )
         rows.append(row)
@@ -556,6 +575,7 @@ def _summaries(models, explanations, evaluation, test, seed):
         )
     return {
         "format": "explain-attn report 1",
+        "bootstrap_resamples": bootstrap["num_resamples"],
         "models": model_rows,
         "comparisons": comparisons,
         "explanations": rows,
