@@ -99,6 +99,28 @@ def main():
 # Commands are registered below, one function each.
 
 
+_layer_option = click.option(
+    "--layer",
+    "layer_names",
+    multiple=True,
+    help="Layer name, outer/inner path or glob pattern; repeat for more. "
+    "Default: every attention layer.",
+)
+_seed_option = click.option(
+    "--seed",
+    type=int,
+    default=0,
+    show_default=True,
+    help="Seed of training, intervals and example choice.",
+)
+_image_size_option = click.option(
+    "--image-size",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Resize images to SIZE x SIZE [default: keep their size].",
+)
+
+
 def _unsafe_load_option(function):
     return click.option(
         "--unsafe-load",
@@ -171,25 +193,14 @@ def _layer_line(row):
     show_default=True,
     help="Which split of --data to use.",
 )
-@click.option(
-    "--layer",
-    "layer_names",
-    multiple=True,
-    help="Layer name, outer/inner path or glob pattern; repeat for more. "
-    "Default: every attention layer.",
-)
+@_layer_option
 @click.option(
     "--grad-cam",
     "with_grad_cam",
     is_flag=True,
     help="Also compute Grad-CAM at the default layer (predicted class).",
 )
-@click.option(
-    "--image-size",
-    type=click.IntRange(min=1),
-    default=None,
-    help="Resize images to SIZE x SIZE [default: keep their size].",
-)
+@_image_size_option
 @click.option(
     "--limit",
     type=click.IntRange(min=1),
@@ -275,13 +286,7 @@ def maps_command(
     type=click.Path(),
     help="The .keras baseline whose Grad-CAM the attention is compared with.",
 )
-@click.option(
-    "--layer",
-    "layer_names",
-    multiple=True,
-    help="Attention layer name, outer/inner path or glob; repeat for more. "
-    "Default: every attention layer.",
-)
+@_layer_option
 @click.option(
     "--epochs",
     type=click.IntRange(min=1),
@@ -295,13 +300,8 @@ def maps_command(
     show_default=True,
     help="Test images shown in the gallery.",
 )
-@click.option(
-    "--image-size",
-    type=click.IntRange(min=1),
-    default=None,
-    help="Resize images to SIZE x SIZE [default: keep their size].",
-)
-@click.option("--seed", type=int, default=0, show_default=True)
+@_image_size_option
+@_seed_option
 @click.option(
     "--output",
     type=click.Path(dir_okay=False),
@@ -423,19 +423,14 @@ def report_command(
     default=None,
     help="Adam's starting learning rate [default: the demo's].",
 )
-@click.option(
-    "--image-size",
-    type=click.IntRange(min=1),
-    default=None,
-    help="Resize images to SIZE x SIZE [default: keep their size].",
-)
+@_image_size_option
 @click.option(
     "--limit",
     type=click.IntRange(min=1),
     default=None,
     help="Use at most this many images of each split.",
 )
-@click.option("--seed", type=int, default=0, show_default=True)
+@_seed_option
 @click.option(
     "--output",
     type=click.Path(dir_okay=False),
