@@ -65,7 +65,10 @@ def train_or_load(
 
     Args:
         architecture: A key of `explain_attn.ARCHITECTURES`.
-        train_data: The `explain_attn.data.Dataset` to train on.
+        train_data: The `explain_attn.data.Dataset` to train on, or an
+            object with ``load()`` returning it and a ``key`` string that
+            identifies it (e.g. `explain_attn.report.TrainingSplit`), so
+            that a cache hit needs no data at all.
         validation_data: Optional dataset for the training curves.
         epochs, seed, batch_size, learning_rate: Training settings.
         cache_dir: The cache folder; `cache_directory()` when ``None``.
@@ -80,7 +83,11 @@ def train_or_load(
 
     settings = {
         "architecture": architecture,
-        "data": train_data.fingerprint(),
+        "data": (
+            train_data.key
+            if hasattr(train_data, "load")
+            else train_data.fingerprint()
+        ),
         "validation": (
             validation_data.fingerprint() if validation_data else None
         ),
@@ -98,6 +105,8 @@ def train_or_load(
         model, meta = cached
         return model, {**meta, "source": "cache", "key": key}
 
+    if hasattr(train_data, "load"):
+        train_data = train_data.load()
     start = time.perf_counter()
     model, history = train_architecture(
         architecture,

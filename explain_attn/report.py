@@ -192,6 +192,12 @@ def build_report(
             data, split="test", image_size=image_size
         )
         train = None
+    elif data == "sample":
+        # Generated on demand: a warm run (cached models) never needs it.
+        test = data_module.load_dataset(
+            data, split="test", image_size=image_size
+        )
+        train = _sample_training_split(image_size, spurious_correlation)
     else:
         train, test = data_module.train_test_datasets(
             data,
@@ -301,6 +307,57 @@ def _load_models(attention_paths, baseline_path, safe_mode, say):
     return models
 
 
+@dataclasses.dataclass(frozen=True)
+class TrainingSplit:
+    """A training split that is only built when a model must be trained.
+
+    Attributes:
+        load: Returns the `explain_attn.data.Dataset`.
+        key: Identifies the data for the model cache, in place of
+            ``Dataset.fingerprint()``.
+        count: Number of images.
+    """
+
+    load: object
+    key: str
+    count: int
+
+
+def _sample_training_split(image_size, spurious_correlation):
+    """The sample data's generated training split, keyed by its recipe.
+
+    The key holds every generator setting and a hash of the generator's
+    source, so a change to the generator retrains cached models.
+    """
+    import hashlib
+    import inspect
+
+    from explain_attn import data as data_module
+    from explain_attn import synthetic
+
+    recipe = {
+        "source": "sample",
+        "count": synthetic.DEMO_TRAIN_SIZE,
+        "seed": synthetic.SAMPLE_SEED,
+        "clutter": synthetic.DEFAULT_CLUTTER,
+        "spurious_correlation": spurious_correlation or 0.0,
+        "image_size": image_size,
+        "generator": hashlib.sha256(
+            inspect.getsource(synthetic).encode()
+        ).hexdigest(),
+    }
+    return TrainingSplit(
+        load=lambda: data_module.load_dataset(
+            "sample",
+            split="train",
+            image_size=image_size,
+            spurious_correlation=spurious_correlation,
+        ),
+        key=json.dumps(recipe, sort_keys=True),
+        count=synthetic.DEMO_TRAIN_SIZE,
+    )
+
+
 def _train_demo(train, test, epochs, seed, cache_dir, verbose, say):
     from explain_attn import cache, training
 
@@ -322,7 +379,7 @@ def _train_demo(train, test, epochs, seed, cache_dir, verbose, say):
         verb = "loaded from cache" if info["source"] == "cache" else "trained"
         say(
             f"{role.capitalize()} model {architecture}: {verb} "
-            f"({epochs} epochs, {len(train.labels)} training images, "
+            f"({epochs} epochs, {_count(train)} training images, "
             f"{info['seconds_per_epoch']:.1f} s per epoch; key {info['key']})"
         )
         models.append(
@@ -336,13 +393,17 @@ def _train_demo(train, test, epochs, seed, cache_dir, verbose, say):
                 training={
                     "source": info["source"],
                     "epochs": epochs,
-                    "training_images": int(len(train.labels)),
+                    "training_images": _count(train),
                     "seconds_per_epoch": info["seconds_per_epoch"],
                     "history": info["history"],
                 },
             )
         )
     return models[::-1]  # attention first, baseline last
+
+
+def _count(train):
+    return train.count if isinstance(train, TrainingSplit) else len(train)
 
 
 def _explanations(models, layers):

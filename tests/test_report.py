@@ -231,3 +231,36 @@ def test_cli_report_bad_input(report_inputs, tmp_path, arguments, message):
     assert len(result.stderr.strip().splitlines()) == 1
     assert "Traceback" not in result.output
     assert written == []
+
+
+def test_demo_on_sample_data_generates_training_images_only_to_train(
+    tmp_path, monkeypatch
+):
+    from explain_attn import synthetic
+
+    monkeypatch.setattr(synthetic, "DEMO_TRAIN_SIZE", 48)
+    options = {
+        "epochs": 1,
+        "num_examples": 2,
+        "cache_dir": tmp_path,
+        "verbose": 0,
+        "faithfulness": False,
+    }
+    first = build_report("sample", **options)
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the training split was generated")
+
+    monkeypatch.setattr(synthetic, "generate", refuse)
+    second = build_report("sample", **options)
+
+    sources = [
+        {m["training"]["source"] for m in r.data["models"]}
+        for r in (first, second)
+    ]
+    assert sources == [{"trained"}, {"cache"}]
+    assert {
+        m["training"]["training_images"] for m in second.data["models"]
+    } == {48}
+    assert second.data["dataset"]["num_images"] == 1000
+    assert first.data["per_image"] == second.data["per_image"]
