@@ -711,19 +711,21 @@ def _gallery(
     if "mass_in_mask" in values:
         mass = np.nan_to_num(values["mass_in_mask"], nan=-1.0)
         order = np.argsort(-mass, kind="stable")
-        candidates.append(("highest mass in mask", order))
-        candidates.append(("lowest mass in mask", order[::-1]))
+        candidates.append((f"highest mass in mask ({first.label})", order))
+        candidates.append((f"lowest mass in mask ({first.label})", order[::-1]))
     if first.id in evaluation["agreement"]:
         spearman = np.nan_to_num(
             evaluation["agreement"][first.id]["spearman"], nan=2.0
         )
         candidates.append(
             (
-                "largest disagreement with the baseline's Grad-CAM",
+                f"largest disagreement of {first.label} with the baseline's "
+                "Grad-CAM",
                 np.argsort(spearman, kind="stable"),
             )
         )
-    candidates.append((f"misclassified by {first_model}", wrong))
+    first_name = next(m.name for m in models if m.key == first_model)
+    candidates.append((f"misclassified by {first_name}", wrong))
     rng = np.random.default_rng(seed)
     candidates.append(("random", rng.permutation(count)))
 
