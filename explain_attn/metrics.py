@@ -73,6 +73,19 @@ DEFAULT_FRACTION = 0.2
 # --------------------------------------------------------------------------
 
 
+def _check_real(array, name):
+    """Raises a `TypeError` unless ``array`` holds real numbers (or bools)."""
+    if not (
+        np.issubdtype(array.dtype, np.floating)
+        or np.issubdtype(array.dtype, np.integer)
+        or array.dtype == bool
+    ):
+        raise TypeError(
+            f"`{name}` must hold real numbers. "
+            f"Received: {name}.dtype={array.dtype}"
+        )
+
+
 def _as_maps(maps, name="maps", *, non_negative=True):
     """Validates `(N, H, W)` real maps.
 
@@ -86,15 +99,7 @@ def _as_maps(maps, name="maps", *, non_negative=True):
             f"`{name}` must have shape (N, H, W). "
             f"Received: {name}.shape={array.shape}"
         )
-    if not (
-        np.issubdtype(array.dtype, np.floating)
-        or np.issubdtype(array.dtype, np.integer)
-        or array.dtype == bool
-    ):
-        raise TypeError(
-            f"`{name}` must hold real numbers. "
-            f"Received: {name}.dtype={array.dtype}"
-        )
+    _check_real(array, name)
     if array.shape[1] == 0 or array.shape[2] == 0:
         raise ValueError(
             f"`{name}` must have at least one pixel per image. "
@@ -843,15 +848,7 @@ def _as_values(values, name):
             f"`{name}` must be one-dimensional (one value per image). "
             f"Received: {name}.shape={array.shape}"
         )
-    if not (
-        np.issubdtype(array.dtype, np.floating)
-        or np.issubdtype(array.dtype, np.integer)
-        or array.dtype == bool
-    ):
-        raise TypeError(
-            f"`{name}` must hold real numbers. "
-            f"Received: {name}.dtype={array.dtype}"
-        )
+    _check_real(array, name)
     array = array.astype(np.float64)
     if np.isinf(array).any():
         raise ValueError(
