@@ -195,3 +195,17 @@ def tiny_report(report_inputs, tmp_path_factory):
     render_html(report, folder / "report.html")
     write_json(report, folder / "report.json")
     return report, folder / "report.html", folder / "report.json"
+
+
+@pytest.fixture(scope="session")
+def report_command(report_inputs):
+    """``explain-attn report`` arguments for the `report_inputs` models."""
+    return [
+        "report",
+        "--data",
+        str(report_inputs["data"]),
+        "--attention-model",
+        str(report_inputs["attention"]),
+        "--baseline-model",
+        str(report_inputs["baseline"]),
+    ]

@@ -415,7 +415,7 @@ def test_spurious_correlation_is_for_the_sample_demo_only(report_inputs):
     np.testing.assert_array_equal(tinted.labels, plain.labels)
 
 
-def test_cli_options(report_inputs, tmp_path):
+def test_cli_options(report_command, tmp_path):
     import json
 
     from click.testing import CliRunner
@@ -423,13 +423,7 @@ def test_cli_options(report_inputs, tmp_path):
     from explain_attn.cli import main
 
     common = [
-        "report",
-        "--data",
-        str(report_inputs["data"]),
-        "--attention-model",
-        str(report_inputs["attention"]),
-        "--baseline-model",
-        str(report_inputs["baseline"]),
+        *report_command,
         "--num-examples",
         "1",
     ]

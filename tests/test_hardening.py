@@ -175,15 +175,9 @@ def test_demo_path_and_user_folder_make_no_connection(
     assert no_network == []
 
 
-def test_same_command_twice_gives_the_same_json(report_inputs, tmp_path):
+def test_same_command_twice_gives_the_same_json(report_command, tmp_path):
     arguments = [
-        "report",
-        "--data",
-        str(report_inputs["data"]),
-        "--attention-model",
-        str(report_inputs["attention"]),
-        "--baseline-model",
-        str(report_inputs["baseline"]),
+        *report_command,
         "--num-examples",
         "2",
         "--seed",
@@ -200,7 +194,7 @@ def test_same_command_twice_gives_the_same_json(report_inputs, tmp_path):
 
 
 def test_interrupted_rendering_writes_nothing(
-    report_inputs, tmp_path, monkeypatch
+    report_command, tmp_path, monkeypatch
 ):
     output = tmp_path / "report.html"
     output.write_text("previous report\n")
@@ -212,13 +206,7 @@ def test_interrupted_rendering_writes_nothing(
     result = CliRunner().invoke(
         main,
         [
-            "report",
-            "--data",
-            str(report_inputs["data"]),
-            "--attention-model",
-            str(report_inputs["attention"]),
-            "--baseline-model",
-            str(report_inputs["baseline"]),
+            *report_command,
             "--output",
             str(output),
         ],

@@ -175,19 +175,13 @@ def test_model_without_attention_is_refused(report_inputs):
         )
 
 
-def test_cli_report_with_given_models(report_inputs, tmp_path):
+def test_cli_report_with_given_models(report_command, tmp_path):
     output = tmp_path / "out" / "my report.html"
     output.parent.mkdir()
     result = CliRunner().invoke(
         main,
         [
-            "report",
-            "--data",
-            str(report_inputs["data"]),
-            "--attention-model",
-            str(report_inputs["attention"]),
-            "--baseline-model",
-            str(report_inputs["baseline"]),
+            *report_command,
             "--num-examples",
             "2",
             "--output",
@@ -209,19 +203,13 @@ def test_cli_report_with_given_models(report_inputs, tmp_path):
         (["--layer", "nope"], "No layer named 'nope'"),
     ],
 )
-def test_cli_report_bad_input(report_inputs, tmp_path, arguments, message):
+def test_cli_report_bad_input(report_command, tmp_path, arguments, message):
     runner = CliRunner()
     with runner.isolated_filesystem(temp_dir=tmp_path):
         result = runner.invoke(
             main,
             [
-                "report",
-                "--data",
-                str(report_inputs["data"]),
-                "--attention-model",
-                str(report_inputs["attention"]),
-                "--baseline-model",
-                str(report_inputs["baseline"]),
+                *report_command,
                 *arguments,
             ],
         )
