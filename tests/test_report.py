@@ -203,17 +203,14 @@ def test_cli_report_with_given_models(report_command, tmp_path):
         (["--layer", "nope"], "No layer named 'nope'"),
     ],
 )
-def test_cli_report_bad_input(report_command, tmp_path, arguments, message):
-    runner = CliRunner()
-    with runner.isolated_filesystem(temp_dir=tmp_path):
-        result = runner.invoke(
-            main,
-            [
-                *report_command,
-                *arguments,
-            ],
-        )
-        written = sorted(p.name for p in Path().iterdir())
+def test_cli_report_bad_input(
+    report_command, tmp_path, monkeypatch, arguments, message
+):
+    workdir = tmp_path / "work"
+    workdir.mkdir()
+    monkeypatch.chdir(workdir)
+    result = CliRunner().invoke(main, [*report_command, *arguments])
+    written = sorted(p.name for p in workdir.iterdir())
     assert result.exit_code == 2
     assert message in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
