@@ -1,7 +1,7 @@
 """Item 2: `grad_cam` against the hardware limit and tf-keras-vis.
 
 Three sides, interleaved round by round on the same untrained model, the
-same images, the same layer (`explain_attn.cam.default_cam_layer`), the
+same images, the same layer (`explain_attn.explanations.default_cam_layer`), the
 same classes (each image's predicted class, given explicitly) and the same
 batch size:
 
@@ -24,7 +24,7 @@ import tensorflow as tf
 
 from benchmarks.common import Row, interleaved, spread
 from explain_attn import build_model, grad_cam
-from explain_attn.cam import default_cam_layer
+from explain_attn.explanations import default_cam_layer
 
 __all__ = ["ARCHITECTURES", "run"]
 

@@ -3,7 +3,7 @@
 Setup, in a temporary folder: the demo pair (``small_attention`` and
 ``small_convnet``, untrained, 4 classes) saved as ``.keras`` files, and one
 ``.npz`` per size holding ``images``, ``labels``, ``masks`` and
-``class_names`` from `explain_attn.synthetic.generate` (the test stream).
+``class_names`` from `explain_attn.data.synthetic.generate` (the test stream).
 
 - **Time**: `build_report` on every size, interleaved round by round in
   this process; the figure is the per-round ratio of the time at ``2N`` to
@@ -53,8 +53,9 @@ def write_inputs(directory, sizes, *, seed=0):
     import keras
     import numpy as np
 
-    from explain_attn import build_model, synthetic
-    from explain_attn.saving import save_model
+    from explain_attn import build_model
+    from explain_attn.data import synthetic
+    from explain_attn.models.saving import save_model
 
     directory = Path(directory)
     images, labels, masks = synthetic.generate(
@@ -81,9 +82,9 @@ def write_inputs(directory, sizes, *, seed=0):
 
 
 def _report(data, attention, baseline):
-    from explain_attn.report import build_report
+    from explain_attn.report import report_from_sources
 
-    return build_report(
+    return report_from_sources(
         str(data),
         attention_models=[str(attention)],
         baseline_model=str(baseline),

@@ -1,7 +1,9 @@
 """explain-attn: attention-map explainability for Keras ConvNets.
 
-Attention maps by layer name, batched Grad-CAM, metrics against ground-truth
-masks, and self-contained HTML reports.
+Attention maps by layer name, batched Grad-CAM and its relatives, metrics
+against ground-truth masks, and self-contained HTML reports. The
+subpackages follow the data path: `data` -> `models` and `attention` ->
+`explanations` (maps, CAMs) -> `metrics` -> `faithfulness` -> `report`.
 
 The public names below are imported on first use, so that ``explain-attn
 --help`` does not wait for TensorFlow.
@@ -16,28 +18,46 @@ except PackageNotFoundError:  # A source checkout that was not installed.
     __version__ = "0+unknown"
 
 _EXPORTS = {
-    "explain_attn.layers": (
+    "explain_attn.attention": (
         "AggregatedAttention",
         "CBAM",
         "ChannelAttention",
         "SpatialAttention",
     ),
-    "explain_attn.models": ("ARCHITECTURES", "build_model"),
-    "explain_attn.saving": ("load_model", "save_model"),
-    "explain_attn.maps": (
+    "explain_attn.data": ("Dataset", "load_dataset"),
+    "explain_attn.models": (
+        "ARCHITECTURES",
+        "build_model",
+        "load_model",
+        "save_model",
+    ),
+    "explain_attn.explanations": (
+        "METHODS",
+        "Explainer",
+        "Explanation",
         "attention_layer_names",
         "attention_maps",
         "channel_attention_weights",
         "describe_layers",
+        "explain",
+        "explanations_for",
+        "grad_cam",
+        "grad_cam_plus_plus",
+        "hires_cam",
+        "layer_cam",
     ),
-    "explain_attn.cam": ("grad_cam", "grad_cam_plus_plus"),
     "explain_attn.faithfulness": (
         "attention_interventions",
         "deletion_insertion",
         "randomization_check",
     ),
-    "explain_attn.report": ("build_report", "write_json"),
-    "explain_attn.rendering": ("render_html",),
+    "explain_attn.report": (
+        "Report",
+        "build_report",
+        "render_html",
+        "report_from_sources",
+        "write_json",
+    ),
 }
 _MODULE_OF = {
     name: module for module, names in _EXPORTS.items() for name in names

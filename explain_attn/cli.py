@@ -121,6 +121,20 @@ _image_size_option = click.option(
 )
 
 
+def _method_option(function):
+    # Not a click.Choice: the registry needs TensorFlow, and `--help` should
+    # not wait for it. An unknown name is a one-line error listing them.
+    return click.option(
+        "--method",
+        "methods",
+        multiple=True,
+        help="A class-activation method: grad_cam, grad_cam_plus_plus, "
+        "layer_cam, hires_cam or any registered one; repeat for more. The "
+        "report compares attention with the baseline's first "
+        "[default: grad_cam].",
+    )(function)
+
+
 def _unsafe_load_option(function):
     return click.option(
         "--unsafe-load",
@@ -140,9 +154,11 @@ def layers_command(model_path, unsafe_load):
     MODEL is a '.keras' file. Nested models are searched; their layers are
     shown as 'outer/inner' paths, which every other command accepts.
     """
-    from explain_attn.cam import default_cam_layer
-    from explain_attn.maps import describe_layers
-    from explain_attn.saving import load_model
+    from explain_attn.explanations.lookup import (
+        default_cam_layer,
+        describe_layers,
+    )
+    from explain_attn.models.saving import load_model
 
     model = load_model(model_path, safe_mode=not unsafe_load)
     rows = describe_layers(model)
@@ -198,8 +214,9 @@ def _layer_line(row):
     "--grad-cam",
     "with_grad_cam",
     is_flag=True,
-    help="Also compute Grad-CAM at the default layer (predicted class).",
+    help="Also compute Grad-CAM (the same as --method grad_cam).",
 )
+@_method_option
 @_image_size_option
 @click.option(
     "--limit",
@@ -228,21 +245,24 @@ def maps_command(
     split,
     layer_names,
     with_grad_cam,
+    methods,
     image_size,
     limit,
     batch_size,
     output,
     unsafe_load,
 ):
-    """Write MODEL's attention maps (and Grad-CAM) for a dataset to an .npz.
+    """Write MODEL's attention maps (and CAMs) for a dataset to an .npz.
 
     The file holds, for each layer i, 'map_i' (N, h, w) float32 and its
-    path in 'layer_names'; 'labels', 'predictions', 'class_names'; with
-    --grad-cam also 'grad_cam' (N, h, w) and 'grad_cam_layer'.
+    path in 'layer_names'; 'labels', 'predictions', 'class_names'; for each
+    --method NAME (or --grad-cam) also 'NAME' (N, h, w) for the predicted
+    class and 'NAME_layer'. A model without attention layers needs a
+    --method.
     """
     from explain_attn.data import load_dataset
-    from explain_attn.maps import export_maps
-    from explain_attn.saving import load_model
+    from explain_attn.explanations.export import export_maps
+    from explain_attn.models.saving import load_model
 
     if not output.endswith(".npz"):
         raise ValueError(
@@ -257,6 +277,7 @@ def maps_command(
         dataset,
         output,
         layers=list(layer_names) or None,
+        methods=methods,
         with_grad_cam=with_grad_cam,
         batch_size=batch_size,
     )
@@ -287,6 +308,7 @@ def maps_command(
     help="The .keras baseline whose Grad-CAM the attention is compared with.",
 )
 @_layer_option
+@_method_option
 @click.option(
     "--epochs",
     type=click.IntRange(min=1),
@@ -329,6 +351,7 @@ def report_command(
     attention_models,
     baseline_model,
     layer_names,
+    methods,
     epochs,
     num_examples,
     image_size,
@@ -338,16 +361,15 @@ def report_command(
     spurious_correlation,
     unsafe_load,
 ):
-    """Compare attention maps with the baseline's Grad-CAM in an HTML report.
+    """Compare attention maps with the baseline's CAMs in an HTML report.
 
     With no options, runs the demo offline: trains (or loads from the cache)
     a ConvNet and the same network with spatial attention on the bundled
     sample data, evaluates both on its test split, and writes report.html
     and report.json. The last line printed is the report's path.
     """
-    from explain_attn.rendering import report_html
-    from explain_attn.report import build_report, write_json
-    from explain_attn.saving import atomic_path, check_writable
+    from explain_attn.models.saving import atomic_path, check_writable
+    from explain_attn.report import report_from_sources, report_html, write_json
 
     output_path = Path(output)
     if output_path.suffix.lower() not in (".html", ".htm"):
@@ -356,11 +378,12 @@ def report_command(
         )
     json_path = output_path.with_suffix(".json")
     check_writable(output_path)
-    report = build_report(
+    report = report_from_sources(
         data_source,
         attention_models=attention_models,
         baseline_model=baseline_model,
         layers=list(layer_names) or None,
+        methods=list(methods) or ["grad_cam"],
         epochs=epochs,
         num_examples=num_examples,
         image_size=image_size,
@@ -458,9 +481,13 @@ def train_command(
     import json
     import time
 
-    from explain_attn import training
     from explain_attn.data import train_test_datasets
-    from explain_attn.saving import atomic_path, check_writable, save_model
+    from explain_attn.models import training
+    from explain_attn.models.saving import (
+        atomic_path,
+        check_writable,
+        save_model,
+    )
 
     output_path = Path(output)
     if output_path.suffix != ".keras":

@@ -12,7 +12,7 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
-from explain_attn.layers import (  # noqa: E402
+from explain_attn.attention.layers import (  # noqa: E402
     CBAM,
     ChannelAttention,
     SpatialAttention,
@@ -180,10 +180,9 @@ def report_inputs(tmp_path_factory):
 @pytest.fixture(scope="session")
 def tiny_report(report_inputs, tmp_path_factory):
     """A report built and rendered once from `report_inputs`."""
-    from explain_attn.rendering import render_html
-    from explain_attn.report import build_report, write_json
+    from explain_attn.report import render_html, report_from_sources, write_json
 
-    report = build_report(
+    report = report_from_sources(
         str(report_inputs["data"]),
         attention_models=[str(report_inputs["attention"])],
         baseline_model=str(report_inputs["baseline"]),

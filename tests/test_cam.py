@@ -6,7 +6,11 @@ import pytest
 import tensorflow as tf
 
 import explain_attn
-from explain_attn.cam import default_cam_layer, grad_cam, grad_cam_plus_plus
+from explain_attn.explanations import (
+    default_cam_layer,
+    grad_cam,
+    grad_cam_plus_plus,
+)
 
 # features = identity 1x1 conv of the 2 input channels; logits = W^T gap(x).
 WEIGHTS = np.array([[1.0, -2.0], [-0.5, 1.5]], np.float32)

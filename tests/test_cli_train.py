@@ -10,7 +10,7 @@ from PIL import Image
 from explain_attn import load_model
 from explain_attn.cli import main
 from explain_attn.data import load_dataset, split_dataset
-from explain_attn.training import evaluate
+from explain_attn.models.training import evaluate
 
 
 @pytest.fixture(scope="module")

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from explain_attn import data, synthetic
-from explain_attn.data import Dataset, load_dataset
+from explain_attn import data
+from explain_attn.data import Dataset, load_dataset, synthetic
 
 
 def _rgb(seed, size=8):

@@ -13,14 +13,15 @@ import numpy as np
 import pytest
 from conftest import numpy_channel_weights, sigmoid
 
-from explain_attn import faithfulness
+from explain_attn.attention.layers import CBAM, SpatialAttention
 from explain_attn.faithfulness import (
     attention_interventions,
     deletion_insertion,
+    interventions,
     map_similarity,
+    randomization,
     randomization_check,
 )
-from explain_attn.layers import CBAM, SpatialAttention
 
 SHAPE = (6, 6, 2)
 
@@ -154,7 +155,7 @@ def test_cbam_intervention_replaces_the_spatial_map_after_channels():
 def test_masks_are_area_resized_to_the_layer():
     masks = np.zeros((1, 4, 4), bool)
     masks[0, :2, :1] = True
-    resized = faithfulness._resized_masks(masks, (2, 2))[0, ..., 0]
+    resized = interventions._resized_masks(masks, (2, 2))[0, ..., 0]
     np.testing.assert_allclose(resized, [[0.5, 0.0], [0.0, 0.0]])
 
 
@@ -194,14 +195,14 @@ def test_cascade_order_and_the_callers_model_is_untouched(
 ):
     before = [w.copy() for w in layered_model.get_weights()]
     touched = []
-    original = faithfulness.reinitialize_layer
+    original = randomization.reinitialize_layer
 
     def spy(layer, rng):
         touched.append(layer.name)
         assert all(layer is not mine for mine in layered_model.layers)
         original(layer, rng)
 
-    monkeypatch.setattr(faithfulness, "reinitialize_layer", spy)
+    monkeypatch.setattr(randomization, "reinitialize_layer", spy)
     result = randomization_check(layered_model, images[:6], seed=1)
 
     cascade = ["predictions", "channel", "cbam", "spatial", "conv"]
@@ -234,8 +235,8 @@ def test_reinitialize_layer_resets_one_dimensional_weights():
     conv = keras.layers.Conv2D(4, 3)
     conv.build((None, 8, 8, 2))
     rng = np.random.default_rng(0)
-    faithfulness.reinitialize_layer(layer, rng)
-    faithfulness.reinitialize_layer(conv, rng)
+    randomization.reinitialize_layer(layer, rng)
+    randomization.reinitialize_layer(conv, rng)
     gamma, beta, mean, variance = (v.numpy() for v in layer.weights)
     np.testing.assert_array_equal(gamma, 1.0)
     np.testing.assert_array_equal(variance, 1.0)
@@ -369,10 +370,9 @@ def test_report_section(tiny_report):
 
 
 def test_report_without_the_section(report_inputs, tmp_path):
-    from explain_attn.rendering import render_html
-    from explain_attn.report import build_report
+    from explain_attn.report import render_html, report_from_sources
 
-    report = build_report(
+    report = report_from_sources(
         str(report_inputs["data"]),
         attention_models=[str(report_inputs["attention"])],
         baseline_model=str(report_inputs["baseline"]),
@@ -387,7 +387,7 @@ def test_report_without_the_section(report_inputs, tmp_path):
 
 def test_spurious_correlation_is_for_the_sample_demo_only(report_inputs):
     from explain_attn.data import load_dataset, train_test_datasets
-    from explain_attn.report import build_report
+    from explain_attn.report import report_from_sources
 
     with pytest.raises(ValueError, match="'sample' data only"):
         train_test_datasets(
@@ -396,7 +396,7 @@ def test_spurious_correlation_is_for_the_sample_demo_only(report_inputs):
     with pytest.raises(ValueError, match="'sample' data only"):
         load_dataset(str(report_inputs["data"]), spurious_correlation=0.5)
     with pytest.raises(ValueError, match="nothing is trained"):
-        build_report(
+        report_from_sources(
             str(report_inputs["data"]),
             attention_models=[str(report_inputs["attention"])],
             baseline_model=str(report_inputs["baseline"]),

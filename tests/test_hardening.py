@@ -13,10 +13,9 @@ import pytest
 from click.testing import CliRunner
 
 from explain_attn import SpatialAttention, save_model
-from explain_attn import figures as figures_module
 from explain_attn.cli import main
-from explain_attn.rendering import render_html
-from explain_attn.report import build_report
+from explain_attn.report import figures as figures_module
+from explain_attn.report import render_html, report_from_sources
 
 SHAPE = (16, 16, 3)
 # TensorFlow allows only [A-Za-z0-9_.\\/>-] in layer names: ">" is the
@@ -64,7 +63,7 @@ def hostile(tmp_path_factory):
         np.random.default_rng(12),
         class_names=(URL_PAYLOAD, ATTRIBUTE_PAYLOAD),
     )
-    report = build_report(
+    report = report_from_sources(
         str(data),
         attention_models=[str(attention)],
         baseline_model=str(baseline),
@@ -154,14 +153,14 @@ def test_demo_path_and_user_folder_make_no_connection(
             mask,
             check_contrast=False,
         )
-    given = build_report(
+    given = report_from_sources(
         str(folder),
         attention_models=[str(report_inputs["attention"])],
         baseline_model=str(report_inputs["baseline"]),
         num_examples=2,
         verbose=0,
     )
-    trained = build_report(
+    trained = report_from_sources(
         str(_npz(tmp_path / "train.npz", rng, count=40)),
         epochs=1,
         num_examples=2,
@@ -258,13 +257,13 @@ def test_killed_during_training_leaves_nothing_trusted(tmp_path):
     assert list(cache.rglob("meta.json")) == []
 
     # The next run trusts nothing half-made: it trains and caches anew.
-    report = build_report(
+    report = report_from_sources(
         str(data), epochs=2, num_examples=2, cache_dir=cache, verbose=0
     )
     assert {m["training"]["source"] for m in report.data["models"]} == {
         "trained"
     }
-    again = build_report(
+    again = report_from_sources(
         str(data), epochs=2, num_examples=2, cache_dir=cache, verbose=0
     )
     assert {m["training"]["source"] for m in again.data["models"]} == {"cache"}
@@ -272,8 +271,8 @@ def test_killed_during_training_leaves_nothing_trusted(tmp_path):
 
 @pytest.mark.parametrize("damage", ["truncate", "alter", "no_meta"])
 def test_damaged_cache_entries_are_retrained(tmp_path, damage):
-    from explain_attn.cache import train_or_load
     from explain_attn.data import load_dataset
+    from explain_attn.report.cache import train_or_load
 
     data = load_dataset(
         str(_npz(tmp_path / "d.npz", np.random.default_rng(15), count=20))

@@ -6,7 +6,7 @@ import keras
 import numpy as np
 import pytest
 
-from explain_attn.layers import (
+from explain_attn.attention.layers import (
     CBAM,
     AggregatedAttention,
     ChannelAttention,

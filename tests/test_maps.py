@@ -10,8 +10,8 @@ from conftest import (
 )
 
 import explain_attn
-from explain_attn import maps as maps_module
-from explain_attn.maps import (
+from explain_attn.explanations import attention as maps_module
+from explain_attn.explanations import (
     attention_layer_names,
     attention_maps,
     channel_attention_weights,

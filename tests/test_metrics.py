@@ -15,6 +15,7 @@ from scipy import stats
 from skimage.transform import resize
 
 from explain_attn import metrics
+from explain_attn.metrics import arrays
 
 # A 2×2 map with a tie: p = (1/2, 1/4, 1/4, 0).
 TIED = np.array([[[2.0, 1.0], [1.0, 0.0]]])
@@ -483,7 +484,7 @@ class TestResize:
             ]
         )
         np.testing.assert_allclose(
-            metrics._resize(maps, target), expected, atol=1e-12
+            arrays.resize(maps, target), expected, atol=1e-12
         )
 
     @pytest.mark.parametrize("function", MASK_FUNCTIONS)
@@ -660,13 +661,13 @@ class TestAgreement:
 
     @pytest.mark.parametrize("function", PAIR_FUNCTIONS)
     def test_different_resolutions_go_to_the_larger(self, function):
-        # `_resize` itself is checked against scikit-image above; here it
+        # `arrays.resize` itself is checked against scikit-image above; here it
         # gives exact ties where scikit-image's coordinates are off by 1 ulp,
         # which matters to ranks.
         rng = np.random.default_rng(13)
         small = _random_maps(rng, (3, 2, 3))
         large = _random_maps(rng, (3, 6, 6))
-        upsampled = metrics._resize(small, (6, 6))
+        upsampled = arrays.resize(small, (6, 6))
         np.testing.assert_allclose(
             function(small, large), function(upsampled, large)
         )
@@ -676,9 +677,7 @@ class TestAgreement:
         wide = _random_maps(rng, (3, 2, 8))
         np.testing.assert_allclose(
             function(wide, small),
-            function(
-                metrics._resize(wide, (2, 8)), metrics._resize(small, (2, 8))
-            ),
+            function(arrays.resize(wide, (2, 8)), arrays.resize(small, (2, 8))),
         )
 
     @pytest.mark.parametrize("function", PAIR_FUNCTIONS)

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from explain_attn import SpatialAttention, load_model, save_model
-from explain_attn.saving import atomic_path
+from explain_attn.models.saving import atomic_path
 
 
 def _tiny_model():

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from explain_attn import synthetic
+from explain_attn.data import synthetic
 
 SAMPLE_DATA = Path(__file__).resolve().parent.parent / "sample_data"
 

@@ -6,7 +6,7 @@ import pytest
 
 from explain_attn import build_model
 from explain_attn.data import Dataset
-from explain_attn.training import evaluate, train, train_architecture
+from explain_attn.models.training import evaluate, train, train_architecture
 
 
 def _bright_or_dark(count=64, size=8, seed=0):

@@ -17,7 +17,7 @@ from pathlib import Path
 import keras
 
 from explain_attn import __version__
-from explain_attn.saving import atomic_path, load_model, save_model
+from explain_attn.models.saving import atomic_path, load_model, save_model
 
 __all__ = ["cache_directory", "train_or_load"]
 
@@ -79,7 +79,7 @@ def train_or_load(
         ``"trained"``), ``seconds_per_epoch``, ``history`` (a dict of lists)
         and ``key``.
     """
-    from explain_attn.training import train_architecture
+    from explain_attn.models.training import train_architecture
 
     settings = {
         "architecture": architecture,

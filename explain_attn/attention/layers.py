@@ -3,6 +3,13 @@
 Every layer here is registered with Keras under the package name
 ``explain_attn``, so a model that uses them saves to and loads from a
 ``.keras`` file once ``explain_attn`` has been imported.
+
+Each layer implements the attention protocol that
+`explain_attn.attention.kinds` reads, so nothing outside this module needs
+to know the classes: ``attention_kind`` (``"spatial"`` or ``"channel"``)
+and ``attention_parts(inputs) -> (features, weights)`` with
+``layer(inputs) == features * weights``; CBAM and `ChannelAttention` also
+have ``channel_attention_map(inputs)``.
 """
 
 import keras
@@ -105,6 +112,8 @@ class SpatialAttention(keras.layers.Layer):
         _validate_rank4(self, input_shape)
         self.conv.build((*input_shape[:-1], 2))
 
+    attention_kind = "spatial"
+
     def attention_map(self, inputs):
         """Returns the attention weights, ``(batch, H, W, 1)`` in (0, 1)."""
         _build_if_needed(self, inputs)
@@ -112,8 +121,13 @@ class SpatialAttention(keras.layers.Layer):
         maximum = ops.max(inputs, axis=-1, keepdims=True)
         return self.conv(ops.concatenate([average, maximum], axis=-1))
 
+    def attention_parts(self, inputs):
+        """``(inputs, attention_map(inputs))``: the output is their product."""
+        return inputs, self.attention_map(inputs)
+
     def call(self, inputs):
-        return inputs * self.attention_map(inputs)
+        features, weights = self.attention_parts(inputs)
+        return features * weights
 
     def compute_output_shape(self, input_shape):
         return input_shape
@@ -208,6 +222,8 @@ class ChannelAttention(keras.layers.Layer):
         )
         return ops.matmul(hidden, self.output_kernel) + self.output_bias
 
+    attention_kind = "channel"
+
     def attention_map(self, inputs):
         """Returns the channel weights, ``(batch, 1, 1, C)`` in (0, 1)."""
         _build_if_needed(self, inputs)
@@ -216,8 +232,17 @@ class ChannelAttention(keras.layers.Layer):
         scores = self._perceptron(average) + self._perceptron(maximum)
         return ops.sigmoid(scores)[:, None, None, :]
 
+    def channel_attention_map(self, inputs):
+        """The channel weights (the same as `attention_map`)."""
+        return self.attention_map(inputs)
+
+    def attention_parts(self, inputs):
+        """``(inputs, attention_map(inputs))``: the output is their product."""
+        return inputs, self.attention_map(inputs)
+
     def call(self, inputs):
-        return inputs * self.attention_map(inputs)
+        features, weights = self.attention_parts(inputs)
+        return features * weights
 
     def compute_output_shape(self, input_shape):
         return input_shape
@@ -282,15 +307,23 @@ class CBAM(keras.layers.Layer):
         _build_if_needed(self, inputs)
         return self.channel_attention.attention_map(inputs)
 
+    attention_kind = "spatial"
+
     def attention_map(self, inputs):
         """Returns the spatial weights, ``(batch, H, W, 1)`` in (0, 1)."""
+        return self.attention_parts(inputs)[1]
+
+    def attention_parts(self, inputs):
+        """``(refined, map)``: the features after the channel attention and
+        the spatial weights computed from them; the output is their
+        product."""
         _build_if_needed(self, inputs)
-        return self.spatial_attention.attention_map(
-            self.channel_attention(inputs)
-        )
+        refined = self.channel_attention(inputs)
+        return refined, self.spatial_attention.attention_map(refined)
 
     def call(self, inputs):
-        return self.spatial_attention(self.channel_attention(inputs))
+        features, weights = self.attention_parts(inputs)
+        return features * weights
 
     def compute_output_shape(self, input_shape):
         return input_shape

@@ -10,7 +10,7 @@ from pathlib import Path
 import keras
 
 # Importing the layers registers them with Keras before any load.
-from explain_attn import layers as _layers  # noqa: F401
+from explain_attn.attention import layers as _layers  # noqa: F401
 
 __all__ = ["atomic_path", "check_writable", "load_model", "save_model"]
 

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from explain_attn import synthetic
+from explain_attn.data import synthetic
 
 __all__ = [
     "IMAGE_SUFFIXES",
@@ -156,11 +156,10 @@ def load_dataset(
         source: One of:
             - ``"sample"``: the bundled cluttered shapes. ``"test"`` reads
               the committed files in ``sample_data/`` through the folder
-              loader (regenerated with `explain_attn.synthetic` when the
-              package was installed without them); ``"train"`` generates
+              loader (regenerated with `explain_attn.data.synthetic` when
+              the package has no copy); ``"train"`` generates
               `synthetic.DEMO_TRAIN_SIZE` images from the training stream.
-            - ``"cifar10"``: Keras' CIFAR-10 loader (downloads on first
-              use; no masks).
+            - ``"cifar10"``: Keras' CIFAR-10 loader (no masks).
             - a folder in the layout of this module's docstring, or one
               with ``train/`` and ``test/`` subfolders in that layout;
             - an ``.npz`` file with ``images`` ``(N, H, W[, C])``,
@@ -193,20 +192,7 @@ def load_dataset(
             labels outside the class names, values NaN or outside [0, 1],
             or CIFAR-10 that cannot be downloaded.
     """
-    if split not in SPLITS:
-        raise ValueError(
-            f"Unknown split. Received: split={split!r}. Expected one of: "
-            f"{', '.join(SPLITS)}."
-        )
-    if limit is not None and (
-        isinstance(limit, bool)
-        or not isinstance(limit, int | np.integer)
-        or limit <= 0
-    ):
-        raise ValueError(
-            "`limit` must be a positive integer or None. Received: "
-            f"limit={limit!r}"
-        )
+    _check_split_and_limit(split, limit)
     size = _check_image_size(image_size)
     is_sample = isinstance(source, str) and source == "sample"
     if spurious_correlation is not None and not is_sample:
@@ -238,6 +224,23 @@ def load_dataset(
     )
 
 
+def _check_split_and_limit(split, limit):
+    if split not in SPLITS:
+        raise ValueError(
+            f"Unknown split. Received: split={split!r}. Expected one of: "
+            f"{', '.join(SPLITS)}."
+        )
+    if limit is not None and (
+        isinstance(limit, bool)
+        or not isinstance(limit, int | np.integer)
+        or limit <= 0
+    ):
+        raise ValueError(
+            "`limit` must be a positive integer or None. Received: "
+            f"limit={limit!r}"
+        )
+
+
 def sample_data_directory():
     """The committed ``sample_data/`` folder, or None if it is absent.
 
@@ -245,7 +248,7 @@ def sample_data_directory():
     checkout or an editable install. A wheel does not ship it; then
     ``load_dataset("sample")`` regenerates the identical test split.
     """
-    directory = Path(__file__).resolve().parent.parent / "sample_data"
+    directory = Path(__file__).resolve().parents[2] / "sample_data"
     return directory if (directory / "images").is_dir() else None
 
 

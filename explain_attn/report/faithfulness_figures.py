@@ -8,17 +8,13 @@ Each function takes the section's JSON-ready dict (see
 import numpy as np
 from matplotlib.figure import Figure
 
-from explain_attn.figures import to_data_uri
+from explain_attn.report.figures import to_data_uri
 
 __all__ = [
     "deletion_insertion_figure",
     "faithfulness_figures",
     "randomization_figure",
 ]
-
-
-def _short(label):
-    return label.split(" · ", 1)[-1]
 
 
 def randomization_figure(section):
@@ -41,7 +37,7 @@ def randomization_figure(section):
                 [np.nan if v is None else v for v in values], float
             )
             axis.plot(
-                steps, values, marker="o", label=_short(result["labels"][name])
+                steps, values, marker="o", label=result["short_labels"][name]
             )
         axis.axhline(result["threshold"], color="gray", linestyle=":")
         axis.set_xticks(steps, layers, rotation=35, ha="right", fontsize=7)
@@ -78,7 +74,7 @@ def deletion_insertion_figure(section):
             if row["model"] != key:
                 continue
             style = "--" if row["random"] else "-"
-            label = "random order" if row["random"] else _short(row["label"])
+            label = row["short_label"]
             for axis, curve in (
                 (deletion_axis, "deletion_curve"),
                 (insertion_axis, "insertion_curve"),
@@ -87,8 +83,7 @@ def deletion_insertion_figure(section):
                     [np.nan if v is None else v for v in row[curve]], float
                 )
                 axis.plot(fractions, values, style, marker=".", label=label)
-        name = next(r["label"] for r in rows if r["model"] == key)
-        model_name = name.split(" · ", 1)[0]
+        model_name = next(r["model_name"] for r in rows if r["model"] == key)
         for axis, title in (
             (deletion_axis, "deletion (pixels blurred, most important first)"),
             (insertion_axis, "insertion (pixels restored on the blur)"),

@@ -9,7 +9,7 @@ on the same images with the objects left out, ``small_convnet`` scores
 
 import keras
 
-from explain_attn.data import Dataset, tf_dataset
+from explain_attn.data.loaders import Dataset, tf_dataset
 
 __all__ = [
     "DEMO_BATCH_SIZE",
@@ -68,22 +68,9 @@ def train(
         ValueError: If an argument is out of range or the model's input or
             output does not fit the data.
     """
-    _check_dataset("train_data", train_data)
-    _check_model(model, train_data)
-    if validation_data is not None:
-        _check_dataset("validation_data", validation_data)
-        _check_model(model, validation_data)
-    for name, value in (("epochs", epochs), ("batch_size", batch_size)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(
-                f"`{name}` must be a positive integer. Received: "
-                f"{name}={value!r}"
-            )
-    if not isinstance(learning_rate, int | float) or not learning_rate > 0:
-        raise ValueError(
-            "`learning_rate` must be a positive number. Received: "
-            f"learning_rate={learning_rate!r}"
-        )
+    _check_arguments(
+        model, train_data, validation_data, epochs, batch_size, learning_rate
+    )
     keras.utils.set_random_seed(seed)
     if not model.compiled:
         steps = epochs * -(-len(train_data) // batch_size)
@@ -112,6 +99,27 @@ def train(
     )
 
 
+def _check_arguments(
+    model, train_data, validation_data, epochs, batch_size, learning_rate
+):
+    _check_dataset("train_data", train_data)
+    _check_model(model, train_data)
+    if validation_data is not None:
+        _check_dataset("validation_data", validation_data)
+        _check_model(model, validation_data)
+    for name, value in (("epochs", epochs), ("batch_size", batch_size)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(
+                f"`{name}` must be a positive integer. Received: "
+                f"{name}={value!r}"
+            )
+    if not isinstance(learning_rate, int | float) or not learning_rate > 0:
+        raise ValueError(
+            "`learning_rate` must be a positive number. Received: "
+            f"learning_rate={learning_rate!r}"
+        )
+
+
 def train_architecture(
     architecture,
     train_data,
@@ -135,7 +143,7 @@ def train_architecture(
     Returns:
         ``(model, history)``.
     """
-    from explain_attn.models import build_model
+    from explain_attn.models.architectures import build_model
 
     _check_dataset("train_data", train_data)
     keras.utils.set_random_seed(seed)

@@ -1,10 +1,19 @@
-"""The jinja2 environment that renders every HTML page of explain-attn."""
+"""The last stage: a `Report` as one self-contained HTML page.
+
+One jinja2 environment (autoescape, undefined is an error) renders every
+page; the figures come from `explain_attn.report.figures`.
+"""
 
 import functools
 import math
 from pathlib import Path
 
 import jinja2
+
+from explain_attn.metrics import METRIC_DEFINITIONS
+from explain_attn.models.saving import atomic_path
+from explain_attn.report import figures
+from explain_attn.report.faithfulness_figures import faithfulness_figures
 
 __all__ = [
     "render_html",
@@ -20,7 +29,7 @@ def template_directory():
     An installed package carries them as ``explain_attn/templates``; an
     editable install or a source checkout has them in ``<repo>/templates``.
     """
-    package = Path(__file__).resolve().parent
+    package = Path(__file__).resolve().parents[1]
     for candidate in (package / "templates", package.parent / "templates"):
         if (candidate / "base.html").is_file():
             return candidate
@@ -95,64 +104,56 @@ def render_html(report, path):
         report: A `explain_attn.report.Report`.
         path: The ``.html`` file to write.
     """
-    from explain_attn.saving import atomic_path
-
     html = report_html(report)
     with atomic_path(path) as temporary:
         temporary.write_text(html, encoding="utf-8")
 
 
+def _gallery_entry(example, data, models):
+    """What the template shows of one gallery example."""
+    explanations = list(example["overlays"])
+    per_image = data["per_image"]["metrics"]
+    index = example["index"]
+    class_names = data["dataset"]["class_names"]
+    return {
+        "figure": figures.example_figure(
+            example["image"],
+            example["mask"],
+            [example["overlays"][e] for e in explanations],
+            [e.short_label for e in explanations],
+        ),
+        "index": index,
+        "true": class_names[data["per_image"]["labels"][index]],
+        "predictions": [
+            (models[key]["name"], class_names[value])
+            for key, value in example["predictions"].items()
+        ],
+        "reasons": example["reasons"],
+        "metrics": [
+            (
+                e.label,
+                {
+                    name: per_image[e.key][name][index]
+                    for name in ("entropy", "mass_in_mask")
+                    if name in per_image[e.key]
+                },
+            )
+            for e in explanations
+        ],
+    }
+
+
 def report_html(report):
     """Returns the report's self-contained HTML page as a string."""
-    from explain_attn import figures
-    from explain_attn.faithfulness_figures import faithfulness_figures
-    from explain_attn.metrics import METRIC_DEFINITIONS
-
     data = report.data
     explanations = data["explanations"]
     labels = {row["id"]: row["label"] for row in explanations}
     models = {row["key"]: row for row in data["models"]}
-    class_names = data["dataset"]["class_names"]
     metric_names = [
         name
         for name in METRIC_DEFINITIONS
         if any(name in row["summary"]["all"] for row in explanations)
     ]
-    gallery = []
-    for example in report.gallery:
-        ids = list(example["overlays"])
-        gallery.append(
-            {
-                "figure": figures.example_figure(
-                    example["image"],
-                    example["mask"],
-                    [example["overlays"][i] for i in ids],
-                    [_short_label(labels[i]) for i in ids],
-                ),
-                "index": example["index"],
-                "true": class_names[
-                    data["per_image"]["labels"][example["index"]]
-                ],
-                "predictions": [
-                    (models[key]["name"], class_names[value])
-                    for key, value in example["predictions"].items()
-                ],
-                "reasons": example["reasons"],
-                "metrics": [
-                    (
-                        labels[i],
-                        {
-                            name: data["per_image"]["metrics"][i][name][
-                                example["index"]
-                            ]
-                            for name in ("entropy", "mass_in_mask")
-                            if name in data["per_image"]["metrics"][i]
-                        },
-                    )
-                    for i in ids
-                ],
-            }
-        )
     histories = {
         row["name"]: (row["training"] or {}).get("history")
         for row in data["models"]
@@ -167,12 +168,10 @@ def report_html(report):
             data["per_image"]["metrics"], labels
         ),
         "curves": figures.training_curves(histories),
-        "gallery": gallery,
+        "gallery": [
+            _gallery_entry(example, data, models) for example in report.gallery
+        ],
         "models_by_key": models,
         "faithfulness_figures": faithfulness_figures(data.get("faithfulness")),
     }
     return template_environment().get_template("report.html").render(context)
-
-
-def _short_label(label):
-    return label.split(" · ", 1)[-1]

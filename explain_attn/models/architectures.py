@@ -18,7 +18,7 @@ attention maps are fetched by name and never by position:
 import keras
 from keras import layers
 
-from explain_attn.layers import SpatialAttention
+from explain_attn.attention.layers import SpatialAttention
 
 __all__ = ["ARCHITECTURES", "build_model"]
 

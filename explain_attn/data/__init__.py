@@ -1,0 +1,27 @@
+"""Data in: image folders, ``.npz`` files, the sample data, CIFAR-10.
+
+- `loaders`: `load_dataset` and the `Dataset` it returns (images, labels,
+  optional foreground masks), splits, and `tf.data` pipelines.
+- `synthetic`: the generator of the bundled sample data (shapes on
+  cluttered backgrounds, with exact masks).
+"""
+
+from explain_attn.data.loaders import (
+    IMAGE_SUFFIXES,
+    Dataset,
+    load_dataset,
+    sample_data_directory,
+    split_dataset,
+    tf_dataset,
+    train_test_datasets,
+)
+
+__all__ = [
+    "IMAGE_SUFFIXES",
+    "Dataset",
+    "load_dataset",
+    "sample_data_directory",
+    "split_dataset",
+    "tf_dataset",
+    "train_test_datasets",
+]

@@ -1,0 +1,226 @@
+"""Attention maps by layer name, batched, in one forward pass.
+
+For an attention module the map is its attention *weights*, computed by its
+`explain_attn.attention.kinds.AttentionKind` from the graph tensor the kind
+reads; never the attended features. Other 4-D layers can be read too, as
+what they are: a single-channel output, or the channel mean of the
+activations (an activation map, not an attention map).
+"""
+
+import weakref
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from explain_attn.attention.kinds import find_kind
+from explain_attn.explanations.inputs import (
+    batches,
+    check_model_images,
+    input_shape,
+    resize_target,
+)
+from explain_attn.explanations.lookup import resolve_layers, single_layer
+from explain_attn.models.graph import flat_graph
+
+__all__ = [
+    "AttentionExtractor",
+    "ChannelWeights",
+    "attention_maps",
+    "channel_attention_weights",
+]
+
+
+def _reading(tap):
+    """``(tensor to fetch, function of it giving (B, h, w, 1))`` for a tap."""
+    kind = find_kind(tap)
+    if kind is not None:
+        if not kind.spatial:
+            raise ValueError(
+                f"Layer {tap.path!r} is a {kind.description}. Use "
+                "channel_attention_weights(model, images, "
+                f"{tap.path!r})."
+            )
+        return kind.source(tap), lambda source: kind.parts(tap, source)[1]
+    if not tap.is_spatial or isinstance(tap.layer, keras.layers.InputLayer):
+        raise ValueError(
+            f"Layer {tap.path!r} has output shape "
+            f"{tuple(tap.output.shape)}; a map needs a 4-D output "
+            "(batch, H, W, C). Choose a convolutional or attention layer."
+        )
+    if tap.output.shape[-1] == 1:
+        return tap.output, lambda output: output
+    return tap.output, lambda output: tf.reduce_mean(
+        output, axis=-1, keepdims=True
+    )
+
+
+class AttentionExtractor:
+    """One compiled, batched function from images to the requested maps.
+
+    Build it once per model and layer set, then call it on each batch.
+
+    Args:
+        model: The model.
+        paths: Layer paths (see `resolve_layers`).
+        resize_to: ``None`` or ``(height, width)``; bilinear.
+    """
+
+    def __init__(self, model, paths, resize_to=None):
+        graph = flat_graph(model)
+        self.paths = list(paths)
+        readings = [_reading(graph.taps[path]) for path in self.paths]
+        self._functions = [function for _, function in readings]
+        self._model = keras.Model(
+            graph.model_inputs, [tensor for tensor, _ in readings]
+        )
+        self.resize_to = resize_to
+        self.function = tf.function(
+            self._maps,
+            input_signature=[
+                tf.TensorSpec(tuple(graph.inputs[0].shape), tf.float32)
+            ],
+        )
+
+    def _maps(self, images):
+        tensors = self._model(images, training=False)
+        if not isinstance(tensors, list | tuple):
+            tensors = [tensors]
+        maps = []
+        for function, tensor in zip(self._functions, tensors, strict=True):
+            attention = function(tensor)
+            if self.resize_to is not None:
+                attention = tf.image.resize(
+                    attention, self.resize_to, method="bilinear"
+                )
+            maps.append(tf.cast(attention[..., 0], tf.float32))
+        return maps
+
+    def __call__(self, batch):
+        """A dict from path to the batch's ``(B, h, w)`` float32 maps."""
+        values = self.function(batch)
+        return {
+            path: value.numpy()
+            for path, value in zip(self.paths, values, strict=True)
+        }
+
+
+# Convenience functions build their extractor once per model, layer set and
+# size, and keep it as long as the model lives: rebuilding costs a trace.
+_EXTRACTORS = weakref.WeakKeyDictionary()
+
+
+def _cached(model, key, build):
+    cache = _EXTRACTORS.setdefault(model, {})
+    if key not in cache:
+        cache[key] = build()
+    return cache[key]
+
+
+def attention_maps(
+    model, images, *, layers=None, batch_size=128, resize_to=None
+):
+    """Reads spatial attention maps of ``model`` for ``images``, by name.
+
+    What a map is, per layer:
+    - `SpatialAttention`, `AggregatedAttention`, `CBAM`: the attention
+      weights in (0, 1) (the spatial ones for CBAM), never the attended
+      features;
+    - a layer with a single-channel 4-D output (e.g. a sigmoid gate): its
+      output;
+    - any other 4-D layer: the mean over channels of its activations (an
+      *activation map*, not an attention map).
+
+    All requested layers come out of one forward pass per batch, through a
+    compiled function built once per model and layer set and cached. The
+    model and the images are not modified.
+
+    Args:
+        model: A functional or built Sequential `keras.Model` (nested models
+            are searched).
+        images: ``(N, H, W, C)`` array matching the model's input shape.
+        layers: ``None`` for every attention layer, or names, paths or glob
+            patterns (see `resolve_layers`).
+        batch_size: Images per forward pass.
+        resize_to: ``None`` (the layer's own resolution), ``"input"`` (the
+            model's input height and width) or ``(height, width)``;
+            resizing is bilinear.
+
+    Returns:
+        A dict from layer path to an ``(N, h, w)`` float32 array.
+
+    Raises:
+        ValueError: For unknown layers, layers without a spatial map, or
+            images whose shape does not match the model's input.
+    """
+    paths = resolve_layers(model, layers)
+    images = check_model_images(model, images)
+    target = resize_target(input_shape(model), resize_to)
+    extractor = _cached(
+        model,
+        (tuple(paths), target),
+        lambda: AttentionExtractor(model, paths, target),
+    )
+    chunks = {path: [] for path in paths}
+    for batch in batches(images, batch_size):
+        for path, values in extractor(batch).items():
+            chunks[path].append(values)
+    return {path: np.concatenate(chunks[path]) for path in paths}
+
+
+class ChannelWeights:
+    """One compiled function from images to a module's channel weights.
+
+    Args:
+        model: The model.
+        path: Path of an attention module with channel weights.
+
+    Raises:
+        ValueError: If the module has no channel weights.
+    """
+
+    def __init__(self, model, path):
+        graph = flat_graph(model)
+        tap = graph.taps[path]
+        kind = find_kind(tap)
+        if kind is None or not kind.has_channel_weights(tap):
+            raise ValueError(
+                f"Layer {path!r} is a {type(tap.layer).__name__}, not a "
+                "ChannelAttention or CBAM layer, so it has no channel weights."
+            )
+        source = keras.Model(graph.model_inputs, kind.source(tap))
+
+        def weights(batch):
+            return kind.channel_weights(tap, source(batch, training=False))
+
+        self.function = tf.function(
+            weights,
+            input_signature=[
+                tf.TensorSpec(tuple(graph.inputs[0].shape), tf.float32)
+            ],
+        )
+
+    def __call__(self, batch):
+        return self.function(batch).numpy()
+
+
+def channel_attention_weights(model, images, layer, *, batch_size=128):
+    """Reads the channel weights of a `ChannelAttention` or `CBAM` layer.
+
+    Args:
+        model: The model.
+        images: ``(N, H, W, C)`` array matching the model's input shape.
+        layer: Name or path of one `ChannelAttention` or `CBAM` layer.
+        batch_size: Images per forward pass.
+
+    Returns:
+        ``(N, channels)`` float32 weights in (0, 1).
+    """
+    path = single_layer(model, layer)
+    weights = _cached(
+        model, ("channel", path), lambda: ChannelWeights(model, path)
+    )
+    images = check_model_images(model, images)
+    return np.concatenate(
+        [weights(batch) for batch in batches(images, batch_size)]
+    )

@@ -1,0 +1,329 @@
+"""Class activation maps from gradients: Grad-CAM and its relatives.
+
+One base class, `BaseCAM`, owns the plumbing: the flat graph (nested models
+included), the pre-softmax score (`explain_attn.models.heads.score_head`),
+one compiled `tf.function` with a `tf.GradientTape` per model and layer,
+batching, ReLU, per-image min-max normalisation and resizing. A method
+overrides one of two hooks, the way pytorch-grad-cam structures its
+methods:
+
+- `BaseCAM.channel_weights`: one weight per channel (Grad-CAM,
+  Grad-CAM++), which the default `BaseCAM.combine` sums the activations
+  with;
+- `BaseCAM.combine`: how gradients and activations make the map, pixel by
+  pixel (LayerCAM, HiResCAM).
+"""
+
+import weakref
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from explain_attn.explanations.inputs import (
+    batches,
+    check_images,
+    resize_target,
+)
+from explain_attn.explanations.lookup import default_cam_layer, single_layer
+from explain_attn.explanations.methods import register_cam
+from explain_attn.models.graph import flat_graph
+from explain_attn.models.heads import score_head
+
+__all__ = [
+    "BaseCAM",
+    "GradCAM",
+    "GradCAMPlusPlus",
+    "HiResCAM",
+    "LayerCAM",
+    "grad_cam",
+    "grad_cam_plus_plus",
+    "hires_cam",
+    "layer_cam",
+]
+
+
+class BaseCAM:
+    """Plumbing shared by the class-activation-map methods.
+
+    The map of image ``i`` for class ``c`` at layer activations ``A`` is
+    ``normalize(relu(combine(A, g)))`` with ``g = dy_c / dA`` the gradient
+    of the pre-softmax score ``y_c``. By default ``combine`` is
+    ``sum_k w_k A_k`` with channel weights ``w`` from `channel_weights`.
+    When the model ends in a softmax (a ``Dense(..., activation="softmax")``,
+    a ``Softmax`` or an ``Activation("softmax")`` layer) the score is the
+    input of the softmax, computed with the model's own weights; the model
+    is not modified. Otherwise the model's output is the score as given.
+
+    ``normalize`` maps each image's map to [0, 1] by min-max; a map whose
+    maximum equals its minimum (e.g. all zero after the ReLU) becomes all
+    zeros, never NaN.
+
+    Args:
+        model: A functional or built Sequential `keras.Model`.
+        layer: Name, path or pattern of one layer with a 4-D output;
+            ``None`` picks the last 4-D layer (before global pooling).
+    """
+
+    name = ""
+    """The method's name in `explain_attn.explanations.methods`."""
+
+    title = ""
+    """How reports name the method."""
+
+    def __init__(self, model, layer=None):
+        graph = flat_graph(model)
+        if layer is None:
+            self.path = default_cam_layer(model)
+        else:
+            self.path = single_layer(model, layer)
+        tap = graph.taps[self.path]
+        if not tap.is_spatial:
+            raise ValueError(
+                f"Layer {self.path!r} has output shape "
+                f"{tuple(tap.output.shape)}; {self.title or 'Grad-CAM'} "
+                "needs a 4-D output (batch, H, W, C). Choose a convolutional "
+                "layer."
+            )
+        features, self._logits = score_head(model)
+        self._model = keras.Model(graph.model_inputs, [tap.output, features])
+        self.num_classes = int(graph.outputs[0].shape[-1])
+        shape = tuple(graph.inputs[0].shape)
+        self._input_shape = shape[1:]
+        self._function = tf.function(
+            self._maps,
+            input_signature=[
+                tf.TensorSpec(shape, tf.float32),
+                tf.TensorSpec((None,), tf.int32),
+            ],
+        )
+
+    def channel_weights(self, activations, gradients):
+        """Hook: ``(B, h, w, C)`` activations, gradients -> ``(B, C)``."""
+        raise NotImplementedError(
+            f"{type(self).__name__} must override channel_weights or combine."
+        )
+
+    def combine(self, activations, gradients):
+        """Hook: ``(B, h, w, C)`` activations, gradients -> ``(B, h, w)``.
+
+        The map before ReLU and normalisation; by default the activations
+        summed with `channel_weights`.
+        """
+        weights = self.channel_weights(activations, gradients)
+        return tf.einsum("bhwc,bc->bhw", activations, weights)
+
+    def _maps(self, images, classes):
+        with tf.GradientTape() as tape:
+            tape.watch(images)
+            activations, features = self._model(images, training=False)
+            logits = self._logits(features)
+            predicted = tf.argmax(logits, axis=-1, output_type=tf.int32)
+            classes = tf.where(classes < 0, predicted, classes)
+            scores = tf.gather(logits, classes, axis=1, batch_dims=1)
+        gradients = tape.gradient(scores, activations)
+        cam = tf.nn.relu(self.combine(activations, gradients))
+        low = tf.reduce_min(cam, axis=(1, 2), keepdims=True)
+        high = tf.reduce_max(cam, axis=(1, 2), keepdims=True)
+        span = high - low
+        return tf.where(span > 0, (cam - low) / tf.where(span > 0, span, 1), 0)
+
+    def batch(self, images, classes, resize_to=None):
+        """Maps of one batch: ``(B, h, w)`` float32 NumPy.
+
+        Args:
+            images: ``(B, H, W, C)`` float32 tensor or array.
+            classes: ``(B,)`` int32 classes; -1 for the predicted class.
+            resize_to: ``None`` or ``(height, width)``; bilinear.
+        """
+        cam = self._function(
+            tf.constant(images), tf.constant(classes, tf.int32)
+        )
+        if resize_to is not None:
+            cam = tf.image.resize(cam[..., None], resize_to)[..., 0]
+        return cam.numpy()
+
+    def __call__(
+        self, images, *, class_index=None, batch_size=64, resize_to=None
+    ):
+        """Computes the maps; see `grad_cam` for the arguments."""
+        images = check_images(images, self._input_shape)
+        classes = self.classes(class_index, len(images))
+        target = resize_target(self._input_shape, resize_to)
+        chunks = []
+        start = 0
+        for batch in batches(images, batch_size):
+            stop = start + len(batch)
+            chunks.append(self.batch(batch, classes[start:stop], target))
+            start = stop
+        return np.concatenate(chunks)
+
+    def classes(self, class_index, count):
+        """``class_index`` as ``(count,)`` int32, -1 meaning "predicted".
+
+        Raises:
+            TypeError: If it is not ``None``, an int or ints.
+            ValueError: If its length or values do not fit.
+        """
+        if class_index is None:
+            return np.full(count, -1, np.int32)
+        values = np.asarray(class_index)
+        if values.dtype == bool or not np.issubdtype(values.dtype, np.integer):
+            raise TypeError(
+                "class_index must be None, an int or an array of ints. "
+                f"Received: class_index of dtype {values.dtype}"
+            )
+        if values.ndim == 0:
+            values = np.full(count, int(values))
+        if values.shape != (count,):
+            raise ValueError(
+                f"class_index must have one entry per image ({count}). "
+                f"Received: shape {values.shape}"
+            )
+        if values.min() < 0 or values.max() >= self.num_classes:
+            raise ValueError(
+                f"class_index must lie in [0, {self.num_classes}). Received: "
+                f"values from {values.min()} to {values.max()}"
+            )
+        return values.astype(np.int32)
+
+
+@register_cam
+class GradCAM(BaseCAM):
+    """Grad-CAM (Selvaraju et al., 2017).
+
+    Channel weights are the spatial mean of the gradients:
+    ``w_k = mean_ij dy_c / dA_k[i, j]``.
+    """
+
+    name = "grad_cam"
+    title = "Grad-CAM"
+
+    def channel_weights(self, activations, gradients):
+        return tf.reduce_mean(gradients, axis=(1, 2))
+
+
+@register_cam
+class GradCAMPlusPlus(BaseCAM):
+    """Grad-CAM++ (Chattopadhay et al., 2018).
+
+    With ``g = dy_c / dA_k[i, j]`` (pre-softmax score, the closed form of
+    the paper's eq. 19 under an exponential output),
+    ``alpha = g^2 / (2 g^2 + sum_ab A_k[a, b] g^3)`` (0 where the
+    denominator is 0) and ``w_k = sum_ij alpha relu(g)``.
+    """
+
+    name = "grad_cam_plus_plus"
+    title = "Grad-CAM++"
+
+    def channel_weights(self, activations, gradients):
+        squared = tf.square(gradients)
+        cubed = squared * gradients
+        total = tf.reduce_sum(activations, axis=(1, 2), keepdims=True)
+        denominator = 2.0 * squared + total * cubed
+        safe = tf.where(denominator != 0, denominator, 1.0)
+        alpha = tf.where(denominator != 0, squared / safe, 0.0)
+        return tf.reduce_sum(alpha * tf.nn.relu(gradients), axis=(1, 2))
+
+
+@register_cam
+class LayerCAM(BaseCAM):
+    """LayerCAM (Jiang et al., 2021).
+
+    Each activation is weighted by its own positive gradient:
+    ``relu(sum_k relu(dy_c / dA_k) * A_k)``, pixel by pixel.
+    """
+
+    name = "layer_cam"
+    title = "LayerCAM"
+
+    def combine(self, activations, gradients):
+        return tf.reduce_sum(tf.nn.relu(gradients) * activations, axis=-1)
+
+
+@register_cam
+class HiResCAM(BaseCAM):
+    """HiResCAM (Draelos & Carin, 2020).
+
+    The element-wise product of gradients and activations, summed over
+    channels: ``relu(sum_k dy_c / dA_k * A_k)``. Unlike Grad-CAM it does not
+    average the gradients over space, so the map shows the positions that
+    raise the score.
+    """
+
+    name = "hires_cam"
+    title = "HiResCAM"
+
+    def combine(self, activations, gradients):
+        return tf.reduce_sum(gradients * activations, axis=-1)
+
+
+# The functions below build their CAM once per model, method and layer, and
+# keep it as long as the model lives: rebuilding costs a trace.
+_CAMS = weakref.WeakKeyDictionary()
+
+
+def cached_cam(method, model, layer=None):
+    """The `BaseCAM` subclass ``method`` for ``model`` and ``layer``, built
+    once and kept as long as the model lives."""
+    cache = _CAMS.setdefault(model, {})
+    key = (method, layer)
+    if key not in cache:
+        cache[key] = method(model, layer)
+    return cache[key]
+
+
+def _public_function(method, doc):
+    """The public function of a `BaseCAM` subclass, with `grad_cam`'s
+    signature."""
+
+    def function(
+        model,
+        images,
+        *,
+        layer=None,
+        class_index=None,
+        batch_size=64,
+        resize_to=None,
+    ):
+        return cached_cam(method, model, layer)(
+            images,
+            class_index=class_index,
+            batch_size=batch_size,
+            resize_to=resize_to,
+        )
+
+    function.__name__ = function.__qualname__ = method.name
+    function.__doc__ = doc
+    return function
+
+
+grad_cam = _public_function(
+    GradCAM,
+    """Grad-CAM maps of ``model`` for ``images``, batched and compiled.
+
+    Args:
+        model: A functional or built Sequential `keras.Model`; nested models
+            work. It is not modified.
+        images: ``(N, H, W, C)`` array matching the model's input.
+        layer: Name, path or pattern of the layer to explain; ``None`` picks
+            the last 4-D layer (the one before global pooling).
+        class_index: ``None`` for each image's predicted class, an int for
+            one class, or an ``(N,)`` int array (e.g. the true labels).
+        batch_size: Images per forward and backward pass.
+        resize_to: ``None``, ``"input"`` or ``(height, width)``; bilinear.
+
+    Returns:
+        ``(N, h, w)`` float32 maps in [0, 1].
+    """,
+)
+grad_cam_plus_plus = _public_function(
+    GradCAMPlusPlus,
+    "Grad-CAM++ maps; same arguments and result as `grad_cam`.",
+)
+layer_cam = _public_function(
+    LayerCAM, "LayerCAM maps; same arguments and result as `grad_cam`."
+)
+hires_cam = _public_function(
+    HiResCAM, "HiResCAM maps; same arguments and result as `grad_cam`."
+)

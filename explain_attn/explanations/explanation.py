@@ -1,0 +1,198 @@
+"""Explanations as values, and one function that computes their maps.
+
+An `Explanation` says what a map explains: which model, by which method
+(`explain_attn.explanations.methods`), at which layer. The report, the
+gallery, the faithfulness checks and ``explain-attn maps`` all describe
+their maps this way and compute them with `Explainer` (or `explain`); none
+of them builds or parses identifiers of another module.
+"""
+
+import dataclasses
+
+import numpy as np
+
+from explain_attn.explanations.inputs import (
+    batches,
+    check_batch_size,
+    check_model_images,
+    input_shape,
+    resize_target,
+)
+from explain_attn.explanations.methods import get_method
+
+__all__ = ["Explainer", "Explanation", "explain", "explanations_for"]
+
+
+@dataclasses.dataclass(frozen=True)
+class Explanation:
+    """One map per image: a model, explained by a method at a layer.
+
+    Attributes:
+        model: The `keras.Model` explained (not part of equality).
+        method: Name of a registered method, e.g. ``"attention"`` or
+            ``"grad_cam"`` (see `explain_attn.explanations.methods`).
+        layer: Path of the layer in the model's flat graph.
+        model_key: Short key of the model among those compared, e.g.
+            ``"attention"`` or ``"baseline"``; the model's name by default.
+        model_name: How reports name the model; ``model_key`` by default.
+
+    Example:
+
+    >>> cam = Explanation(baseline, "grad_cam", "conv3", "baseline")
+    >>> cam.label
+    'baseline · Grad-CAM (conv3)'
+    """
+
+    model: object = dataclasses.field(compare=False, repr=False)
+    method: str
+    layer: str
+    model_key: str = ""
+    model_name: str = ""
+
+    def __post_init__(self):
+        get_method(self.method)  # Unknown methods fail here, by name.
+        if not self.model_key:
+            object.__setattr__(self, "model_key", self.model.name)
+        if not self.model_name:
+            object.__setattr__(self, "model_name", self.model_key)
+
+    @property
+    def key(self):
+        """A unique string key, for JSON files: ``model_key:method key``.
+
+        Only a key: nothing reads the model, method or layer back from it.
+        """
+        return f"{self.model_key}:{self.method_key}"
+
+    @property
+    def method_key(self):
+        """The explanation's key within its model: the layer for attention,
+        the method's name for a CAM."""
+        return get_method(self.method).key(self.layer)
+
+    @property
+    def short_label(self):
+        """The method and layer, e.g. ``"Grad-CAM (conv3)"``."""
+        return get_method(self.method).label(self.layer)
+
+    @property
+    def label(self):
+        """Model, method and layer: ``"baseline · Grad-CAM (conv3)"``."""
+        return f"{self.model_name} · {self.short_label}"
+
+
+def explanations_for(model, method, layers=None, *, key="", name=""):
+    """The explanations of ``model`` by ``method`` at ``layers``.
+
+    Args:
+        model: The model.
+        method: A registered method's name.
+        layers: ``None`` for the method's default layers (every attention
+            layer; the last 4-D layer for CAMs), or names, paths, patterns.
+        key: The model's key (default: its name).
+        name: The model's display name (default: the key).
+
+    Returns:
+        A list of `Explanation`, in layer order.
+    """
+    paths = get_method(method).layers(model, layers)
+    return [Explanation(model, method, path, key, name) for path in paths]
+
+
+class Explainer:
+    """Computes the maps of a list of explanations, batch by batch.
+
+    Prepared once (one compiled function per model and method, all of a
+    model's attention layers in one forward pass), then called on as many
+    images as needed.
+
+    Args:
+        explanations: `Explanation` objects, of one model or several taking
+            the same images.
+        resize_to: ``None`` (each layer's own resolution), ``"input"`` or
+            ``(height, width)``; bilinear.
+    """
+
+    def __init__(self, explanations, resize_to=None):
+        self.explanations = list(explanations)
+        if not self.explanations:
+            raise ValueError("No explanations given. Pass at least one.")
+        self._groups = []
+        grouped = {}
+        for explanation in self.explanations:
+            group = (id(explanation.model), explanation.method)
+            grouped.setdefault(group, []).append(explanation)
+        for members in grouped.values():
+            model = members[0].model
+            method = get_method(members[0].method)
+            target = resize_target(input_shape(model), resize_to)
+            layers = list(dict.fromkeys(e.layer for e in members))
+            function = method.prepare(model, layers, target)
+            self._groups.append((members, function))
+
+    def batch(self, images, classes):
+        """Maps of one batch: a dict from `Explanation` to ``(B, h, w)``."""
+        result = {}
+        for members, function in self._groups:
+            maps = function(images, classes)
+            for explanation in members:
+                result[explanation] = maps[explanation.layer]
+        return result
+
+    def __call__(self, images, *, class_index=None, batch_size=128):
+        """Maps of ``images``: a dict from `Explanation` to ``(N, h, w)``.
+
+        Args:
+            images: ``(N, H, W, C)`` array matching every model's input.
+            class_index: For class-dependent methods: ``None`` (each
+                image's predicted class, per model), or ``(N,)`` ints.
+            batch_size: Images per forward pass.
+        """
+        check_batch_size(batch_size)
+        for model in {id(e.model): e.model for e in self.explanations}.values():
+            images = check_model_images(model, images)
+        classes = _classes(class_index, len(images))
+        chunks = {explanation: [] for explanation in self.explanations}
+        start = 0
+        for batch in batches(images, batch_size):
+            stop = start + len(batch)
+            for explanation, maps in self.batch(
+                batch, classes[start:stop]
+            ).items():
+                chunks[explanation].append(maps)
+            start = stop
+        return {e: np.concatenate(chunks[e]) for e in self.explanations}
+
+
+def _classes(class_index, count):
+    if class_index is None:
+        return np.full(count, -1, np.int32)
+    values = np.asarray(class_index)
+    if values.dtype == bool or not np.issubdtype(values.dtype, np.integer):
+        raise TypeError(
+            "class_index must be None or an array of ints. Received: "
+            f"class_index of dtype {values.dtype}"
+        )
+    values = np.broadcast_to(values, (count,)) if values.ndim == 0 else values
+    if values.shape != (count,) or (count and values.min() < 0):
+        raise ValueError(
+            f"class_index must hold one non-negative class per image "
+            f"({count}). Received: shape {values.shape}"
+        )
+    return values.astype(np.int32)
+
+
+def explain(
+    explanations, images, *, class_index=None, batch_size=128, resize_to=None
+):
+    """The maps of ``explanations`` for ``images``, in one call.
+
+    A shortcut for ``Explainer(explanations, resize_to)(images, ...)``; build
+    an `Explainer` yourself to compute maps for many batches.
+
+    Returns:
+        A dict from each `Explanation` to its ``(N, h, w)`` float32 maps.
+    """
+    return Explainer(explanations, resize_to)(
+        images, class_index=class_index, batch_size=batch_size
+    )

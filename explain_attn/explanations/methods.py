@@ -1,0 +1,170 @@
+"""The registry of explanation methods: attention maps and the CAM family.
+
+A `Method` knows which layers it explains by default, how to name its maps,
+and how to prepare, once per model, a function from a batch of images to
+its maps. The report, the gallery, the faithfulness checks and ``explain-attn
+maps`` only ever look methods up here by name, so a new method is a new
+entry, never an edit of theirs. A new CAM method is a `BaseCAM` subclass in
+`explain_attn.explanations.cam` decorated with `register_cam`.
+"""
+
+import abc
+
+from explain_attn.explanations.attention import AttentionExtractor
+from explain_attn.explanations.lookup import (
+    default_cam_layer,
+    resolve_layers,
+    single_layer,
+)
+
+__all__ = [
+    "METHODS",
+    "AttentionMethod",
+    "CAMMethod",
+    "Method",
+    "cam_method_names",
+    "get_method",
+    "register_cam",
+    "register_method",
+]
+
+
+class Method(abc.ABC):
+    """One way of explaining a model's decisions with a map.
+
+    Attributes:
+        name: The method's name (``--method NAME`` on the command line).
+        title: How reports name it.
+        uses_class: Whether its maps depend on the class explained.
+    """
+
+    name = ""
+    title = ""
+    uses_class = False
+
+    @abc.abstractmethod
+    def layers(self, model, requested=None):
+        """The layer paths of ``model`` it explains.
+
+        Args:
+            model: The model.
+            requested: ``None`` for the method's default, or names, paths
+                or patterns.
+        """
+
+    @abc.abstractmethod
+    def prepare(self, model, layers, resize_to=None):
+        """Returns ``function(batch, classes) -> {layer: (B, h, w) maps}``.
+
+        Built once per model and layer set; call it for every batch.
+        ``classes`` is ``(B,)`` int32 with -1 for the predicted class.
+        """
+
+    def key(self, layer):
+        """The explanation's key within its model's (see `Explanation`)."""
+        return f"{self.name}@{layer}"
+
+    def label(self, layer):
+        """A short label of the explanation within its model."""
+        return f"{self.title} ({layer})"
+
+
+class AttentionMethod(Method):
+    """The attention weights of attention modules, read by layer name."""
+
+    name = "attention"
+    title = "attention"
+
+    def layers(self, model, requested=None):
+        return resolve_layers(model, requested)
+
+    def prepare(self, model, layers, resize_to=None):
+        extractor = AttentionExtractor(model, layers, resize_to)
+        return lambda batch, classes: extractor(batch)
+
+    def key(self, layer):
+        return layer
+
+    def label(self, layer):
+        return layer
+
+
+class CAMMethod(Method):
+    """A gradient-based class activation map (a `BaseCAM` subclass).
+
+    Args:
+        cam_class: The `explain_attn.explanations.cam.BaseCAM` subclass.
+    """
+
+    uses_class = True
+
+    def __init__(self, cam_class):
+        self.cam_class = cam_class
+        self.name = cam_class.name
+        self.title = cam_class.title
+
+    def layers(self, model, requested=None):
+        if requested is None:
+            return [default_cam_layer(model)]
+        if isinstance(requested, str):
+            requested = [requested]
+        return [single_layer(model, layer) for layer in requested]
+
+    def prepare(self, model, layers, resize_to=None):
+        cams = {layer: self.cam_class(model, layer) for layer in layers}
+
+        def maps(batch, classes):
+            return {
+                layer: cam.batch(batch, classes, resize_to)
+                for layer, cam in cams.items()
+            }
+
+        return maps
+
+    def key(self, layer):
+        return self.name
+
+    def label(self, layer):
+        return f"{self.title} ({layer})"
+
+
+METHODS = {}
+"""Registered methods by name, in registration order."""
+
+
+def register_method(method):
+    """Adds a `Method` instance to `METHODS`; returns it."""
+    if not method.name or method.name in METHODS:
+        raise ValueError(
+            f"A method needs a new, non-empty name. Received: {method.name!r}"
+        )
+    METHODS[method.name] = method
+    return method
+
+
+def register_cam(cam_class):
+    """Class decorator: registers a `BaseCAM` subclass as a method."""
+    register_method(CAMMethod(cam_class))
+    return cam_class
+
+
+def get_method(name):
+    """The registered method called ``name``.
+
+    Raises:
+        ValueError: If there is none (the message lists the methods).
+    """
+    if name not in METHODS:
+        raise ValueError(
+            f"Unknown explanation method {name!r}. Choose from: "
+            f"{', '.join(METHODS)}."
+        )
+    return METHODS[name]
+
+
+def cam_method_names():
+    """Names of the registered methods that explain a class (the CAMs)."""
+    return [name for name, method in METHODS.items() if method.uses_class]
+
+
+register_method(AttentionMethod())

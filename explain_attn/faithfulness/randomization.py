@@ -1,0 +1,315 @@
+"""Model-parameter randomisation checks (Adebayo et al., 2018).
+
+A map that stays the same when the weights it is computed from are random
+explains nothing about what the model learnt. The checks re-initialise the
+weights of a clone of the model and compare the maps before and after.
+"""
+
+import math
+
+import keras
+import numpy as np
+
+from explain_attn.explanations.explanation import Explainer, Explanation
+from explain_attn.explanations.inputs import check_model_images
+from explain_attn.explanations.lookup import default_cam_layer, resolve_layers
+from explain_attn.explanations.predict import predict_classes
+from explain_attn.faithfulness.common import check_positive, finite_median
+from explain_attn.metrics import spearman
+from explain_attn.models.graph import flat_graph
+
+__all__ = [
+    "FAILURE_THRESHOLD",
+    "map_similarity",
+    "randomization_check",
+    "reinitialize_layer",
+]
+
+FAILURE_THRESHOLD = 0.9
+"""A map fails a randomisation check when its median Spearman correlation
+with the original stays above this."""
+
+
+def _glorot_limit(shape):
+    receptive = int(np.prod(shape[:-2])) if len(shape) > 2 else 1
+    fan_in = shape[-2] * receptive
+    fan_out = shape[-1] * receptive
+    return math.sqrt(6.0 / max(fan_in + fan_out, 1))
+
+
+_ONES = ("gamma", "moving_variance")
+
+
+def reinitialize_layer(layer, rng):
+    """Re-initialises every weight of ``layer`` in place, seeded.
+
+    Kernels (weights of two or more dimensions) are drawn from Glorot
+    uniform, Keras' default kernel initializer; one-dimensional weights get
+    the values a fresh Keras layer starts with: ones for ``gamma`` and
+    ``moving_variance`` (batch normalisation), zeros otherwise (biases,
+    ``beta``, ``moving_mean``). Call it on a clone, never on the caller's
+    model.
+
+    Args:
+        layer: A layer whose weights to overwrite.
+        rng: A `numpy.random.Generator`.
+    """
+    for variable in layer.weights:
+        shape = tuple(int(size) for size in variable.shape)
+        name = variable.name.split("/")[-1]
+        if len(shape) >= 2:
+            limit = _glorot_limit(shape)
+            values = rng.uniform(-limit, limit, shape)
+        elif name in _ONES:
+            values = np.ones(shape)
+        else:
+            values = np.zeros(shape)
+        variable.assign(values.astype(variable.dtype))
+
+
+def _weighted_layers(model):
+    """Paths and layers with weights, in call order (nested models opened)."""
+    return [
+        (tap.path, tap.layer)
+        for tap in flat_graph(model).taps.values()
+        if tap.layer.weights and not isinstance(tap.layer, keras.Model)
+    ]
+
+
+def _unit_scaled(maps):
+    maps = np.asarray(maps, dtype=np.float64)
+    low = maps.min(axis=(1, 2), keepdims=True)
+    high = maps.max(axis=(1, 2), keepdims=True)
+    span = high - low
+    return np.where(span > 0, (maps - low) / np.where(span > 0, span, 1), 0.0)
+
+
+def map_similarity(original, changed):
+    """Spearman correlation and SSIM of two maps of each image.
+
+    Args:
+        original: ``(N, H, W)`` maps before the change.
+        changed: ``(N, H, W)`` maps after it, same images and size.
+
+    Returns:
+        ``(spearman, ssim)``, each ``(N,)`` float64. Spearman is
+        `explain_attn.metrics.spearman`, except that a map that became
+        constant counts as 0 (it lost all structure: a change); images whose
+        *original* map is constant are NaN. SSIM is
+        `skimage.metrics.structural_similarity` with ``data_range=1`` on the
+        maps min-max scaled to [0, 1] (a constant map scales to zeros), with
+        a window of 7 pixels or the largest odd size that fits (NaN below
+        3 pixels), averaged over the window positions of each image.
+    """
+    from skimage.metrics import structural_similarity
+
+    original = np.asarray(original, dtype=np.float64)
+    changed = np.asarray(changed, dtype=np.float64)
+    if original.shape != changed.shape or original.ndim != 3:
+        raise ValueError(
+            "Expected two (N, H, W) arrays of the same shape. Received: "
+            f"{original.shape} and {changed.shape}"
+        )
+    constant_before = np.ptp(original, axis=(1, 2)) == 0
+    constant_after = np.ptp(changed, axis=(1, 2)) == 0
+    rho = spearman(original, changed)
+    rho = np.where(constant_after & ~constant_before, 0.0, rho)
+    rho = np.where(constant_before, np.nan, rho)
+    size = min(original.shape[1:])
+    window = min(7, size if size % 2 else size - 1)
+    if window < 3 or len(original) == 0:
+        return rho, np.full(len(original), np.nan)
+    _, full = structural_similarity(
+        np.moveaxis(_unit_scaled(original), 0, -1),
+        np.moveaxis(_unit_scaled(changed), 0, -1),
+        data_range=1.0,
+        channel_axis=-1,
+        win_size=window,
+        full=True,
+    )
+    pad = (window - 1) // 2
+    cropped = full[pad : full.shape[0] - pad, pad : full.shape[1] - pad]
+    return rho, cropped.mean(axis=(0, 1))
+
+
+class _Maps:
+    """The clone's maps of the checked explanations, by name."""
+
+    def __init__(self, clone, paths, cam_layer, cam_methods, classes):
+        self.explanations = {
+            path: Explanation(clone, "attention", path) for path in paths
+        }
+        for method in cam_methods:
+            self.explanations[method] = Explanation(clone, method, cam_layer)
+        self.explainer = Explainer(self.explanations.values(), "input")
+        self.classes = classes
+
+    def __call__(self, images, batch_size):
+        maps = self.explainer(
+            images, class_index=self.classes, batch_size=batch_size
+        )
+        return {name: maps[e] for name, e in self.explanations.items()}
+
+
+def _similarities(original, current):
+    """``{name: (median Spearman, median SSIM, per-image Spearman)}``."""
+    result = {}
+    for name in original:
+        rho, ssim = map_similarity(original[name], current[name])
+        result[name] = (finite_median(rho), finite_median(ssim), rho)
+    return result
+
+
+def _cascade(clone, compute, original, rng):
+    """Re-initialises the clone's layers from the output down, cumulatively."""
+    weighted = _weighted_layers(clone)
+    order = [path for path, _ in weighted][::-1]
+    by_path = dict(weighted)
+    spearman_curves = {name: [1.0] for name in original}
+    ssim_curves = {name: [1.0] for name in original}
+    last = {}
+    for path in order:
+        reinitialize_layer(by_path[path], rng)
+        for name, (rho, ssim, per_image) in _similarities(
+            original, compute()
+        ).items():
+            spearman_curves[name].append(rho)
+            ssim_curves[name].append(ssim)
+            last[name] = per_image
+    return {
+        "layers": order,
+        "spearman_median": spearman_curves,
+        "ssim_median": ssim_curves,
+        "spearman_per_image": {
+            name: np.asarray(last.get(name, []), float).tolist()
+            for name in original
+        },
+    }, by_path
+
+
+def _independent(model, clone, by_path, paths, compute, original, rng):
+    """Re-initialises each attention layer alone, from the model's weights."""
+    results = {}
+    for path in paths:
+        clone.set_weights(model.get_weights())
+        reinitialize_layer(by_path[path], rng)
+        results[path] = {
+            name: {"spearman_median": rho, "ssim_median": ssim}
+            for name, (rho, ssim, _) in _similarities(
+                original, compute()
+            ).items()
+        }
+    return results
+
+
+def _checks(cascade, independent, threshold):
+    checks = []
+    for name, curve in cascade["spearman_median"].items():
+        final = curve[-1]
+        own = independent.get(name, {}).get(name)
+        own_spearman = own["spearman_median"] if own else math.nan
+        failed = (math.isfinite(final) and final > threshold) or (
+            math.isfinite(own_spearman) and own_spearman > threshold
+        )
+        checks.append(
+            {
+                "map": name,
+                "final_spearman_median": final,
+                "final_ssim_median": cascade["ssim_median"][name][-1],
+                "independent_spearman_median": own_spearman,
+                "passed": not failed,
+            }
+        )
+    return checks
+
+
+def _attention_paths(model, layers):
+    """The layers to check; none when the model has no attention layer."""
+    try:
+        return resolve_layers(model, layers)
+    except ValueError:
+        if layers is not None:
+            raise
+        return []
+
+
+def randomization_check(
+    model,
+    images,
+    *,
+    layers=None,
+    grad_cam_layer=None,
+    class_index=None,
+    seed=0,
+    batch_size=128,
+    threshold=FAILURE_THRESHOLD,
+    independent=True,
+    cam_methods=("grad_cam",),
+):
+    """Model-parameter randomisation test (Adebayo et al., 2018).
+
+    On a clone (the caller's model is never changed): **cascade**, the
+    layers with weights are re-initialised (`reinitialize_layer`) from the
+    output down, cumulatively, each step's maps compared with the original
+    ones (`map_similarity`, at input resolution);
+    **independent**, each attention layer alone is re-initialised from the
+    model's weights. CAMs explain a fixed class per image. A map **fails**
+    when its median Spearman correlation with the original stays above
+    ``threshold`` after the whole cascade or, for an attention layer, after
+    its own weights alone were re-initialised.
+
+    Args:
+        model: A functional or built Sequential `keras.Model`.
+        images: ``(N, H, W, C)`` images matching the model's input.
+        layers: Attention layers to check (``None``: every attention layer;
+            a model without one checks the CAMs only).
+        grad_cam_layer: Layer of the CAMs (``None``: the last 4-D layer).
+        class_index: Class of the CAMs: ``None`` (the predicted class), an
+            int or an ``(N,)`` int array.
+        seed: Seed of the re-initialisation.
+        batch_size: Images per forward pass.
+        threshold: Median Spearman above which a map fails.
+        independent: Also randomise each attention layer on its own.
+        cam_methods: Names of the CAM methods to check.
+
+    Returns:
+        A JSON-ready dict: ``maps`` (attention layer paths, then the CAM
+        methods' names); ``cascade`` with ``layers`` (re-initialised, in
+        order; step ``k`` of every curve is after the first ``k``, step 0
+        the original) and per map ``spearman_median`` and ``ssim_median``
+        (lists over the steps) and ``spearman_per_image`` (last step);
+        ``independent`` (layer -> map -> ``spearman_median``,
+        ``ssim_median``); ``checks``, one per map with ``map``,
+        ``final_spearman_median``, ``final_ssim_median``,
+        ``independent_spearman_median`` and ``passed``.
+    """
+    check_positive("batch_size", batch_size)
+    images = check_model_images(model, images)
+    paths = _attention_paths(model, layers)
+    cam_layer = grad_cam_layer or default_cam_layer(model)
+    if class_index is None:
+        class_index = predict_classes(model, images, batch_size=batch_size)
+    clone = keras.models.clone_model(model)
+    clone.set_weights(model.get_weights())
+    maps = _Maps(clone, paths, cam_layer, cam_methods, class_index)
+
+    def compute():
+        return maps(images, batch_size)
+
+    original = compute()
+    rng = np.random.default_rng(seed)
+    cascade, by_path = _cascade(clone, compute, original, rng)
+    independent_results = (
+        _independent(model, clone, by_path, paths, compute, original, rng)
+        if independent
+        else {}
+    )
+    return {
+        "maps": list(original),
+        "grad_cam_layer": cam_layer,
+        "num_images": int(len(images)),
+        "threshold": threshold,
+        "cascade": cascade,
+        "independent": independent_results,
+        "checks": _checks(cascade, independent_results, threshold),
+    }

@@ -1,0 +1,289 @@
+"""Foreground metrics: how each map overlaps a ground-truth mask.
+
+`mass_in_mask`, `pointing_game`, `rank_accuracy`, `roc_auc` and
+`top_fraction_iou`, each over `(N, H, W)` non-negative maps and `(N, H, W)`
+bool masks, returning `(N,)` float64. Maps are resized to the masks' size;
+empty masks give NaN.
+"""
+
+import math
+
+import numpy as np
+from scipy import ndimage
+
+from explain_attn.metrics.arrays import (
+    DEFAULT_FRACTION,
+    as_maps,
+    as_masks,
+    check_fraction,
+    has_ties,
+    num_top_pixels,
+    resize,
+    row_dot,
+    safe_divide,
+    tie_groups,
+    top_k,
+)
+
+
+def _flat_maps_and_masks(maps, masks):
+    """Validated `(N, P)` maps at the masks' size and `(N, P)` bool masks."""
+    maps = as_maps(maps)
+    masks = as_masks(masks, len(maps))
+    maps = resize(maps, masks.shape[1:])
+    flat_shape = (len(maps), maps.shape[1] * maps.shape[2])
+    return maps.reshape(flat_shape), masks.reshape(flat_shape)
+
+
+def _top_k_in_mask(above, tied, share, masks):
+    """`Σ_{i in mask} w_i` for the top-`k` membership `w` of `top_k`."""
+    return np.count_nonzero(above & masks, axis=1) + share * np.count_nonzero(
+        tied & masks, axis=1
+    )
+
+
+def _sorted_keys(flat, masks):
+    """Row-wise sorted keys that carry each pixel's value and mask bit.
+
+    For non-negative IEEE floats the bit pattern, read as an unsigned
+    integer, orders like the value. Shifting it left by one bit and storing
+    the mask bit in the freed lowest bit gives keys that one fast integer
+    sort orders by value (and, among equal values, outside before inside).
+    """
+    unsigned = np.uint32 if flat.dtype == np.float32 else np.uint64
+    # The shift also drops the sign bit, so -0.0 and 0.0 give the same key.
+    keys = np.left_shift(np.ascontiguousarray(flat).view(unsigned), 1)
+    np.bitwise_or(keys, masks, out=keys, casting="unsafe")
+    keys.sort(axis=1)
+    return keys
+
+
+def mass_in_mask(maps, masks):
+    """Share of each map's mass that lies inside the mask.
+
+    The energy-based pointing game (Wang et al., 2020, Score-CAM) and
+    Quantus' `RelevanceMassAccuracy` (Arras et al., 2022) on non-negative
+    maps.
+
+    Args:
+        maps: `(N, H, W)` non-negative maps; resized (bilinear) to the masks'
+            size if it differs.
+        masks: `(N, H, W)` bool foreground masks.
+
+    Returns:
+        `(N,)` float64 in [0, 1]. NaN for an empty mask or an all-zero map.
+        1 for a mask covering the image; `|M| / (H·W)` for a constant map.
+
+    Notes:
+        `mass_in_mask = Σ_{i in M} m_i / Σ_i m_i`.
+
+        Same as Quantus 0.6.0 `RelevanceMassAccuracy`, which also returns
+        NaN for an empty mask; Quantus accepts signed maps (a signed ratio),
+        which are rejected here.
+    """
+    flat, flat_masks = _flat_maps_and_masks(maps, masks)
+    result = safe_divide(
+        row_dot(flat, flat_masks), flat.sum(axis=1, dtype=np.float64)
+    )
+    result[~flat_masks.any(axis=1)] = np.nan
+    return result
+
+
+def _disk(radius):
+    extent = int(math.floor(radius))
+    offsets = np.arange(-extent, extent + 1)
+    return offsets[:, None] ** 2 + offsets[None, :] ** 2 <= radius**2
+
+
+def pointing_game(maps, masks, *, tolerance=0):
+    """Whether each map's maximum falls on the mask (or within `tolerance`).
+
+    The pointing game of Zhang et al. (2018, "Top-down neural attention by
+    excitation backprop"); Quantus' `PointingGame`. TorchRay uses a
+    tolerance of 15 pixels at image resolution.
+
+    Args:
+        maps: `(N, H, W)` non-negative maps; resized (bilinear) to the masks'
+            size if it differs.
+        masks: `(N, H, W)` bool foreground masks.
+        tolerance: non-negative radius in mask pixels. A maximum counts as a
+            hit if it lies within this Euclidean distance of a mask pixel.
+            0 (default): it must lie on the mask.
+
+    Returns:
+        `(N,)` float64: 1 for a hit, 0 for a miss; with ties, the share of
+        the maximal pixels that are hits. NaN for an empty mask or an
+        all-zero map.
+
+    Notes:
+        With `D` the mask dilated by a disk of radius `tolerance` and
+        `A = {i : m_i = max_j m_j}` the maximal pixels,
+        `pointing_game = |A ∩ D| / |A|`: 1 or 0 when the maximum is unique,
+        and the expected hit under a uniformly random choice among tied
+        maxima otherwise (so a constant map scores `|D| / (H·W)`, chance).
+
+        Differences from Quantus 0.6.0 `PointingGame`: Quantus counts a hit
+        when *any* maximal pixel lies in the mask (ties favour a hit, so a
+        constant map always hits), has no tolerance, and returns `True` for
+        an empty mask (its NaN is cast to bool); we return NaN.
+    """
+    if (
+        isinstance(tolerance, bool)
+        or not isinstance(tolerance, int | float | np.integer | np.floating)
+        or not 0.0 <= float(tolerance) < math.inf
+    ):
+        raise ValueError(
+            "`tolerance` must be a finite number >= 0 (pixels). "
+            f"Received: tolerance={tolerance!r}"
+        )
+    flat, flat_masks = _flat_maps_and_masks(maps, masks)
+    targets = flat_masks
+    if tolerance >= 1:
+        masks_array = np.asarray(masks).astype(bool)
+        structure = _disk(float(tolerance))[None]
+        targets = ndimage.binary_dilation(masks_array, structure=structure)
+        targets = targets.reshape(flat.shape)
+    maxima = flat == flat.max(axis=1, keepdims=True)
+    result = safe_divide(
+        np.count_nonzero(maxima & targets, axis=1),
+        np.count_nonzero(maxima, axis=1),
+    )
+    result[~flat_masks.any(axis=1) | ~flat.any(axis=1)] = np.nan
+    return result
+
+
+def rank_accuracy(maps, masks):
+    """Share of each map's top-|mask| pixels that lie inside the mask.
+
+    Quantus' `RelevanceRankAccuracy` (Arras et al., 2022): with `K = |M|`
+    mask pixels, the fraction of the `K` highest-valued pixels in the mask.
+
+    Args:
+        maps: `(N, H, W)` non-negative maps; resized (bilinear) to the masks'
+            size if it differs.
+        masks: `(N, H, W)` bool foreground masks.
+
+    Returns:
+        `(N,)` float64 in [0, 1]. NaN for an empty mask or an all-zero map.
+        1 for a mask covering the image; `|M| / (H·W)` for a constant map.
+
+    Notes:
+        `rank_accuracy = Σ_{i in M} w_i / K`, where `w` is the top-`K`
+        membership: 1 for pixels above the `K`-th largest value `t`,
+        `(K - #{m > t}) / #{m = t}` for pixels equal to `t`, 0 below. Without
+        ties this is `|top_K ∩ M| / K`; with ties, the expectation under a
+        random order of the tied pixels.
+
+        Differences from Quantus 0.6.0 `RelevanceRankAccuracy`: Quantus
+        breaks ties by the order of `np.argsort(-m)` (implementation
+        defined); the results agree whenever the `K`-th value is not tied.
+    """
+    flat, flat_masks = _flat_maps_and_masks(maps, masks)
+    mask_sizes = np.count_nonzero(flat_masks, axis=1)
+    above, tied, share = top_k(
+        flat, np.maximum(mask_sizes, 1), np.sort(flat, axis=1)
+    )
+    result = safe_divide(
+        _top_k_in_mask(above, tied, share, flat_masks), mask_sizes
+    )
+    result[~flat.any(axis=1)] = np.nan
+    return result
+
+
+def roc_auc(maps, masks):
+    """Area under the ROC curve of each map used to classify mask pixels.
+
+    Quantus' `AUC` (Fawcett, 2006): the probability that a random mask pixel
+    scores higher than a random pixel outside the mask, ties counting half.
+
+    Args:
+        maps: `(N, H, W)` non-negative maps; resized (bilinear) to the masks'
+            size if it differs.
+        masks: `(N, H, W)` bool foreground masks.
+
+    Returns:
+        `(N,)` float64 in [0, 1]; 0.5 for a constant map. NaN for an empty
+        mask, a mask covering the image (no negatives), or an all-zero map.
+
+    Notes:
+        The Mann-Whitney form: with average ranks `r_i` (1 = lowest) of the
+        `n = H·W` values, `P = |M|` positives and `Q = n - P` negatives,
+        `auc = (Σ_{i in M} r_i - P (P + 1) / 2) / (P Q)`; this is the
+        trapezoidal area under the ROC curve, ties included.
+
+        Same as Quantus 0.6.0 `AUC` (`sklearn.metrics.roc_curve` then
+        `auc`), which also returns NaN for an empty mask; for a full mask
+        scikit-learn warns and returns NaN.
+    """
+    flat, flat_masks = _flat_maps_and_masks(maps, masks)
+    num_pixels = flat.shape[1]
+    num_positive = np.count_nonzero(flat_masks, axis=1).astype(np.float64)
+    num_negative = num_pixels - num_positive
+    # Sorted by value; among equal values, negatives before positives.
+    keys = _sorted_keys(flat, flat_masks)
+    sorted_masks = keys & keys.dtype.type(1)
+    # Pairs (negative, positive) with the negative sorted first: those with
+    # a lower value plus all tied ones.
+    pairs = np.einsum(
+        "ij,j->i",
+        sorted_masks,
+        np.arange(num_pixels, dtype=np.float64),
+        dtype=np.float64,
+        casting="unsafe",
+    )
+    pairs -= num_positive * (num_positive - 1.0) / 2.0
+    sorted_values = keys >> keys.dtype.type(1)
+    rows = np.flatnonzero(has_ties(sorted_values))
+    if rows.size:
+        # Tied pairs count one half: remove half of them per tie group.
+        starts, ends = tie_groups(sorted_values[rows])
+        group_positives = np.add.reduceat(
+            sorted_masks[rows].ravel().astype(np.int64), starts
+        )
+        group_negatives = ends - starts + 1 - group_positives
+        pairs[rows] -= 0.5 * np.bincount(
+            starts // num_pixels,
+            weights=group_positives * group_negatives,
+            minlength=rows.size,
+        )
+    result = safe_divide(pairs, num_positive * num_negative)
+    result[~flat.any(axis=1)] = np.nan
+    return result
+
+
+def top_fraction_iou(maps, masks, *, fraction=DEFAULT_FRACTION):
+    """IoU between each map's top `fraction` of pixels and the mask.
+
+    Args:
+        maps: `(N, H, W)` non-negative maps; resized (bilinear) to the masks'
+            size if it differs.
+        masks: `(N, H, W)` bool foreground masks.
+        fraction: share of pixels in the top set, in (0, 1]; default 0.2.
+            The top set holds `k = ceil(fraction · H · W)` pixels (at least
+            one).
+
+    Returns:
+        `(N,)` float64 in [0, 1]. NaN for an empty mask or an all-zero map.
+        `k / (H·W)` for a mask covering the image.
+
+    Notes:
+        With `w` the top-`k` membership (1 above the `k`-th largest value,
+        a shared fraction for pixels tied with it, 0 below; `Σ w = k`), the
+        fuzzy Jaccard index `iou = Σ_i min(w_i, M_i) / Σ_i max(w_i, M_i)`
+        `= I / (k + |M| - I)` with `I = Σ_{i in M} w_i`. Without ties it is
+        the IoU of the top-`k` set and the mask. A perfect score needs
+        `|M| = k`.
+
+        Quantus has no direct counterpart: its `TopKIntersection` is the
+        precision `|top_k ∩ M| / k` for a fixed pixel count `k` (ties
+        broken by `argsort` order), not an IoU.
+    """
+    fraction = check_fraction(fraction)
+    flat, flat_masks = _flat_maps_and_masks(maps, masks)
+    num_top = num_top_pixels(fraction, flat.shape[1])
+    above, tied, share = top_k(flat, np.full(len(flat), num_top))
+    intersection = _top_k_in_mask(above, tied, share, flat_masks)
+    union = num_top + np.count_nonzero(flat_masks, axis=1) - intersection
+    result = safe_divide(intersection, union)
+    result[~flat_masks.any(axis=1) | ~flat.any(axis=1)] = np.nan
+    return result

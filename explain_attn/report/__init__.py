@@ -1,0 +1,32 @@
+"""The report: stages from models and data to one shareable HTML file.
+
+- `build`: `build_report` (models + test data -> `Report`) and
+  `report_from_sources` (load the models and data, or train the demo).
+- Stages, in order: `evaluate` (stream the test set), `summaries`
+  (tables with intervals), `gallery`, `faithfulness` (the section).
+- `demo` and `cache`: the demo pair, trained once and cached.
+- `render`, `figures`, `faithfulness_figures`: HTML and figures. A new
+  report section is a stage module here plus a ``templates/_name.html``
+  partial.
+"""
+
+from explain_attn.report.build import (
+    Report,
+    build_report,
+    report_explanations,
+    report_from_sources,
+    write_json,
+)
+from explain_attn.report.models import ReportModel
+from explain_attn.report.render import render_html, report_html
+
+__all__ = [
+    "Report",
+    "ReportModel",
+    "build_report",
+    "render_html",
+    "report_explanations",
+    "report_from_sources",
+    "report_html",
+    "write_json",
+]

@@ -1,0 +1,194 @@
+"""The report's second stage: from per-image numbers to summary tables.
+
+Accuracies with Wilson intervals, the paired comparison of each attention
+model with the baseline, and per explanation every metric's mean with a
+bootstrap interval, over all, correctly and wrongly classified images.
+"""
+
+import math
+
+import numpy as np
+
+from explain_attn import metrics
+from explain_attn.report.demo import DEMO_ARCHITECTURES
+
+__all__ = ["BOOTSTRAP_DRAWS", "bootstrap_resamples", "summaries"]
+
+BOOTSTRAP_DRAWS = 20_000_000
+"""Cap on resamples x images of one bootstrap interval (see
+`bootstrap_resamples`)."""
+
+
+def bootstrap_resamples(count):
+    """Bootstrap resamples for intervals over ``count`` images.
+
+    A percentile bootstrap costs resamples x images, while its Monte Carlo
+    error depends on the number of resamples only. We use 10,000 resamples
+    up to 2,000 images, then ``BOOTSTRAP_DRAWS // count`` (2,000 at 10,000
+    images), never fewer than 1,000; the report states the number.
+    """
+    return int(min(10_000, max(1_000, BOOTSTRAP_DRAWS // max(count, 1))))
+
+
+def _model_rows(models, correct):
+    return [
+        {
+            "key": entry.key,
+            "role": entry.role,
+            "name": entry.name,
+            "file": entry.file,
+            "architecture": entry.architecture,
+            "parameters": int(entry.model.count_params()),
+            "accuracy": metrics.accuracy_interval(correct[entry.key]),
+            "training": entry.training,
+        }
+        for entry in models
+    ]
+
+
+def comparison_sentence(attention, baseline, difference):
+    """One paragraph on the accuracy difference of two model rows."""
+    points = 100 * difference["mean_difference"]
+    low, high = 100 * difference["ci_low"], 100 * difference["ci_high"]
+    extra = attention["parameters"] - baseline["parameters"]
+    direction = "more" if points >= 0 else "less"
+    sentence = (
+        f"{attention['name']} is {abs(points):.1f} percentage points "
+        f"{direction} accurate than {baseline['name']} on the same "
+        f"{difference['n']} test images (95% CI {low:+.1f} to {high:+.1f}); "
+    )
+    if math.isnan(low) or low <= 0 <= high:
+        sentence += (
+            "the interval includes zero, so this test set does not show a "
+            "real difference. "
+        )
+    else:
+        sentence += "the interval excludes zero, so the difference is real. "
+    if attention["architecture"] == DEMO_ARCHITECTURES["attention"] and (
+        baseline["architecture"] == DEMO_ARCHITECTURES["baseline"]
+    ):
+        sentence += (
+            f"The two networks are identical except for the attention "
+            f"layers, which add {extra:,} parameters: the baseline is the "
+            "capacity-matched ablation."
+        )
+    else:
+        sentence += (
+            f"The networks differ in architecture: {attention['parameters']:,}"
+            f" vs {baseline['parameters']:,} parameters, so capacity as well "
+            "as attention may explain a difference."
+        )
+    return sentence
+
+
+def _comparisons(model_rows, correct, bootstrap):
+    baseline = next(m for m in model_rows if m["role"] == "baseline")
+    comparisons = []
+    for row in model_rows:
+        if row["role"] != "attention":
+            continue
+        difference = metrics.paired_difference(
+            correct[row["key"]].astype(float),
+            correct[baseline["key"]].astype(float),
+            **bootstrap,
+        )
+        comparisons.append(
+            {
+                "attention": row["key"],
+                "reference": baseline["key"],
+                **difference,
+                "sentence": comparison_sentence(row, baseline, difference),
+            }
+        )
+    return comparisons
+
+
+def _explanation_row(explanation, evaluation, reference, correct, bootstrap):
+    own = evaluation.values[explanation]
+    subsets = {
+        "all": np.ones(len(correct[explanation.model_key]), bool),
+        "correct": correct[explanation.model_key],
+        "wrong": ~correct[explanation.model_key],
+    }
+    row = {
+        "id": explanation.key,
+        "label": explanation.label,
+        "short_label": explanation.short_label,
+        "model": explanation.model_key,
+        "method": explanation.method,
+        "layer": explanation.layer,
+        "summary": {
+            subset: {
+                name: metrics.summarize(values[chosen], **bootstrap)
+                for name, values in own.items()
+            }
+            for subset, chosen in subsets.items()
+        },
+    }
+    if explanation in evaluation.agreement:
+        row["agreement_with_reference"] = {
+            name: metrics.summarize(values, **bootstrap)
+            for name, values in evaluation.agreement[explanation].items()
+        }
+        reference_mass = evaluation.values[reference].get("mass_in_mask")
+        if reference_mass is not None:
+            row["mass_in_mask_vs_reference"] = metrics.paired_difference(
+                own["mass_in_mask"], reference_mass, **bootstrap
+            )
+    return row
+
+
+def _per_image(labels, predictions, evaluation):
+    def lists(rows):
+        return {
+            explanation.key: {name: v.tolist() for name, v in row.items()}
+            for explanation, row in rows.items()
+        }
+
+    return {
+        "labels": labels.tolist(),
+        "predictions": {k: v.tolist() for k, v in predictions.items()},
+        "metrics": lists(evaluation.values),
+        "agreement_with_reference": lists(evaluation.agreement),
+    }
+
+
+def summaries(models, explanations, reference, evaluation, test, seed):
+    """The report's numbers: models, comparisons, explanations, per image.
+
+    Returns:
+        A JSON-ready dict (see `explain_attn.report.write_json`).
+    """
+    labels = np.asarray(test.labels)
+    predictions = evaluation.predictions
+    correct = {key: predictions[key] == labels for key in predictions}
+    model_rows = _model_rows(models, correct)
+    bootstrap = {
+        "seed": seed,
+        "num_resamples": bootstrap_resamples(len(labels)),
+    }
+    notes = []
+    if test.masks is None:
+        notes.append(
+            "This dataset has no foreground masks, so the foreground metrics "
+            "(mass in mask, pointing game, rank accuracy, ROC AUC, top-20% "
+            "IoU) are left out."
+        )
+    return {
+        "format": "explain-attn report 1",
+        "bootstrap_resamples": bootstrap["num_resamples"],
+        "models": model_rows,
+        "comparisons": _comparisons(model_rows, correct, bootstrap),
+        "reference": {
+            "id": reference.key,
+            "label": reference.label,
+            "method": reference.method,
+            "layer": reference.layer,
+        },
+        "explanations": [
+            _explanation_row(e, evaluation, reference, correct, bootstrap)
+            for e in explanations
+        ],
+        "notes": notes,
+        "per_image": _per_image(labels, predictions, evaluation),
+    }
