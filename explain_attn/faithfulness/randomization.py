@@ -30,41 +30,51 @@ FAILURE_THRESHOLD = 0.9
 with the original stays above this."""
 
 
-def _glorot_limit(shape):
-    receptive = int(np.prod(shape[:-2])) if len(shape) > 2 else 1
-    fan_in = shape[-2] * receptive
-    fan_out = shape[-1] * receptive
-    return math.sqrt(6.0 / max(fan_in + fan_out, 1))
-
-
 _ONES = ("gamma", "moving_variance")
+
+
+def _initializer(layer, name, rank, seed):
+    """The Keras initializer a fresh ``layer`` would use for weight ``name``.
+
+    The layer's own ``<name>_initializer`` (``kernel_initializer``,
+    ``bias_initializer``, ``gamma_initializer``, ...) with a new seed where
+    it takes one; for weights without one (e.g. the perceptron of
+    `ChannelAttention`), Glorot uniform for kernels of two or more
+    dimensions, ones for ``gamma`` and ``moving_variance``, zeros otherwise:
+    the values Keras layers start with.
+    """
+    own = getattr(layer, f"{name}_initializer", None)
+    if isinstance(own, keras.initializers.Initializer):
+        config = own.get_config()
+        if "seed" in config:
+            config["seed"] = seed
+        return type(own).from_config(config)
+    if rank >= 2:
+        return keras.initializers.GlorotUniform(seed=seed)
+    if name in _ONES:
+        return keras.initializers.Ones()
+    return keras.initializers.Zeros()
 
 
 def reinitialize_layer(layer, rng):
     """Re-initialises every weight of ``layer`` in place, seeded.
 
-    Kernels (weights of two or more dimensions) are drawn from Glorot
-    uniform, Keras' default kernel initializer; one-dimensional weights get
-    the values a fresh Keras layer starts with: ones for ``gamma`` and
-    ``moving_variance`` (batch normalisation), zeros otherwise (biases,
-    ``beta``, ``moving_mean``). Call it on a clone, never on the caller's
-    model.
+    Each weight gets a draw of the Keras initializer a fresh layer would
+    use (see `_initializer`), seeded from ``rng``: Glorot uniform kernels,
+    zero biases, batch normalisation's ``gamma`` and ``moving_variance`` at
+    one and ``beta`` and ``moving_mean`` at zero by default. Call it on a
+    clone, never on the caller's model.
 
     Args:
         layer: A layer whose weights to overwrite.
-        rng: A `numpy.random.Generator`.
+        rng: A `numpy.random.Generator`; the seeds are drawn from it.
     """
     for variable in layer.weights:
         shape = tuple(int(size) for size in variable.shape)
         name = variable.name.split("/")[-1]
-        if len(shape) >= 2:
-            limit = _glorot_limit(shape)
-            values = rng.uniform(-limit, limit, shape)
-        elif name in _ONES:
-            values = np.ones(shape)
-        else:
-            values = np.zeros(shape)
-        variable.assign(values.astype(variable.dtype))
+        seed = int(rng.integers(2**31 - 1))
+        initializer = _initializer(layer, name, len(shape), seed)
+        variable.assign(initializer(shape, dtype=variable.dtype))
 
 
 def _weighted_layers(model):
