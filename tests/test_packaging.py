@@ -124,7 +124,13 @@ def test_wheel_metadata_declares_script_and_dependencies(wheel, wheel_names):
         for line in metadata.splitlines()
         if line.startswith("Requires-Dist: ")
     ]
-    for requirement in ("tensorflow>=2.16", "numpy", "click", "jinja2"):
+    for requirement in (
+        "tensorflow>=2.18",
+        "numpy",
+        "scipy",
+        "click",
+        "jinja2",
+    ):
         assert any(r.startswith(requirement) for r in requirements), (
             requirement,
             requirements,
