@@ -174,7 +174,7 @@ def machine_info():
     """The machine, versions and date, as an ordered dict of strings."""
     memory = _memory_gib()
     return {
-        "date (UTC)": datetime.datetime.now(datetime.timezone.utc).strftime(
+        "date (UTC)": datetime.datetime.now(datetime.UTC).strftime(
             "%Y-%m-%d %H:%M"
         ),
         "CPU": _cpu_model(),
