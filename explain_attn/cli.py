@@ -217,6 +217,12 @@ def _layer_line(row):
     help="Also compute Grad-CAM (the same as --method grad_cam).",
 )
 @_method_option
+@click.option(
+    "--cam-layer",
+    default=None,
+    help="Layer of the --method maps: name, path or pattern of one 4-D "
+    "layer [default: the last 4-D layer].",
+)
 @_image_size_option
 @click.option(
     "--limit",
@@ -246,6 +252,7 @@ def maps_command(
     layer_names,
     with_grad_cam,
     methods,
+    cam_layer,
     image_size,
     limit,
     batch_size,
@@ -278,6 +285,7 @@ def maps_command(
         output,
         layers=list(layer_names) or None,
         methods=methods,
+        cam_layer=cam_layer,
         with_grad_cam=with_grad_cam,
         batch_size=batch_size,
     )

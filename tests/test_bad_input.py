@@ -350,6 +350,41 @@ CASES = [
         "does not exist",
     ),
     ("report-output-readonly", "report --output /sys/r.html", "not writable"),
+    # Explanation methods.
+    (
+        "maps-unknown-method",
+        "maps {attention} --data {good16} --method gradcam --output {out}.npz",
+        "Unknown explanation method 'gradcam'",
+    ),
+    (
+        "maps-method-not-a-cam",
+        "maps {attention} --data {good16} --method attention "
+        "--output {out}.npz",
+        "not a CAM method",
+    ),
+    (
+        "maps-no-attention-no-method",
+        "maps {baseline} --data {good16} --output {out}.npz",
+        "has no attention layer",
+    ),
+    (
+        "maps-cam-on-dense-layer",
+        "maps {baseline} --data {good16} --method layer_cam "
+        "--cam-layer predictions --output {out}.npz",
+        "needs a 4-D output",
+    ),
+    (
+        "report-unknown-method",
+        "report --data {good16} --attention-model {attention} "
+        "--baseline-model {baseline} --method nope --output {out}.html",
+        "Unknown explanation method 'nope'",
+    ),
+    (
+        "report-method-not-a-cam",
+        "report --data {good16} --attention-model {attention} "
+        "--baseline-model {baseline} --method attention --output {out}.html",
+        "not a CAM method",
+    ),
     # Training.
     (
         "train-architecture",

@@ -5,6 +5,7 @@ import numpy as np
 from explain_attn.explanations.explanation import Explainer, explanations_for
 from explain_attn.explanations.inputs import batches, check_model_images
 from explain_attn.explanations.lookup import attention_layer_names
+from explain_attn.explanations.methods import get_method
 from explain_attn.explanations.predict import Predictor
 from explain_attn.models.saving import atomic_path
 
@@ -12,6 +13,13 @@ __all__ = ["export_maps"]
 
 
 def _explanations(model, layers, methods, cam_layer):
+    for method in methods:
+        if not get_method(method).uses_class:
+            raise ValueError(
+                f"--method {method!r} is not a CAM method; attention maps "
+                "are always written (choose layers with --layer). Choose a "
+                "class-activation method such as grad_cam."
+            )
     chosen = []
     if layers is not None or attention_layer_names(model) or not methods:
         chosen.extend(explanations_for(model, "attention", layers))
