@@ -250,3 +250,38 @@ def test_report_with_a_new_method(tmp_path, report_command):
     ids = [row["id"] for row in data["explanations"]]
     assert "attention:hires_cam" in ids and "baseline:grad_cam" in ids
     assert "HiResCAM" in output.read_text()
+
+
+def test_a_new_cam_method_is_one_registered_subclass(
+    quadratic_model, quadratic_images
+):
+    """What the README promises: no edit of the report or the registry."""
+    from explain_attn.explanations.cam import BaseCAM
+    from explain_attn.explanations.methods import register_cam
+
+    @register_cam
+    class GradientOnly(BaseCAM):
+        name = "gradient_only"
+        title = "gradient only"
+
+        def combine(self, activations, gradients):
+            return tf_sum(gradients)
+
+    try:
+        (explanation,) = explanations_for(
+            quadratic_model, "gradient_only", "features"
+        )
+        maps = explain([explanation], quadratic_images, class_index=CLASSES)
+        expected = normalise(
+            np.maximum(gradients(quadratic_images, CLASSES).sum(-1), 0)
+        )
+        np.testing.assert_allclose(maps[explanation], expected, atol=1e-5)
+        assert explanation.label == "quadratic · gradient only (features)"
+    finally:
+        del METHODS["gradient_only"]
+
+
+def tf_sum(values):
+    import tensorflow as tf
+
+    return tf.reduce_sum(values, axis=-1)
