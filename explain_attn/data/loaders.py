@@ -213,33 +213,25 @@ def load_dataset(
 
     Returns:
         A `Dataset`. Grayscale images become 3 channels, alpha is dropped,
-        8-bit values are divided by 255 and 16-bit ones by 65535. A folder
-        with masks or boxes (module docstring) gives masks.
+        8-bit values are divided by 255 and 16-bit ones by 65535.
 
     Warns:
-        AlphaDroppedWarning: Once per folder, when some images had
-            transparent pixels.
+        AlphaDroppedWarning: Once per folder if some pixels were transparent.
 
     Raises:
         ValueError: For an unknown split, a bad ``limit`` or
             ``image_size``, a missing path, an empty folder, missing class
             folders, an unreadable image (named), images without masks or
             masks without images, a mask whose size differs from its
-            image's, malformed or bad boxes (named with the file and how
-            to fix them), an ``.npz`` missing arrays or with mismatched lengths,
+            image's, bad boxes (named, with the fix), an ``.npz``
+            missing arrays or with mismatched lengths,
             labels outside the class names, values NaN or outside [0, 1],
             or CIFAR-10 that cannot be downloaded.
     """
     _check_split_and_limit(split, limit)
     size = _check_image_size(image_size)
-    is_sample = isinstance(source, str) and source == "sample"
-    if spurious_correlation is not None and not is_sample:
-        raise ValueError(
-            "spurious_correlation applies to the generated 'sample' data "
-            f"only. Received: source={str(source)!r}, "
-            f"spurious_correlation={spurious_correlation!r}"
-        )
-    if is_sample:
+    _check_spurious_correlation(source, spurious_correlation)
+    if isinstance(source, str) and source == "sample":
         return _load_sample(split, size, limit, spurious_correlation)
     if isinstance(source, str) and source == "cifar10":
         return _load_cifar10(split, size, limit)
@@ -260,6 +252,16 @@ def load_dataset(
         "DIR/images/<class>/<name>.png or an .npz file with 'images' and "
         "'labels'."
     )
+
+
+def _check_spurious_correlation(source, spurious_correlation):
+    is_sample = isinstance(source, str) and source == "sample"
+    if spurious_correlation is not None and not is_sample:
+        raise ValueError(
+            "spurious_correlation applies to the generated 'sample' data "
+            f"only. Received: source={str(source)!r}, "
+            f"spurious_correlation={spurious_correlation!r}"
+        )
 
 
 def _check_split_and_limit(split, limit):
@@ -358,12 +360,7 @@ def train_test_datasets(
         ``(train, test)`` Datasets.
     """
     path = None if source in ("sample", "cifar10") else Path(source)
-    if spurious_correlation is not None and source != "sample":
-        raise ValueError(
-            "spurious_correlation applies to the generated 'sample' data "
-            f"only. Received: source={str(source)!r}, "
-            f"spurious_correlation={spurious_correlation!r}"
-        )
+    _check_spurious_correlation(source, spurious_correlation)
     if path is None or (path / "train" / "images").is_dir():
         train = load_dataset(
             source,
