@@ -7,6 +7,7 @@ values from the integers written.
 """
 
 import struct
+import unicodedata
 import warnings
 import zlib
 
@@ -193,6 +194,18 @@ def test_names_with_spaces_and_accents_match_their_boxes(tmp_path):
     assert dataset.class_names == ("b", "café au lait")
     np.testing.assert_array_equal(
         dataset.masks[1], _expected(8, 8, (slice(1, 3), slice(1, 3)))
+    )
+
+
+def test_decomposed_file_names_match_composed_csv_rows(tmp_path):
+    # macOS stores "é" as "e" + combining accent; a CSV usually holds "é".
+    decomposed = unicodedata.normalize("NFD", "crème.png")
+    _save(tmp_path / "images/a" / decomposed, _rgb(3))
+    (tmp_path / "boxes.csv").write_text(
+        "file,x_min,y_min,x_max,y_max\na/crème.png,0,0,0,0\n", encoding="utf-8"
+    )
+    np.testing.assert_array_equal(
+        load_dataset(tmp_path).masks[0], _expected(8, 8, (0, 0))
     )
 
 

@@ -18,6 +18,7 @@ hold two images of the same name (``a.png`` and ``a.jpg``) when they are
 used. Box coordinates: see `explain_attn.data.annotations`.
 """
 
+import collections
 import dataclasses
 import unicodedata
 
@@ -111,9 +112,10 @@ def list_folder(directory):
     return Folder(tuple(classes), files, foreground)
 
 
-def _key(class_name, stem):
+def _key(class_name, name):
+    """``"<class>/<name>"``, NFC-normalised."""
     # NFC: macOS may store names decomposed, a CSV holds them composed.
-    return unicodedata.normalize("NFC", f"{class_name}/{stem}")
+    return unicodedata.normalize("NFC", f"{class_name}/{name}")
 
 
 def _image_files(folder):
@@ -144,7 +146,8 @@ def _foreground(directory, files):
         )
     keys = [key for key, _, _ in files]
     if len(set(keys)) < len(keys):
-        twins = sorted({key for key in keys if keys.count(key) > 1})
+        counts = collections.Counter(keys)
+        twins = sorted(key for key, count in counts.items() if count > 1)
         raise ValueError(
             f"{len(twins)} name(s) in {str(directory / 'images')!r} belong "
             f"to two images, e.g. {', '.join(twins[:_SHOWN])}. Masks and "
@@ -153,10 +156,7 @@ def _foreground(directory, files):
     sources = {}
     if csv_path.is_file():
         relative = {
-            unicodedata.normalize("NFC", f"{key.split('/')[0]}/{path.name}"): (
-                key
-            )
-            for key, path, _ in files
+            _key(path.parent.name, path.name): key for key, path, _ in files
         }
         boxes = read_box_csv(csv_path, relative)
         sources.update((key, ("boxes", b)) for key, b in boxes.items())

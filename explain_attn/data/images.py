@@ -5,9 +5,9 @@ colour through TensorFlow's PNG decoder, since Pillow keeps only 8 bits of
 them), grayscale, palette and RGBA images, JPEGs with an EXIF orientation,
 and BMPs. Every image becomes ``(H, W, 3) float32`` in [0, 1] as displayed
 (EXIF orientation applied). With a target size, a large JPEG is decoded at
-a reduced scale (1/2, 1/4 or 1/8) and other large images are box-averaged
-by an integer factor before the anti-aliased resize, never below the
-target size.
+a reduced scale (1/2, 1/4 or 1/8) and other large images (but 16-bit
+colour PNGs) are box-averaged by an integer factor before the anti-aliased
+resize, never below the target size.
 """
 
 import dataclasses
