@@ -148,6 +148,45 @@ def bad(tmp_path_factory):
         "mask_size",
         {**good, "masks/a/x.png": mask(), "masks/b/y.png": mask(8)},
     )
+
+    def voc(box):
+        corners = "".join(
+            f"<{tag}>{value}</{tag}>"
+            for tag, value in zip(
+                ("xmin", "ymin", "xmax", "ymax"), box, strict=True
+            )
+        )
+        return (
+            f"<annotation><object><bndbox>{corners}</bndbox></object>"
+            "</annotation>"
+        ).encode()
+
+    def boxed(name, bad_xml):
+        return _folder(
+            root,
+            name,
+            {
+                **good,
+                "annotations/a/x.xml": voc((2, 2, 9, 9)),
+                "annotations/b/y.xml": bad_xml,
+            },
+        )
+
+    paths["voc_malformed"] = boxed("voc_malformed", b"<annotation><object>")
+    paths["voc_entity"] = boxed(
+        "voc_entity",
+        b'<!DOCTYPE a [<!ENTITY e "x">]><annotation>&e;</annotation>',
+    )
+    paths["voc_inverted"] = boxed("voc_inverted", voc((9, 2, 2, 9)))
+    paths["voc_outside"] = boxed("voc_outside", voc((20, 20, 30, 30)))
+    header = b"file,x_min,y_min,x_max,y_max\n"
+    for name, rows in (
+        ("csv_columns", b"file,x_min,y_min\na/x.png,1,1\n"),
+        ("csv_number", header + b"a/x.png,1,1,2,2\nb/y.png,1,1,2,x\n"),
+        ("csv_unknown", header + b"a/x.png,1,1,2,2\nb/ghost.png,1,1,2,2\n"),
+        ("csv_missing", header + b"a/x.png,1,1,2,2\n"),
+    ):
+        paths[name] = _folder(root, name, {**good, "boxes.csv": rows})
     paths["bomb"] = _folder(root, "bomb", good)
     _png_header_only(paths["bomb"] / "images/a/bomb.png", 60000, 60000)
     paths["missing_arrays"] = root / "missing.npz"
@@ -255,6 +294,46 @@ CASES = [
         "maps-mask-size",
         "maps {attention} --data {mask_size} --output {out}.npz",
         "y.png",
+    ),
+    (
+        "maps-voc-malformed",
+        "maps {attention} --data {voc_malformed} --output {out}.npz",
+        "y.xml' is not well-formed XML",
+    ),
+    (
+        "maps-voc-entity",
+        "maps {attention} --data {voc_entity} --output {out}.npz",
+        "DOCTYPE or ENTITY",
+    ),
+    (
+        "maps-voc-inverted",
+        "maps {attention} --data {voc_inverted} --output {out}.npz",
+        "inverted",
+    ),
+    (
+        "maps-voc-outside",
+        "maps {attention} --data {voc_outside} --output {out}.npz",
+        "outside the 16x16 image",
+    ),
+    (
+        "maps-csv-columns",
+        "maps {attention} --data {csv_columns} --output {out}.npz",
+        "lacks the column(s) x_max, y_max",
+    ),
+    (
+        "maps-csv-number",
+        "maps {attention} --data {csv_number} --output {out}.npz",
+        "y_max must be a number",
+    ),
+    (
+        "maps-csv-unknown-file",
+        "maps {attention} --data {csv_unknown} --output {out}.npz",
+        "ghost.png",
+    ),
+    (
+        "maps-boxes-missing",
+        "maps {attention} --data {csv_missing} --output {out}.npz",
+        "have no mask or boxes",
     ),
     (
         "maps-bomb",

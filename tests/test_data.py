@@ -73,7 +73,8 @@ def test_grayscale_rgba_jpeg_and_bmp_become_rgb(tmp_path):
     Image.fromarray(rgba, "RGBA").save(folder / "b_rgba.png")
     Image.fromarray(smooth).save(folder / "c_photo.jpg", quality=95)
     Image.fromarray(_rgb(2)).save(folder / "d_bitmap.bmp")
-    dataset = load_dataset(tmp_path)
+    with pytest.warns(data.AlphaDroppedWarning, match="1 of 4 image"):
+        dataset = load_dataset(tmp_path)
     images = dataset.images
     assert images.shape == (4, 8, 8, 3)
     for channel in range(3):

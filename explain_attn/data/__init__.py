@@ -2,10 +2,16 @@
 
 - `loaders`: `load_dataset` and the `Dataset` it returns (images, labels,
   optional foreground masks), splits, and `tf.data` pipelines.
+- `folders`: the folder layout: images by class, and the foreground of
+  each from masks, Pascal VOC annotations or ``boxes.csv``.
+- `images`: image and mask files decoded as they come (16-bit, palette,
+  RGBA, EXIF orientation, large JPEGs at reduced size), and resizing.
+- `annotations`: bounding boxes (VOC XML, CSV) rasterised into masks.
 - `synthetic`: the generator of the bundled sample data (shapes on
   cluttered backgrounds, with exact masks).
 """
 
+from explain_attn.data.images import AlphaDroppedWarning
 from explain_attn.data.loaders import (
     IMAGE_SUFFIXES,
     Dataset,
@@ -18,6 +24,7 @@ from explain_attn.data.loaders import (
 
 __all__ = [
     "IMAGE_SUFFIXES",
+    "AlphaDroppedWarning",
     "Dataset",
     "load_dataset",
     "sample_data_directory",

@@ -8,8 +8,30 @@ file or argument and says how to fix it.
 
 The folder layout (class names are the folder names, sorted)::
 
-    DIR/images/<class>/<name>.png    (also .jpg, .jpeg, .bmp)
-    DIR/masks/<class>/<name>.png     (optional; non-zero = foreground)
+    DIR/images/<class>/<name>.png        (also .jpg, .jpeg, .bmp)
+    DIR/masks/<class>/<name>.png         (optional; non-zero = foreground)
+    DIR/annotations/<class>/<name>.xml   (optional Pascal VOC boxes), or
+    DIR/boxes.csv                        (optional boxes, header
+                                          file,x_min,y_min,x_max,y_max)
+
+Boxes become foreground masks, the union of an image's boxes. VOC
+coordinates are 1-based and inclusive (the whole ``W x H`` image is
+``1, 1, W, H``); ``boxes.csv`` coordinates are 0-based and inclusive
+(``0, 0, W-1, H-1``), with ``file`` relative to ``DIR/images`` (e.g.
+``circle/a.png``) and one row per box. A box partly outside its image is
+clipped; one entirely outside is an error. Boxes are scaled with their
+image when ``image_size`` resizes it. When masks or boxes are given, every
+image needs a mask or boxes: an image without them is an error, while an
+annotation without ``<object>`` or a CSV row with four empty coordinates
+marks an image without foreground (an empty mask). Where an image has both
+a mask and boxes, the mask wins. See `explain_attn.data.folders` and
+`explain_attn.data.annotations`.
+
+Images are read as they come (`explain_attn.data.images`): 8- and 16-bit
+PNGs, grayscale, palette and RGBA images (alpha dropped, with one
+`AlphaDroppedWarning` per load when some pixels were transparent), JPEG
+with its EXIF orientation applied; with ``image_size``, large images are
+decoded at reduced size.
 
 A folder that holds ``train/`` and ``test/`` subfolders, each in this
 layout, has splits; any other folder or ``.npz`` is one set, and
@@ -18,11 +40,22 @@ layout, has splits; any other folder or ``.npz`` is one set, and
 
 import dataclasses
 import hashlib
+import warnings
 from pathlib import Path
 
 import numpy as np
 
 from explain_attn.data import synthetic
+from explain_attn.data.folders import foreground_mask, list_folder
+from explain_attn.data.images import (
+    IMAGE_SUFFIXES,
+    AlphaDroppedWarning,
+    check_unit_range,
+    read_image,
+    resize_image,
+    resize_mask,
+    to_rgb_float,
+)
 
 __all__ = [
     "IMAGE_SUFFIXES",
@@ -34,7 +67,6 @@ __all__ = [
     "train_test_datasets",
 ]
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
 SPLITS = ("train", "test")
 
 _SHOWN = 3  # How many offending file names an error message lists.
@@ -74,7 +106,7 @@ class Dataset:
                 "`images` must be a non-empty (N, H, W, 3) array. Received: "
                 f"images.shape={images.shape} in {self.name!r}"
             )
-        _check_unit_range(images, self.name)
+        check_unit_range(images, self.name)
         if labels.shape != (len(images),) or not (
             np.issubdtype(labels.dtype, np.integer)
         ):
@@ -183,25 +215,23 @@ def load_dataset(
         A `Dataset`. Grayscale images become 3 channels, alpha is dropped,
         8-bit values are divided by 255 and 16-bit ones by 65535.
 
+    Warns:
+        AlphaDroppedWarning: Once per folder if some pixels were transparent.
+
     Raises:
         ValueError: For an unknown split, a bad ``limit`` or
             ``image_size``, a missing path, an empty folder, missing class
             folders, an unreadable image (named), images without masks or
             masks without images, a mask whose size differs from its
-            image's, an ``.npz`` missing arrays or with mismatched lengths,
+            image's, bad boxes (named, with the fix), an ``.npz``
+            missing arrays or with mismatched lengths,
             labels outside the class names, values NaN or outside [0, 1],
             or CIFAR-10 that cannot be downloaded.
     """
     _check_split_and_limit(split, limit)
     size = _check_image_size(image_size)
-    is_sample = isinstance(source, str) and source == "sample"
-    if spurious_correlation is not None and not is_sample:
-        raise ValueError(
-            "spurious_correlation applies to the generated 'sample' data "
-            f"only. Received: source={str(source)!r}, "
-            f"spurious_correlation={spurious_correlation!r}"
-        )
-    if is_sample:
+    _check_spurious_correlation(source, spurious_correlation)
+    if isinstance(source, str) and source == "sample":
         return _load_sample(split, size, limit, spurious_correlation)
     if isinstance(source, str) and source == "cifar10":
         return _load_cifar10(split, size, limit)
@@ -222,6 +252,16 @@ def load_dataset(
         "DIR/images/<class>/<name>.png or an .npz file with 'images' and "
         "'labels'."
     )
+
+
+def _check_spurious_correlation(source, spurious_correlation):
+    is_sample = isinstance(source, str) and source == "sample"
+    if spurious_correlation is not None and not is_sample:
+        raise ValueError(
+            "spurious_correlation applies to the generated 'sample' data "
+            f"only. Received: source={str(source)!r}, "
+            f"spurious_correlation={spurious_correlation!r}"
+        )
 
 
 def _check_split_and_limit(split, limit):
@@ -320,12 +360,7 @@ def train_test_datasets(
         ``(train, test)`` Datasets.
     """
     path = None if source in ("sample", "cifar10") else Path(source)
-    if spurious_correlation is not None and source != "sample":
-        raise ValueError(
-            "spurious_correlation applies to the generated 'sample' data "
-            f"only. Received: source={str(source)!r}, "
-            f"spurious_correlation={spurious_correlation!r}"
-        )
+    _check_spurious_correlation(source, spurious_correlation)
     if path is None or (path / "train" / "images").is_dir():
         train = load_dataset(
             source,
@@ -440,118 +475,44 @@ def _load_cifar10(split, size, limit):
 
 
 def _load_folder(directory, size, limit, *, name):
-    shown = str(directory)
-    if not any(directory.iterdir()):
-        raise ValueError(
-            f"Data folder {shown!r} is empty. Put images in "
-            f"{shown}/images/<class>/<name>.png (masks, optional, in "
-            f"{shown}/masks/<class>/<name>.png)."
-        )
-    image_root = directory / "images"
-    classes = (
-        sorted(
-            p.name
-            for p in image_root.iterdir()
-            if p.is_dir() and not p.name.startswith(".")
-        )
-        if image_root.is_dir()
-        else []
-    )
-    if not classes:
-        raise ValueError(
-            f"No class folders in {str(image_root)!r}. Expected one folder "
-            "per class: DIR/images/<class>/<name>.png (and optional "
-            "DIR/masks/<class>/<name>.png)."
-        )
-    files = []  # (relative path without suffix, path, label)
-    for label, class_name in enumerate(classes):
-        found = _image_files(image_root / class_name)
-        if not found:
-            raise ValueError(
-                f"Class folder {str(image_root / class_name)!r} has no "
-                f"images ({', '.join(IMAGE_SUFFIXES)}). Add images or "
-                "remove the folder."
-            )
-        files.extend((f"{class_name}/{p.stem}", p, label) for p in found)
-    mask_root = directory / "masks"
-    mask_paths = None
-    if mask_root.is_dir():
-        mask_paths = _match_masks(mask_root, files, classes)
-    labels = np.array([label for _, _, label in files], np.int64)
+    folder = list_folder(directory)
+    labels = np.array([label for _, _, label in folder.files], np.int64)
     keep = _balanced(labels, limit)
-    images, masks = [], []
+    images, masks, transparent = [], [], []
     for index in keep:
-        key, path, _ = files[index]
-        image = _read_image(path)
-        images.append(image)
-        if mask_paths is not None:
-            mask = _read_mask(mask_paths[key])
-            if mask.shape != image.shape[:2]:
-                raise ValueError(
-                    f"Mask {str(mask_paths[key])!r} is {_hw(mask.shape)} but "
-                    f"its image {str(path)!r} is {_hw(image.shape)}. Save "
-                    "the mask at the image's size."
-                )
-            masks.append(mask)
-    if size is None:
-        shapes = {image.shape[:2] for image in images}
-        if len(shapes) > 1:
-            first, second = sorted(shapes)[:2]
-            raise ValueError(
-                f"Images in {shown!r} have different sizes (e.g. "
-                f"{_hw(first)} and {_hw(second)}). Pass image_size "
-                "(--image-size) to resize them all."
-            )
-    else:
-        images = [_resize_image(image, size) for image in images]
-        masks = [_resize_mask(mask, size) for mask in masks]
+        key, path, _ = folder.files[index]
+        decoded = read_image(path, size=size)
+        images.append(decoded.pixels)
+        if decoded.dropped_alpha:
+            transparent.append(f"{key}{path.suffix}")
+        if folder.foreground is not None:
+            source = folder.foreground[key]
+            masks.append(foreground_mask(source, decoded, path, size=size))
+    shapes = {image.shape[:2] for image in images}
+    if len(shapes) > 1:
+        first, second = sorted(shapes)[:2]
+        raise ValueError(
+            f"Images in {str(directory)!r} have different sizes (e.g. "
+            f"{_hw(first)} and {_hw(second)}). Pass image_size "
+            "(--image-size) to resize them all."
+        )
+    if transparent:
+        warnings.warn(
+            f"{len(transparent)} of {len(images)} image(s) in "
+            f"{str(directory)!r} have transparent pixels (e.g. "
+            f"{transparent[0]}); their alpha channel was dropped, keeping "
+            "the colour under it. Flatten them onto a background first if "
+            "transparency matters.",
+            AlphaDroppedWarning,
+            stacklevel=3,
+        )
     return Dataset(
         np.stack(images),
         labels[keep],
-        np.stack(masks) if mask_paths is not None else None,
-        tuple(classes),
+        np.stack(masks) if folder.foreground is not None else None,
+        folder.class_names,
         name,
     )
-
-
-def _image_files(folder):
-    found = []
-    for path in sorted(folder.iterdir()):
-        if path.name.startswith(".") or path.is_dir():
-            continue
-        if path.suffix.lower() not in IMAGE_SUFFIXES:
-            raise ValueError(
-                f"Unsupported file {str(path)!r}: images must end in "
-                f"{', '.join(IMAGE_SUFFIXES)}. Convert it or move it out of "
-                "the data folder."
-            )
-        found.append(path)
-    return found
-
-
-def _match_masks(mask_root, files, classes):
-    masks = {}
-    for class_name in sorted(p.name for p in mask_root.iterdir() if p.is_dir()):
-        for path in sorted((mask_root / class_name).iterdir()):
-            if path.is_file() and not path.name.startswith("."):
-                masks[f"{class_name}/{path.stem}"] = path
-    keys = {key for key, _, _ in files}
-    missing = sorted(keys - masks.keys())
-    orphans = sorted(masks.keys() - keys)
-    if missing:
-        raise ValueError(
-            f"{len(missing)} image(s) have no mask in {str(mask_root)!r}, "
-            f"e.g. {', '.join(missing[:_SHOWN])}. Add "
-            "masks/<class>/<name>.png for each image, or remove the masks "
-            "folder to load without masks."
-        )
-    if orphans:
-        raise ValueError(
-            f"{len(orphans)} mask(s) in {str(mask_root)!r} have no image, "
-            f"e.g. {', '.join(orphans[:_SHOWN])}. Remove them or add "
-            "images/<class>/<name>.<ext> for each."
-        )
-    return masks
 
 
 def _load_npz(path, size, limit):
@@ -617,56 +578,12 @@ def _load_npz(path, size, limit):
 
 def _finish(images, labels, masks, class_names, name, size):
     """Scales and converts an image array, resizes it, and validates."""
-    images = _to_rgb_float(np.asarray(images), name, batched=True)
+    images = to_rgb_float(np.asarray(images), name, batched=True)
     if size is not None and images.shape[1:3] != size:
-        images = np.stack([_resize_image(image, size) for image in images])
+        images = np.stack([resize_image(image, size) for image in images])
         if masks is not None:
-            masks = np.stack([_resize_mask(mask, size) for mask in masks])
+            masks = np.stack([resize_mask(mask, size) for mask in masks])
     return Dataset(images, labels, masks, tuple(class_names), name)
-
-
-def _to_rgb_float(array, source, *, batched):
-    """``(H, W[, C])`` or ``(N, H, W[, C])`` any dtype -> float RGB [0, 1]."""
-    if array.dtype == np.uint8:
-        array = array.astype(np.float32) / 255.0
-    elif array.dtype == np.uint16:
-        array = array.astype(np.float32) / 65535.0
-    elif np.issubdtype(array.dtype, np.floating):
-        array = array.astype(np.float32, copy=False)
-    else:
-        raise ValueError(
-            f"Images in {source!r} must be uint8, uint16 or floats in "
-            f"[0, 1]. Received: dtype={array.dtype}. Convert them, e.g. to "
-            "uint8."
-        )
-    if not batched:
-        array = array[None]
-    if array.ndim == 3:
-        array = array[..., None]
-    if array.ndim != 4 or array.shape[-1] not in (1, 2, 3, 4):
-        raise ValueError(
-            f"Images in {source!r} must be (N, H, W), (N, H, W, 1), "
-            f"(N, H, W, 3) or (N, H, W, 4). Received: shape={array.shape}"
-        )
-    if array.shape[-1] in (1, 2):  # Gray, gray + alpha.
-        array = np.repeat(array[..., :1], 3, axis=-1)
-    array = array[..., :3]  # Drops alpha.
-    _check_unit_range(array, source)
-    return array if batched else array[0]
-
-
-def _check_unit_range(images, source):
-    if np.isnan(images).any():
-        raise ValueError(
-            f"Images in {source!r} contain NaN. Clean or drop those images."
-        )
-    low, high = float(images.min()), float(images.max())
-    if low < 0.0 or high > 1.0:
-        raise ValueError(
-            f"Image values in {source!r} must lie in [0, 1] after scaling. "
-            f"Received: min={low:g}, max={high:g}. Store uint8 (0-255) or "
-            "floats divided by their maximum."
-        )
 
 
 def _check_labels(labels, class_names, source):
@@ -715,80 +632,6 @@ def _balanced(labels, limit):
         rank[members] = np.arange(len(members))
     order = np.lexsort((labels, rank))
     return np.sort(order[:limit])
-
-
-def _read_image(path):
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        with Image.open(path) as image:
-            image.load()
-            mode = image.mode
-            if mode == "P":
-                image = image.convert("RGBA")
-            elif mode == "CMYK" or mode == "YCbCr":
-                image = image.convert("RGB")
-            elif mode in ("1", "I", "F") or mode.startswith("I;"):
-                image = image if mode != "1" else image.convert("L")
-            array = np.asarray(image)
-    except (
-        OSError,
-        UnidentifiedImageError,
-        ValueError,
-        Image.DecompressionBombError,
-    ) as error:
-        raise ValueError(
-            f"Cannot read image {str(path)!r}: it is corrupt or not an image "
-            f"({' '.join(str(error).split())[:100]}). Replace or remove it."
-        ) from None
-    if array.dtype == np.int32:  # PIL's mode "I": 16-bit grayscale.
-        array = array.astype(np.uint16)
-    return _to_rgb_float(array, str(path), batched=False)
-
-
-def _read_mask(path):
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        with Image.open(path) as image:
-            image.load()
-            if image.mode == "P":
-                image = image.convert("RGB")
-            array = np.asarray(image)
-    except (
-        OSError,
-        UnidentifiedImageError,
-        ValueError,
-        Image.DecompressionBombError,
-    ) as error:
-        raise ValueError(
-            f"Cannot read mask {str(path)!r}: it is corrupt or not an image "
-            f"({' '.join(str(error).split())[:100]}). Replace or remove it."
-        ) from None
-    if array.ndim == 3:
-        array = array[..., : 1 if array.shape[-1] == 2 else 3].any(axis=-1)
-    return array != 0
-
-
-def _resize_image(image, size):
-    from skimage.transform import resize
-
-    if image.shape[:2] == size:
-        return image
-    resized = resize(
-        image, size, order=1, anti_aliasing=True, preserve_range=True
-    )
-    return np.clip(resized, 0.0, 1.0).astype(np.float32)
-
-
-def _resize_mask(mask, size):
-    from skimage.transform import resize
-
-    if mask.shape == size:
-        return mask
-    return resize(
-        mask, size, order=0, anti_aliasing=False, preserve_range=True
-    ).astype(bool)
 
 
 def _hw(shape):

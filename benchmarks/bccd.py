@@ -1,0 +1,282 @@
+"""BCCD blood-cell crops in explain-attn's folder layout, boxes as VOC XML.
+
+BCCD (MIT licence, Shenggan/BCCD_Dataset) holds 364 photographs of blood
+smears, 640x480 JPEGs, with Pascal VOC boxes of three cell types: RBC, WBC
+and Platelets. It lives outside the repository, in ``../shared/data/bccd``
+beside the clone; this recipe never copies a photograph into the
+repository, it writes crops into a folder of your choice::
+
+    DEST/train/images/<class>/<photo>_<k>.png       from train + val photos
+    DEST/train/annotations/<class>/<photo>_<k>.xml  (or DEST/train/boxes.csv)
+    DEST/test/...                                   from test photos
+
+so that ``load_dataset(DEST)`` reads them with their boxes as foreground
+masks, and ``explain-attn report --data DEST`` compares explanations with
+the cells.
+
+The recipe:
+
+- **Splits by photograph.** ``train`` takes the photographs listed in
+  ``ImageSets/Main/train.txt`` and ``val.txt``, ``test`` those in
+  ``test.txt``: no photograph gives crops to both.
+- **One crop per box, centred on it.** A square of side ``(1 + 2 *
+  margin)`` times the box's longer side (at most the photograph's height),
+  shifted inside the photograph where the box is near an edge (the box
+  stays whole inside), resized to ``crop_size x crop_size`` (Lanczos).
+  Boxes shorter than ``min_box`` pixels on a side are skipped.
+- **The crop's foreground is its own box,** scaled to the crop and written
+  1-based inclusive (VOC), or 0-based inclusive in ``boxes.csv``; the
+  other cells in the crop are background. The class is the box's cell type.
+- **Balanced and seeded.** Each split takes at most ``per_class`` boxes of
+  every class, drawn without replacement by `numpy.random.default_rng`
+  with ``seed``; equal arguments write identical files.
+
+Command line, from the repository root::
+
+    python -m benchmarks.bccd DEST [--source DIR] [--crop-size 96]
+        [--train-per-class 200] [--test-per-class 100] [--csv]
+"""
+
+import argparse
+import math
+from pathlib import Path
+from xml.etree import ElementTree
+
+import numpy as np
+
+__all__ = ["CLASS_NAMES", "default_source", "read_objects", "write_crops"]
+
+CLASS_NAMES = ("Platelets", "RBC", "WBC")
+SPLITS = {"train": ("train", "val"), "test": ("test",)}
+
+
+def default_source():
+    """``../shared/data/bccd`` beside the repository (may not exist)."""
+    return Path(__file__).resolve().parents[2] / "shared" / "data" / "bccd"
+
+
+def read_objects(source, image_sets):
+    """The boxes of the photographs listed in ``ImageSets/Main``.
+
+    Args:
+        source: The BCCD folder (``Annotations/``, ``JPEGImages/``,
+            ``ImageSets/Main/``).
+        image_sets: Names of lists in ``ImageSets/Main``, e.g.
+            ``("train", "val")``.
+
+    Returns:
+        A list of ``(photo, class_name, (xmin, ymin, xmax, ymax))``, VOC
+        1-based inclusive coordinates, in file order.
+    """
+    source = Path(source)
+    photos = []
+    for name in image_sets:
+        listing = source / "ImageSets" / "Main" / f"{name}.txt"
+        photos += [line.strip() for line in listing.read_text().split()]
+    objects = []
+    for photo in sorted(set(photos)):
+        root = ElementTree.parse(source / "Annotations" / f"{photo}.xml")
+        for element in root.getroot().findall("object"):
+            class_name = element.findtext("name", "").strip()
+            if class_name not in CLASS_NAMES:
+                continue
+            box = tuple(
+                float(element.findtext(f"bndbox/{tag}"))
+                for tag in ("xmin", "ymin", "xmax", "ymax")
+            )
+            objects.append((photo, class_name, box))
+    return objects
+
+
+def write_crops(
+    source,
+    destination,
+    *,
+    crop_size=96,
+    margin=0.25,
+    train_per_class=200,
+    test_per_class=100,
+    min_box=8,
+    seed=0,
+    box_format="voc",
+):
+    """Writes balanced square crops of BCCD cells with their boxes.
+
+    Args:
+        source: The BCCD folder.
+        destination: The folder to write ``train/`` and ``test/`` into.
+        crop_size: Side of the written crops, in pixels.
+        margin: Context on each side of a box, as a fraction of its longer
+            side.
+        train_per_class: At most this many crops per class in ``train``.
+        test_per_class: At most this many crops per class in ``test``.
+        min_box: Boxes shorter than this (pixels) on a side are skipped.
+        seed: Seed of the draw of boxes.
+        box_format: ``"voc"`` (``annotations/<class>/<name>.xml``) or
+            ``"csv"`` (``boxes.csv``).
+
+    Returns:
+        ``{split: {class_name: count}}`` of the crops written.
+
+    Raises:
+        ValueError: For an unknown ``box_format`` or a missing ``source``.
+    """
+    if box_format not in ("voc", "csv"):
+        raise ValueError(
+            "`box_format` must be 'voc' or 'csv'. Received: "
+            f"box_format={box_format!r}"
+        )
+    source, destination = Path(source), Path(destination)
+    if not (source / "Annotations").is_dir():
+        raise ValueError(
+            f"No BCCD data in {str(source)!r}: expected Annotations/, "
+            "JPEGImages/ and ImageSets/Main/ there."
+        )
+    rng = np.random.default_rng(seed)
+    counts = {}
+    for split, image_sets in SPLITS.items():
+        cap = train_per_class if split == "train" else test_per_class
+        chosen = _draw(read_objects(source, image_sets), cap, min_box, rng)
+        rows = _write_split(
+            source, destination / split, chosen, crop_size, margin, box_format
+        )
+        counts[split] = {
+            name: sum(1 for _, c, _ in chosen if c == name)
+            for name in CLASS_NAMES
+        }
+        if box_format == "csv":
+            lines = ["file,x_min,y_min,x_max,y_max", *rows]
+            (destination / split / "boxes.csv").write_text(
+                "\n".join(lines) + "\n", encoding="utf-8"
+            )
+    return counts
+
+
+def _draw(objects, cap, min_box, rng):
+    """At most ``cap`` objects per class, drawn; in file order."""
+    chosen = []
+    for class_name in CLASS_NAMES:
+        members = [
+            index
+            for index, (_, name, (x0, y0, x1, y1)) in enumerate(objects)
+            if name == class_name and min(x1 - x0 + 1, y1 - y0 + 1) >= min_box
+        ]
+        picked = rng.permutation(len(members))[:cap]
+        chosen += [members[i] for i in picked]
+    return [objects[i] for i in sorted(chosen)]
+
+
+def _write_split(source, folder, chosen, crop_size, margin, box_format):
+    from PIL import Image
+
+    rows, counter = [], {}
+    by_photo = {}
+    for photo, class_name, box in chosen:
+        by_photo.setdefault(photo, []).append((class_name, box))
+    for photo, items in by_photo.items():
+        with Image.open(source / "JPEGImages" / f"{photo}.jpg") as image:
+            image = image.convert("RGB")
+            for class_name, box in items:
+                crop, voc_box = _crop(image, box, crop_size, margin)
+                index = counter.setdefault(photo, 0)
+                counter[photo] += 1
+                name = f"{photo}_{index}"
+                path = folder / "images" / class_name / f"{name}.png"
+                path.parent.mkdir(parents=True, exist_ok=True)
+                crop.save(path)
+                if box_format == "voc":
+                    _write_voc(
+                        folder / "annotations" / class_name / f"{name}.xml",
+                        path.name,
+                        class_name,
+                        voc_box,
+                        crop_size,
+                    )
+                else:
+                    zero_based = ",".join(str(v - 1) for v in voc_box)
+                    rows.append(f"{class_name}/{path.name},{zero_based}")
+    return rows
+
+
+def _crop(image, box, crop_size, margin):
+    """The square crop around a VOC box and the box in its coordinates."""
+    from PIL import Image
+
+    x0, y0, x1, y1 = box[0] - 1, box[1] - 1, box[2], box[3]  # Pixel edges.
+    longer = max(x1 - x0, y1 - y0)
+    side = min(round(longer * (1 + 2 * margin)), image.width, image.height)
+    left = round((x0 + x1 - side) / 2)
+    top = round((y0 + y1 - side) / 2)
+    left = min(max(left, 0), image.width - side)
+    top = min(max(top, 0), image.height - side)
+    crop = image.crop((left, top, left + side, top + side)).resize(
+        (crop_size, crop_size), Image.Resampling.LANCZOS
+    )
+    scale = crop_size / side
+    edges = [
+        (x0 - left) * scale,
+        (y0 - top) * scale,
+        (x1 - left) * scale,
+        (y1 - top) * scale,
+    ]
+    # Edges -> 1-based inclusive pixels: the pixels the edges touch.
+    voc_box = (
+        max(math.floor(edges[0]) + 1, 1),
+        max(math.floor(edges[1]) + 1, 1),
+        min(math.ceil(edges[2]), crop_size),
+        min(math.ceil(edges[3]), crop_size),
+    )
+    return crop, voc_box
+
+
+def _write_voc(path, filename, class_name, voc_box, crop_size):
+    root = ElementTree.Element("annotation")
+    ElementTree.SubElement(root, "filename").text = filename
+    size = ElementTree.SubElement(root, "size")
+    for tag, value in (("width", crop_size), ("height", crop_size)):
+        ElementTree.SubElement(size, tag).text = str(value)
+    ElementTree.SubElement(size, "depth").text = "3"
+    element = ElementTree.SubElement(root, "object")
+    ElementTree.SubElement(element, "name").text = class_name
+    bndbox = ElementTree.SubElement(element, "bndbox")
+    for tag, value in zip(
+        ("xmin", "ymin", "xmax", "ymax"), voc_box, strict=True
+    ):
+        ElementTree.SubElement(bndbox, tag).text = str(value)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    ElementTree.ElementTree(root).write(
+        path, encoding="utf-8", xml_declaration=True
+    )
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.bccd",
+        description="Write balanced BCCD cell crops with their boxes in "
+        "explain-attn's folder layout.",
+    )
+    parser.add_argument("destination", type=Path)
+    parser.add_argument("--source", type=Path, default=default_source())
+    parser.add_argument("--crop-size", type=int, default=96)
+    parser.add_argument("--margin", type=float, default=0.25)
+    parser.add_argument("--train-per-class", type=int, default=200)
+    parser.add_argument("--test-per-class", type=int, default=100)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--csv", action="store_true", help="boxes.csv")
+    arguments = parser.parse_args(argv)
+    counts = write_crops(
+        arguments.source,
+        arguments.destination,
+        crop_size=arguments.crop_size,
+        margin=arguments.margin,
+        train_per_class=arguments.train_per_class,
+        test_per_class=arguments.test_per_class,
+        seed=arguments.seed,
+        box_format="csv" if arguments.csv else "voc",
+    )
+    for split, by_class in counts.items():
+        print(split, ", ".join(f"{k}: {v}" for k, v in by_class.items()))
+
+
+if __name__ == "__main__":
+    main()
