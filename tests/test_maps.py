@@ -10,7 +10,6 @@ from conftest import (
 )
 
 import explain_attn
-from explain_attn.explanations import attention as maps_module
 from explain_attn.explanations import (
     attention_layer_names,
     attention_maps,
@@ -18,6 +17,7 @@ from explain_attn.explanations import (
     describe_layers,
     resolve_layers,
 )
+from explain_attn.explanations import compiled as compiled_module
 
 
 def layer_input(model, name, images):
@@ -206,7 +206,7 @@ def test_resize_and_batches(layered_model, images):
 
 def test_extractor_is_built_once_per_layer_set(layered_model, images):
     attention_maps(layered_model, images, layers=["spatial", "cbam"])
-    cache = maps_module._EXTRACTORS[layered_model]
+    cache = compiled_module._COMPILED[layered_model]
     before = dict(cache)
     attention_maps(layered_model, images[:3], layers=["spatial", "cbam"])
     assert dict(cache) == before

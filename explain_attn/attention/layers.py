@@ -56,8 +56,29 @@ def _build_if_needed(layer, inputs):
         layer.build(tuple(inputs.shape))
 
 
+class _GatingLayer(keras.layers.Layer):
+    """What our attention layers share: ``output = features * weights``.
+
+    A subclass sets ``attention_kind`` and defines ``attention_map``; the
+    features are the inputs unless it overrides ``attention_parts``.
+    """
+
+    attention_kind = "spatial"
+
+    def attention_parts(self, inputs):
+        """``(features, weights)``: the layer's output is their product."""
+        return inputs, self.attention_map(inputs)
+
+    def call(self, inputs):
+        features, weights = self.attention_parts(inputs)
+        return features * weights
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+
 @keras.saving.register_keras_serializable(package="explain_attn")
-class SpatialAttention(keras.layers.Layer):
+class SpatialAttention(_GatingLayer):
     """Spatial attention: a sigmoid map over positions, multiplied in.
 
     The layer of the aggregated-attention tutorial, which is the spatial
@@ -112,25 +133,12 @@ class SpatialAttention(keras.layers.Layer):
         _validate_rank4(self, input_shape)
         self.conv.build((*input_shape[:-1], 2))
 
-    attention_kind = "spatial"
-
     def attention_map(self, inputs):
         """Returns the attention weights, ``(batch, H, W, 1)`` in (0, 1)."""
         _build_if_needed(self, inputs)
         average = ops.mean(inputs, axis=-1, keepdims=True)
         maximum = ops.max(inputs, axis=-1, keepdims=True)
         return self.conv(ops.concatenate([average, maximum], axis=-1))
-
-    def attention_parts(self, inputs):
-        """``(inputs, attention_map(inputs))``: the output is their product."""
-        return inputs, self.attention_map(inputs)
-
-    def call(self, inputs):
-        features, weights = self.attention_parts(inputs)
-        return features * weights
-
-    def compute_output_shape(self, input_shape):
-        return input_shape
 
     def get_config(self):
         config = super().get_config()
@@ -153,7 +161,7 @@ class AggregatedAttention(SpatialAttention):
 
 
 @keras.saving.register_keras_serializable(package="explain_attn")
-class ChannelAttention(keras.layers.Layer):
+class ChannelAttention(_GatingLayer):
     """CBAM channel attention: a sigmoid weight per channel, multiplied in.
 
     A two-layer perceptron, shared between the globally average-pooled and
@@ -236,17 +244,6 @@ class ChannelAttention(keras.layers.Layer):
         """The channel weights (the same as `attention_map`)."""
         return self.attention_map(inputs)
 
-    def attention_parts(self, inputs):
-        """``(inputs, attention_map(inputs))``: the output is their product."""
-        return inputs, self.attention_map(inputs)
-
-    def call(self, inputs):
-        features, weights = self.attention_parts(inputs)
-        return features * weights
-
-    def compute_output_shape(self, input_shape):
-        return input_shape
-
     def get_config(self):
         config = super().get_config()
         config.update({"reduction_ratio": self.reduction_ratio})
@@ -254,7 +251,7 @@ class ChannelAttention(keras.layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package="explain_attn")
-class CBAM(keras.layers.Layer):
+class CBAM(_GatingLayer):
     """Convolutional Block Attention Module: channel, then spatial attention.
 
     Woo et al., 2018: ``x' = x * Mc(x)`` with `ChannelAttention` ``Mc``,
@@ -307,8 +304,6 @@ class CBAM(keras.layers.Layer):
         _build_if_needed(self, inputs)
         return self.channel_attention.attention_map(inputs)
 
-    attention_kind = "spatial"
-
     def attention_map(self, inputs):
         """Returns the spatial weights, ``(batch, H, W, 1)`` in (0, 1)."""
         return self.attention_parts(inputs)[1]
@@ -320,13 +315,6 @@ class CBAM(keras.layers.Layer):
         _build_if_needed(self, inputs)
         refined = self.channel_attention(inputs)
         return refined, self.spatial_attention.attention_map(refined)
-
-    def call(self, inputs):
-        features, weights = self.attention_parts(inputs)
-        return features * weights
-
-    def compute_output_shape(self, input_shape):
-        return input_shape
 
     def get_config(self):
         config = super().get_config()

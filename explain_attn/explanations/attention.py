@@ -7,13 +7,12 @@ what they are: a single-channel output, or the channel mean of the
 activations (an activation map, not an attention map).
 """
 
-import weakref
-
 import keras
 import numpy as np
 import tensorflow as tf
 
 from explain_attn.attention.kinds import find_kind
+from explain_attn.explanations.compiled import compiled
 from explain_attn.explanations.inputs import (
     batches,
     check_model_images,
@@ -105,18 +104,6 @@ class AttentionExtractor:
         }
 
 
-# Convenience functions build their extractor once per model, layer set and
-# size, and keep it as long as the model lives: rebuilding costs a trace.
-_EXTRACTORS = weakref.WeakKeyDictionary()
-
-
-def _cached(model, key, build):
-    cache = _EXTRACTORS.setdefault(model, {})
-    if key not in cache:
-        cache[key] = build()
-    return cache[key]
-
-
 def attention_maps(
     model, images, *, layers=None, batch_size=128, resize_to=None
 ):
@@ -156,7 +143,7 @@ def attention_maps(
     paths = resolve_layers(model, layers)
     images = check_model_images(model, images)
     target = resize_target(input_shape(model), resize_to)
-    extractor = _cached(
+    extractor = compiled(
         model,
         (tuple(paths), target),
         lambda: AttentionExtractor(model, paths, target),
@@ -217,7 +204,7 @@ def channel_attention_weights(model, images, layer, *, batch_size=128):
         ``(N, channels)`` float32 weights in (0, 1).
     """
     path = single_layer(model, layer)
-    weights = _cached(
+    weights = compiled(
         model, ("channel", path), lambda: ChannelWeights(model, path)
     )
     images = check_model_images(model, images)

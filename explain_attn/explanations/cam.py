@@ -1,27 +1,29 @@
 """Class activation maps from gradients: Grad-CAM and its relatives.
 
-One base class, `BaseCAM`, owns the plumbing: the flat graph (nested models
-included), the pre-softmax score (`explain_attn.models.heads.score_head`),
+An abstract base class, `BaseCAM`, owns the plumbing: the flat graph (nested
+models included), the pre-softmax score (`models.heads.score_head`),
 one compiled `tf.function` with a `tf.GradientTape` per model and layer,
 batching, ReLU, per-image min-max normalisation and resizing. A method
 overrides one of two hooks, the way pytorch-grad-cam structures its
 methods:
 
-- `BaseCAM.channel_weights`: one weight per channel (Grad-CAM,
-  Grad-CAM++), which the default `BaseCAM.combine` sums the activations
-  with;
 - `BaseCAM.combine`: how gradients and activations make the map, pixel by
-  pixel (LayerCAM, HiResCAM).
+  pixel (LayerCAM, HiResCAM);
+- `ChannelWeightedCAM.channel_weights`: one weight per channel (Grad-CAM,
+  Grad-CAM++), with which `ChannelWeightedCAM.combine` sums the
+  activations.
 """
 
-import weakref
+import abc
 
 import keras
 import numpy as np
 import tensorflow as tf
 
+from explain_attn.explanations.compiled import compiled
 from explain_attn.explanations.inputs import (
     batches,
+    check_class_index,
     check_images,
     resize_target,
 )
@@ -32,6 +34,7 @@ from explain_attn.models.heads import score_head
 
 __all__ = [
     "BaseCAM",
+    "ChannelWeightedCAM",
     "GradCAM",
     "GradCAMPlusPlus",
     "HiResCAM",
@@ -43,13 +46,12 @@ __all__ = [
 ]
 
 
-class BaseCAM:
+class BaseCAM(abc.ABC):
     """Plumbing shared by the class-activation-map methods.
 
     The map of image ``i`` for class ``c`` at layer activations ``A`` is
     ``normalize(relu(combine(A, g)))`` with ``g = dy_c / dA`` the gradient
-    of the pre-softmax score ``y_c``. By default ``combine`` is
-    ``sum_k w_k A_k`` with channel weights ``w`` from `channel_weights`.
+    of the pre-softmax score ``y_c``; subclasses define `combine`.
     When the model ends in a softmax (a ``Dense(..., activation="softmax")``,
     a ``Softmax`` or an ``Activation("softmax")`` layer) the score is the
     input of the softmax, computed with the model's own weights; the model
@@ -98,20 +100,12 @@ class BaseCAM:
             ],
         )
 
-    def channel_weights(self, activations, gradients):
-        """Hook: ``(B, h, w, C)`` activations, gradients -> ``(B, C)``."""
-        raise NotImplementedError(
-            f"{type(self).__name__} must override channel_weights or combine."
-        )
-
+    @abc.abstractmethod
     def combine(self, activations, gradients):
         """Hook: ``(B, h, w, C)`` activations, gradients -> ``(B, h, w)``.
 
-        The map before ReLU and normalisation; by default the activations
-        summed with `channel_weights`.
+        The map before ReLU and normalisation.
         """
-        weights = self.channel_weights(activations, gradients)
-        return tf.einsum("bhwc,bc->bhw", activations, weights)
 
     def _maps(self, images, classes):
         with tf.GradientTape() as tape:
@@ -159,37 +153,28 @@ class BaseCAM:
         return np.concatenate(chunks)
 
     def classes(self, class_index, count):
-        """``class_index`` as ``(count,)`` int32, -1 meaning "predicted".
+        """``class_index`` checked against the model's classes; see
+        `explain_attn.explanations.inputs.check_class_index`."""
+        return check_class_index(class_index, count, self.num_classes)
 
-        Raises:
-            TypeError: If it is not ``None``, an int or ints.
-            ValueError: If its length or values do not fit.
-        """
-        if class_index is None:
-            return np.full(count, -1, np.int32)
-        values = np.asarray(class_index)
-        if values.dtype == bool or not np.issubdtype(values.dtype, np.integer):
-            raise TypeError(
-                "class_index must be None, an int or an array of ints. "
-                f"Received: class_index of dtype {values.dtype}"
-            )
-        if values.ndim == 0:
-            values = np.full(count, int(values))
-        if values.shape != (count,):
-            raise ValueError(
-                f"class_index must have one entry per image ({count}). "
-                f"Received: shape {values.shape}"
-            )
-        if values.min() < 0 or values.max() >= self.num_classes:
-            raise ValueError(
-                f"class_index must lie in [0, {self.num_classes}). Received: "
-                f"values from {values.min()} to {values.max()}"
-            )
-        return values.astype(np.int32)
+
+class ChannelWeightedCAM(BaseCAM):
+    """A CAM that weighs each channel of the activations by one number.
+
+    ``combine(A, g) = sum_k w_k A_k`` with ``w`` from `channel_weights`.
+    """
+
+    @abc.abstractmethod
+    def channel_weights(self, activations, gradients):
+        """Hook: ``(B, h, w, C)`` activations, gradients -> ``(B, C)``."""
+
+    def combine(self, activations, gradients):
+        weights = self.channel_weights(activations, gradients)
+        return tf.einsum("bhwc,bc->bhw", activations, weights)
 
 
 @register_cam
-class GradCAM(BaseCAM):
+class GradCAM(ChannelWeightedCAM):
     """Grad-CAM (Selvaraju et al., 2017).
 
     Channel weights are the spatial mean of the gradients:
@@ -204,7 +189,7 @@ class GradCAM(BaseCAM):
 
 
 @register_cam
-class GradCAMPlusPlus(BaseCAM):
+class GradCAMPlusPlus(ChannelWeightedCAM):
     """Grad-CAM++ (Chattopadhay et al., 2018).
 
     With ``g = dy_c / dA_k[i, j]`` (pre-softmax score, the closed form of
@@ -258,19 +243,10 @@ class HiResCAM(BaseCAM):
         return tf.reduce_sum(gradients * activations, axis=-1)
 
 
-# The functions below build their CAM once per model, method and layer, and
-# keep it as long as the model lives: rebuilding costs a trace.
-_CAMS = weakref.WeakKeyDictionary()
-
-
 def cached_cam(method, model, layer=None):
     """The `BaseCAM` subclass ``method`` for ``model`` and ``layer``, built
     once and kept as long as the model lives."""
-    cache = _CAMS.setdefault(model, {})
-    key = (method, layer)
-    if key not in cache:
-        cache[key] = method(model, layer)
-    return cache[key]
+    return compiled(model, (method, layer), lambda: method(model, layer))
 
 
 def _public_function(method, doc):

@@ -14,6 +14,7 @@ import numpy as np
 from explain_attn.explanations.inputs import (
     batches,
     check_batch_size,
+    check_class_index,
     check_model_images,
     input_shape,
     resize_target,
@@ -151,7 +152,7 @@ class Explainer:
         check_batch_size(batch_size)
         for model in {id(e.model): e.model for e in self.explanations}.values():
             images = check_model_images(model, images)
-        classes = _classes(class_index, len(images))
+        classes = check_class_index(class_index, len(images))
         chunks = {explanation: [] for explanation in self.explanations}
         start = 0
         for batch in batches(images, batch_size):
@@ -162,24 +163,6 @@ class Explainer:
                 chunks[explanation].append(maps)
             start = stop
         return {e: np.concatenate(chunks[e]) for e in self.explanations}
-
-
-def _classes(class_index, count):
-    if class_index is None:
-        return np.full(count, -1, np.int32)
-    values = np.asarray(class_index)
-    if values.dtype == bool or not np.issubdtype(values.dtype, np.integer):
-        raise TypeError(
-            "class_index must be None or an array of ints. Received: "
-            f"class_index of dtype {values.dtype}"
-        )
-    values = np.broadcast_to(values, (count,)) if values.ndim == 0 else values
-    if values.shape != (count,) or (count and values.min() < 0):
-        raise ValueError(
-            f"class_index must hold one non-negative class per image "
-            f"({count}). Received: shape {values.shape}"
-        )
-    return values.astype(np.int32)
 
 
 def explain(

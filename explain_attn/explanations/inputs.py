@@ -13,6 +13,7 @@ from explain_attn.models.graph import flat_graph
 __all__ = [
     "batches",
     "check_batch_size",
+    "check_class_index",
     "check_images",
     "check_model_images",
     "input_shape",
@@ -119,3 +120,40 @@ def batches(images, batch_size):
     check_batch_size(batch_size)
     for start in range(0, len(images), batch_size):
         yield tf.constant(images[start : start + batch_size])
+
+
+def check_class_index(class_index, count, num_classes=None):
+    """``class_index`` as ``(count,)`` int32, -1 meaning "predicted".
+
+    Args:
+        class_index: ``None`` (each image's predicted class), an int for
+            every image, or ``(count,)`` ints.
+        count: Number of images.
+        num_classes: The model's number of classes, if known.
+
+    Raises:
+        TypeError: If it is not ``None``, an int or ints.
+        ValueError: If its length or values do not fit.
+    """
+    if class_index is None:
+        return np.full(count, -1, np.int32)
+    values = np.asarray(class_index)
+    if values.dtype == bool or not np.issubdtype(values.dtype, np.integer):
+        raise TypeError(
+            "class_index must be None, an int or an array of ints. "
+            f"Received: class_index of dtype {values.dtype}"
+        )
+    if values.ndim == 0:
+        values = np.full(count, int(values))
+    if values.shape != (count,):
+        raise ValueError(
+            f"class_index must have one entry per image ({count}). "
+            f"Received: shape {values.shape}"
+        )
+    high = np.inf if num_classes is None else num_classes
+    if count and (values.min() < 0 or values.max() >= high):
+        raise ValueError(
+            f"class_index must lie in [0, {high}). Received: "
+            f"values from {values.min()} to {values.max()}"
+        )
+    return values.astype(np.int32)

@@ -11,6 +11,7 @@ entry, never an edit of theirs. A new CAM method is a `BaseCAM` subclass in
 import abc
 
 from explain_attn.explanations.attention import AttentionExtractor
+from explain_attn.explanations.compiled import compiled
 from explain_attn.explanations.lookup import (
     default_cam_layer,
     resolve_layers,
@@ -56,7 +57,8 @@ class Method(abc.ABC):
     def prepare(self, model, layers, resize_to=None):
         """Returns ``function(batch, classes) -> {layer: (B, h, w) maps}``.
 
-        Built once per model and layer set; call it for every batch.
+        Its compiled parts are shared per model
+        (`explain_attn.explanations.compiled`); call it for every batch.
         ``classes`` is ``(B,)`` int32 with -1 for the predicted class.
         """
 
@@ -79,7 +81,10 @@ class AttentionMethod(Method):
         return resolve_layers(model, requested)
 
     def prepare(self, model, layers, resize_to=None):
-        extractor = AttentionExtractor(model, layers, resize_to)
+        key = (AttentionExtractor, tuple(layers), resize_to)
+        extractor = compiled(
+            model, key, lambda: AttentionExtractor(model, layers, resize_to)
+        )
         return lambda batch, classes: extractor(batch)
 
     def key(self, layer):
@@ -111,7 +116,14 @@ class CAMMethod(Method):
         return [single_layer(model, layer) for layer in requested]
 
     def prepare(self, model, layers, resize_to=None):
-        cams = {layer: self.cam_class(model, layer) for layer in layers}
+        cams = {
+            layer: compiled(
+                model,
+                (self.cam_class, layer),
+                lambda layer=layer: self.cam_class(model, layer),
+            )
+            for layer in layers
+        }
 
         def maps(batch, classes):
             return {

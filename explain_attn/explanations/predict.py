@@ -1,11 +1,10 @@
 """Predicted classes, in one compiled forward pass per batch."""
 
-import weakref
-
 import keras
 import numpy as np
 import tensorflow as tf
 
+from explain_attn.explanations.compiled import compiled
 from explain_attn.explanations.inputs import batches, check_model_images
 from explain_attn.models.graph import flat_graph
 
@@ -34,15 +33,10 @@ class Predictor:
         return self.function(batch).numpy().astype(np.int64)
 
 
-_PREDICTORS = weakref.WeakKeyDictionary()
-
-
 def predict_classes(model, images, *, batch_size=128):
     """Returns the predicted class of each image, ``(N,)`` int64."""
     images = check_model_images(model, images)
-    if model not in _PREDICTORS:
-        _PREDICTORS[model] = Predictor(model)
-    predictor = _PREDICTORS[model]
+    predictor = compiled(model, Predictor, lambda: Predictor(model))
     return np.concatenate(
         [predictor(batch) for batch in batches(images, batch_size)]
     )

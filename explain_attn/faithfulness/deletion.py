@@ -6,11 +6,10 @@ fall fast and the insertion curve rise fast; a random order is the
 reference.
 """
 
-import weakref
-
 import numpy as np
 import tensorflow as tf
 
+from explain_attn.explanations.compiled import compiled
 from explain_attn.explanations.inputs import check_images
 from explain_attn.faithfulness.common import as_labels, check_positive
 from explain_attn.models.heads import probability_function, single_input_graph
@@ -68,16 +67,6 @@ class _Curves:
         return tf.reduce_sum(scores * chosen, axis=-1)
 
 
-_CURVES = weakref.WeakKeyDictionary()
-
-
-def _curves(model):
-    # One compiled function per model, kept while the model lives.
-    if model not in _CURVES:
-        _CURVES[model] = _Curves(model)
-    return _CURVES[model]
-
-
 def _orders(maps, count, size, random_order, rng):
     """``{name: (N, H, W) int32 ranks}``, ``"random"`` last."""
     if not isinstance(maps, dict) or not maps:
@@ -103,7 +92,7 @@ def _orders(maps, count, size, random_order, rng):
 
 def _probabilities(model, images, blurred, stacked, counts, labels, chunk):
     """``(K, 2, S, N)`` true-class probabilities, chunk by chunk."""
-    curves = _curves(model)
+    curves = compiled(model, _Curves, lambda: _Curves(model))
     results = []
     for start in range(0, len(images), chunk):
         stop = min(start + chunk, len(images))
