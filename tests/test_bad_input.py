@@ -15,11 +15,10 @@ import zlib
 import keras
 import numpy as np
 import pytest
-from click.testing import CliRunner
+from catalogue import assert_bad_input
 from skimage import io as skio
 
 from explain_attn import build_model, save_model
-from explain_attn.cli import main
 
 SHAPE = (16, 16, 3)
 
@@ -501,10 +500,6 @@ def _arguments(template, bad, output):
     return template.format(out=output, **values).split()
 
 
-def _outputs(output):
-    return sorted(output.parent.glob(output.name + "*"))
-
-
 @pytest.mark.parametrize(
     ("template", "message"),
     [case[1:] for case in CASES],
@@ -512,16 +507,9 @@ def _outputs(output):
 )
 def test_bad_input_in_process(bad, tmp_path, template, message):
     output = tmp_path / "result"
-    result = CliRunner().invoke(main, _arguments(template, bad, output))
-
-    assert result.exit_code == 2, result.output
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1, result.stderr
-    assert lines[0].startswith("Error: ")
-    assert message in lines[0]
-    assert "Traceback" not in result.output
-    assert _outputs(output) == []
-    assert [p.name for p in tmp_path.iterdir()] == []
+    assert_bad_input(
+        _arguments(template, bad, output), message, output, tmp_path
+    )
 
 
 SUBPROCESS_CASES = [

@@ -98,7 +98,7 @@ def test_wheel_ships_the_templates_inside_the_package(wheel_names):
 
 def test_wheel_ships_the_package_and_nothing_else(wheel_names):
     assert "explain_attn/__init__.py" in wheel_names
-    assert "explain_attn/cli.py" in wheel_names
+    assert "explain_attn/cli/__init__.py" in wheel_names
     top_level = {name.split("/")[0] for name in wheel_names}
     assert {name for name in top_level if not name.endswith(".dist-info")} == {
         "explain_attn"

@@ -1,0 +1,150 @@
+"""What every command shares: one-line errors, quiet TensorFlow, options.
+
+Each command parses its arguments, calls the library and prints. Bad input,
+whether caught by click or raised by the library as `ValueError` or
+`TypeError`, becomes one line on stderr, ``Error: <what and how to fix>``,
+and exit code 2, without a traceback.
+"""
+
+import functools
+import os
+import sys
+
+import click
+
+
+class InputError(click.ClickException):
+    """A user-input problem: shown as one line, exit code 2."""
+
+    exit_code = 2
+
+
+def _one_line(message):
+    return " ".join(str(message).split())
+
+
+def _import_tensorflow_quietly():
+    """Imports TensorFlow with its C++ start-up logs kept off stderr.
+
+    TensorFlow 2.21 logs through absl before any log level applies
+    (``TF_CPP_MIN_LOG_LEVEL`` does not silence these lines), which would
+    break the promise of one line on stderr for bad input. The process's
+    file descriptor 2 points to /dev/null while TensorFlow imports and
+    initialises its devices; Python errors raised meanwhile still reach the
+    user, because the descriptor is restored before they propagate. Set
+    ``EXPLAIN_ATTN_TF_LOGS=1`` to see the logs.
+    """
+    if "tensorflow" in sys.modules or os.environ.get("EXPLAIN_ATTN_TF_LOGS"):
+        return
+    saved = os.dup(2)
+    try:
+        silent = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(silent, 2)
+        os.close(silent)
+        import keras  # noqa: F401
+        import tensorflow as tf
+
+        tf.config.list_physical_devices()
+        tf.constant(0.0).numpy()
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+def user_errors(function):
+    """Turns library input errors into a one-line `InputError`."""
+
+    @functools.wraps(function)
+    def wrapper(*args, **kwargs):
+        _import_tensorflow_quietly()
+        user_imports = kwargs.pop("user_imports", ())
+        try:
+            if user_imports:
+                from explain_attn.models.user_code import import_modules
+
+                import_modules(user_imports)
+            return function(*args, **kwargs)
+        except (ValueError, TypeError) as error:
+            raise InputError(_one_line(error)) from None
+
+    return wrapper
+
+
+class OneLineErrors(click.Group):
+    """A click group whose usage errors are one line, like `InputError`."""
+
+    def main(self, args=None, prog_name=None, standalone_mode=True, **extra):
+        try:
+            result = super().main(
+                args, prog_name, standalone_mode=False, **extra
+            )
+        except click.ClickException as error:
+            click.echo(f"Error: {_one_line(error.format_message())}", err=True)
+            sys.exit(error.exit_code)
+        except click.Abort:
+            click.echo("Aborted.", err=True)
+            sys.exit(1)
+        if not standalone_mode:
+            return result
+        sys.exit(result if isinstance(result, int) else 0)
+
+
+layer_option = click.option(
+    "--layer",
+    "layer_names",
+    multiple=True,
+    help="Layer name, outer/inner path or glob pattern; repeat for more. "
+    "Default: every attention layer.",
+)
+seed_option = click.option(
+    "--seed",
+    type=int,
+    default=0,
+    show_default=True,
+    help="Seed of training, intervals and example choice.",
+)
+image_size_option = click.option(
+    "--image-size",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Resize images to SIZE x SIZE [default: keep their size].",
+)
+
+
+def method_option(function):
+    # Not a click.Choice: the registry needs TensorFlow, and `--help` should
+    # not wait for it. An unknown name is a one-line error listing them.
+    return click.option(
+        "--method",
+        "methods",
+        multiple=True,
+        help="A class-activation method: grad_cam, grad_cam_plus_plus, "
+        "layer_cam, hires_cam or any registered one; repeat for more. The "
+        "report compares attention with the baseline's first "
+        "[default: grad_cam].",
+    )(function)
+
+
+def unsafe_load_option(function):
+    return click.option(
+        "--unsafe-load",
+        is_flag=True,
+        help="Load models with Keras safe mode off (runs code stored in "
+        "the file, e.g. Lambda layers). Only for files you trust.",
+    )(function)
+
+
+def import_option(function):
+    """``--import MODULE_OR_FILE``: the user's code, imported before work.
+
+    Goes above `user_errors`, which imports the modules (after TensorFlow,
+    so that its start-up logs stay quiet) and hands the command the rest.
+    """
+    return click.option(
+        "--import",
+        "user_imports",
+        multiple=True,
+        metavar="MODULE_OR_FILE",
+        help="Import a module or .py file first (e.g. one that registers "
+        "your custom layers); repeat for more.",
+    )(function)

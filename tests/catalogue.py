@@ -1,0 +1,34 @@
+"""The bad-input contract, shared by every `test_bad_input*.py` file.
+
+A case is a command line that must end with exit code 2, exactly one line on
+stderr starting ``Error:`` that contains the expected text, no traceback,
+and no file written next to (or instead of) the requested output.
+"""
+
+from click.testing import CliRunner
+
+from explain_attn.cli import main
+
+
+def outputs(output):
+    return sorted(output.parent.glob(output.name + "*"))
+
+
+def assert_bad_input(arguments, message, output, tmp_path):
+    """Runs ``explain-attn ARGUMENTS`` in process and checks the contract.
+
+    Args:
+        arguments: the command line as a list of strings.
+        message: text the single error line must contain.
+        output: the output path the command was given (``tmp_path/...``).
+        tmp_path: the test's folder, which must stay empty.
+    """
+    result = CliRunner().invoke(main, [str(a) for a in arguments])
+    assert result.exit_code == 2, (result.exit_code, result.output)
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("Error: "), lines[0]
+    assert message in lines[0], lines[0]
+    assert "Traceback" not in result.output
+    assert outputs(output) == []
+    assert [p.name for p in tmp_path.iterdir()] == []
