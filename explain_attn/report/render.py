@@ -18,6 +18,7 @@ from explain_attn.report.faithfulness_figures import faithfulness_figures
 from explain_attn.report.per_class import PER_CLASS_RESAMPLES
 
 __all__ = [
+    "comparison_html",
     "render_html",
     "report_html",
     "template_directory",
@@ -209,3 +210,18 @@ def report_html(report):
         "faithfulness_figures": faithfulness_figures(data.get("faithfulness")),
     }
     return template_environment().get_template("report.html").render(context)
+
+
+def comparison_html(comparison, names):
+    """The page of ``explain-attn compare --output``.
+
+    Args:
+        comparison: From `explain_attn.report.compare.compare_reports`.
+        names: The two reports' file names (A, B).
+    """
+    from explain_attn import __version__
+
+    template = template_environment().get_template("compare.html")
+    return template.render(
+        comparison=comparison, names=list(names), version=__version__
+    )
