@@ -153,8 +153,3 @@ def test_a_ci_step_fails_on_a_worse_model(reports):
     assert len(lines) == 1
     assert lines[0].startswith("Gate failed: --fail-under attention.accuracy")
     assert "--fail-if-worse attention.accuracy: B - A = -0.5000" in lines[0]
-    passing = subprocess.run(
-        command[:6] + ["--fail-under", "baseline.accuracy=0.4"],
-        capture_output=True, text=True, env=env, timeout=120,
-    )  # fmt: skip
-    assert passing.returncode == 0, passing.stderr
