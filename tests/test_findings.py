@@ -305,10 +305,10 @@ def test_layer_blocks_and_panel_titles():
     assert layer_block("block3_conv") == "block3"
     assert layer_block("block_13_expand") == "block_13"
     assert layer_block("predictions") == "predictions"
-    title = panel_title(2, "attention", "a_very_long_layer_name_indeed")
-    first, second = title.split("\n")
-    assert first == "2. attention"
-    assert len(second) == 18 and second.endswith("…")
+    title = panel_title(2, "attention", "Grad-CAM", "a_very_long_layer_name")
+    first, second, third = title.split("\n")
+    assert (first, second) == ("2. attention", "Grad-CAM")
+    assert len(third) == 18 and third.endswith("…")
 
 
 def test_dataset_name_is_the_data_folder_not_the_split(tmp_path):

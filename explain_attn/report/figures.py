@@ -132,13 +132,14 @@ def _shorten(text, limit=PANEL_TITLE_CHARACTERS):
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def panel_title(number, model_key, name):
-    """A gallery panel's title: ``"1. model"`` over the shortened name.
+def panel_title(number, model_key, *names):
+    """A gallery panel's title: ``"1. model"`` over one line per name.
 
     Each line is cut at `PANEL_TITLE_CHARACTERS` with "…"; the full label
     goes in the legend under the figure.
     """
-    return f"{number}. {_shorten(model_key)}\n{_shorten(name)}"
+    lines = [f"{number}. {model_key}", *names]
+    return "\n".join(_shorten(line) for line in lines)
 
 
 def layer_block(name):

@@ -67,8 +67,9 @@ def per_class_section(data, *, seed=0):
     Returns:
         A JSON-ready dict: ``class_names``, ``counts`` (test images per
         class), ``accuracy`` (model key -> per-class `accuracy_interval`),
-        ``metrics`` (explanation id -> metric -> per-class `summarize`;
-        foreground metrics only) and ``confusion`` (model key -> matrix as
+        ``metrics`` (explanation id, or ``baseline:flat`` and
+        ``baseline:centre``, -> metric -> per-class `summarize`; foreground
+        metrics only) and ``confusion`` (model key -> matrix as
         nested lists, rows true, columns predicted).
     """
     class_names = list(data["dataset"]["class_names"])
@@ -82,6 +83,8 @@ def per_class_section(data, *, seed=0):
         }
         for key, row in per_image["metrics"].items()
     }
+    for key, row in per_image.get("baselines", {}).items():
+        per_image_metrics[f"baseline:{key}"] = row
     return {
         "class_names": class_names,
         "counts": np.bincount(labels, minlength=num_classes).tolist(),

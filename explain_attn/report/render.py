@@ -119,11 +119,12 @@ def render_html(report, path):
         temporary.write_text(html, encoding="utf-8")
 
 
-def _panel_name(explanation):
-    """The layer's last path component, as its method labels it."""
-    return get_method(explanation.method).label(
-        explanation.layer.rsplit("/", 1)[-1]
-    )
+def _panel_names(explanation):
+    """The method's title for class-activation maps, then the layer's last
+    path component."""
+    method = get_method(explanation.method)
+    layer = explanation.layer.rsplit("/", 1)[-1]
+    return (method.title, layer) if method.uses_class else (layer,)
 
 
 def _gallery_entry(example, data, models):
@@ -138,7 +139,7 @@ def _gallery_entry(example, data, models):
             example["mask"],
             [example["overlays"][e] for e in explanations],
             [
-                figures.panel_title(number, e.model_key, _panel_name(e))
+                figures.panel_title(number, e.model_key, *_panel_names(e))
                 for number, e in enumerate(explanations, 1)
             ],
         ),
