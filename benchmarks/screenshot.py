@@ -19,8 +19,10 @@ from pathlib import Path
 
 __all__ = ["screenshot"]
 
-CHROMIUM = os.environ.get("CHROMIUM") or shutil.which("chromium") or (
-    "/usr/bin/chromium"
+CHROMIUM = (
+    os.environ.get("CHROMIUM")
+    or shutil.which("chromium")
+    or ("/usr/bin/chromium")
 )
 
 
@@ -33,9 +35,7 @@ def screenshot(html_path, output, *, width=1100, height=1000):
             executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"]
         )
         try:
-            page = browser.new_page(
-                viewport={"width": width, "height": height}
-            )
+            page = browser.new_page(viewport={"width": width, "height": height})
             page.goto(Path(html_path).resolve().as_uri())
             page.wait_for_load_state("load")
             page.screenshot(path=str(output), full_page=False)

@@ -69,8 +69,7 @@ def overlay(image, attention_map, *, mask=None, title="map"):
     values = np.asarray(attention_map, np.float32)
     if image.ndim != 3 or image.shape[-1] != 3:
         raise ValueError(
-            "`image` must be (H, W, 3). Received: "
-            f"image.shape={image.shape}"
+            f"`image` must be (H, W, 3). Received: image.shape={image.shape}"
         )
     if values.ndim != 2:
         raise ValueError(

@@ -40,7 +40,9 @@ def bad_files(tmp_path_factory):
 )
 def test_bad_report_files(case, message, report_file, bad_files, tmp_path):
     second = (
-        tmp_path.parent / "absent.json" if case == "missing" else bad_files[case]
+        tmp_path.parent / "absent.json"
+        if case == "missing"
+        else bad_files[case]
     )
     output = tmp_path / "diff.html"
     arguments = ["compare", report_file, second, "--output", output]
@@ -53,7 +55,10 @@ def test_bad_report_files(case, message, report_file, bad_files, tmp_path):
         (["--fail-under", "attention.accuracy"], "expects NAME=VALUE"),
         (["--fail-under", "attention.accuracy=high"], "expects NAME=VALUE"),
         (["--fail-under", "nothing.here=0.5"], "Unknown quantity"),
-        (["--fail-if-worse", "block2_attention.entropy"], "no better direction"),
+        (
+            ["--fail-if-worse", "block2_attention.entropy"],
+            "no better direction",
+        ),
         (["--fail-if-worse", "mass_in_mask"], "several quantities"),
     ],
 )
@@ -66,4 +71,6 @@ def test_bad_gates(option, message, report_file, tmp_path):
 def test_output_must_be_html(report_file, tmp_path):
     output = tmp_path / "diff.txt"
     arguments = ["compare", report_file, report_file, "--output", output]
-    assert_bad_input(arguments, "--output must end in '.html'", output, tmp_path)
+    assert_bad_input(
+        arguments, "--output must end in '.html'", output, tmp_path
+    )

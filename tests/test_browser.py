@@ -98,7 +98,8 @@ def _launch(playwright):
 def _first_cells(page):
     return page.eval_on_selector_all(
         "#explorer-table tbody tr:not(.thumbnails)",
-        "rows => rows.map(r => [r.cells[0].textContent, r.cells[1].textContent])",
+        "rows => rows.map("
+        "r => [r.cells[0].textContent, r.cells[1].textContent])",
     )
 
 

@@ -88,7 +88,9 @@ def test_unpaired_differences_use_welch(reports):
 def test_gates(reports):
     (first, second, _), _ = reports
     comparison = compare_reports(first, second)
-    assert check_gates(comparison, fail_under=[("baseline.accuracy", 0.0)]) == []
+    assert (
+        check_gates(comparison, fail_under=[("baseline.accuracy", 0.0)]) == []
+    )
     failed = check_gates(
         comparison,
         fail_under=[("attention.accuracy", 0.99)],

@@ -20,7 +20,9 @@ from explain_attn.report.explorer import (
 def _decode(uri):
     prefix = "data:image/jpeg;base64,"
     assert uri.startswith(prefix)
-    return np.asarray(Image.open(io.BytesIO(base64.b64decode(uri[len(prefix):]))))
+    return np.asarray(
+        Image.open(io.BytesIO(base64.b64decode(uri[len(prefix) :])))
+    )
 
 
 def test_sprite_sheets_place_tile_i_at_its_row_and_column():

@@ -3,7 +3,6 @@
 Every expected value is computed by hand or by an independent route.
 """
 
-
 import numpy as np
 import pytest
 
@@ -46,8 +45,7 @@ def test_centre_prior_is_the_documented_gaussian():
     prior = centre_prior((4, 6))
     y, x = np.mgrid[0:4, 0:6]
     expected = np.exp(
-        -((y + 0.5 - 2) ** 2) / (2 * 1.0**2)
-        - (x + 0.5 - 3) ** 2 / (2 * 1.5**2)
+        -((y + 0.5 - 2) ** 2) / (2 * 1.0**2) - (x + 0.5 - 3) ** 2 / (2 * 1.5**2)
     )
     np.testing.assert_allclose(prior, expected, rtol=1e-6)
     centre = baseline_values(_masks())["centre"]
@@ -95,9 +93,7 @@ def test_baselines_section_marks_values_not_above_the_flat_map():
     assert "roc_auc" in row["at_chance"]  # 0.5 against 0.5
     flat = data["baselines"][0]
     assert flat["id"] == "flat"
-    assert flat["summary"]["all"]["mass_in_mask"]["mean"] == pytest.approx(
-        0.5
-    )
+    assert flat["summary"]["all"]["mass_in_mask"]["mean"] == pytest.approx(0.5)
     assert len(data["per_image"]["baselines"]["centre"]["roc_auc"]) == 40
 
 
@@ -224,15 +220,25 @@ def _report_numbers(at_chance):
             {"key": "baseline", "name": "base", "accuracy": accuracy},
         ],
         "comparisons": [
-            {"attention": "attention", "reference": "baseline", "n": 100,
-             "mean_difference": 0.035, "ci_low": 0.014, "ci_high": 0.057}
+            {
+                "attention": "attention",
+                "reference": "baseline",
+                "n": 100,
+                "mean_difference": 0.035,
+                "ci_low": 0.014,
+                "ci_high": 0.057,
+            }
         ],  # fmt: skip
         "reference": {"label": "base · Grad-CAM"},
         "baselines": [
-            {"id": "flat", "summary": {"all": {"mass_in_mask": {
-                "mean": 0.189}}}},
-            {"id": "centre", "summary": {"all": {"mass_in_mask": {
-                "mean": 0.368}}}},
+            {
+                "id": "flat",
+                "summary": {"all": {"mass_in_mask": {"mean": 0.189}}},
+            },
+            {
+                "id": "centre",
+                "summary": {"all": {"mass_in_mask": {"mean": 0.368}}},
+            },
         ],  # fmt: skip
         "explanations": [
             {

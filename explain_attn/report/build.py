@@ -24,8 +24,8 @@ from explain_attn.data import load_dataset
 from explain_attn.explanations.explanation import explanations_for
 from explain_attn.explanations.methods import get_method
 from explain_attn.models.saving import atomic_path
-from explain_attn.report.demo import demo_data, demo_models
 from explain_attn.report.baselines import baselines_section
+from explain_attn.report.demo import demo_data, demo_models
 from explain_attn.report.evaluate import evaluate
 from explain_attn.report.explorer import Thumbnails, explorer_payload
 from explain_attn.report.faithfulness import faithfulness_section

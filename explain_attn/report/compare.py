@@ -53,7 +53,9 @@ def load_report(path):
     """Reads and validates a ``report.json``; `ValueError` when it is not."""
     path = Path(path)
     if not path.is_file():
-        raise ValueError(f"Report not found: {str(path)!r}. Give a report.json.")
+        raise ValueError(
+            f"Report not found: {str(path)!r}. Give a report.json."
+        )
     try:
         document = json.loads(path.read_text(encoding="utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as error:
@@ -97,9 +99,7 @@ def _unpaired(values_a, values_b):
     if len(a) and len(b):
         result["mean_difference"] = float(b.mean() - a.mean())
     if len(a) >= 2 and len(b) >= 2:
-        spread = _Z * math.sqrt(
-            a.var(ddof=1) / len(a) + b.var(ddof=1) / len(b)
-        )
+        spread = _Z * math.sqrt(a.var(ddof=1) / len(a) + b.var(ddof=1) / len(b))
         result["ci_low"] = result["mean_difference"] - spread
         result["ci_high"] = result["mean_difference"] + spread
     return result
@@ -142,8 +142,7 @@ def compare_reports(report_a, report_b, *, seed=0, num_resamples=2_000):
                 "a": _mean(values_a),
                 "b": _mean(values_b),
                 "difference": difference,
-                "higher_is_better": name.rsplit(".", 1)[-1]
-                in HIGHER_IS_BETTER,
+                "higher_is_better": name.rsplit(".", 1)[-1] in HIGHER_IS_BETTER,
             }
         )
     return {
@@ -165,9 +164,7 @@ def resolve_name(name, rows):
     if name in names:
         return rows[names.index(name)]
     matches = [
-        row
-        for row in rows
-        if row["name"].endswith(("." + name, ":" + name))
+        row for row in rows if row["name"].endswith(("." + name, ":" + name))
     ]
     if len(matches) == 1:
         return matches[0]
@@ -224,8 +221,7 @@ def check_gates(comparison, *, fail_under=(), fail_if_worse=()):
     for row, value in resolved_under:
         if not row["b"] >= value:
             failed.append(
-                f"--fail-under {row['name']}={value:g}: B is "
-                f"{row['b']:.4f}"
+                f"--fail-under {row['name']}={value:g}: B is {row['b']:.4f}"
             )
     for row in resolved_worse:
         difference = row["difference"]

@@ -178,9 +178,7 @@ def set_layer_ticks(axis, layers, *, limit=MANY_LAYERS):
         starts, [blocks[i] for i in starts], rotation=35, ha="right",
         fontsize=7,
     )  # fmt: skip
-    axis.set_xlabel(
-        f"{len(layers)} layers, labelled by block", fontsize=8
-    )
+    axis.set_xlabel(f"{len(layers)} layers, labelled by block", fontsize=8)
 
 
 def example_figure(image, mask, overlays, titles):

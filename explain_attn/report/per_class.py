@@ -92,8 +92,11 @@ def per_class_section(data, *, seed=0):
             labels, per_image["predictions"], data["models"], num_classes
         ),
         "metrics": _metric_rows(
-            labels, per_image_metrics, list(metrics.FOREGROUND_METRICS),
-            num_classes, seed,
+            labels,
+            per_image_metrics,
+            list(metrics.FOREGROUND_METRICS),
+            num_classes,
+            seed,
         ),  # fmt: skip
         "confusion": {
             key: confusion_matrix(labels, values, num_classes).tolist()

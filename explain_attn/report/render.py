@@ -195,9 +195,7 @@ def report_html(report):
         "explorer": report.explorer,
         "per_class_resamples": PER_CLASS_RESAMPLES,
         "foreground_metrics": list(FOREGROUND_METRICS),
-        "gallery_legend": [
-            row["label"] for row in explanations
-        ],
+        "gallery_legend": [row["label"] for row in explanations],
         "created": report.created,
         "version": data["versions"]["explain_attn"],
         "metric_names": metric_names,

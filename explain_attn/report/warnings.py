@@ -101,7 +101,8 @@ def map_warnings(statistics):
         if row["shape"] == [1, 1]:
             found.append(
                 _warning(
-                    "one_pixel_map", label,
+                    "one_pixel_map",
+                    label,
                     f"{label}: the maps are 1×1, so they cannot say where "
                     "the model looks; every foreground metric is at chance. "
                     "Choose an earlier layer (--layer).",
@@ -113,7 +114,8 @@ def map_warnings(statistics):
         if constant >= CONSTANT_SHARE:
             found.append(
                 _warning(
-                    "constant_map", label,
+                    "constant_map",
+                    label,
                     f"{label}: the map is constant on {constant:.0%} of the "
                     f"{row['images']:,} test images, so it shows no place; "
                     "its metrics there are undefined or at chance.",
@@ -125,7 +127,8 @@ def map_warnings(statistics):
         if row["values"] and saturated >= SATURATED_SHARE:
             found.append(
                 _warning(
-                    "saturated_map", label,
+                    "saturated_map",
+                    label,
                     f"{label}: {saturated:.0%} of the gate's values lie "
                     f"within {SATURATION_TOLERANCE} of 0 or 1: the gate is "
                     "saturated and acts as an on/off switch, so small "
@@ -158,7 +161,8 @@ def majority_warnings(models, labels, class_names):
         if low <= share + MAJORITY_MARGIN:
             found.append(
                 _warning(
-                    "majority_class", model["name"],
+                    "majority_class",
+                    model["name"],
                     f"{model['name']} is not better than always answering "
                     f"the majority class {class_names[majority]!r}: "
                     f"{100 * accuracy['accuracy']:.1f}% "
@@ -188,7 +192,8 @@ def mask_warnings(masks):
     if large >= MASK_SHARE:
         found.append(
             _warning(
-                "mask_area", "masks",
+                "mask_area",
+                "masks",
                 f"{large:.0%} of the masks cover more than "
                 f"{MASK_LARGE:.0%} of their image: any map puts most of its "
                 "mass on the object there. Read the foreground metrics "
@@ -199,7 +204,8 @@ def mask_warnings(masks):
     if small >= MASK_SHARE:
         found.append(
             _warning(
-                "mask_area", "masks",
+                "mask_area",
+                "masks",
                 f"{small:.0%} of the masks cover less than "
                 f"{MASK_SMALL:.0%} of their image (empty masks give no "
                 "value): foreground metrics rest on a few pixels there.",
@@ -223,7 +229,8 @@ def training_warnings(models):
         if abs(training - inference) > TRAIN_INFERENCE_GAP:
             found.append(
                 _warning(
-                    "train_inference", model["name"],
+                    "train_inference",
+                    model["name"],
                     f"{model['name']}: accuracy in training mode "
                     f"({100 * training:.1f}%) and in inference mode "
                     f"({100 * inference:.1f}%) disagree on the same "
