@@ -36,28 +36,34 @@ _TIMED = (
 )
 
 
-def _wrap(seconds, name, function):
+_SECONDS = collections.defaultdict(float)
+"""Seconds per wrapped stage in the current `measure` call."""
+
+
+def _wrap(name, function):
     @functools.wraps(function)
     def timed(*args, **kwargs):
         start = time.perf_counter()
         try:
             return function(*args, **kwargs)
         finally:
-            seconds[name] += time.perf_counter() - start
+            _SECONDS[name] += time.perf_counter() - start
 
     return timed
 
 
-def _instrument(seconds):
+def _instrument():
+    """Wraps the new stages once per process."""
     from explain_attn.report import build
     from explain_attn.report.explorer import Thumbnails
     from explain_attn.report.warnings import MapStatistics
 
+    if hasattr(build.findings, "__wrapped__"):
+        return
     for name in _TIMED:
-        setattr(build, name, _wrap(seconds, name, getattr(build, name)))
-    for cls, name in ((Thumbnails, "thumbnails"), (MapStatistics, "maps")):
-        if not hasattr(cls.__call__, "__wrapped__"):
-            cls.__call__ = _wrap(seconds, name, cls.__call__)
+        setattr(build, name, _wrap(name, getattr(build, name)))
+    Thumbnails.__call__ = _wrap("thumbnails", Thumbnails.__call__)
+    MapStatistics.__call__ = _wrap("map_statistics", MapStatistics.__call__)
 
 
 def measure(size, data, attention, baseline):
@@ -66,8 +72,8 @@ def measure(size, data, attention, baseline):
     from explain_attn.report import build_report, report_html
     from explain_attn.report.models import load_report_models
 
-    seconds = collections.defaultdict(float)
-    _instrument(seconds)
+    _instrument()
+    _SECONDS.clear()
     test = load_dataset(str(data))
     models = load_report_models(
         [str(attention)], str(baseline), safe_mode=True, say=lambda *a: None
@@ -85,7 +91,7 @@ def measure(size, data, attention, baseline):
         "explorer_bytes": len(payload.encode("utf-8")),
         "build_seconds": round(build_seconds, 2),
         "render_seconds": round(render_seconds, 2),
-        "new_stage_seconds": {k: round(v, 2) for k, v in seconds.items()},
+        "new_stage_seconds": {k: round(v, 2) for k, v in _SECONDS.items()},
     }
 
 

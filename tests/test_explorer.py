@@ -110,3 +110,26 @@ def test_overlay_displays_in_a_notebook():
     assert "&lt;b&gt;layer&lt;/b&gt;" in html
     with pytest.raises(ValueError, match="must be"):
         overlay(image[..., 0], np.eye(4))
+
+
+def test_build_report_through_the_python_api_renders(report_inputs):
+    from explain_attn.data import load_dataset
+    from explain_attn.report import build_report, report_html
+    from explain_attn.report.models import load_report_models
+
+    test = load_dataset(str(report_inputs["data"]))
+    models = load_report_models(
+        [str(report_inputs["attention"])],
+        str(report_inputs["baseline"]),
+        safe_mode=True,
+        say=lambda *a: None,
+    )
+    report = build_report(
+        models, test, faithfulness=False, verbose=0, num_examples=2
+    )
+    html = report_html(report)
+    assert "(Python API)" in html
+    thumbnails = report.explorer["thumbnails"]
+    assert len(thumbnails["images"]) == 1  # 12 images: one sheet
+    assert len(thumbnails["maps"]) == len(report.data["explanations"])
+    assert len(report.explorer["labels"]) == len(test.labels)

@@ -35,6 +35,9 @@ __all__ = [
 
 CENTRE_SIGMA_FRACTION = 0.25
 """The centre prior's standard deviation, as a fraction of each side."""
+MARK_RESAMPLES = 1_000
+"""Bootstrap resamples of the paired difference with the flat map that
+decides the "not above chance" mark (a yes/no, not a shown interval)."""
 
 BASELINES = {
     "flat": (
@@ -124,7 +127,7 @@ def baselines_section(data, masks, *, seed=0):
     rows have), ``data["per_image"]["baselines"]`` (baseline id -> metric
     -> per-image values), and on every explanation row ``vs_flat`` (metric
     -> `metrics.paired_difference` of the explanation minus the flat map on
-    the same images) and ``at_chance`` (the foreground metrics whose
+    the same images, `MARK_RESAMPLES` resamples) and ``at_chance`` (the foreground metrics whose
     difference's interval does not lie above 0). Without masks,
     ``data["baselines"]`` is an empty list and nothing else changes.
 
@@ -160,8 +163,9 @@ def baselines_section(data, masks, *, seed=0):
         own = data["per_image"]["metrics"][row["id"]]
         row["vs_flat"] = {
             name: metrics.paired_difference(
-                _as_array(own[name]), flat, **bootstrap
-            )
+                _as_array(own[name]), flat, seed=seed,
+                num_resamples=MARK_RESAMPLES,
+            )  # fmt: skip
             for name, flat in values["flat"].items()
             if name in own
         }

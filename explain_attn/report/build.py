@@ -235,10 +235,43 @@ def build_report(
     """
     _check_positive("num_examples", num_examples)
     _check_positive("batch_size", batch_size)
-    say = log if verbose else _silent
     explanations, reference = report_explanations(
         models, layers=layers, methods=methods
     )
+    evaluation, statistics, thumbnails = _evaluate(
+        models, explanations, reference, test, batch_size, verbose
+    )
+    data = summaries(models, explanations, reference, evaluation, test, seed)
+    baselines_section(data, test.masks, seed=seed)
+    examples = gallery(
+        explanations, reference, evaluation, test,
+        num_examples=num_examples, seed=seed, batch_size=batch_size,
+    )  # fmt: skip
+    data["dataset"] = _dataset_section(test, source)
+    data["settings"] = {
+        "seed": seed, "num_examples": num_examples,
+        "layers": list(layers) if layers else None,
+        "methods": list(methods), "batch_size": batch_size,
+        **(settings or {}),
+    }  # fmt: skip
+    data["versions"] = _versions()
+    if faithfulness:
+        data["faithfulness"] = faithfulness_section(
+            models, explanations, test, seed=seed, batch_size=batch_size,
+            say=log if verbose else _silent,
+        )  # fmt: skip
+    data["gallery"] = _gallery_section(examples, test)
+    _reading_aids(data, test, statistics.counts, seed=seed)
+    created = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
+    return Report(
+        data=data, gallery=examples, created=created,
+        explorer=explorer_payload(data, thumbnails),
+    )  # fmt: skip
+
+
+def _evaluate(models, explanations, reference, test, batch_size, verbose):
+    """`evaluate`, observed by the warnings' map statistics and the
+    explorer's thumbnails."""
     statistics = MapStatistics()
     thumbnails = Thumbnails(
         explanations, count=len(test.labels),
@@ -248,36 +281,7 @@ def build_report(
         models, explanations, reference, test, batch_size=batch_size,
         verbose=verbose, observers=(statistics, thumbnails),
     )  # fmt: skip
-    data = summaries(models, explanations, reference, evaluation, test, seed)
-    baselines_section(data, test.masks, seed=seed)
-    examples = gallery(
-        explanations, reference, evaluation, test,
-        num_examples=num_examples, seed=seed, batch_size=batch_size,
-    )  # fmt: skip
-    data["dataset"] = _dataset_section(test, source)
-    data["settings"] = {
-        "seed": seed,
-        "num_examples": num_examples,
-        "layers": list(layers) if layers else None,
-        "methods": list(methods),
-        "batch_size": batch_size,
-        **(settings or {}),
-    }
-    data["versions"] = _versions()
-    if faithfulness:
-        data["faithfulness"] = faithfulness_section(
-            models, explanations, test, seed=seed, batch_size=batch_size,
-            say=say,
-        )  # fmt: skip
-    data["gallery"] = _gallery_section(examples, test)
-    _reading_aids(data, test, statistics.counts, seed=seed)
-    created = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
-    return Report(
-        data=data,
-        gallery=examples,
-        created=created,
-        explorer=explorer_payload(data, thumbnails),
-    )
+    return evaluation, statistics, thumbnails
 
 
 def _reading_aids(data, test, map_statistics, *, seed):

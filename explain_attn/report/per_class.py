@@ -2,18 +2,33 @@
 
 Read from the report's per-image numbers (``data["per_image"]``), so it
 needs no model. Metric means per class come with a percentile-bootstrap
-interval of `PER_CLASS_RESAMPLES` resamples (fewer than the main tables:
-there are classes x explanations x metrics of them).
+interval of `per_class_resamples` resamples: fewer than the main tables,
+since there are classes x explanations x metrics of them.
 """
 
 import numpy as np
 
 from explain_attn import metrics
 
-__all__ = ["PER_CLASS_RESAMPLES", "confusion_matrix", "per_class_section"]
+__all__ = [
+    "PER_CLASS_RESAMPLES",
+    "confusion_matrix",
+    "per_class_resamples",
+    "per_class_section",
+]
 
-PER_CLASS_RESAMPLES = 2_000
-"""Bootstrap resamples of each per-class metric interval."""
+PER_CLASS_RESAMPLES = 1_000
+"""Most bootstrap resamples of a per-class metric interval."""
+PER_CLASS_DRAWS = 1_000_000
+"""Cap on resamples x images of one per-class interval."""
+
+
+def per_class_resamples(count):
+    """Resamples for a class of ``count`` images: `PER_CLASS_RESAMPLES` up
+    to 1,000 images, then ``PER_CLASS_DRAWS // count``, at least 200."""
+    return int(
+        min(PER_CLASS_RESAMPLES, max(200, PER_CLASS_DRAWS // max(count, 1)))
+    )
 
 
 def confusion_matrix(labels, predictions, num_classes):
@@ -46,7 +61,9 @@ def _metric_rows(labels, per_image_metrics, metric_names, num_classes, seed):
                 metrics.summarize(
                     np.asarray(values[name], float)[labels == label],
                     seed=seed,
-                    num_resamples=PER_CLASS_RESAMPLES,
+                    num_resamples=per_class_resamples(
+                        int((labels == label).sum())
+                    ),
                 )
                 for label in range(num_classes)
             ]
