@@ -127,8 +127,8 @@ def baselines_section(data, masks, *, seed=0):
     rows have), ``data["per_image"]["baselines"]`` (baseline id -> metric
     -> per-image values), and on every explanation row ``vs_flat`` (metric
     -> `metrics.paired_difference` of the explanation minus the flat map on
-    the same images, `MARK_RESAMPLES` resamples) and ``at_chance`` (the foreground metrics whose
-    difference's interval does not lie above 0). Without masks,
+    the same images, `MARK_RESAMPLES` resamples) and ``at_chance`` (the
+    foreground metrics whose difference's interval does not lie above 0). Without masks,
     ``data["baselines"]`` is an empty list and nothing else changes.
 
     Args:
