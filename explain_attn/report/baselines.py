@@ -128,8 +128,9 @@ def baselines_section(data, masks, *, seed=0):
     -> per-image values), and on every explanation row ``vs_flat`` (metric
     -> `metrics.paired_difference` of the explanation minus the flat map on
     the same images, `MARK_RESAMPLES` resamples) and ``at_chance`` (the
-    foreground metrics whose difference's interval does not lie above 0). Without masks,
-    ``data["baselines"]`` is an empty list and nothing else changes.
+    foreground metrics whose difference's interval does not lie above 0).
+    Without masks, ``data["baselines"]`` is an empty list and nothing else
+    changes.
 
     Args:
         data: The report's numbers from `explain_attn.report.summaries`.
