@@ -116,8 +116,14 @@ def _where_findings(data):
                 f"{_reference_words(row, reference_label)}."
             )
             if "roc_auc" in summary:
+                verdict = (
+                    "at chance"
+                    if "roc_auc" in row.get("at_chance", [])
+                    else "above chance"
+                )
                 text += (
-                    f" ROC AUC {_interval(summary['roc_auc'])} (chance 0.5)."
+                    f" ROC AUC {_interval(summary['roc_auc'])}: {verdict} "
+                    "(0.5)."
                 )
         else:
             spearman = row["agreement_with_reference"]["spearman"]
