@@ -164,7 +164,9 @@ def baselines_section(data, masks, *, seed=0):
         own = data["per_image"]["metrics"][row["id"]]
         row["vs_flat"] = {
             name: metrics.paired_difference(
-                _as_array(own[name]), flat, seed=seed,
+                _as_array(own[name]),
+                flat,
+                seed=seed,
                 num_resamples=MARK_RESAMPLES,
             )  # fmt: skip
             for name, flat in values["flat"].items()
