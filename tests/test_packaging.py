@@ -93,6 +93,8 @@ def wheel_names(wheel):
 
 def test_wheel_ships_the_templates_inside_the_package(wheel_names):
     assert "explain_attn/templates/base.html" in wheel_names
+    assert "explain_attn/templates/_explorer.html" in wheel_names
+    assert "explain_attn/report/report.schema.json" in wheel_names
     assert not any(name.startswith("templates/") for name in wheel_names)
 
 

@@ -13,6 +13,7 @@ import click
 
 from explain_attn import __version__
 from explain_attn.cli.common import InputError, OneLineErrors
+from explain_attn.cli.compare import compare_command
 from explain_attn.cli.layers import layers_command
 from explain_attn.cli.maps import maps_command
 from explain_attn.cli.report import report_command
@@ -30,5 +31,11 @@ def main():
     """Attention maps, Grad-CAM and shareable reports for Keras ConvNets."""
 
 
-for _command in (layers_command, maps_command, report_command, train_command):
+for _command in (
+    compare_command,
+    layers_command,
+    maps_command,
+    report_command,
+    train_command,
+):
     main.add_command(_command)

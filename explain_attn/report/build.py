@@ -15,6 +15,7 @@ import datetime
 import json
 import math
 import platform
+from pathlib import Path
 
 import numpy as np
 
@@ -23,12 +24,23 @@ from explain_attn.data import load_dataset
 from explain_attn.explanations.explanation import explanations_for
 from explain_attn.explanations.methods import get_method
 from explain_attn.models.saving import atomic_path
+from explain_attn.report.baselines import baselines_section
 from explain_attn.report.demo import demo_data, demo_models
 from explain_attn.report.evaluate import evaluate
+from explain_attn.report.explorer import Thumbnails, explorer_payload
 from explain_attn.report.faithfulness import faithfulness_section
+from explain_attn.report.findings import findings
 from explain_attn.report.gallery import gallery
 from explain_attn.report.models import load_report_models
+from explain_attn.report.per_class import per_class_section
 from explain_attn.report.summaries import summaries
+from explain_attn.report.warnings import (
+    MapStatistics,
+    majority_warnings,
+    map_warnings,
+    mask_warnings,
+    training_warnings,
+)
 
 __all__ = [
     "Report",
@@ -51,11 +63,20 @@ class Report:
             ``reasons`` and per-model ``predictions``.
         created: When the report was built (UTC, ISO 8601); shown in the
             HTML only, so that ``report.json`` is identical between runs.
+        explorer: The explorer's payload (`explain_attn.report.explorer`):
+            every test image's numbers and thumbnails; HTML only.
     """
 
     data: dict
     gallery: list
     created: str
+    explorer: dict | None = None
+
+    def _repr_html_(self):
+        """The report, inline in Jupyter (the same templates as the file)."""
+        from explain_attn.notebook import report_frame
+
+        return report_frame(self)
 
 
 def _check_positive(name, value):
@@ -116,9 +137,21 @@ def report_explanations(models, *, layers=None, methods=("grad_cam",)):
     return explanations, reference
 
 
+def dataset_name(test, source):
+    """The data's name: its folder's name, not its split folder's.
+
+    ``DATA/test/images/...`` is named ``DATA``, not ``test``.
+    """
+    if source is not None and Path(str(source)).is_dir():
+        folder = Path(str(source)).resolve()
+        if folder.name != test.name and (folder / test.name).is_dir():
+            return folder.name
+    return test.name
+
+
 def _dataset_section(test, source):
     return {
-        "name": test.name,
+        "name": dataset_name(test, source),
         "source": str(source),
         "split": "test",
         "num_images": int(len(test.labels)),
@@ -202,37 +235,65 @@ def build_report(
     """
     _check_positive("num_examples", num_examples)
     _check_positive("batch_size", batch_size)
-    say = log if verbose else _silent
     explanations, reference = report_explanations(
         models, layers=layers, methods=methods
     )
-    evaluation = evaluate(
-        models, explanations, reference, test, batch_size=batch_size,
-        verbose=verbose,
-    )  # fmt: skip
+    evaluation, statistics, thumbnails = _evaluate(
+        models, explanations, reference, test, batch_size, verbose
+    )
     data = summaries(models, explanations, reference, evaluation, test, seed)
+    baselines_section(data, test.masks, seed=seed)
     examples = gallery(
         explanations, reference, evaluation, test,
         num_examples=num_examples, seed=seed, batch_size=batch_size,
     )  # fmt: skip
     data["dataset"] = _dataset_section(test, source)
     data["settings"] = {
-        "seed": seed,
-        "num_examples": num_examples,
+        "seed": seed, "num_examples": num_examples,
         "layers": list(layers) if layers else None,
-        "methods": list(methods),
-        "batch_size": batch_size,
+        "methods": list(methods), "batch_size": batch_size,
         **(settings or {}),
-    }
+    }  # fmt: skip
     data["versions"] = _versions()
     if faithfulness:
         data["faithfulness"] = faithfulness_section(
             models, explanations, test, seed=seed, batch_size=batch_size,
-            say=say,
+            say=log if verbose else _silent,
         )  # fmt: skip
     data["gallery"] = _gallery_section(examples, test)
+    _reading_aids(data, test, statistics.counts, seed=seed)
     created = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
-    return Report(data=data, gallery=examples, created=created)
+    return Report(
+        data=data, gallery=examples, created=created,
+        explorer=explorer_payload(data, thumbnails),
+    )  # fmt: skip
+
+
+def _evaluate(models, explanations, reference, test, batch_size, verbose):
+    """`evaluate`, observed by the warnings' map statistics and the
+    explorer's thumbnails."""
+    statistics = MapStatistics()
+    thumbnails = Thumbnails(
+        explanations, count=len(test.labels),
+        image_shape=test.images.shape[1:3],
+    )  # fmt: skip
+    evaluation = evaluate(
+        models, explanations, reference, test, batch_size=batch_size,
+        verbose=verbose, observers=(statistics, thumbnails),
+    )  # fmt: skip
+    return evaluation, statistics, thumbnails
+
+
+def _reading_aids(data, test, map_statistics, *, seed):
+    """Adds ``per_class``, ``warnings`` and ``findings`` to ``data``."""
+    data["per_class"] = per_class_section(data, seed=seed)
+    data["warnings"] = (
+        majority_warnings(data["models"], test.labels, test.class_names)
+        + training_warnings(data["models"])
+        + map_warnings(map_statistics)
+        + mask_warnings(test.masks)
+    )
+    data["findings"] = findings(data)
 
 
 def _check_sources(attention_models, baseline_model, spurious_correlation):

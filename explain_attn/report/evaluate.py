@@ -75,7 +75,10 @@ def _joined(rows):
     }
 
 
-def evaluate(models, explanations, reference, test, *, batch_size, verbose):
+def evaluate(
+    models, explanations, reference, test, *, batch_size, verbose,
+    observers=(),
+):  # fmt: skip
     """Streams the test set: predictions and every per-image number.
 
     Args:
@@ -85,6 +88,10 @@ def evaluate(models, explanations, reference, test, *, batch_size, verbose):
         test: The test `explain_attn.data.Dataset`.
         batch_size: Images per forward pass.
         verbose: Show a progress bar.
+        observers: Callables ``observer(start, images, maps)`` called with
+            each chunk's first index, images and maps (`Explanation` ->
+            ``(n, h, w)``) before the maps are dropped (the report's
+            warnings and explorer thumbnails are built this way).
 
     Returns:
         An `Evaluation`.
@@ -114,6 +121,8 @@ def evaluate(models, explanations, reference, test, *, batch_size, verbose):
             )
         maps = explainer(images, batch_size=batch_size)
         _score(maps, masks, explanations, reference, values, agreement)
+        for observer in observers:
+            observer(start, images, maps)
         if progress is not None:
             progress.update(stop)
     return Evaluation(

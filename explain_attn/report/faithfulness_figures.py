@@ -8,7 +8,7 @@ Each function takes the section's JSON-ready dict (see
 import numpy as np
 from matplotlib.figure import Figure
 
-from explain_attn.report.figures import to_data_uri
+from explain_attn.report.figures import set_layer_ticks, to_data_uri
 
 __all__ = [
     "deletion_insertion_figure",
@@ -40,7 +40,7 @@ def randomization_figure(section):
                 steps, values, marker="o", label=result["short_labels"][name]
             )
         axis.axhline(result["threshold"], color="gray", linestyle=":")
-        axis.set_xticks(steps, layers, rotation=35, ha="right", fontsize=7)
+        set_layer_ticks(axis, layers)
         axis.set_ylim(-1.05, 1.05)
         axis.set_ylabel("median Spearman", fontsize=8)
         axis.set_title(

@@ -6,13 +6,27 @@ stays one self-contained file.
 
 import base64
 import io
+import re
 
 import matplotlib
 import numpy as np
 from matplotlib.figure import Figure
 from skimage.segmentation import find_boundaries
 
-__all__ = ["example_figure", "metric_distributions", "training_curves"]
+__all__ = [
+    "MANY_LAYERS",
+    "example_figure",
+    "layer_block",
+    "metric_distributions",
+    "panel_title",
+    "set_layer_ticks",
+    "training_curves",
+]
+
+MANY_LAYERS = 24
+"""Beyond this many layers, an axis of layer names is labelled by block."""
+PANEL_TITLE_CHARACTERS = 18
+"""Longest line of a gallery panel title; longer names are cut with '…'."""
 
 OVERLAY_COLORMAP = "inferno"
 DISTRIBUTION_METRICS = (
@@ -112,6 +126,59 @@ def training_curves(histories):
         axis.legend(fontsize=7)
     figure.tight_layout()
     return to_data_uri(figure)
+
+
+def _shorten(text, limit=PANEL_TITLE_CHARACTERS):
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def panel_title(number, model_key, *names):
+    """A gallery panel's title: ``"1. model"`` over one line per name.
+
+    Each line is cut at `PANEL_TITLE_CHARACTERS` with "…"; the full label
+    goes in the legend under the figure.
+    """
+    lines = [f"{number}. {model_key}", *names]
+    return "\n".join(_shorten(line) for line in lines)
+
+
+def layer_block(name):
+    """The block a layer belongs to, from its name.
+
+    The name's ``_``- or ``/``-separated parts up to and including the
+    first part with a digit: ``conv4_block2_1_conv`` -> ``conv4``,
+    ``block3_conv`` -> ``block3``, ``block_13_expand`` -> ``block_13``; a
+    name without digits is its own block.
+    """
+    parts = re.split(r"[_/]", name)
+    for index, part in enumerate(parts):
+        if any(character.isdigit() for character in part):
+            return name[: len("_".join(parts[: index + 1]))]
+    return name
+
+
+def set_layer_ticks(axis, layers, *, limit=MANY_LAYERS):
+    """Labels an x axis whose steps are ``layers``.
+
+    Up to ``limit`` layers, every name (rotated); beyond, one label per
+    block (`layer_block`) at its first step, with a faint line between
+    blocks, so that 100+ names stay readable.
+    """
+    steps = np.arange(len(layers))
+    if len(layers) <= limit:
+        axis.set_xticks(steps, layers, rotation=35, ha="right", fontsize=7)
+        return
+    blocks = [layer_block(name) for name in layers]
+    starts = [0] + [
+        i for i in range(1, len(blocks)) if blocks[i] != blocks[i - 1]
+    ]
+    for start in starts[1:]:
+        axis.axvline(start - 0.5, color="gray", alpha=0.25, linewidth=0.8)
+    axis.set_xticks(
+        starts, [blocks[i] for i in starts], rotation=35, ha="right",
+        fontsize=7,
+    )  # fmt: skip
+    axis.set_xlabel(f"{len(layers)} layers, labelled by block", fontsize=8)
 
 
 def example_figure(image, mask, overlays, titles):

@@ -10,12 +10,15 @@ from pathlib import Path
 
 import jinja2
 
-from explain_attn.metrics import METRIC_DEFINITIONS
+from explain_attn.explanations.methods import get_method
+from explain_attn.metrics import FOREGROUND_METRICS, METRIC_DEFINITIONS
 from explain_attn.models.saving import atomic_path
 from explain_attn.report import figures
 from explain_attn.report.faithfulness_figures import faithfulness_figures
+from explain_attn.report.per_class import PER_CLASS_RESAMPLES
 
 __all__ = [
+    "comparison_html",
     "render_html",
     "report_html",
     "template_directory",
@@ -49,6 +52,13 @@ def template_environment():
         trim_blocks=True,
         lstrip_blocks=True,
     )
+    # Compact JSON for the explorer's payload (``tojson`` escapes <, >, &
+    # and ' so that it is safe inside a <script> element).
+    environment.policies["json.dumps_kwargs"] = {
+        "sort_keys": False,
+        "separators": (",", ":"),
+        "allow_nan": False,
+    }
     environment.filters["number"] = _number
     environment.filters["interval"] = _interval
     environment.filters["percent_interval"] = _percent_interval
@@ -109,6 +119,14 @@ def render_html(report, path):
         temporary.write_text(html, encoding="utf-8")
 
 
+def _panel_names(explanation):
+    """The method's title for class-activation maps, then the layer's last
+    path component."""
+    method = get_method(explanation.method)
+    layer = explanation.layer.rsplit("/", 1)[-1]
+    return (method.title, layer) if method.uses_class else (layer,)
+
+
 def _gallery_entry(example, data, models):
     """What the template shows of one gallery example."""
     explanations = list(example["overlays"])
@@ -120,7 +138,10 @@ def _gallery_entry(example, data, models):
             example["image"],
             example["mask"],
             [example["overlays"][e] for e in explanations],
-            [e.short_label for e in explanations],
+            [
+                figures.panel_title(number, e.model_key, *_panel_names(e))
+                for number, e in enumerate(explanations, 1)
+            ],
         ),
         "index": index,
         "true": class_names[data["per_image"]["labels"][index]],
@@ -143,11 +164,22 @@ def _gallery_entry(example, data, models):
     }
 
 
+def _distributions(data):
+    """Box plots of every explanation and, where there are masks, of the
+    baselines (flat map, centre prior)."""
+    labels = {row["id"]: row["label"] for row in data["explanations"]}
+    series = dict(data["per_image"]["metrics"])
+    for row in data.get("baselines", []):
+        key = f"baseline:{row['id']}"
+        labels[key] = row["label"]
+        series[key] = data["per_image"]["baselines"][row["id"]]
+    return figures.metric_distributions(series, labels)
+
+
 def report_html(report):
     """Returns the report's self-contained HTML page as a string."""
     data = report.data
     explanations = data["explanations"]
-    labels = {row["id"]: row["label"] for row in explanations}
     models = {row["key"]: row for row in data["models"]}
     metric_names = [
         name
@@ -160,13 +192,15 @@ def report_html(report):
     }
     context = {
         "data": data,
+        "explorer": report.explorer,
+        "per_class_resamples": PER_CLASS_RESAMPLES,
+        "foreground_metrics": list(FOREGROUND_METRICS),
+        "gallery_legend": [row["label"] for row in explanations],
         "created": report.created,
         "version": data["versions"]["explain_attn"],
         "metric_names": metric_names,
         "definitions": METRIC_DEFINITIONS,
-        "distributions": figures.metric_distributions(
-            data["per_image"]["metrics"], labels
-        ),
+        "distributions": _distributions(data),
         "curves": figures.training_curves(histories),
         "gallery": [
             _gallery_entry(example, data, models) for example in report.gallery
@@ -175,3 +209,18 @@ def report_html(report):
         "faithfulness_figures": faithfulness_figures(data.get("faithfulness")),
     }
     return template_environment().get_template("report.html").render(context)
+
+
+def comparison_html(comparison, names):
+    """The page of ``explain-attn compare --output``.
+
+    Args:
+        comparison: From `explain_attn.report.compare.compare_reports`.
+        names: The two reports' file names (A, B).
+    """
+    from explain_attn import __version__
+
+    template = template_environment().get_template("compare.html")
+    return template.render(
+        comparison=comparison, names=list(names), version=__version__
+    )

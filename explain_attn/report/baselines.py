@@ -1,0 +1,179 @@
+"""Chance levels of every metric: a flat map and a centre prior.
+
+A metric's value means little without what a map that knows nothing would
+score on the same masks. Two such maps are scored here, through the same
+metric functions (`explain_attn.metrics.registry`) and on the same masks as
+the real maps:
+
+- **flat map**: every pixel equal. Its mass in mask is the mask's share of
+  the image, its ROC AUC 0.5, its pointing game the mask's share (ties are
+  broken in expectation).
+- **centre prior**: an isotropic-in-relative-units Gaussian centred on the
+  image, ``exp(-((y - cy)^2 / (2 (s H)^2) + (x - cx)^2 / (2 (s W)^2)))``
+  with ``s = CENTRE_SIGMA_FRACTION`` (a quarter of the side). Objects in
+  photographs sit near the centre: on VOC07 a centre point already scores
+  69.6 % in the pointing game (TorchRay's published table), so an
+  explanation should beat this prior, not only the flat map.
+
+The report marks a foreground metric whose paired difference with the flat
+map is not above zero (the interval's lower end at or below 0).
+"""
+
+import numpy as np
+
+from explain_attn import metrics
+
+__all__ = [
+    "BASELINES",
+    "CENTRE_SIGMA_FRACTION",
+    "baseline_maps",
+    "baselines_section",
+    "baseline_values",
+    "centre_prior",
+    "flat_map",
+]
+
+CENTRE_SIGMA_FRACTION = 0.25
+"""The centre prior's standard deviation, as a fraction of each side."""
+MARK_RESAMPLES = 1_000
+"""Bootstrap resamples of the paired difference with the flat map that
+decides the "not above chance" mark (a yes/no, not a shown interval)."""
+
+BASELINES = {
+    "flat": (
+        "flat map (chance)",
+        "every pixel equal: the level of a map that knows nothing",
+    ),
+    "centre": (
+        "centre prior",
+        f"a Gaussian centred on the image, σ = {CENTRE_SIGMA_FRACTION:g} of "
+        "each side: the level of 'the object is in the middle'",
+    ),
+}
+"""Baseline key -> (label, one-line definition)."""
+
+_CHUNK = 256  # Masks per chunk: keeps the float maps of one chunk small.
+
+
+def flat_map(shape):
+    """A flat ``(H, W)`` float32 map of ones."""
+    return np.ones(shape, np.float32)
+
+
+def centre_prior(shape, *, sigma_fraction=CENTRE_SIGMA_FRACTION):
+    """A centred Gaussian ``(H, W)`` float32 map, 1 at the centre.
+
+    Args:
+        shape: ``(H, W)``.
+        sigma_fraction: Standard deviation as a fraction of each side.
+
+    Returns:
+        ``exp(-(dy^2 / (2 (f H)^2) + dx^2 / (2 (f W)^2)))`` with ``dy``,
+        ``dx`` the distances of pixel centres from the image centre.
+    """
+    if not 0 < sigma_fraction:
+        raise ValueError(
+            "sigma_fraction must be positive. Received: "
+            f"sigma_fraction={sigma_fraction!r}"
+        )
+    height, width = shape
+    rows = (np.arange(height) + 0.5 - height / 2) / (sigma_fraction * height)
+    columns = (np.arange(width) + 0.5 - width / 2) / (sigma_fraction * width)
+    prior = np.exp(-0.5 * (rows[:, None] ** 2 + columns[None, :] ** 2))
+    return prior.astype(np.float32)
+
+
+def baseline_maps(shape):
+    """Baseline key -> ``(H, W)`` map, in the order of `BASELINES`."""
+    return {"flat": flat_map(shape), "centre": centre_prior(shape)}
+
+
+def baseline_values(masks, metric_functions=None):
+    """Per-image metric values of each baseline map on ``masks``.
+
+    Args:
+        masks: ``(N, H, W)`` bool foreground masks.
+        metric_functions: Metric name -> ``function(maps, masks)``; by
+            default every foreground metric of the registry.
+
+    Returns:
+        Baseline key -> metric name -> ``(N,)`` float64 values.
+    """
+    functions = metric_functions or metrics.FOREGROUND_METRICS
+    masks = np.asarray(masks, bool)
+    templates = baseline_maps(masks.shape[1:])
+    values = {key: {name: [] for name in functions} for key in templates}
+    for start in range(0, len(masks), _CHUNK):
+        chunk = masks[start : start + _CHUNK]
+        for key, template in templates.items():
+            maps = np.broadcast_to(template, chunk.shape)
+            for name, function in functions.items():
+                values[key][name].append(function(maps, chunk))
+    return {
+        key: {name: np.concatenate(parts) for name, parts in row.items()}
+        for key, row in values.items()
+    }
+
+
+def _as_array(values):
+    return np.array([np.nan if v is None else v for v in values], float)
+
+
+def baselines_section(data, masks, *, seed=0):
+    """Adds the baselines to the report's numbers, in place.
+
+    Sets ``data["baselines"]`` (a list of rows: ``id``, ``label``,
+    ``definition``, ``summary`` with the ``all`` subset, as explanation
+    rows have), ``data["per_image"]["baselines"]`` (baseline id -> metric
+    -> per-image values), and on every explanation row ``vs_flat`` (metric
+    -> `metrics.paired_difference` of the explanation minus the flat map on
+    the same images, `MARK_RESAMPLES` resamples) and ``at_chance`` (the
+    foreground metrics whose difference's interval does not lie above 0).
+    Without masks, ``data["baselines"]`` is an empty list and nothing else
+    changes.
+
+    Args:
+        data: The report's numbers from `explain_attn.report.summaries`.
+        masks: ``(N, H, W)`` bool test masks, or ``None``.
+        seed: Seed of the bootstrap intervals.
+    """
+    data["baselines"] = []
+    if masks is None:
+        return
+    bootstrap = {"seed": seed, "num_resamples": data["bootstrap_resamples"]}
+    values = baseline_values(masks)
+    for key, (label, definition) in BASELINES.items():
+        data["baselines"].append(
+            {
+                "id": key,
+                "label": label,
+                "definition": definition,
+                "summary": {
+                    "all": {
+                        name: metrics.summarize(row, **bootstrap)
+                        for name, row in values[key].items()
+                    }
+                },
+            }
+        )
+    data["per_image"]["baselines"] = {
+        key: {name: row.tolist() for name, row in rows.items()}
+        for key, rows in values.items()
+    }
+    for row in data["explanations"]:
+        own = data["per_image"]["metrics"][row["id"]]
+        row["vs_flat"] = {
+            name: metrics.paired_difference(
+                _as_array(own[name]),
+                flat,
+                seed=seed,
+                num_resamples=MARK_RESAMPLES,
+            )  # fmt: skip
+            for name, flat in values["flat"].items()
+            if name in own
+        }
+        row["at_chance"] = [
+            name
+            for name, difference in row["vs_flat"].items()
+            if not difference["ci_low"] > 0
+        ]

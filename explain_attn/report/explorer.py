@@ -1,0 +1,238 @@
+"""The explorer: every test image, its predictions and metrics, in the page.
+
+The HTML report carries one JSON payload (`explorer_payload`) read by a
+plain inline script (``templates/_explorer.html``): a table of every test
+image that can be sorted and filtered, and thumbnails with each map
+overlaid, drawn on demand on a canvas. Nothing is fetched; with JavaScript
+off, the rest of the report reads as before.
+
+Size budget: **at most 10 MB of HTML at 10,000 test images** (measured by
+``benchmarks/bench_report_size.py``). To meet it:
+
+- metric values are integers in thousandths (``0.486`` -> ``486``), ``null``
+  where undefined, stored column by column;
+- thumbnails are tiles of shared JPEG sprite sheets (`SHEET_TILES` tiles a
+  sheet), since a JPEG's ~600 bytes of headers would otherwise outweigh a
+  32-pixel tile: images at `IMAGE_SIZE` pixels (RGB, quality
+  `IMAGE_QUALITY`), maps at their own resolution up to `MAP_SIZE` pixels
+  (grey, each scaled to its own [min, max], quality `MAP_QUALITY`); the
+  script colours and blends them as the gallery does.
+"""
+
+import base64
+import io
+import math
+
+import matplotlib
+import numpy as np
+from PIL import Image
+from skimage.transform import resize
+
+__all__ = [
+    "IMAGE_SIZE",
+    "MAP_SIZE",
+    "SIZE_BUDGET_BYTES",
+    "Thumbnails",
+    "explorer_payload",
+    "sprite_sheets",
+]
+
+SIZE_BUDGET_BYTES = 10_000_000
+"""The report's size budget at `SIZE_BUDGET_IMAGES` test images."""
+SIZE_BUDGET_IMAGES = 10_000
+IMAGE_SIZE = 32
+"""Side of an image thumbnail, in pixels (smaller images keep their size)."""
+MAP_SIZE = 12
+"""Largest side of a map thumbnail, in pixels."""
+SHEET_TILES = 32
+"""Tiles per side of a sprite sheet (1,024 thumbnails a sheet)."""
+IMAGE_QUALITY, MAP_QUALITY = 70, 80
+"""JPEG qualities. Measured on the demo's sheets (base64 bytes per image):
+an image tile 402 at quality 80, 344 at 70; a 16 x 16 map 208 at 90, a
+12 x 12 map 89 at 80, an 8 x 8 map 51 at 80."""
+OVERLAY_COLORMAP = "inferno"
+
+
+def _thumbnail_shape(shape, limit):
+    height, width = shape
+    scale = min(1.0, limit / max(height, width))
+    return max(1, round(height * scale)), max(1, round(width * scale))
+
+
+def _to_uint8(values):
+    return np.clip(np.round(255 * values), 0, 255).astype(np.uint8)
+
+
+def _scaled_maps(maps, shape):
+    """Each map scaled to its own [min, max] (constant maps: 0), resized."""
+    maps = np.asarray(maps, np.float64)
+    flat = maps.reshape(len(maps), -1)
+    low = flat.min(axis=1)[:, None, None]
+    span = (flat.max(axis=1) - flat.min(axis=1))[:, None, None]
+    scaled = np.divide(
+        maps - low, span, out=np.zeros_like(maps), where=span > 0
+    )
+    if scaled.shape[1:] != tuple(shape):
+        scaled = resize(
+            scaled, (len(scaled), *shape), order=1, anti_aliasing=True
+        )
+    return _to_uint8(scaled)
+
+
+class Thumbnails:
+    """An `evaluate` observer keeping small thumbnails of every image and map.
+
+    Args:
+        explanations: The `Explanation` objects whose maps are kept.
+        count: Number of test images.
+        image_shape: ``(H, W)`` of the test images.
+
+    Attributes:
+        images: ``(N, h, w, 3) uint8``.
+        maps: `Explanation` -> ``(N, h', w') uint8`` (allocated at the first
+            chunk, when the map's resolution is known).
+    """
+
+    def __init__(self, explanations, *, count, image_shape):
+        self.explanations = list(explanations)
+        self.count = count
+        self.image_shape = _thumbnail_shape(image_shape, IMAGE_SIZE)
+        self.images = np.zeros((count, *self.image_shape, 3), np.uint8)
+        self.maps = {}
+
+    def __call__(self, start, images, maps):
+        images = np.asarray(images, np.float64)
+        stop = start + len(images)
+        if images.shape[1:3] != self.image_shape:
+            images = resize(
+                images, (len(images), *self.image_shape, images.shape[-1]),
+                order=1, anti_aliasing=True,
+            )  # fmt: skip
+        self.images[start:stop] = _to_uint8(np.clip(images[..., :3], 0, 1))
+        for explanation in self.explanations:
+            values = maps[explanation]
+            shape = _thumbnail_shape(values.shape[1:], MAP_SIZE)
+            if explanation not in self.maps:
+                self.maps[explanation] = np.zeros(
+                    (self.count, *shape), np.uint8
+                )
+            self.maps[explanation][start:stop] = _scaled_maps(values, shape)
+
+
+def sprite_sheets(tiles, *, quality):
+    """JPEG ``data:`` URIs of sheets of up to `SHEET_TILES`² tiles.
+
+    Tile ``i`` of a sheet sits at column ``i % SHEET_TILES``, row
+    ``i // SHEET_TILES``.
+
+    Args:
+        tiles: ``(N, h, w, 3)`` or ``(N, h, w)`` uint8.
+        quality: JPEG quality (1-95).
+
+    Returns:
+        A list of data URIs, one per sheet of `SHEET_TILES`² tiles.
+    """
+    tiles = np.asarray(tiles, np.uint8)
+    height, width = tiles.shape[1:3]
+    per_sheet = SHEET_TILES * SHEET_TILES
+    sheets = []
+    for start in range(0, len(tiles), per_sheet):
+        chunk = tiles[start : start + per_sheet]
+        rows = math.ceil(len(chunk) / SHEET_TILES)
+        columns = min(len(chunk), SHEET_TILES)
+        sheet = np.zeros(
+            (rows * height, columns * width, *tiles.shape[3:]), np.uint8
+        )
+        for index, tile in enumerate(chunk):
+            row, column = divmod(index, SHEET_TILES)
+            sheet[
+                row * height : (row + 1) * height,
+                column * width : (column + 1) * width,
+            ] = tile
+        buffer = io.BytesIO()
+        Image.fromarray(sheet).save(buffer, format="JPEG", quality=quality)
+        encoded = base64.b64encode(buffer.getvalue()).decode("ascii")
+        sheets.append(f"data:image/jpeg;base64,{encoded}")
+    return sheets
+
+
+def _thousandths(values):
+    return [
+        None if v is None or not math.isfinite(v) else round(1000 * v)
+        for v in values
+    ]
+
+
+def _columns(data):
+    """Explorer columns: explanation x per-image metric, then agreement."""
+    columns, values = [], []
+    per_image = data["per_image"]
+    for row in data["explanations"]:
+        sources = [("", per_image["metrics"].get(row["id"], {}))]
+        agreement = per_image["agreement_with_reference"].get(row["id"])
+        if agreement:
+            sources.append(("agreement ", agreement))
+        for prefix, table in sources:
+            for metric, numbers in table.items():
+                columns.append(
+                    {
+                        "explanation": row["id"],
+                        "label": row["short_label"],
+                        "model": row["model"],
+                        "metric": prefix + metric.replace("_", " "),
+                    }
+                )
+                values.append(_thousandths(numbers))
+    return columns, values
+
+
+def _colormap():
+    table = matplotlib.colormaps[OVERLAY_COLORMAP](np.linspace(0, 1, 256))
+    return _to_uint8(table[:, :3]).ravel().tolist()
+
+
+def explorer_payload(data, thumbnails=None):
+    """The explorer's JSON payload.
+
+    Args:
+        data: The report's numbers (``per_image``, ``models``,
+            ``explanations``, ``dataset``).
+        thumbnails: A filled `Thumbnails`, or ``None`` for a table only.
+
+    Returns:
+        A JSON-ready dict: ``classes``, ``labels``, ``models`` (``key``,
+        ``name``), ``predictions`` (model key -> list), ``columns`` and
+        ``values`` (column-major thousandths), ``thumbnails`` (or
+        ``None``): ``tiles`` (tiles per sheet side), ``images`` (sheets)
+        and ``image_size``, ``maps`` (explanation id -> ``{"size",
+        "sheets"}``), ``colormap`` (256 RGB triples, flattened).
+    """
+    per_image = data["per_image"]
+    columns, values = _columns(data)
+    payload = {
+        "classes": list(data["dataset"]["class_names"]),
+        "labels": list(per_image["labels"]),
+        "models": [
+            {"key": m["key"], "name": m["name"]} for m in data["models"]
+        ],
+        "predictions": per_image["predictions"],
+        "columns": columns,
+        "values": values,
+        "thumbnails": None,
+    }
+    if thumbnails is not None:
+        payload["thumbnails"] = {
+            "tiles": SHEET_TILES,
+            "image_size": list(thumbnails.image_shape),
+            "images": sprite_sheets(thumbnails.images, quality=IMAGE_QUALITY),
+            "maps": {
+                explanation.key: {
+                    "label": explanation.label,
+                    "size": list(tiles.shape[1:]),
+                    "sheets": sprite_sheets(tiles, quality=MAP_QUALITY),
+                }
+                for explanation, tiles in thumbnails.maps.items()
+            },
+            "colormap": _colormap(),
+        }
+    return payload

@@ -1,0 +1,255 @@
+"""Warnings that stop a misleading read, shown at the top of the report.
+
+Each check returns warnings as dicts ``{"kind", "subject", "text",
+"section"}`` (``section``: the id of the report section to read next):
+
+- ``majority_class``: a model whose accuracy's Wilson interval does not
+  rise above the share of the test split's largest class (what always
+  answering that class scores).
+- ``constant_map`` / ``saturated_map`` / ``one_pixel_map``: an explanation
+  whose maps are constant on most images, an attention gate whose values
+  sit within `SATURATION_TOLERANCE` of its bounds (0 and 1: every attention
+  kind explain-attn reads is a sigmoid gate), or maps of 1 x 1 pixel.
+- ``train_inference``: a model whose training record has accuracies in
+  training mode and in inference mode that disagree (the record's
+  ``train_inference`` entry, ``{"training_mode": accuracy,
+  "inference_mode": accuracy}``, on the same images).
+- ``mask_area``: masks covering almost all or almost none of the image,
+  where foreground metrics cannot tell a good map from a flat one.
+"""
+
+import numpy as np
+
+from explain_attn import metrics
+
+__all__ = [
+    "MAJORITY_MARGIN",
+    "MapStatistics",
+    "majority_warnings",
+    "map_warnings",
+    "mask_warnings",
+    "training_warnings",
+]
+
+SATURATION_TOLERANCE = 0.01
+"""A gate value within this distance of 0 or 1 counts as saturated."""
+SATURATED_SHARE = 0.9
+"""Warn when at least this share of an attention map's values is saturated."""
+CONSTANT_SHARE = 0.5
+"""Warn when at least this share of images has a constant map."""
+MASK_LARGE, MASK_SMALL, MASK_SHARE = 0.9, 0.01, 0.25
+"""Warn when ``MASK_SHARE`` of the masks cover more than ``MASK_LARGE`` or
+less than ``MASK_SMALL`` of their image."""
+TRAIN_INFERENCE_GAP = 0.1
+"""Warn when training- and inference-mode accuracies differ by more."""
+MAJORITY_MARGIN = 0.0
+"""A model must beat the majority share by more than this (Wilson low end)."""
+
+
+class MapStatistics:
+    """An `evaluate` observer: per explanation, how constant and how
+    saturated its maps are, and their shape.
+
+    Attributes:
+        counts: `Explanation` -> dict with ``images``, ``constant``
+            (images whose map is constant), ``values``, ``saturated``
+            (values within `SATURATION_TOLERANCE` of 0 or 1; attention
+            only) and ``shape`` (the maps' ``(h, w)``).
+    """
+
+    def __init__(self):
+        self.counts = {}
+
+    def __call__(self, start, images, maps):
+        for explanation, values in maps.items():
+            values = np.asarray(values, np.float64)
+            row = self.counts.setdefault(
+                explanation,
+                {
+                    "images": 0,
+                    "constant": 0,
+                    "values": 0,
+                    "saturated": 0,
+                    "shape": list(values.shape[1:]),
+                },
+            )
+            flat = values.reshape(len(values), -1)
+            spread = flat.max(axis=1) - flat.min(axis=1)
+            row["images"] += len(flat)
+            row["constant"] += int((spread <= 1e-7).sum())
+            if explanation.method == "attention":
+                near = (flat <= SATURATION_TOLERANCE) | (
+                    flat >= 1 - SATURATION_TOLERANCE
+                )
+                row["values"] += flat.size
+                row["saturated"] += int(near.sum())
+
+
+def _warning(kind, subject, text, section):
+    return {"kind": kind, "subject": subject, "text": text, "section": section}
+
+
+def map_warnings(statistics):
+    """Warnings for constant, saturated and 1 x 1 maps.
+
+    Args:
+        statistics: `MapStatistics.counts`.
+    """
+    found = []
+    for explanation, row in statistics.items():
+        label = explanation.label
+        if row["shape"] == [1, 1]:
+            found.append(
+                _warning(
+                    "one_pixel_map",
+                    label,
+                    f"{label}: the maps are 1×1, so they cannot say where "
+                    "the model looks; every foreground metric is at chance. "
+                    "Choose an earlier layer (--layer).",
+                    "explanations",
+                )  # fmt: skip
+            )
+            continue
+        constant = row["constant"] / max(row["images"], 1)
+        if constant >= CONSTANT_SHARE:
+            found.append(
+                _warning(
+                    "constant_map",
+                    label,
+                    f"{label}: the map is constant on {constant:.0%} of the "
+                    f"{row['images']:,} test images, so it shows no place; "
+                    "its metrics there are undefined or at chance.",
+                    "explanations",
+                )  # fmt: skip
+            )
+            continue
+        saturated = row["saturated"] / max(row["values"], 1)
+        if row["values"] and saturated >= SATURATED_SHARE:
+            found.append(
+                _warning(
+                    "saturated_map",
+                    label,
+                    f"{label}: {saturated:.0%} of the gate's values lie "
+                    f"within {SATURATION_TOLERANCE} of 0 or 1: the gate is "
+                    "saturated and acts as an on/off switch, so small "
+                    "differences in the map carry no information.",
+                    "explanations",
+                )  # fmt: skip
+            )
+    return found
+
+
+def majority_warnings(models, labels, class_names):
+    """Warnings for models not better than always answering the majority.
+
+    Args:
+        models: The report's model rows (with ``name`` and ``accuracy``,
+            a `metrics.accuracy_interval` dict).
+        labels: ``(N,)`` test labels.
+        class_names: The class names.
+    """
+    labels = np.asarray(labels)
+    counts = np.bincount(labels, minlength=len(class_names))
+    majority = int(np.argmax(counts))
+    share = counts[majority] / max(len(labels), 1)
+    found = []
+    for model in models:
+        accuracy = model["accuracy"]
+        low = accuracy["ci_low"]
+        if low is None or not np.isfinite(low):
+            continue
+        if low <= share + MAJORITY_MARGIN:
+            found.append(
+                _warning(
+                    "majority_class",
+                    model["name"],
+                    f"{model['name']} is not better than always answering "
+                    f"the majority class {class_names[majority]!r}: "
+                    f"{100 * accuracy['accuracy']:.1f}% "
+                    f"[{100 * low:.1f}, {100 * accuracy['ci_high']:.1f}] "
+                    f"against {100 * share:.1f}% "
+                    f"({counts[majority]:,} of {len(labels):,} test images). "
+                    "Its maps explain a model that has not learnt the task.",
+                    "models",
+                )  # fmt: skip
+            )
+    return found
+
+
+def mask_warnings(masks):
+    """Warnings for masks covering almost all or almost none of the image.
+
+    Args:
+        masks: ``(N, H, W)`` bool, or ``None`` (no warning).
+    """
+    if masks is None:
+        return []
+    masks = np.asarray(masks, bool)
+    shares = masks.reshape(len(masks), -1).mean(axis=1)
+    found = []
+    large = float((shares > MASK_LARGE).mean())
+    small = float((shares < MASK_SMALL).mean())
+    if large >= MASK_SHARE:
+        found.append(
+            _warning(
+                "mask_area",
+                "masks",
+                f"{large:.0%} of the masks cover more than "
+                f"{MASK_LARGE:.0%} of their image: any map puts most of its "
+                "mass on the object there. Read the foreground metrics "
+                "against the flat map's row.",
+                "explanations",
+            )  # fmt: skip
+        )
+    if small >= MASK_SHARE:
+        found.append(
+            _warning(
+                "mask_area",
+                "masks",
+                f"{small:.0%} of the masks cover less than "
+                f"{MASK_SMALL:.0%} of their image (empty masks give no "
+                "value): foreground metrics rest on a few pixels there.",
+                "explanations",
+            )  # fmt: skip
+        )
+    return found
+
+
+def training_warnings(models):
+    """Warnings from the models' training records (``train_inference``)."""
+    found = []
+    for model in models:
+        record = (model.get("training") or {}).get("train_inference")
+        if not record:
+            continue
+        training = record.get("training_mode")
+        inference = record.get("inference_mode")
+        if training is None or inference is None:
+            continue
+        if abs(training - inference) > TRAIN_INFERENCE_GAP:
+            found.append(
+                _warning(
+                    "train_inference",
+                    model["name"],
+                    f"{model['name']}: accuracy in training mode "
+                    f"({100 * training:.1f}%) and in inference mode "
+                    f"({100 * inference:.1f}%) disagree on the same "
+                    "images: layers that behave differently at inference "
+                    "(batch normalisation, dropout) change the model the "
+                    "maps explain.",
+                    "models",
+                )  # fmt: skip
+            )
+    return found
+
+
+def class_counts(labels, num_classes):
+    """``(num_classes,)`` counts of each label."""
+    return np.bincount(np.asarray(labels), minlength=num_classes)
+
+
+def majority_share(labels, num_classes):
+    """The share of the largest class, with its accuracy interval keys."""
+    counts = class_counts(labels, num_classes)
+    correct = np.asarray(labels) == int(np.argmax(counts))
+    return metrics.accuracy_interval(correct)
