@@ -8,6 +8,13 @@ from explain_attn import build_model
 from explain_attn.data import Dataset
 from explain_attn.models.training import evaluate, train, train_architecture
 
+# These runs are a few steps on tiny data: they test the mechanics, and some
+# models learn nothing, which `train` reports as a TrainingWarning (its own
+# tests are in test_recipe.py).
+pytestmark = pytest.mark.filterwarnings(
+    "ignore::explain_attn.models.training.TrainingWarning"
+)
+
 
 def _bright_or_dark(count=64, size=8, seed=0):
     """Class 1 images are brighter: learnable in a few steps."""
@@ -104,6 +111,7 @@ def test_train_architecture_builds_for_the_data():
     )
     assert model.input_shape == (None, 16, 16, 3)
     assert model.output_shape == (None, 2)
+    assert model.layers[1].name == "input_standardization"
     assert len(history.history["loss"]) == 1
 
 
@@ -130,6 +138,8 @@ def test_model_and_data_must_fit():
         train(_tiny_model(), three_classes, verbose=0)
     with pytest.raises(TypeError, match="Dataset"):
         train(_tiny_model(), np.zeros((2, 8, 8, 3)), verbose=0)
+    with pytest.raises(ValueError, match="labels must be 2 integers"):
+        train(_tiny_model(), (np.zeros((2, 8, 8, 3)), [0.5, 1]), verbose=0)
     with pytest.raises(TypeError, match="keras.Model"):
         evaluate("model.keras", _bright_or_dark())
 
