@@ -454,6 +454,7 @@ def train_architecture(
     verbose="auto",
     callbacks=None,
     standardize=True,
+    recalibrate=True,
 ):
     """Builds a registered architecture with seeded weights and trains it.
 
@@ -467,6 +468,7 @@ def train_architecture(
         validation_data, epochs, batch_size, learning_rate, seed, verbose,
             callbacks: As `train`. The defaults are the demo's.
         standardize: Add the input standardisation layer.
+        recalibrate: As `train`.
 
     Returns:
         ``(model, history)``.
@@ -492,6 +494,7 @@ def train_architecture(
         seed=seed,
         verbose=verbose,
         callbacks=callbacks,
+        recalibrate=recalibrate,
     )
     return model, history
 

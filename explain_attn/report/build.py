@@ -29,6 +29,7 @@ from explain_attn.report.faithfulness import faithfulness_section
 from explain_attn.report.gallery import gallery
 from explain_attn.report.models import load_report_models
 from explain_attn.report.summaries import summaries
+from explain_attn.report.training_record import training_record_section
 
 __all__ = [
     "Report",
@@ -56,6 +57,9 @@ class Report:
     data: dict
     gallery: list
     created: str
+    records: dict = dataclasses.field(default_factory=dict)
+    """Model key -> `explain_attn.models.recorder.TrainingRecord`, for
+    the models that carry one (the "Attention during training" figures)."""
 
 
 def _check_positive(name, value):
@@ -231,8 +235,11 @@ def build_report(
             say=say,
         )  # fmt: skip
     data["gallery"] = _gallery_section(examples, test)
+    record_section, records = training_record_section(models)
+    if record_section:
+        data["training_record"] = record_section
     created = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
-    return Report(data=data, gallery=examples, created=created)
+    return Report(data=data, gallery=examples, created=created, records=records)
 
 
 def _check_sources(attention_models, baseline_model, spurious_correlation):

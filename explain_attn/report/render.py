@@ -14,6 +14,7 @@ from explain_attn.metrics import METRIC_DEFINITIONS
 from explain_attn.models.saving import atomic_path
 from explain_attn.report import figures
 from explain_attn.report.faithfulness_figures import faithfulness_figures
+from explain_attn.report.training_record import training_figures
 
 __all__ = [
     "render_html",
@@ -173,5 +174,8 @@ def report_html(report):
         ],
         "models_by_key": models,
         "faithfulness_figures": faithfulness_figures(data.get("faithfulness")),
+        "training_figures": training_figures(
+            data.get("training_record"), report.records
+        ),
     }
     return template_environment().get_template("report.html").render(context)
