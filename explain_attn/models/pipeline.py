@@ -217,12 +217,7 @@ def train_to_file(train, test, output, *, data_source, say=print,
     fitting, validation = _split_validation(
         train, options["validation_split"], options["seed"]
     )
-    settings = {
-        "epochs": options["epochs"] or training.DEMO_EPOCHS,
-        "batch_size": options["batch_size"] or training.DEMO_BATCH_SIZE,
-        "learning_rate": options["learning_rate"]
-        or training.DEMO_LEARNING_RATE,
-    }
+    settings = _settings(options)
     options = {**options, "epochs": settings["epochs"]}
     standardize = options["model_factory"] is None and not options["weights"]
     if standardize:
@@ -248,7 +243,42 @@ def train_to_file(train, test, output, *, data_source, say=print,
         )
         warn(problems[-1])
     save_model(model, output)
-    record = {
+    record = _history_record(
+        model, description, history, train, fitting, validation, test,
+        settings, options, data_source, standardize,
+    ) | {
+        "test_accuracy": accuracy,
+        "test_majority_rate": majority,
+        "warnings": problems,
+        "training_seconds": round(seconds, 1),
+    }  # fmt: skip
+    if options["record"]:
+        add_to_record(record_path(output), check=record["check"],
+                      warnings=problems)  # fmt: skip
+    with atomic_path(output.with_suffix(".json")) as temporary:
+        temporary.write_text(json.dumps(record, indent=2) + "\n")
+    say(f"Trained in {seconds:.1f} s.")
+    say(f"Test accuracy: {accuracy:.4f} ({len(test)} images)")
+    say(f"History: {output.with_suffix('.json')}")
+    if options["record"]:
+        say(f"Attention record: {record_path(output)}")
+    say(str(output))
+    return record
+
+
+def _settings(options):
+    return {
+        "epochs": options["epochs"] or training.DEMO_EPOCHS,
+        "batch_size": options["batch_size"] or training.DEMO_BATCH_SIZE,
+        "learning_rate": options["learning_rate"]
+        or training.DEMO_LEARNING_RATE,
+    }
+
+
+def _history_record(model, description, history, train, fitting,
+                    validation, test, settings, options, data_source,
+                    standardize):  # fmt: skip
+    return {
         **description,
         "name": model.name,
         "parameters": int(model.count_params()),
@@ -265,20 +295,4 @@ def train_to_file(train, test, output, *, data_source, say=print,
             for key, values in history.history.items()
         },
         "check": history.check.as_dict(),
-        "test_accuracy": accuracy,
-        "test_majority_rate": majority,
-        "warnings": problems,
-        "training_seconds": round(seconds, 1),
     }
-    if options["record"]:
-        add_to_record(record_path(output), check=record["check"],
-                      warnings=problems)  # fmt: skip
-    with atomic_path(output.with_suffix(".json")) as temporary:
-        temporary.write_text(json.dumps(record, indent=2) + "\n")
-    say(f"Trained in {seconds:.1f} s.")
-    say(f"Test accuracy: {accuracy:.4f} ({len(test)} images)")
-    say(f"History: {output.with_suffix('.json')}")
-    if options["record"]:
-        say(f"Attention record: {record_path(output)}")
-    say(str(output))
-    return record

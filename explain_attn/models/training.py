@@ -336,49 +336,42 @@ def train(
 ):
     """Trains ``model`` on a `Dataset` and returns the Keras `History`.
 
-    A model that is not compiled yet is compiled like the tutorial: Adam,
-    sparse categorical cross-entropy and accuracy; its learning rate starts
-    at ``learning_rate`` and follows a cosine decay to 0 over the run, which
-    makes the final weights far less jumpy than a constant rate. A compiled
-    model keeps its own optimizer, loss and metrics (``learning_rate`` is
-    then unused).
-
-    After `keras.Model.fit`, BatchNormalization statistics are set to the
+    An uncompiled model is compiled like the tutorial: Adam, sparse
+    categorical cross-entropy and accuracy, the learning rate following a
+    cosine decay from ``learning_rate`` to 0 (far less jumpy final weights
+    than a constant rate); a compiled model keeps its own settings. After
+    `keras.Model.fit`, BatchNormalization statistics are set to the
     training split's (`recalibrate_batch_norm`) and the model is checked
-    (`check_training`): ``history.check`` holds the `TrainingCheck`, and
-    each problem is also issued as a `TrainingWarning`. Standardise the
-    inputs first with `standardize_inputs` (`train_architecture` does).
-
-    Training is seeded: `keras.utils.set_random_seed(seed)` and a seeded
-    `tf.data` shuffle, so two runs from equal initial weights give equal
-    weights on CPU. The dataset's arrays are not modified.
+    (`check_training`; each problem also becomes a `TrainingWarning`).
+    Standardise the inputs first (`standardize_inputs`;
+    `train_architecture` does). Seeded (`keras.utils.set_random_seed` and
+    the `tf.data` shuffle): equal initial weights give equal weights on
+    CPU. The dataset's arrays are not modified.
 
     Args:
-        model: A `keras.Model` whose input is ``(H, W, C)`` and output is a
-            softmax over ``train_data.num_classes`` classes.
+        model: A `keras.Model`, input ``(H, W, C)``, output a softmax over
+            ``train_data.num_classes`` classes.
         train_data: The training `Dataset`, or ``(images, labels)`` arrays
             (any number of channels).
         validation_data: An optional `Dataset` (or tuple) evaluated after
             each epoch.
-        epochs: Number of passes over the data, a positive integer.
-        batch_size: Images per step, a positive integer.
+        epochs, batch_size: Positive integers.
         learning_rate: The Adam learning rate at the start, positive.
         seed: Seed of initialisation-free randomness (shuffle, dropout).
         verbose: As `keras.Model.fit`: ``"auto"``, 0, 1 or 2.
         callbacks: More `keras.callbacks.Callback` objects for ``fit``
             (e.g. `explain_attn.AttentionRecorder`, early stopping).
-        recalibrate: Recalibrate BatchNormalization statistics after fit.
-        check: Run `check_training` and warn about its problems.
+        recalibrate, check: Recalibrate (`recalibrate_batch_norm`) and
+            check (`check_training`) after fit.
 
     Returns:
-        The `keras.callbacks.History`; ``history.history`` maps ``"loss"``,
-        ``"accuracy"`` (and ``"val_*"``) to one value per epoch, and
-        ``history.check`` is the `TrainingCheck` (``None`` without
-        ``check``).
+        The `keras.callbacks.History`: ``history.history`` maps ``"loss"``,
+        ``"accuracy"`` (``"val_*"``) to one value per epoch;
+        ``history.check`` is the `TrainingCheck` or ``None``.
 
     Raises:
-        ValueError: If an argument is out of range or the model's input or
-            output does not fit the data.
+        ValueError: For an argument out of range, or a model whose input
+            or output does not fit the data.
     """
     train_data = _as_split("train_data", train_data)
     if validation_data is not None:
@@ -388,39 +381,45 @@ def train(
     )
     keras.utils.set_random_seed(seed)
     if not model.compiled:
-        steps = epochs * -(-len(train_data) // batch_size)
-        schedule = keras.optimizers.schedules.CosineDecay(
-            float(learning_rate), decay_steps=steps
+        _compile_like_the_tutorial(
+            model, learning_rate, epochs * -(-len(train_data) // batch_size)
         )
-        model.compile(
-            optimizer=keras.optimizers.Adam(schedule),
-            loss="sparse_categorical_crossentropy",
-            metrics=["accuracy"],
-        )
-    pipeline = tf_dataset(
-        train_data, batch_size=batch_size, shuffle=True, seed=seed
-    )
     validation = (
         None
         if validation_data is None
         else tf_dataset(validation_data, batch_size=max(batch_size, 256))
     )
     history = model.fit(
-        pipeline,
+        tf_dataset(train_data, batch_size=batch_size, shuffle=True, seed=seed),
         validation_data=validation,
         epochs=epochs,
         verbose=verbose,
         shuffle=False,  # The pipeline shuffles, with the seed.
         callbacks=list(callbacks or ()),
     )
+    _after_fit(model, train_data, history, recalibrate, check, batch_size)
+    return history
+
+
+def _after_fit(model, train_data, history, recalibrate, check, batch_size):
     if recalibrate:
         recalibrate_batch_norm(model, train_data, batch_size=batch_size)
-    history.check = (
-        check_training(model, train_data, history) if check else None
+    history.check = None
+    if check:
+        history.check = check_training(model, train_data, history)
+        for problem in history.check.problems:
+            warnings.warn(problem, TrainingWarning, stacklevel=3)
+
+
+def _compile_like_the_tutorial(model, learning_rate, steps):
+    schedule = keras.optimizers.schedules.CosineDecay(
+        float(learning_rate), decay_steps=steps
     )
-    for problem in history.check.problems if check else ():
-        warnings.warn(problem, TrainingWarning, stacklevel=2)
-    return history
+    model.compile(
+        optimizer=keras.optimizers.Adam(schedule),
+        loss="sparse_categorical_crossentropy",
+        metrics=["accuracy"],
+    )
 
 
 def _check_arguments(

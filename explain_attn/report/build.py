@@ -235,11 +235,17 @@ def build_report(
             say=say,
         )  # fmt: skip
     data["gallery"] = _gallery_section(examples, test)
-    record_section, records = training_record_section(models)
-    if record_section:
-        data["training_record"] = record_section
+    records = _add_training_record(data, models)
     created = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
-    return Report(data=data, gallery=examples, created=created, records=records)
+    return Report(data, examples, created, records)
+
+
+def _add_training_record(data, models):
+    """Adds "Attention during training" to ``data``; returns the records."""
+    section, records = training_record_section(models)
+    if section:
+        data["training_record"] = section
+    return records
 
 
 def _check_sources(attention_models, baseline_model, spurious_correlation):

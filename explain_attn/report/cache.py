@@ -83,12 +83,55 @@ def train_or_load(
         path) and ``key``.
     """
     import tempfile
-    import warnings
 
     from explain_attn.models.recorder import AttentionRecorder, add_to_record
-    from explain_attn.models.training import RECIPE, train_architecture
+    from explain_attn.models.training import train_architecture
 
-    settings = {
+    settings = _settings(
+        architecture, train_data, validation_data, epochs=epochs, seed=seed,
+        batch_size=batch_size, learning_rate=learning_rate,
+    )  # fmt: skip
+    key = cache_key(settings)
+    folder = Path(cache_dir or cache_directory()) / f"{architecture}-{key}"
+    cached = _read_entry(folder)
+    if cached is not None:
+        model, meta = cached
+        return model, {**meta, "source": "cache", "key": key,
+                       "record_file": str(folder / "record.npz")}  # fmt: skip
+
+    if hasattr(train_data, "load"):
+        train_data = train_data.load()
+    with tempfile.TemporaryDirectory() as scratch:
+        recorder = AttentionRecorder(
+            validation_data or train_data, Path(scratch) / "record.npz"
+        )
+        start = time.perf_counter()
+        model, history = train_architecture(
+            architecture, train_data, validation_data=validation_data,
+            epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
+            seed=seed, verbose=verbose, callbacks=[recorder],
+        )  # fmt: skip
+        meta = {
+            "settings": settings,
+            "seconds_per_epoch": (time.perf_counter() - start) / epochs,
+            "history": {
+                name: [float(v) for v in values]
+                for name, values in history.history.items()
+            },
+            "check": history.check.as_dict(),
+        }
+        add_to_record(recorder.path, check=meta["check"],
+                      warnings=list(history.check.problems))  # fmt: skip
+        _write_entry(folder, model, meta, recorder.path)
+    return model, {**meta, "source": "trained", "key": key,
+                   "record_file": str(folder / "record.npz")}  # fmt: skip
+
+
+def _settings(architecture, train_data, validation_data, **training):
+    """Everything that determines the trained weights, for the key."""
+    from explain_attn.models.training import RECIPE
+
+    return {
         "architecture": architecture,
         "data": (
             train_data.key
@@ -98,75 +141,11 @@ def train_or_load(
         "validation": (
             validation_data.fingerprint() if validation_data else None
         ),
-        "epochs": epochs,
-        "seed": seed,
-        "batch_size": batch_size,
-        "learning_rate": learning_rate,
+        **training,
         "recipe": RECIPE,
         "explain_attn": __version__,
         "keras": keras.__version__,
     }
-    key = cache_key(settings)
-    folder = Path(cache_dir or cache_directory()) / f"{architecture}-{key}"
-    cached = _read_entry(folder)
-    if cached is not None:
-        model, meta = cached
-        return model, {
-            **meta,
-            "source": "cache",
-            "key": key,
-            "record_file": str(folder / "record.npz"),
-        }
-
-    if hasattr(train_data, "load"):
-        train_data = train_data.load()
-    with tempfile.TemporaryDirectory() as scratch:
-        recorder = AttentionRecorder(
-            validation_data or train_data, Path(scratch) / "record.npz"
-        )
-        start = time.perf_counter()
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            model, history = train_architecture(
-                architecture, train_data, validation_data=validation_data,
-                epochs=epochs, batch_size=batch_size,
-                learning_rate=learning_rate, seed=seed, verbose=verbose,
-                callbacks=[recorder],
-            )  # fmt: skip
-        seconds = time.perf_counter() - start
-        meta = {
-            "settings": settings,
-            "seconds_per_epoch": seconds / max(epochs, 1),
-            "history": {
-                name: [float(v) for v in values]
-                for name, values in history.history.items()
-            },
-            "check": history.check.as_dict(),
-        }
-        add_to_record(
-            recorder.path,
-            check=meta["check"],
-            warnings=list(history.check.problems),
-        )
-        _replay(caught)
-        _write_entry(folder, model, meta, recorder.path)
-    return model, {
-        **meta,
-        "source": "trained",
-        "key": key,
-        "record_file": str(folder / "record.npz"),
-    }
-
-
-def _replay(caught):
-    """Issues again the warnings caught while training (all but Keras')."""
-    import warnings
-
-    for warning in caught:
-        warnings.warn_explicit(
-            warning.message, warning.category, warning.filename,
-            warning.lineno,
-        )  # fmt: skip
 
 
 def _read_entry(folder):
