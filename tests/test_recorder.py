@@ -160,3 +160,26 @@ def test_a_report_shows_the_record_beside_a_model(data, recorded, tmp_path):
     text = html.read_text()
     assert "Attention during training" in text
     assert "Attention maps of attention.keras attention across epochs" in text
+
+
+def test_the_demo_cache_keeps_each_models_record(data, tmp_path):
+    from explain_attn.report.cache import train_or_load
+
+    settings = {
+        "validation_data": data, "epochs": 1, "seed": 0, "batch_size": 8,
+        "learning_rate": 0.01, "cache_dir": tmp_path, "verbose": 0,
+    }  # fmt: skip
+    _, first = train_or_load("small_attention", data, **settings)
+    record = load_record(first["record_file"])
+    assert record.epoch.tolist() == [0.0, 1.0]
+    assert [layer["path"] for layer in record.layers] == [
+        "block2_attention", "block3_attention",
+    ]  # fmt: skip
+    assert record.meta["check"] == first["check"]
+    _, second = train_or_load("small_attention", data, **settings)
+    assert second["source"] == "cache"
+    assert second["record_file"] == first["record_file"]
+    path = tmp_path.glob("small_attention-*/record.npz").__next__()
+    path.write_bytes(path.read_bytes()[:-10])  # A truncated record: retrain.
+    _, third = train_or_load("small_attention", data, **settings)
+    assert third["source"] == "trained"
