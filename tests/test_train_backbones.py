@@ -145,3 +145,19 @@ def test_other_backbones_train(folder, tmp_path, backbone, extra):
     assert len(history["history"]["loss"]) == 1
     assert not (tmp_path / f"{backbone}.record.npz").exists()
     assert load_model(output).output_shape == (None, 2)
+
+
+def test_resume_early_stopping_and_best_weights(folder, tmp_path):
+    output = tmp_path / "m.keras"
+    _, history = _train(
+        folder, output, "--architecture", "small_convnet", "--epochs", "3",
+        "--resume", "--early-stopping", "1", "--restore-best",
+        "--validation-split", "0.25",
+    )  # fmt: skip
+    assert 1 <= len(history["history"]["loss"]) <= 3
+    assert history["validation_images"] == 4
+    assert history["standardized_inputs"] is True
+    # The backup is removed once training ends.
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "m.json", "m.keras", "m.record.npz",
+    ]  # fmt: skip
