@@ -35,6 +35,17 @@ Command line, from the repository root::
 
     python -m benchmarks.bccd DEST [--source DIR] [--crop-size 96]
         [--train-per-class 200] [--test-per-class 100] [--csv]
+
+Training (issue 16): ``python -m benchmarks.bccd train DEST [--epochs 12]
+[--image-size 64]`` writes the crops of the issue (560 per class for
+training, 138 for testing: 1,153 and 278 crops, because BCCD has fewer
+platelets and white cells) unless ``DEST`` has them, then trains
+``small_convnet`` and ``small_attention`` with the old recipe (raw inputs,
+BatchNormalization moving averages as Keras leaves them) and the current
+one (`explain_attn.models.training`: standardised inputs, recalibrated
+statistics), and prints one JSON line per run: test accuracy, training
+accuracy in training and inference mode, the majority rate, and
+``block1_bn``'s moving variance next to the variance of its inputs.
 """
 
 import argparse
@@ -44,7 +55,13 @@ from xml.etree import ElementTree
 
 import numpy as np
 
-__all__ = ["CLASS_NAMES", "default_source", "read_objects", "write_crops"]
+__all__ = [
+    "CLASS_NAMES",
+    "default_source",
+    "read_objects",
+    "train_runs",
+    "write_crops",
+]
 
 CLASS_NAMES = ("Platelets", "RBC", "WBC")
 SPLITS = {"train": ("train", "val"), "test": ("test",)}
@@ -249,7 +266,97 @@ def _write_voc(path, filename, class_name, voc_box, crop_size):
     )
 
 
+ISSUE_TRAIN_PER_CLASS, ISSUE_TEST_PER_CLASS = 560, 138
+
+
+def _block1_variance(model, images):
+    """``(moving, actual)``: mean over channels of ``block1_bn``'s moving
+    variance and of the variance of its inputs over ``images``."""
+    import keras
+
+    layer = model.get_layer("block1_bn")
+    inputs = keras.Model(model.inputs, layer.input).predict(images, verbose=0)
+    actual = inputs.reshape(-1, inputs.shape[-1]).var(axis=0)
+    moving = layer.moving_variance.numpy()
+    return float(moving.mean()), float(actual.mean())
+
+
+def train_runs(destination, *, source=None, epochs=12, image_size=64, seed=0):
+    """Trains the demo pair with the old and the current recipe.
+
+    Returns:
+        A list of dicts, one per (architecture, recipe).
+    """
+    import time
+    import warnings
+
+    from explain_attn.data import train_test_datasets
+    from explain_attn.models import training
+
+    destination = Path(destination)
+    if not (destination / "train" / "images").is_dir():
+        write_crops(
+            source or default_source(), destination,
+            train_per_class=ISSUE_TRAIN_PER_CLASS,
+            test_per_class=ISSUE_TEST_PER_CLASS, seed=seed,
+        )  # fmt: skip
+    train, test = train_test_datasets(destination, image_size=image_size)
+    runs = []
+    for architecture in ("small_convnet", "small_attention"):
+        for recipe, current in (("before", False), ("after", True)):
+            start = time.perf_counter()
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                model, history = training.train_architecture(
+                    architecture, train, epochs=epochs, seed=seed,
+                    verbose=0, standardize=current, recalibrate=current,
+                )  # fmt: skip
+            moving, actual = _block1_variance(model, train.images)
+            check = history.check
+            runs.append({
+                "architecture": architecture, "recipe": recipe,
+                "epochs": epochs, "image_size": image_size,
+                "train_images": len(train), "test_images": len(test),
+                "test_accuracy": training.evaluate(model, test),
+                "test_majority_rate": training.majority_rate(test.labels),
+                "train_accuracy_training_mode": check.training_mode_accuracy,
+                "train_accuracy_inference": check.inference_accuracy,
+                "warned": len(caught) > 0,
+                "block1_bn_moving_variance": moving,
+                "block1_bn_input_variance": actual,
+                "seconds": round(time.perf_counter() - start, 1),
+            })  # fmt: skip
+    return runs
+
+
 def main(argv=None):
+    import sys
+
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["train"]:
+        return _train_main(argv[1:])
+    return _crops_main(argv)
+
+
+def _train_main(argv):
+    import json
+
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.bccd train")
+    parser.add_argument("destination", type=Path)
+    parser.add_argument("--source", type=Path, default=default_source())
+    parser.add_argument("--epochs", type=int, default=12)
+    parser.add_argument("--image-size", type=int, default=64)
+    parser.add_argument("--seed", type=int, default=0)
+    arguments = parser.parse_args(argv)
+    for run in train_runs(
+        arguments.destination, source=arguments.source,
+        epochs=arguments.epochs,
+        image_size=arguments.image_size, seed=arguments.seed,
+    ):  # fmt: skip
+        print(json.dumps(run), flush=True)
+
+
+def _crops_main(argv):
     parser = argparse.ArgumentParser(
         prog="python -m benchmarks.bccd",
         description="Write balanced BCCD cell crops with their boxes in "

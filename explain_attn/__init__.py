@@ -31,6 +31,8 @@ _EXPORTS = {
         "load_model",
         "save_model",
     ),
+    "explain_attn.models.insert": ("add_attention",),
+    "explain_attn.models.recorder": ("AttentionRecorder",),
     "explain_attn.explanations": (
         "METHODS",
         "Explainer",

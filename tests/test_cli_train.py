@@ -54,8 +54,11 @@ def test_train_on_a_folder_writes_a_loadable_model_and_history(
         ],
     )
     assert result.exit_code == 0, result.output
-    assert "Training small_convnet on 16 images" in result.output
-    assert "testing on 4" in result.output
+    # 20 images: 4 held out for testing, 2 of the other 16 for validation.
+    assert "Training small_convnet (45,953 parameters) on 14 images" in (
+        result.output
+    )
+    assert "validating on 2, testing on 4" in result.output
     assert "Epoch 2/2" in result.output  # Keras' progress bar.
     assert result.output.strip().splitlines()[-1] == str(output)
     history = json.loads((tmp_path / "model.json").read_text())
@@ -72,6 +75,7 @@ def test_train_on_a_folder_writes_a_loadable_model_and_history(
     assert sorted(p.name for p in tmp_path.iterdir()) == [
         "model.json",
         "model.keras",
+        "model.record.npz",
     ]
 
 

@@ -8,6 +8,13 @@ from explain_attn import build_model
 from explain_attn.data import Dataset
 from explain_attn.models.training import evaluate, train, train_architecture
 
+# These runs are a few steps on tiny data: they test the mechanics, and some
+# models learn nothing, which `train` reports as a TrainingWarning (its own
+# tests are in test_recipe.py).
+pytestmark = pytest.mark.filterwarnings(
+    "ignore::explain_attn.models.training.TrainingWarning"
+)
+
 
 def _bright_or_dark(count=64, size=8, seed=0):
     """Class 1 images are brighter: learnable in a few steps."""
@@ -104,6 +111,7 @@ def test_train_architecture_builds_for_the_data():
     )
     assert model.input_shape == (None, 16, 16, 3)
     assert model.output_shape == (None, 2)
+    assert model.layers[1].name == "input_standardization"
     assert len(history.history["loss"]) == 1
 
 
@@ -130,6 +138,8 @@ def test_model_and_data_must_fit():
         train(_tiny_model(), three_classes, verbose=0)
     with pytest.raises(TypeError, match="Dataset"):
         train(_tiny_model(), np.zeros((2, 8, 8, 3)), verbose=0)
+    with pytest.raises(ValueError, match="labels must be 2 integers"):
+        train(_tiny_model(), (np.zeros((2, 8, 8, 3)), [0.5, 1]), verbose=0)
     with pytest.raises(TypeError, match="keras.Model"):
         evaluate("model.keras", _bright_or_dark())
 
@@ -138,3 +148,99 @@ def test_build_model_rejects_unknown_architecture():
     with pytest.raises(ValueError, match="small_attention"):
         train_architecture("tiny", _bright_or_dark(), verbose=0)
     assert build_model("small_attention", num_classes=4).count_params() > 0
+
+
+# ------------------------------------------------------------- the recipe
+
+
+def _low_contrast(count=48, size=8, seed=0):
+    """Images near 0.5 with a variance of about 0.005, as BCCD crops."""
+    rng = np.random.default_rng(seed)
+    labels = np.arange(count) % 2
+    images = 0.5 + 0.07 * rng.standard_normal((count, size, size, 3))
+    images[labels == 1, :4] += 0.05
+    return np.clip(images, 0, 1).astype(np.float32), labels
+
+
+def _bn_model(channels=3, seed=0):
+    keras.utils.set_random_seed(seed)
+    inputs = keras.Input((8, 8, channels))
+    x = keras.layers.Conv2D(4, 3, padding="same", name="conv")(inputs)
+    x = keras.layers.BatchNormalization(name="bn")(x)
+    x = keras.layers.ReLU(name="relu")(x)
+    x = keras.layers.GlobalAveragePooling2D(name="gap")(x)
+    outputs = keras.layers.Dense(2, activation="softmax", name="predictions")(x)
+    return keras.Model(inputs, outputs, name="bn_model")
+
+
+def test_standardize_inputs_adapts_on_the_training_images():
+    from explain_attn.models.training import standardize_inputs
+
+    images, labels = _low_contrast()
+    model = _bn_model()
+    before = [w.copy() for w in model.get_weights()]
+    standardized = standardize_inputs(model, (images, labels))
+    layer = standardized.get_layer("input_standardization")
+    out = keras.Model(standardized.input, layer.output).predict(
+        images, verbose=0
+    )
+    flat = out.reshape(-1, 3)
+    np.testing.assert_allclose(flat.mean(0), 0, atol=1e-4)
+    np.testing.assert_allclose(flat.std(0), 1, atol=1e-3)
+    for a, b in zip(before, model.get_weights(), strict=True):
+        np.testing.assert_array_equal(a, b)  # The original is unchanged.
+    with pytest.raises(ValueError, match="already has a layer"):
+        standardize_inputs(standardized, (images, labels))
+
+
+def test_recalibration_gives_the_inputs_mean_and_variance():
+    from explain_attn.models.training import recalibrate_batch_norm
+
+    images, labels = _low_contrast(count=37)  # 37 = 16 + 16 + 5.
+    model = _bn_model()
+    layer = model.get_layer("bn")
+    assert recalibrate_batch_norm(model, (images, labels), batch_size=16) == 1
+    conv = keras.Model(model.input, model.get_layer("conv").output)
+    values = conv.predict(images, verbose=0).reshape(-1, 4).astype(np.float64)
+    np.testing.assert_allclose(layer.moving_mean.numpy(), values.mean(0),
+                               rtol=1e-4, atol=1e-6)  # fmt: skip
+    np.testing.assert_allclose(layer.moving_variance.numpy(), values.var(0),
+                               rtol=1e-4, atol=1e-7)  # fmt: skip
+    assert layer.momentum == 0.99
+    layer.trainable = False  # A frozen layer keeps its statistics.
+    kept = layer.moving_variance.numpy().copy()
+    assert recalibrate_batch_norm(model, (images * 0.5, labels)) == 0
+    np.testing.assert_array_equal(layer.moving_variance.numpy(), kept)
+
+
+def test_check_names_a_model_whose_two_modes_disagree():
+    from explain_attn.models.training import TrainingWarning, check_training
+
+    images, labels = _low_contrast()
+    model = _bn_model()
+    # What 444 steps at momentum 0.99 leave: a variance far from the data's.
+    model.get_layer("bn").moving_variance.assign(np.full(4, 50.0))
+    check = check_training(model, (images, labels), {"accuracy": [1.0]})
+    assert check.training_mode_accuracy == 1.0
+    assert check.majority_rate == 0.5
+    assert check.inference_accuracy < 0.95
+    assert any("inference mode" in p for p in check.problems)
+    assert any("majority class" in p for p in check.problems) == (
+        check.inference_accuracy <= 0.5
+    )
+    with pytest.warns(TrainingWarning, match="majority class"):
+        train(_bn_model(), (images, labels), epochs=1, batch_size=48,
+              learning_rate=1e-6, verbose=0)  # fmt: skip
+
+
+def test_the_recipe_learns_low_contrast_grayscale_arrays():
+    from explain_attn.models.training import standardize_inputs
+
+    images, labels = _low_contrast(count=64)
+    gray = images[..., :1]
+    model = standardize_inputs(_bn_model(channels=1), (gray, labels))
+    history = train(model, (gray, labels), epochs=15, batch_size=8,
+                    learning_rate=0.02, verbose=0)  # fmt: skip
+    assert history.check.problems == ()
+    assert history.check.inference_accuracy >= 0.9
+    assert evaluate(model, (gray, labels)) == history.check.inference_accuracy

@@ -1,4 +1,12 @@
-"""`explain-attn train`: train a network and save it."""
+"""`explain-attn train`: build or import a network, train it soundly, save it.
+
+The network is a built-in architecture (``--architecture``), a
+`keras.applications` backbone (``--backbone``) or the user's own
+(``--model-factory module:function``); ``--attention KIND --after
+PATTERN`` inserts attention into it (`explain_attn.add_attention`). The
+training recipe is `explain_attn.models.training`'s: inputs standardised
+inside the model, BatchNormalization recalibrated, the result checked.
+"""
 
 from pathlib import Path
 
@@ -11,24 +19,143 @@ from explain_attn.cli.common import (
     user_errors,
 )
 
+ARCHITECTURE_NAMES = [
+    "attention",
+    "attention_ablation",
+    "baseline",
+    "residual",
+    "small_attention",
+    "small_convnet",
+]
+
+
+def _model_options(function):
+    options = [
+        click.option(
+            "--architecture",
+            type=click.Choice(ARCHITECTURE_NAMES),
+            default=None,
+            help="A built-in network (see explain_attn.ARCHITECTURES) "
+            "[default: small_attention, unless --backbone or "
+            "--model-factory].",
+        ),
+        click.option(
+            "--backbone",
+            default=None,
+            help="A keras.applications backbone: MobileNetV2, "
+            "MobileNetV3Small, ResNet50, ResNet50V2, EfficientNetB0 or "
+            "DenseNet121, with a pooling and softmax head.",
+        ),
+        click.option(
+            "--weights",
+            type=click.Path(dir_okay=False),
+            default=None,
+            help="A local weights file for --backbone without its top "
+            "[default: random weights; nothing is downloaded].",
+        ),
+        click.option(
+            "--freeze-backbone",
+            is_flag=True,
+            help="Train only what is not the backbone.",
+        ),
+        click.option(
+            "--alpha",
+            type=click.FloatRange(min=0.0, min_open=True),
+            default=None,
+            help="Width multiplier of the MobileNet backbones.",
+        ),
+        click.option(
+            "--model-factory",
+            default=None,
+            metavar="MODULE:FUNCTION",
+            help="Your architecture: a function (in a module or file.py) "
+            "taking input_shape and num_classes and returning a "
+            "keras.Model.",
+        ),
+        click.option(
+            "--attention",
+            type=click.Choice(["spatial", "cbam", "channel", "se", "eca"]),
+            default=None,
+            help="Insert this attention after each --after layer.",
+        ),
+        click.option(
+            "--after",
+            multiple=True,
+            metavar="PATTERN",
+            help="A layer name, outer/inner path or glob pattern; repeat "
+            "for more.",
+        ),
+        click.option(
+            "--control",
+            is_flag=True,
+            help="Insert identity instead of --attention: the "
+            "capacity-matched control.",
+        ),
+    ]
+    for option in reversed(options):
+        function = option(function)
+    return function
+
+
+def _training_options(function):
+    options = [
+        click.option(
+            "--validation-split",
+            type=click.FloatRange(min=0.0, max=0.5),
+            default=0.1,
+            show_default=True,
+            help="Fraction of the training split held out for validation "
+            "(never the test split); 0 for none.",
+        ),
+        click.option(
+            "--early-stopping",
+            type=click.IntRange(min=1),
+            default=None,
+            metavar="PATIENCE",
+            help="Stop when the validation loss has not improved for "
+            "PATIENCE epochs.",
+        ),
+        click.option(
+            "--restore-best",
+            is_flag=True,
+            help="Keep the weights of the epoch with the best validation "
+            "loss (the best checkpoint), not the last.",
+        ),
+        click.option(
+            "--resume",
+            is_flag=True,
+            help="Resume an interrupted run of the same command (state in "
+            "'<output>.backup/', removed when training ends).",
+        ),
+        click.option(
+            "--record/--no-record",
+            default=True,
+            show_default=True,
+            help="Record attention on probe images each epoch into "
+            "'<output>.record.npz' (the report's 'Attention during "
+            "training').",
+        ),
+        click.option(
+            "--record-images",
+            type=click.IntRange(min=1),
+            default=8,
+            show_default=True,
+            help="Probe images of the record.",
+        ),
+        click.option(
+            "--record-every-steps",
+            type=click.IntRange(min=1),
+            default=None,
+            help="Record every that many steps instead of every epoch.",
+        ),
+    ]
+    for option in reversed(options):
+        function = option(function)
+    return function
+
 
 @click.command("train")
-@click.option(
-    "--architecture",
-    type=click.Choice(
-        [
-            "attention",
-            "attention_ablation",
-            "baseline",
-            "residual",
-            "small_attention",
-            "small_convnet",
-        ]
-    ),
-    default="small_attention",
-    show_default=True,
-    help="The network to build (see explain_attn.ARCHITECTURES).",
-)
+@_model_options
 @click.option(
     "--data",
     "data_source",
@@ -62,6 +189,7 @@ from explain_attn.cli.common import (
     default=None,
     help="Use at most this many images of each split.",
 )
+@_training_options
 @seed_option
 @click.option(
     "--output",
@@ -71,78 +199,46 @@ from explain_attn.cli.common import (
 )
 @import_option
 @user_errors
-def train_command(
-    architecture,
-    data_source,
-    epochs,
-    batch_size,
-    learning_rate,
-    image_size,
-    limit,
-    seed,
-    output,
-):
+def train_command(output, data_source, image_size, limit, seed, **options):
     """Train a network on --data, evaluate it on the test split, save it.
 
-    Prints Keras' progress bar and then the test accuracy. Writes the model
-    (--output, '.keras') and its training history ('<output>.json': loss
-    and accuracy per epoch, test accuracy and settings), each atomically.
+    Prints Keras' progress bar, any warning about the trained model, and
+    the test accuracy. Writes the model (--output, '.keras'), its training
+    history ('<output>.json': loss and accuracy per epoch, test accuracy,
+    checks and settings) and its attention record
+    ('<output>.record.npz'), each atomically.
     """
-    import json
-    import time
-
     from explain_attn.data import train_test_datasets
-    from explain_attn.models import training
-    from explain_attn.models.saving import (
-        atomic_path,
-        check_writable,
-        save_model,
-    )
+    from explain_attn.models.pipeline import train_to_file
+    from explain_attn.models.saving import check_writable
 
     output_path = Path(output)
     if output_path.suffix != ".keras":
         raise ValueError(
             f"--output must end in '.keras'. Received: --output {output}"
         )
-    history_path = output_path.with_suffix(".json")
     check_writable(output_path)
+    sources = [
+        name
+        for name in ("architecture", "backbone", "model_factory")
+        if options[name] is not None
+    ]
+    if len(sources) > 1:
+        given = ", ".join("--" + s.replace("_", "-") for s in sources)
+        raise ValueError(
+            "Give one of --architecture, --backbone and --model-factory. "
+            f"Received: {given}."
+        )
     train, test = train_test_datasets(
         data_source, image_size=image_size, limit=limit, seed=seed
     )
-    settings = {
-        "epochs": epochs or training.DEMO_EPOCHS,
-        "batch_size": batch_size or training.DEMO_BATCH_SIZE,
-        "learning_rate": learning_rate or training.DEMO_LEARNING_RATE,
-        "seed": seed,
-    }
-    click.echo(
-        f"Training {architecture} on {len(train)} images of {data_source!r} "
-        f"({train.num_classes} classes), testing on {len(test)}."
+    train_to_file(
+        train,
+        test,
+        output_path,
+        data_source=data_source,
+        seed=seed,
+        say=click.echo,
+        warn=lambda text: click.echo(f"Warning: {text}", err=True),
+        **options,
     )
-    start = time.perf_counter()
-    model, history = training.train_architecture(
-        architecture, train, verbose=1, **settings
-    )
-    seconds = time.perf_counter() - start
-    accuracy = training.evaluate(model, test)
-    save_model(model, output_path)
-    record = {
-        "architecture": architecture,
-        "data": str(data_source),
-        "class_names": list(train.class_names),
-        "training_images": len(train),
-        "test_images": len(test),
-        **settings,
-        "history": {
-            key: [float(value) for value in values]
-            for key, values in history.history.items()
-        },
-        "test_accuracy": accuracy,
-        "training_seconds": round(seconds, 1),
-    }
-    with atomic_path(history_path) as temporary:
-        temporary.write_text(json.dumps(record, indent=2) + "\n")
-    click.echo(f"Trained in {seconds:.1f} s.")
-    click.echo(f"Test accuracy: {accuracy:.4f} ({len(test)} images)")
-    click.echo(f"History: {history_path}")
-    click.echo(str(output_path))

@@ -2,7 +2,12 @@
 
 - `architectures`: the tutorial's networks and the demo pair.
 - `saving`: `.keras` files, safe mode, atomic writes.
-- `training`: seeded training of a model on a dataset.
+- `training`: seeded training of a model on a dataset, with the recipe
+  (standardised inputs, recalibrated BatchNormalization, checks).
+- `insert`: `add_attention`, attention inserted after named layers.
+- `backbones`: classifiers on `keras.applications` backbones, offline.
+- `recorder`: `AttentionRecorder`, attention recorded while training.
+- `pipeline`: ``explain-attn train`` as one function, `train_to_file`.
 - `graph`: the flat view of a model's graph (nested models opened) from
   which every layer can be read.
 - `heads`: pre-softmax scores and probabilities of a classifier.

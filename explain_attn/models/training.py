@@ -1,4 +1,27 @@
-"""Seeded training and evaluation of Keras classifiers on a `Dataset`.
+"""Seeded training and evaluation of Keras classifiers, with a sound recipe.
+
+The recipe (issue 16), applied by `train_architecture` and by
+``explain-attn train`` to every model it builds:
+
+1. **Inputs standardised inside the model.** `standardize_inputs` puts a
+   `keras.layers.Normalization` named ``input_standardization``, adapted on
+   the training split (per-channel mean and variance), right after the
+   input; it is saved with the model, so every later use (maps, reports)
+   sees the same inputs.
+2. **BatchNormalization statistics that match the data.** Keras' moving
+   averages forget their initial values slowly: after ``s`` steps at
+   momentum 0.99, ``0.99 ** s`` of the initial variance 1.0 is left (1.2 %
+   after 444 steps), which swamps the variance of low-contrast inputs
+   (about 0.005 on BCCD crops) and broke inference on them. `train` ends
+   with `recalibrate_batch_norm`: one pass over the training split in
+   training mode, which sets every trainable BatchNormalization layer's
+   moving mean and variance to the mean and variance of its inputs over
+   the whole split.
+3. **Checked.** `check_training` evaluates the training split in inference
+   mode and reports a problem (`TrainingWarning`) when that accuracy is
+   more than `AGREEMENT_TOLERANCE` below the training-mode accuracy Keras
+   reported for the last epoch, or when the model does not beat always
+   answering the training split's majority class.
 
 The demo defaults below were measured on the sample data on a 2-core CPU
 shared with other jobs (issue 3): ``small_convnet`` reached 90.1 % test
@@ -7,15 +30,28 @@ on the same images with the objects left out, ``small_convnet`` scores
 24.4 % (chance is 25 %).
 """
 
+import dataclasses
+import warnings
+
 import keras
+import numpy as np
 
 from explain_attn.data.loaders import Dataset, tf_dataset
 
 __all__ = [
+    "AGREEMENT_TOLERANCE",
     "DEMO_BATCH_SIZE",
     "DEMO_EPOCHS",
     "DEMO_LEARNING_RATE",
+    "RECIPE",
+    "ArraySplit",
+    "TrainingCheck",
+    "TrainingWarning",
+    "check_training",
     "evaluate",
+    "majority_rate",
+    "recalibrate_batch_norm",
+    "standardize_inputs",
     "train",
     "train_architecture",
 ]
@@ -23,6 +59,265 @@ __all__ = [
 DEMO_EPOCHS = 6
 DEMO_BATCH_SIZE = 32
 DEMO_LEARNING_RATE = 3e-3
+AGREEMENT_TOLERANCE = 0.05
+"""How far (a fraction) inference-mode accuracy on the training split may
+fall below the training-mode accuracy before `check_training` objects."""
+RECIPE = "standardized-inputs+bn-recalibration"
+"""Names the training recipe, for caches of trained models."""
+STANDARDIZATION_LAYER = "input_standardization"
+
+
+class TrainingWarning(UserWarning):
+    """A trained model that should not be trusted (see `check_training`)."""
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class ArraySplit:
+    """Images and labels given as arrays, with any number of channels.
+
+    `train` and `evaluate` accept ``(images, labels)`` tuples and turn them
+    into this; a `Dataset` is used as it is.
+
+    Attributes:
+        images: ``(N, H, W, C) float32``.
+        labels: ``(N,) int64``.
+        class_names: One name per class (``"0"``, ``"1"``... when built
+            from a tuple).
+        name: A short name for messages.
+    """
+
+    images: np.ndarray
+    labels: np.ndarray
+    class_names: tuple
+    name: str = "arrays"
+
+    def __len__(self):
+        return len(self.images)
+
+    @property
+    def image_shape(self):
+        return self.images.shape[1:]
+
+    @property
+    def num_classes(self):
+        return len(self.class_names)
+
+
+def _as_split(name, value):
+    """A `Dataset` as it is, an ``(images, labels)`` tuple as `ArraySplit`."""
+    if isinstance(value, Dataset | ArraySplit):
+        return value
+    if isinstance(value, tuple) and len(value) == 2:
+        images = np.asarray(value[0], dtype=np.float32)
+        labels = np.asarray(value[1])
+        if images.ndim != 4 or len(images) == 0:
+            raise ValueError(
+                f"`{name}` images must be a non-empty (N, H, W, C) array. "
+                f"Received: shape {images.shape}"
+            )
+        if labels.shape != (len(images),) or not np.issubdtype(
+            labels.dtype, np.integer
+        ):
+            raise ValueError(
+                f"`{name}` labels must be {len(images)} integers. Received: "
+                f"shape {labels.shape}, dtype {labels.dtype}"
+            )
+        if labels.min() < 0:
+            raise ValueError(f"`{name}` labels must be non-negative.")
+        classes = tuple(str(k) for k in range(int(labels.max()) + 1))
+        return ArraySplit(images, labels.astype(np.int64), classes, name)
+    raise TypeError(
+        f"`{name}` must be an explain_attn.data.Dataset (see load_dataset) "
+        f"or an (images, labels) tuple of arrays. Received: {name} of type "
+        f"{type(value).__name__}"
+    )
+
+
+def standardize_inputs(model, train_data, *, batch_size=256):
+    """A copy of ``model`` whose inputs are standardised by the training data.
+
+    A `keras.layers.Normalization` named ``"input_standardization"``,
+    adapted on ``train_data`` (per channel: subtract the mean, divide by
+    the standard deviation, with Keras' epsilon guarding a constant
+    channel), is applied to the input before any layer of ``model`` reads
+    it. The copy has fresh layers holding copies of the model's weights
+    (`explain_attn.models.insert.rebuild`); ``model`` is not changed.
+
+    Args:
+        model: A functional or Sequential `keras.Model` with one input.
+        train_data: The training `Dataset` or ``(images, labels)``.
+        batch_size: Images per adaptation batch.
+
+    Returns:
+        The new `keras.Model`, with the model's name.
+
+    Raises:
+        ValueError: If the model already has a layer of that name.
+    """
+    import tensorflow as tf
+
+    from explain_attn.models.insert import rebuild
+
+    train_data = _as_split("train_data", train_data)
+    _check_model(model, train_data)
+    names = {layer.name for layer in model.layers}
+    if STANDARDIZATION_LAYER in names:
+        raise ValueError(
+            f"Model {model.name!r} already has a layer named "
+            f"{STANDARDIZATION_LAYER!r}: its inputs are standardised."
+        )
+    normalization = keras.layers.Normalization(
+        axis=-1, name=STANDARDIZATION_LAYER
+    )
+    normalization.adapt(
+        tf.data.Dataset.from_tensor_slices(train_data.images).batch(batch_size)
+    )
+    return rebuild(model, before=normalization)
+
+
+def _batch_normalizations(model):
+    """Every trainable `BatchNormalization` layer, nested models included."""
+    found = []
+    for layer in model.layers:
+        if isinstance(layer, keras.Model):
+            found += _batch_normalizations(layer)
+        elif isinstance(layer, keras.layers.BatchNormalization):
+            if layer.trainable:
+                found.append(layer)
+    return found
+
+
+def recalibrate_batch_norm(model, data, *, batch_size=64):
+    """Sets BatchNormalization statistics to those of ``data``, layer by layer.
+
+    One pass over ``data`` in training mode, momentum set to 0 so that each
+    batch's statistics replace the moving ones; the batch means and
+    variances are combined into the mean and variance over all of
+    ``data`` (law of total variance, weighted by batch size) and assigned.
+    Frozen (non-trainable) BatchNormalization layers keep their
+    statistics; the momentum of every layer is restored.
+
+    Each layer's inputs are computed with the layers before it in training
+    mode (batch statistics), as during training.
+
+    Args:
+        model: A `keras.Model`.
+        data: A `Dataset` or ``(images, labels)``.
+        batch_size: Images per batch.
+
+    Returns:
+        The number of layers recalibrated (0 when the model has none).
+    """
+    import tensorflow as tf
+
+    data = _as_split("data", data)
+    layers = _batch_normalizations(model)
+    if not layers:
+        return 0
+    momenta = [layer.momentum for layer in layers]
+    totals = [np.zeros((3, *layer.moving_mean.shape)) for layer in layers]
+    count = 0
+    try:
+        for layer in layers:
+            layer.momentum = 0.0
+        step = tf.function(lambda x: model(x, training=True))
+        for start in range(0, len(data), batch_size):
+            batch = data.images[start : start + batch_size]
+            step(tf.constant(batch))
+            size = len(batch)
+            count += size
+            for layer, total in zip(layers, totals, strict=True):
+                mean = layer.moving_mean.numpy().astype(np.float64)
+                variance = layer.moving_variance.numpy().astype(np.float64)
+                total += size * np.stack([mean, variance, mean**2])
+    finally:
+        for layer, momentum in zip(layers, momenta, strict=True):
+            layer.momentum = momentum
+    for layer, (mean, variance, square) in zip(layers, totals, strict=True):
+        mean, variance, square = mean / count, variance / count, square / count
+        layer.moving_mean.assign(mean.astype("float32"))
+        # Within-batch variance plus the variance of the batch means.
+        total_variance = variance + np.maximum(square - mean**2, 0.0)
+        layer.moving_variance.assign(total_variance.astype("float32"))
+    return len(layers)
+
+
+def majority_rate(labels):
+    """The accuracy of always answering the most frequent label."""
+    labels = np.asarray(labels)
+    if labels.size == 0:
+        return float("nan")
+    return float(np.bincount(labels).max() / labels.size)
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainingCheck:
+    """What `check_training` found.
+
+    Attributes:
+        training_mode_accuracy: Keras' accuracy of the last epoch (the
+            model in training mode, averaged over the epoch), or ``None``
+            when the model was compiled without accuracy.
+        inference_accuracy: Accuracy on the training split in inference
+            mode, after training.
+        majority_rate: Accuracy of always answering the majority class.
+        problems: One sentence per problem; empty when none.
+    """
+
+    training_mode_accuracy: float | None
+    inference_accuracy: float
+    majority_rate: float
+    problems: tuple
+
+    def as_dict(self):
+        return dataclasses.asdict(self) | {"problems": list(self.problems)}
+
+
+def _last_accuracy(history):
+    logs = getattr(history, "history", history) or {}
+    for key in ("accuracy", "sparse_categorical_accuracy", "acc"):
+        if logs.get(key):
+            return float(logs[key][-1])
+    return None
+
+
+def check_training(model, train_data, history, *, batch_size=256):
+    """Checks a trained model on its own training split.
+
+    Args:
+        model: The trained `keras.Model`.
+        train_data: Its training `Dataset` or ``(images, labels)``.
+        history: The `keras.callbacks.History` of its training (or its
+            ``history`` dict).
+        batch_size: Images per prediction batch.
+
+    Returns:
+        A `TrainingCheck`; ``problems`` names a gap of more than
+        `AGREEMENT_TOLERANCE` between training-mode and inference
+        accuracy, and a model that does not beat the majority class.
+    """
+    train_data = _as_split("train_data", train_data)
+    inference = evaluate(model, train_data, batch_size=batch_size)
+    training_mode = _last_accuracy(history)
+    majority = majority_rate(train_data.labels)
+    problems = []
+    if training_mode is not None and (
+        inference < training_mode - AGREEMENT_TOLERANCE
+    ):
+        problems.append(
+            f"Model {model.name!r} classifies {inference:.1%} of its "
+            f"training images in inference mode but {training_mode:.1%} in "
+            "training mode: its BatchNormalization statistics or its "
+            "inputs' scale differ between the two. Do not trust its "
+            "predictions or maps; retrain with explain_attn's recipe."
+        )
+    if inference <= majority:
+        problems.append(
+            f"Model {model.name!r} classifies {inference:.1%} of its "
+            f"training images, no better than always answering the "
+            f"majority class ({majority:.1%}): it has learnt nothing usable."
+        )
+    return TrainingCheck(training_mode, inference, majority, tuple(problems))
 
 
 def train(
@@ -35,77 +330,103 @@ def train(
     learning_rate=1e-3,
     seed=0,
     verbose="auto",
+    callbacks=None,
+    recalibrate=True,
+    check=True,
 ):
     """Trains ``model`` on a `Dataset` and returns the Keras `History`.
 
-    A model that is not compiled yet is compiled like the tutorial: Adam,
-    sparse categorical cross-entropy and accuracy; its learning rate starts
-    at ``learning_rate`` and follows a cosine decay to 0 over the run, which
-    makes the final weights far less jumpy than a constant rate. A compiled
-    model keeps its own optimizer, loss and metrics (``learning_rate`` is
-    then unused).
-
-    Training is seeded: `keras.utils.set_random_seed(seed)` and a seeded
-    `tf.data` shuffle, so two runs from equal initial weights give equal
-    weights on CPU. The dataset's arrays are not modified.
+    An uncompiled model is compiled like the tutorial: Adam, sparse
+    categorical cross-entropy and accuracy, the learning rate following a
+    cosine decay from ``learning_rate`` to 0 (far less jumpy final weights
+    than a constant rate); a compiled model keeps its own settings. After
+    `keras.Model.fit`, BatchNormalization statistics are set to the
+    training split's (`recalibrate_batch_norm`) and the model is checked
+    (`check_training`; each problem also becomes a `TrainingWarning`).
+    Standardise the inputs first (`standardize_inputs`;
+    `train_architecture` does). Seeded (`keras.utils.set_random_seed` and
+    the `tf.data` shuffle): equal initial weights give equal weights on
+    CPU. The dataset's arrays are not modified.
 
     Args:
-        model: A `keras.Model` whose input is ``(H, W, 3)`` and output is a
-            softmax over ``train_data.num_classes`` classes.
-        train_data: The training `Dataset`.
-        validation_data: An optional `Dataset` evaluated after each epoch.
-        epochs: Number of passes over the data, a positive integer.
-        batch_size: Images per step, a positive integer.
+        model: A `keras.Model`, input ``(H, W, C)``, output a softmax over
+            ``train_data.num_classes`` classes.
+        train_data: The training `Dataset`, or ``(images, labels)`` arrays
+            (any number of channels).
+        validation_data: An optional `Dataset` (or tuple) evaluated after
+            each epoch.
+        epochs, batch_size: Positive integers.
         learning_rate: The Adam learning rate at the start, positive.
         seed: Seed of initialisation-free randomness (shuffle, dropout).
         verbose: As `keras.Model.fit`: ``"auto"``, 0, 1 or 2.
+        callbacks: More `keras.callbacks.Callback` objects for ``fit``
+            (e.g. `explain_attn.AttentionRecorder`, early stopping).
+        recalibrate, check: Recalibrate (`recalibrate_batch_norm`) and
+            check (`check_training`) after fit.
 
     Returns:
-        The `keras.callbacks.History`; ``history.history`` maps ``"loss"``,
-        ``"accuracy"`` (and ``"val_*"``) to one value per epoch.
+        The `keras.callbacks.History`: ``history.history`` maps ``"loss"``,
+        ``"accuracy"`` (``"val_*"``) to one value per epoch;
+        ``history.check`` is the `TrainingCheck` or ``None``.
 
     Raises:
-        ValueError: If an argument is out of range or the model's input or
-            output does not fit the data.
+        ValueError: For an argument out of range, or a model whose input
+            or output does not fit the data.
     """
+    train_data = _as_split("train_data", train_data)
+    if validation_data is not None:
+        validation_data = _as_split("validation_data", validation_data)
     _check_arguments(
         model, train_data, validation_data, epochs, batch_size, learning_rate
     )
     keras.utils.set_random_seed(seed)
     if not model.compiled:
-        steps = epochs * -(-len(train_data) // batch_size)
-        schedule = keras.optimizers.schedules.CosineDecay(
-            float(learning_rate), decay_steps=steps
+        _compile_like_the_tutorial(
+            model, learning_rate, epochs * -(-len(train_data) // batch_size)
         )
-        model.compile(
-            optimizer=keras.optimizers.Adam(schedule),
-            loss="sparse_categorical_crossentropy",
-            metrics=["accuracy"],
-        )
-    pipeline = tf_dataset(
-        train_data, batch_size=batch_size, shuffle=True, seed=seed
-    )
     validation = (
         None
         if validation_data is None
         else tf_dataset(validation_data, batch_size=max(batch_size, 256))
     )
-    return model.fit(
-        pipeline,
+    history = model.fit(
+        tf_dataset(train_data, batch_size=batch_size, shuffle=True, seed=seed),
         validation_data=validation,
         epochs=epochs,
         verbose=verbose,
         shuffle=False,  # The pipeline shuffles, with the seed.
+        callbacks=list(callbacks or ()),
+    )
+    _after_fit(model, train_data, history, recalibrate, check, batch_size)
+    return history
+
+
+def _after_fit(model, train_data, history, recalibrate, check, batch_size):
+    if recalibrate:
+        recalibrate_batch_norm(model, train_data, batch_size=batch_size)
+    history.check = None
+    if check:
+        history.check = check_training(model, train_data, history)
+        for problem in history.check.problems:
+            warnings.warn(problem, TrainingWarning, stacklevel=3)
+
+
+def _compile_like_the_tutorial(model, learning_rate, steps):
+    schedule = keras.optimizers.schedules.CosineDecay(
+        float(learning_rate), decay_steps=steps
+    )
+    model.compile(
+        optimizer=keras.optimizers.Adam(schedule),
+        loss="sparse_categorical_crossentropy",
+        metrics=["accuracy"],
     )
 
 
 def _check_arguments(
     model, train_data, validation_data, epochs, batch_size, learning_rate
 ):
-    _check_dataset("train_data", train_data)
     _check_model(model, train_data)
     if validation_data is not None:
-        _check_dataset("validation_data", validation_data)
         _check_model(model, validation_data)
     for name, value in (("epochs", epochs), ("batch_size", batch_size)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -130,28 +451,38 @@ def train_architecture(
     learning_rate=DEMO_LEARNING_RATE,
     seed=0,
     verbose="auto",
+    callbacks=None,
+    standardize=True,
+    recalibrate=True,
 ):
     """Builds a registered architecture with seeded weights and trains it.
 
+    The recipe of this module: inputs standardised (`standardize_inputs`),
+    then `train` (BatchNormalization recalibrated, model checked).
+
     Args:
         architecture: A key of `explain_attn.ARCHITECTURES`.
-        train_data: The training `Dataset`; it sets the input shape and the
-            number of classes.
-        validation_data, epochs, batch_size, learning_rate, seed, verbose:
-            As `train`. The defaults are the demo's.
+        train_data: The training `Dataset` (or ``(images, labels)``); it
+            sets the input shape and the number of classes.
+        validation_data, epochs, batch_size, learning_rate, seed, verbose,
+            callbacks: As `train`. The defaults are the demo's.
+        standardize: Add the input standardisation layer.
+        recalibrate: As `train`.
 
     Returns:
         ``(model, history)``.
     """
     from explain_attn.models.architectures import build_model
 
-    _check_dataset("train_data", train_data)
+    train_data = _as_split("train_data", train_data)
     keras.utils.set_random_seed(seed)
     model = build_model(
         architecture,
         input_shape=tuple(int(n) for n in train_data.image_shape),
         num_classes=max(train_data.num_classes, 2),
     )
+    if standardize:
+        model = standardize_inputs(model, train_data)
     history = train(
         model,
         train_data,
@@ -161,6 +492,8 @@ def train_architecture(
         learning_rate=learning_rate,
         seed=seed,
         verbose=verbose,
+        callbacks=callbacks,
+        recalibrate=recalibrate,
     )
     return model, history
 
@@ -170,26 +503,20 @@ def evaluate(model, dataset, *, batch_size=256):
 
     Args:
         model: A `keras.Model` giving class scores ``(N, num_classes)``.
-        dataset: A `Dataset` the model's input fits.
+        dataset: A `Dataset` (or ``(images, labels)``) the model's input
+            fits.
         batch_size: Images per prediction batch.
 
     Returns:
-        Accuracy in [0, 1] as a Python float (argmax of the scores).
+        Accuracy in [0, 1] as a Python float (argmax of the scores), in
+        inference mode.
     """
-    _check_dataset("dataset", dataset)
+    dataset = _as_split("dataset", dataset)
     _check_model(model, dataset)
     scores = model.predict(
         tf_dataset(dataset, batch_size=batch_size), verbose=0
     )
     return float((scores.argmax(axis=-1) == dataset.labels).mean())
-
-
-def _check_dataset(name, value):
-    if not isinstance(value, Dataset):
-        raise TypeError(
-            f"`{name}` must be an explain_attn.data.Dataset (see "
-            f"load_dataset). Received: {name} of type {type(value).__name__}"
-        )
 
 
 def _check_model(model, dataset):

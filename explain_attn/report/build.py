@@ -34,6 +34,7 @@ from explain_attn.report.gallery import gallery
 from explain_attn.report.models import load_report_models
 from explain_attn.report.per_class import per_class_section
 from explain_attn.report.summaries import summaries
+from explain_attn.report.training_record import training_record_section
 from explain_attn.report.warnings import (
     MapStatistics,
     majority_warnings,
@@ -71,6 +72,9 @@ class Report:
     gallery: list
     created: str
     explorer: dict | None = None
+    records: dict = dataclasses.field(default_factory=dict)
+    """Model key -> `explain_attn.models.recorder.TrainingRecord`, for
+    the models that carry one (the "Attention during training" figures)."""
 
     def _repr_html_(self):
         """The report, inline in Jupyter (the same templates as the file)."""
@@ -261,11 +265,12 @@ def build_report(
             say=log if verbose else _silent,
         )  # fmt: skip
     data["gallery"] = _gallery_section(examples, test)
+    records = _add_training_record(data, models)
     _reading_aids(data, test, statistics.counts, seed=seed)
     created = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
     return Report(
         data=data, gallery=examples, created=created,
-        explorer=explorer_payload(data, thumbnails),
+        explorer=explorer_payload(data, thumbnails), records=records,
     )  # fmt: skip
 
 
@@ -294,6 +299,18 @@ def _reading_aids(data, test, map_statistics, *, seed):
         + mask_warnings(test.masks)
     )
     data["findings"] = findings(data)
+
+
+def _add_training_record(data, models):
+    """Adds "Attention during training" to ``data``; returns the records."""
+    section, records = training_record_section(models)
+    if section:
+        data["training_record"] = section
+    for row in data["models"]:  # The record's training check, for warnings.
+        check = getattr(records.get(row["key"]), "meta", {}).get("check")
+        if check and not (row.get("training") or {}).get("check"):
+            row["training"] = {**(row.get("training") or {}), "check": check}
+    return records
 
 
 def _check_sources(attention_models, baseline_model, spurious_correlation):

@@ -2,9 +2,11 @@
 
 An entry is a folder named by the SHA-256 of everything that determines the
 trained weights (architecture, data fingerprint, epochs, seed, training
-settings, library versions). It holds ``model.keras`` and ``meta.json``;
-``meta.json`` is written last and records the model file's SHA-256, so an
-entry whose model is missing, truncated or altered is detected and retrained.
+settings and recipe, library versions). It holds ``model.keras``,
+``record.npz`` (the model's attention record, taken while it trained, see
+`explain_attn.models.recorder`) and ``meta.json``; ``meta.json`` is written
+last and records the files' SHA-256, so an entry whose model or record is
+missing, truncated or altered is detected and retrained.
 """
 
 import hashlib
@@ -76,12 +78,60 @@ def train_or_load(
 
     Returns:
         ``(model, info)``: ``info`` has ``source`` (``"cache"`` or
-        ``"trained"``), ``seconds_per_epoch``, ``history`` (a dict of lists)
-        and ``key``.
+        ``"trained"``), ``seconds_per_epoch``, ``history`` (a dict of lists),
+        ``check`` (`TrainingCheck.as_dict`), ``record_file`` (the record's
+        path) and ``key``.
     """
+    import tempfile
+
+    from explain_attn.models.recorder import AttentionRecorder, add_to_record
     from explain_attn.models.training import train_architecture
 
-    settings = {
+    settings = _settings(
+        architecture, train_data, validation_data, epochs=epochs, seed=seed,
+        batch_size=batch_size, learning_rate=learning_rate,
+    )  # fmt: skip
+    key = cache_key(settings)
+    folder = Path(cache_dir or cache_directory()) / f"{architecture}-{key}"
+    cached = _read_entry(folder)
+    if cached is not None:
+        model, meta = cached
+        return model, {**meta, "source": "cache", "key": key,
+                       "record_file": str(folder / "record.npz")}  # fmt: skip
+
+    if hasattr(train_data, "load"):
+        train_data = train_data.load()
+    with tempfile.TemporaryDirectory() as scratch:
+        recorder = AttentionRecorder(
+            validation_data or train_data, Path(scratch) / "record.npz"
+        )
+        start = time.perf_counter()
+        model, history = train_architecture(
+            architecture, train_data, validation_data=validation_data,
+            epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
+            seed=seed, verbose=verbose, callbacks=[recorder],
+        )  # fmt: skip
+        meta = {
+            "settings": settings,
+            "seconds_per_epoch": (time.perf_counter() - start) / epochs,
+            "history": {
+                name: [float(v) for v in values]
+                for name, values in history.history.items()
+            },
+            "check": history.check.as_dict(),
+        }
+        add_to_record(recorder.path, check=meta["check"],
+                      warnings=list(history.check.problems))  # fmt: skip
+        _write_entry(folder, model, meta, recorder.path)
+    return model, {**meta, "source": "trained", "key": key,
+                   "record_file": str(folder / "record.npz")}  # fmt: skip
+
+
+def _settings(architecture, train_data, validation_data, **training):
+    """Everything that determines the trained weights, for the key."""
+    from explain_attn.models.training import RECIPE
+
+    return {
         "architecture": architecture,
         "data": (
             train_data.key
@@ -91,68 +141,44 @@ def train_or_load(
         "validation": (
             validation_data.fingerprint() if validation_data else None
         ),
-        "epochs": epochs,
-        "seed": seed,
-        "batch_size": batch_size,
-        "learning_rate": learning_rate,
+        **training,
+        "recipe": RECIPE,
         "explain_attn": __version__,
         "keras": keras.__version__,
     }
-    key = cache_key(settings)
-    folder = Path(cache_dir or cache_directory()) / f"{architecture}-{key}"
-    cached = _read_entry(folder)
-    if cached is not None:
-        model, meta = cached
-        return model, {**meta, "source": "cache", "key": key}
-
-    if hasattr(train_data, "load"):
-        train_data = train_data.load()
-    start = time.perf_counter()
-    model, history = train_architecture(
-        architecture,
-        train_data,
-        validation_data=validation_data,
-        epochs=epochs,
-        batch_size=batch_size,
-        learning_rate=learning_rate,
-        seed=seed,
-        verbose=verbose,
-    )
-    seconds = time.perf_counter() - start
-    meta = {
-        "settings": settings,
-        "seconds_per_epoch": seconds / max(epochs, 1),
-        "history": {
-            name: [float(v) for v in values]
-            for name, values in history.history.items()
-        },
-    }
-    _write_entry(folder, model, meta)
-    return model, {**meta, "source": "trained", "key": key}
 
 
 def _read_entry(folder):
     """Returns ``(model, meta)`` for a sound entry, else ``None``."""
     meta_path = folder / "meta.json"
     model_path = folder / "model.keras"
-    if not meta_path.is_file() or not model_path.is_file():
+    record_path = folder / "record.npz"
+    files = (meta_path, model_path, record_path)
+    if not all(path.is_file() for path in files):
         return None
     try:
         meta = json.loads(meta_path.read_text())
         if meta.get("model_sha256") != _file_digest(model_path):
             return None
+        if meta.get("record_sha256") != _file_digest(record_path):
+            return None
         model = load_model(model_path)
     except (ValueError, OSError):
         return None
-    return model, {k: v for k, v in meta.items() if k != "model_sha256"}
+    return model, {k: v for k, v in meta.items() if not k.endswith("_sha256")}
 
 
-def _write_entry(folder, model, meta):
+def _write_entry(folder, model, meta, record):
     if folder.exists():
         shutil.rmtree(folder)  # A corrupt entry: replaced whole.
     folder.mkdir(parents=True)
     model_path = folder / "model.keras"
     save_model(model, model_path)
-    meta = {**meta, "model_sha256": _file_digest(model_path)}
+    shutil.copyfile(record, folder / "record.npz")
+    meta = {
+        **meta,
+        "model_sha256": _file_digest(model_path),
+        "record_sha256": _file_digest(folder / "record.npz"),
+    }
     with atomic_path(folder / "meta.json") as temporary:
         temporary.write_text(json.dumps(meta, indent=1))

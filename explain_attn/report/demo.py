@@ -140,6 +140,8 @@ def demo_models(train, test, *, epochs, seed, cache_dir, verbose, say):
                     "training_images": _count(train),
                     "seconds_per_epoch": info["seconds_per_epoch"],
                     "history": info["history"],
+                    "check": info.get("check"),
+                    "record_file": info.get("record_file"),
                 },
             )
         )

@@ -16,6 +16,7 @@ from explain_attn.models.saving import atomic_path
 from explain_attn.report import figures
 from explain_attn.report.faithfulness_figures import faithfulness_figures
 from explain_attn.report.per_class import PER_CLASS_RESAMPLES
+from explain_attn.report.training_record import training_figures
 
 __all__ = [
     "comparison_html",
@@ -207,6 +208,9 @@ def report_html(report):
         ],
         "models_by_key": models,
         "faithfulness_figures": faithfulness_figures(data.get("faithfulness")),
+        "training_figures": training_figures(
+            data.get("training_record"), report.records
+        ),
     }
     return template_environment().get_template("report.html").render(context)
 

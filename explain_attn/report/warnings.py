@@ -216,12 +216,20 @@ def mask_warnings(masks):
 
 
 def training_warnings(models):
-    """Warnings from the models' training records (``train_inference``)."""
+    """Warnings from what is known of the models' training.
+
+    Reads ``training["check"]`` (`explain_attn.models.training.
+    TrainingCheck.as_dict`, written by `explain-attn train` and the demo) or
+    ``training["train_inference"]`` (``training_mode``/``inference_mode``).
+    """
     found = []
     for model in models:
-        record = (model.get("training") or {}).get("train_inference")
-        if not record:
-            continue
+        training_info = model.get("training") or {}
+        check = training_info.get("check") or {}
+        record = training_info.get("train_inference") or {
+            "training_mode": check.get("training_mode_accuracy"),
+            "inference_mode": check.get("inference_accuracy"),
+        }
         training = record.get("training_mode")
         inference = record.get("inference_mode")
         if training is None or inference is None:
