@@ -265,8 +265,7 @@ def build_report(
             say=log if verbose else _silent,
         )  # fmt: skip
     data["gallery"] = _gallery_section(examples, test)
-    records = _add_training_record(data, models)
-    _reading_aids(data, test, statistics.counts, seed=seed)
+    records = _reading_aids(data, models, test, statistics.counts, seed=seed)
     created = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
     return Report(
         data=data, gallery=examples, created=created,
@@ -289,8 +288,10 @@ def _evaluate(models, explanations, reference, test, batch_size, verbose):
     return evaluation, statistics, thumbnails
 
 
-def _reading_aids(data, test, map_statistics, *, seed):
-    """Adds ``per_class``, ``warnings`` and ``findings`` to ``data``."""
+def _reading_aids(data, models, test, map_statistics, *, seed):
+    """Adds the training records, ``per_class``, ``warnings`` and
+    ``findings`` to ``data``; returns the records."""
+    records = _add_training_record(data, models)
     data["per_class"] = per_class_section(data, seed=seed)
     data["warnings"] = (
         majority_warnings(data["models"], test.labels, test.class_names)
@@ -299,6 +300,7 @@ def _reading_aids(data, test, map_statistics, *, seed):
         + mask_warnings(test.masks)
     )
     data["findings"] = findings(data)
+    return records
 
 
 def _add_training_record(data, models):
