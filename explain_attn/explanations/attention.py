@@ -12,11 +12,13 @@ import numpy as np
 import tensorflow as tf
 
 from explain_attn.attention.kinds import find_kind
+from explain_attn.devices import run_replicated
 from explain_attn.explanations.compiled import compiled
 from explain_attn.explanations.inputs import (
     batches,
     check_model_images,
     input_shape,
+    model_batches,
     resize_target,
 )
 from explain_attn.explanations.lookup import resolve_layers, single_layer
@@ -105,7 +107,15 @@ class AttentionExtractor:
 
 
 def attention_maps(
-    model, images, *, layers=None, batch_size=128, resize_to=None
+    model,
+    images,
+    *,
+    layers=None,
+    batch_size=128,
+    resize_to=None,
+    input_scale=None,
+    preprocess=None,
+    strategy=None,
 ):
     """Reads spatial attention maps of ``model`` for ``images``, by name.
 
@@ -125,13 +135,21 @@ def attention_maps(
     Args:
         model: A functional or built Sequential `keras.Model` (nested models
             are searched).
-        images: ``(N, H, W, C)`` array matching the model's input shape.
+        images: ``(N, H, W, C)`` array matching the model's input shape,
+            or a `tf.data.Dataset`, an iterable of batches, a list of image
+            files or a data source (`explain_attn.explanations.inputs`).
         layers: ``None`` for every attention layer, or names, paths or glob
             patterns (see `resolve_layers`).
         batch_size: Images per forward pass.
         resize_to: ``None`` (the layer's own resolution), ``"input"`` (the
             model's input height and width) or ``(height, width)``;
             resizing is bilinear.
+        input_scale: ``None`` or the scale the model takes, ``"unit"``,
+            ``"byte"`` or ``"symmetric"`` (see
+            `explain_attn.explanations.inputs.model_batches`).
+        preprocess: ``None`` or a function applied to every batch.
+        strategy: ``None`` or a `tf.distribute` strategy whose replicas
+            share each batch (`explain_attn.devices.make_strategy`).
 
     Returns:
         A dict from layer path to an ``(N, h, w)`` float32 array.
@@ -141,7 +159,6 @@ def attention_maps(
             images whose shape does not match the model's input.
     """
     paths = resolve_layers(model, layers)
-    images = check_model_images(model, images)
     target = resize_target(input_shape(model), resize_to)
     extractor = compiled(
         model,
@@ -149,8 +166,17 @@ def attention_maps(
         lambda: AttentionExtractor(model, paths, target),
     )
     chunks = {path: [] for path in paths}
-    for batch in batches(images, batch_size):
-        for path, values in extractor(batch).items():
+    for batch in model_batches(
+        model,
+        images,
+        batch_size,
+        input_scale=input_scale,
+        preprocess=preprocess,
+    ):
+        maps = run_replicated(
+            strategy, lambda part: list(extractor(part).values()), batch
+        )
+        for path, values in zip(paths, maps, strict=True):
             chunks[path].append(values)
     return {path: np.concatenate(chunks[path]) for path in paths}
 
