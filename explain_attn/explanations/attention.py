@@ -65,15 +65,19 @@ class AttentionExtractor:
         model: The model.
         paths: Layer paths (see `resolve_layers`).
         resize_to: ``None`` or ``(height, width)``; bilinear.
+        predictions: Also return each image's predicted class from the
+            same forward pass (`maps_and_predictions`).
     """
 
-    def __init__(self, model, paths, resize_to=None):
+    def __init__(self, model, paths, resize_to=None, *, predictions=False):
         graph = flat_graph(model)
         self.paths = list(paths)
         readings = [_reading(graph.taps[path]) for path in self.paths]
         self._functions = [function for _, function in readings]
+        self.predictions = predictions
+        outputs = [tensor for tensor, _ in readings]
         self._model = keras.Model(
-            graph.model_inputs, [tensor for tensor, _ in readings]
+            graph.model_inputs, outputs + [graph.outputs[0]] * predictions
         )
         self.resize_to = resize_to
         self.function = tf.function(
@@ -87,6 +91,8 @@ class AttentionExtractor:
         tensors = self._model(images, training=False)
         if not isinstance(tensors, list | tuple):
             tensors = [tensors]
+        scores = tensors[-1] if self.predictions else None
+        tensors = tensors[: len(self.paths)]
         maps = []
         for function, tensor in zip(self._functions, tensors, strict=True):
             attention = function(tensor)
@@ -95,15 +101,19 @@ class AttentionExtractor:
                     attention, self.resize_to, method="bilinear"
                 )
             maps.append(tf.cast(attention[..., 0], tf.float32))
+        if scores is not None:
+            maps.append(tf.argmax(scores, axis=-1))
         return maps
 
     def __call__(self, batch):
         """A dict from path to the batch's ``(B, h, w)`` float32 maps."""
-        values = self.function(batch)
-        return {
-            path: value.numpy()
-            for path, value in zip(self.paths, values, strict=True)
-        }
+        return self.maps_and_predictions(batch)[0]
+
+    def maps_and_predictions(self, batch):
+        """``(maps dict, (B,) int64 predicted classes or None)``."""
+        values = [value.numpy() for value in self.function(batch)]
+        maps = dict(zip(self.paths, values, strict=False))
+        return maps, values[-1] if self.predictions else None
 
 
 def attention_maps(

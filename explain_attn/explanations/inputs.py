@@ -268,6 +268,12 @@ def check_shape(shape, expected):
         return
     if len(shape) != 3 or len(expected) != 3:
         fix = "Pass (N, H, W, C) images matching the model's input"
+    elif expected[2] is not None and expected[2] not in (1, 3, shape[2]):
+        fix = (
+            f"The model takes {expected[2]} channels; images can be made "
+            "gray (1) or RGB (3) only: use a model that takes 1 or 3, or "
+            f"pass (N, H, W, {expected[2]}) arrays through the Python API"
+        )
     elif expected[2] is not None and expected[2] != shape[2]:
         fix = (
             f"The model takes {expected[2]} channel(s), the images have "
