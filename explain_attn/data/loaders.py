@@ -223,11 +223,7 @@ def load_dataset(
     channels=3,
     input_scale="unit",
 ):
-    """Loads a data set from the sample set, CIFAR-10, a folder or a file.
-
-    The whole set is read into memory (one float32 array, filled batch by
-    batch from the same reader as `open_source`); for large folders, iterate
-    ``open_source(...).batches(n)`` instead.
+    """Loads a data set into memory (for large data: `open_source`).
 
     Args:
         source: One of:
