@@ -275,7 +275,13 @@ class _NpzWriter(_Writer):
 
 
 class _FolderWriter(_Writer):
-    """Writes each batch into memory-mapped ``.npy`` files of a folder."""
+    """Writes each batch into the ``.npy`` files of a folder.
+
+    Each file is created at its full size by `open_memmap` and then opened
+    again (``r+``) for each batch only: a memory map kept open would keep
+    every written page in the process's resident memory, which would then
+    grow with the number of images.
+    """
 
     def __enter__(self):
         self.temporary = self.path.with_name(
@@ -286,14 +292,22 @@ class _FolderWriter(_Writer):
         self.temporary.mkdir()
         self.count = len(self.dataset)
         np.save(self.temporary / "labels.npy", np.asarray(self.dataset.labels))
-        self.predictions = np.lib.format.open_memmap(
-            self.temporary / "predictions.npy",
-            mode="w+",
-            dtype=np.int64,
-            shape=(self.count,),
-        )
-        self.maps = [None] * len(self.explanations)
+        self.files = [self.temporary / f"{key}.npy" for key in self.keys]
+        self.shapes = [None] * len(self.keys)
+        self._create(self.temporary / "predictions.npy", np.int64, ())
         return self
+
+    def _create(self, path, dtype, shape):
+        created = np.lib.format.open_memmap(
+            path, mode="w+", dtype=dtype, shape=(self.count, *shape)
+        )
+        del created  # Unmapped; written batch by batch in `_put`.
+
+    def _put(self, path, start, values):
+        stored = np.lib.format.open_memmap(path, mode="r+")
+        stored[start : start + len(values)] = values
+        stored.flush()
+        del stored
 
     def write(self, start, predictions, maps):
         stop = start + len(predictions)
@@ -301,16 +315,12 @@ class _FolderWriter(_Writer):
             raise ValueError(
                 f"The data yielded more than its {self.count} images."
             )
-        self.predictions[start:stop] = predictions
+        self._put(self.temporary / "predictions.npy", start, predictions)
         for index, values in enumerate(maps):
-            if self.maps[index] is None:
-                self.maps[index] = np.lib.format.open_memmap(
-                    self.temporary / f"{self.keys[index]}.npy",
-                    mode="w+",
-                    dtype=np.float32,
-                    shape=(self.count, *values.shape[1:]),
-                )
-            self.maps[index][start:stop] = values
+            if self.shapes[index] is None:
+                self.shapes[index] = (self.count, *values.shape[1:])
+                self._create(self.files[index], np.float32, values.shape[1:])
+            self._put(self.files[index], start, values)
 
     def __exit__(self, kind, error, traceback):
         if kind is not None:
@@ -324,11 +334,8 @@ class _FolderWriter(_Writer):
         return False
 
     def _finish(self):
-        for array in [self.predictions, *self.maps]:
-            array.flush()
-        shapes = [tuple(array.shape) for array in self.maps]
+        shapes = [tuple(shape) for shape in self.shapes]
         self._describe(shapes)
-        self.maps = self.predictions = None  # Closes the memory maps.
         manifest = {
             "format": FORMAT,
             "version": 1,
