@@ -79,8 +79,13 @@ def measure(model, data, output, code, batch_size):
         "--output",
         str(output),
     ]
-    result = subprocess.run(
-        command, capture_output=True, text=True, env=environment, check=False
+    result = subprocess.run(  # In `code`: `-m` puts the cwd first.
+        command,
+        capture_output=True,
+        text=True,
+        env=environment,
+        cwd=code,
+        check=False,
     )
     if result.returncode != 0:
         raise RuntimeError(result.stderr[-2000:])
