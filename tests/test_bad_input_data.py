@@ -89,6 +89,16 @@ def test_bad_folder_output(inputs, tmp_path):
     )
 
 
+def test_output_with_another_suffix(inputs, tmp_path):
+    output = tmp_path / "maps.txt"
+    assert_bad_input(
+        [*_maps(inputs, "pngs"), "--output", output],
+        "or name a folder (no suffix, or ending in '/')",
+        output,
+        tmp_path,
+    )
+
+
 def test_four_channel_model(inputs, tmp_path):
     output = tmp_path / "maps"
     assert_bad_input(

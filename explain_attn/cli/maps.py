@@ -63,8 +63,9 @@ from explain_attn.cli.common import (
     type=click.Path(),
     default="maps.npz",
     show_default=True,
-    help="An .npz file (built in memory: for small data), or a new folder "
-    "for one .npy per map written as it is made (any other name).",
+    help="An .npz file (built in memory: for small data), or a folder (a "
+    "name without a suffix, or ending in /) for one .npy per map written as "
+    "it is made.",
 )
 @unsafe_load_option
 @import_option
@@ -93,7 +94,7 @@ def maps_command(
     also 'NAME' (N, h, w) for the predicted class and 'NAME_layer'. It is
     built in memory: use it for small data.
 
-    --output FOLDER (any name not ending in .npz): the same arrays as
+    --output FOLDER (no suffix, or ending in /): the same arrays as
     map_i.npy, NAME.npy, predictions.npy and labels.npy, written batch by
     batch (memory does not grow with the data), and manifest.json (layers,
     methods, shapes, class names, input scale), written last: a folder

@@ -23,6 +23,7 @@ __all__ = [
     "check_scale",
     "check_scale_range",
     "check_unit_range",
+    "displayed_size",
     "match_channels",
     "orient",
     "read_image",
@@ -122,6 +123,23 @@ def read_image(path, *, size=None, channels=3):
     return DecodedImage(
         pixels, original, array.shape[:2], dropped_alpha, bool(converted)
     )
+
+
+def displayed_size(path):
+    """``(height, width)`` of an image as displayed, from its header only.
+
+    Returns None when the header cannot be read (`read_image` then names
+    the problem).
+    """
+    from PIL import Image
+
+    try:
+        with Image.open(path) as image:
+            orientation = image.getexif().get(_ORIENTATION_TAG, 1)
+            height, width = image.height, image.width
+    except Exception:  # Any unreadable file: reported when decoded.
+        return None
+    return (width, height) if orientation in (5, 6, 7, 8) else (height, width)
 
 
 def _decode(image, path, target):

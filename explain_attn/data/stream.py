@@ -38,6 +38,7 @@ from explain_attn.data.images import (
     AlphaDroppedWarning,
     check_scale,
     check_scale_range,
+    displayed_size,
     match_channels,
     read_image,
     resize_image,
@@ -294,8 +295,26 @@ class FolderSource(ImageSource):
         self.has_masks = folder.foreground is not None
         self._transparent = []
         self._converted = 0
+        if size is None:
+            self._check_sizes()
         first = read_image(self._files[0][1], size=size, channels=channels)
         self.image_shape = first.pixels.shape
+
+    def _check_sizes(self):
+        """Without a target size, every image must have one size: checked
+        from the file headers, before any image is decoded."""
+        sizes = {}
+        for _, path, _ in self._files:
+            found = displayed_size(path)
+            if found is not None:
+                sizes.setdefault(found, path)
+        if len(sizes) > 1:
+            first, second = sorted(sizes)[:2]
+            raise ValueError(
+                f"Images in {str(self.directory)!r} have different sizes "
+                f"(e.g. {_hw(first)} and {_hw(second)}). Pass image_size "
+                "(--image-size) to resize them all."
+            )
 
     def read(self, position):
         key, path, _ = self._files[position]

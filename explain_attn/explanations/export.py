@@ -2,7 +2,7 @@
 
 Two formats:
 
-- a folder (any output not ending in ``.npz``): one ``.npy`` per map
+- a folder (a name without a suffix, or ending in ``/``): one ``.npy`` per map
   (``map_<i>.npy`` per attention layer, ``<method>.npy`` per CAM method),
   ``predictions.npy``, ``labels.npy`` and ``manifest.json``. Each batch's
   maps go straight into memory-mapped ``.npy`` files
@@ -65,17 +65,23 @@ def check_output(path):
     """Raises unless ``path`` can take the maps; returns the format.
 
     Returns:
-        ``"npz"`` for a path ending in ``.npz``, else ``"folder"``.
+        ``"npz"`` for a path ending in ``.npz``; ``"folder"`` for a name
+        without a suffix or ending in ``/``.
 
     Raises:
         ValueError: For a folder output that is an existing file, or an
             existing folder that is neither empty nor one of ours (with a
             ``manifest.json`` of this format), or a missing parent folder.
     """
-    path = Path(path)
+    shown, path = str(path), Path(path)
     if path.suffix.lower() == ".npz":
         check_writable(path)
         return "npz"
+    if path.suffix and not shown.endswith(("/", os.sep)):
+        raise ValueError(
+            f"--output must end in '.npz' (one file) or name a folder "
+            f"(no suffix, or ending in '/'). Received: --output {shown}"
+        )
     if not path.parent.is_dir():
         raise ValueError(
             f"The folder {str(path.parent)!r} of --output does not exist. "
