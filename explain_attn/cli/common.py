@@ -103,11 +103,53 @@ seed_option = click.option(
     show_default=True,
     help="Seed of training, intervals and example choice.",
 )
+
+
+class ImageSize(click.ParamType):
+    """``S`` (square, kept as the int ``S``) or ``HxW`` -> ``(H, W)``."""
+
+    name = "SIZE|HxW"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, tuple | int):
+            return value
+        text = str(value).strip().lower()
+        parts = text.split("x")
+        if len(parts) in (1, 2) and all(p.strip().isdigit() for p in parts):
+            size = tuple(int(p) for p in parts)
+            if all(n >= 1 for n in size):
+                return size[0] if len(size) == 1 else size
+        self.fail(
+            f"{value!r} is not a size: give SIZE (e.g. 224) or HEIGHTxWIDTH "
+            "(e.g. 192x256) of positive integers.",
+            param,
+            ctx,
+        )
+
+
 image_size_option = click.option(
     "--image-size",
-    type=click.IntRange(min=1),
+    type=ImageSize(),
     default=None,
-    help="Resize images to SIZE x SIZE [default: keep their size].",
+    help="Resize images to SIZE x SIZE, or HEIGHTxWIDTH (e.g. 192x256) "
+    "[default: keep their size].",
+)
+input_scale_option = click.option(
+    "--input-scale",
+    type=click.Choice(["unit", "byte", "symmetric"]),
+    default=None,
+    help="Values the model takes: unit [0, 1], byte [0, 255] or symmetric "
+    "[-1, 1]; float .npz images are read in it too [default: byte when the "
+    "model rescales its input itself (a Rescaling layer), else unit; the "
+    "choice is printed].",
+)
+devices_option = click.option(
+    "--devices",
+    default="1",
+    show_default=True,
+    metavar="N|all",
+    help="Devices of this machine to share each batch (GPUs, else CPUs), "
+    "with tf.distribute.MirroredStrategy.",
 )
 
 

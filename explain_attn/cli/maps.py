@@ -3,8 +3,10 @@
 import click
 
 from explain_attn.cli.common import (
+    devices_option,
     image_size_option,
     import_option,
+    input_scale_option,
     layer_option,
     method_option,
     unsafe_load_option,
@@ -42,6 +44,8 @@ from explain_attn.cli.common import (
     "layer [default: the last 4-D layer].",
 )
 @image_size_option
+@input_scale_option
+@devices_option
 @click.option(
     "--limit",
     type=click.IntRange(min=1),
@@ -56,10 +60,12 @@ from explain_attn.cli.common import (
 )
 @click.option(
     "--output",
-    type=click.Path(dir_okay=False),
+    type=click.Path(),
     default="maps.npz",
     show_default=True,
-    help="Where to write the maps (.npz).",
+    help="An .npz file (built in memory: for small data), or a folder (a "
+    "name without a suffix, or ending in /) for one .npy per map written as "
+    "it is made.",
 )
 @unsafe_load_option
 @import_option
@@ -73,41 +79,73 @@ def maps_command(
     methods,
     cam_layer,
     image_size,
+    input_scale,
+    devices,
     limit,
     batch_size,
     output,
     unsafe_load,
 ):
-    """Write MODEL's attention maps (and CAMs) for a dataset to an .npz.
+    """Write MODEL's attention maps (and CAMs) for a dataset.
 
-    The file holds, for each layer i, 'map_i' (N, h, w) float32 and its
-    path in 'layer_names'; 'labels', 'predictions', 'class_names'; for each
-    --method NAME (or --grad-cam) also 'NAME' (N, h, w) for the predicted
-    class and 'NAME_layer'. A model without attention layers needs a
-    --method.
+    --output NAME.npz: one file holding, for each layer i, 'map_i'
+    (N, h, w) float32 and its path in 'layer_names'; 'labels',
+    'predictions', 'class_names'; for each --method NAME (or --grad-cam)
+    also 'NAME' (N, h, w) for the predicted class and 'NAME_layer'. It is
+    built in memory: use it for small data.
+
+    --output FOLDER (no suffix, or ending in /): the same arrays as
+    map_i.npy, NAME.npy, predictions.npy and labels.npy, written batch by
+    batch (memory does not grow with the data), and manifest.json (layers,
+    methods, shapes, class names, input scale), written last: a folder
+    without it is incomplete. The folder must be new, empty or an earlier
+    maps folder (replaced).
+
+    Images are read in batches, resized (--image-size) and given the
+    model's channels (gray repeated into RGB, or RGB made gray), and fed in
+    the model's input scale (--input-scale); what was assumed is printed.
+    A model without attention layers needs a --method.
     """
-    from explain_attn.data import load_dataset
-    from explain_attn.explanations.export import export_maps
+    from explain_attn.data import open_source
+    from explain_attn.devices import make_strategy, strategy_scope
+    from explain_attn.explanations.export import check_output, export_maps
+    from explain_attn.explanations.inputs import (
+        check_shape,
+        input_shape,
+        resolve_input_scale,
+    )
     from explain_attn.models.saving import load_model
 
-    if not output.endswith(".npz"):
-        raise ValueError(
-            f"--output must end in '.npz'. Received: --output {output}"
-        )
-    model = load_model(model_path, safe_mode=not unsafe_load)
-    dataset = load_dataset(
-        data_source, split=split, image_size=image_size, limit=limit
+    check_output(output)
+    strategy = make_strategy(devices)
+    with strategy_scope(strategy):
+        model = load_model(model_path, safe_mode=not unsafe_load)
+    expected = input_shape(model)
+    scale = resolve_input_scale(model, input_scale)
+    source = open_source(
+        data_source,
+        split=split,
+        image_size=image_size,
+        limit=limit,
+        channels=expected[-1] if expected[-1] in (1, 3) else 3,
+        input_scale=scale.scale,
     )
+    check_shape(source.image_shape, expected)
+    click.echo(scale.note)
     summary = export_maps(
         model,
-        dataset,
+        source,
         output,
         layers=list(layer_names) or None,
         methods=methods,
         cam_layer=cam_layer,
         with_grad_cam=with_grad_cam,
         batch_size=batch_size,
+        input_scale=scale.scale,
+        strategy=strategy,
     )
+    for note in source.notes:
+        click.echo(f"Note: {note}.")
     for path, shape in summary.items():
         click.echo(f"{path}: {shape}")
     click.echo(output)

@@ -1,7 +1,11 @@
 """Data in: image folders, ``.npz`` files, the sample data, CIFAR-10.
 
 - `loaders`: `load_dataset` and the `Dataset` it returns (images, labels,
-  optional foreground masks), splits, and `tf.data` pipelines.
+  optional foreground masks), `open_source` (the same data, streamed),
+  splits, and `tf.data` pipelines.
+- `stream`: folders and ``.npz`` files read lazily in batches by
+  `tf.data` (`FolderSource`, `NpzSource`), with the fingerprint computed on
+  the way.
 - `folders`: the folder layout: images by class, and the foreground of
   each from masks, Pascal VOC annotations or ``boxes.csv``.
 - `images`: image and mask files decoded as they come (16-bit, palette,
@@ -16,6 +20,7 @@ from explain_attn.data.loaders import (
     IMAGE_SUFFIXES,
     Dataset,
     load_dataset,
+    open_source,
     sample_data_directory,
     split_dataset,
     tf_dataset,
@@ -27,6 +32,7 @@ __all__ = [
     "AlphaDroppedWarning",
     "Dataset",
     "load_dataset",
+    "open_source",
     "sample_data_directory",
     "split_dataset",
     "tf_dataset",

@@ -19,13 +19,19 @@ __all__ = [
     "IMAGE_SUFFIXES",
     "AlphaDroppedWarning",
     "DecodedImage",
+    "SCALES",
+    "check_scale",
+    "check_scale_range",
     "check_unit_range",
+    "displayed_size",
+    "match_channels",
     "orient",
     "read_image",
     "read_mask",
     "resize_image",
     "resize_mask",
     "to_rgb_float",
+    "to_unit_float",
 ]
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
@@ -47,7 +53,7 @@ class DecodedImage:
     """One decoded image file.
 
     Args:
-        pixels: ``(H, W, 3) float32`` in [0, 1], at the requested size (or
+        pixels: ``(H, W, C) float32`` in [0, 1], at the requested size (or
             the original size when none was requested).
         original_size: ``(height, width)`` of the image as displayed, i.e.
             after its EXIF orientation, at full resolution. Masks and boxes
@@ -57,20 +63,25 @@ class DecodedImage:
             large image was decoded at reduced size.
         dropped_alpha: True if the file had an alpha channel with at least
             one transparent pixel (the alpha was dropped).
+        converted: True if its channels were converted (gray to RGB or
+            RGB to gray) to the requested count.
     """
 
     pixels: np.ndarray
     original_size: tuple
     decoded_size: tuple
     dropped_alpha: bool
+    converted: bool = False
 
 
-def read_image(path, *, size=None):
-    """Reads an image file as RGB floats in [0, 1].
+def read_image(path, *, size=None, channels=3):
+    """Reads an image file as floats in [0, 1] (RGB or gray).
 
     Args:
         path: An image file (PNG, JPEG, BMP).
         size: None to keep the size, or ``(height, width)`` to resize to.
+        channels: 3 for RGB (gray is repeated), 1 for gray (RGB becomes
+            gray by `skimage.color.rgb2gray`); see `match_channels`.
 
     Returns:
         A `DecodedImage`. 8-bit values are divided by 255, 16-bit ones by
@@ -105,10 +116,30 @@ def read_image(path, *, size=None):
     array = orient(array, orientation)
     original = stored if orientation < 5 else (stored[1], stored[0])
     dropped_alpha = _has_transparency(array)
-    pixels = to_rgb_float(array, str(path), batched=False)
+    pixels = to_unit_float(array, str(path), batched=False)
+    pixels, converted = match_channels(pixels, channels, str(path))
     if size is not None:
         pixels = resize_image(pixels, size)
-    return DecodedImage(pixels, original, array.shape[:2], dropped_alpha)
+    return DecodedImage(
+        pixels, original, array.shape[:2], dropped_alpha, bool(converted)
+    )
+
+
+def displayed_size(path):
+    """``(height, width)`` of an image as displayed, from its header only.
+
+    Returns None when the header cannot be read (`read_image` then names
+    the problem).
+    """
+    from PIL import Image
+
+    try:
+        with Image.open(path) as image:
+            orientation = image.getexif().get(_ORIENTATION_TAG, 1)
+            height, width = image.height, image.width
+    except Exception:  # Any unreadable file: reported when decoded.
+        return None
+    return (width, height) if orientation in (5, 6, 7, 8) else (height, width)
 
 
 def _decode(image, path, target):
@@ -228,6 +259,152 @@ def read_mask(path):
     return orient(array != 0, orientation)
 
 
+SCALES = ("unit", "byte", "symmetric")
+"""Value scales of float images: [0, 1], [0, 255] and [-1, 1]."""
+
+_SCALE_RANGES = {
+    "unit": (0.0, 1.0),
+    "byte": (0.0, 255.0),
+    "symmetric": (-1.0, 1.0),
+}
+_SCALE_WORDS = {
+    "unit": "[0, 1]",
+    "byte": "[0, 255]",
+    "symmetric": "[-1, 1]",
+}
+
+
+def check_scale(scale):
+    """Raises a `ValueError` unless ``scale`` is one of `SCALES`."""
+    if not isinstance(scale, str) or scale not in SCALES:
+        raise ValueError(
+            f"Unknown input scale. Received: input_scale={scale!r}. Expected "
+            "one of: unit ([0, 1]), byte ([0, 255]), symmetric ([-1, 1])."
+        )
+    return scale
+
+
+def to_unit_float(array, source, *, batched, scale="unit"):
+    """``(H, W[, C])`` or ``(N, H, W[, C])`` any dtype -> float32 in [0, 1].
+
+    uint8 is divided by 255 and uint16 by 65535 whatever ``scale`` says;
+    floats are read in ``scale``: ``"unit"`` [0, 1] as is, ``"byte"``
+    [0, 255] divided by 255, ``"symmetric"`` [-1, 1] as ``(x + 1) / 2``.
+    One channel stays one (gray), gray + alpha becomes gray, RGBA becomes
+    RGB; see `match_channels` to change the count.
+
+    Returns:
+        ``(N, H, W, 1)`` or ``(N, H, W, 3)`` float32 (without ``N`` when
+        not ``batched``).
+
+    Raises:
+        ValueError: For another dtype or shape, NaN, or float values
+            outside ``scale`` (the message names the scale that fits).
+    """
+    check_scale(scale)
+    if not batched:
+        array = array[None]
+    if array.ndim == 3:
+        array = array[..., None]
+    if array.ndim != 4 or array.shape[-1] not in (1, 2, 3, 4):
+        raise ValueError(
+            f"Images in {source!r} must be (N, H, W), (N, H, W, 1), "
+            f"(N, H, W, 3) or (N, H, W, 4). Received: shape={array.shape}"
+        )
+    array = array[..., :1] if array.shape[-1] in (1, 2) else array[..., :3]
+    # Not skimage.util.img_as_float32: it multiplies by the reciprocal and
+    # differs from x / 255 by one float32 ulp (6e-8) in 126 of the 256 uint8
+    # values, which would change every dataset fingerprint (the demo cache
+    # keys) for no gain.
+    if array.dtype == np.uint8:
+        array = array.astype(np.float32) / 255.0
+    elif array.dtype == np.uint16:
+        array = array.astype(np.float32) / 65535.0
+    elif np.issubdtype(array.dtype, np.floating):
+        array = _float_to_unit(array, source, scale)
+    else:
+        raise ValueError(
+            f"Images in {source!r} must be uint8, uint16 or floats. "
+            f"Received: dtype={array.dtype}. Convert them, e.g. to uint8."
+        )
+    return array if batched else array[0]
+
+
+def _float_to_unit(array, source, scale):
+    check_scale_range(array, source, scale)
+    array = array.astype(np.float32, copy=False)
+    if scale == "byte":
+        return array / np.float32(255.0)
+    if scale == "symmetric":
+        return (array + np.float32(1.0)) / np.float32(2.0)
+    return array
+
+
+def check_scale_range(array, source, scale):
+    """Raises a `ValueError` for NaN or float values outside ``scale``.
+
+    The message names the scale the values fit, if one does.
+    """
+    if np.isnan(array).any():
+        raise ValueError(
+            f"Images in {source!r} contain NaN. Clean or drop those images."
+        )
+    low, high = float(array.min()), float(array.max())
+    bottom, top = _SCALE_RANGES[scale]
+    if bottom <= low and high <= top:
+        return
+    fits = [
+        name for name, (b, t) in _SCALE_RANGES.items() if b <= low and high <= t
+    ]
+    hint = (
+        f"Pass input_scale={fits[0]!r} (--input-scale {fits[0]}) if they "
+        f"are {_SCALE_WORDS[fits[0]]} values"
+        if fits
+        else "Rescale them to [0, 1]"
+    )
+    raise ValueError(
+        f"Image values in {source!r} must lie in {_SCALE_WORDS[scale]} for "
+        f"the input scale {scale!r}. Received: min={low:g}, max={high:g}. "
+        f"{hint}."
+    )
+
+
+def match_channels(images, channels, source):
+    """``(..., C)`` images with ``channels`` channels, and what was done.
+
+    One channel is repeated into three for a 3-channel model; RGB becomes
+    gray by `skimage.color.rgb2gray` (ITU-R 709 luma) for a 1-channel
+    model; matching images are returned as they are.
+
+    Returns:
+        ``(images, note)``: the note says which conversion was made, or is
+        ``""`` when none was.
+
+    Raises:
+        ValueError: If ``channels`` is not 1 or 3.
+    """
+    have = images.shape[-1]
+    if channels == have:
+        return images, ""
+    if channels == 3 and have == 1:
+        return np.repeat(images, 3, axis=-1), (
+            f"gray images in {source!r} were repeated into 3 channels (RGB)"
+        )
+    if channels == 1 and have == 3:
+        from skimage.color import rgb2gray
+
+        gray = rgb2gray(images).astype(np.float32)[..., None]
+        return gray, (
+            f"RGB images in {source!r} were converted to 1 channel by "
+            "skimage.color.rgb2gray"
+        )
+    raise ValueError(
+        f"The model takes {channels} channel(s) but images in {source!r} "
+        f"have {have}, and only gray (1) and RGB (3) can be made. Use a "
+        "model that takes 1 or 3 channels, or convert the images yourself."
+    )
+
+
 def to_rgb_float(array, source, *, batched):
     """``(H, W[, C])`` or ``(N, H, W[, C])`` any dtype -> float RGB [0, 1].
 
@@ -238,36 +415,10 @@ def to_rgb_float(array, source, *, batched):
         ValueError: For another dtype or shape, NaN or values outside
             [0, 1] (``source`` names the data in the message).
     """
-    # Not skimage.util.img_as_float32: it multiplies by the reciprocal and
-    # differs from x / 255 by one float32 ulp (6e-8) in 126 of the 256 uint8
-    # values, which would change every dataset fingerprint (the demo cache
-    # keys) for no gain.
-    if array.dtype == np.uint8:
-        array = array.astype(np.float32) / 255.0
-    elif array.dtype == np.uint16:
-        array = array.astype(np.float32) / 65535.0
-    elif np.issubdtype(array.dtype, np.floating):
-        array = array.astype(np.float32, copy=False)
-    else:
-        raise ValueError(
-            f"Images in {source!r} must be uint8, uint16 or floats in "
-            f"[0, 1]. Received: dtype={array.dtype}. Convert them, e.g. to "
-            "uint8."
-        )
-    if not batched:
-        array = array[None]
-    if array.ndim == 3:
-        array = array[..., None]
-    if array.ndim != 4 or array.shape[-1] not in (1, 2, 3, 4):
-        raise ValueError(
-            f"Images in {source!r} must be (N, H, W), (N, H, W, 1), "
-            f"(N, H, W, 3) or (N, H, W, 4). Received: shape={array.shape}"
-        )
-    if array.shape[-1] in (1, 2):  # Gray, gray + alpha.
-        array = np.repeat(array[..., :1], 3, axis=-1)
-    array = array[..., :3]  # Drops alpha.
-    check_unit_range(array, source)
-    return array if batched else array[0]
+    array = to_unit_float(array, source, batched=batched)
+    if array.shape[-1] == 1:
+        array = np.repeat(array, 3, axis=-1)
+    return array
 
 
 def check_unit_range(images, source):
@@ -286,7 +437,7 @@ def check_unit_range(images, source):
 
 
 def resize_image(image, size):
-    """Resizes ``(H, W, 3)`` floats to ``size``, anti-aliased (bilinear)."""
+    """Resizes ``(H, W, C)`` floats to ``size``, anti-aliased (bilinear)."""
     from skimage.transform import resize
 
     if image.shape[:2] == tuple(size):

@@ -39,28 +39,33 @@ layout, has splits; any other folder or ``.npz`` is one set, and
 """
 
 import dataclasses
-import hashlib
-import warnings
 from pathlib import Path
 
 import numpy as np
 
 from explain_attn.data import synthetic
-from explain_attn.data.folders import foreground_mask, list_folder
 from explain_attn.data.images import (
     IMAGE_SUFFIXES,
-    AlphaDroppedWarning,
+    check_scale,
     check_unit_range,
-    read_image,
+    match_channels,
     resize_image,
     resize_mask,
-    to_rgb_float,
+    to_unit_float,
+)
+from explain_attn.data.stream import (
+    Fingerprint,
+    FolderSource,
+    NpzSource,
+    balanced,
+    check_labels,
 )
 
 __all__ = [
     "IMAGE_SUFFIXES",
     "Dataset",
     "load_dataset",
+    "open_source",
     "sample_data_directory",
     "split_dataset",
     "tf_dataset",
@@ -79,12 +84,18 @@ class Dataset:
     The constructor validates and converts; it never changes the arrays it
     is given (a conversion makes a copy, a matching array is used as is).
 
+    It offers the interface of the streamed sources
+    (`explain_attn.data.stream`): `batches`, `fingerprint`, ``labels``,
+    ``class_names``, ``image_shape``, ``has_masks``, ``notes``.
+
     Args:
-        images: ``(N, H, W, 3) float32`` in [0, 1].
+        images: ``(N, H, W, C) float32`` in [0, 1], C = 3 (RGB) or 1 (gray).
         labels: ``(N,) int64`` indices into ``class_names``.
         masks: ``(N, H, W) bool`` foreground masks, or None.
         class_names: The class names, one per label value.
         name: A short name for reports, e.g. ``"sample"``.
+        notes: Sentences on what the loader converted (channels), for the
+            user to read.
 
     Raises:
         ValueError: If shapes disagree, values are NaN or outside [0, 1],
@@ -96,15 +107,21 @@ class Dataset:
     masks: np.ndarray | None
     class_names: tuple
     name: str = "dataset"
+    notes: tuple = ()
 
     def __post_init__(self):
         images = np.asarray(self.images, dtype=np.float32)
         labels = np.asarray(self.labels)
         class_names = tuple(str(name) for name in self.class_names)
-        if images.ndim != 4 or images.shape[-1] != 3 or len(images) == 0:
+        if (
+            images.ndim != 4
+            or images.shape[-1] not in (1, 3)
+            or not len(images)
+        ):
             raise ValueError(
-                "`images` must be a non-empty (N, H, W, 3) array. Received: "
-                f"images.shape={images.shape} in {self.name!r}"
+                "`images` must be a non-empty (N, H, W, 3) or (N, H, W, 1) "
+                f"array. Received: images.shape={images.shape} in "
+                f"{self.name!r}"
             )
         check_unit_range(images, self.name)
         if labels.shape != (len(images),) or not (
@@ -116,7 +133,7 @@ class Dataset:
                 f"{labels.dtype} in {self.name!r}"
             )
         labels = labels.astype(np.int64, copy=False)
-        _check_labels(labels, class_names, self.name)
+        check_labels(labels, class_names, self.name)
         masks = self.masks
         if masks is not None:
             masks = np.asarray(masks)
@@ -131,35 +148,56 @@ class Dataset:
         object.__setattr__(self, "labels", labels)
         object.__setattr__(self, "masks", masks)
         object.__setattr__(self, "class_names", class_names)
+        object.__setattr__(self, "notes", tuple(self.notes))
 
     def __len__(self):
         return len(self.images)
 
     @property
     def image_shape(self):
-        """``(H, W, 3)``, the shape a model's input must have."""
+        """``(H, W, C)``, the shape a model's input must have."""
         return self.images.shape[1:]
 
     @property
     def num_classes(self):
         return len(self.class_names)
 
+    @property
+    def has_masks(self):
+        return self.masks is not None
+
+    def batches(self, batch_size=64):
+        """Yields ``(images, labels, masks)`` chunks (views, no copies)."""
+        if (
+            isinstance(batch_size, bool)
+            or not isinstance(batch_size, int | np.integer)
+            or batch_size < 1
+        ):
+            raise ValueError(
+                "`batch_size` must be a positive integer. Received: "
+                f"batch_size={batch_size!r}"
+            )
+        for start in range(0, len(self), batch_size):
+            stop = start + batch_size
+            yield (
+                self.images[start:stop],
+                self.labels[start:stop],
+                None if self.masks is None else self.masks[start:stop],
+            )
+
     def fingerprint(self):
         """A stable SHA-256 hex digest of the arrays and class names.
 
         Equal data give equal digests across runs and machines (the name is
-        not included), so a trained model can be cached under it.
+        not included), so a trained model can be cached under it. Computed
+        by `explain_attn.data.stream.Fingerprint` over chunks of the arrays
+        (no copy of the images), as a streamed source computes it.
         """
-        digest = hashlib.sha256()
-        arrays = [self.images, self.labels]
-        if self.masks is not None:
-            arrays.append(self.masks)
-        for array in arrays:
-            array = np.ascontiguousarray(array)
-            digest.update(f"{array.dtype.str}{array.shape}".encode())
-            digest.update(array.tobytes())
-        digest.update(repr(self.masks is None).encode())
-        digest.update("\x00".join(self.class_names).encode())
+        digest = Fingerprint(
+            len(self), self.image_shape, self.has_masks, self.class_names
+        )
+        for chunk in self.batches(256):
+            digest.update(*chunk)
         return digest.hexdigest()
 
     def take(self, indices, *, name=None):
@@ -171,6 +209,7 @@ class Dataset:
             None if self.masks is None else self.masks[indices],
             self.class_names,
             self.name if name is None else name,
+            self.notes,
         )
 
 
@@ -181,8 +220,10 @@ def load_dataset(
     image_size=None,
     limit=None,
     spurious_correlation=None,
+    channels=3,
+    input_scale="unit",
 ):
-    """Loads a data set from the sample set, CIFAR-10, a folder or a file.
+    """Loads a data set into memory (for large data: `open_source`).
 
     Args:
         source: One of:
@@ -210,10 +251,16 @@ def load_dataset(
             shipped, or a probability in [0, 1] that a training image's
             background tint is the one tied to its class
             (`synthetic.generate`); the test split is never affected.
+        channels: 3 (gray is repeated into RGB) or 1 (RGB becomes gray by
+            `skimage.color.rgb2gray`): the count the model takes.
+        input_scale: How float images of an ``.npz`` are read: ``"unit"``
+            [0, 1], ``"byte"`` [0, 255] or ``"symmetric"`` [-1, 1]
+            (integer images are read by their dtype).
 
     Returns:
-        A `Dataset`. Grayscale images become 3 channels, alpha is dropped,
-        8-bit values are divided by 255 and 16-bit ones by 65535.
+        A `Dataset` of images in [0, 1]: alpha is dropped, 8-bit values are
+        divided by 255 and 16-bit ones by 65535; its ``notes`` say which
+        channel conversion was made.
 
     Warns:
         AlphaDroppedWarning: Once per folder if some pixels were transparent.
@@ -228,13 +275,73 @@ def load_dataset(
             labels outside the class names, values NaN or outside [0, 1],
             or CIFAR-10 that cannot be downloaded.
     """
+    _check_spurious_correlation(source, spurious_correlation)
+    if isinstance(source, str) and source == "sample" and split == "train":
+        _check_split_and_limit(split, limit)
+        dataset = _load_sample(
+            split, _check_image_size(image_size), limit, spurious_correlation
+        )
+        return _with_channels(dataset, _check_channels(channels))
+    opened = open_source(
+        source,
+        split=split,
+        image_size=image_size,
+        limit=limit,
+        channels=channels,
+        input_scale=input_scale,
+    )
+    if isinstance(opened, Dataset):
+        return opened
+    return _materialised(opened)
+
+
+def open_source(
+    source,
+    *,
+    split="test",
+    image_size=None,
+    limit=None,
+    channels=3,
+    input_scale="unit",
+):
+    """Opens data for streaming: nothing is decoded until it is iterated.
+
+    Folders and ``.npz`` files become a `FolderSource` or `NpzSource`
+    (`explain_attn.data.stream`); ``"sample"`` and ``"cifar10"`` are small
+    and come as an in-memory `Dataset`, which offers the same interface
+    (``batches``, ``fingerprint``, ``labels``, ``class_names``,
+    ``image_shape``, ``has_masks``, ``notes``). Arguments as in
+    `load_dataset` (the generated ``"sample"`` train split excepted: use
+    `load_dataset`).
+
+    Raises:
+        ValueError: As `load_dataset`, for what can be found before reading
+            the images (paths, folder layout, ``.npz`` arrays and their
+            value range); unreadable images when they are read.
+    """
     _check_split_and_limit(split, limit)
     size = _check_image_size(image_size)
-    _check_spurious_correlation(source, spurious_correlation)
-    if isinstance(source, str) and source == "sample":
-        return _load_sample(split, size, limit, spurious_correlation)
-    if isinstance(source, str) and source == "cifar10":
-        return _load_cifar10(split, size, limit)
+    channels = _check_channels(channels)
+    check_scale(input_scale)
+    if isinstance(source, str) and source in ("sample", "cifar10"):
+        if source == "cifar10":
+            dataset = _load_cifar10(split, size, limit)
+        elif split == "train":
+            dataset = _load_sample(split, size, limit)
+        else:
+            directory = sample_data_directory()
+            if directory is None:
+                dataset = _sample_test(size, limit)
+            else:
+                folder = FolderSource(
+                    directory,
+                    size=size,
+                    limit=limit,
+                    name="sample",
+                    channels=channels,
+                )
+                return _materialised(folder)
+        return _with_channels(dataset, channels)
     path = Path(source)
     if not path.exists():
         raise ValueError(
@@ -244,9 +351,11 @@ def load_dataset(
     if path.is_dir():
         if (path / split / "images").is_dir():
             path = path / split
-        return _load_folder(path, size, limit, name=path.name)
+        return FolderSource(path, size=size, limit=limit, channels=channels)
     if path.suffix.lower() == ".npz":
-        return _load_npz(path, size, limit)
+        return NpzSource(
+            path, size=size, limit=limit, channels=channels, scale=input_scale
+        )
     raise ValueError(
         f"Unsupported data file {str(path)!r}: expected a folder "
         "DIR/images/<class>/<name>.png or an .npz file with 'images' and "
@@ -415,24 +524,23 @@ def tf_dataset(dataset, *, batch_size=64, shuffle=False, seed=0):
 
 
 def _load_sample(split, size, limit, spurious_correlation=None):
-    if split == "train":
-        images, labels, masks = synthetic.generate(
-            synthetic.DEMO_TRAIN_SIZE if limit is None else int(limit),
-            split="train",
-            seed=synthetic.SAMPLE_SEED,
-            clutter=synthetic.DEFAULT_CLUTTER,
-            spurious_correlation=spurious_correlation or 0.0,
-        )
-        return _finish(
-            images, labels, masks, synthetic.CLASS_NAMES, "sample", size
-        )
-    directory = sample_data_directory()
-    if directory is not None:
-        return _load_folder(directory, size, limit, name="sample")
+    """The generated train split (the test split: `open_source`)."""
+    images, labels, masks = synthetic.generate(
+        synthetic.DEMO_TRAIN_SIZE if limit is None else int(limit),
+        split="train",
+        seed=synthetic.SAMPLE_SEED,
+        clutter=synthetic.DEFAULT_CLUTTER,
+        spurious_correlation=spurious_correlation or 0.0,
+    )
+    return _finish(images, labels, masks, synthetic.CLASS_NAMES, "sample", size)
+
+
+def _sample_test(size, limit):
+    """The sample test split regenerated (a wheel has no sample_data/)."""
     images, labels, masks, _ = synthetic.sample_test_split()
     # The folder loader's order: by class, then by name (= stream index).
     by_class = np.argsort(labels, kind="stable")
-    keep = by_class[_balanced(labels[by_class], limit)]
+    keep = by_class[balanced(labels[by_class], limit)]
     return _finish(
         images[keep],
         labels[keep],
@@ -458,7 +566,7 @@ def _load_cifar10(split, size, limit):
         ) from None
     images, labels = train if split == "train" else test
     labels = np.asarray(labels).reshape(-1)
-    keep = _balanced(labels, limit)
+    keep = balanced(labels, limit)
     names = (
         "airplane",
         "automobile",
@@ -474,102 +582,25 @@ def _load_cifar10(split, size, limit):
     return _finish(images[keep], labels[keep], None, names, "cifar10", size)
 
 
-def _load_folder(directory, size, limit, *, name):
-    folder = list_folder(directory)
-    labels = np.array([label for _, _, label in folder.files], np.int64)
-    keep = _balanced(labels, limit)
-    images, masks, transparent = [], [], []
-    for index in keep:
-        key, path, _ = folder.files[index]
-        decoded = read_image(path, size=size)
-        images.append(decoded.pixels)
-        if decoded.dropped_alpha:
-            transparent.append(f"{key}{path.suffix}")
-        if folder.foreground is not None:
-            source = folder.foreground[key]
-            masks.append(foreground_mask(source, decoded, path, size=size))
-    shapes = {image.shape[:2] for image in images}
-    if len(shapes) > 1:
-        first, second = sorted(shapes)[:2]
-        raise ValueError(
-            f"Images in {str(directory)!r} have different sizes (e.g. "
-            f"{_hw(first)} and {_hw(second)}). Pass image_size "
-            "(--image-size) to resize them all."
-        )
-    if transparent:
-        warnings.warn(
-            f"{len(transparent)} of {len(images)} image(s) in "
-            f"{str(directory)!r} have transparent pixels (e.g. "
-            f"{transparent[0]}); their alpha channel was dropped, keeping "
-            "the colour under it. Flatten them onto a background first if "
-            "transparency matters.",
-            AlphaDroppedWarning,
-            stacklevel=3,
-        )
+def _materialised(source):
+    """A streamed source read into one `Dataset` (one array, no stacking)."""
+    images = np.empty((len(source), *source.image_shape), np.float32)
+    masks = None
+    if source.has_masks:
+        masks = np.empty((len(source), *source.image_shape[:2]), bool)
+    start = 0
+    for chunk, _, chunk_masks in source.batches(64):
+        images[start : start + len(chunk)] = chunk
+        if masks is not None:
+            masks[start : start + len(chunk)] = chunk_masks
+        start += len(chunk)
     return Dataset(
-        np.stack(images),
-        labels[keep],
-        np.stack(masks) if folder.foreground is not None else None,
-        folder.class_names,
-        name,
-    )
-
-
-def _load_npz(path, size, limit):
-    shown = str(path)
-    try:
-        with np.load(path, allow_pickle=False) as archive:
-            arrays = {key: archive[key] for key in archive.files}
-    except Exception as error:  # Bad zip, pickled objects, bad headers.
-        raise ValueError(
-            f"Cannot read {shown!r} as an .npz file ({type(error).__name__}:"
-            f" {' '.join(str(error).split())[:120]}). Save it with "
-            "numpy.savez(path, images=..., labels=..., class_names=...)."
-        ) from None
-    missing = [key for key in ("images", "labels") if key not in arrays]
-    if missing:
-        raise ValueError(
-            f"{shown!r} lacks the array(s) {', '.join(missing)}; it has "
-            f"{', '.join(sorted(arrays)) or 'none'}. Save it with "
-            "numpy.savez(path, images=..., labels=..., masks=..., "
-            "class_names=...)."
-        )
-    images, labels = arrays["images"], arrays["labels"]
-    masks = arrays.get("masks")
-    labels = np.asarray(labels).reshape(-1) if labels.ndim == 2 else labels
-    lengths = {"images": len(images), "labels": len(labels)}
-    if masks is not None:
-        lengths["masks"] = len(masks)
-    if len(set(lengths.values())) > 1:
-        counts = ", ".join(f"{key}={n}" for key, n in lengths.items())
-        raise ValueError(
-            f"Arrays in {shown!r} have different lengths ({counts}); "
-            "expected one label (and mask) per image."
-        )
-    if not np.issubdtype(labels.dtype, np.integer):
-        raise ValueError(
-            f"`labels` in {shown!r} must be integers. Received: "
-            f"labels.dtype={labels.dtype}"
-        )
-    if "class_names" in arrays:
-        class_names = tuple(str(n) for n in arrays["class_names"].reshape(-1))
-    else:
-        count = int(labels.max()) + 1 if len(labels) else 0
-        class_names = tuple(str(n) for n in range(max(count, 1)))
-    _check_labels(labels, class_names, shown)
-    if masks is not None and masks.shape != images.shape[:3]:
-        raise ValueError(
-            f"`masks` in {shown!r} must have shape {images.shape[:3]} to "
-            f"match the images. Received: masks.shape={masks.shape}"
-        )
-    keep = _balanced(labels, limit)
-    return _finish(
-        images[keep],
-        labels[keep],
-        None if masks is None else masks[keep] != 0,
-        class_names,
-        path.stem,
-        size,
+        images,
+        source.labels,
+        masks,
+        source.class_names,
+        source.name,
+        tuple(source.notes),
     )
 
 
@@ -578,24 +609,39 @@ def _load_npz(path, size, limit):
 
 def _finish(images, labels, masks, class_names, name, size):
     """Scales and converts an image array, resizes it, and validates."""
-    images = to_rgb_float(np.asarray(images), name, batched=True)
+    images = to_unit_float(np.asarray(images), name, batched=True)
+    images, note = match_channels(images, 3, name)
     if size is not None and images.shape[1:3] != size:
         images = np.stack([resize_image(image, size) for image in images])
         if masks is not None:
             masks = np.stack([resize_mask(mask, size) for mask in masks])
-    return Dataset(images, labels, masks, tuple(class_names), name)
+    notes = (note,) if note else ()
+    return Dataset(images, labels, masks, tuple(class_names), name, notes)
 
 
-def _check_labels(labels, class_names, source):
-    outside = (labels < 0) | (labels >= len(class_names))
-    if outside.any():
+def _with_channels(dataset, channels):
+    """``dataset`` with ``channels`` channels (itself when they match)."""
+    images, note = match_channels(dataset.images, channels, dataset.name)
+    if not note:
+        return dataset
+    return Dataset(
+        images,
+        dataset.labels,
+        dataset.masks,
+        dataset.class_names,
+        dataset.name,
+        (*dataset.notes, note),
+    )
+
+
+def _check_channels(channels):
+    if channels not in (1, 3) or isinstance(channels, bool):
         raise ValueError(
-            f"Labels in {source!r} must be in [0, {len(class_names) - 1}] "
-            f"(one per class name). Received: "
-            f"{sorted(set(labels[outside].tolist()))[:_SHOWN]} with "
-            f"class_names={list(class_names)[:10]}. Fix the labels or "
-            "class_names."
+            "`channels` must be 1 (gray) or 3 (RGB): the images can be made "
+            f"one or the other. Received: channels={channels!r}. Use a model "
+            "that takes 1 or 3 channels."
         )
+    return int(channels)
 
 
 def _check_image_size(image_size):
@@ -620,19 +666,3 @@ def _check_image_size(image_size):
             f"Received: image_size={image_size!r}"
         )
     return (int(size[0]), int(size[1]))
-
-
-def _balanced(labels, limit):
-    """Indices of at most ``limit`` items taking classes in turn, sorted."""
-    if limit is None or limit >= len(labels):
-        return np.arange(len(labels))
-    rank = np.empty(len(labels), np.int64)
-    for label in np.unique(labels):
-        members = np.flatnonzero(labels == label)
-        rank[members] = np.arange(len(members))
-    order = np.lexsort((labels, rank))
-    return np.sort(order[:limit])
-
-
-def _hw(shape):
-    return f"{shape[0]}x{shape[1]}"

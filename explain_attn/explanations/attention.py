@@ -12,11 +12,13 @@ import numpy as np
 import tensorflow as tf
 
 from explain_attn.attention.kinds import find_kind
+from explain_attn.devices import run_replicated
 from explain_attn.explanations.compiled import compiled
 from explain_attn.explanations.inputs import (
     batches,
     check_model_images,
     input_shape,
+    model_batches,
     resize_target,
 )
 from explain_attn.explanations.lookup import resolve_layers, single_layer
@@ -63,15 +65,19 @@ class AttentionExtractor:
         model: The model.
         paths: Layer paths (see `resolve_layers`).
         resize_to: ``None`` or ``(height, width)``; bilinear.
+        predictions: Also return each image's predicted class from the
+            same forward pass (`maps_and_predictions`).
     """
 
-    def __init__(self, model, paths, resize_to=None):
+    def __init__(self, model, paths, resize_to=None, *, predictions=False):
         graph = flat_graph(model)
         self.paths = list(paths)
         readings = [_reading(graph.taps[path]) for path in self.paths]
         self._functions = [function for _, function in readings]
+        self.predictions = predictions
+        outputs = [tensor for tensor, _ in readings]
         self._model = keras.Model(
-            graph.model_inputs, [tensor for tensor, _ in readings]
+            graph.model_inputs, outputs + [graph.outputs[0]] * predictions
         )
         self.resize_to = resize_to
         self.function = tf.function(
@@ -85,6 +91,8 @@ class AttentionExtractor:
         tensors = self._model(images, training=False)
         if not isinstance(tensors, list | tuple):
             tensors = [tensors]
+        scores = tensors[-1] if self.predictions else None
+        tensors = tensors[: len(self.paths)]
         maps = []
         for function, tensor in zip(self._functions, tensors, strict=True):
             attention = function(tensor)
@@ -93,19 +101,31 @@ class AttentionExtractor:
                     attention, self.resize_to, method="bilinear"
                 )
             maps.append(tf.cast(attention[..., 0], tf.float32))
+        if scores is not None:
+            maps.append(tf.argmax(scores, axis=-1))
         return maps
 
     def __call__(self, batch):
         """A dict from path to the batch's ``(B, h, w)`` float32 maps."""
-        values = self.function(batch)
-        return {
-            path: value.numpy()
-            for path, value in zip(self.paths, values, strict=True)
-        }
+        return self.maps_and_predictions(batch)[0]
+
+    def maps_and_predictions(self, batch):
+        """``(maps dict, (B,) int64 predicted classes or None)``."""
+        values = [value.numpy() for value in self.function(batch)]
+        maps = dict(zip(self.paths, values, strict=False))
+        return maps, values[-1] if self.predictions else None
 
 
 def attention_maps(
-    model, images, *, layers=None, batch_size=128, resize_to=None
+    model,
+    images,
+    *,
+    layers=None,
+    batch_size=128,
+    resize_to=None,
+    input_scale=None,
+    preprocess=None,
+    strategy=None,
 ):
     """Reads spatial attention maps of ``model`` for ``images``, by name.
 
@@ -125,13 +145,21 @@ def attention_maps(
     Args:
         model: A functional or built Sequential `keras.Model` (nested models
             are searched).
-        images: ``(N, H, W, C)`` array matching the model's input shape.
+        images: ``(N, H, W, C)`` array matching the model's input shape,
+            or a `tf.data.Dataset`, an iterable of batches, a list of image
+            files or a data source (`explain_attn.explanations.inputs`).
         layers: ``None`` for every attention layer, or names, paths or glob
             patterns (see `resolve_layers`).
         batch_size: Images per forward pass.
         resize_to: ``None`` (the layer's own resolution), ``"input"`` (the
             model's input height and width) or ``(height, width)``;
             resizing is bilinear.
+        input_scale: ``None`` or the scale the model takes, ``"unit"``,
+            ``"byte"`` or ``"symmetric"`` (see
+            `explain_attn.explanations.inputs.model_batches`).
+        preprocess: ``None`` or a function applied to every batch.
+        strategy: ``None`` or a `tf.distribute` strategy whose replicas
+            share each batch (`explain_attn.devices.make_strategy`).
 
     Returns:
         A dict from layer path to an ``(N, h, w)`` float32 array.
@@ -141,7 +169,6 @@ def attention_maps(
             images whose shape does not match the model's input.
     """
     paths = resolve_layers(model, layers)
-    images = check_model_images(model, images)
     target = resize_target(input_shape(model), resize_to)
     extractor = compiled(
         model,
@@ -149,8 +176,17 @@ def attention_maps(
         lambda: AttentionExtractor(model, paths, target),
     )
     chunks = {path: [] for path in paths}
-    for batch in batches(images, batch_size):
-        for path, values in extractor(batch).items():
+    for batch in model_batches(
+        model,
+        images,
+        batch_size,
+        input_scale=input_scale,
+        preprocess=preprocess,
+    ):
+        maps = run_replicated(
+            strategy, lambda part: list(extractor(part).values()), batch
+        )
+        for path, values in zip(paths, maps, strict=True):
             chunks[path].append(values)
     return {path: np.concatenate(chunks[path]) for path in paths}
 

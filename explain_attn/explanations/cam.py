@@ -20,11 +20,12 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from explain_attn.devices import run_replicated
 from explain_attn.explanations.compiled import compiled
 from explain_attn.explanations.inputs import (
-    batches,
+    ClassBatches,
     check_class_index,
-    check_images,
+    model_batches,
     resize_target,
 )
 from explain_attn.explanations.lookup import default_cam_layer, single_layer
@@ -138,18 +139,35 @@ class BaseCAM(abc.ABC):
         return cam.numpy()
 
     def __call__(
-        self, images, *, class_index=None, batch_size=64, resize_to=None
+        self,
+        images,
+        *,
+        class_index=None,
+        batch_size=64,
+        resize_to=None,
+        input_scale=None,
+        preprocess=None,
+        strategy=None,
     ):
         """Computes the maps; see `grad_cam` for the arguments."""
-        images = check_images(images, self._input_shape)
-        classes = self.classes(class_index, len(images))
         target = resize_target(self._input_shape, resize_to)
-        chunks = []
-        start = 0
-        for batch in batches(images, batch_size):
-            stop = start + len(batch)
-            chunks.append(self.batch(batch, classes[start:stop], target))
-            start = stop
+        classes = ClassBatches(class_index, images, self.num_classes)
+        chunks = [
+            run_replicated(
+                strategy,
+                lambda part, wanted: self.batch(part, wanted, target),
+                batch,
+                classes.take(len(batch)),
+            )
+            for batch in model_batches(
+                self._model,
+                images,
+                batch_size,
+                input_scale=input_scale,
+                preprocess=preprocess,
+            )
+        ]
+        classes.finish()
         return np.concatenate(chunks)
 
     def classes(self, class_index, count):
@@ -261,12 +279,18 @@ def _public_function(method, doc):
         class_index=None,
         batch_size=64,
         resize_to=None,
+        input_scale=None,
+        preprocess=None,
+        strategy=None,
     ):
         return cached_cam(method, model, layer)(
             images,
             class_index=class_index,
             batch_size=batch_size,
             resize_to=resize_to,
+            input_scale=input_scale,
+            preprocess=preprocess,
+            strategy=strategy,
         )
 
     function.__name__ = function.__qualname__ = method.name
@@ -281,13 +305,20 @@ grad_cam = _public_function(
     Args:
         model: A functional or built Sequential `keras.Model`; nested models
             work. It is not modified.
-        images: ``(N, H, W, C)`` array matching the model's input.
+        images: ``(N, H, W, C)`` array matching the model's input, or a
+            `tf.data.Dataset`, an iterable of batches, a list of image files
+            or a data source (`explain_attn.explanations.inputs`).
         layer: Name, path or pattern of the layer to explain; ``None`` picks
             the last 4-D layer (the one before global pooling).
         class_index: ``None`` for each image's predicted class, an int for
             one class, or an ``(N,)`` int array (e.g. the true labels).
         batch_size: Images per forward and backward pass.
         resize_to: ``None``, ``"input"`` or ``(height, width)``; bilinear.
+        input_scale: ``None`` or the scale the model takes (see
+            `explain_attn.explanations.inputs.model_batches`).
+        preprocess: ``None`` or a function applied to every batch.
+        strategy: ``None`` or a `tf.distribute` strategy whose replicas
+            share each batch (`explain_attn.devices.make_strategy`).
 
     Returns:
         ``(N, h, w)`` float32 maps in [0, 1].

@@ -3,22 +3,208 @@
 Shared by every explanation method, prediction and the faithfulness checks,
 so that each checks images the same way and says the same thing when they
 do not fit.
+
+`model_batches` is the one adapter from whatever holds the images to
+batches the model takes. Accepted inputs:
+
+- a NumPy array ``(N, H, W, C)``, fed as given (unless ``input_scale``);
+- a `tf.data.Dataset` of images or of ``(images, ...)`` tuples, batched
+  (rank-4 elements) or not (rank 3, batched here), fed as given;
+- any other iterable of ``(B, H, W, C)`` arrays (e.g. a generator), fed as
+  given;
+- a list or tuple of image file paths, read at the model's input size and
+  channel count (`explain_attn.data.images.read_image`), values in [0, 1];
+- a project data source: an `explain_attn.data.Dataset` or a streamed
+  `explain_attn.data.stream.ImageSource` (from
+  `explain_attn.data.open_source`), values in [0, 1].
+
+Images in [0, 1] (files, sources, or any input with ``input_scale`` given)
+are brought into the model's input scale (`InputScale`): ``"unit"`` as is,
+``"byte"`` times 255, ``"symmetric"`` as ``2 x - 1``; then ``preprocess``,
+if given, is applied to each batch.
 """
+
+import dataclasses
+from pathlib import Path
 
 import numpy as np
 import tensorflow as tf
 
+from explain_attn.data.images import SCALES, check_scale, read_image
 from explain_attn.models.graph import flat_graph
 
+try:  # Added by the input-expectation work; absent until it lands.
+    from explain_attn.models.preprocessing import describe_input
+except ImportError:  # pragma: no cover - depends on the merge order.
+    describe_input = None
+
 __all__ = [
+    "ClassBatches",
+    "InputScale",
     "batches",
     "check_batch_size",
     "check_class_index",
     "check_images",
     "check_model_images",
+    "check_shape",
+    "image_count",
     "input_shape",
+    "is_source",
+    "model_batches",
     "resize_target",
+    "resolve_input_scale",
+    "to_model_scale",
 ]
+
+_WORDS = {
+    "unit": "[0, 1]",
+    "byte": "0-255 (byte)",
+    "symmetric": "[-1, 1] (symmetric)",
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class InputScale:
+    """The value scale images are fed to a model in, and why.
+
+    Attributes:
+        scale: ``"unit"`` [0, 1], ``"byte"`` [0, 255] or ``"symmetric"``
+            [-1, 1].
+        note: One sentence for the user (the CLI prints it; a report can
+            show it): the scale and where it comes from.
+        chosen: True if the user chose it, False if it was inferred.
+    """
+
+    scale: str
+    note: str
+    chosen: bool
+
+
+def resolve_input_scale(model, input_scale=None):
+    """The `InputScale` for ``model``: the user's, or inferred.
+
+    Args:
+        model: The model.
+        input_scale: ``None`` to infer, or one of ``"unit"``, ``"byte"``,
+            ``"symmetric"``.
+
+    Inferred from `explain_attn.models.preprocessing.describe_input` when
+    it knows (an in-model ``Rescaling`` means the model takes 0-255 bytes),
+    else ``"unit"``, with the assumption stated in the note.
+
+    Raises:
+        ValueError: For an unknown scale.
+    """
+    if input_scale is not None:
+        check_scale(input_scale)
+        return InputScale(
+            input_scale,
+            f"Images are fed to the model as {_WORDS[input_scale]} "
+            "(--input-scale).",
+            True,
+        )
+    expectation = describe_input(model) if describe_input else None
+    scale = getattr(expectation, "scale", None)
+    if scale in SCALES:
+        why = getattr(expectation, "note", "") or "the model's own layers"
+        return InputScale(
+            scale,
+            f"Images are fed to the model as {_WORDS[scale]}, as its input "
+            f"layers expect ({why}). Pass --input-scale to override.",
+            False,
+        )
+    return InputScale(
+        "unit",
+        "Images are fed to the model as [0, 1]: it has no Rescaling or "
+        "Normalization layer that says otherwise. If it was trained on 0-255 "
+        "or [-1, 1] inputs, pass --input-scale byte or symmetric.",
+        False,
+    )
+
+
+def to_model_scale(images, scale):
+    """``[0, 1]`` images (array or tensor) -> float32 tensor in ``scale``."""
+    images = tf.cast(images, tf.float32)
+    if scale == "byte":
+        return images * 255.0
+    if scale == "symmetric":
+        return images * 2.0 - 1.0
+    return images
+
+
+def is_source(data):
+    """True for a project data source (`Dataset` or a streamed source)."""
+    return hasattr(data, "batches") and hasattr(data, "class_names")
+
+
+def image_count(data):
+    """The number of images in ``data``, or None when it is not known."""
+    if isinstance(data, np.ndarray) or is_source(data):
+        return len(data)
+    if isinstance(data, list | tuple) and _are_paths(data):
+        return len(data)
+    if isinstance(data, tf.data.Dataset):
+        return None
+    try:
+        return len(data)
+    except TypeError:
+        return None
+
+
+def _are_paths(data):
+    return bool(data) and all(isinstance(p, str | Path) for p in data)
+
+
+def model_batches(
+    model, data, batch_size, *, input_scale=None, preprocess=None
+):
+    """Yields float32 tensors of images, as ``model`` takes them.
+
+    Args:
+        model: The model (its input shape and scale).
+        data: Any accepted input (see the module's docstring).
+        batch_size: Images per batch (a batched `tf.data.Dataset` or an
+            iterable of arrays keeps its own batches).
+        input_scale: ``None`` (arrays and datasets as given; files and
+            sources in the scale `resolve_input_scale` infers), or the
+            scale the model takes: images are then read as [0, 1] and
+            brought into it.
+        preprocess: ``None`` or a function applied to every batch after the
+            scale, e.g. ``keras.applications.resnet.preprocess_input`` with
+            ``input_scale="byte"``.
+
+    Raises:
+        TypeError: For an input of another kind, or a non-numeric batch.
+        ValueError: For no images, or images whose shape does not match
+            the model's input (checked on the first batch, before any work
+            on it; the message names both shapes and the fix).
+    """
+    check_batch_size(batch_size)
+    shape = input_shape(model)
+    raw, in_unit = _raw_batches(data, batch_size, shape)
+    scale = None
+    if input_scale is not None or in_unit:
+        scale = resolve_input_scale(model, input_scale).scale
+    count = 0
+    for batch in raw:
+        checked = (
+            check_images(batch, shape)
+            if not tf.is_tensor(batch)
+            else (_check_tensor(batch, shape))
+        )
+        count += len(checked)
+        tensor = (
+            tf.constant(checked)
+            if scale is None
+            else to_model_scale(checked, scale)
+        )
+        yield (
+            tensor
+            if preprocess is None
+            else tf.cast(preprocess(tensor), tf.float32)
+        )
+    if count == 0:
+        raise ValueError("No images given. Pass at least one image.")
 
 
 def input_shape(model):
@@ -57,18 +243,118 @@ def check_images(images, expected):
         raise TypeError(
             f"Images must be a numeric array. Received: dtype={images.dtype}"
         )
-    if images.ndim != 4 or any(
-        want is not None and want != got
-        for want, got in zip(expected, images.shape[1:], strict=False)
-    ):
-        raise ValueError(
-            f"Images of shape {images.shape[1:]} (per image) do not match "
-            f"the model's input shape {expected}. Resize the data to the "
-            "model's input (e.g. `--image-size`) or use a matching model."
-        )
+    check_shape(images.shape[1:] if images.ndim else (), expected)
     if len(images) == 0:
         raise ValueError("No images given. Pass at least one image.")
     return images.astype(np.float32, copy=False)
+
+
+def check_shape(shape, expected):
+    """Raises a `ValueError` naming both shapes and the fix that helps.
+
+    Args:
+        shape: The per-image shape of the data, ``(H, W, C)``.
+        expected: The model's per-image input shape (``None`` matches any).
+    """
+    shape, expected = tuple(shape), tuple(expected)
+    if (
+        len(shape) == 3
+        and len(expected) == 3
+        and not any(
+            want is not None and want != got
+            for want, got in zip(expected, shape, strict=True)
+        )
+    ):
+        return
+    if len(shape) != 3 or len(expected) != 3:
+        fix = "Pass (N, H, W, C) images matching the model's input"
+    elif expected[2] is not None and expected[2] not in (1, 3, shape[2]):
+        fix = (
+            f"The model takes {expected[2]} channels; images can be made "
+            "gray (1) or RGB (3) only: use a model that takes 1 or 3, or "
+            f"pass (N, H, W, {expected[2]}) arrays through the Python API"
+        )
+    elif expected[2] is not None and expected[2] != shape[2]:
+        fix = (
+            f"The model takes {expected[2]} channel(s), the images have "
+            f"{shape[2]}: load them with channels={expected[2]} (the CLI "
+            "does it for 1 and 3) or use a matching model"
+        )
+    else:
+        height, width = expected[0] or shape[0], expected[1] or shape[1]
+        fix = (
+            f"Resize the images to {height}x{width} (--image-size "
+            f"{height}x{width}, image_size=({height}, {width})) or use a "
+            "matching model"
+        )
+    raise ValueError(
+        f"Images of shape {shape} (per image) do not match the model's "
+        f"input shape {expected}. {fix}."
+    )
+
+
+def _check_tensor(batch, expected):
+    if not (batch.dtype.is_floating or batch.dtype.is_integer):
+        raise TypeError(
+            f"Images must be numeric. Received: dtype={batch.dtype.name}"
+        )
+    check_shape(tuple(batch.shape[1:]), expected)
+    return tf.cast(batch, tf.float32)
+
+
+def _raw_batches(data, batch_size, shape):
+    """``(iterable of batches, whether they are in [0, 1])``."""
+    if isinstance(data, np.ndarray):
+        return _slices(data, batch_size), False
+    if is_source(data):
+        return (images for images, _, _ in data.batches(batch_size)), True
+    if isinstance(data, tf.data.Dataset):
+        return _dataset_batches(data, batch_size), False
+    if isinstance(data, list | tuple) and _are_paths(data):
+        return _file_batches(data, batch_size, shape), True
+    if isinstance(data, str | bytes | Path) or not hasattr(data, "__iter__"):
+        raise TypeError(
+            "Images must be an (N, H, W, C) array, a tf.data.Dataset, an "
+            "iterable of batches, a list of image files or a data source "
+            f"(explain_attn.data.open_source). Received: {type(data).__name__}"
+        )
+    if isinstance(data, list | tuple) and data and np.ndim(data[0]) == 3:
+        return _slices(np.asarray(data), batch_size), False
+    return (np.asarray(batch) for batch in data), False
+
+
+def _slices(images, batch_size):
+    for start in range(0, len(images), batch_size):
+        yield images[start : start + batch_size]
+
+
+def _dataset_batches(dataset, batch_size):
+    spec = dataset.element_spec
+    if isinstance(spec, tuple | list):
+        dataset = dataset.map(lambda *parts: parts[0])
+        spec = spec[0]
+    if isinstance(spec, dict) or spec.shape.rank not in (3, 4):
+        raise TypeError(
+            "A tf.data.Dataset of images must yield (H, W, C) or "
+            "(B, H, W, C) tensors, or tuples starting with them. Received: "
+            f"element_spec={spec}"
+        )
+    if spec.shape.rank == 3:
+        dataset = dataset.batch(batch_size)
+    yield from dataset.prefetch(tf.data.AUTOTUNE)
+
+
+def _file_batches(paths, batch_size, shape):
+    height, width, channels = shape
+    size = None if height is None or width is None else (height, width)
+    channels = channels if channels in (1, 3) else 3
+    for start in range(0, len(paths), batch_size):
+        yield np.stack(
+            [
+                read_image(path, size=size, channels=channels).pixels
+                for path in paths[start : start + batch_size]
+            ]
+        )
 
 
 def resize_target(shape, resize_to):
@@ -157,3 +443,52 @@ def check_class_index(class_index, count, num_classes=None):
             f"values from {values.min()} to {values.max()}"
         )
     return values.astype(np.int32)
+
+
+class ClassBatches:
+    """``class_index`` handed out batch by batch, for inputs of any length.
+
+    Args:
+        class_index: As in `check_class_index`.
+        data: The images (for their count, when known).
+        num_classes: The model's number of classes.
+
+    Raises:
+        ValueError: As `check_class_index`; from `take` or `finish` when an
+            array of classes and the images differ in length.
+    """
+
+    def __init__(self, class_index, data, num_classes):
+        count = image_count(data)
+        self._fill = None
+        self._classes = None
+        if class_index is None or np.ndim(class_index) == 0:
+            check_class_index(class_index, 1, num_classes)
+            self._fill = -1 if class_index is None else int(class_index)
+        else:
+            length = len(class_index) if count is None else count
+            self._classes = check_class_index(class_index, length, num_classes)
+        self._start = 0
+
+    def take(self, length):
+        """The next ``length`` classes, ``(length,)`` int32 (-1: predicted)."""
+        start, self._start = self._start, self._start + length
+        if self._classes is None:
+            return np.full(length, self._fill, np.int32)
+        if self._start > len(self._classes):
+            self._mismatch()
+        return self._classes[start : self._start]
+
+    def finish(self):
+        """Raises if fewer images came than there are classes."""
+        if self._classes is not None and self._start != len(self._classes):
+            self._mismatch()
+
+    def _mismatch(self):
+        raise ValueError(
+            "class_index must have one entry per image. Received: "
+            f"{len(self._classes)} entries for at least {self._start} images"
+            if self._start > len(self._classes)
+            else "class_index must have one entry per image. Received: "
+            f"{len(self._classes)} entries for {self._start} images"
+        )

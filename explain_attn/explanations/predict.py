@@ -4,8 +4,9 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from explain_attn.devices import run_replicated
 from explain_attn.explanations.compiled import compiled
-from explain_attn.explanations.inputs import batches, check_model_images
+from explain_attn.explanations.inputs import model_batches
 from explain_attn.models.graph import flat_graph
 
 __all__ = ["Predictor", "predict_classes"]
@@ -33,10 +34,40 @@ class Predictor:
         return self.function(batch).numpy().astype(np.int64)
 
 
-def predict_classes(model, images, *, batch_size=128):
-    """Returns the predicted class of each image, ``(N,)`` int64."""
-    images = check_model_images(model, images)
+def predict_classes(
+    model,
+    images,
+    *,
+    batch_size=128,
+    input_scale=None,
+    preprocess=None,
+    strategy=None,
+):
+    """Returns the predicted class of each image, ``(N,)`` int64.
+
+    Args:
+        model: The model.
+        images: An array, a `tf.data.Dataset`, an iterable of batches, a
+            list of image files or a data source (see
+            `explain_attn.explanations.inputs`).
+        batch_size: Images per forward pass (split across the devices of
+            ``strategy``).
+        input_scale: ``None`` or the scale the model takes (see
+            `explain_attn.explanations.inputs.model_batches`).
+        preprocess: ``None`` or a function applied to every batch.
+        strategy: ``None`` or a `tf.distribute` strategy
+            (`explain_attn.devices.make_strategy`).
+    """
     predictor = compiled(model, Predictor, lambda: Predictor(model))
     return np.concatenate(
-        [predictor(batch) for batch in batches(images, batch_size)]
+        [
+            run_replicated(strategy, predictor, batch)
+            for batch in model_batches(
+                model,
+                images,
+                batch_size,
+                input_scale=input_scale,
+                preprocess=preprocess,
+            )
+        ]
     )

@@ -1,0 +1,561 @@
+"""Image folders and ``.npz`` files read lazily, in batches, by `tf.data`.
+
+A *source* is what the explanation functions, ``explain-attn maps`` and the
+report iterate: `FolderSource` and `NpzSource` here, and the in-memory
+`explain_attn.data.Dataset`. All of them offer the same small interface:
+
+- ``len(source)``, ``source.class_names``, ``source.labels`` (``(N,)``
+  int64, known before any image is read), ``source.image_shape``
+  (``(H, W, C)``), ``source.has_masks``, ``source.name``,
+  ``source.notes`` (what was converted, for the user to read);
+- ``source.batches(batch_size)``: ``(images, labels, masks)`` NumPy chunks
+  in order: ``(B, H, W, C) float32`` in [0, 1], ``(B,) int64`` and
+  ``(B, H, W) bool`` or None;
+- ``source.fingerprint()``: the SHA-256 of the data, equal to
+  `Dataset.fingerprint` of the same data; a complete pass of `batches`
+  computes it on the way, batch by batch, so it costs no second pass.
+
+Only a few batches are held at a time: files are decoded in parallel by a
+``tf.data`` map over image indices (``deterministic=True``, so the order is
+the source's), batched and prefetched. An ``.npz`` saved with
+`numpy.savez` is memory-mapped (nothing is read before it is needed, and
+images stay in their own dtype until a batch is made float); one saved with
+`numpy.savez_compressed` cannot be, so its arrays are read once, in their
+own dtype (a uint8 image takes a quarter of its float32 size).
+"""
+
+import abc
+import hashlib
+import threading
+import warnings
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+from explain_attn.data.folders import foreground_mask, list_folder
+from explain_attn.data.images import (
+    AlphaDroppedWarning,
+    check_scale,
+    check_scale_range,
+    displayed_size,
+    match_channels,
+    read_image,
+    resize_image,
+    resize_mask,
+    to_unit_float,
+)
+
+__all__ = [
+    "Fingerprint",
+    "FolderSource",
+    "ImageSource",
+    "NpzSource",
+    "balanced",
+    "check_labels",
+]
+
+_SHOWN = 3  # How many offending names an error message lists.
+_SCAN = 256  # Images per chunk when an .npz's value range is checked.
+
+
+class Fingerprint:
+    """A SHA-256 digest of images, labels and masks fed chunk by chunk.
+
+    Fed the chunks of a data set in order, it gives the digest of
+    `explain_attn.data.Dataset.fingerprint` for the same arrays: the images
+    go into the hash as they come; labels (8 bytes per image) and masks
+    (packed to 1 bit per pixel) are kept until the end, where the format
+    puts them.
+
+    Args:
+        count: Number of images that will be fed.
+        image_shape: ``(H, W, C)``.
+        has_masks: Whether masks will be fed.
+        class_names: The class names.
+    """
+
+    def __init__(self, count, image_shape, has_masks, class_names):
+        self.count = int(count)
+        self.image_shape = tuple(int(n) for n in image_shape)
+        self.has_masks = bool(has_masks)
+        self.class_names = tuple(class_names)
+        self._digest = hashlib.sha256()
+        self._digest.update(_header(np.float32, (count, *self.image_shape)))
+        self._labels = []
+        self._masks = []
+        self._seen = 0
+
+    def update(self, images, labels, masks=None):
+        """Adds the next chunk: ``(B, H, W, C)``, ``(B,)``, ``(B, H, W)``."""
+        images = np.ascontiguousarray(images, dtype=np.float32)
+        if images.shape[1:] != self.image_shape:
+            raise ValueError(
+                f"Chunk of shape {images.shape[1:]} per image does not match "
+                f"the fingerprint's {self.image_shape}."
+            )
+        self._digest.update(memoryview(images).cast("B"))
+        self._labels.append(np.asarray(labels, dtype=np.int64).copy())
+        if self.has_masks:
+            flat = np.asarray(masks, dtype=bool).reshape(len(images), -1)
+            self._masks.append(np.packbits(flat, axis=1))
+        self._seen += len(images)
+
+    def hexdigest(self):
+        """The digest; raises if fewer or more images came than announced."""
+        if self._seen != self.count:
+            raise ValueError(
+                f"The fingerprint expected {self.count} images and was fed "
+                f"{self._seen}."
+            )
+        digest = self._digest.copy()
+        labels = np.concatenate(self._labels) if self._labels else np.zeros(0)
+        digest.update(_header(np.int64, labels.shape))
+        digest.update(labels.astype(np.int64).tobytes())
+        if self.has_masks:
+            height, width = self.image_shape[:2]
+            digest.update(_header(bool, (self.count, height, width)))
+            for packed in self._masks:
+                bits = np.unpackbits(packed, axis=1, count=height * width)
+                digest.update(bits.tobytes())  # 0/1 bytes, as bool is.
+        digest.update(repr(not self.has_masks).encode())
+        digest.update("\x00".join(self.class_names).encode())
+        return digest.hexdigest()
+
+
+def _header(dtype, shape):
+    return f"{np.dtype(dtype).str}{tuple(shape)}".encode()
+
+
+class ImageSource(abc.ABC):
+    """Images read on demand, with labels and optional masks.
+
+    Subclasses set the attributes below in ``__init__`` and define
+    `read`; this class batches, prefetches and fingerprints.
+
+    Attributes:
+        name: A short name for messages and reports.
+        class_names: The class names.
+        labels: ``(N,)`` int64, one per image, in order.
+        image_shape: ``(H, W, C)`` of every image.
+        has_masks: Whether `batches` yields masks.
+        notes: Sentences on what was converted (channels, scale), for the
+            user to read.
+    """
+
+    name = "source"
+    class_names = ()
+    labels = np.zeros(0, np.int64)
+    image_shape = ()
+    has_masks = False
+
+    def __init__(self):
+        self.notes = []
+        self._digest = None
+        self._errors = []
+        self._lock = threading.Lock()
+
+    def __len__(self):
+        return len(self.labels)
+
+    @property
+    def num_classes(self):
+        return len(self.class_names)
+
+    @abc.abstractmethod
+    def read(self, position):
+        """``(image (H, W, C) float32, mask (H, W) bool or None)`` of the
+        image at ``position`` (0 to ``len - 1``) in the source's order."""
+
+    def batches(self, batch_size=64):
+        """Yields ``(images, labels, masks)`` NumPy chunks; see the module.
+
+        A complete pass also computes `fingerprint`.
+        """
+        _check_batch_size(batch_size)
+        digest = None
+        if self._digest is None:
+            digest = Fingerprint(
+                len(self), self.image_shape, self.has_masks, self.class_names
+            )
+        start = 0
+        for images, masks in self._pipeline(batch_size):
+            labels = self.labels[start : start + len(images)]
+            masks = masks if self.has_masks else None
+            start += len(images)
+            if digest is not None:
+                digest.update(images, labels, masks)
+            yield images, labels, masks
+        if digest is not None:
+            self._digest = digest.hexdigest()
+        self.finished()
+
+    def fingerprint(self):
+        """SHA-256 hex digest, equal to `Dataset.fingerprint`'s for the
+        same data; reads the source once unless a pass already did."""
+        if self._digest is None:
+            for _ in self.batches(64):
+                pass
+        return self._digest
+
+    def finished(self):
+        """Hook called after a complete pass (e.g. to warn once)."""
+        return None
+
+    def _pipeline(self, batch_size):
+        import tensorflow as tf
+
+        height, width, channels = self.image_shape
+        mask_shape = (height, width) if self.has_masks else (0, 0)
+
+        def read(position):
+            try:
+                image, mask = self.read(int(position))
+            except ValueError as error:
+                with self._lock:
+                    self._errors.append(error)
+                raise
+            if mask is None:
+                mask = np.zeros(mask_shape, bool)
+            return image.astype(np.float32, copy=False), mask
+
+        def load(position):
+            image, mask = tf.numpy_function(
+                read, [position], [tf.float32, tf.bool], stateful=False
+            )
+            image.set_shape(self.image_shape)
+            mask.set_shape(mask_shape)
+            return image, mask
+
+        pipeline = (
+            tf.data.Dataset.range(len(self))
+            .map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+            .batch(batch_size)
+            .prefetch(2)
+        )
+        iterator = iter(pipeline.as_numpy_iterator())
+        while True:
+            try:
+                images, masks = next(iterator)
+            except StopIteration:
+                return
+            except tf.errors.OpError as error:
+                if self._errors:
+                    raise self._errors[0] from None
+                raise ValueError(
+                    f"Reading {self.name!r} failed: {error.message}"
+                ) from None
+            yield images, masks
+
+
+def _check_batch_size(batch_size):
+    if (
+        isinstance(batch_size, bool)
+        or not isinstance(batch_size, int | np.integer)
+        or batch_size < 1
+    ):
+        raise ValueError(
+            "`batch_size` must be a positive integer. Received: "
+            f"batch_size={batch_size!r}"
+        )
+
+
+class FolderSource(ImageSource):
+    """A data folder (see `explain_attn.data.folders`), read lazily.
+
+    Args:
+        directory: The folder (with ``images/<class>/...``).
+        size: ``(height, width)`` to resize to, or None to keep the size
+            (then every image must have the first one's size).
+        limit: At most this many images, classes in turn (`balanced`).
+        channels: 3 (RGB) or 1 (gray); see
+            `explain_attn.data.images.match_channels`.
+        name: The source's name (default: the folder's name).
+
+    Raises:
+        ValueError: As `list_folder`; when reading, as `read_image`, and for
+            an image whose size differs from the first one's.
+    """
+
+    def __init__(
+        self, directory, *, size=None, limit=None, channels=3, name=None
+    ):
+        super().__init__()
+        self.directory = Path(directory)
+        self.name = name or self.directory.name
+        folder = list_folder(self.directory)
+        labels = np.array([label for _, _, label in folder.files], np.int64)
+        keep = balanced(labels, limit)
+        self._files = [folder.files[i] for i in keep]
+        self._foreground = folder.foreground
+        self._size = size
+        self._channels = channels
+        self.class_names = folder.class_names
+        self.labels = labels[keep]
+        self.has_masks = folder.foreground is not None
+        self._transparent = []
+        self._converted = 0
+        if size is None:
+            self._check_sizes()
+        first = read_image(self._files[0][1], size=size, channels=channels)
+        self.image_shape = first.pixels.shape
+
+    def _check_sizes(self):
+        """Without a target size, every image must have one size: checked
+        from the file headers, before any image is decoded."""
+        sizes = {}
+        for _, path, _ in self._files:
+            found = displayed_size(path)
+            if found is not None:
+                sizes.setdefault(found, path)
+        if len(sizes) > 1:
+            first, second = sorted(sizes)[:2]
+            raise ValueError(
+                f"Images in {str(self.directory)!r} have different sizes "
+                f"(e.g. {_hw(first)} and {_hw(second)}). Pass image_size "
+                "(--image-size) to resize them all."
+            )
+
+    def read(self, position):
+        key, path, _ = self._files[position]
+        decoded = read_image(path, size=self._size, channels=self._channels)
+        if decoded.pixels.shape != self.image_shape:
+            raise ValueError(
+                f"Images in {str(self.directory)!r} have different sizes "
+                f"(e.g. {_hw(self.image_shape)} and "
+                f"{_hw(decoded.pixels.shape)}). Pass image_size "
+                "(--image-size) to resize them all."
+            )
+        with self._lock:
+            if decoded.dropped_alpha:
+                self._transparent.append(f"{key}{path.suffix}")
+            self._converted += decoded.converted
+        mask = None
+        if self.has_masks:
+            mask = foreground_mask(
+                self._foreground[key], decoded, path, size=self._size
+            )
+        return decoded.pixels, mask
+
+    def finished(self):
+        if self._converted:
+            word = "gray to RGB" if self._channels == 3 else "RGB to gray"
+            note = (
+                f"{self._converted} image(s) in {str(self.directory)!r} "
+                f"were converted {word} for a {self._channels}-channel input"
+            )
+            if note not in self.notes:
+                self.notes.append(note)
+        if self._transparent:
+            transparent, self._transparent = self._transparent, []
+            warnings.warn(
+                f"{len(transparent)} of {len(self)} image(s) in "
+                f"{str(self.directory)!r} have transparent pixels (e.g. "
+                f"{sorted(transparent)[0]}); their alpha channel was "
+                "dropped, keeping the colour under it. Flatten them onto a "
+                "background first if transparency matters.",
+                AlphaDroppedWarning,
+                stacklevel=4,
+            )
+        self._converted = 0
+
+
+class NpzSource(ImageSource):
+    """An ``.npz`` file of ``images``, ``labels`` and optional ``masks``.
+
+    Args:
+        path: The file.
+        size: ``(height, width)`` to resize to, or None.
+        limit: At most this many images, classes in turn (`balanced`).
+        channels: 3 (RGB) or 1 (gray).
+        scale: How float images are read: ``"unit"`` [0, 1], ``"byte"``
+            [0, 255] or ``"symmetric"`` [-1, 1]; integer images are read
+            by their dtype. The whole array's range is checked before any
+            image is used.
+
+    Raises:
+        ValueError: For a file that is not an ``.npz`` of arrays, missing
+            arrays, mismatched lengths, labels outside the class names,
+            masks of another shape, NaN or float values outside ``scale``.
+    """
+
+    def __init__(
+        self, path, *, size=None, limit=None, channels=3, scale="unit"
+    ):
+        super().__init__()
+        self.path = Path(path)
+        self.name = self.path.stem
+        self._scale = check_scale(scale)
+        arrays = _npz_arrays(self.path)
+        images, labels, masks = _npz_checked(arrays, str(self.path))
+        self.class_names = _npz_class_names(arrays, labels)
+        check_labels(labels, self.class_names, str(self.path))
+        self._keep = balanced(labels, limit)
+        self.labels = labels[self._keep].astype(np.int64)
+        self._images, self._masks = images, masks
+        self.has_masks = masks is not None
+        self._size, self._channels = size, channels
+        if np.issubdtype(images.dtype, np.floating):
+            for start in range(0, len(self._keep), _SCAN):
+                chunk = images[self._keep[start : start + _SCAN]]
+                check_scale_range(chunk, str(self.path), self._scale)
+        first, _ = self.read(0)
+        self.image_shape = first.shape
+
+    def read(self, position):
+        index = self._keep[position]
+        image = to_unit_float(
+            np.asarray(self._images[index]),
+            str(self.path),
+            batched=False,
+            scale=self._scale,
+        )
+        image, note = match_channels(image, self._channels, str(self.path))
+        if note and note not in self.notes:
+            self.notes.append(note)
+        mask = None
+        if self.has_masks:
+            mask = np.asarray(self._masks[index]) != 0
+        if self._size is not None:
+            image = resize_image(image, self._size)
+            if mask is not None:
+                mask = resize_mask(mask, self._size)
+        return image, mask
+
+
+def _npz_arrays(path):
+    """``{name: array}`` of an ``.npz``; stored members memory-mapped."""
+    shown = str(path)
+    try:
+        with zipfile.ZipFile(path) as archive:
+            members = archive.infolist()
+        arrays = {}
+        loaded = None
+        for member in members:
+            name = member.filename.removesuffix(".npy")
+            if member.compress_type == zipfile.ZIP_STORED:
+                arrays[name] = _mapped(path, member)
+            else:
+                if loaded is None:
+                    loaded = np.load(path, allow_pickle=False)
+                arrays[name] = loaded[name]
+        if loaded is not None:
+            loaded.close()
+    except Exception as error:  # Bad zip, pickled objects, bad headers.
+        raise ValueError(
+            f"Cannot read {shown!r} as an .npz file ({type(error).__name__}:"
+            f" {' '.join(str(error).split())[:120]}). Save it with "
+            "numpy.savez(path, images=..., labels=..., class_names=...)."
+        ) from None
+    return arrays
+
+
+def _mapped(path, member):
+    """A read-only memory map of one uncompressed ``.npy`` in a zip."""
+    with open(path, "rb") as handle:
+        handle.seek(member.header_offset)
+        local = handle.read(30)
+        if local[:4] != b"PK\x03\x04":
+            raise ValueError("bad local zip header")
+        name_length = int.from_bytes(local[26:28], "little")
+        extra_length = int.from_bytes(local[28:30], "little")
+        handle.seek(member.header_offset + 30 + name_length + extra_length)
+        version = np.lib.format.read_magic(handle)
+        read_header = (
+            np.lib.format.read_array_header_1_0
+            if version == (1, 0)
+            else np.lib.format.read_array_header_2_0
+        )
+        shape, fortran, dtype = read_header(handle)
+        offset = handle.tell()
+    if dtype.hasobject:
+        raise ValueError(
+            "Object arrays cannot be loaded when allow_pickle=False"
+        )
+    if 0 in shape:
+        return np.zeros(shape, dtype)
+    return np.memmap(
+        path,
+        dtype=dtype,
+        mode="r",
+        shape=shape,
+        offset=offset,
+        order="F" if fortran else "C",
+    )
+
+
+def _npz_checked(arrays, shown):
+    missing = [key for key in ("images", "labels") if key not in arrays]
+    if missing:
+        raise ValueError(
+            f"{shown!r} lacks the array(s) {', '.join(missing)}; it has "
+            f"{', '.join(sorted(arrays)) or 'none'}. Save it with "
+            "numpy.savez(path, images=..., labels=..., masks=..., "
+            "class_names=...)."
+        )
+    images, labels = arrays["images"], np.asarray(arrays["labels"])
+    masks = arrays.get("masks")
+    labels = labels.reshape(-1) if labels.ndim == 2 else labels
+    lengths = {"images": len(images), "labels": len(labels)}
+    if masks is not None:
+        lengths["masks"] = len(masks)
+    if len(set(lengths.values())) > 1:
+        counts = ", ".join(f"{key}={n}" for key, n in lengths.items())
+        raise ValueError(
+            f"Arrays in {shown!r} have different lengths ({counts}); "
+            "expected one label (and mask) per image."
+        )
+    if not np.issubdtype(labels.dtype, np.integer):
+        raise ValueError(
+            f"`labels` in {shown!r} must be integers. Received: "
+            f"labels.dtype={labels.dtype}"
+        )
+    if images.ndim not in (3, 4) or len(images) == 0:
+        raise ValueError(
+            f"Images in {shown!r} must be (N, H, W), (N, H, W, 1), "
+            f"(N, H, W, 3) or (N, H, W, 4) with N > 0. Received: "
+            f"shape={images.shape}"
+        )
+    if masks is not None and masks.shape != images.shape[:3]:
+        raise ValueError(
+            f"`masks` in {shown!r} must have shape {images.shape[:3]} to "
+            f"match the images. Received: masks.shape={masks.shape}"
+        )
+    return images, labels, masks
+
+
+def _npz_class_names(arrays, labels):
+    if "class_names" in arrays:
+        names = np.asarray(arrays["class_names"]).reshape(-1)
+        return tuple(str(n) for n in names)
+    count = int(labels.max()) + 1 if len(labels) else 0
+    return tuple(str(n) for n in range(max(count, 1)))
+
+
+def check_labels(labels, class_names, source):
+    """Raises a `ValueError` for labels outside ``class_names``."""
+    outside = (labels < 0) | (labels >= len(class_names))
+    if outside.any():
+        raise ValueError(
+            f"Labels in {source!r} must be in [0, {len(class_names) - 1}] "
+            f"(one per class name). Received: "
+            f"{sorted(set(labels[outside].tolist()))[:_SHOWN]} with "
+            f"class_names={list(class_names)[:10]}. Fix the labels or "
+            "class_names."
+        )
+
+
+def balanced(labels, limit):
+    """Indices of at most ``limit`` items taking classes in turn, sorted."""
+    if limit is None or limit >= len(labels):
+        return np.arange(len(labels))
+    rank = np.empty(len(labels), np.int64)
+    for label in np.unique(labels):
+        members = np.flatnonzero(labels == label)
+        rank[members] = np.arange(len(members))
+    order = np.lexsort((labels, rank))
+    return np.sort(order[:limit])
+
+
+def _hw(shape):
+    return f"{shape[0]}x{shape[1]}"
