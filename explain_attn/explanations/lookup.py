@@ -177,8 +177,9 @@ def resolve_layers(model, layers=None):
                 else ""
             )
             raise ValueError(
-                f"Model {model.name!r} has no attention layer with a spatial map (no "
-                "SpatialAttention, CBAM, spatial or axis gate, or "
+                f"Model {model.name!r} has no attention layer with a "
+                "spatial map (no SpatialAttention, CBAM, spatial or axis "
+                "gate, or "
                 f"MultiHeadAttention over positions).{extra} Name the layers "
                 "to read with `layers=` (see `explain-attn layers MODEL`)."
             )
