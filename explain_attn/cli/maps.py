@@ -7,6 +7,7 @@ from explain_attn.cli.common import (
     import_option,
     layer_option,
     method_option,
+    model_factory_option,
     unsafe_load_option,
     user_errors,
 )
@@ -39,7 +40,16 @@ from explain_attn.cli.common import (
     "--cam-layer",
     default=None,
     help="Layer of the --method maps: name, path or pattern of one 4-D "
-    "layer [default: the last 4-D layer].",
+    "layer of at least 2x2 [default: the last one; see explain-attn "
+    "layers].",
+)
+@click.option(
+    "--cam-class",
+    default="predicted",
+    show_default=True,
+    metavar="predicted|true|INDEX",
+    help="The class the --method maps explain: each image's predicted "
+    "class, its true label, or one class index for every image.",
 )
 @image_size_option
 @click.option(
@@ -61,6 +71,7 @@ from explain_attn.cli.common import (
     show_default=True,
     help="Where to write the maps (.npz).",
 )
+@model_factory_option
 @unsafe_load_option
 @import_option
 @user_errors
@@ -72,29 +83,37 @@ def maps_command(
     with_grad_cam,
     methods,
     cam_layer,
+    cam_class,
     image_size,
     limit,
     batch_size,
     output,
+    model_factory,
     unsafe_load,
 ):
     """Write MODEL's attention maps (and CAMs) for a dataset to an .npz.
 
     The file holds, for each layer i, 'map_i' (N, h, w) float32 and its
-    path in 'layer_names'; 'labels', 'predictions', 'class_names'; for each
-    --method NAME (or --grad-cam) also 'NAME' (N, h, w) for the predicted
-    class and 'NAME_layer'. A model without attention layers needs a
-    --method.
+    path in 'layer_names'; for each channel-attention module (squeeze-and-
+    excitation gate) i, 'channel_i' (N, C) weights and its path in
+    'channel_layer_names'; 'labels', 'predictions', 'class_names'; for each
+    --method NAME (or --grad-cam) also 'NAME' (N, h, w) for --cam-class,
+    'NAME_layer' and 'NAME_class'. --method channel_weighted writes the
+    channel-weighted activation maps of the channel modules. A model
+    without attention needs a --method.
     """
     from explain_attn.data import load_dataset
-    from explain_attn.explanations.export import export_maps
+    from explain_attn.explanations.export import check_cam_class, export_maps
     from explain_attn.models.saving import load_model
 
     if not output.endswith(".npz"):
         raise ValueError(
             f"--output must end in '.npz'. Received: --output {output}"
         )
-    model = load_model(model_path, safe_mode=not unsafe_load)
+    cam_class = check_cam_class(cam_class)
+    model = load_model(
+        model_path, safe_mode=not unsafe_load, factory=model_factory
+    )
     dataset = load_dataset(
         data_source, split=split, image_size=image_size, limit=limit
     )
@@ -105,6 +124,7 @@ def maps_command(
         layers=list(layer_names) or None,
         methods=methods,
         cam_layer=cam_layer,
+        cam_class=cam_class,
         with_grad_cam=with_grad_cam,
         batch_size=batch_size,
     )
