@@ -177,6 +177,26 @@ def _no_map_row(path, tap, module=None):
     }
 
 
+def _clean(model, graph, images, labels, batch_size):
+    """Accuracy and mean true-class probability of the unmodified model."""
+    forward = keras.Model(graph.model_inputs, graph.outputs[0])
+    probabilities = probability_function(model)
+    scores = np.concatenate(
+        [
+            probabilities(
+                tf.cast(forward(images[i : i + batch_size]), tf.float32)
+            ).numpy()
+            for i in range(0, len(images), batch_size)
+        ]
+    )
+    return {
+        "accuracy": float((scores.argmax(axis=-1) == labels).mean()),
+        "mean_true_class_probability": float(
+            scores[np.arange(len(labels)), labels].mean()
+        ),
+    }
+
+
 def _inputs(model, dataset):
     """``(graph, images, labels, masks or None, notes)``, checked."""
     graph = single_input_graph(model)
@@ -265,6 +285,8 @@ def attention_interventions(
         own_clean, results = _effects(scores, labels, names, bootstrap)
         clean = clean or own_clean
         rows.append(_layer_row(module, intervened, results))
+    if clean is None:  # No layer had a map to replace.
+        clean = _clean(model, graph, images, labels, batch_size)
     return {
         "num_images": int(len(images)),
         "clean": clean,

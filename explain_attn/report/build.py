@@ -21,8 +21,14 @@ import numpy as np
 from explain_attn import __version__
 from explain_attn.data import load_dataset
 from explain_attn.explanations.explanation import explanations_for
+from explain_attn.explanations.lookup import (
+    attention_layer_names,
+    channel_module_names,
+    resolve_layers,
+)
 from explain_attn.explanations.methods import get_method
 from explain_attn.models.saving import atomic_path
+from explain_attn.report.channels import channel_section
 from explain_attn.report.demo import demo_data, demo_models
 from explain_attn.report.evaluate import evaluate
 from explain_attn.report.faithfulness import faithfulness_section
@@ -69,12 +75,42 @@ def _silent(*args, **kwargs):
     return None
 
 
-def report_explanations(models, *, layers=None, methods=("grad_cam",)):
+def _attention_explanations(entry, layers):
+    """The spatial attention explanations of one attention model; channel
+    modules are left to the channel section."""
+    channel = set(channel_module_names(entry.model))
+    if layers is None:
+        spatial = attention_layer_names(entry.model)
+        if not spatial and channel:
+            return []
+        spatial = None if not spatial else spatial
+    else:
+        spatial = [
+            p for p in resolve_layers(entry.model, layers) if p not in channel
+        ]
+        if not spatial:
+            return []
+    return explanations_for(
+        entry.model, "attention", spatial, key=entry.key, name=entry.name
+    )
+
+
+def report_explanations(
+    models,
+    *,
+    layers=None,
+    methods=("grad_cam",),
+    cam_layer=None,
+    cam_class="predicted",
+):
     """The report's explanations and the reference they are compared with.
 
-    Every attention layer (or ``layers``) of each attention model, then each
-    of ``methods`` for every model at its last 4-D layer. The reference is
-    the baseline's explanation by the first method.
+    Every spatial attention module (or ``layers``) of each attention model,
+    then each of ``methods`` for every model at its last Grad-CAM
+    candidate (the baseline at ``cam_layer`` when given), explaining
+    ``cam_class`` (``"predicted"``, ``"true"`` or a class index). The
+    reference is the baseline's explanation by the first method. Channel
+    modules (SE gates) are not maps: `channel_section` reports them.
 
     Returns:
         ``(explanations, reference)``.
@@ -86,14 +122,13 @@ def report_explanations(models, *, layers=None, methods=("grad_cam",)):
         if entry.role != "attention":
             continue
         try:
-            explanations += explanations_for(
-                entry.model, "attention", layers, key=entry.key, name=entry.name
-            )
+            explanations += _attention_explanations(entry, layers)
         except ValueError as error:
             raise ValueError(
                 f"Attention model {entry.name!r}: {error}"
             ) from None
     for entry in models:
+        where = cam_layer if entry.role == "baseline" else None
         for method in methods:
             if not get_method(method).uses_class:
                 raise ValueError(
@@ -101,9 +136,11 @@ def report_explanations(models, *, layers=None, methods=("grad_cam",)):
                     "class-activation method such as grad_cam."
                 )
             try:
+                _check_target(entry.model, cam_class)
                 explanations += explanations_for(
-                    entry.model, method, key=entry.key, name=entry.name
-                )
+                    entry.model, method, where, key=entry.key,
+                    name=entry.name, target=cam_class,
+                )  # fmt: skip
             except ValueError as error:
                 raise ValueError(
                     f"{entry.role.capitalize()} model: {error}"
@@ -114,6 +151,16 @@ def report_explanations(models, *, layers=None, methods=("grad_cam",)):
         if e.model_key == models[-1].key and e.method == methods[0]
     )
     return explanations, reference
+
+
+def _check_target(model, cam_class):
+    if isinstance(cam_class, int) and not isinstance(cam_class, bool):
+        num_classes = int(model.outputs[0].shape[-1])
+        if not 0 <= cam_class < num_classes:
+            raise ValueError(
+                f"--cam-class {cam_class} is not one of its {num_classes} "
+                f"classes (0 to {num_classes - 1})."
+            )
 
 
 def _dataset_section(test, source):
@@ -160,6 +207,8 @@ def build_report(
     *,
     layers=None,
     methods=("grad_cam",),
+    cam_layer=None,
+    cam_class="predicted",
     num_examples=8,
     seed=0,
     batch_size=128,
@@ -180,6 +229,10 @@ def build_report(
         methods: CAM methods (registered names) computed for every model;
             the baseline's first is the reference the attention maps are
             compared with.
+        cam_layer: The baseline's CAM layer (``None``: its last Grad-CAM
+            candidate); attention models use their own last one.
+        cam_class: The class the CAMs explain: ``"predicted"``, ``"true"``
+            or a class index.
         num_examples: Images in the gallery.
         seed: Seed of bootstrap intervals, the gallery and the checks.
         batch_size: Images per forward pass.
@@ -204,8 +257,9 @@ def build_report(
     _check_positive("batch_size", batch_size)
     say = log if verbose else _silent
     explanations, reference = report_explanations(
-        models, layers=layers, methods=methods
-    )
+        models, layers=layers, methods=methods, cam_layer=cam_layer,
+        cam_class=cam_class,
+    )  # fmt: skip
     evaluation = evaluate(
         models, explanations, reference, test, batch_size=batch_size,
         verbose=verbose,
@@ -216,11 +270,17 @@ def build_report(
         num_examples=num_examples, seed=seed, batch_size=batch_size,
     )  # fmt: skip
     data["dataset"] = _dataset_section(test, source)
+    data["channels"] = channel_section(
+        models, test, layers=_channel_layers(models, layers),
+        batch_size=batch_size,
+    )  # fmt: skip
     data["settings"] = {
         "seed": seed,
         "num_examples": num_examples,
         "layers": list(layers) if layers else None,
         "methods": list(methods),
+        "cam_layer": cam_layer,
+        "cam_class": cam_class,
         "batch_size": batch_size,
         **(settings or {}),
     }
@@ -233,6 +293,17 @@ def build_report(
     data["gallery"] = _gallery_section(examples, test)
     created = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
     return Report(data=data, gallery=examples, created=created)
+
+
+def _channel_layers(models, layers):
+    """The channel modules ``layers`` names (``None``: all of them)."""
+    if layers is None:
+        return None
+    paths = []
+    for entry in models:
+        if entry.role == "attention":
+            paths += resolve_layers(entry.model, layers)
+    return paths
 
 
 def _check_sources(attention_models, baseline_model, spurious_correlation):
@@ -262,6 +333,8 @@ def report_from_sources(
     safe_mode=True,
     spurious_correlation=None,
     command_line=None,
+    attention_factory=None,
+    baseline_factory=None,
     **options,
 ):
     """Loads models and data (or trains the demo pair), then `build_report`.
@@ -282,6 +355,9 @@ def report_from_sources(
             probability that a training image's background tint gives its
             class away (`explain_attn.data.synthetic.generate`).
         command_line: The command line to record in the report.
+        attention_factory: ``"module:function"`` building the attention
+            models given as ``.weights.h5`` files.
+        baseline_factory: The same for the baseline.
         **options: Passed to `build_report` (``layers``, ``methods``,
             ``num_examples``, ``seed``, ``batch_size``, ``faithfulness``,
             ``verbose``, ``log``).
@@ -314,8 +390,10 @@ def report_from_sources(
     )
     if given:
         models = load_report_models(
-            attention_models, baseline_model, safe_mode=safe_mode, say=say
-        )
+            attention_models, baseline_model, safe_mode=safe_mode, say=say,
+            attention_factory=attention_factory,
+            baseline_factory=baseline_factory,
+        )  # fmt: skip
     else:
         models = demo_models(
             train, test, epochs=epochs, seed=options.get("seed", 0),

@@ -112,7 +112,9 @@ def evaluate(models, explanations, reference, test, *, batch_size, verbose):
                     ]
                 )
             )
-        maps = explainer(images, batch_size=batch_size)
+        maps = explainer(
+            images, batch_size=batch_size, labels=test.labels[start:stop]
+        )
         _score(maps, masks, explanations, reference, values, agreement)
         if progress is not None:
             progress.update(stop)

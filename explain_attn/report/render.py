@@ -13,6 +13,7 @@ import jinja2
 from explain_attn.metrics import METRIC_DEFINITIONS
 from explain_attn.models.saving import atomic_path
 from explain_attn.report import figures
+from explain_attn.report.channels import channel_figures
 from explain_attn.report.faithfulness_figures import faithfulness_figures
 
 __all__ = [
@@ -173,5 +174,8 @@ def report_html(report):
         ],
         "models_by_key": models,
         "faithfulness_figures": faithfulness_figures(data.get("faithfulness")),
+        "channel_figures": channel_figures(
+            data.get("channels"), data["dataset"]["class_names"]
+        ),
     }
     return template_environment().get_template("report.html").render(context)
