@@ -163,3 +163,11 @@ def bam_gate(size=16):
     logits = layers.Conv2D(1, 3, padding="same", name="bam_logits")(x)
     gate = 1.0 + ops.sigmoid(logits)
     return _head(inputs, x * gate, "bam")
+
+
+def baseline(size=16, channels=3):
+    """A plain ConvNet without attention, the report's reference."""
+    inputs = keras.Input((size, size, channels))
+    x = layers.Conv2D(8, 3, padding="same", activation="relu")(inputs)
+    x = layers.Conv2D(8, 3, padding="same", activation="relu")(x)
+    return _head(inputs, x, "baseline")

@@ -272,25 +272,21 @@ def _gate_tap(producer, gate):
 
 
 def _axis_module(tap, features, axes):
-    """An `AxisGates` module: both gates, or one broadcast over the other
-    axis (the map tensor is added beside the graph)."""
+    """An `AxisGates` module: both gates, or one repeated along the other
+    axis. Nothing is added to the graph: the kind combines the gates."""
     axes = sorted(axes, key=lambda entry: entry[0])  # height, width.
-    product = axes[0][1]
-    for _, gate, _, _ in axes[1:]:
-        product = keras.ops.multiply(product, gate)
-    attention = keras.ops.mean(product, axis=-1, keepdims=True)
-    # Broadcast a single axis gate to the features' grid.
-    attention = attention + keras.ops.zeros_like(features[..., :1])
     found = axes[0][2]
     for entry in axes[1:]:
         found = _product_range(found, entry[2])
     first = axes[0][3]
     names = " and ".join(f"{a[0]} gate {a[3].path}" for a in axes)
+    grid = tuple(_shape(features)[:2])
+    gates = tuple(entry[1] for entry in axes)
     return AttentionModule(
         first.path,
-        AxisGates(),
-        Tap(first.path, first.layer, axes[0][1], attention),
-        shape=(*_shape(features)[:2], 1),
+        AxisGates(grid),
+        Tap(first.path, first.layer, gates, gates[0]),
+        shape=(*grid, 1),
         value_range=found,
         found_by=f"{_origin(found)} {names} × features",
         applied_at=tap.path,
@@ -327,14 +323,12 @@ def _attention_scores(graph):
         if grid is None:
             continue
         arguments.pop("return_attention_scores", None)
-        _, scores = tap.layer(**arguments, return_attention_scores=True)
-        received = keras.ops.mean(scores, axis=(1, 2))
-        attention = keras.ops.reshape(received, (-1, *grid, 1))
+        scores = _Scores(tap.layer)(**arguments)
         modules.append(
             AttentionModule(
                 tap.path,
-                AttentionScores(),
-                Tap(tap.path, tap.layer, key, attention),
+                AttentionScores(grid),
+                Tap(tap.path, tap.layer, key, scores),
                 shape=(*grid, 1),
                 value_range=ValueRange(0.0, 1.0, False, False, "softmax"),
                 found_by="MultiHeadAttention scores over "
@@ -342,6 +336,26 @@ def _attention_scores(graph):
             )
         )
     return modules
+
+
+class _Scores(keras.layers.Layer):
+    """Calls a MultiHeadAttention layer (same object, same weights) and
+    returns its attention scores only.
+
+    Keras does not connect the scores of a second, symbolic call of the
+    layer itself (``return_attention_scores=True``) to a model's inputs;
+    a new layer holding it gives them their own node. It is never saved.
+    """
+
+    def __init__(self, attention):
+        super().__init__(name=f"{attention.name}_explain_attn_scores")
+        self.attention = attention
+
+    def call(self, query, value, key=None, **keywords):
+        _, scores = self.attention(
+            query, value, key, return_attention_scores=True, **keywords
+        )
+        return scores
 
 
 def _key_grid(graph, key):

@@ -224,10 +224,13 @@ class AxisGates(_FoundGate):
     """Coordinate attention: a ``(H, 1, C)`` and a ``(1, W, C)`` gate.
 
     The module's map is their outer product averaged over channels,
-    ``m[i, j] = mean_c a_h[i, c] * a_w[j, c]``, read from a tensor that
-    discovery adds beside the model's graph; an axis gate found without its
-    partner is broadcast along the other axis. The gates cannot be replaced
+    ``m[i, j] = mean_c a_h[i, c] * a_w[j, c]``, computed from the two gate
+    tensors (the tap's ``input``, a tuple); an axis gate found without its
+    partner is repeated along the other axis. The gates cannot be replaced
     by one map, so there are no interventions.
+
+    Args:
+        grid: ``(H, W)`` of the features the gates weigh.
     """
 
     name = "axis"
@@ -237,14 +240,40 @@ class AxisGates(_FoundGate):
         "their outer product, averaged over channels"
     )
 
+    def __init__(self, grid=None):
+        self.grid = grid
+
+    def source(self, tap):
+        return tap.input
+
+    def parts(self, tap, source):
+        import keras
+
+        gates = list(source) if isinstance(source, list | tuple) else [source]
+        product = gates[0]
+        for gate in gates[1:]:
+            product = product * gate
+        attention = keras.ops.mean(product, axis=-1, keepdims=True)
+        height, width = self.grid
+        repeats = [1, 1, 1, 1]
+        if attention.shape[1] == 1 and height != 1:
+            repeats[1] = height
+        if attention.shape[2] == 1 and width != 1:
+            repeats[2] = width
+        return None, keras.ops.tile(attention, repeats)
+
 
 class AttentionScores(_FoundGate):
     """`keras.layers.MultiHeadAttention` over the positions of a feature map.
 
     The layer is called again with ``return_attention_scores=True`` beside
-    the model's graph; the map is the attention each key position receives,
+    the model's graph (the tap's output is the ``(B, heads, queries,
+    keys)`` scores); the map is the attention each key position receives,
     averaged over heads and queries, on the grid the keys were reshaped
     from. Not replaceable inside the model: no interventions.
+
+    Args:
+        grid: ``(h, w)`` of the key positions.
     """
 
     name = "mha"
@@ -253,6 +282,15 @@ class AttentionScores(_FoundGate):
         "MultiHeadAttention: attention received per position, averaged "
         "over heads and queries"
     )
+
+    def __init__(self, grid=None):
+        self.grid = grid
+
+    def parts(self, tap, source):
+        import keras
+
+        received = keras.ops.mean(source, axis=(1, 2))
+        return None, keras.ops.reshape(received, (-1, *self.grid, 1))
 
 
 KINDS = [SpatialLayer(), ChannelLayer(), SpatialGate()]

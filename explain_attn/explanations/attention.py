@@ -81,8 +81,11 @@ class AttentionExtractor:
         self.paths = list(paths)
         readings = [_reading(model, graph.taps[path]) for path in self.paths]
         self._functions = [function for _, function in readings]
+        # A reading may fetch several tensors (coordinate attention's two
+        # gates): the model's outputs are flat, regrouped in `_maps`.
+        self._structure = [tensor for tensor, _ in readings]
         self._model = keras.Model(
-            graph.model_inputs, [tensor for tensor, _ in readings]
+            graph.model_inputs, keras.tree.flatten(self._structure)
         )
         self.resize_to = resize_to
         self.function = tf.function(
@@ -94,8 +97,9 @@ class AttentionExtractor:
 
     def _maps(self, images):
         tensors = self._model(images, training=False)
-        if not isinstance(tensors, list | tuple):
-            tensors = [tensors]
+        tensors = keras.tree.pack_sequence_as(
+            self._structure, keras.tree.flatten(tensors)
+        )
         maps = []
         for function, tensor in zip(self._functions, tensors, strict=True):
             attention = function(tensor)
