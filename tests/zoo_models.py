@@ -131,7 +131,7 @@ def hybrid_mha(size=16):
         inputs
     )
     grid = x.shape[1]
-    tokens = layers.Reshape((grid * grid, 8))(x)
+    tokens = layers.Reshape((grid * grid, 8), name="tokens")(x)
     attended = layers.MultiHeadAttention(2, 4, name="mha")(tokens, tokens)
     x = layers.Reshape((grid, grid, 8))(attended + tokens)
     return _head(inputs, x, "hybrid_mha")
