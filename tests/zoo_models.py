@@ -168,6 +168,15 @@ def bam_gate(size=16):
 def baseline(size=16, channels=3):
     """A plain ConvNet without attention, the report's reference."""
     inputs = keras.Input((size, size, channels))
-    x = layers.Conv2D(8, 3, padding="same", activation="relu")(inputs)
-    x = layers.Conv2D(8, 3, padding="same", activation="relu")(x)
+    x = layers.Conv2D(8, 3, padding="same", activation="relu", name="conv1")(
+        inputs
+    )
+    x = layers.Conv2D(8, 3, padding="same", activation="relu", name="conv2")(x)
     return _head(inputs, x, "baseline")
+
+
+def small_ops_cbam(size=16):
+    """A tiny ConvNet with a CBAM written with keras.ops (fast to check)."""
+    inputs = keras.Input((size, size, 3))
+    x = layers.Conv2D(8, 3, padding="same", activation="relu")(inputs)
+    return _head(inputs, ops_cbam(x, "cbam"), "small_ops_cbam")
