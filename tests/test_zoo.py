@@ -116,10 +116,18 @@ REPORTS = [
             "resnet50_ops_cbam",
             "attention_unet_gate",
             "rescaling_model",
-            "grayscale_model",
             "bam_gate",
         )
-    ),  # fmt: skip
+    ),
+    pytest.param(
+        "grayscale_model",
+        ["--no-faithfulness"],
+        marks=pytest.mark.xfail(
+            reason="1-channel images load as RGB until the data path "
+            "(issue 15a) keeps grayscale",
+            strict=False,
+        ),
+    ),
 ]
 
 

@@ -174,7 +174,9 @@ def channel_figures(section, class_names):
             .round()
             .astype(int)
         )
-        figure = Figure(figsize=(8, 1.6 * len(chosen) + 0.4))
+        figure = Figure(
+            figsize=(8, 1.6 * len(chosen) + 0.4), layout="constrained"
+        )
         for row, index in enumerate(chosen, start=1):
             module = modules[index]
             axes = figure.add_subplot(len(chosen), 1, row)
@@ -187,6 +189,5 @@ def channel_figures(section, class_names):
             axes.set_title(module["layer"], fontsize=8)
             figure.colorbar(image, ax=axes, fraction=0.02)
         axes.set_xlabel("channel")
-        figure.tight_layout()
         figures[result["model"]] = _png(figure)
     return figures
