@@ -229,17 +229,13 @@ def build_report(
         methods: CAM methods (registered names) computed for every model;
             the baseline's first is the reference the attention maps are
             compared with.
-        cam_layer: The baseline's CAM layer (``None``: its last Grad-CAM
-            candidate); attention models use their own last one.
-        cam_class: The class the CAMs explain: ``"predicted"``, ``"true"``
-            or a class index.
+        cam_layer, cam_class: See `report_explanations`.
         num_examples: Images in the gallery.
         seed: Seed of bootstrap intervals, the gallery and the checks.
         batch_size: Images per forward pass.
         faithfulness: Add the Faithfulness section (interventions,
             randomisation checks, deletion and insertion curves) as
-            ``data["faithfulness"]``; on the demo models it adds about
-            12 s to a 19 s report on 2 CPU cores.
+            ``data["faithfulness"]``; about 12 s more on the demo models.
         verbose: 0 for silence, 1 for progress.
         log: Where progress messages go (a ``print``-like function).
         source: What the data was loaded from, for the record.
@@ -258,8 +254,7 @@ def build_report(
     say = log if verbose else _silent
     explanations, reference = report_explanations(
         models, layers=layers, methods=methods, cam_layer=cam_layer,
-        cam_class=cam_class,
-    )  # fmt: skip
+        cam_class=cam_class)  # fmt: skip
     evaluation = evaluate(
         models, explanations, reference, test, batch_size=batch_size,
         verbose=verbose,
@@ -270,20 +265,13 @@ def build_report(
         num_examples=num_examples, seed=seed, batch_size=batch_size,
     )  # fmt: skip
     data["dataset"] = _dataset_section(test, source)
-    data["channels"] = channel_section(
-        models, test, layers=_channel_layers(models, layers),
-        batch_size=batch_size,
-    )  # fmt: skip
+    data["channels"] = _channels(models, test, layers, batch_size)
     data["settings"] = {
-        "seed": seed,
-        "num_examples": num_examples,
-        "layers": list(layers) if layers else None,
-        "methods": list(methods),
-        "cam_layer": cam_layer,
-        "cam_class": cam_class,
-        "batch_size": batch_size,
-        **(settings or {}),
-    }
+        "seed": seed, "num_examples": num_examples,
+        "layers": list(layers) if layers else None, "methods": list(methods),
+        "cam_layer": cam_layer, "cam_class": cam_class,
+        "batch_size": batch_size, **(settings or {}),
+    }  # fmt: skip
     data["versions"] = _versions()
     if faithfulness:
         data["faithfulness"] = faithfulness_section(
@@ -295,15 +283,16 @@ def build_report(
     return Report(data=data, gallery=examples, created=created)
 
 
-def _channel_layers(models, layers):
-    """The channel modules ``layers`` names (``None``: all of them)."""
-    if layers is None:
-        return None
-    paths = []
-    for entry in models:
-        if entry.role == "attention":
-            paths += resolve_layers(entry.model, layers)
-    return paths
+def _channels(models, test, layers, batch_size):
+    """The channel section, for the channel modules ``layers`` names
+    (``None``: all of them)."""
+    paths = None
+    if layers is not None:
+        paths = []
+        for entry in models:
+            if entry.role == "attention":
+                paths += resolve_layers(entry.model, layers)
+    return channel_section(models, test, layers=paths, batch_size=batch_size)
 
 
 def _check_sources(attention_models, baseline_model, spurious_correlation):
@@ -355,9 +344,8 @@ def report_from_sources(
             probability that a training image's background tint gives its
             class away (`explain_attn.data.synthetic.generate`).
         command_line: The command line to record in the report.
-        attention_factory: ``"module:function"`` building the attention
-            models given as ``.weights.h5`` files.
-        baseline_factory: The same for the baseline.
+        attention_factory, baseline_factory: ``"module:function"``
+            building the models given as ``.weights.h5`` files.
         **options: Passed to `build_report` (``layers``, ``methods``,
             ``num_examples``, ``seed``, ``batch_size``, ``faithfulness``,
             ``verbose``, ``log``).
@@ -392,18 +380,15 @@ def report_from_sources(
         models = load_report_models(
             attention_models, baseline_model, safe_mode=safe_mode, say=say,
             attention_factory=attention_factory,
-            baseline_factory=baseline_factory,
-        )  # fmt: skip
+            baseline_factory=baseline_factory)  # fmt: skip
     else:
         models = demo_models(
             train, test, epochs=epochs, seed=options.get("seed", 0),
             cache_dir=cache_dir, verbose=verbose, say=say,
         )  # fmt: skip
     settings = {
-        "epochs": epochs,
-        "command_line": command_line,
-        "spurious_correlation": spurious_correlation,
-    }
+        "epochs": epochs, "command_line": command_line,
+        "spurious_correlation": spurious_correlation}  # fmt: skip
     return build_report(models, test, source=data, settings=settings, **options)
 
 
