@@ -86,7 +86,7 @@ def _cases(folder, module, output):
             [*maps, "--grad-cam", "--cam-layer", "tiny"],
             "Choose a layer whose output is at least 2×2",
         ),
-        ([*maps, "--method", "attention"], "--method attention is not needed"),
+        ([*maps, "--method", "attention"], "'attention' is not a CAM method"),
     ]
 
 

@@ -41,8 +41,8 @@ def _explanations(model, layers, methods, cam_layer):
     for method in methods:
         if method == "attention":
             raise ValueError(
-                "--method attention is not needed: attention maps are "
-                "always written (choose layers with --layer). Choose a "
+                "--method 'attention' is not a CAM method: attention maps "
+                "are always written (choose layers with --layer). Choose a "
                 "class-activation method such as grad_cam."
             )
     spatial, channel = _split_layers(model, layers)

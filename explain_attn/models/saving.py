@@ -168,14 +168,13 @@ def load_model(path, *, safe_mode=True, factory=None):
 
 
 def _missing_class(message):
-    """``"the custom class 'mine>Twice' (module 'mine')"`` from Keras'
-    message, which names the class deep inside a long configuration."""
+    """``"'mine>Twice' (module 'mine')"`` from Keras' message, which
+    names the class deep inside a long configuration."""
     found = re.search(r"Could not locate (class|function) '([^']+)'", message)
     if found is None:
         found = re.search(r"Unknown layer: '?([\w.>]+)", message)
-        name = found.group(1) if found else "a custom layer"
-        return f"the custom class {name!r}" if found else name
-    what, name = found.groups()
+        return repr(found.group(1)) if found else "(unnamed by Keras)"
+    _, name = found.groups()
     registered = re.search(
         rf"'registered_name': '([^']*>{re.escape(name)})'", message
     )
@@ -184,7 +183,7 @@ def _missing_class(message):
     )
     shown = registered.group(1) if registered else name
     where = f" (module {module.group(1)!r})" if module else ""
-    return f"the custom {what} {shown!r}{where}"
+    return f"{shown!r}{where}"
 
 
 def _load_from_factory(path, factory):
@@ -234,8 +233,9 @@ def _explain_load_error(shown, error):
         )
     if "Unknown layer" in message or "Could not locate" in message:
         return (
-            f"Model {shown!r} uses {_missing_class(message)}, which is not "
-            "registered. Import the module that defines it (registered with "
+            f"Model {shown!r} uses a custom layer or function, "
+            f"{_missing_class(message)}, that is not registered. Import "
+            "the module that defines it (registered with "
             "keras.saving.register_keras_serializable) with --import "
             "MODULE_OR_FILE (API: import it before loading)."
         )
