@@ -16,22 +16,25 @@ def test_layers_lists_attention_and_grad_cam_layers(report_inputs):
     assert result.exit_code == 0, result.output
     lines = result.output.splitlines()
     assert lines[0].startswith("Model 'small_attention': ")
-    attention_start = lines.index(
-        "Attention layers (path, kind, class, output shape):"
-    )
+    attention_start = lines.index("Attention modules: 2 (2 attention)")
     cam_start = next(
-        i for i, line in enumerate(lines) if line.startswith("4-D layers")
+        i
+        for i, line in enumerate(lines)
+        if line.startswith("Grad-CAM candidates")
     )
-    attention_lines = lines[attention_start + 1 : cam_start]
-    assert attention_lines == [
-        "  block2_attention  attention  SpatialAttention  (None, 8, 8, 48)",
-        "  block3_attention  attention  SpatialAttention  (None, 4, 4, 96)",
+    attention_lines = [
+        line.split() for line in lines[attention_start + 1 : cam_start]
     ]
+    assert attention_lines[0] == ["path", "kind", "shape", "range", "found",
+                                  "by"]  # fmt: skip
+    assert attention_lines[1][:5] == [
+        "block2_attention", "attention", "(8,", "8,", "1)",
+    ]  # fmt: skip
+    assert attention_lines[2][:2] == ["block3_attention", "attention"]
     cam_lines = lines[cam_start + 1 :]
-    assert (
-        "* block3_attention  attention  SpatialAttention  (None, 4, 4, 96)"
-        in (cam_lines)
-    )
+    assert cam_lines[-1].split() == [
+        "*", "block3_attention", "SpatialAttention", "(4,", "4,", "96)",
+    ]  # fmt: skip
     assert sum(line.startswith("*") for line in cam_lines) == 1
 
 
@@ -40,9 +43,7 @@ def test_layers_on_a_model_without_attention(report_inputs):
         main, ["layers", str(report_inputs["baseline"])]
     )
     assert result.exit_code == 0
-    assert "Attention layers (path, kind, class, output shape):\n  none" in (
-        result.output
-    )
+    assert "Attention modules: none found" in result.output
 
 
 def test_maps_writes_the_maps_labels_and_predictions(report_inputs, tmp_path):

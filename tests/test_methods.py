@@ -119,6 +119,7 @@ def test_public_functions_share_grad_cams_signature():
 def test_registry_names_every_method():
     assert list(METHODS) == [
         "attention",
+        "channel_weighted",
         "grad_cam",
         "grad_cam_plus_plus",
         "layer_cam",

@@ -236,7 +236,8 @@ def test_maps_folder_equals_the_npz_and_the_functions(
     assert len(layers) == 2  # small_attention's two attention modules.
     assert sorted(p.name for p in directory.iterdir()) == sorted(
         [f"{key}.npy" for key in keys]
-        + ["grad_cam.npy", "labels.npy", "manifest.json", "predictions.npy"]
+        + ["grad_cam.npy", "grad_cam_class.npy", "labels.npy"]
+        + ["manifest.json", "predictions.npy"]
     )
     assert manifest["count"] == COUNT and manifest["input_scale"] == "unit"
     assert [m["layer"] for m in manifest["maps"][:2]] == layers
@@ -244,13 +245,18 @@ def test_maps_folder_equals_the_npz_and_the_functions(
         "attention",
         "attention",
         "grad_cam",
+        "classes",
     ]
-    for key in [*keys, "grad_cam", "labels", "predictions"]:
+    for key in [*keys, "grad_cam", "grad_cam_class", "labels", "predictions"]:
         np.testing.assert_array_equal(arrays[f"{key}.npy"], stored[key])
     loaded = keras.models.load_model(model_path)
     images = load_dataset(folder).images
     np.testing.assert_array_equal(
         stored["predictions"], predict_classes(loaded, images)
+    )
+    # Grad-CAM explains the predicted classes (the default --cam-class).
+    np.testing.assert_array_equal(
+        stored["grad_cam_class"], stored["predictions"]
     )
     expected = attention_maps(loaded, images)
     for key, layer in zip(keys, layers, strict=True):

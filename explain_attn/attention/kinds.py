@@ -14,8 +14,12 @@ so that no other module needs to know which layer class it is looking at:
 - `AttentionKind.channel_weights`: per-image channel weights, where the
   module has them.
 
-Kinds are matched in the order of `KINDS`; the first that matches wins. A
-new kind of attention is a new `AttentionKind` subclass added to `KINDS`.
+Kinds of `KINDS` are read from one layer call and matched in order; the
+first that matches wins. The structural kinds (`ChannelGate`, `AxisGates`,
+`AttentionScores`, and `SpatialGate` found through a multiply) need the
+whole graph: `explain_attn.attention.discovery` finds them, and it is the
+one place that lists every module of a model. A new kind of attention is a
+new `AttentionKind` subclass, added to `KINDS` or found by discovery.
 """
 
 import abc
@@ -25,8 +29,12 @@ __all__ = [
     "KINDS",
     "AttentionKind",
     "AttentionModule",
+    "AttentionScores",
+    "AxisGates",
+    "ChannelGate",
     "ChannelLayer",
     "SigmoidGate",
+    "SpatialGate",
     "SpatialLayer",
     "find_kind",
 ]
@@ -46,6 +54,9 @@ class AttentionKind(abc.ABC):
     description = ""
     intervention_note = None
     """A note for the interventions' table, or ``None``."""
+    intervenable = True
+    """Whether `recombine` can replace the map inside the model (the
+    module's tap output is a tensor the model's output depends on)."""
 
     @abc.abstractmethod
     def matches(self, tap):
@@ -136,16 +147,19 @@ class ChannelLayer(SpatialLayer):
         return self.parts(tap, source)[1][:, 0, 0, :]
 
 
-class SigmoidGate(AttentionKind):
-    """A plain-Keras gate: a 4-D, single-channel output with a sigmoid.
+class SpatialGate(AttentionKind):
+    """A plain-Keras spatial gate: a ``(B, H, W, 1)`` tensor in (0, 1).
 
-    Such as ``Conv2D(1, 7, activation="sigmoid")`` in a hand-written CBAM.
-    The gate's output is the map; replacing it replaces the output wherever
-    the model uses it.
+    Such as ``Conv2D(1, 7, activation="sigmoid")`` in a hand-written CBAM,
+    or the ``psi`` gate of an Attention U-Net. Matched per layer when the
+    layer is a single-channel sigmoid; found by discovery when a gate of
+    that shape (any squashing function, layers or `keras.ops`) multiplies
+    features. The gate's output is the map; replacing it replaces the
+    output wherever the model uses it.
     """
 
     name = "gate"
-    description = "single-channel sigmoid gate: its output"
+    description = "spatial gate (H, W, 1) multiplied into features: its output"
     intervention_note = (
         "A plain-Keras gate: its output (the map) is replaced wherever the "
         "model uses it; 'inverted' and 'mask' assume it multiplies "
@@ -156,6 +170,8 @@ class SigmoidGate(AttentionKind):
         shape = getattr(tap.output, "shape", None)
         if shape is None or len(shape) != 4 or shape[-1] != 1:
             return False
+        if not hasattr(tap.layer, "get_config"):
+            return False
         return tap.layer.get_config().get("activation") == "sigmoid"
 
     def source(self, tap):
@@ -165,7 +181,119 @@ class SigmoidGate(AttentionKind):
         return None, source
 
 
-KINDS = [SpatialLayer(), ChannelLayer(), SigmoidGate()]
+SigmoidGate = SpatialGate
+"""The name of `SpatialGate` before structural discovery."""
+
+
+class _FoundGate(AttentionKind):
+    """A kind found by `explain_attn.attention.discovery` only."""
+
+    def matches(self, tap):
+        return False
+
+    def source(self, tap):
+        return tap.output
+
+    def parts(self, tap, source):
+        return None, source
+
+
+class ChannelGate(_FoundGate):
+    """A channel gate ``(B, 1, 1, C)`` multiplied into ``(B, H, W, C)``.
+
+    Squeeze-and-excitation (EfficientNet's ``*_se_expand``, MobileNetV3's
+    hard-sigmoid), ECA, CBAM's channel branch written in plain Keras. One
+    weight per channel: no spatial map.
+    """
+
+    name = "channel_gate"
+    spatial = False
+    description = (
+        "channel gate (1, 1, C) multiplied into features "
+        "(squeeze-and-excitation): one weight per channel, no map"
+    )
+
+    def has_channel_weights(self, tap):
+        return True
+
+    def channel_weights(self, tap, source):
+        return source[:, 0, 0, :]
+
+
+class AxisGates(_FoundGate):
+    """Coordinate attention: a ``(H, 1, C)`` and a ``(1, W, C)`` gate.
+
+    The module's map is their outer product averaged over channels,
+    ``m[i, j] = mean_c a_h[i, c] * a_w[j, c]``, computed from the two gate
+    tensors (the tap's ``input``, a tuple); an axis gate found without its
+    partner is repeated along the other axis. The gates cannot be replaced
+    by one map, so there are no interventions.
+
+    Args:
+        grid: ``(H, W)`` of the features the gates weigh.
+    """
+
+    name = "axis"
+    intervenable = False
+    description = (
+        "coordinate attention: (H, 1, C) and (1, W, C) gates; the map is "
+        "their outer product, averaged over channels"
+    )
+
+    def __init__(self, grid=None):
+        self.grid = grid
+
+    def source(self, tap):
+        return tap.input
+
+    def parts(self, tap, source):
+        import keras
+
+        gates = list(source) if isinstance(source, list | tuple) else [source]
+        product = gates[0]
+        for gate in gates[1:]:
+            product = product * gate
+        attention = keras.ops.mean(product, axis=-1, keepdims=True)
+        height, width = self.grid
+        repeats = [1, 1, 1, 1]
+        if attention.shape[1] == 1 and height != 1:
+            repeats[1] = height
+        if attention.shape[2] == 1 and width != 1:
+            repeats[2] = width
+        return None, keras.ops.tile(attention, repeats)
+
+
+class AttentionScores(_FoundGate):
+    """`keras.layers.MultiHeadAttention` over the positions of a feature map.
+
+    The layer is called again with ``return_attention_scores=True`` beside
+    the model's graph (the tap's output is the ``(B, heads, queries,
+    keys)`` scores); the map is the attention each key position receives,
+    averaged over heads and queries, on the grid the keys were reshaped
+    from. Not replaceable inside the model: no interventions.
+
+    Args:
+        grid: ``(h, w)`` of the key positions.
+    """
+
+    name = "mha"
+    intervenable = False
+    description = (
+        "MultiHeadAttention: attention received per position, averaged "
+        "over heads and queries"
+    )
+
+    def __init__(self, grid=None):
+        self.grid = grid
+
+    def parts(self, tap, source):
+        import keras
+
+        received = keras.ops.mean(source, axis=(1, 2))
+        return None, keras.ops.reshape(received, (-1, *self.grid, 1))
+
+
+KINDS = [SpatialLayer(), ChannelLayer(), SpatialGate()]
 """The kinds tried, in order, by `find_kind`."""
 
 
@@ -179,14 +307,28 @@ class AttentionModule:
     """One attention module found in a model.
 
     Attributes:
-        path: The layer's path (``outer/inner`` in nested models).
+        path: The layer's path (``outer/inner`` in nested models); for a
+            gate found by structure, the call that made the gate tensor.
         kind: Its `AttentionKind`.
-        tap: Its layer call in the model's flat graph.
+        tap: Its layer call in the model's flat graph (for `AxisGates` and
+            `AttentionScores`, a `Tap` whose output is the map tensor that
+            discovery added beside the graph).
+        shape: The weights' shape without the batch, e.g. ``(8, 8, 1)``
+            or ``(1, 1, 96)``; ``None`` if unknown.
+        value_range: The weights' `explain_attn.attention.ranges.ValueRange`
+            (``(0, 1)`` for a sigmoid, ``[0, 1]`` for a hard sigmoid,
+            ``(1, 2)`` for BAM's ``1 + sigmoid``), or ``None``.
+        found_by: One phrase: how it was found.
+        applied_at: Path of the multiply that applies the gate, if any.
     """
 
     path: str
     kind: AttentionKind
     tap: object
+    shape: tuple | None = None
+    value_range: object = None
+    found_by: str = ""
+    applied_at: str | None = None
 
     def source(self):
         """The graph tensor to fetch for this module."""

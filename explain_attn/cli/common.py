@@ -190,3 +190,16 @@ def import_option(function):
         help="Import a module or .py file first (e.g. one that registers "
         "your custom layers); repeat for more.",
     )(function)
+
+
+def model_factory_option(function):
+    """``--model-factory module:function``: builds a model whose file holds
+    only weights (``.weights.h5``)."""
+    return click.option(
+        "--model-factory",
+        default=None,
+        metavar="MODULE:FUNCTION",
+        help="Build the model with this function (module or file.py) and "
+        "read its weights from MODEL, a .weights.h5 file: for models that "
+        "cannot be reloaded from a .keras file (e.g. Python lambdas).",
+    )(function)

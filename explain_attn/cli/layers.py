@@ -4,57 +4,130 @@ import click
 
 from explain_attn.cli.common import (
     import_option,
+    model_factory_option,
     unsafe_load_option,
     user_errors,
 )
 
+SHOWN_CANDIDATES = 5
+"""Grad-CAM candidates listed without ``--all`` (the last ones)."""
+
 
 @click.command("layers")
 @click.argument("model_path", metavar="MODEL", type=click.Path())
+@click.option(
+    "--all",
+    "show_all",
+    is_flag=True,
+    help="List every Grad-CAM candidate, not only the last "
+    f"{SHOWN_CANDIDATES}.",
+)
+@model_factory_option
 @unsafe_load_option
 @import_option
 @user_errors
-def layers_command(model_path, unsafe_load):
-    """List MODEL's attention layers and the layers usable for Grad-CAM.
+def layers_command(model_path, show_all, model_factory, unsafe_load):
+    """List MODEL's attention modules and the layers usable for Grad-CAM.
 
-    MODEL is a '.keras' file. Nested models are searched; their layers are
-    shown as 'outer/inner' paths, which every other command accepts.
+    MODEL is a '.keras' file (or a '.weights.h5' file with
+    --model-factory). Attention is found by structure, nested models
+    included: layers of explain-attn, gates multiplied into features
+    (spatial (H, W, 1), channel (1, 1, C) as in squeeze-and-excitation,
+    axis (H, 1, C) and (1, W, C) as in coordinate attention), written with
+    layers or keras.ops, and MultiHeadAttention over a feature map. Paths
+    are 'outer/inner', which every other command accepts.
     """
     from explain_attn.explanations.lookup import (
         default_cam_layer,
         describe_layers,
     )
+    from explain_attn.models.preprocessing import describe_input
     from explain_attn.models.saving import load_model
 
-    model = load_model(model_path, safe_mode=not unsafe_load)
-    rows = describe_layers(model)
-    attention = [r for r in rows if r["kind"] in ("attention", "gate")]
-    channel = [r for r in rows if r["kind"] == "channel"]
-    spatial = [r for r in rows if r["kind"] not in ("channel",)]
-    click.echo(f"Model {model.name!r}: {model.count_params():,} parameters")
-    click.echo("Attention layers (path, kind, class, output shape):")
-    for row in attention or [None]:
-        click.echo(_layer_line(row) if row else "  none")
-    if channel:
-        click.echo("Channel attention layers (weights per channel, no map):")
-        for row in channel:
-            click.echo(_layer_line(row))
-    default = default_cam_layer(model) if spatial else None
-    click.echo("4-D layers usable for Grad-CAM (* = default):")
-    for row in spatial or [None]:
-        if row is None:
-            click.echo("  none")
-        else:
-            mark = "*" if row["path"] == default else " "
-            click.echo(f"{mark}{_layer_line(row)[1:]}")
-
-
-def _layer_line(row):
-    shape = (
-        "("
-        + ", ".join(
-            "None" if s is None else str(s) for s in row["output_shape"]
-        )
-        + ")"
+    model = load_model(
+        model_path, safe_mode=not unsafe_load, factory=model_factory
     )
-    return f"  {row['path']}  {row['kind']}  {row['class_name']}  {shape}"
+    rows = describe_layers(model)
+    expectation = describe_input(model)
+    click.echo(f"Model {model.name!r}: {model.count_params():,} parameters")
+    click.echo(f"Input: {_input_line(expectation)}")
+    modules = [row["module"] for row in rows if row["module"] is not None]
+    click.echo(f"Attention modules: {_counts(modules)}")
+    if modules:
+        table = [("path", "kind", "shape", "range", "found by")]
+        table += [_module_cells(module) for module in modules]
+        for line in _table(table):
+            click.echo(f"  {line}")
+    candidates = [row for row in rows if row["cam_candidate"]]
+    default = default_cam_layer(model) if candidates else None
+    shown = candidates if show_all else candidates[-SHOWN_CANDIDATES:]
+    click.echo(
+        f"Grad-CAM candidates (maps of at least 2x2): {len(candidates)}"
+        + (
+            f"; the last {len(shown)} (--all for every one)"
+            if len(shown) < len(candidates)
+            else ""
+        )
+        + ("; * = default" if candidates else "")
+    )
+    table = [
+        (
+            ("* " if row["path"] == default else "  ") + row["path"],
+            row["class_name"],
+            _shape(row["output_shape"][1:]),
+        )
+        for row in shown
+    ]
+    for line in _table(table):
+        click.echo(line)
+
+
+def _input_line(expectation):
+    size = "x".join(
+        "?" if value is None else str(value)
+        for value in (expectation.height, expectation.width)
+    )
+    channels = expectation.channels
+    return (
+        f"{size} pixels, {'?' if channels is None else channels} "
+        f"channel(s), scale {expectation.scale or 'unknown'}. "
+        f"{expectation.note}"
+    )
+
+
+def _counts(modules):
+    if not modules:
+        return "none found"
+    counts = {}
+    for module in modules:
+        counts[module.kind.name] = counts.get(module.kind.name, 0) + 1
+    listed = ", ".join(f"{count} {name}" for name, count in counts.items())
+    return f"{len(modules)} ({listed})"
+
+
+def _module_cells(module):
+    return (
+        module.path,
+        module.kind.name,
+        _shape(module.shape) if module.shape else "?",
+        str(module.value_range) if module.value_range else "?",
+        module.found_by
+        + (f" at {module.applied_at}" if module.applied_at else ""),
+    )
+
+
+def _shape(shape):
+    return "(" + ", ".join("?" if s is None else str(s) for s in shape) + ")"
+
+
+def _table(rows):
+    """Lines of ``rows`` (tuples of strings) in aligned columns."""
+    if not rows:
+        return []
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return [
+        "  ".join(
+            cell.ljust(width) for cell, width in zip(row, widths, strict=True)
+        ).rstrip()
+        for row in rows
+    ]

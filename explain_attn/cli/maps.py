@@ -9,6 +9,7 @@ from explain_attn.cli.common import (
     input_scale_option,
     layer_option,
     method_option,
+    model_factory_option,
     unsafe_load_option,
     user_errors,
 )
@@ -41,7 +42,16 @@ from explain_attn.cli.common import (
     "--cam-layer",
     default=None,
     help="Layer of the --method maps: name, path or pattern of one 4-D "
-    "layer [default: the last 4-D layer].",
+    "layer of at least 2x2 [default: the last one; see explain-attn "
+    "layers].",
+)
+@click.option(
+    "--cam-class",
+    default="predicted",
+    show_default=True,
+    metavar="predicted|true|INDEX",
+    help="The class the --method maps explain: each image's predicted "
+    "class, its true label, or one class index for every image.",
 )
 @image_size_option
 @input_scale_option
@@ -67,6 +77,7 @@ from explain_attn.cli.common import (
     "name without a suffix, or ending in /) for one .npy per map written as "
     "it is made.",
 )
+@model_factory_option
 @unsafe_load_option
 @import_option
 @user_errors
@@ -78,21 +89,26 @@ def maps_command(
     with_grad_cam,
     methods,
     cam_layer,
+    cam_class,
     image_size,
     input_scale,
     devices,
     limit,
     batch_size,
     output,
+    model_factory,
     unsafe_load,
 ):
     """Write MODEL's attention maps (and CAMs) for a dataset.
 
     --output NAME.npz: one file holding, for each layer i, 'map_i'
-    (N, h, w) float32 and its path in 'layer_names'; 'labels',
+    (N, h, w) float32 and its path in 'layer_names'; for each
+    channel-attention module (squeeze-and-excitation gate) i, 'channel_i'
+    (N, C) weights and its path in 'channel_layer_names'; 'labels',
     'predictions', 'class_names'; for each --method NAME (or --grad-cam)
-    also 'NAME' (N, h, w) for the predicted class and 'NAME_layer'. It is
-    built in memory: use it for small data.
+    also 'NAME' (N, h, w) for --cam-class, 'NAME_layer' and 'NAME_class'.
+    --method channel_weighted writes the channel-weighted activation maps
+    of the channel modules. It is built in memory: use it for small data.
 
     --output FOLDER (no suffix, or ending in /): the same arrays as
     map_i.npy, NAME.npy, predictions.npy and labels.npy, written batch by
@@ -106,31 +122,26 @@ def maps_command(
     the model's input scale (--input-scale); what was assumed is printed.
     A model without attention layers needs a --method.
     """
-    from explain_attn.data import open_source
     from explain_attn.devices import make_strategy, strategy_scope
-    from explain_attn.explanations.export import check_output, export_maps
-    from explain_attn.explanations.inputs import (
-        check_shape,
-        input_shape,
-        resolve_input_scale,
+    from explain_attn.explanations.export import (
+        check_cam_class,
+        check_output,
+        export_maps,
     )
+    from explain_attn.explanations.inputs import open_for_model
     from explain_attn.models.saving import load_model
 
     check_output(output)
+    cam_class = check_cam_class(cam_class)
     strategy = make_strategy(devices)
     with strategy_scope(strategy):
-        model = load_model(model_path, safe_mode=not unsafe_load)
-    expected = input_shape(model)
-    scale = resolve_input_scale(model, input_scale)
-    source = open_source(
-        data_source,
-        split=split,
-        image_size=image_size,
-        limit=limit,
-        channels=expected[-1] if expected[-1] in (1, 3) else 3,
-        input_scale=scale.scale,
-    )
-    check_shape(source.image_shape, expected)
+        model = load_model(
+            model_path, safe_mode=not unsafe_load, factory=model_factory
+        )
+    source, scale = open_for_model(
+        model, data_source, split=split, image_size=image_size, limit=limit,
+        input_scale=input_scale,
+    )  # fmt: skip
     click.echo(scale.note)
     summary = export_maps(
         model,
@@ -139,6 +150,7 @@ def maps_command(
         layers=list(layer_names) or None,
         methods=methods,
         cam_layer=cam_layer,
+        cam_class=cam_class,
         with_grad_cam=with_grad_cam,
         batch_size=batch_size,
         input_scale=scale.scale,

@@ -40,6 +40,34 @@ from explain_attn.cli.common import (
 @layer_option
 @method_option
 @click.option(
+    "--cam-layer",
+    default=None,
+    help="The baseline's CAM layer: name, path or pattern of one 4-D layer "
+    "of at least 2x2 [default: its last one; see explain-attn layers]. "
+    "Attention models use their own last one.",
+)
+@click.option(
+    "--cam-class",
+    default="predicted",
+    show_default=True,
+    metavar="predicted|true|INDEX",
+    help="The class the CAMs explain: each image's predicted class, its "
+    "true label, or one class index for every image.",
+)
+@click.option(
+    "--attention-factory",
+    default=None,
+    metavar="MODULE:FUNCTION",
+    help="Build the --attention-model files given as .weights.h5 with this "
+    "function (for models that cannot be reloaded from .keras).",
+)
+@click.option(
+    "--baseline-factory",
+    default=None,
+    metavar="MODULE:FUNCTION",
+    help="The same for a --baseline-model given as .weights.h5.",
+)
+@click.option(
     "--epochs",
     type=click.IntRange(min=1),
     default=None,
@@ -83,6 +111,10 @@ def report_command(
     baseline_model,
     layer_names,
     methods,
+    cam_layer,
+    cam_class,
+    attention_factory,
+    baseline_factory,
     epochs,
     num_examples,
     image_size,
@@ -99,6 +131,7 @@ def report_command(
     sample data, evaluates both on its test split, and writes report.html
     and report.json. The last line printed is the report's path.
     """
+    from explain_attn.explanations.export import check_cam_class
     from explain_attn.models.saving import atomic_path, check_writable
     from explain_attn.report import report_from_sources, report_html, write_json
 
@@ -109,12 +142,17 @@ def report_command(
         )
     json_path = output_path.with_suffix(".json")
     check_writable(output_path)
+    cam_class = check_cam_class(cam_class)
     report = report_from_sources(
         data_source,
         attention_models=attention_models,
         baseline_model=baseline_model,
         layers=list(layer_names) or None,
         methods=list(methods) or ["grad_cam"],
+        cam_layer=cam_layer,
+        cam_class=cam_class,
+        attention_factory=attention_factory,
+        baseline_factory=baseline_factory,
         epochs=epochs,
         num_examples=num_examples,
         image_size=image_size,

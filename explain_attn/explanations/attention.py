@@ -11,7 +11,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from explain_attn.attention.kinds import find_kind
+from explain_attn.attention.discovery import attention_module
 from explain_attn.devices import run_replicated
 from explain_attn.explanations.compiled import compiled
 from explain_attn.explanations.inputs import (
@@ -32,22 +32,33 @@ __all__ = [
 ]
 
 
-def _reading(tap):
+def _reading(model, tap):
     """``(tensor to fetch, function of it giving (B, h, w, 1))`` for a tap."""
-    kind = find_kind(tap)
-    if kind is not None:
+    module = attention_module(model, tap.path)
+    if module is not None:
+        kind = module.kind
         if not kind.spatial:
             raise ValueError(
-                f"Layer {tap.path!r} is a {kind.description}. Use "
-                "channel_attention_weights(model, images, "
-                f"{tap.path!r})."
+                f"Layer {tap.path!r} is a {kind.description}. Read its "
+                "weights with channel_attention_weights(model, images, "
+                f"{tap.path!r}) (explain-attn maps writes them as "
+                "'channel_<i>'), or its channel-weighted activations with "
+                "--method channel_weighted."
             )
-        return kind.source(tap), lambda source: kind.parts(tap, source)[1]
+        return module.source(), lambda source: module.parts(source)[1]
     if not tap.is_spatial or isinstance(tap.layer, keras.layers.InputLayer):
         raise ValueError(
             f"Layer {tap.path!r} has output shape "
             f"{tuple(tap.output.shape)}; a map needs a 4-D output "
             "(batch, H, W, C). Choose a convolutional or attention layer."
+        )
+    height, width = tap.output.shape[1:3]
+    if height == 1 and width == 1:
+        raise ValueError(
+            f"Layer {tap.path!r} has output shape "
+            f"{tuple(tap.output.shape)}: a 1×1 output is not a map. Choose "
+            "a layer whose output is at least 2×2 (see `explain-attn "
+            "layers MODEL`)."
         )
     if tap.output.shape[-1] == 1:
         return tap.output, lambda output: output
@@ -72,12 +83,17 @@ class AttentionExtractor:
     def __init__(self, model, paths, resize_to=None, *, predictions=False):
         graph = flat_graph(model)
         self.paths = list(paths)
-        readings = [_reading(graph.taps[path]) for path in self.paths]
+        readings = [_reading(model, graph.taps[path]) for path in self.paths]
         self._functions = [function for _, function in readings]
         self.predictions = predictions
-        outputs = [tensor for tensor, _ in readings]
+        # A reading may fetch several tensors (coordinate attention's two
+        # gates): the model's outputs are flat, regrouped in `_maps`; the
+        # scores for the predictions, if asked for, come last.
+        self._structure = [tensor for tensor, _ in readings]
         self._model = keras.Model(
-            graph.model_inputs, outputs + [graph.outputs[0]] * predictions
+            graph.model_inputs,
+            keras.tree.flatten(self._structure)
+            + [graph.outputs[0]] * predictions,
         )
         self.resize_to = resize_to
         self.function = tf.function(
@@ -89,10 +105,9 @@ class AttentionExtractor:
 
     def _maps(self, images):
         tensors = self._model(images, training=False)
-        if not isinstance(tensors, list | tuple):
-            tensors = [tensors]
-        scores = tensors[-1] if self.predictions else None
-        tensors = tensors[: len(self.paths)]
+        tensors = keras.tree.flatten(tensors)
+        scores = tensors.pop() if self.predictions else None
+        tensors = keras.tree.pack_sequence_as(self._structure, tensors)
         maps = []
         for function, tensor in zip(self._functions, tensors, strict=True):
             attention = function(tensor)
@@ -204,14 +219,17 @@ class ChannelWeights:
 
     def __init__(self, model, path):
         graph = flat_graph(model)
-        tap = graph.taps[path]
-        kind = find_kind(tap)
-        if kind is None or not kind.has_channel_weights(tap):
+        module = attention_module(model, path)
+        if module is None or not module.kind.has_channel_weights(module.tap):
             raise ValueError(
-                f"Layer {path!r} is a {type(tap.layer).__name__}, not a "
-                "ChannelAttention or CBAM layer, so it has no channel weights."
+                f"Layer {path!r} is a "
+                f"{type(graph.taps[path].layer).__name__} that weighs no "
+                "channels: not a channel gate (squeeze-and-excitation), "
+                "ChannelAttention or CBAM layer. See `explain-attn layers "
+                "MODEL` for the model's channel attention."
             )
-        source = keras.Model(graph.model_inputs, kind.source(tap))
+        source = keras.Model(graph.model_inputs, module.source())
+        kind, tap = module.kind, module.tap
 
         def weights(batch):
             return kind.channel_weights(tap, source(batch, training=False))
@@ -228,16 +246,20 @@ class ChannelWeights:
 
 
 def channel_attention_weights(model, images, layer, *, batch_size=128):
-    """Reads the channel weights of a `ChannelAttention` or `CBAM` layer.
+    """Reads the channel weights of one channel-attention module.
+
+    A channel gate found by structure (squeeze-and-excitation as in
+    EfficientNet or MobileNetV3), a `ChannelAttention` or a `CBAM` layer.
 
     Args:
         model: The model.
         images: ``(N, H, W, C)`` array matching the model's input shape.
-        layer: Name or path of one `ChannelAttention` or `CBAM` layer.
+        layer: Name or path of the module.
         batch_size: Images per forward pass.
 
     Returns:
-        ``(N, channels)`` float32 weights in (0, 1).
+        ``(N, channels)`` float32 weights, in the module's value range
+        (see `explain_attn.attention.discovery.discover_modules`).
     """
     path = single_layer(model, layer)
     weights = compiled(

@@ -88,6 +88,15 @@ class BaseCAM(abc.ABC):
                 "needs a 4-D output (batch, H, W, C). Choose a convolutional "
                 "layer."
             )
+        height, width = tap.output.shape[1:3]
+        if height is not None and width is not None and height * width < 2:
+            raise ValueError(
+                f"Layer {self.path!r} has output shape "
+                f"{tuple(tap.output.shape)}: at 1×1, "
+                f"{self.title or 'Grad-CAM'} has no map (it would be all "
+                "zeros). Choose a layer whose output is at least 2×2 (see "
+                "`explain-attn layers MODEL`)."
+            )
         features, self._logits = score_head(model)
         self._model = keras.Model(graph.model_inputs, [tap.output, features])
         self.num_classes = int(graph.outputs[0].shape[-1])

@@ -36,6 +36,10 @@ class Explanation:
         model_key: Short key of the model among those compared, e.g.
             ``"attention"`` or ``"baseline"``; the model's name by default.
         model_name: How reports name the model; ``model_key`` by default.
+        target: For class-dependent methods (CAMs), the class explained:
+            ``"predicted"`` (each image's predicted class, or the classes the
+            caller passes), ``"true"`` (the labels passed to `Explainer`)
+            or a class index for every image.
 
     Example:
 
@@ -49,9 +53,19 @@ class Explanation:
     layer: str
     model_key: str = ""
     model_name: str = ""
+    target: str | int = "predicted"
 
     def __post_init__(self):
         get_method(self.method)  # Unknown methods fail here, by name.
+        if self.target not in ("predicted", "true") and (
+            isinstance(self.target, bool)
+            or not isinstance(self.target, int)
+            or self.target < 0
+        ):
+            raise ValueError(
+                "An explanation's target must be 'predicted', 'true' or a "
+                f"class index. Received: target={self.target!r}"
+            )
         if not self.model_key:
             object.__setattr__(self, "model_key", self.model.name)
         if not self.model_name:
@@ -73,8 +87,13 @@ class Explanation:
 
     @property
     def short_label(self):
-        """The method and layer, e.g. ``"Grad-CAM (conv3)"``."""
-        return get_method(self.method).label(self.layer)
+        """The method and layer, e.g. ``"Grad-CAM (conv3)"``; the class
+        explained is added when it is not the predicted one."""
+        label = get_method(self.method).label(self.layer)
+        if self.target == "predicted" or not get_method(self.method).uses_class:
+            return label
+        what = "true class" if self.target == "true" else f"class {self.target}"
+        return f"{label} [{what}]"
 
     @property
     def label(self):
@@ -82,7 +101,9 @@ class Explanation:
         return f"{self.model_name} · {self.short_label}"
 
 
-def explanations_for(model, method, layers=None, *, key="", name=""):
+def explanations_for(
+    model, method, layers=None, *, key="", name="", target="predicted"
+):
     """The explanations of ``model`` by ``method`` at ``layers``.
 
     Args:
@@ -92,12 +113,15 @@ def explanations_for(model, method, layers=None, *, key="", name=""):
             layer; the last 4-D layer for CAMs), or names, paths, patterns.
         key: The model's key (default: its name).
         name: The model's display name (default: the key).
+        target: The class a CAM explains (see `Explanation`).
 
     Returns:
         A list of `Explanation`, in layer order.
     """
     paths = get_method(method).layers(model, layers)
-    return [Explanation(model, method, path, key, name) for path in paths]
+    return [
+        Explanation(model, method, path, key, name, target) for path in paths
+    ]
 
 
 class Explainer:
@@ -121,7 +145,11 @@ class Explainer:
         self._groups = []
         grouped = {}
         for explanation in self.explanations:
-            group = (id(explanation.model), explanation.method)
+            group = (
+                id(explanation.model),
+                explanation.method,
+                explanation.target,
+            )
             grouped.setdefault(group, []).append(explanation)
         for members in grouped.values():
             model = members[0].model
@@ -131,16 +159,36 @@ class Explainer:
             function = method.prepare(model, layers, target)
             self._groups.append((members, function))
 
-    def batch(self, images, classes):
-        """Maps of one batch: a dict from `Explanation` to ``(B, h, w)``."""
+    @staticmethod
+    def _classes(target, classes, labels):
+        if target == "predicted":
+            return classes
+        if target == "true":
+            if labels is None:
+                raise ValueError(
+                    "Explanations of the true class need the labels. Pass "
+                    "labels= to the Explainer call."
+                )
+            return np.asarray(labels, dtype=np.int32)
+        return np.full(len(classes), target, np.int32)
+
+    def batch(self, images, classes, labels=None):
+        """Maps of one batch: a dict from `Explanation` to ``(B, h, w)``.
+
+        ``classes`` are the classes of ``"predicted"`` targets (-1 for the
+        model's own prediction); ``labels`` those of ``"true"`` targets.
+        """
         result = {}
         for members, function in self._groups:
-            maps = function(images, classes)
+            explained = self._classes(members[0].target, classes, labels)
+            maps = function(images, explained)
             for explanation in members:
                 result[explanation] = maps[explanation.layer]
         return result
 
-    def __call__(self, images, *, class_index=None, batch_size=128):
+    def __call__(
+        self, images, *, class_index=None, batch_size=128, labels=None
+    ):
         """Maps of ``images``: a dict from `Explanation` to ``(N, h, w)``.
 
         Args:
@@ -148,17 +196,23 @@ class Explainer:
             class_index: For class-dependent methods: ``None`` (each
                 image's predicted class, per model), or ``(N,)`` ints.
             batch_size: Images per forward pass.
+            labels: ``(N,)`` true classes, for explanations whose target
+                is ``"true"``.
         """
         check_batch_size(batch_size)
         for model in {id(e.model): e.model for e in self.explanations}.values():
             images = check_model_images(model, images)
         classes = check_class_index(class_index, len(images))
+        if labels is not None:
+            labels = check_class_index(labels, len(images))
         chunks = {explanation: [] for explanation in self.explanations}
         start = 0
         for batch in batches(images, batch_size):
             stop = start + len(batch)
             for explanation, maps in self.batch(
-                batch, classes[start:stop]
+                batch,
+                classes[start:stop],
+                None if labels is None else labels[start:stop],
             ).items():
                 chunks[explanation].append(maps)
             start = stop

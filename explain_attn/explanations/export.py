@@ -25,7 +25,10 @@ from pathlib import Path
 import numpy as np
 
 from explain_attn.devices import run_replicated
-from explain_attn.explanations.attention import AttentionExtractor
+from explain_attn.explanations.attention import (
+    AttentionExtractor,
+    ChannelWeights,
+)
 from explain_attn.explanations.compiled import compiled
 from explain_attn.explanations.explanation import Explainer, explanations_for
 from explain_attn.explanations.inputs import (
@@ -34,31 +37,92 @@ from explain_attn.explanations.inputs import (
     model_batches,
     resolve_input_scale,
 )
-from explain_attn.explanations.lookup import attention_layer_names
+from explain_attn.explanations.lookup import (
+    attention_layer_names,
+    channel_module_names,
+    resolve_layers,
+)
 from explain_attn.explanations.methods import get_method
 from explain_attn.explanations.predict import Predictor
+from explain_attn.models.graph import flat_graph
 from explain_attn.models.saving import atomic_path, check_writable
 
-__all__ = ["MANIFEST", "check_output", "export_maps", "read_maps_folder"]
+__all__ = [
+    "MANIFEST",
+    "check_cam_class",
+    "check_output",
+    "export_maps",
+    "read_maps_folder",
+]
 
 MANIFEST = "manifest.json"
 FORMAT = "explain-attn maps"
 
 
+def _split_layers(model, layers):
+    """``(spatial layers or None, channel-module paths)`` to export."""
+    channel = set(channel_module_names(model))
+    if layers is None:
+        spatial = attention_layer_names(model)
+        return (spatial or None), sorted(channel, key=_order(model))
+    paths = resolve_layers(model, layers)
+    return (
+        [p for p in paths if p not in channel] or None,
+        [p for p in paths if p in channel],
+    )
+
+
+def _order(model):
+    order = list(flat_graph(model).taps)
+    return order.index
+
+
 def _explanations(model, layers, methods, cam_layer):
     for method in methods:
-        if not get_method(method).uses_class:
+        if method == "attention":
             raise ValueError(
-                f"--method {method!r} is not a CAM method; attention maps "
+                "--method 'attention' is not a CAM method: attention maps "
                 "are always written (choose layers with --layer). Choose a "
                 "class-activation method such as grad_cam."
             )
+    spatial, channel = _split_layers(model, layers)
     chosen = []
-    if layers is not None or attention_layer_names(model) or not methods:
-        chosen.extend(explanations_for(model, "attention", layers))
+    if spatial is not None or (not methods and not channel):
+        chosen.extend(explanations_for(model, "attention", spatial))
     for method in methods:
-        chosen.extend(explanations_for(model, method, cam_layer))
-    return chosen
+        uses_class = get_method(method).uses_class
+        where = cam_layer if uses_class else None
+        chosen.extend(explanations_for(model, method, where))
+    return chosen, channel
+
+
+def _cam_classes(cam_class, labels, predicted, num_classes):
+    """The classes the CAMs explain for one batch; see `export_maps`."""
+    if cam_class in (None, "predicted"):
+        return predicted
+    if cam_class == "true":
+        return np.asarray(labels, dtype=np.int64)
+    index = int(cam_class)
+    if not 0 <= index < num_classes:
+        raise ValueError(
+            f"--cam-class {cam_class} is not a class of the model, which has "
+            f"{num_classes} classes (0 to {num_classes - 1})."
+        )
+    return np.full(len(predicted), index, np.int64)
+
+
+def check_cam_class(cam_class):
+    """``"predicted"``, ``"true"`` or a class index; else `ValueError`."""
+    if cam_class in (None, "predicted", "true"):
+        return cam_class or "predicted"
+    if isinstance(cam_class, int) and not isinstance(cam_class, bool):
+        return cam_class
+    if isinstance(cam_class, str) and cam_class.isdigit():
+        return int(cam_class)
+    raise ValueError(
+        "--cam-class must be 'predicted', 'true' or a class index (0, 1, "
+        f"...). Received: --cam-class {cam_class}"
+    )
 
 
 def check_output(path):
@@ -117,6 +181,7 @@ def export_maps(
     layers=None,
     methods=(),
     cam_layer=None,
+    cam_class="predicted",
     with_grad_cam=False,
     batch_size=128,
     input_scale=None,
@@ -130,13 +195,16 @@ def export_maps(
         dataset: A data source: an `explain_attn.data.Dataset` or a
             streamed one (`explain_attn.data.open_source`).
         path: An ``.npz`` file, or a folder (see the module).
-        layers: Attention layers as in `attention_maps`; ``None`` for every
-            attention layer (none when the model has no attention layer and
-            ``methods`` are given).
-        methods: Names of class-activation methods (e.g. ``"grad_cam"``,
-            ``"layer_cam"``), each computed at ``cam_layer`` for each
-            image's predicted class.
-        cam_layer: Layer of the CAM methods (``None``: the last 4-D layer).
+        layers: Attention modules as in `attention_maps`; ``None`` for every
+            module. Channel modules (squeeze-and-excitation gates) give
+            channel weights, never a map.
+        methods: Names of other registered methods: class-activation
+            methods (e.g. ``"grad_cam"``), each at ``cam_layer`` for the
+            classes of ``cam_class``, or ``"channel_weighted"``.
+        cam_layer: Layer of the CAM methods (``None``: the last 4-D layer
+            of at least 2×2).
+        cam_class: Which class the CAMs explain: ``"predicted"``, ``"true"``
+            (the labels) or a class index.
         with_grad_cam: Shortcut for adding ``"grad_cam"`` to ``methods``.
         batch_size: Images per forward pass (shared by the replicas of
             ``strategy``).
@@ -146,46 +214,90 @@ def export_maps(
         strategy: ``None`` or a `tf.distribute` strategy.
 
     Returns:
-        A dict from each stored map's description to its shape.
+        A dict from each stored array's description to its shape.
 
-    The ``.npz`` holds ``map_<i>`` for the i-th entry of ``layer_names``,
-    ``labels``, ``predictions``, ``class_names`` and, for each CAM method
-    ``NAME``, ``NAME`` ``(N, h, w)`` and ``NAME_layer``. The folder holds
-    the same arrays as ``.npy`` files, described in ``manifest.json``.
+    The arrays are those of ``explain-attn maps --help``.
 
     Raises:
         ValueError: For a bad output (`check_output`), images that do not
             fit the model (before any work), unknown layers or methods.
     """
     kind = check_output(path)
+    cam_class = check_cam_class(cam_class)
     check_shape(dataset.image_shape, input_shape(model))
     scale = resolve_input_scale(model, input_scale)
     methods = list(dict.fromkeys([*methods, *(["grad_cam"] * with_grad_cam)]))
-    explanations = _explanations(model, layers, methods, cam_layer)
-    step = _step(model, explanations)
+    explanations, channel = _explanations(model, layers, methods, cam_layer)
+    outputs = _outputs(explanations, channel)
+    step = _step(model, explanations, channel, cam_class)
+    labels = np.asarray(dataset.labels, dtype=np.int64)
     writer = (_NpzWriter if kind == "npz" else _FolderWriter)(
-        path, dataset, explanations
+        path, dataset, outputs
     )
     writer.input_scale = scale
     with writer:
         start = 0
         for batch in model_batches(
-            model,
-            dataset,
-            batch_size,
-            input_scale=scale.scale,
+            model, dataset, batch_size, input_scale=scale.scale,
             preprocess=preprocess,
-        ):
-            predictions, *maps = run_replicated(strategy, step, batch)
-            writer.write(start, predictions, maps)
-            start += len(predictions)
+        ):  # fmt: skip
+            stop = start + len(batch)
+            predictions, *values = run_replicated(
+                strategy, step, batch, labels[start:stop]
+            )
+            writer.write(start, predictions, values)
+            start = stop
     return writer.summary
 
 
-def _step(model, explanations):
-    """``function(batch) -> [predictions, *maps in explanation order]``."""
+class _Output:
+    """One array written per image: its key, method, layer and label."""
+
+    def __init__(self, key, method, layer, label):
+        self.key, self.method, self.layer, self.label = (
+            key,
+            method,
+            layer,
+            label,
+        )
+
+
+def _outputs(explanations, channel):
+    """The arrays `_step` returns after the predictions, in its order."""
+    outputs, counts = [], {}
+    for explanation in explanations:
+        method = explanation.method
+        if method == "attention" or not get_method(method).uses_class:
+            index = counts.get(method, 0)
+            counts[method] = index + 1
+            key = (
+                f"map_{index}" if method == "attention" else f"{method}_{index}"
+            )
+        else:
+            key = method
+        label = explanation.layer if method == "attention" else None
+        outputs.append(
+            _Output(
+                key, method, explanation.layer, label or explanation.short_label
+            )
+        )
+    for index, path in enumerate(channel):
+        outputs.append(
+            _Output(f"channel_{index}", "channel_weights", path,
+                    f"{path} (channel weights)")
+        )  # fmt: skip
+    cams = [o for o in outputs if o.key == o.method]
+    outputs += [
+        _Output(f"{o.method}_class", "classes", o.layer, None) for o in cams
+    ]
+    return outputs
+
+
+def _step(model, explanations, channel, cam_class):
+    """``function(batch, labels) -> [predictions, *arrays of `_outputs`]``."""
     attention = [e for e in explanations if e.method == "attention"]
-    cams = [e for e in explanations if e.method != "attention"]
+    others = [e for e in explanations if e.method != "attention"]
+    cams = [e for e in others if get_method(e.method).uses_class]
     paths = tuple(e.layer for e in attention)
     if paths:
         extractor = compiled(
@@ -195,60 +307,78 @@ def _step(model, explanations):
         )
     else:
         predictor = compiled(model, Predictor, lambda: Predictor(model))
-    explainer = Explainer(cams) if cams else None
+    explainer = Explainer(others) if others else None
+    weights = [
+        compiled(model, ("channel", p), lambda p=p: ChannelWeights(model, p))
+        for p in channel
+    ]
+    num_classes = int(flat_graph(model).outputs[0].shape[-1])
 
-    def step(batch):
+    def step(batch, labels):
         if paths:
             maps, predictions = extractor.maps_and_predictions(batch)
         else:
             maps, predictions = {}, predictor(batch)
         found = {e: maps[e.layer] for e in attention}
+        classes = _cam_classes(
+            cam_class, np.asarray(labels), predictions, num_classes
+        ).astype(np.int64)
         if explainer is not None:
-            classes = predictions.astype(np.int32)
-            found.update(explainer.batch(batch, classes))
-        return [predictions, *(found[e] for e in explanations)]
+            found.update(explainer.batch(batch, classes.astype(np.int32)))
+        return [
+            predictions,
+            *(found[e] for e in explanations),
+            *(function(batch) for function in weights),
+            *([classes] * len(cams)),
+        ]
 
     return step
 
 
-def _key(explanation, index):
-    if explanation.method == "attention":
-        return f"map_{index}"
-    return explanation.method
-
-
 class _Writer:
-    def __init__(self, path, dataset, explanations):
+    def __init__(self, path, dataset, outputs):
         self.path = Path(path)
         self.dataset = dataset
-        self.explanations = explanations
-        attention = [e for e in explanations if e.method == "attention"]
-        self.keys = []
-        for explanation in explanations:
-            index = (
-                attention.index(explanation) if explanation in attention else 0
-            )
-            self.keys.append(_key(explanation, index))
+        self.outputs = outputs
+        self.keys = [output.key for output in outputs]
         self.summary = {}
 
     def __enter__(self):
         return self
 
     def _describe(self, shapes):
-        for explanation, shape in zip(self.explanations, shapes, strict=True):
-            name = (
-                explanation.layer
-                if explanation.method == "attention"
-                else explanation.short_label
-            )
-            self.summary[name] = shape
+        for output, shape in zip(self.outputs, shapes, strict=True):
+            if output.label is not None:
+                self.summary[output.label] = shape
+
+    def _names(self):
+        """The arrays of layer names that go with the maps."""
+        names = {}
+        grouped = {"attention": "layer_names", "channel_weights":
+                   "channel_layer_names"}  # fmt: skip
+        for output in self.outputs:
+            if output.method == "classes":
+                continue
+            if output.key == output.method:  # A CAM method.
+                names[f"{output.method}_layer"] = np.array(output.layer)
+                continue
+            key = grouped.get(output.method, f"{output.method}_layer_names")
+            names.setdefault(key, []).append(output.layer)
+        names.setdefault("layer_names", [])
+        names.setdefault("channel_layer_names", [])
+        return {
+            key: np.array(value, dtype=str)
+            if isinstance(value, list)
+            else value
+            for key, value in names.items()
+        }
 
 
 class _NpzWriter(_Writer):
     """Collects every map in memory and writes one ``.npz`` at the end."""
 
     def __enter__(self):
-        self.chunks = [[] for _ in self.explanations]
+        self.chunks = [[] for _ in self.outputs]
         self.predictions = []
         return self
 
@@ -262,14 +392,7 @@ class _NpzWriter(_Writer):
             return False
         maps = [np.concatenate(chunks) for chunks in self.chunks]
         arrays = dict(zip(self.keys, maps, strict=True))
-        arrays["layer_names"] = np.array(
-            [e.layer for e in self.explanations if e.method == "attention"]
-        )
-        for explanation in self.explanations:
-            if explanation.method != "attention":
-                arrays[f"{explanation.method}_layer"] = np.array(
-                    explanation.layer
-                )
+        arrays.update(self._names())
         arrays["labels"] = np.asarray(self.dataset.labels)
         arrays["predictions"] = np.concatenate(self.predictions)
         arrays["class_names"] = np.array(self.dataset.class_names)
@@ -325,7 +448,8 @@ class _FolderWriter(_Writer):
         for index, values in enumerate(maps):
             if self.shapes[index] is None:
                 self.shapes[index] = (self.count, *values.shape[1:])
-                self._create(self.files[index], np.float32, values.shape[1:])
+                dtype = np.int64 if values.dtype.kind in "iu" else np.float32
+                self._create(self.files[index], dtype, values.shape[1:])
             self._put(self.files[index], start, values)
 
     def __exit__(self, kind, error, traceback):
@@ -351,14 +475,12 @@ class _FolderWriter(_Writer):
             "predictions": "predictions.npy",
             "maps": [
                 {
-                    "file": f"{key}.npy",
-                    "method": explanation.method,
-                    "layer": explanation.layer,
+                    "file": f"{output.key}.npy",
+                    "method": output.method,
+                    "layer": output.layer,
                     "shape": list(shape),
                 }
-                for key, explanation, shape in zip(
-                    self.keys, self.explanations, shapes, strict=True
-                )
+                for output, shape in zip(self.outputs, shapes, strict=True)
             ],
             "input_scale": self.input_scale.scale,
             "notes": [

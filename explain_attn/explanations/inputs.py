@@ -31,6 +31,7 @@ import numpy as np
 import tensorflow as tf
 
 from explain_attn.data.images import SCALES, check_scale, read_image
+from explain_attn.data.loaders import open_source
 from explain_attn.models.graph import flat_graph
 
 try:  # Added by the input-expectation work; absent until it lands.
@@ -51,6 +52,7 @@ __all__ = [
     "input_shape",
     "is_source",
     "model_batches",
+    "open_for_model",
     "resize_target",
     "resolve_input_scale",
     "to_model_scale",
@@ -492,3 +494,30 @@ class ClassBatches:
             else "class_index must have one entry per image. Received: "
             f"{len(self._classes)} entries for {self._start} images"
         )
+
+
+def open_for_model(
+    model, data, *, split="test", image_size=None, limit=None, input_scale=None
+):
+    """Opens ``data`` the way ``model`` takes it, before any work.
+
+    The images get the model's channels (1 or 3) and are read in the scale
+    `resolve_input_scale` chooses; a shape that still does not fit is an
+    error naming both shapes and the fix.
+
+    Returns:
+        ``(source, scale)``: a data source (`explain_attn.data.open_source`)
+        and the `InputScale`, whose ``note`` says what was assumed.
+    """
+    expected = input_shape(model)
+    scale = resolve_input_scale(model, input_scale)
+    source = open_source(
+        data,
+        split=split,
+        image_size=image_size,
+        limit=limit,
+        channels=expected[-1] if expected[-1] in (1, 3) else 3,
+        input_scale=scale.scale,
+    )
+    check_shape(source.image_shape, expected)
+    return source, scale

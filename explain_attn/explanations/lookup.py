@@ -12,7 +12,9 @@ import fnmatch
 
 import keras
 
-from explain_attn.attention.kinds import AttentionModule, find_kind
+from explain_attn.attention.discovery import (
+    discover_modules,
+)
 from explain_attn.models.graph import flat_graph
 
 __all__ = [
@@ -20,6 +22,8 @@ __all__ = [
     "SINGLE_CHANNEL",
     "attention_layer_names",
     "attention_modules",
+    "cam_candidates",
+    "channel_module_names",
     "default_cam_layer",
     "describe_layers",
     "reading_kind",
@@ -34,46 +38,55 @@ ACTIVATION = "activation"
 """Kind of any other 4-D layer: the mean of its activations over channels."""
 
 
-def reading_kind(tap):
+def reading_kind(tap, module=None):
     """Returns what a map of the layer call ``tap`` is, or ``None``.
 
-    The name of its attention kind (``"attention"``, ``"channel"``,
-    ``"gate"``), else ``"single-channel"`` or ``"activation"`` for other
-    4-D layers, else ``None`` (no map can be read).
+    The name of its attention module's kind when ``module`` (an
+    `AttentionModule` at ``tap``) is given, else ``"single-channel"`` or
+    ``"activation"`` for other 4-D layers, else ``None`` (no map can be
+    read).
     """
-    kind = find_kind(tap)
-    if kind is not None:
-        return kind.name
+    if module is not None:
+        return module.kind.name
     if not tap.is_spatial or isinstance(tap.layer, keras.layers.InputLayer):
         return None
     return SINGLE_CHANNEL if tap.output.shape[-1] == 1 else ACTIVATION
 
 
 def describe_layers(model):
-    """Lists every layer call of ``model`` that maps can be read from.
+    """Lists every attention module of ``model`` and every 4-D layer.
 
     Args:
         model: A functional or built Sequential `keras.Model`; nested models
             are searched.
 
     Returns:
-        A list of dicts with keys ``path`` (``outer/inner`` for nested
-        models), ``kind`` (``"attention"``, ``"gate"``, ``"channel"``,
-        ``"single-channel"`` or ``"activation"``), ``class_name`` and
-        ``output_shape`` (a tuple, batch first), in call order.
+        A list of dicts, in call order, with keys ``path`` (``outer/inner``
+        for nested models), ``kind`` (an attention kind's name, see
+        `explain_attn.attention.kinds`, or ``"single-channel"`` or
+        ``"activation"``), ``class_name``, ``output_shape`` (a tuple, batch
+        first), ``module`` (the `AttentionModule` or ``None``) and
+        ``cam_candidate`` (whether Grad-CAM can use it: a layer with a map
+        of at least 2×2).
     """
+    modules = {module.path: module for module in discover_modules(model)}
+    candidates = set(cam_candidates(model))
     rows = []
     for tap in flat_graph(model).taps.values():
-        kind = reading_kind(tap)
-        if kind is not None:
-            rows.append(
-                {
-                    "path": tap.path,
-                    "kind": kind,
-                    "class_name": type(tap.layer).__name__,
-                    "output_shape": tuple(tap.output.shape),
-                }
-            )
+        module = modules.get(tap.path)
+        kind = reading_kind(tap, module)
+        if kind is None:
+            continue
+        rows.append(
+            {
+                "path": tap.path,
+                "kind": kind,
+                "class_name": type(tap.layer).__name__,
+                "output_shape": tuple(tap.output.shape),
+                "module": module,
+                "cam_candidate": tap.path in candidates,
+            }
+        )
     return rows
 
 
@@ -86,24 +99,38 @@ def attention_modules(model, *, spatial=True):
             channel attention included).
 
     Returns:
-        A list of `explain_attn.attention.kinds.AttentionModule`.
+        A list of `explain_attn.attention.kinds.AttentionModule`, found by
+        `explain_attn.attention.discovery.discover_modules`.
     """
-    modules = []
-    for tap in flat_graph(model).taps.values():
-        kind = find_kind(tap)
-        if kind is not None and (kind.spatial or not spatial):
-            modules.append(AttentionModule(tap.path, kind, tap))
-    return modules
+    return [
+        module
+        for module in discover_modules(model)
+        if module.kind.spatial or not spatial
+    ]
+
+
+def channel_module_names(model):
+    """Paths of the modules with channel weights and no spatial map (SE
+    gates, `ChannelAttention`), in call order."""
+    return [
+        module.path
+        for module in discover_modules(model)
+        if not module.kind.spatial
+        and module.kind.has_channel_weights(module.tap)
+    ]
 
 
 def attention_layer_names(model):
     """Returns the paths of every spatial attention layer in ``model``.
 
-    Recognised: `SpatialAttention` (and `AggregatedAttention`), `CBAM`, and
-    gates of models built from plain Keras layers: a layer whose output is
-    ``(batch, H, W, 1)`` with a sigmoid activation, such as
-    ``Conv2D(1, 7, activation="sigmoid")``. Nested models are searched and
-    their layers named ``outer/inner``.
+    Recognised: `SpatialAttention` (and `AggregatedAttention`), `CBAM`,
+    single-channel sigmoid layers such as ``Conv2D(1, 7,
+    activation="sigmoid")``, and, by structure, spatial gates ``(H, W, 1)``
+    and coordinate-attention gates multiplied into features (layers or
+    `keras.ops`) and ``MultiHeadAttention`` over a feature map's positions
+    (see `explain_attn.attention.discovery`). Channel gates (SE) have no
+    map: see `channel_module_names`. Nested models are searched and their
+    layers named ``outer/inner``.
 
     Args:
         model: A functional or built Sequential `keras.Model`.
@@ -141,11 +168,20 @@ def resolve_layers(model, layers=None):
     if layers is None:
         paths = attention_layer_names(model)
         if not paths:
+            channel = channel_module_names(model)
+            extra = (
+                f" It has {len(channel)} channel-attention module(s) (e.g. "
+                f"{channel[0]!r}), which weigh channels and have no spatial "
+                "map: read them with channel_attention_weights."
+                if channel
+                else ""
+            )
             raise ValueError(
-                f"Model {model.name!r} has no attention layer (no "
-                "SpatialAttention, CBAM or single-channel sigmoid gate). Name "
-                "the layers to read with `layers=` (see `explain-attn "
-                "layers MODEL`)."
+                f"Model {model.name!r} has no attention layer with a "
+                "spatial map (no SpatialAttention, CBAM, spatial or axis "
+                "gate, or "
+                f"MultiHeadAttention over positions).{extra} Name the layers "
+                "to read with `layers=` (see `explain-attn layers MODEL`)."
             )
         return paths
     if isinstance(layers, str):
@@ -178,26 +214,48 @@ def single_layer(model, layer):
     return paths[0]
 
 
+def cam_candidates(model):
+    """Paths of the layers Grad-CAM can weigh, in call order.
+
+    A layer (not a `keras.ops` operation, an input or a nested model) with
+    a 4-D output whose map is at least 2×2 (or of unknown size): a 1×1
+    map has no spatial structure, and its normalised CAM is all zeros.
+    """
+    candidates = []
+    for tap in flat_graph(model).taps.values():
+        if not tap.is_spatial or not isinstance(tap.layer, keras.layers.Layer):
+            continue
+        if isinstance(tap.layer, keras.layers.InputLayer | keras.Model):
+            continue
+        if _too_small(tap):
+            continue
+        candidates.append(tap.path)
+    return candidates
+
+
+def _too_small(tap):
+    height, width = tap.output.shape[1:3]
+    return height is not None and width is not None and height * width < 2
+
+
 def default_cam_layer(model):
-    """Returns the path of the last 4-D layer (the one before pooling).
+    """Returns the path of the last Grad-CAM candidate with several
+    channels (the feature map before pooling), see `cam_candidates`.
 
     Raises:
-        ValueError: If the model has no layer with a 4-D output.
+        ValueError: If the model has no layer with a 4-D output of at least
+            2×2.
     """
-    spatial = [
-        tap.path
-        for tap in flat_graph(model).taps.values()
-        if tap.is_spatial
-        and not isinstance(tap.layer, keras.layers.InputLayer)
-        and not isinstance(tap.layer, keras.Model)
-    ]
-    if not spatial:
+    taps = flat_graph(model).taps
+    candidates = cam_candidates(model)
+    several = [p for p in candidates if taps[p].output.shape[-1] != 1]
+    if not (several or candidates):
         raise ValueError(
             f"Model {model.name!r} has no layer with a 4-D output (batch, H, "
-            "W, C), so Grad-CAM has no feature map to weigh. Use a "
-            "convolutional model."
+            "W, C) of at least 2×2, so Grad-CAM has no feature map to weigh. "
+            "Use a convolutional model, or larger input images."
         )
-    return spatial[-1]
+    return (several or candidates)[-1]
 
 
 def _match(model, graph, request):
@@ -230,11 +288,13 @@ def _match(model, graph, request):
 
 
 def _candidates(model, graph, request):
-    attention = attention_layer_names(model)
+    attention = [m.path for m in discover_modules(model)]
     names = list(
         dict.fromkeys([*graph.taps, *(p.split("/")[-1] for p in graph.taps)])
     )
     close = difflib.get_close_matches(request, names, n=3, cutoff=0.5)
-    listed = ", ".join(attention) if attention else "none"
+    listed = ", ".join(attention[:8]) if attention else "none"
+    if len(attention) > 8:
+        listed += f" and {len(attention) - 8} more"
     hint = f" Closest names: {', '.join(close)}." if close else ""
     return f"Attention layers: {listed}.{hint}"

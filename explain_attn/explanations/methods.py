@@ -10,18 +10,22 @@ entry, never an edit of theirs. A new CAM method is a `BaseCAM` subclass in
 
 import abc
 
+from explain_attn.attention.discovery import attention_module
 from explain_attn.explanations.attention import AttentionExtractor
 from explain_attn.explanations.compiled import compiled
 from explain_attn.explanations.lookup import (
+    channel_module_names,
     default_cam_layer,
     resolve_layers,
     single_layer,
 )
+from explain_attn.models.graph import flat_graph
 
 __all__ = [
     "METHODS",
     "AttentionMethod",
     "CAMMethod",
+    "ChannelWeightedMethod",
     "Method",
     "cam_method_names",
     "get_method",
@@ -179,4 +183,67 @@ def cam_method_names():
     return [name for name, method in METHODS.items() if method.uses_class]
 
 
+class ChannelWeightedMethod(Method):
+    """The spatial view of channel attention: channel-weighted activations.
+
+    A channel gate (squeeze-and-excitation) has one weight per channel and
+    no map. Its spatial view is the mean over channels of the features it
+    weighs, ``mean_c w_c A_c`` (the output of the multiply that applies the
+    gate): an *activation* map, named so in every label. Modules whose
+    features are 1×1 have no such view.
+    """
+
+    name = "channel_weighted"
+    title = "channel-weighted activations"
+
+    def layers(self, model, requested=None):
+        if requested is None:
+            paths = channel_module_names(model)
+        else:
+            paths = resolve_layers(model, requested)
+        readable = []
+        for path in paths:
+            module = attention_module(model, path)
+            if module is None or module.kind.spatial or not module.applied_at:
+                raise ValueError(
+                    f"Layer {path!r} is not a channel gate, so it has no "
+                    "channel-weighted activations. Choose one of: "
+                    f"{', '.join(channel_module_names(model)) or 'none'}."
+                )
+            height, width = self._output(model, module).shape[1:3]
+            if height is None or width is None or height * width > 1:
+                readable.append(path)
+        if not readable:
+            raise ValueError(
+                f"Model {model.name!r} has no channel gate applied to "
+                "features of at least 2×2, so there are no channel-weighted "
+                "activation maps to read."
+            )
+        return readable
+
+    @staticmethod
+    def _output(model, module):
+        return flat_graph(model).taps[module.applied_at].output
+
+    def prepare(self, model, layers, resize_to=None):
+        applied = {
+            layer: attention_module(model, layer).applied_at for layer in layers
+        }
+        targets = tuple(applied.values())
+        key = (AttentionExtractor, targets, resize_to)
+        extractor = compiled(
+            model, key, lambda: AttentionExtractor(model, targets, resize_to)
+        )
+
+        def maps(batch, classes):
+            values = extractor(batch)
+            return {layer: values[path] for layer, path in applied.items()}
+
+        return maps
+
+    def label(self, layer):
+        return f"channel-weighted activations ({layer})"
+
+
 register_method(AttentionMethod())
+register_method(ChannelWeightedMethod())

@@ -8,7 +8,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from explain_attn.attention.kinds import AttentionModule, find_kind
+from explain_attn.attention.discovery import attention_module
 from explain_attn.explanations.inputs import check_model_images
 from explain_attn.explanations.lookup import reading_kind, resolve_layers
 from explain_attn.faithfulness.common import as_labels, check_positive
@@ -161,17 +161,39 @@ def _layer_row(module, intervened, results):
     }
 
 
-def _no_map_row(path, tap):
+def _no_map_row(path, tap, module=None):
+    what = (
+        f"a {module.kind.description}, whose weights cannot be replaced by "
+        "one map"
+        if module is not None
+        else "not a spatial attention module"
+    )
     return {
         "layer": path,
-        "kind": reading_kind(tap),
+        "kind": reading_kind(tap, module),
         "map_shape": None,
         "interventions": {},
-        "notes": [
-            f"Layer {path!r} is not a spatial attention layer or a "
-            "single-channel sigmoid gate, so it has no map to replace; no "
-            "intervention is possible."
-        ],
+        "notes": [f"Layer {path!r} is {what}; no intervention is possible."],
+    }
+
+
+def _clean(model, graph, images, labels, batch_size):
+    """Accuracy and mean true-class probability of the unmodified model."""
+    forward = keras.Model(graph.model_inputs, graph.outputs[0])
+    probabilities = probability_function(model)
+    scores = np.concatenate(
+        [
+            probabilities(
+                tf.cast(forward(images[i : i + batch_size]), tf.float32)
+            ).numpy()
+            for i in range(0, len(images), batch_size)
+        ]
+    )
+    return {
+        "accuracy": float((scores.argmax(axis=-1) == labels).mean()),
+        "mean_true_class_probability": float(
+            scores[np.arange(len(labels)), labels].mean()
+        ),
     }
 
 
@@ -252,17 +274,19 @@ def attention_interventions(
     }
     rows, clean = [], None
     for position, path in enumerate(paths):
-        tap = graph.taps[path]
-        kind = find_kind(tap)
-        if kind is None or not kind.spatial:
-            rows.append(_no_map_row(path, tap))
+        module = attention_module(model, path)
+        if module is None or not (
+            module.kind.spatial and module.kind.intervenable
+        ):
+            rows.append(_no_map_row(path, graph.taps[path], module))
             continue
-        module = AttentionModule(path, kind, tap)
         intervened = Intervened(model, module, with_mask=masks is not None)
         scores = intervened.scores(images, masks, seed + position, batch_size)
         own_clean, results = _effects(scores, labels, names, bootstrap)
         clean = clean or own_clean
         rows.append(_layer_row(module, intervened, results))
+    if clean is None:  # No layer had a map to replace.
+        clean = _clean(model, graph, images, labels, batch_size)
     return {
         "num_images": int(len(images)),
         "clean": clean,

@@ -82,7 +82,10 @@ def _weighted_layers(model):
     return [
         (tap.path, tap.layer)
         for tap in flat_graph(model).taps.values()
-        if tap.layer.weights and not isinstance(tap.layer, keras.Model)
+        # `keras.ops` calls in the graph are operations without weights.
+        if isinstance(tap.layer, keras.layers.Layer)
+        and tap.layer.weights
+        and not isinstance(tap.layer, keras.Model)
     ]
 
 
@@ -201,6 +204,8 @@ def _independent(model, clone, by_path, paths, compute, original, rng):
     """Re-initialises each attention layer alone, from the model's weights."""
     results = {}
     for path in paths:
+        if path not in by_path:
+            continue  # A gate computed by weightless operations.
         clone.set_weights(model.get_weights())
         reinitialize_layer(by_path[path], rng)
         results[path] = {

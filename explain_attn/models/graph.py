@@ -26,12 +26,26 @@ class Tap:
         layer: The layer object of the caller's model (shared, not a copy).
         input: The symbolic tensor passed as the layer's first argument.
         output: The symbolic tensor the layer returned.
+        arguments: Every positional argument of the call, as given (lists
+            of tensors for merge layers such as ``Multiply``; plain numbers
+            for an operation such as ``x * 0.5``).
+        keywords: The call's keyword arguments, as ``(name, value)`` pairs.
     """
 
     path: str
     layer: keras.layers.Layer
     input: object
     output: object
+    arguments: tuple = ()
+    keywords: tuple = ()
+
+    @property
+    def tensors(self):
+        """Every symbolic tensor among the call's arguments, in order."""
+        values = keras.tree.flatten(
+            [list(self.arguments), [v for _, v in self.keywords]]
+        )
+        return [v for v in values if isinstance(v, keras.KerasTensor)]
 
     @property
     def is_spatial(self):
@@ -47,12 +61,28 @@ class FlatGraph:
     Attributes:
         inputs: Symbolic inputs of the flat graph.
         outputs: The model's outputs, computed from ``inputs``.
-        taps: Every layer call, in call order, keyed by path.
+        taps: Every layer call, in call order, keyed by path. Operations
+            written with `keras.ops` in a functional graph (``x * 0.5``,
+            ``keras.ops.sigmoid(x)``) are calls too: their "layer" is the
+            `keras.Operation`, which has no weights.
     """
 
     inputs: list
     outputs: list
     taps: dict
+
+    def producer(self, tensor):
+        """The `Tap` whose call returned ``tensor``, or ``None``.
+
+        Inside a nested model, the innermost call that returned it.
+        """
+        if not hasattr(self, "_producers"):
+            producers = {}
+            for tap in self.taps.values():
+                for value in keras.tree.flatten(tap.output):
+                    producers.setdefault(id(value), tap)
+            object.__setattr__(self, "_producers", producers)
+        return self._producers.get(id(tensor))
 
     @property
     def model_inputs(self):
@@ -149,7 +179,14 @@ def _recorder(prefix, taps, produced):
         else:
             output = layer(*args, **kwargs)
         path = f"{prefix}{layer.name}"
-        taps[path] = Tap(path, layer, args[0] if args else None, output)
+        taps[path] = Tap(
+            path,
+            layer,
+            args[0] if args else None,
+            output,
+            tuple(args),
+            tuple(kwargs.items()),
+        )
         produced[id(layer)] = output
         return output
 

@@ -2,6 +2,7 @@
 
 import contextlib
 import os
+import re
 import shutil
 import tempfile
 import zipfile
@@ -15,6 +16,7 @@ from explain_attn.attention import layers as _layers  # noqa: F401
 __all__ = ["atomic_path", "check_writable", "load_model", "save_model"]
 
 _SUFFIXES = (".keras", ".h5", ".hdf5")
+_WEIGHTS = ".weights.h5"
 
 
 def check_writable(path):
@@ -100,17 +102,23 @@ def save_model(model, path):
         model.save(temporary)
 
 
-def load_model(path, *, safe_mode=True):
+def load_model(path, *, safe_mode=True, factory=None):
     """Loads a Keras model saved as ``.keras`` (or legacy ``.h5``).
 
     The layers of `explain_attn.layers` are registered on import, so models
-    using them load without ``custom_objects``.
+    using them load without ``custom_objects``. A model that cannot be
+    reloaded from a file at all (e.g. ``Lambda`` layers with Python
+    lambdas) is built by the user's ``factory`` and its weights read from a
+    ``.weights.h5`` file (``model.save_weights("m.weights.h5")``).
 
     Args:
-        path: The model file.
+        path: The model file, or the ``.weights.h5`` file with ``factory``.
         safe_mode: Keras' safe mode, which refuses to deserialize arbitrary
             code such as a ``Lambda`` layer's function. Turn it off only for
             files you trust.
+        factory: ``None``, or ``"module:function"`` (or
+            ``"file.py:function"``) returning the model, called without
+            arguments (see `explain_attn.models.user_code`).
 
     Returns:
         The `keras.Model`.
@@ -127,6 +135,8 @@ def load_model(path, *, safe_mode=True):
             f"Model file not found: {shown!r}. Check the path, or train one "
             "with `explain-attn train`."
         )
+    if factory is not None or shown.endswith(_WEIGHTS):
+        return _load_from_factory(path, factory)
     if path.is_dir():
         raise ValueError(
             f"Model path {shown!r} is a directory (a TensorFlow SavedModel?); "
@@ -157,6 +167,53 @@ def load_model(path, *, safe_mode=True):
         raise ValueError(_explain_load_error(shown, error)) from error
 
 
+def _missing_class(message):
+    """``"'mine>Twice' (module 'mine')"`` from Keras' message, which
+    names the class deep inside a long configuration."""
+    found = re.search(r"Could not locate (class|function) '([^']+)'", message)
+    if found is None:
+        found = re.search(r"Unknown layer: '?([\w.>]+)", message)
+        return repr(found.group(1)) if found else "(unnamed by Keras)"
+    _, name = found.groups()
+    registered = re.search(
+        rf"'registered_name': '([^']*>{re.escape(name)})'", message
+    )
+    module = re.search(
+        rf"'module': '([^']+)', 'class_name': '{re.escape(name)}'", message
+    )
+    shown = registered.group(1) if registered else name
+    where = f" (module {module.group(1)!r})" if module else ""
+    return f"{shown!r}{where}"
+
+
+def _load_from_factory(path, factory):
+    """The factory's model with the weights of ``path`` (``.weights.h5``)."""
+    from explain_attn.models.user_code import build_from_factory
+
+    shown = str(path)
+    if factory is None:
+        raise ValueError(
+            f"{shown!r} holds weights only. Give the function that builds "
+            "the model: --model-factory module:function (API: factory=)."
+        )
+    if not shown.endswith(_WEIGHTS):
+        raise ValueError(
+            f"--model-factory {factory} needs the model's weights as a "
+            f"'{_WEIGHTS}' file (model.save_weights). Received: {shown!r}"
+        )
+    model = build_from_factory(factory)
+    try:
+        model.load_weights(path)
+    except Exception as error:  # Keras raises many types; we explain them.
+        message = " ".join(str(error).split())[:200]
+        raise ValueError(
+            f"The weights in {shown!r} do not fit the model of "
+            f"--model-factory {factory}: {message}. Save them from the same "
+            "architecture (model.save_weights)."
+        ) from None
+    return model
+
+
 def _has_keras_config(path):
     try:
         with zipfile.ZipFile(path) as archive:
@@ -174,11 +231,13 @@ def _explain_load_error(shown, error):
             "safe mode refuses to load. If you trust the file, pass "
             "--unsafe-load (API: safe_mode=False)."
         )
-    if "Unknown layer" in message or "Could not locate class" in message:
+    if "Unknown layer" in message or "Could not locate" in message:
         return (
-            f"Model {shown!r} uses a custom layer that is not registered: "
-            f"{message[:200]}. Import the module that defines it (registered "
-            "with keras.saving.register_keras_serializable) before loading."
+            f"Model {shown!r} uses a custom layer or function, "
+            f"{_missing_class(message)}, that is not registered. Import "
+            "the module that defines it (registered with "
+            "keras.saving.register_keras_serializable) with --import "
+            "MODULE_OR_FILE (API: import it before loading)."
         )
     if isinstance(error, zipfile.BadZipFile | EOFError | OSError):
         return (

@@ -22,9 +22,15 @@ import numpy as np
 from explain_attn import __version__
 from explain_attn.data import load_dataset
 from explain_attn.explanations.explanation import explanations_for
+from explain_attn.explanations.lookup import (
+    attention_layer_names,
+    channel_module_names,
+    resolve_layers,
+)
 from explain_attn.explanations.methods import get_method
 from explain_attn.models.saving import atomic_path
 from explain_attn.report.baselines import baselines_section
+from explain_attn.report.channels import channel_section
 from explain_attn.report.demo import demo_data, demo_models
 from explain_attn.report.evaluate import evaluate
 from explain_attn.report.explorer import Thumbnails, explorer_payload
@@ -94,12 +100,42 @@ def _silent(*args, **kwargs):
     return None
 
 
-def report_explanations(models, *, layers=None, methods=("grad_cam",)):
+def _attention_explanations(entry, layers):
+    """The spatial attention explanations of one attention model; channel
+    modules are left to the channel section."""
+    channel = set(channel_module_names(entry.model))
+    if layers is None:
+        spatial = attention_layer_names(entry.model)
+        if not spatial and channel:
+            return []
+        spatial = None if not spatial else spatial
+    else:
+        spatial = [
+            p for p in resolve_layers(entry.model, layers) if p not in channel
+        ]
+        if not spatial:
+            return []
+    return explanations_for(
+        entry.model, "attention", spatial, key=entry.key, name=entry.name
+    )
+
+
+def report_explanations(
+    models,
+    *,
+    layers=None,
+    methods=("grad_cam",),
+    cam_layer=None,
+    cam_class="predicted",
+):
     """The report's explanations and the reference they are compared with.
 
-    Every attention layer (or ``layers``) of each attention model, then each
-    of ``methods`` for every model at its last 4-D layer. The reference is
-    the baseline's explanation by the first method.
+    Every spatial attention module (or ``layers``) of each attention model,
+    then each of ``methods`` for every model at its last Grad-CAM
+    candidate (the baseline at ``cam_layer`` when given), explaining
+    ``cam_class`` (``"predicted"``, ``"true"`` or a class index). The
+    reference is the baseline's explanation by the first method. Channel
+    modules (SE gates) are not maps: `channel_section` reports them.
 
     Returns:
         ``(explanations, reference)``.
@@ -111,14 +147,13 @@ def report_explanations(models, *, layers=None, methods=("grad_cam",)):
         if entry.role != "attention":
             continue
         try:
-            explanations += explanations_for(
-                entry.model, "attention", layers, key=entry.key, name=entry.name
-            )
+            explanations += _attention_explanations(entry, layers)
         except ValueError as error:
             raise ValueError(
                 f"Attention model {entry.name!r}: {error}"
             ) from None
     for entry in models:
+        where = cam_layer if entry.role == "baseline" else None
         for method in methods:
             if not get_method(method).uses_class:
                 raise ValueError(
@@ -126,9 +161,11 @@ def report_explanations(models, *, layers=None, methods=("grad_cam",)):
                     "class-activation method such as grad_cam."
                 )
             try:
+                _check_target(entry.model, cam_class)
                 explanations += explanations_for(
-                    entry.model, method, key=entry.key, name=entry.name
-                )
+                    entry.model, method, where, key=entry.key,
+                    name=entry.name, target=cam_class,
+                )  # fmt: skip
             except ValueError as error:
                 raise ValueError(
                     f"{entry.role.capitalize()} model: {error}"
@@ -151,6 +188,16 @@ def dataset_name(test, source):
         if folder.name != test.name and (folder / test.name).is_dir():
             return folder.name
     return test.name
+
+
+def _check_target(model, cam_class):
+    if isinstance(cam_class, int) and not isinstance(cam_class, bool):
+        num_classes = int(model.outputs[0].shape[-1])
+        if not 0 <= cam_class < num_classes:
+            raise ValueError(
+                f"--cam-class {cam_class} is not one of its {num_classes} "
+                f"classes (0 to {num_classes - 1})."
+            )
 
 
 def _dataset_section(test, source):
@@ -197,6 +244,8 @@ def build_report(
     *,
     layers=None,
     methods=("grad_cam",),
+    cam_layer=None,
+    cam_class="predicted",
     num_examples=8,
     seed=0,
     batch_size=128,
@@ -217,31 +266,29 @@ def build_report(
         methods: CAM methods (registered names) computed for every model;
             the baseline's first is the reference the attention maps are
             compared with.
+        cam_layer, cam_class: See `report_explanations`.
         num_examples: Images in the gallery.
         seed: Seed of bootstrap intervals, the gallery and the checks.
         batch_size: Images per forward pass.
-        faithfulness: Add the Faithfulness section (interventions,
-            randomisation checks, deletion and insertion curves) as
-            ``data["faithfulness"]``; on the demo models it adds about
-            12 s to a 19 s report on 2 CPU cores.
-        verbose: 0 for silence, 1 for progress.
-        log: Where progress messages go (a ``print``-like function).
-        source: What the data was loaded from, for the record.
-        settings: More settings to record (e.g. the command line).
+        faithfulness: Add the Faithfulness section
+            (``data["faithfulness"]``).
+        verbose, log: 0 for silence, 1 for progress; where it goes.
+        source, settings: What the data was loaded from and more settings
+            (e.g. the command line), for the record.
 
     Returns:
         A `Report`.
 
     Raises:
         ValueError: For bad options, unknown layers or methods, models
-            without attention layers, a baseline without a 4-D layer, or
-            models whose input does not match the images.
+            without attention, a baseline without a 4-D layer, or models
+            whose input does not match the images.
     """
     _check_positive("num_examples", num_examples)
     _check_positive("batch_size", batch_size)
     explanations, reference = report_explanations(
-        models, layers=layers, methods=methods
-    )
+        models, layers=layers, methods=methods, cam_layer=cam_layer,
+        cam_class=cam_class)  # fmt: skip
     evaluation, statistics, thumbnails = _evaluate(
         models, explanations, reference, test, batch_size, verbose
     )
@@ -252,11 +299,12 @@ def build_report(
         num_examples=num_examples, seed=seed, batch_size=batch_size,
     )  # fmt: skip
     data["dataset"] = _dataset_section(test, source)
+    data["channels"] = _channels(models, test, layers, batch_size)
     data["settings"] = {
         "seed": seed, "num_examples": num_examples,
-        "layers": list(layers) if layers else None,
-        "methods": list(methods), "batch_size": batch_size,
-        **(settings or {}),
+        "layers": list(layers) if layers else None, "methods": list(methods),
+        "cam_layer": cam_layer, "cam_class": cam_class,
+        "batch_size": batch_size, **(settings or {}),
     }  # fmt: skip
     data["versions"] = _versions()
     if faithfulness:
@@ -315,6 +363,18 @@ def _add_training_record(data, models):
     return records
 
 
+def _channels(models, test, layers, batch_size):
+    """The channel section, for the channel modules ``layers`` names
+    (``None``: all of them)."""
+    paths = None
+    if layers is not None:
+        paths = []
+        for entry in models:
+            if entry.role == "attention":
+                paths += resolve_layers(entry.model, layers)
+    return channel_section(models, test, layers=paths, batch_size=batch_size)
+
+
 def _check_sources(attention_models, baseline_model, spurious_correlation):
     given = bool(attention_models) or baseline_model is not None
     if given and (not attention_models or baseline_model is None):
@@ -342,6 +402,8 @@ def report_from_sources(
     safe_mode=True,
     spurious_correlation=None,
     command_line=None,
+    attention_factory=None,
+    baseline_factory=None,
     **options,
 ):
     """Loads models and data (or trains the demo pair), then `build_report`.
@@ -362,6 +424,8 @@ def report_from_sources(
             probability that a training image's background tint gives its
             class away (`explain_attn.data.synthetic.generate`).
         command_line: The command line to record in the report.
+        attention_factory, baseline_factory: ``"module:function"``
+            building the models given as ``.weights.h5`` files.
         **options: Passed to `build_report` (``layers``, ``methods``,
             ``num_examples``, ``seed``, ``batch_size``, ``faithfulness``,
             ``verbose``, ``log``).
@@ -394,18 +458,17 @@ def report_from_sources(
     )
     if given:
         models = load_report_models(
-            attention_models, baseline_model, safe_mode=safe_mode, say=say
-        )
+            attention_models, baseline_model, safe_mode=safe_mode, say=say,
+            attention_factory=attention_factory,
+            baseline_factory=baseline_factory)  # fmt: skip
     else:
         models = demo_models(
             train, test, epochs=epochs, seed=options.get("seed", 0),
             cache_dir=cache_dir, verbose=verbose, say=say,
         )  # fmt: skip
     settings = {
-        "epochs": epochs,
-        "command_line": command_line,
-        "spurious_correlation": spurious_correlation,
-    }
+        "epochs": epochs, "command_line": command_line,
+        "spurious_correlation": spurious_correlation}  # fmt: skip
     return build_report(models, test, source=data, settings=settings, **options)
 
 

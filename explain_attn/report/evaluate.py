@@ -119,7 +119,9 @@ def evaluate(
                     ]
                 )
             )
-        maps = explainer(images, batch_size=batch_size)
+        maps = explainer(
+            images, batch_size=batch_size, labels=test.labels[start:stop]
+        )
         _score(maps, masks, explanations, reference, values, agreement)
         for observer in observers:
             observer(start, images, maps)

@@ -80,7 +80,9 @@ def metric_distributions(per_image_metrics, labels):
             data, orientation="horizontal", showfliers=False, widths=0.6
         )
         axis.set_yticks(
-            range(1, len(ids) + 1), [labels[i] for i in ids], fontsize=8
+            range(1, len(ids) + 1),
+            [_shortened(labels[i]) for i in ids],
+            fontsize=8,
         )
         axis.invert_yaxis()
         axis.set_title(name.replace("_", " "), fontsize=10)
@@ -90,6 +92,15 @@ def metric_distributions(per_image_metrics, labels):
         axis.set_visible(False)
     figure.tight_layout()
     return to_data_uri(figure)
+
+
+def _shortened(label, limit=44):
+    """``label`` cut in the middle to ``limit`` characters: backbone paths
+    are long, and a long tick label leaves the axes no room."""
+    if len(label) <= limit:
+        return label
+    half = (limit - 1) // 2
+    return f"{label[:half]}…{label[-half:]}"
 
 
 def training_curves(histories):

@@ -81,7 +81,7 @@ def gallery(
         return []
     images = test.images[indices]
     overlays = Explainer(explanations, resize_to="input")(
-        images, batch_size=batch_size
+        images, batch_size=batch_size, labels=labels[indices]
     )
     return [
         {

@@ -33,8 +33,20 @@ class ReportModel:
     training: dict | None = None
 
 
-def load_report_models(attention_paths, baseline_path, *, safe_mode, say):
+def load_report_models(
+    attention_paths,
+    baseline_path,
+    *,
+    safe_mode,
+    say,
+    attention_factory=None,
+    baseline_factory=None,
+):
     """Loads the attention models and the baseline from ``.keras`` files.
+
+    A ``.weights.h5`` file is built by ``attention_factory`` (every
+    attention model) or ``baseline_factory`` (``"module:function"``, see
+    `explain_attn.models.saving.load_model`).
 
     Returns:
         A list of `ReportModel`: the attention models, then the baseline.
@@ -47,7 +59,9 @@ def load_report_models(attention_paths, baseline_path, *, safe_mode, say):
                 key=f"attention_{index}" if several else "attention",
                 role="attention",
                 name=Path(path).name,
-                model=load_model(path, safe_mode=safe_mode),
+                model=load_model(
+                    path, safe_mode=safe_mode, factory=attention_factory
+                ),
                 file=str(path),
             )
         )
@@ -57,7 +71,9 @@ def load_report_models(attention_paths, baseline_path, *, safe_mode, say):
             key="baseline",
             role="baseline",
             name=Path(baseline_path).name,
-            model=load_model(baseline_path, safe_mode=safe_mode),
+            model=load_model(
+                baseline_path, safe_mode=safe_mode, factory=baseline_factory
+            ),
             file=str(baseline_path),
         )
     )

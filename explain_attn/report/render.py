@@ -14,6 +14,7 @@ from explain_attn.explanations.methods import get_method
 from explain_attn.metrics import FOREGROUND_METRICS, METRIC_DEFINITIONS
 from explain_attn.models.saving import atomic_path
 from explain_attn.report import figures
+from explain_attn.report.channels import channel_figures
 from explain_attn.report.faithfulness_figures import faithfulness_figures
 from explain_attn.report.per_class import PER_CLASS_RESAMPLES
 from explain_attn.report.training_record import training_figures
@@ -210,6 +211,9 @@ def report_html(report):
         "faithfulness_figures": faithfulness_figures(data.get("faithfulness")),
         "training_figures": training_figures(
             data.get("training_record"), report.records
+        ),
+        "channel_figures": channel_figures(
+            data.get("channels"), data["dataset"]["class_names"]
         ),
     }
     return template_environment().get_template("report.html").render(context)
