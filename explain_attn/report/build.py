@@ -96,6 +96,11 @@ def _check_positive(name, value):
         )
 
 
+def _check_counts(**counts):
+    for name, value in counts.items():
+        _check_positive(name, value)
+
+
 def _silent(*args, **kwargs):
     return None
 
@@ -284,8 +289,7 @@ def build_report(
             without attention, a baseline without a 4-D layer, or models
             whose input does not match the images.
     """
-    _check_positive("num_examples", num_examples)
-    _check_positive("batch_size", batch_size)
+    _check_counts(num_examples=num_examples, batch_size=batch_size)
     explanations, reference = report_explanations(
         models, layers=layers, methods=methods, cam_layer=cam_layer,
         cam_class=cam_class)  # fmt: skip
