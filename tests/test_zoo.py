@@ -119,15 +119,7 @@ REPORTS = [
             "bam_gate",
         )
     ),
-    pytest.param(
-        "grayscale_model",
-        ["--no-faithfulness"],
-        marks=pytest.mark.xfail(
-            reason="1-channel images load as RGB until the data path "
-            "(issue 15a) keeps grayscale",
-            strict=False,
-        ),
-    ),
+    ("grayscale_model", ["--no-faithfulness"]),
 ]
 
 

@@ -8,6 +8,7 @@ import click
 from explain_attn.cli.common import (
     image_size_option,
     import_option,
+    input_scale_option,
     layer_option,
     method_option,
     seed_option,
@@ -102,6 +103,7 @@ from explain_attn.cli.common import (
     help="Demo on --data sample only: probability that a training image's "
     "background tint gives its class away; the test split stays clean.",
 )
+@input_scale_option
 @unsafe_load_option
 @import_option
 @user_errors
@@ -122,6 +124,7 @@ def report_command(
     output,
     no_faithfulness,
     spurious_correlation,
+    input_scale,
     unsafe_load,
 ):
     """Compare attention maps with the baseline's CAMs in an HTML report.
@@ -158,6 +161,7 @@ def report_command(
         image_size=image_size,
         seed=seed,
         safe_mode=not unsafe_load,
+        input_scale=input_scale,
         command_line=" ".join(["explain-attn", *sys.argv[1:]]),
         log=click.echo,
         faithfulness=not no_faithfulness,

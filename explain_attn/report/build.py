@@ -408,9 +408,16 @@ def report_from_sources(
     command_line=None,
     attention_factory=None,
     baseline_factory=None,
+    input_scale=None,
     **options,
 ):
     """Loads models and data (or trains the demo pair), then `build_report`.
+
+    Given models are fed the [0, 1] images in the scale each takes
+    (``input_scale``, or what its own layers imply; see
+    `explain_attn.report.models.in_unit_scale`), and the images get the
+    models' channels (1 or 3). A float ``.npz`` is read in ``input_scale``
+    when given, else as [0, 1].
 
     Args:
         data: ``"sample"``, ``"cifar10"``, an image folder or an ``.npz``
@@ -449,7 +456,15 @@ def report_from_sources(
     verbose = options.get("verbose", 1)
     say = options.get("log", print) if verbose else _silent
     if given:
-        test = load_dataset(data, split="test", image_size=image_size)
+        models = load_report_models(
+            attention_models, baseline_model, safe_mode=safe_mode, say=say,
+            attention_factory=attention_factory,
+            baseline_factory=baseline_factory, input_scale=input_scale,
+        )  # fmt: skip
+        test = load_dataset(
+            data, split="test", image_size=image_size,
+            channels=_channels_of(models), input_scale=input_scale or "unit",
+        )  # fmt: skip
     else:
         train, test = demo_data(
             data, image_size=image_size, seed=options.get("seed", 0),
@@ -460,12 +475,7 @@ def report_from_sources(
         f"{test.images.shape[1:]}, {len(test.class_names)} classes"
         + ("" if test.masks is not None else " (no masks)")
     )
-    if given:
-        models = load_report_models(
-            attention_models, baseline_model, safe_mode=safe_mode, say=say,
-            attention_factory=attention_factory,
-            baseline_factory=baseline_factory)  # fmt: skip
-    else:
+    if not given:
         models = demo_models(
             train, test, epochs=epochs, seed=options.get("seed", 0),
             cache_dir=cache_dir, verbose=verbose, say=say,
@@ -474,6 +484,19 @@ def report_from_sources(
         "epochs": epochs, "command_line": command_line,
         "spurious_correlation": spurious_correlation}  # fmt: skip
     return build_report(models, test, source=data, settings=settings, **options)
+
+
+def _channels_of(models):
+    """The channels of the models' images (1 or 3): the same for all."""
+    channels = {int(entry.model.inputs[0].shape[-1]) for entry in models}
+    if len(channels) > 1:
+        raise ValueError(
+            "The models take images with different channels "
+            f"({', '.join(map(str, sorted(channels)))}); a report compares "
+            "models on the same images. Give models of one kind."
+        )
+    (count,) = channels
+    return count if count in (1, 3) else 3
 
 
 def _json_ready(value):

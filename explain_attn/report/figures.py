@@ -209,6 +209,8 @@ def example_figure(image, mask, overlays, titles):
     figure = Figure(figsize=(1.45 * panels, 1.75))
     axes = figure.subplots(1, panels, squeeze=False)[0]
     image = np.clip(image, 0, 1)
+    if image.shape[-1] == 1:  # Gray: shown as RGB so the outline is green.
+        image = np.repeat(image, 3, axis=-1)
     axes[0].imshow(image, interpolation="nearest")
     axes[0].set_title("image", fontsize=7)
     outlined = image.copy()

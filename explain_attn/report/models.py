@@ -3,9 +3,12 @@
 import dataclasses
 from pathlib import Path
 
+import keras
+
+from explain_attn.explanations.inputs import resolve_input_scale
 from explain_attn.models.saving import load_model
 
-__all__ = ["ReportModel", "load_report_models"]
+__all__ = ["ReportModel", "in_unit_scale", "load_report_models"]
 
 
 @dataclasses.dataclass
@@ -22,6 +25,7 @@ class ReportModel:
         file: The file it was loaded from, if any.
         architecture: The built-in architecture it was built from, if any.
         training: What is known of its training (a JSON-ready dict), if any.
+        input_note: How images are fed to it, when not as loaded ([0, 1]).
     """
 
     key: str
@@ -31,6 +35,7 @@ class ReportModel:
     file: str | None = None
     architecture: str | None = None
     training: dict | None = None
+    input_note: str | None = None
 
 
 def load_report_models(
@@ -41,12 +46,16 @@ def load_report_models(
     say,
     attention_factory=None,
     baseline_factory=None,
+    input_scale=None,
 ):
     """Loads the attention models and the baseline from ``.keras`` files.
 
     A ``.weights.h5`` file is built by ``attention_factory`` (every
     attention model) or ``baseline_factory`` (``"module:function"``, see
-    `explain_attn.models.saving.load_model`).
+    `explain_attn.models.saving.load_model`). A model that takes another
+    scale than [0, 1] (``input_scale``, or inferred from its own layers,
+    see `explain_attn.explanations.inputs.resolve_input_scale`) is wrapped
+    by `in_unit_scale`.
 
     Returns:
         A list of `ReportModel`: the attention models, then the baseline.
@@ -78,4 +87,34 @@ def load_report_models(
         )
     )
     say(f"Baseline model: {baseline_path} (loaded, safe_mode={safe_mode})")
+    for entry in models:
+        scale = resolve_input_scale(entry.model, input_scale)
+        if scale.scale != "unit" or scale.chosen:
+            say(f"{entry.name}: {scale.note}")
+            entry.input_note = scale.note
+        entry.model = in_unit_scale(entry.model, scale.scale)
     return models
+
+
+_SCALING = {"byte": (255.0, 0.0), "symmetric": (2.0, -1.0)}
+
+
+def in_unit_scale(model, scale):
+    """``model`` fed with [0, 1] images, as the report's data comes.
+
+    The report reads every model's images once, in [0, 1]; a model that
+    takes bytes (0-255) or [-1, 1] is called inside a new model whose first
+    layer, ``explain_attn_input_scale``, brings the images into its scale.
+    Its layers then sit under the model's name (``name/layer`` paths).
+
+    Returns:
+        ``model`` itself for ``"unit"``; else the wrapping model.
+    """
+    if scale == "unit":
+        return model
+    factor, offset = _SCALING[scale]
+    inputs = keras.Input(tuple(model.inputs[0].shape[1:]))
+    scaled = keras.layers.Rescaling(
+        factor, offset, name="explain_attn_input_scale"
+    )(inputs)
+    return keras.Model(inputs, model(scaled), name=f"{model.name}_scaled")

@@ -41,6 +41,7 @@ def _model_rows(models, correct):
             "parameters": int(entry.model.count_params()),
             "accuracy": metrics.accuracy_interval(correct[entry.key]),
             "training": entry.training,
+            "input": entry.input_note,
         }
         for entry in models
     ]
