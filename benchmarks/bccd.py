@@ -459,7 +459,8 @@ def report_summary(data):
         values = "; ".join(_value(summary.get(m)) for m in REPORT_METRICS)
         lines.append(f"  {label}: {values}")
     lines += [f"finding: {f['text']}" for f in data.get("findings", [])]
-    lines += [f"warning: {w['text']}" for w in data.get("warnings", [])]
+    warnings = [f"warning: {w['text']}" for w in data.get("warnings", [])]
+    lines += warnings or ["warnings: none"]
     return lines
 
 

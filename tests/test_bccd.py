@@ -228,3 +228,5 @@ def test_report_summary_reads_the_report_json():
         "finding: It looks at the cell.",
         "warning: Masks are large.",
     ]
+    data["warnings"] = []
+    assert _recipe().report_summary(data)[-1] == "warnings: none"
