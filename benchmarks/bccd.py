@@ -46,6 +46,17 @@ one (`explain_attn.models.training`: standardised inputs, recalibrated
 statistics), and prints one JSON line per run: test accuracy, training
 accuracy in training and inference mode, the majority rate, and
 ``block1_bn``'s moving variance next to the variance of its inputs.
+
+Report (issue 12): ``python -m benchmarks.bccd report DEST [--epochs 12]
+[--image-size 64]`` writes the same crops into ``DEST/crops`` unless they
+are there, trains ``small_attention`` and ``small_convnet`` with the
+current recipe through ``explain-attn train`` (``DEST/attention.keras``,
+``DEST/baseline.keras``), runs ``explain-attn report`` on the test crops
+(``DEST/report.html`` and ``report.json``) and prints, from
+``report.json``: both test accuracies with their intervals, the majority
+rate, mass in mask, pointing game and ROC AUC of every explanation next to
+the flat map and the centre prior, the findings, the warnings and the
+wall-clock seconds of each command.
 """
 
 import argparse
@@ -59,6 +70,8 @@ __all__ = [
     "CLASS_NAMES",
     "default_source",
     "read_objects",
+    "report_run",
+    "report_summary",
     "train_runs",
     "write_crops",
 ]
@@ -335,6 +348,8 @@ def main(argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv[:1] == ["train"]:
         return _train_main(argv[1:])
+    if argv[:1] == ["report"]:
+        return _report_main(argv[1:])
     return _crops_main(argv)
 
 
@@ -354,6 +369,121 @@ def _train_main(argv):
         image_size=arguments.image_size, seed=arguments.seed,
     ):  # fmt: skip
         print(json.dumps(run), flush=True)
+
+
+REPORT_METRICS = ("mass_in_mask", "pointing_game", "roc_auc")
+
+
+def _timed(command):
+    """Runs ``command`` (a list), failing loudly; returns its seconds."""
+    import subprocess
+    import time
+
+    start = time.perf_counter()
+    subprocess.run(command, check=True)
+    return round(time.perf_counter() - start, 1)
+
+
+def report_run(destination, *, source=None, epochs=12, image_size=64, seed=0):
+    """Trains the demo pair through the CLI and reports on BCCD crops.
+
+    Returns:
+        ``(report_json_path, seconds)``: ``seconds`` maps ``"train
+        <architecture>"`` and ``"report"`` to wall-clock seconds.
+    """
+    import sys
+
+    destination = Path(destination)
+    crops = destination / "crops"
+    if not (crops / "train" / "images").is_dir():
+        write_crops(
+            source or default_source(), crops,
+            train_per_class=ISSUE_TRAIN_PER_CLASS,
+            test_per_class=ISSUE_TEST_PER_CLASS, seed=seed,
+        )  # fmt: skip
+    cli = [sys.executable, "-m", "explain_attn"]
+    common = ["--data", str(crops), "--image-size", str(image_size)]
+    common += ["--seed", str(seed)]
+    seconds, files = {}, {}
+    for role, architecture in (
+        ("attention", "small_attention"), ("baseline", "small_convnet"),
+    ):  # fmt: skip
+        files[role] = destination / f"{role}.keras"
+        seconds[f"train {architecture}"] = _timed(
+            cli + ["train", "--architecture", architecture, *common]
+            + ["--epochs", str(epochs), "--output", str(files[role])]
+        )  # fmt: skip
+    output = destination / "report.html"
+    seconds["report"] = _timed(
+        cli + ["report", *common, "--attention-model", str(files["attention"])]
+        + ["--baseline-model", str(files["baseline"])]
+        + ["--output", str(output)]
+    )  # fmt: skip
+    return output.with_suffix(".json"), seconds
+
+
+def _percent(row):
+    return (
+        f"{100 * row['accuracy']:.1f} % "
+        f"[{100 * row['ci_low']:.1f}, {100 * row['ci_high']:.1f}]"
+    )
+
+
+def _value(summary):
+    if summary is None or summary.get("mean") is None:
+        return "n/a"
+    return (
+        f"{summary['mean']:.3f} [{summary['ci_low']:.3f}, "
+        f"{summary['ci_high']:.3f}]"
+    )
+
+
+def report_summary(data):
+    """The lines printed by the ``report`` step, from ``report.json``."""
+    labels = np.asarray(data["per_image"]["labels"])
+    counts = np.bincount(labels, minlength=len(data["dataset"]["class_names"]))
+    lines = [
+        f"test images: {labels.size}, majority class "
+        f"{data['dataset']['class_names'][int(np.argmax(counts))]}: "
+        f"{100 * counts.max() / labels.size:.1f} %"
+    ]
+    for model in data["models"]:
+        lines.append(f"accuracy {model['name']}: {_percent(model['accuracy'])}")
+    lines += [f"comparison: {c['sentence']}" for c in data["comparisons"]]
+    rows = [(r["label"], r["summary"]["all"]) for r in data["explanations"]]
+    rows += [
+        (r["label"], r["summary"]["all"]) for r in data.get("baselines", [])
+    ]
+    lines.append("explanation: " + ", ".join(REPORT_METRICS) + " (mean [95 %])")
+    for label, summary in rows:
+        values = "; ".join(_value(summary.get(m)) for m in REPORT_METRICS)
+        lines.append(f"  {label}: {values}")
+    lines += [f"finding: {f['text']}" for f in data.get("findings", [])]
+    warnings = [f"warning: {w['text']}" for w in data.get("warnings", [])]
+    lines += warnings or ["warnings: none"]
+    return lines
+
+
+def _report_main(argv):
+    import json
+
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.bccd report")
+    parser.add_argument("destination", type=Path)
+    parser.add_argument("--source", type=Path, default=default_source())
+    parser.add_argument("--epochs", type=int, default=12)
+    parser.add_argument("--image-size", type=int, default=64)
+    parser.add_argument("--seed", type=int, default=0)
+    arguments = parser.parse_args(argv)
+    path, seconds = report_run(
+        arguments.destination, source=arguments.source,
+        epochs=arguments.epochs, image_size=arguments.image_size,
+        seed=arguments.seed,
+    )  # fmt: skip
+    data = json.loads(path.read_text(encoding="utf-8"))
+    for line in report_summary(data):
+        print(line)
+    for step, value in seconds.items():
+        print(f"seconds {step}: {value}")
 
 
 def _crops_main(argv):

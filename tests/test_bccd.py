@@ -183,3 +183,50 @@ def test_the_recipe_trains_bccd_crops_to_a_real_accuracy(training_crops):
     assert history.check.problems == ()
     accuracy = training.evaluate(model, test)
     assert accuracy >= training.majority_rate(test.labels) + 0.3
+
+
+def test_report_summary_reads_the_report_json():
+    """`benchmarks.bccd report`'s printout, on a hand-built report.json."""
+
+    def summary(mean, low, high):
+        return {"mean": mean, "ci_low": low, "ci_high": high}
+
+    def metrics(mass):
+        return {
+            "mass_in_mask": mass,
+            "pointing_game": summary(0.5, 0.25, 0.75),
+            "roc_auc": summary(None, None, None),
+        }
+
+    data = {
+        "dataset": {"class_names": ["Platelets", "RBC", "WBC"]},
+        "per_image": {"labels": [0, 1, 1, 2]},
+        "models": [
+            {
+                "name": "small_attention",
+                "accuracy": {"accuracy": 0.75, "ci_low": 0.5, "ci_high": 1.0},
+            }
+        ],
+        "comparisons": [{"sentence": "No difference."}],
+        "explanations": [
+            {
+                "label": "a · grad_cam",
+                "summary": {"all": metrics(summary(0.1, 0.05, 0.125))},
+            }
+        ],
+        "baselines": [{"label": "flat map", "summary": {"all": metrics(None)}}],
+        "findings": [{"text": "It looks at the cell.", "section": "x"}],
+        "warnings": [{"text": "Masks are large.", "kind": "mask_area"}],
+    }
+    assert _recipe().report_summary(data) == [
+        "test images: 4, majority class RBC: 50.0 %",
+        "accuracy small_attention: 75.0 % [50.0, 100.0]",
+        "comparison: No difference.",
+        "explanation: mass_in_mask, pointing_game, roc_auc (mean [95 %])",
+        "  a · grad_cam: 0.100 [0.050, 0.125]; 0.500 [0.250, 0.750]; n/a",
+        "  flat map: n/a; 0.500 [0.250, 0.750]; n/a",
+        "finding: It looks at the cell.",
+        "warning: Masks are large.",
+    ]
+    data["warnings"] = []
+    assert _recipe().report_summary(data)[-1] == "warnings: none"
