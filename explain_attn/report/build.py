@@ -413,11 +413,9 @@ def report_from_sources(
 ):
     """Loads models and data (or trains the demo pair), then `build_report`.
 
-    Given models are fed the [0, 1] images in the scale each takes
-    (``input_scale``, or what its own layers imply; see
-    `explain_attn.report.models.in_unit_scale`), and the images get the
-    models' channels (1 or 3). A float ``.npz`` is read in ``input_scale``
-    when given, else as [0, 1].
+    Given models get the images in the scale each takes (``input_scale``,
+    or what its layers imply; `explain_attn.report.models.in_unit_scale`)
+    and with their channels; a float ``.npz`` is read in ``input_scale``.
 
     Args:
         data: ``"sample"``, ``"cifar10"``, an image folder or an ``.npz``
@@ -444,11 +442,9 @@ def report_from_sources(
     Returns:
         A `Report`.
     """
-    if epochs is not None:
-        _check_positive("epochs", epochs)
-    for name in ("num_examples", "batch_size"):
-        if name in options:
-            _check_positive(name, options[name])
+    counted = {"epochs": epochs, **options}
+    _check_counts(**{k: counted[k] for k in ("epochs", "num_examples",
+                     "batch_size") if counted.get(k) is not None})  # fmt: skip
     attention_models = list(attention_models or ())
     given = _check_sources(
         attention_models, baseline_model, spurious_correlation
@@ -456,25 +452,18 @@ def report_from_sources(
     verbose = options.get("verbose", 1)
     say = options.get("log", print) if verbose else _silent
     if given:
-        models = load_report_models(
-            attention_models, baseline_model, safe_mode=safe_mode, say=say,
+        models, test = _given_models_and_data(
+            data, attention_models, baseline_model, image_size=image_size,
+            input_scale=input_scale, say=say, safe_mode=safe_mode,
             attention_factory=attention_factory,
-            baseline_factory=baseline_factory, input_scale=input_scale,
-        )  # fmt: skip
-        test = load_dataset(
-            data, split="test", image_size=image_size,
-            channels=_channels_of(models), input_scale=input_scale or "unit",
+            baseline_factory=baseline_factory,
         )  # fmt: skip
     else:
         train, test = demo_data(
             data, image_size=image_size, seed=options.get("seed", 0),
             spurious_correlation=spurious_correlation,
         )  # fmt: skip
-    say(
-        f"Data: {test.name}, {len(test.labels)} test images of "
-        f"{test.images.shape[1:]}, {len(test.class_names)} classes"
-        + ("" if test.masks is not None else " (no masks)")
-    )
+    say(_data_line(test))
     if not given:
         models = demo_models(
             train, test, epochs=epochs, seed=options.get("seed", 0),
@@ -484,6 +473,31 @@ def report_from_sources(
         "epochs": epochs, "command_line": command_line,
         "spurious_correlation": spurious_correlation}  # fmt: skip
     return build_report(models, test, source=data, settings=settings, **options)
+
+
+def _data_line(test):
+    return (
+        f"Data: {test.name}, {len(test.labels)} test images of "
+        f"{test.images.shape[1:]}, {len(test.class_names)} classes"
+        + ("" if test.masks is not None else " (no masks)")
+    )
+
+
+def _given_models_and_data(
+    data, attention_models, baseline_model, *, image_size, input_scale, say,
+    **loading,
+):  # fmt: skip
+    """The user's models (`load_report_models`), then the test split in
+    their channels."""
+    models = load_report_models(
+        attention_models, baseline_model, say=say, input_scale=input_scale,
+        **loading,
+    )  # fmt: skip
+    test = load_dataset(
+        data, split="test", image_size=image_size,
+        channels=_channels_of(models), input_scale=input_scale or "unit",
+    )  # fmt: skip
+    return models, test
 
 
 def _channels_of(models):
