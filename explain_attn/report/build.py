@@ -25,7 +25,10 @@ from explain_attn.explanations.methods import get_method
 from explain_attn.models.saving import atomic_path
 from explain_attn.report.demo import demo_data, demo_models
 from explain_attn.report.evaluate import evaluate
-from explain_attn.report.faithfulness import faithfulness_section
+from explain_attn.report.faithfulness import (
+    faithfulness_section,
+    faithfulness_settings,
+)
 from explain_attn.report.gallery import gallery
 from explain_attn.report.models import load_report_models
 from explain_attn.report.summaries import summaries
@@ -183,10 +186,14 @@ def build_report(
         num_examples: Images in the gallery.
         seed: Seed of bootstrap intervals, the gallery and the checks.
         batch_size: Images per forward pass.
-        faithfulness: Add the Faithfulness section (interventions,
+        faithfulness: The Faithfulness section (interventions,
             randomisation checks, deletion and insertion curves) as
-            ``data["faithfulness"]``; on the demo models it adds about
-            12 s to a 19 s report on 2 CPU cores.
+            ``data["faithfulness"]``: ``"full"`` (or ``True``), ``"fast"``,
+            ``"off"`` (or ``False``), or a
+            `explain_attn.report.faithfulness.FaithfulnessSettings` (see
+            `explain_attn.report.faithfulness.faithfulness_settings`); on
+            the demo models ``"full"`` adds about 12 s to a 19 s report on
+            2 CPU cores.
         verbose: 0 for silence, 1 for progress.
         log: Where progress messages go (a ``print``-like function).
         source: What the data was loaded from, for the record.
@@ -202,6 +209,7 @@ def build_report(
     """
     _check_positive("num_examples", num_examples)
     _check_positive("batch_size", batch_size)
+    faithfulness = faithfulness_settings(faithfulness)
     say = log if verbose else _silent
     explanations, reference = report_explanations(
         models, layers=layers, methods=methods
@@ -225,10 +233,10 @@ def build_report(
         **(settings or {}),
     }
     data["versions"] = _versions()
-    if faithfulness:
+    if faithfulness is not None:
         data["faithfulness"] = faithfulness_section(
-            models, explanations, test, seed=seed, batch_size=batch_size,
-            say=say,
+            models, explanations, test, settings=faithfulness, seed=seed,
+            batch_size=batch_size, say=say,
         )  # fmt: skip
     data["gallery"] = _gallery_section(examples, test)
     created = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
