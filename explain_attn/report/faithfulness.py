@@ -101,8 +101,8 @@ def faithfulness_settings(mode="full", **sizes):
 
     Args:
         mode: ``"full"``, ``"fast"`` or ``"off"``; ``True`` and ``False``
-            mean ``"full"`` and ``"off"``; a `FaithfulnessSettings` is
-            returned as it is.
+            mean ``"full"`` and ``"off"``; a `FaithfulnessSettings` and
+            ``None`` (the section is off) are returned as they are.
         **sizes: ``intervention_images``, ``randomization_images``,
             ``deletion_images`` or ``steps``: positive integers replacing
             the mode's; ``None`` keeps the mode's.
@@ -114,9 +114,10 @@ def faithfulness_settings(mode="full", **sizes):
         ValueError: For an unknown mode or size name, a size that is not a
             positive integer, or sizes given with ``"off"``.
     """
-    if isinstance(mode, FaithfulnessSettings):
+    if isinstance(mode, FaithfulnessSettings) or (mode is None and not sizes):
         return mode
-    mode = {True: "full", False: "off"}.get(mode, mode)
+    if isinstance(mode, bool):
+        mode = "full" if mode else "off"
     if mode not in FAITHFULNESS_CHOICES:
         raise ValueError(
             f"The faithfulness mode must be one of "
