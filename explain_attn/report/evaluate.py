@@ -129,12 +129,14 @@ def chunks(test, chunk_size=None, *, batch_size=1):
         yield test.images[start:stop], labels[start:stop], masks
 
 
-def score_slices(num_images, pixels, budget=METRIC_PIXELS):
+def score_slices(num_images, pixels, budget=None):
     """``slice`` objects cutting ``num_images`` into metric calls.
 
     Each slice holds at most ``budget // pixels`` images (at least one),
-    where ``pixels`` is the mask (or map) size of one image.
+    where ``pixels`` is the mask (or map) size of one image and ``budget``
+    is `METRIC_PIXELS` unless given.
     """
+    budget = METRIC_PIXELS if budget is None else budget
     step = max(1, budget // max(1, int(pixels)))
     return [
         slice(start, min(start + step, num_images))
