@@ -5,6 +5,7 @@ explains nothing about what the model learnt. The checks re-initialise the
 weights of a clone of the model and compare the maps before and after.
 """
 
+import functools
 import math
 import re
 
@@ -282,9 +283,11 @@ def _cascade(clone, compute, original, rng, steps):
             spearman_curves[name].append(rho)
             ssim_curves[name].append(ssim)
             last[name] = per_image
+    single = all(len(paths) == 1 for _, paths in steps)
     return {
         "layers": [name for name, _ in order],
         "steps": [list(paths) for _, paths in order],
+        "unit": "layers" if single else "blocks",
         "spearman_median": spearman_curves,
         "ssim_median": ssim_curves,
         "spearman_per_image": {
@@ -307,6 +310,19 @@ def _independent(model, clone, by_path, paths, compute, original, rng):
             ).items()
         }
     return results
+
+
+def _run(model, clone, compute, paths, steps, seed, independent):
+    """``(original maps, cascade, independent results)`` on the clone."""
+    original = compute()
+    rng = np.random.default_rng(seed)
+    cascade, by_path = _cascade(clone, compute, original, rng, steps)
+    results = (
+        _independent(model, clone, by_path, paths, compute, original, rng)
+        if independent
+        else {}
+    )
+    return original, cascade, results
 
 
 def _checks(cascade, independent, threshold):
@@ -381,9 +397,8 @@ def randomization_check(
         threshold: Median Spearman above which a map fails.
         independent: Also randomise each attention layer on its own.
         cam_methods: Names of the CAM methods to check.
-        cascade: What one cascade step re-initialises: ``"auto"``,
-            ``"layers"`` or ``"blocks"`` (see `cascade_steps`; attention
-            layers are always steps of their own).
+        cascade: A step's unit, ``"auto"``, ``"layers"`` or ``"blocks"``
+            (`cascade_steps`; attention layers are steps of their own).
 
     Returns:
         A JSON-ready dict: ``maps`` (attention layer paths, then the CAM
@@ -406,23 +421,12 @@ def randomization_check(
         class_index = predict_classes(model, images, batch_size=batch_size)
     clone = keras.models.clone_model(model)
     clone.set_weights(model.get_weights())
-    maps = _Maps(clone, paths, cam_layer, cam_methods, class_index)
-
-    def compute():
-        return maps(images, batch_size)
-
     steps = cascade_steps(clone, cascade, own=paths)
-    original = compute()
-    rng = np.random.default_rng(seed)
-    cascade, by_path = _cascade(clone, compute, original, rng, steps)
-    cascade["unit"] = (
-        "layers" if all(len(group) == 1 for _, group in steps) else "blocks"
-    )
-    independent_results = (
-        _independent(model, clone, by_path, paths, compute, original, rng)
-        if independent
-        else {}
-    )
+    maps = _Maps(clone, paths, cam_layer, cam_methods, class_index)
+    original, cascade, independent_results = _run(
+        model, clone, functools.partial(maps, images, batch_size), paths,
+        steps, seed, independent,
+    )  # fmt: skip
     return {
         "maps": list(original),
         "grad_cam_layer": cam_layer,

@@ -186,14 +186,9 @@ def build_report(
         num_examples: Images in the gallery.
         seed: Seed of bootstrap intervals, the gallery and the checks.
         batch_size: Images per forward pass.
-        faithfulness: The Faithfulness section (interventions,
-            randomisation checks, deletion and insertion curves) as
-            ``data["faithfulness"]``: ``"full"`` (or ``True``), ``"fast"``,
-            ``"off"`` (or ``False``), or a
-            `explain_attn.report.faithfulness.FaithfulnessSettings` (see
-            `explain_attn.report.faithfulness.faithfulness_settings`); on
-            the demo models ``"full"`` adds about 12 s to a 19 s report on
-            2 CPU cores.
+        faithfulness: ``"full"`` (or ``True``), ``"fast"``, ``"off"`` (or
+            ``False``) or settings (`explain_attn.report.faithfulness`):
+            the Faithfulness section as ``data["faithfulness"]``.
         verbose: 0 for silence, 1 for progress.
         log: Where progress messages go (a ``print``-like function).
         source: What the data was loaded from, for the record.
