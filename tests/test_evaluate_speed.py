@@ -266,3 +266,18 @@ def test_metric_slices_follow_the_budget(setup, monkeypatch):
     assert sizes == [5] * len(explanations) + [5] * len(explanations) + [
         2
     ] * len(explanations)
+
+
+def test_spearman_with_many_ties_matches_scipy():
+    from scipy import stats
+
+    rng = np.random.default_rng(3)
+    maps_a = _maps_with_ties(rng, (6, 9, 9), np.float32)[2:]
+    maps_b = np.round(rng.random((4, 9, 9)) * 3).astype(np.float32)
+    expected = [
+        stats.spearmanr(a.ravel(), b.ravel()).statistic
+        for a, b in zip(maps_a, maps_b, strict=True)
+    ]
+    np.testing.assert_allclose(
+        metrics.spearman(maps_a, maps_b), expected, rtol=1e-12
+    )
