@@ -22,6 +22,7 @@ def test_settings_of_each_mode():
     assert faithfulness_settings("off") is None
     assert faithfulness_settings(False) is None
     assert faithfulness_settings(None) is None
+    assert faithfulness_settings(None, deletion_images=None) is None
     assert faithfulness_settings(full) is full
     # The fast mode is a subset: fewer images and steps for every check.
     assert fast.intervention_images < full.intervention_images

@@ -25,6 +25,7 @@ from explain_attn.faithfulness import (
 from explain_attn.faithfulness.common import check_positive
 
 __all__ = [
+    "FAITHFULNESS_CHOICES",
     "FAITHFULNESS_MODES",
     "FaithfulnessSettings",
     "faithfulness_section",
@@ -114,7 +115,8 @@ def faithfulness_settings(mode="full", **sizes):
         ValueError: For an unknown mode or size name, a size that is not a
             positive integer, or sizes given with ``"off"``.
     """
-    if isinstance(mode, FaithfulnessSettings) or (mode is None and not sizes):
+    given = {name: value for name, value in sizes.items() if value is not None}
+    if isinstance(mode, FaithfulnessSettings) or (mode is None and not given):
         return mode
     if isinstance(mode, bool):
         mode = "full" if mode else "off"
@@ -129,7 +131,6 @@ def faithfulness_settings(mode="full", **sizes):
             f"Unknown faithfulness settings {unknown}; expected some of "
             f"{', '.join((*_SIZES, 'steps'))}."
         )
-    given = {name: value for name, value in sizes.items() if value is not None}
     for name, value in given.items():
         check_positive(name, value)
     if mode == "off":
