@@ -281,3 +281,19 @@ def test_spearman_with_many_ties_matches_scipy():
     np.testing.assert_allclose(
         metrics.spearman(maps_a, maps_b), expected, rtol=1e-12
     )
+
+
+@pytest.mark.parametrize(
+    ("shape", "batch_size", "expected"),
+    [
+        ((16, 16, 3), 128, 128),  # small images: the given batch
+        ((128, 128, 3), 128, 128),  # 2**21 / 128**2 = 128
+        ((224, 224, 3), 128, 41),  # 2**21 / 224**2 = 41.8
+        ((224, 224), 16, 16),  # never more than given
+        ((3000, 3000, 3), 128, 1),  # at least one
+    ],
+)
+def test_batch_size_follows_the_image_size(shape, batch_size, expected):
+    from explain_attn.report.evaluate import batch_size_for
+
+    assert batch_size_for(shape, batch_size) == expected

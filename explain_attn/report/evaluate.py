@@ -24,10 +24,12 @@ from explain_attn.explanations.inputs import check_model_images
 from explain_attn.explanations.predict import Predictor
 
 __all__ = [
+    "BATCH_PIXELS",
     "CHUNK_BYTES",
     "MAX_CHUNK_SIZE",
     "METRIC_PIXELS",
     "Evaluation",
+    "batch_size_for",
     "check_models_fit",
     "chunk_size_for",
     "chunks",
@@ -41,6 +43,12 @@ CHUNK_BYTES = 128 * 2**20
 
 MAX_CHUNK_SIZE = 1024
 """Most test images per chunk, whatever their size."""
+
+BATCH_PIXELS = 2**21
+"""Most image pixels (images x H x W) per forward pass: 128 images of
+128 x 128, 41 of 224 x 224. TensorFlow keeps every activation of a batch
+(and, for Grad-CAM, their gradients); at 224 x 224 a batch of 128 through
+the demo models peaks about 1 GB higher than a batch of 41."""
 
 METRIC_PIXELS = 2**21
 """Most mask pixels (images x H x W) scored in one metric call: about
@@ -101,6 +109,17 @@ def chunk_size_for(image_shape, *, batch_size=1, budget=CHUNK_BYTES):
     if size >= batch_size:
         size -= size % batch_size
     return size
+
+
+def batch_size_for(image_shape, batch_size):
+    """``batch_size``, or fewer images so a batch holds `BATCH_PIXELS`.
+
+    Args:
+        image_shape: ``(H, W)`` or ``(H, W, C)`` of one image.
+        batch_size: The most images per forward pass.
+    """
+    pixels = int(image_shape[0]) * int(image_shape[1])
+    return int(max(1, min(batch_size, BATCH_PIXELS // pixels)))
 
 
 def chunks(test, chunk_size=None, *, batch_size=1):
@@ -225,6 +244,7 @@ def evaluate(
         An `Evaluation`.
     """
     check_models_fit(models, test)
+    batch_size = batch_size_for(test.images.shape[1:], batch_size)
     return evaluate_chunks(
         models, explanations, reference,
         chunks(test, chunk_size, batch_size=batch_size),
@@ -245,7 +265,8 @@ def evaluate_chunks(
         source: An iterable of ``(images, labels, masks)`` chunks (masks
             ``None`` when the data has none); every chunk of a source must
             agree on whether it has masks.
-        batch_size: Images per forward pass.
+        batch_size: The most images per forward pass (fewer for large
+            images: `batch_size_for`).
         verbose: Show a progress bar.
         num_images: The number of test images, for the progress bar
             (``None``: unknown).
@@ -269,6 +290,7 @@ def evaluate_chunks(
     for images, _, masks in source:
         if seen == 0:
             check_models_fit(models, images)
+            batch_size = batch_size_for(images.shape[1:], batch_size)
         images = check_model_images(models[0].model, images)
         for key, predictor in predictors.items():
             predictions[key].append(_predicted(predictor, images, batch_size))

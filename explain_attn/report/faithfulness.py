@@ -23,6 +23,7 @@ from explain_attn.faithfulness import (
     randomization_check,
 )
 from explain_attn.faithfulness.common import check_positive
+from explain_attn.report.evaluate import batch_size_for
 
 __all__ = [
     "FAITHFULNESS_CHOICES",
@@ -282,7 +283,7 @@ def _deletion(models, explanations, subset, seed, batch_size, steps):
             {e.key: maps[e] for e in own},
             steps=steps,
             seed=seed,
-            batch_size=4 * batch_size,
+            batch_size=batch_size_for(subset.images.shape[1:], 4 * batch_size),
         )
         fractions = curves["fractions"].tolist()
         rows.extend(_curve_rows(entry, own, curves, seed))
@@ -335,7 +336,9 @@ def faithfulness_section(
             size, the deletion steps and the cascade's unit.
         seed: Seed of the image subsets, permutations, re-initialisation,
             random orders and bootstrap intervals.
-        batch_size: Images per forward pass.
+        batch_size: The most images per forward pass (fewer for large
+            images: `explain_attn.report.evaluate.batch_size_for`; the
+            deletion curves use up to 4 times as many).
         say: Where progress messages go.
 
     Returns:
@@ -360,6 +363,7 @@ def faithfulness_section(
             "leave the section out."
         )
     subsets, size_notes = _subsets(test, settings, seed, say)
+    batch_size = batch_size_for(test.images.shape[1:], batch_size)
     interventions = _timed(
         say, "interventions", _interventions,
         models, explanations, subsets["intervention_images"], seed,
