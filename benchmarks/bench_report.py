@@ -561,9 +561,14 @@ def _extrapolation_rows(kind, image_size, results):
     item = f"scale {kind} {image_size}px"
     sizes = sorted(results)
     intercept, slope = _fit(sizes, [results[n]["seconds"] for n in sizes])
+    _, passes = _fit(sizes, [results[n]["passes_seconds"] for n in sizes])
+    subject = f"N={sizes[0]}..{sizes[-1]}"
     rows = [
-        _one(item, f"N={sizes[0]}..{sizes[-1]}", "fitted cost per image",
-             1000 * slope, "ms", note=f"intercept {intercept:.1f} s"),
+        _one(item, subject, "fitted cost per image", 1000 * slope, "ms",
+             note=f"intercept {intercept:.1f} s"),
+        _one(item, subject, "fitted per-image cost / passes' per-image cost",
+             slope / passes, "x", goal="<= 1.5x", met=slope / passes <= 1.5,
+             note=f"passes {1000 * passes:.1f} ms per image (fitted)"),
     ]  # fmt: skip
     for size in EXTRAPOLATED:
         value = intercept + slope * size
