@@ -355,10 +355,14 @@ def _rss_mib():
 
 
 def _passes(models, explanations, images, batch_size):
-    """Seconds of the model passes the report needs on ``images``."""
+    """Seconds of the model passes the report needs on ``images``.
+
+    With the batch size the evaluation uses (`batch_size_for`)."""
     from explain_attn.explanations.explanation import Explainer
     from explain_attn.explanations.predict import Predictor
+    from explain_attn.report.evaluate import batch_size_for
 
+    batch_size = batch_size_for(images.shape[1:], batch_size)
     start = time.perf_counter()
     for entry in models:
         predictor = Predictor(entry.model)
@@ -383,20 +387,28 @@ def _scale_report(size, image_size, attention, baseline, faithfulness):
     """Child body: a report on generated data, then its passes alone."""
     from explain_attn.data import Dataset, synthetic
     from explain_attn.report import build_report
-    from explain_attn.report.evaluate import chunk_size_for, chunks
+    from explain_attn.report.evaluate import (
+        batch_size_for,
+        chunk_size_for,
+        chunks,
+    )
 
     models, explanations, _ = _scale_setup(attention, baseline)
     started = time.perf_counter()
-    parts = [
-        _generated(start, min(1000, size - start), image_size)
-        for start in range(0, size, 1000)
-    ]
+    shape = (size, image_size, image_size)
+    images = np.empty((*shape, 3), np.float32)
+    labels = np.empty(size, np.int64)
+    masks = np.empty(shape, bool)
+    for start in range(0, size, 1000):
+        stop = min(start + 1000, size)
+        part = _generated(start, stop - start, image_size)
+        images[start:stop], labels[start:stop], masks[start:stop] = part
+    del part
     test = Dataset(
-        *(np.concatenate(arrays) for arrays in zip(*parts, strict=True)),
-        class_names=synthetic.CLASS_NAMES,
+        images, labels, masks, class_names=synthetic.CLASS_NAMES,
         name="generated",
-    )
-    del parts
+    )  # fmt: skip
+    del images, labels, masks
     generated = time.perf_counter() - started
     before = _rss_mib()
     reset = _reset_peak()
@@ -406,7 +418,8 @@ def _scale_report(size, image_size, attention, baseline, faithfulness):
     )
     seconds = time.perf_counter() - started
     stage_peak = peak_rss_mib()
-    chunk = chunk_size_for(test.images.shape[1:], batch_size=128)
+    batch = batch_size_for(test.images.shape[1:], 128)
+    chunk = chunk_size_for(test.images.shape[1:], batch_size=batch)
     passes = sum(
         _passes(models, explanations, images, 128)
         for images, _, _ in chunks(test, chunk)
@@ -424,10 +437,15 @@ def _scale_report(size, image_size, attention, baseline, faithfulness):
 
 def _scale_stream(size, image_size, attention, baseline):
     """Child body: `evaluate_chunks` on chunks generated one at a time."""
-    from explain_attn.report.evaluate import chunk_size_for, evaluate_chunks
+    from explain_attn.report.evaluate import (
+        batch_size_for,
+        chunk_size_for,
+        evaluate_chunks,
+    )
 
     models, explanations, reference = _scale_setup(attention, baseline)
-    chunk = chunk_size_for((image_size, image_size, 3), batch_size=128)
+    shape = (image_size, image_size, 3)
+    chunk = chunk_size_for(shape, batch_size=batch_size_for(shape, 128))
     spent = {"generate": 0.0, "passes": 0.0}
     # Warm-up on a few images: tracing is not part of either figure.
     warm = _generated(size, 8, image_size)
