@@ -8,13 +8,33 @@ Setup, in a temporary folder: the demo pair (``small_attention`` and
 - **Time**: `build_report` on every size, interleaved round by round in
   this process; the figure is the per-round ratio of the time at ``2N`` to
   the time at ``N`` (linear scaling gives 2.0).
-- **Peak memory**: for each size, two fresh processes. A *baseline* one
-  imports TensorFlow and the package and loads the data; a *report* one
-  imports the same and calls `build_report` (which loads the data itself).
-  Each reports its own peak RSS (``VmHWM``); the figure is the
-  increment of the report over the baseline, which should not grow with N.
+- **Peak memory**: for each size, a fresh process imports TensorFlow and
+  the package and calls `build_report` (which loads the data itself); the
+  figure is its absolute peak RSS (``VmHWM``). A second process that only
+  imports the same and loads the data is noted beside it, never subtracted.
 - **10,000 images**: the wall time of `build_report` in the report
   process of that size (one run).
+
+**Scale** (``python -m benchmarks.bench_report --scale``, not part of
+``run.py``): at 224 x 224 (``--image-size``), for each ``--sizes`` N, two
+fresh processes on data generated on the fly:
+
+- *report*: `explain_attn.data.synthetic.generate` N images into an
+  in-memory `Dataset`, then `build_report` (faithfulness ``--faithfulness``,
+  default off); then, in the same process, the model passes the report
+  needs (both models' forward passes, every explanation's maps, Grad-CAM
+  forward and backward) over the same images, timed alone. Figures: the
+  absolute peak RSS, the peak increment during `build_report` over the RSS
+  just before it (the dataset already loaded; ``/proc/self/clear_refs``
+  resets the peak), wall times and the ratio report / passes.
+- *stream*: `explain_attn.report.evaluate.evaluate_chunks` on chunks
+  generated one at a time (no dataset in memory), the model passes timed on
+  each chunk in the same process, both after a warm-up on 8 images.
+  Figures: absolute peak RSS, evaluation seconds, ratio evaluation /
+  passes.
+
+The per-image cost is the least-squares slope of seconds over N; the
+extrapolations to 50,000 and 1,000,000 images are intercept + slope x N.
 
 Run a child by hand with ``python -m benchmarks.bench_report --child report
 DATA ATTENTION BASELINE``.
@@ -29,6 +49,8 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
+
 from benchmarks.common import Row, interleaved, spread
 
 __all__ = ["SIZES", "run"]
@@ -38,9 +60,6 @@ SIZES = (1000, 2000, 4000, 8000)
 
 GOAL_SIZE = 10_000
 """The size of the absolute goal (at most 30 s)."""
-
-FLAT_TOLERANCE_MIB = 64
-"""How much the peak-memory increment may grow over the sizes and be flat."""
 
 
 def write_inputs(directory, sizes, *, seed=0):
@@ -219,25 +238,24 @@ def run(*, sizes=SIZES, goal_size=GOAL_SIZE, rounds, memory=True, seed=0):
             )
         if not memory:
             return rows
-        increments = []
+        peaks = []
         for size in every_size:
             base = _measure_child("baseline", data[size], attention, baseline)
             full = _measure_child("report", data[size], attention, baseline)
-            increment = full["peak_rss_mib"] - base["peak_rss_mib"]
-            increments.append(increment)
+            peaks.append(full["peak_rss_mib"])
             rows.append(
                 Row(
                     item="4 report",
                     subject=f"N={size}",
-                    measure="peak RSS over baseline process",
-                    median=increment,
-                    low=increment,
-                    high=increment,
+                    measure="peak RSS of the report process",
+                    median=full["peak_rss_mib"],
+                    low=full["peak_rss_mib"],
+                    high=full["peak_rss_mib"],
                     unit="MiB",
                     note=(
-                        f"report {full['peak_rss_mib']:.0f} MiB, baseline "
-                        f"(import TF, load data) {base['peak_rss_mib']:.0f} "
-                        "MiB; one run each"
+                        "absolute; a process that only imports TensorFlow "
+                        "and loads the data peaks at "
+                        f"{base['peak_rss_mib']:.0f} MiB; one run each"
                     ),
                 )
             )
@@ -256,34 +274,383 @@ def run(*, sizes=SIZES, goal_size=GOAL_SIZE, rounds, memory=True, seed=0):
                         note="in the report process of the memory run",
                     )
                 )
-        growth = increments[-1] - increments[0]
+        growth = peaks[-1] - peaks[0]
         rows.append(
             Row(
                 item="4 report",
                 subject=f"N={every_size[0]} -> {every_size[-1]}",
-                measure="growth of the peak RSS increment",
+                measure="growth of the report's peak RSS",
                 median=growth,
                 low=growth,
                 high=growth,
                 unit="MiB",
-                goal="flat in N",
-                met=growth <= FLAT_TOLERANCE_MIB,
                 note=(
-                    "increment at the largest size minus at the smallest; "
-                    f"flat: at most {FLAT_TOLERANCE_MIB} MiB"
+                    "peak at the largest size minus at the smallest; it "
+                    "includes the in-memory dataset (float32 images)"
                 ),
             )
         )
     return rows
 
 
+SCALE_SIZES = (1000, 4000)
+"""Test-set sizes of the scale measurement (``--scale``)."""
+
+SCALE_IMAGE_SIZE = 224
+"""Image side of the scale measurement."""
+
+EXTRAPOLATED = (50_000, 1_000_000)
+"""Sizes the fitted per-image cost is extrapolated to."""
+
+
+def _scale_models(directory, image_size, seed=0):
+    """Saves the untrained demo pair at ``image_size``; returns the paths."""
+    import keras
+
+    from explain_attn import build_model
+    from explain_attn.data import synthetic
+    from explain_attn.models.saving import save_model
+
+    paths = []
+    for architecture in ("small_attention", "small_convnet"):
+        keras.utils.set_random_seed(seed)
+        path = Path(directory) / f"{architecture}_{image_size}.keras"
+        model = build_model(
+            architecture,
+            input_shape=(image_size, image_size, 3),
+            num_classes=len(synthetic.CLASS_NAMES),
+        )
+        save_model(model, path)
+        paths.append(path)
+    return paths
+
+
+def _generated(start, count, image_size):
+    """``(images float32, labels, masks)`` of test images start..start+count.
+
+    Image ``i`` of the generator depends on the seed and ``i`` only, so a
+    chunk is generated alone with its own seed."""
+    from explain_attn.data import synthetic
+
+    images, labels, masks = synthetic.generate(
+        count, split="test", seed=1000 + start, image_size=image_size
+    )
+    return images.astype("float32") / 255.0, labels, masks
+
+
+def _reset_peak():
+    """Resets ``VmHWM`` to the current RSS (Linux); False where it cannot."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        return False
+    return True
+
+
+def _rss_mib():
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def _passes(models, explanations, images, batch_size):
+    """Seconds of the model passes the report needs on ``images``.
+
+    With the batch size the evaluation uses (`batch_size_for`)."""
+    from explain_attn.explanations.explanation import Explainer
+    from explain_attn.explanations.predict import Predictor
+    from explain_attn.report.evaluate import batch_size_for
+
+    batch_size = batch_size_for(images.shape[1:], batch_size)
+    start, cpu = time.perf_counter(), time.process_time()
+    for entry in models:
+        predictor = Predictor(entry.model)
+        for index in range(0, len(images), batch_size):
+            predictor(images[index : index + batch_size])
+    Explainer(explanations)(images, batch_size=batch_size)
+    _CPU["passes"] += time.process_time() - cpu
+    return time.perf_counter() - start
+
+
+_CPU = {"passes": 0.0}
+"""CPU seconds (every thread of the process) spent in `_passes`."""
+
+
+def _scale_setup(attention, baseline):
+    from explain_attn.report.build import report_explanations
+    from explain_attn.report.models import load_report_models
+
+    models = load_report_models(
+        [str(attention)], str(baseline), safe_mode=True, say=lambda *a: None
+    )
+    explanations, reference = report_explanations(models)
+    return models, explanations, reference
+
+
+def _scale_report(size, image_size, attention, baseline, faithfulness):
+    """Child body: a report on generated data, then its passes alone."""
+    from explain_attn.data import Dataset, synthetic
+    from explain_attn.report import build_report
+    from explain_attn.report.evaluate import (
+        batch_size_for,
+        chunk_size_for,
+        chunks,
+    )
+
+    models, explanations, _ = _scale_setup(attention, baseline)
+    started = time.perf_counter()
+    shape = (size, image_size, image_size)
+    images = np.empty((*shape, 3), np.float32)
+    labels = np.empty(size, np.int64)
+    masks = np.empty(shape, bool)
+    for start in range(0, size, 1000):
+        stop = min(start + 1000, size)
+        part = _generated(start, stop - start, image_size)
+        images[start:stop], labels[start:stop], masks[start:stop] = part
+    del part
+    test = Dataset(
+        images, labels, masks, class_names=synthetic.CLASS_NAMES,
+        name="generated",
+    )  # fmt: skip
+    del images, labels, masks
+    generated = time.perf_counter() - started
+    before = _rss_mib()
+    reset = _reset_peak()
+    started, cpu = time.perf_counter(), time.process_time()
+    build_report(
+        models, test, faithfulness=faithfulness, verbose=0, batch_size=128
+    )
+    seconds = time.perf_counter() - started
+    cpu = time.process_time() - cpu
+    stage_peak = peak_rss_mib()
+    batch = batch_size_for(test.images.shape[1:], 128)
+    chunk = chunk_size_for(test.images.shape[1:], batch_size=batch)
+    passes = sum(
+        _passes(models, explanations, images, 128)
+        for images, _, _ in chunks(test, chunk)
+    )
+    return {
+        "generate_seconds": generated,
+        "seconds": seconds,
+        "passes_seconds": passes,
+        "rss_before_mib": before,
+        "stage_peak_mib": stage_peak if reset else float("nan"),
+        "peak_rss_mib": peak_rss_mib(),
+        "chunk_size": chunk,
+        "cpu_seconds": cpu,
+        "passes_cpu_seconds": _CPU["passes"],
+    }
+
+
+def _scale_stream(size, image_size, attention, baseline):
+    """Child body: `evaluate_chunks` on chunks generated one at a time."""
+    from explain_attn.report.evaluate import (
+        batch_size_for,
+        chunk_size_for,
+        evaluate_chunks,
+    )
+
+    models, explanations, reference = _scale_setup(attention, baseline)
+    shape = (image_size, image_size, 3)
+    chunk = chunk_size_for(shape, batch_size=batch_size_for(shape, 128))
+    spent = {"generate": 0.0, "passes": 0.0, "generate_cpu": 0.0}
+    # Warm-up on a few images: tracing is not part of either figure.
+    warm = _generated(size, 8, image_size)
+    _passes(models, explanations, warm[0], 128)
+    evaluate_chunks(
+        models, explanations, reference, [warm], batch_size=128, verbose=0
+    )
+
+    def source():
+        for start in range(0, size, chunk):
+            begun, cpu = time.perf_counter(), time.process_time()
+            part = _generated(start, min(chunk, size - start), image_size)
+            spent["generate"] += time.perf_counter() - begun
+            spent["generate_cpu"] += time.process_time() - cpu
+            spent["passes"] += _passes(models, explanations, part[0], 128)
+            yield part
+
+    _CPU["passes"] = 0.0
+    started, cpu = time.perf_counter(), time.process_time()
+    evaluate_chunks(
+        models, explanations, reference, source(), batch_size=128, verbose=0
+    )
+    total = time.perf_counter() - started
+    cpu = time.process_time() - cpu - _CPU["passes"] - spent["generate_cpu"]
+    return {
+        "cpu_seconds": cpu,
+        "passes_cpu_seconds": _CPU["passes"],
+        "seconds": total - spent["generate"] - spent["passes"],
+        "passes_seconds": spent["passes"],
+        "generate_seconds": spent["generate"],
+        "peak_rss_mib": peak_rss_mib(),
+        "chunk_size": chunk,
+    }
+
+
+def _scale_child(kind, size, image_size, attention, baseline, faithfulness):
+    import keras  # noqa: F401
+    import tensorflow  # noqa: F401
+
+    if kind == "scale-report":
+        result = _scale_report(
+            size, image_size, attention, baseline, faithfulness
+        )
+    else:
+        result = _scale_stream(size, image_size, attention, baseline)
+    print(json.dumps(result))
+
+
+def _run_scale_child(kind, size, image_size, paths, faithfulness):
+    command = [
+        sys.executable, "-m", "benchmarks.bench_report", "--child", kind,
+        str(paths[0]), str(paths[1]), "x", "--size", str(size),
+        "--image-size", str(image_size), "--faithfulness", faithfulness,
+    ]  # fmt: skip
+    environment = _quiet_environment()
+    environment.setdefault("OPENBLAS_NUM_THREADS", "1")
+    result = subprocess.run(
+        command,
+        cwd=Path(__file__).resolve().parent.parent,
+        capture_output=True,
+        text=True,
+        check=False,
+        env=environment,
+    )
+    if result.returncode != 0:
+        raise RuntimeError(f"{command} failed:\n{result.stderr[-3000:]}")
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def _fit(sizes, seconds):
+    """Least-squares ``(intercept, slope)`` of seconds over sizes."""
+    slope, intercept = np.polyfit(np.asarray(sizes, float), seconds, 1)
+    return float(intercept), float(slope)
+
+
+def _one(item, subject, measure, value, unit, **extra):
+    return Row(
+        item=item, subject=subject, measure=measure, median=value,
+        low=value, high=value, unit=unit, **extra,
+    )  # fmt: skip
+
+
+def _scale_size_rows(kind, size, image_size, result, faithfulness):
+    item = f"scale {kind} {image_size}px"
+    subject = f"N={size}"
+    ratio = result["seconds"] / result["passes_seconds"]
+    rows = [
+        _one(item, subject, "peak RSS (absolute)", result["peak_rss_mib"],
+             "MiB", goal="<= 1536 MiB",
+             met=result["peak_rss_mib"] <= 1536,
+             note=f"chunk {result['chunk_size']} images; one run"),
+        _one(item, subject, "seconds", result["seconds"], "s",
+             note="build_report, faithfulness " + faithfulness
+             if kind == "report" else "evaluate_chunks, generation excluded"),
+        _one(item, subject, "seconds / model passes", ratio, "x",
+             goal="<= 1.5x", met=ratio <= 1.5,
+             note=f"passes {result['passes_seconds']:.1f} s in the same "
+             "process: both forwards, maps, Grad-CAM forward+backward"),
+    ]  # fmt: skip
+    cpu_ratio = result["cpu_seconds"] / result["passes_cpu_seconds"]
+    rows.append(
+        _one(item, subject, "CPU seconds / model passes' CPU seconds",
+             cpu_ratio, "x", goal="<= 1.5x", met=cpu_ratio <= 1.5,
+             note=f"CPU time of every thread, {result['cpu_seconds']:.1f} s "
+             f"/ {result['passes_cpu_seconds']:.1f} s: less sensitive to "
+             "other processes than wall time"),
+    )  # fmt: skip
+    if kind == "report":
+        increment = result["stage_peak_mib"] - result["rss_before_mib"]
+        rows.append(
+            _one(item, subject, "peak increment during build_report",
+                 increment, "MiB",
+                 note=f"RSS {result['rss_before_mib']:.0f} MiB before it, "
+                 "the generated dataset loaded"),
+        )  # fmt: skip
+    return rows
+
+
+def scale(
+    *, sizes=SCALE_SIZES, image_size=SCALE_IMAGE_SIZE, faithfulness="off",
+    kinds=("stream", "report"),
+):  # fmt: skip
+    """The scale measurement (see the module docstring); table rows."""
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="bench_scale_") as directory:
+        paths = _scale_models(directory, image_size)
+        for kind in kinds:
+            results = {}
+            for size in sizes:
+                results[size] = _run_scale_child(
+                    f"scale-{kind}", size, image_size, paths, faithfulness
+                )
+                rows += _scale_size_rows(
+                    kind, size, image_size, results[size], faithfulness
+                )
+                print(rows[-1], file=sys.stderr, flush=True)
+            rows += _extrapolation_rows(kind, image_size, results)
+    return rows
+
+
+def _extrapolation_rows(kind, image_size, results):
+    if len(results) < 2:
+        return []
+    item = f"scale {kind} {image_size}px"
+    sizes = sorted(results)
+    intercept, slope = _fit(sizes, [results[n]["seconds"] for n in sizes])
+    _, passes = _fit(sizes, [results[n]["passes_seconds"] for n in sizes])
+    subject = f"N={sizes[0]}..{sizes[-1]}"
+    rows = [
+        _one(item, subject, "fitted cost per image", 1000 * slope, "ms",
+             note=f"intercept {intercept:.1f} s"),
+        _one(item, subject, "fitted per-image cost / passes' per-image cost",
+             slope / passes, "x", goal="<= 1.5x", met=slope / passes <= 1.5,
+             note=f"passes {1000 * passes:.1f} ms per image (fitted)"),
+    ]  # fmt: skip
+    for size in EXTRAPOLATED:
+        value = intercept + slope * size
+        rows.append(
+            _one(item, f"N={size}", "extrapolated seconds", value, "s",
+                 note="intercept + slope x N, not measured"),
+        )  # fmt: skip
+    return rows
+
+
 def main(argv=None):
-    """Entry point of a measuring child process."""
+    """Entry point of a measuring child process, or of ``--scale``."""
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--child", choices=("baseline", "report"))
-    parser.add_argument("paths", nargs=3)
+    parser.add_argument(
+        "--child",
+        choices=("baseline", "report", "scale-report", "scale-stream"),
+    )
+    parser.add_argument("paths", nargs="*")
+    parser.add_argument("--scale", action="store_true")
+    parser.add_argument("--sizes", type=int, nargs="+", default=SCALE_SIZES)
+    parser.add_argument("--size", type=int)
+    parser.add_argument("--image-size", type=int, default=SCALE_IMAGE_SIZE)
+    parser.add_argument("--faithfulness", default="off")
+    parser.add_argument(
+        "--kinds", nargs="+", default=("stream", "report"),
+        choices=("stream", "report"),
+    )  # fmt: skip
     args = parser.parse_args(argv)
-    _child(args.child, *args.paths)
+    if args.scale:
+        from benchmarks.run import render_markdown
+
+        rows = scale(
+            sizes=args.sizes, image_size=args.image_size,
+            faithfulness=args.faithfulness, kinds=args.kinds,
+        )  # fmt: skip
+        print("\n".join(render_markdown(rows)))
+    elif args.child.startswith("scale"):
+        _scale_child(
+            args.child, args.size, args.image_size, args.paths[0],
+            args.paths[1], args.faithfulness,
+        )  # fmt: skip
+    else:
+        _child(args.child, *args.paths)
 
 
 if __name__ == "__main__":

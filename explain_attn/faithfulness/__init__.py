@@ -23,6 +23,8 @@ from explain_attn.faithfulness.interventions import (
 )
 from explain_attn.faithfulness.randomization import (
     FAILURE_THRESHOLD,
+    LAYERWISE_LIMIT,
+    cascade_steps,
     map_similarity,
     randomization_check,
     reinitialize_layer,
@@ -32,7 +34,9 @@ __all__ = [
     "DEFAULT_STEPS",
     "FAILURE_THRESHOLD",
     "INTERVENTIONS",
+    "LAYERWISE_LIMIT",
     "attention_interventions",
+    "cascade_steps",
     "deletion_insertion",
     "map_similarity",
     "randomization_check",

@@ -5,7 +5,9 @@ explains nothing about what the model learnt. The checks re-initialise the
 weights of a clone of the model and compare the maps before and after.
 """
 
+import functools
 import math
+import re
 
 import keras
 import numpy as np
@@ -19,7 +21,10 @@ from explain_attn.metrics import spearman
 from explain_attn.models.graph import flat_graph
 
 __all__ = [
+    "CASCADE_UNITS",
     "FAILURE_THRESHOLD",
+    "LAYERWISE_LIMIT",
+    "cascade_steps",
     "map_similarity",
     "randomization_check",
     "reinitialize_layer",
@@ -31,6 +36,23 @@ with the original stays above this."""
 
 
 _ONES = ("gamma", "moving_variance")
+
+LAYERWISE_LIMIT = 32
+"""With ``cascade="auto"``, models with at most this many layers with
+weights are re-initialised layer by layer, larger ones block by block."""
+
+CASCADE_UNITS = ("auto", "layers", "blocks")
+"""What one cascade step re-initialises (see `cascade_steps`)."""
+
+BLOCK_NAME = re.compile(
+    r"conv\d+_block\d+|stage_?\d+_[a-z]*block_?\d+|block_?\d+[a-z]?"
+    r"|stack_?\d+",
+    re.IGNORECASE,
+)
+"""The block part of a layer name, as `keras.applications` names them:
+``conv4_block1_`` (ResNet, DenseNet), ``stage_2_block_0_`` (ConvNeXt),
+``Stage_0_XBlock_0_`` (RegNet), ``block_16_`` (MobileNetV2), ``block3a_``
+(EfficientNet), ``block1_`` (VGG, Xception), ``stack2``."""
 
 
 def _initializer(layer, name, rank, seed):
@@ -77,16 +99,91 @@ def reinitialize_layer(layer, rng):
         variable.assign(initializer(shape, dtype=variable.dtype))
 
 
-def _weighted_layers(model):
-    """Paths and layers with weights, in call order (nested models opened)."""
+def _weighted_taps(model):
+    """Taps of the layers with weights, in call order (nested models opened)."""
     return [
-        (tap.path, tap.layer)
+        tap
         for tap in flat_graph(model).taps.values()
         # `keras.ops` calls in the graph are operations without weights.
         if isinstance(tap.layer, keras.layers.Layer)
         and tap.layer.weights
         and not isinstance(tap.layer, keras.Model)
     ]
+
+
+def _weighted_layers(model):
+    """Paths and layers with weights, in call order (nested models opened)."""
+    return [(tap.path, tap.layer) for tap in _weighted_taps(model)]
+
+
+def _resolution(tap):
+    shape = getattr(tap.output, "shape", None)
+    return tuple(shape[1:3]) if shape is not None and len(shape) == 4 else None
+
+
+def _block_keys(taps, own):
+    """``(key, name)`` per tap: its block, its own step or its run."""
+    keys, run, previous = [], 0, None
+    for tap in taps:
+        prefix, _, name = tap.path.rpartition("/")
+        match = BLOCK_NAME.search(name)
+        if tap.path in own:
+            keys.append((("layer", tap.path), tap.path))
+            previous = None
+        elif match:
+            block = f"{prefix}/{match.group()}" if prefix else match.group()
+            keys.append((("block", block), block))
+            previous = None
+        else:
+            current = (prefix, _resolution(tap))
+            if current != previous:
+                run, previous = run + 1, current
+            keys.append((("run", run), None))
+    return keys
+
+
+def cascade_steps(model, unit="auto", own=()):
+    """The cascade's steps in call order: ``[(name, [layer paths])]``.
+
+    Args:
+        model: A `keras.Model` (nested models are opened).
+        unit: ``"layers"``: one step per layer with weights. ``"blocks"``:
+            one step per block: the layers whose name holds the same block
+            part (`BLOCK_NAME`, e.g. ``block_16_`` or ``conv4_block1_``,
+            within the same nested model) form one step wherever they are
+            called; each layer of ``own`` is a step of its own; and the
+            remaining layers are grouped into runs of consecutive layers of
+            the same nested model and output resolution (a non-spatial
+            output, e.g. of the dense head, counts as a resolution of its
+            own), so a backbone without block names is cut at its
+            resolution changes. ``"auto"``: ``"layers"`` for models with at
+            most `LAYERWISE_LIMIT` layers with weights, ``"blocks"`` above.
+        own: Layer paths that must be steps of their own (the attention
+            layers whose maps are checked).
+
+    Returns:
+        A list of ``(name, paths)``: the step's name (the layer path, the
+        block, or ``"first … last"`` for a run) and the paths of its layers.
+    """
+    if unit not in CASCADE_UNITS:
+        raise ValueError(
+            f"`unit` must be one of {', '.join(CASCADE_UNITS)}. "
+            f"Received: unit={unit!r}"
+        )
+    taps = _weighted_taps(model)
+    if unit == "auto":
+        unit = "layers" if len(taps) <= LAYERWISE_LIMIT else "blocks"
+    if unit == "layers":
+        return [(tap.path, [tap.path]) for tap in taps]
+    groups = {}
+    for tap, (key, name) in zip(taps, _block_keys(taps, set(own)), strict=True):
+        groups.setdefault(key, [name, []])[1].append(tap.path)
+    steps = []
+    for name, paths in groups.values():
+        if name is None:
+            name = paths[0] if len(paths) == 1 else f"{paths[0]} … {paths[-1]}"
+        steps.append((name, paths))
+    return steps
 
 
 def _unit_scaled(maps):
@@ -173,24 +270,27 @@ def _similarities(original, current):
     return result
 
 
-def _cascade(clone, compute, original, rng):
-    """Re-initialises the clone's layers from the output down, cumulatively."""
-    weighted = _weighted_layers(clone)
-    order = [path for path, _ in weighted][::-1]
-    by_path = dict(weighted)
+def _cascade(clone, compute, original, rng, steps):
+    """Re-initialises the clone's steps from the output down, cumulatively."""
+    by_path = dict(_weighted_layers(clone))
+    order = steps[::-1]
     spearman_curves = {name: [1.0] for name in original}
     ssim_curves = {name: [1.0] for name in original}
     last = {}
-    for path in order:
-        reinitialize_layer(by_path[path], rng)
+    for _, paths in order:
+        for path in paths:
+            reinitialize_layer(by_path[path], rng)
         for name, (rho, ssim, per_image) in _similarities(
             original, compute()
         ).items():
             spearman_curves[name].append(rho)
             ssim_curves[name].append(ssim)
             last[name] = per_image
+    single = all(len(paths) == 1 for _, paths in steps)
     return {
-        "layers": order,
+        "layers": [name for name, _ in order],
+        "steps": [list(paths) for _, paths in order],
+        "unit": "layers" if single else "blocks",
         "spearman_median": spearman_curves,
         "ssim_median": ssim_curves,
         "spearman_per_image": {
@@ -215,6 +315,19 @@ def _independent(model, clone, by_path, paths, compute, original, rng):
             ).items()
         }
     return results
+
+
+def _run(model, clone, compute, paths, steps, seed, independent):
+    """``(original maps, cascade, independent results)`` on the clone."""
+    original = compute()
+    rng = np.random.default_rng(seed)
+    cascade, by_path = _cascade(clone, compute, original, rng, steps)
+    results = (
+        _independent(model, clone, by_path, paths, compute, original, rng)
+        if independent
+        else {}
+    )
+    return original, cascade, results
 
 
 def _checks(cascade, independent, threshold):
@@ -260,13 +373,16 @@ def randomization_check(
     threshold=FAILURE_THRESHOLD,
     independent=True,
     cam_methods=("grad_cam",),
+    cascade="auto",
 ):
     """Model-parameter randomisation test (Adebayo et al., 2018).
 
     On a clone (the caller's model is never changed): **cascade**, the
     layers with weights are re-initialised (`reinitialize_layer`) from the
-    output down, cumulatively, each step's maps compared with the original
-    ones (`map_similarity`, at input resolution);
+    output down, cumulatively, one step at a time (a layer, or on large
+    backbones a block of layers: `cascade_steps`), each step's maps
+    compared with the original ones (`map_similarity`, at input
+    resolution);
     **independent**, each attention layer alone is re-initialised from the
     model's weights. CAMs explain a fixed class per image. A map **fails**
     when its median Spearman correlation with the original stays above
@@ -286,13 +402,17 @@ def randomization_check(
         threshold: Median Spearman above which a map fails.
         independent: Also randomise each attention layer on its own.
         cam_methods: Names of the CAM methods to check.
+        cascade: A step's unit, ``"auto"``, ``"layers"`` or ``"blocks"``
+            (`cascade_steps`; attention layers are steps of their own).
 
     Returns:
         A JSON-ready dict: ``maps`` (attention layer paths, then the CAM
-        methods' names); ``cascade`` with ``layers`` (re-initialised, in
+        methods' names); ``cascade`` with ``layers`` (the steps' names, in
         order; step ``k`` of every curve is after the first ``k``, step 0
-        the original) and per map ``spearman_median`` and ``ssim_median``
-        (lists over the steps) and ``spearman_per_image`` (last step);
+        the original), ``steps`` (the layer paths of each step), ``unit``
+        (``"layers"`` or ``"blocks"``) and per map ``spearman_median`` and
+        ``ssim_median`` (lists over the steps) and ``spearman_per_image``
+        (last step);
         ``independent`` (layer -> map -> ``spearman_median``,
         ``ssim_median``); ``checks``, one per map with ``map``,
         ``final_spearman_median``, ``final_ssim_median``,
@@ -306,19 +426,12 @@ def randomization_check(
         class_index = predict_classes(model, images, batch_size=batch_size)
     clone = keras.models.clone_model(model)
     clone.set_weights(model.get_weights())
+    steps = cascade_steps(clone, cascade, own=paths)
     maps = _Maps(clone, paths, cam_layer, cam_methods, class_index)
-
-    def compute():
-        return maps(images, batch_size)
-
-    original = compute()
-    rng = np.random.default_rng(seed)
-    cascade, by_path = _cascade(clone, compute, original, rng)
-    independent_results = (
-        _independent(model, clone, by_path, paths, compute, original, rng)
-        if independent
-        else {}
-    )
+    original, cascade, independent_results = _run(
+        model, clone, functools.partial(maps, images, batch_size), paths,
+        steps, seed, independent,
+    )  # fmt: skip
     return {
         "maps": list(original),
         "grad_cam_layer": cam_layer,

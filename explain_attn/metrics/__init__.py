@@ -10,7 +10,8 @@ Three families, one module each (all names are re-exported here):
   `(N,)` float64. Concentration (`concentration`): `entropy`, `sparseness`.
   Foreground overlap with masks `(N, H, W)` bool (`foreground`):
   `mass_in_mask`, `pointing_game`, `rank_accuracy`, `roc_auc`,
-  `top_fraction_iou`.
+  `top_fraction_iou`; `foreground_metrics` computes all five at once,
+  resizing the maps once and sharing one sort.
 - **Agreement** between two explanations of the same images (`agreement`):
   `spearman`, `pearson`, `top_fraction_overlap`, each `(N,)` float64.
 - **Statistics** that feed every number a report shows (`statistics`):
@@ -49,6 +50,7 @@ from explain_attn.metrics.agreement import (
 from explain_attn.metrics.arrays import DEFAULT_FRACTION
 from explain_attn.metrics.concentration import entropy, sparseness
 from explain_attn.metrics.foreground import (
+    foreground_metrics,
     mass_in_mask,
     pointing_game,
     rank_accuracy,
@@ -77,6 +79,7 @@ __all__ = [
     "PER_IMAGE_METRICS",
     "accuracy_interval",
     "entropy",
+    "foreground_metrics",
     "mass_in_mask",
     "paired_difference",
     "pearson",

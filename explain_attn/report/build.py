@@ -34,7 +34,10 @@ from explain_attn.report.channels import channel_section
 from explain_attn.report.demo import demo_data, demo_models
 from explain_attn.report.evaluate import evaluate
 from explain_attn.report.explorer import Thumbnails, explorer_payload
-from explain_attn.report.faithfulness import faithfulness_section
+from explain_attn.report.faithfulness import (
+    faithfulness_section,
+    faithfulness_settings,
+)
 from explain_attn.report.findings import findings
 from explain_attn.report.gallery import gallery
 from explain_attn.report.models import load_report_models
@@ -99,6 +102,12 @@ def _check_positive(name, value):
 def _check_counts(**counts):
     for name, value in counts.items():
         _check_positive(name, value)
+
+
+def _checked_options(num_examples, batch_size, faithfulness):
+    """Checks the counts; returns the faithfulness settings."""
+    _check_counts(num_examples=num_examples, batch_size=batch_size)
+    return faithfulness_settings(faithfulness)
 
 
 def _silent(*args, **kwargs):
@@ -275,8 +284,8 @@ def build_report(
         num_examples: Images in the gallery.
         seed: Seed of bootstrap intervals, the gallery and the checks.
         batch_size: Images per forward pass.
-        faithfulness: Add the Faithfulness section
-            (``data["faithfulness"]``).
+        faithfulness: ``"full"`` (or ``True``), ``"fast"``, ``"off"`` (or
+            ``False``) or settings (`explain_attn.report.faithfulness`).
         verbose, log: 0 for silence, 1 for progress; where it goes.
         source, settings: What the data was loaded from and more settings
             (e.g. the command line), for the record.
@@ -289,7 +298,7 @@ def build_report(
             without attention, a baseline without a 4-D layer, or models
             whose input does not match the images.
     """
-    _check_counts(num_examples=num_examples, batch_size=batch_size)
+    faithfulness = _checked_options(num_examples, batch_size, faithfulness)
     explanations, reference = report_explanations(
         models, layers=layers, methods=methods, cam_layer=cam_layer,
         cam_class=cam_class)  # fmt: skip
@@ -311,10 +320,10 @@ def build_report(
         "batch_size": batch_size, **(settings or {}),
     }  # fmt: skip
     data["versions"] = _versions()
-    if faithfulness:
+    if faithfulness is not None:
         data["faithfulness"] = faithfulness_section(
-            models, explanations, test, seed=seed, batch_size=batch_size,
-            say=log if verbose else _silent,
+            models, explanations, test, settings=faithfulness, seed=seed,
+            batch_size=batch_size, say=log if verbose else _silent,
         )  # fmt: skip
     data["gallery"] = _gallery_section(examples, test)
     records = _reading_aids(data, models, test, statistics.counts, seed=seed)

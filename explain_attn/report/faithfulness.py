@@ -5,6 +5,7 @@ chooses the images, runs each check on every model with the report's
 explanations, and turns the results into the section's JSON.
 """
 
+import dataclasses
 import math
 import time
 
@@ -16,27 +17,137 @@ from explain_attn.faithfulness import (
     DEFAULT_STEPS,
     FAILURE_THRESHOLD,
     INTERVENTIONS,
+    LAYERWISE_LIMIT,
     attention_interventions,
     deletion_insertion,
     randomization_check,
 )
 from explain_attn.faithfulness.common import check_positive
+from explain_attn.report.evaluate import batch_size_for
 
 __all__ = [
-    "DEFAULT_MAX_IMAGES",
-    "DEFAULT_MAX_INTERVENTION_IMAGES",
+    "FAITHFULNESS_CHOICES",
+    "FAITHFULNESS_MODES",
+    "FaithfulnessSettings",
     "faithfulness_section",
+    "faithfulness_settings",
 ]
 
-DEFAULT_MAX_IMAGES = 256
-"""Test images of the randomisation checks and the deletion curves.
 
-With the demo models on the sample data (2 CPU cores) the whole section
-takes about 12 s against 19 s for the rest of the report: 0.65 times."""
+@dataclasses.dataclass(frozen=True)
+class FaithfulnessSettings:
+    """How much work each check of the Faithfulness section does.
 
-DEFAULT_MAX_INTERVENTION_IMAGES = 1000
-"""Test images of the interventions (one forward pass per image and
-intervention, so they afford more images and tighter intervals)."""
+    Each check runs on a seeded random subset of the test images, at most
+    the given number; a mode's size larger than the test split silently
+    uses every image, a size the user asked for (``requested``) with a
+    note in the section.
+
+    Attributes:
+        mode: ``"full"``, ``"fast"`` or ``"custom"`` (a mode with sizes
+            changed), for the record.
+        intervention_images: Test images of the attention interventions.
+        randomization_images: Test images of the randomisation checks.
+        deletion_images: Test images of the deletion and insertion curves.
+        steps: Steps of the deletion and insertion curves.
+        cascade: What one randomisation cascade step re-initialises:
+            ``"auto"``, ``"layers"`` or ``"blocks"``
+            (`explain_attn.faithfulness.randomization.cascade_steps`).
+        requested: Names of the sizes the user set.
+    """
+
+    mode: str
+    intervention_images: int
+    randomization_images: int
+    deletion_images: int
+    steps: int
+    cascade: str
+    requested: tuple = ()
+
+
+FAITHFULNESS_MODES = {
+    "full": FaithfulnessSettings(
+        mode="full",
+        intervention_images=1000,
+        randomization_images=256,
+        deletion_images=256,
+        steps=DEFAULT_STEPS,
+        cascade="auto",
+    ),
+    "fast": FaithfulnessSettings(
+        mode="fast",
+        intervention_images=256,
+        randomization_images=32,
+        deletion_images=64,
+        steps=5,
+        cascade="blocks",
+    ),
+}
+"""The section's modes. ``full``: interventions on 1,000 test images,
+randomisation and deletion curves (10 steps) on the same 256, the cascade
+layer by layer up to `LAYERWISE_LIMIT` layers with weights and block by
+block above. ``fast``, a subset of the same checks: interventions on 256
+images, the randomisation cascade always block by block on 32 images,
+deletion and insertion curves of 5 steps on 64 images. On the demo models
+(2 CPU cores) ``full`` adds about 12 s to a 19 s report; the benchmarks
+(`benchmarks/bench_faithfulness.py`) time both on a MobileNetV2."""
+
+FAITHFULNESS_CHOICES = ("full", "fast", "off")
+"""The values of ``explain-attn report --faithfulness``."""
+
+_SIZES = ("intervention_images", "randomization_images", "deletion_images")
+
+
+def faithfulness_settings(mode="full", **sizes):
+    """The `FaithfulnessSettings` of a mode, with sample sizes changed.
+
+    Args:
+        mode: ``"full"``, ``"fast"`` or ``"off"``; ``True`` and ``False``
+            mean ``"full"`` and ``"off"``; a `FaithfulnessSettings` and
+            ``None`` (the section is off) are returned as they are.
+        **sizes: ``intervention_images``, ``randomization_images``,
+            ``deletion_images`` or ``steps``: positive integers replacing
+            the mode's; ``None`` keeps the mode's.
+
+    Returns:
+        A `FaithfulnessSettings`, or ``None`` for ``"off"``.
+
+    Raises:
+        ValueError: For an unknown mode or size name, a size that is not a
+            positive integer, or sizes given with ``"off"``.
+    """
+    given = {name: value for name, value in sizes.items() if value is not None}
+    if isinstance(mode, FaithfulnessSettings) or (mode is None and not given):
+        return mode
+    if isinstance(mode, bool):
+        mode = "full" if mode else "off"
+    if mode not in FAITHFULNESS_CHOICES:
+        raise ValueError(
+            f"The faithfulness mode must be one of "
+            f"{', '.join(FAITHFULNESS_CHOICES)}. Received: {mode!r}"
+        )
+    unknown = sorted(set(sizes) - {*_SIZES, "steps"})
+    if unknown:
+        raise ValueError(
+            f"Unknown faithfulness settings {unknown}; expected some of "
+            f"{', '.join((*_SIZES, 'steps'))}."
+        )
+    for name, value in given.items():
+        check_positive(name, value)
+    if mode == "off":
+        if given:
+            raise ValueError(
+                f"{', '.join(sorted(given))} set the faithfulness checks' "
+                "sample sizes, but the checks are off. Leave them out, or "
+                "choose the full or fast mode."
+            )
+        return None
+    settings = FAITHFULNESS_MODES[mode]
+    if not given:
+        return settings
+    return dataclasses.replace(
+        settings, mode="custom", requested=tuple(sorted(given)), **given
+    )
 
 
 class _Subset:
@@ -84,7 +195,7 @@ def _interventions(models, explanations, subset, seed, batch_size):
     return results
 
 
-def _randomization(models, explanations, subset, seed, batch_size):
+def _randomization(models, explanations, subset, seed, batch_size, cascade):
     results, flags = [], []
     for entry in models:
         own = _own(explanations, entry)
@@ -100,6 +211,7 @@ def _randomization(models, explanations, subset, seed, batch_size):
             cam_methods=[e.method for e in cams] or ("grad_cam",),
             seed=seed,
             batch_size=batch_size,
+            cascade=cascade,
         )
         by_name = {e.method_key: e for e in own}
         labels = {
@@ -171,7 +283,7 @@ def _deletion(models, explanations, subset, seed, batch_size, steps):
             {e.key: maps[e] for e in own},
             steps=steps,
             seed=seed,
-            batch_size=4 * batch_size,
+            batch_size=batch_size_for(subset.images.shape[1:], 4 * batch_size),
         )
         fractions = curves["fractions"].tolist()
         rows.extend(_curve_rows(entry, own, curves, seed))
@@ -185,16 +297,32 @@ def _timed(say, name, function, *args):
     return result
 
 
+def _subsets(test, settings, seed, say):
+    """The seeded subset of each check, and notes on the clamped sizes."""
+    count = len(test.labels)
+    subsets, notes = {}, []
+    for name in _SIZES:
+        wanted = getattr(settings, name)
+        subsets[name] = _Subset(test, wanted, seed)
+        if wanted > count and name in settings.requested:
+            check = name.removesuffix("_images").replace("_", " ")
+            notes.append(
+                f"The {check} check asked for {wanted} test images; the test "
+                f"split has {count}, so it uses all {count}."
+            )
+    for note in notes:
+        say(f"Faithfulness: {note}")
+    return subsets, notes
+
+
 def faithfulness_section(
     models,
     explanations,
     test,
     *,
+    settings="full",
     seed=0,
     batch_size=128,
-    max_images=DEFAULT_MAX_IMAGES,
-    max_intervention_images=DEFAULT_MAX_INTERVENTION_IMAGES,
-    steps=DEFAULT_STEPS,
     say=print,
 ):
     """Runs every faithfulness check on the report's models.
@@ -203,13 +331,14 @@ def faithfulness_section(
         models: The report's `ReportModel` list.
         explanations: The report's `Explanation` list.
         test: The test `explain_attn.data.Dataset`.
+        settings: A `FaithfulnessSettings`, or a mode (``"full"``,
+            ``"fast"``; see `FAITHFULNESS_MODES`): each check's sample
+            size, the deletion steps and the cascade's unit.
         seed: Seed of the image subsets, permutations, re-initialisation,
             random orders and bootstrap intervals.
-        batch_size: Images per forward pass.
-        max_images: Test images (a seeded random subset) of the
-            randomisation checks and the deletion and insertion curves.
-        max_intervention_images: Test images of the interventions.
-        steps: Steps of the deletion and insertion curves.
+        batch_size: The most images per forward pass (fewer for large
+            images: `explain_attn.report.evaluate.batch_size_for`; the
+            deletion curves use up to 4 times as many).
         say: Where progress messages go.
 
     Returns:
@@ -222,42 +351,68 @@ def faithfulness_section(
         curves, AUC summaries and the paired difference to the random
         order), ``flags`` (sentences naming each map that fails a check)
         and ``notes``.
+
+    Raises:
+        ValueError: For an unknown mode (``"off"`` included: skip the
+            section instead).
     """
-    check_positive("max_images", max_images)
-    check_positive("max_intervention_images", max_intervention_images)
-    checked = _Subset(test, max_images, seed)
-    intervened = _Subset(test, max_intervention_images, seed)
+    settings = faithfulness_settings(settings)
+    if settings is None:
+        raise ValueError(
+            "faithfulness_section needs the full or fast mode; for 'off', "
+            "leave the section out."
+        )
+    subsets, size_notes = _subsets(test, settings, seed, say)
+    batch_size = batch_size_for(test.images.shape[1:], batch_size)
     interventions = _timed(
         say, "interventions", _interventions,
-        models, explanations, intervened, seed, batch_size,
+        models, explanations, subsets["intervention_images"], seed,
+        batch_size,
     )  # fmt: skip
     randomization, flags = _timed(
         say, "randomisation", _randomization,
-        models, explanations, checked, seed, batch_size,
+        models, explanations, subsets["randomization_images"], seed,
+        batch_size, settings.cascade,
     )  # fmt: skip
     curves = _timed(
         say, "deletion and insertion", _deletion,
-        models, explanations, checked, seed, batch_size, steps,
+        models, explanations, subsets["deletion_images"], seed, batch_size,
+        settings.steps,
     )  # fmt: skip
     notes = list(
         dict.fromkeys(note for r in interventions for note in r["notes"])
     )
     return {
-        "settings": {
-            "num_images": int(len(checked.indices)),
-            "num_intervention_images": int(len(intervened.indices)),
-            "steps": steps,
-            "threshold": FAILURE_THRESHOLD,
-            "mask_resize": "area",
-            "blur_sigma_pixels": float(min(test.images.shape[1:3]) / 10.0),
-            "seed": seed,
-        },
+        "settings": _settings_record(settings, subsets, test, seed),
         "definitions": dict(INTERVENTIONS),
         "interventions": interventions,
         "randomization": randomization,
         "deletion_insertion": curves,
         "flags": flags,
-        "notes": notes,
+        "notes": size_notes + notes,
+    }
+
+
+def _settings_record(settings, subsets, test, seed):
+    randomized = len(subsets["randomization_images"].indices)
+    deleted = len(subsets["deletion_images"].indices)
+    return {
+        "mode": settings.mode,
+        # The randomisation checks' images; kept for readers of the JSON
+        # written before the checks had sizes of their own.
+        "num_images": int(randomized),
+        "num_intervention_images": int(
+            len(subsets["intervention_images"].indices)
+        ),
+        "num_randomization_images": int(randomized),
+        "num_deletion_images": int(deleted),
+        "steps": settings.steps,
+        "cascade": settings.cascade,
+        "layerwise_limit": LAYERWISE_LIMIT,
+        "threshold": FAILURE_THRESHOLD,
+        "mask_resize": "area",
+        "blur_sigma_pixels": float(min(test.images.shape[1:3]) / 10.0),
+        "seed": seed,
     }
 
 

@@ -1,0 +1,299 @@
+"""The evaluation's shared work: same numbers, whatever the chunks.
+
+Behaviour only (timings are in `benchmarks/`): the metrics of a chunk share
+one resize and one sort without changing a value, chunks and metric slices
+do not change the per-image numbers, and the chunk size follows the image
+size.
+"""
+
+import os
+
+import numpy as np
+import pytest
+
+from explain_attn import metrics
+from explain_attn.data import load_dataset
+from explain_attn.metrics import foreground
+from explain_attn.report import evaluate as evaluate_module
+from explain_attn.report.build import report_explanations
+from explain_attn.report.evaluate import (
+    chunk_size_for,
+    chunks,
+    evaluate,
+    evaluate_chunks,
+    score_slices,
+)
+from explain_attn.report.models import load_report_models
+
+
+def _maps_with_ties(rng, shape, dtype):
+    maps = np.round(rng.random(shape) * 6) / 6  # few values: many ties
+    maps[:, : shape[1] // 3] = 0.0  # a zero band, as after a ReLU
+    maps[0] = 0.0  # all-zero map
+    maps[1] = 0.5  # constant map
+    maps[2, 0, 0] = -0.0
+    return maps.astype(dtype)
+
+
+@pytest.mark.parametrize(
+    ("map_shape", "mask_shape", "dtype"),
+    [
+        ((20, 4, 4), (12, 12), np.float32),  # resized
+        ((20, 9, 7), (9, 7), np.float32),  # same size, float32 kept
+        ((20, 5, 6), (11, 13), np.float64),
+        ((20, 3, 3), (3, 3), np.float16),
+    ],
+)
+def test_foreground_metrics_equal_the_metrics_one_by_one(
+    map_shape, mask_shape, dtype
+):
+    rng = np.random.default_rng(0)
+    maps = _maps_with_ties(rng, map_shape, dtype)
+    masks = rng.random((map_shape[0], *mask_shape)) > 0.6
+    masks[3] = False  # empty mask
+    masks[4] = True  # full mask
+    together = metrics.foreground_metrics(maps, masks)
+    assert list(together) == list(metrics.FOREGROUND_METRICS)
+    for name, function in metrics.FOREGROUND_METRICS.items():
+        np.testing.assert_array_equal(together[name], function(maps, masks))
+
+
+def test_foreground_metrics_hand_computed():
+    # One 2 x 2 map [[3, 1], [2, 0]] and the mask on the left column.
+    maps = np.array([[[3.0, 1.0], [2.0, 0.0]]])
+    masks = np.array([[[True, False], [True, False]]])
+    values = metrics.foreground_metrics(maps, masks)
+    assert values["mass_in_mask"][0] == pytest.approx(5 / 6)
+    assert values["pointing_game"][0] == 1.0
+    assert values["rank_accuracy"][0] == 1.0  # top 2 are 3 and 2
+    assert values["roc_auc"][0] == 1.0  # every object pixel beats background
+    # Top 20 % of 4 pixels: ceil(0.8) = 1 pixel (the 3); IoU 1 / 2.
+    assert values["top_fraction_iou"][0] == pytest.approx(0.5)
+
+
+def test_maps_are_resized_once(monkeypatch):
+    calls = []
+    original = foreground.resize
+
+    def counting(maps, shape):
+        calls.append(shape)
+        return original(maps, shape)
+
+    monkeypatch.setattr(foreground, "resize", counting)
+    rng = np.random.default_rng(1)
+    metrics.foreground_metrics(
+        rng.random((4, 3, 3)), rng.random((4, 6, 6)) > 0.5
+    )
+    assert len(calls) == 1
+    calls.clear()
+    for function in metrics.FOREGROUND_METRICS.values():
+        function(rng.random((4, 3, 3)), rng.random((4, 6, 6)) > 0.5)
+    assert len(calls) == 5
+
+
+@pytest.mark.parametrize(
+    ("shape", "batch_size", "expected"),
+    [
+        ((32, 32, 3), 128, 1024),  # capped at MAX_CHUNK_SIZE
+        ((128, 128, 3), 128, 640),  # 682 images fit, full batches: 640
+        ((224, 224, 3), 128, 128),  # 222 fit: one batch
+        ((224, 224, 3), 1, 222),  # 128 MiB / (224 * 224 * 3 * 4 bytes)
+        ((224, 224), 1, 668),  # (H, W): one channel
+        ((4000, 4000, 3), 64, 1),  # at least one image
+    ],
+)
+def test_chunk_size_follows_the_image_size(shape, batch_size, expected):
+    assert chunk_size_for(shape, batch_size=batch_size) == expected
+
+
+def test_score_slices_cover_every_image_once():
+    slices = score_slices(10, pixels=3, budget=10)
+    assert [(s.start, s.stop) for s in slices] == [
+        (0, 3),
+        (3, 6),
+        (6, 9),
+        (9, 10),
+    ]
+    assert [(s.start, s.stop) for s in score_slices(2, 10**9, 10)] == [
+        (0, 1),
+        (1, 2),
+    ]
+    assert score_slices(0, 5) == []
+
+
+class _Data:
+    def __init__(self, images, labels, masks):
+        self.images, self.labels, self.masks = images, labels, masks
+
+
+def test_chunks_cut_the_dataset_in_order():
+    rng = np.random.default_rng(2)
+    data = _Data(
+        rng.random((7, 4, 4, 3)), np.arange(7) % 2, rng.random((7, 4, 4)) > 0.5
+    )
+    parts = list(chunks(data, 3))
+    assert [len(images) for images, _, _ in parts] == [3, 3, 1]
+    np.testing.assert_array_equal(
+        np.concatenate([images for images, _, _ in parts]), data.images
+    )
+    np.testing.assert_array_equal(
+        np.concatenate([labels for _, labels, _ in parts]), data.labels
+    )
+    np.testing.assert_array_equal(
+        np.concatenate([masks for _, _, masks in parts]), data.masks
+    )
+    data.masks = None
+    assert all(masks is None for _, _, masks in chunks(data, 3))
+
+
+@pytest.fixture(scope="module")
+def setup(report_inputs):
+    models = load_report_models(
+        [str(report_inputs["attention"])],
+        str(report_inputs["baseline"]),
+        safe_mode=True,
+        say=lambda *args: None,
+    )
+    explanations, reference = report_explanations(models)
+    test = load_dataset(str(report_inputs["data"]), split="test")
+    whole = evaluate(
+        models, explanations, reference, test, batch_size=128, verbose=0,
+        chunk_size=1000,
+    )  # fmt: skip
+    return models, explanations, reference, test, whole
+
+
+def _assert_same(first, second):
+    assert first.predictions.keys() == second.predictions.keys()
+    for key in first.predictions:
+        np.testing.assert_array_equal(
+            first.predictions[key], second.predictions[key]
+        )
+    for table in ("values", "agreement"):
+        one, other = getattr(first, table), getattr(second, table)
+        assert one.keys() == other.keys()
+        for explanation, row in one.items():
+            assert list(row) == list(other[explanation])
+            for name, values in row.items():
+                np.testing.assert_allclose(
+                    values, other[explanation][name], rtol=1e-6, atol=1e-7
+                )
+
+
+def test_chunks_and_slices_do_not_change_the_numbers(setup, monkeypatch):
+    models, explanations, reference, test, whole = setup
+    assert len(whole.predictions[models[0].key]) == len(test.labels)
+    for row in whole.values.values():
+        assert set(row) == set(metrics.PER_IMAGE_METRICS)
+    chunked = evaluate(
+        models, explanations, reference, test, batch_size=2, verbose=0,
+        chunk_size=5,
+    )  # fmt: skip
+    _assert_same(whole, chunked)
+    # Metric calls of at most 3 images of 16 x 16 mask pixels.
+    monkeypatch.setattr(evaluate_module, "METRIC_PIXELS", 3 * 16 * 16)
+    sliced = evaluate(
+        models, explanations, reference, test, batch_size=4, verbose=0
+    )
+    _assert_same(whole, sliced)
+
+
+def test_any_iterable_of_chunks(setup):
+    models, explanations, reference, test, whole = setup
+
+    def stream():
+        for start in range(0, len(test.labels), 4):
+            stop = start + 4
+            yield (
+                test.images[start:stop].copy(),
+                test.labels[start:stop],
+                test.masks[start:stop],
+            )
+
+    streamed = evaluate_chunks(
+        models, explanations, reference, stream(), batch_size=8, verbose=0
+    )
+    _assert_same(whole, streamed)
+    with pytest.raises(ValueError, match="holds no image"):
+        evaluate_chunks(
+            models, explanations, reference, iter(()), batch_size=8, verbose=0
+        )
+
+
+def test_a_model_that_does_not_fit_is_named(setup):
+    models, explanations, reference, test, _ = setup
+    wrong = [(np.zeros((2, 8, 8, 3), np.float32), np.zeros(2, int), None)]
+    with pytest.raises(ValueError, match="model"):
+        evaluate_chunks(
+            models, explanations, reference, wrong, batch_size=8, verbose=0
+        )
+
+
+def test_report_command_keeps_blas_on_one_thread(monkeypatch):
+    from explain_attn.cli.report import single_threaded_blas
+
+    seen = {}
+
+    @single_threaded_blas
+    def command():
+        seen.update(
+            {name: os.environ.get(name) for name in ("OPENBLAS_NUM_THREADS",)}
+        )
+
+    # Recorded first, so that the test leaves the variable as it found it.
+    monkeypatch.setenv("OPENBLAS_NUM_THREADS", "unset below")
+    monkeypatch.delenv("OPENBLAS_NUM_THREADS")
+    command()
+    assert seen == {"OPENBLAS_NUM_THREADS": "1"}
+    monkeypatch.setenv("OPENBLAS_NUM_THREADS", "2")
+    command()
+    assert seen == {"OPENBLAS_NUM_THREADS": "2"}
+
+
+def test_metric_slices_follow_the_budget(setup, monkeypatch):
+    models, explanations, reference, test, _ = setup
+    sizes = []
+    original = metrics.foreground_metrics
+
+    def recording(maps, masks):
+        sizes.append(len(maps))
+        return original(maps, masks)
+
+    monkeypatch.setattr(metrics, "foreground_metrics", recording)
+    monkeypatch.setattr(evaluate_module, "METRIC_PIXELS", 5 * 16 * 16)
+    evaluate(models, explanations, reference, test, batch_size=4, verbose=0)
+    # 12 images of 16 x 16 mask pixels, 5 per call, for each explanation.
+    assert sizes == [5] * len(explanations) + [5] * len(explanations) + [
+        2
+    ] * len(explanations)
+
+
+def test_spearman_with_many_ties_matches_scipy():
+    from scipy import stats
+
+    rng = np.random.default_rng(3)
+    maps_a = _maps_with_ties(rng, (6, 9, 9), np.float32)[2:]
+    maps_b = np.round(rng.random((4, 9, 9)) * 3).astype(np.float32)
+    expected = [
+        stats.spearmanr(a.ravel(), b.ravel()).statistic
+        for a, b in zip(maps_a, maps_b, strict=True)
+    ]
+    np.testing.assert_allclose(
+        metrics.spearman(maps_a, maps_b), expected, rtol=1e-12
+    )
+
+
+@pytest.mark.parametrize(
+    ("shape", "batch_size", "expected"),
+    [
+        ((16, 16, 3), 128, 128),  # small images: the given batch
+        ((128, 128, 3), 128, 128),  # 2**21 / 128**2 = 128
+        ((224, 224, 3), 128, 41),  # 2**21 / 224**2 = 41.8
+        ((224, 224), 16, 16),  # never more than given
+        ((3000, 3000, 3), 128, 1),  # at least one
+    ],
+)
+def test_batch_size_follows_the_image_size(shape, batch_size, expected):
+    from explain_attn.report.evaluate import batch_size_for
+
+    assert batch_size_for(shape, batch_size) == expected
