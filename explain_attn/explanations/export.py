@@ -20,6 +20,7 @@ Without attention layers, a forward pass gives the predictions first.
 import json
 import os
 import shutil
+import typing
 from pathlib import Path
 
 import numpy as np
@@ -250,16 +251,13 @@ def export_maps(
     return writer.summary
 
 
-class _Output:
+class _Output(typing.NamedTuple):
     """One array written per image: its key, method, layer and label."""
 
-    def __init__(self, key, method, layer, label):
-        self.key, self.method, self.layer, self.label = (
-            key,
-            method,
-            layer,
-            label,
-        )
+    key: str
+    method: str
+    layer: str
+    label: str | None
 
 
 def _outputs(explanations, channel):

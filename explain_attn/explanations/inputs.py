@@ -42,6 +42,7 @@ except ImportError:  # pragma: no cover - depends on the merge order.
 __all__ = [
     "ClassBatches",
     "InputScale",
+    "SCALE_FROM_UNIT",
     "batches",
     "check_batch_size",
     "check_class_index",
@@ -52,6 +53,7 @@ __all__ = [
     "input_shape",
     "is_source",
     "model_batches",
+    "model_channels",
     "open_for_model",
     "resize_target",
     "resolve_input_scale",
@@ -124,14 +126,24 @@ def resolve_input_scale(model, input_scale=None):
     )
 
 
+SCALE_FROM_UNIT = {"unit": (1.0, 0.0), "byte": (255.0, 0.0),
+                   "symmetric": (2.0, -1.0)}  # fmt: skip
+"""Scale name -> ``(factor, offset)`` taking [0, 1] images into it."""
+
+
 def to_model_scale(images, scale):
     """``[0, 1]`` images (array or tensor) -> float32 tensor in ``scale``."""
     images = tf.cast(images, tf.float32)
-    if scale == "byte":
-        return images * 255.0
-    if scale == "symmetric":
-        return images * 2.0 - 1.0
-    return images
+    factor, offset = SCALE_FROM_UNIT[scale or "unit"]
+    if (factor, offset) == (1.0, 0.0):
+        return images
+    return images * factor + offset
+
+
+def model_channels(model):
+    """The channels to give ``model``'s images: 1 or 3 (3 for others)."""
+    channels = input_shape(model)[-1]
+    return channels if channels in (1, 3) else 3
 
 
 def is_source(data):
@@ -516,7 +528,7 @@ def open_for_model(
         split=split,
         image_size=image_size,
         limit=limit,
-        channels=expected[-1] if expected[-1] in (1, 3) else 3,
+        channels=model_channels(model),
         input_scale=scale.scale,
     )
     check_shape(source.image_shape, expected)

@@ -22,6 +22,7 @@ import numpy as np
 from explain_attn import __version__
 from explain_attn.data import load_dataset
 from explain_attn.explanations.explanation import explanations_for
+from explain_attn.explanations.inputs import input_shape, model_channels
 from explain_attn.explanations.lookup import (
     attention_layer_names,
     channel_module_names,
@@ -451,9 +452,11 @@ def report_from_sources(
     Returns:
         A `Report`.
     """
-    counted = {"epochs": epochs, **options}
-    _check_counts(**{k: counted[k] for k in ("epochs", "num_examples",
-                     "batch_size") if counted.get(k) is not None})  # fmt: skip
+    counts = {"epochs": epochs, **options}
+    counted = ("epochs", "num_examples", "batch_size")
+    _check_counts(
+        **{k: counts[k] for k in counted if counts.get(k) is not None}
+    )
     attention_models = list(attention_models or ())
     given = _check_sources(
         attention_models, baseline_model, spurious_correlation
@@ -511,15 +514,14 @@ def _given_models_and_data(
 
 def _channels_of(models):
     """The channels of the models' images (1 or 3): the same for all."""
-    channels = {int(entry.model.inputs[0].shape[-1]) for entry in models}
+    channels = {input_shape(entry.model)[-1] for entry in models}
     if len(channels) > 1:
         raise ValueError(
             "The models take images with different channels "
             f"({', '.join(map(str, sorted(channels)))}); a report compares "
             "models on the same images. Give models of one kind."
         )
-    (count,) = channels
-    return count if count in (1, 3) else 3
+    return model_channels(models[0].model)
 
 
 def _json_ready(value):

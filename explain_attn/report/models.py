@@ -5,7 +5,10 @@ from pathlib import Path
 
 import keras
 
-from explain_attn.explanations.inputs import resolve_input_scale
+from explain_attn.explanations.inputs import (
+    SCALE_FROM_UNIT,
+    resolve_input_scale,
+)
 from explain_attn.models.saving import load_model
 
 __all__ = ["ReportModel", "in_unit_scale", "load_report_models"]
@@ -96,9 +99,6 @@ def load_report_models(
     return models
 
 
-_SCALING = {"byte": (255.0, 0.0), "symmetric": (2.0, -1.0)}
-
-
 def in_unit_scale(model, scale):
     """``model`` fed with [0, 1] images, as the report's data comes.
 
@@ -112,7 +112,7 @@ def in_unit_scale(model, scale):
     """
     if scale == "unit":
         return model
-    factor, offset = _SCALING[scale]
+    factor, offset = SCALE_FROM_UNIT[scale]
     inputs = keras.Input(tuple(model.inputs[0].shape[1:]))
     scaled = keras.layers.Rescaling(
         factor, offset, name="explain_attn_input_scale"
