@@ -323,7 +323,7 @@ def _attention_scores(graph):
         if grid is None:
             continue
         arguments.pop("return_attention_scores", None)
-        scores = _Scores(tap.layer)(**arguments)
+        scores = _symbolic_scores(tap, arguments)
         modules.append(
             AttentionModule(
                 tap.path,
@@ -338,6 +338,36 @@ def _attention_scores(graph):
     return modules
 
 
+def _symbolic_scores(tap, arguments):
+    """The scores tensor of a second, symbolic call of ``tap``'s layer.
+
+    Raises:
+        ValueError: If the call fails (a subclass that cannot return its
+            scores, or a Keras version whose MultiHeadAttention differs
+            from the ones tested), naming the layer and the first error
+            instead of a traceback.
+    """
+    try:
+        return _Scores(tap.layer)(**arguments)
+    except Exception as error:  # Keras raises many types; we explain them.
+        # Keras wraps the error in layers of context; the first says why.
+        cause, seen = error, {id(error)}
+        while (cause.__cause__ or cause.__context__) is not None:
+            cause = cause.__cause__ or cause.__context__
+            if id(cause) in seen:
+                break
+            seen.add(id(cause))
+        message = " ".join(f"{type(cause).__name__}: {cause}".split())
+        raise ValueError(
+            f"Could not read the attention scores of MultiHeadAttention "
+            f"layer {tap.path!r} with Keras {keras.__version__} "
+            f"({message[:200]}). The layer must return its scores when "
+            "called with return_attention_scores=True, as "
+            "keras.layers.MultiHeadAttention does; if it is Keras' own "
+            "layer, upgrade Keras (pip install -U keras)."
+        ) from error
+
+
 class _Scores(keras.layers.Layer):
     """Calls a MultiHeadAttention layer (same object, same weights) and
     returns its attention scores only.
@@ -345,15 +375,18 @@ class _Scores(keras.layers.Layer):
     Keras does not connect the scores of a second, symbolic call of the
     layer itself (``return_attention_scores=True``) to a model's inputs;
     a new layer holding it gives them their own node. It is never saved.
+    The catch-all is named ``kwargs``: Keras skips only ``args`` and
+    ``kwargs`` when it reads a call's input shapes (Keras 3.5 fails on a
+    catch-all of another name holding ``query_mask=None``).
     """
 
     def __init__(self, attention):
         super().__init__(name=f"{attention.name}_explain_attn_scores")
         self.attention = attention
 
-    def call(self, query, value, key=None, **keywords):
+    def call(self, query, value, key=None, **kwargs):
         _, scores = self.attention(
-            query, value, key, return_attention_scores=True, **keywords
+            query, value, key, return_attention_scores=True, **kwargs
         )
         return scores
 

@@ -167,10 +167,26 @@ def load_model(path, *, safe_mode=True, factory=None):
         raise ValueError(_explain_load_error(shown, error)) from error
 
 
+_UNKNOWN_CLASS = re.compile(
+    r"Unknown layer|Could not locate|Could not deserialize (?:class|function) "
+    r"'[^']+' because its parent module"
+)
+"""Keras' messages for a class or function that is not registered."""
+
+
 def _missing_class(message):
     """``"'mine>Twice' (module 'mine')"`` from Keras' message, which
-    names the class deep inside a long configuration."""
-    found = re.search(r"Could not locate (class|function) '([^']+)'", message)
+    names the class deep inside a long configuration.
+
+    Keras says "Could not locate class 'Twice'"; Keras 3.5 first imports
+    the class's module itself and, when it cannot, says "Could not
+    deserialize class 'Twice' because its parent module mine cannot be
+    imported".
+    """
+    found = re.search(
+        r"Could not (?:locate|deserialize) (class|function) '([^']+)'",
+        message,
+    )
     if found is None:
         found = re.search(r"Unknown layer: '?([\w.>]+)", message)
         return repr(found.group(1)) if found else "(unnamed by Keras)"
@@ -231,7 +247,7 @@ def _explain_load_error(shown, error):
             "safe mode refuses to load. If you trust the file, pass "
             "--unsafe-load (API: safe_mode=False)."
         )
-    if "Unknown layer" in message or "Could not locate" in message:
+    if _UNKNOWN_CLASS.search(message):
         return (
             f"Model {shown!r} uses a custom layer or function, "
             f"{_missing_class(message)}, that is not registered. Import "
