@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from explain_attn.cli.common import (
+    devices_option,
     image_size_option,
     import_option,
     input_scale_option,
@@ -180,6 +181,7 @@ def _size_option(name, check):
     "background tint gives its class away; the test split stays clean.",
 )
 @input_scale_option
+@devices_option
 @unsafe_load_option
 @import_option
 @single_threaded_blas
@@ -207,6 +209,7 @@ def report_command(
     deletion_steps,
     spurious_correlation,
     input_scale,
+    devices,
     unsafe_load,
 ):
     """Compare attention maps with the baseline's CAMs in an HTML report.
@@ -215,7 +218,12 @@ def report_command(
     a ConvNet and the same network with spatial attention on the bundled
     sample data, evaluates both on its test split, and writes report.html
     and report.json. The last line printed is the report's path.
+
+    With --devices N|all the models are loaded (or the demo pair trained)
+    under tf.distribute.MirroredStrategy, and every forward pass splits its
+    batch across the devices.
     """
+    from explain_attn.devices import make_strategy
     from explain_attn.explanations.export import check_cam_class
     from explain_attn.models.saving import atomic_path
     from explain_attn.report import report_from_sources, report_html, write_json
@@ -230,6 +238,7 @@ def report_command(
     )
     output_path, json_path = _outputs(output)
     cam_class = check_cam_class(cam_class)
+    strategy = make_strategy(devices)
     report = report_from_sources(
         data_source,
         attention_models=attention_models,
@@ -250,6 +259,7 @@ def report_command(
         log=click.echo,
         faithfulness=checks,
         spurious_correlation=spurious_correlation,
+        strategy=strategy,
     )
     # Render first: an error or Ctrl-C while rendering writes nothing.
     html = report_html(report)

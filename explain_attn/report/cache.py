@@ -19,6 +19,7 @@ from pathlib import Path
 import keras
 
 from explain_attn import __version__
+from explain_attn.devices import replica_count, strategy_scope
 from explain_attn.models.saving import atomic_path, load_model, save_model
 
 __all__ = ["cache_directory", "train_or_load"]
@@ -62,6 +63,7 @@ def train_or_load(
     learning_rate,
     cache_dir=None,
     verbose=1,
+    strategy=None,
 ):
     """Loads a trained model from the cache, or trains and caches it.
 
@@ -75,6 +77,12 @@ def train_or_load(
         epochs, seed, batch_size, learning_rate: Training settings.
         cache_dir: The cache folder; `cache_directory()` when ``None``.
         verbose: Keras' progress bar setting for training.
+        strategy: ``None`` or a `tf.distribute` strategy: the model is
+            loaded, or built and trained, in its scope
+            (`explain_attn.models.training.train`). A model trained on
+            several devices has its own entry (the key holds the number of
+            replicas): its weights equal one device's only to float
+            tolerance, and not at all when a batch does not split evenly.
 
     Returns:
         ``(model, info)``: ``info`` has ``source`` (``"cache"`` or
@@ -91,9 +99,12 @@ def train_or_load(
         architecture, train_data, validation_data, epochs=epochs, seed=seed,
         batch_size=batch_size, learning_rate=learning_rate,
     )  # fmt: skip
+    if replica_count(strategy) > 1:
+        settings["devices"] = replica_count(strategy)
     key = cache_key(settings)
     folder = Path(cache_dir or cache_directory()) / f"{architecture}-{key}"
-    cached = _read_entry(folder)
+    with strategy_scope(strategy):
+        cached = _read_entry(folder)
     if cached is not None:
         model, meta = cached
         return model, {**meta, "source": "cache", "key": key,
@@ -109,7 +120,7 @@ def train_or_load(
         model, history = train_architecture(
             architecture, train_data, validation_data=validation_data,
             epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
-            seed=seed, verbose=verbose, callbacks=[recorder],
+            seed=seed, verbose=verbose, callbacks=[recorder], strategy=strategy,
         )  # fmt: skip
         meta = {
             "settings": settings,
