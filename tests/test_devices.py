@@ -181,6 +181,11 @@ TRAINING = textwrap.dedent(
             if isinstance(layer, keras.layers.BatchNormalization)
         ],
     }
+    try:  # A first batch of 7 cannot be split into equal halves.
+        train(two, (images, labels), epochs=1, batch_size=7,
+              strategy=strategy)
+    except ValueError as error:
+        result["odd_batch"] = str(error)
     outside = build_model("small_convnet", input_shape=(16, 16, 3),
                           num_classes=3)
     try:
@@ -231,6 +236,9 @@ def test_training_on_two_devices_gives_the_one_device_model(tmp_path):
         "was not built in the scope of the MirroredStrategy"
         in (result["outside"])
     )
+    assert result["odd_batch"].startswith(
+        "Batches of 7 of 32 training images do not split across 2 devices"
+    )
     first, second = result["cli"]["records"]
     assert (first["devices"], second["devices"]) == (1, 2)
     # 31 training images: 24 train in 3 batches of 8, and the 7 validation
@@ -245,3 +253,65 @@ def test_training_on_two_devices_gives_the_one_device_model(tmp_path):
     # Measured 8.5e-5: Adam divides by the root of tiny second moments,
     # which magnifies the float differences of the gradients.
     assert result["cli"]["scores"] <= 1e-3
+
+
+REPORT = textwrap.dedent(
+    """
+    import json, sys
+    from pathlib import Path
+    from explain_attn.cli import main
+
+    data, attention, baseline, out = sys.argv[1:]
+    for devices in ("1", "2"):
+        main(["report", "--data", data, "--attention-model", attention,
+              "--baseline-model", baseline, "--num-examples", "3",
+              "--faithfulness", "full", "--devices", devices,
+              "--output", str(Path(out) / f"report{devices}.html")],
+             standalone_mode=False)
+    print(json.dumps([
+        json.loads((Path(out) / f"report{d}.json").read_text())
+        for d in ("1", "2")
+    ]))
+    """
+)
+
+
+def _differences(one, two, path=""):
+    """``(largest float difference, paths of other differences)``."""
+    if isinstance(one, dict) and isinstance(two, dict):
+        pairs = [(one.get(k), two.get(k), f"{path}/{k}") for k in one | two]
+    elif (
+        isinstance(one, list)
+        and isinstance(two, list)
+        and (len(one) == len(two))
+    ):
+        pairs = [
+            (a, b, f"{path}[{i}]")
+            for i, (a, b) in enumerate(zip(one, two, strict=True))
+        ]
+    elif isinstance(one, float) and isinstance(two, int | float):
+        return abs(one - two), []
+    else:
+        return 0.0, [] if one == two else [path]
+    largest, others = 0.0, []
+    for a, b, where in pairs:
+        difference, paths = _differences(a, b, where)
+        largest, others = max(largest, difference), others + paths
+    return largest, others
+
+
+def test_report_on_two_devices_gives_the_one_device_numbers(
+    report_inputs, tmp_path
+):
+    """Every number of ``report.json`` (evaluation, gallery, channel and
+    faithfulness sections) of ``explain-attn report --devices 2``; measured:
+    equal to the one-device report's, to the last bit, on 12 images."""
+    one, two = run_on_two_devices(
+        tmp_path, REPORT, report_inputs["data"], report_inputs["attention"],
+        report_inputs["baseline"], tmp_path,
+    )  # fmt: skip
+    assert (one["settings"]["devices"], two["settings"]["devices"]) == (1, 2)
+    assert "faithfulness" in one and one["gallery"]
+    largest, others = _differences(one, two)
+    assert others == ["/settings/devices"]
+    assert largest <= 1e-5

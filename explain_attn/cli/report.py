@@ -217,11 +217,9 @@ def report_command(
     With no options, runs the demo offline: trains (or loads from the cache)
     a ConvNet and the same network with spatial attention on the bundled
     sample data, evaluates both on its test split, and writes report.html
-    and report.json. The last line printed is the report's path.
-
-    With --devices N|all the models are loaded (or the demo pair trained)
-    under tf.distribute.MirroredStrategy, and every forward pass splits its
-    batch across the devices.
+    and report.json. The last line printed is the report's path. With
+    --devices, every model pass (and the demo's training) splits its
+    batches across the devices (tf.distribute.MirroredStrategy).
     """
     from explain_attn.devices import make_strategy
     from explain_attn.explanations.export import check_cam_class
@@ -238,7 +236,6 @@ def report_command(
     )
     output_path, json_path = _outputs(output)
     cam_class = check_cam_class(cam_class)
-    strategy = make_strategy(devices)
     report = report_from_sources(
         data_source,
         attention_models=attention_models,
@@ -259,7 +256,7 @@ def report_command(
         log=click.echo,
         faithfulness=checks,
         spurious_correlation=spurious_correlation,
-        strategy=strategy,
+        strategy=make_strategy(devices),
     )
     # Render first: an error or Ctrl-C while rendering writes nothing.
     html = report_html(report)

@@ -265,8 +265,7 @@ def attention_interventions(
             as many).
         confidence: Level of the bootstrap intervals.
         num_resamples: Bootstrap resamples.
-        strategy: ``None`` or a `tf.distribute` strategy whose replicas
-            share each batch (`explain_attn.devices.run_replicated`).
+        strategy: ``None`` or a `tf.distribute` strategy sharing batches.
 
     Returns:
         A JSON-ready dict: ``num_images``; ``clean`` (``accuracy`` and
@@ -286,11 +285,8 @@ def attention_interventions(
     paths = resolve_layers(model, layers)
     graph, images, labels, masks, notes = _inputs(model, dataset)
     names = [n for n in INTERVENTIONS if n != "mask" or masks is not None]
-    bootstrap = {
-        "seed": seed,
-        "confidence": confidence,
-        "num_resamples": num_resamples,
-    }
+    bootstrap = {"seed": seed, "confidence": confidence,
+                 "num_resamples": num_resamples}  # fmt: skip
     rows, clean = [], None
     for position, path in enumerate(paths):
         module = attention_module(model, path)

@@ -354,6 +354,19 @@ def _checks(cascade, independent, threshold):
     return checks
 
 
+def _clone(model, images, class_index, batch_size, strategy):
+    """A clone of ``model`` (in ``strategy``'s scope), and the classes its
+    CAMs explain (``class_index``, else the predicted ones)."""
+    if class_index is None:
+        class_index = predict_classes(
+            model, images, batch_size=batch_size, strategy=strategy
+        )
+    with strategy_scope(strategy):
+        clone = keras.models.clone_model(model)
+    clone.set_weights(model.get_weights())
+    return clone, class_index
+
+
 def _attention_paths(model, layers):
     """The layers to check; none when the model has no attention layer."""
     try:
@@ -408,8 +421,7 @@ def randomization_check(
         cam_methods: Names of the CAM methods to check.
         cascade: A step's unit, ``"auto"``, ``"layers"`` or ``"blocks"``
             (`cascade_steps`; attention layers are steps of their own).
-        strategy: ``None`` or a `tf.distribute` strategy whose replicas
-            share each batch; the clone is made in its scope.
+        strategy: ``None`` or a `tf.distribute` strategy sharing batches.
 
     Returns:
         A JSON-ready dict: ``maps`` (attention layer paths, then the CAM
@@ -428,15 +440,9 @@ def randomization_check(
     images = check_model_images(model, images)
     paths = _attention_paths(model, layers)
     cam_layer = grad_cam_layer or default_cam_layer(model)
-    if class_index is None:
-        class_index = predict_classes(
-            model, images, batch_size=batch_size, strategy=strategy
-        )
-    with strategy_scope(strategy):
-        clone = keras.models.clone_model(model)
-    clone.set_weights(model.get_weights())
+    clone, classes = _clone(model, images, class_index, batch_size, strategy)
     steps = cascade_steps(clone, cascade, own=paths)
-    maps = _Maps(clone, paths, cam_layer, cam_methods, class_index, strategy)
+    maps = _Maps(clone, paths, cam_layer, cam_methods, classes, strategy)
     original, cascade, independent_results = _run(
         model, clone, functools.partial(maps, images, batch_size), paths,
         steps, seed, independent,

@@ -367,14 +367,10 @@ def train(
             (e.g. `explain_attn.AttentionRecorder`, early stopping).
         recalibrate, check: Recalibrate (`recalibrate_batch_norm`) and
             check (`check_training`) after fit.
-        strategy: ``None`` or a `tf.distribute` strategy
-            (`explain_attn.devices.make_strategy`) whose scope the model
-            was built in (`explain_attn.devices.strategy_scope`); a model
-            built in a strategy's scope trains under it without this.
-            ``batch_size`` is the global batch: each step splits it across
-            the replicas, which all-reduce the mean gradient, so with
-            batches that split evenly the weights equal one device's to
-            float tolerance (see `synchronized_batch_norm`).
+        strategy: ``None`` or the `tf.distribute` strategy the model was
+            built in (by default, the model's): ``batch_size`` is the
+            global batch, split across its replicas (see
+            `synchronized_batch_norm` and ``tests/test_devices.py``).
 
     Returns:
         The `keras.callbacks.History`: ``history.history`` maps ``"loss"``,
@@ -382,9 +378,8 @@ def train(
         ``history.check`` is the `TrainingCheck` or ``None``.
 
     Raises:
-        ValueError: For an argument out of range, a model whose input
-            or output does not fit the data, or one whose variables were
-            not created in ``strategy``'s scope.
+        ValueError: For an argument out of range, or a model that does not
+            fit the data or was not built in ``strategy``'s scope.
     """
     train_data = _as_split("train_data", train_data)
     if validation_data is not None:
@@ -393,36 +388,37 @@ def train(
         model, train_data, validation_data, epochs, batch_size, learning_rate
     )
     strategy = _training_strategy(model, strategy)
-    _check_first_batch(len(train_data), batch_size, strategy)
     keras.utils.set_random_seed(seed)
-    validation = (
-        None
-        if validation_data is None
-        else tf_dataset(
-            validation_data,
-            batch_size=_validation_batch_size(
-                len(validation_data), batch_size, strategy
-            ),
-        )
+    data = _fit_data(
+        train_data, validation_data, batch_size, seed, epochs, strategy
     )
-    with strategy_scope(strategy):
+    with strategy_scope(strategy), synchronized_batch_norm(model, strategy):
         if not model.compiled:
-            _compile_like_the_tutorial(
-                model, learning_rate, epochs * -(-len(train_data) // batch_size)
-            )
-        with synchronized_batch_norm(model, strategy):
-            history = model.fit(
-                **_training_batches(
-                    train_data, batch_size, seed, epochs, strategy
-                ),  # fmt: skip
-                validation_data=validation,
-                epochs=epochs,
-                verbose=verbose,
-                shuffle=False,  # The pipeline shuffles, with the seed.
-                callbacks=list(callbacks or ()),
-            )
+            steps = epochs * -(-len(train_data) // batch_size)
+            _compile_like_the_tutorial(model, learning_rate, steps)
+        history = model.fit(
+            **data, epochs=epochs, verbose=verbose,
+            shuffle=False,  # The pipeline shuffles, with the seed.
+            callbacks=list(callbacks or ()),
+        )  # fmt: skip
         _after_fit(model, train_data, history, recalibrate, check, batch_size)
     return history
+
+
+def _fit_data(train_data, validation_data, batch_size, seed, epochs, strategy):
+    """``model.fit``'s ``x`` (`_training_batches`), ``steps_per_epoch``
+    under a strategy, and ``validation_data``."""
+    _check_first_batch(len(train_data), batch_size, strategy)
+    validation = None
+    if validation_data is not None:
+        size = _validation_batch_size(
+            len(validation_data), batch_size, strategy
+        )
+        validation = tf_dataset(validation_data, batch_size=size)
+    return {
+        **_training_batches(train_data, batch_size, seed, epochs, strategy),
+        "validation_data": validation,
+    }
 
 
 def _model_strategy(model):
@@ -509,7 +505,8 @@ def synchronized_batch_norm(model, strategy):
     as one device does (to float rounding: the variance is computed as
     ``E[x^2] - E[x]^2``). The layers' setting is restored on exit; the
     saved model does not change. Does nothing without a strategy or with
-    one replica.
+    one replica, nor outside the replicas (`recalibrate_batch_norm` runs
+    there, on whole batches).
     """
     layers = []
     if replica_count(strategy) > 1:

@@ -292,10 +292,7 @@ def build_report(
         verbose, log: 0 for silence, 1 for progress; where it goes.
         source, settings: What the data was loaded from and more settings
             (e.g. the command line), for the record.
-        strategy: ``None`` or a `tf.distribute` strategy (load the models
-            in its scope): every forward pass (predictions, maps, CAMs,
-            channel weights, gallery, faithfulness checks) is split across
-            its replicas, ``batch_size`` images at a time in all.
+        strategy: ``None`` or a `tf.distribute` strategy sharing each pass.
 
     Returns:
         A `Report`.
@@ -315,9 +312,8 @@ def build_report(
     data = summaries(models, explanations, reference, evaluation, test, seed)
     baselines_section(data, test.masks, seed=seed)
     examples = gallery(
-        explanations, reference, evaluation, test,
-        num_examples=num_examples, seed=seed, batch_size=batch_size,
-        strategy=strategy,
+        explanations, reference, evaluation, test, num_examples=num_examples,
+        seed=seed, batch_size=batch_size, strategy=strategy,
     )  # fmt: skip
     data["dataset"] = _dataset_section(test, source)
     data["channels"] = _channels(models, test, layers, batch_size, strategy)
@@ -335,6 +331,13 @@ def build_report(
             batch_size=batch_size, say=log if verbose else _silent,
             strategy=strategy,
         )  # fmt: skip
+    return _assembled(
+        data, examples, models, test, statistics, thumbnails, seed
+    )
+
+
+def _assembled(data, examples, models, test, statistics, thumbnails, seed):
+    """The `Report`: ``data`` with the gallery and the reading aids."""
     data["gallery"] = _gallery_section(examples, test)
     records = _reading_aids(data, models, test, statistics.counts, seed=seed)
     created = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
@@ -461,8 +464,7 @@ def report_from_sources(
             building the models given as ``.weights.h5`` files.
         **options: Passed to `build_report` (``layers``, ``methods``,
             ``num_examples``, ``seed``, ``batch_size``, ``faithfulness``,
-            ``verbose``, ``log``, ``strategy``). With a ``strategy`` the
-            models are loaded (the demo's trained) in its scope.
+            ``verbose``, ``log``, ``strategy``: models load in its scope).
 
     Returns:
         A `Report`.
@@ -478,15 +480,13 @@ def report_from_sources(
     )
     verbose = options.get("verbose", 1)
     say = options.get("log", print) if verbose else _silent
-    strategy = options.get("strategy")
     if given:
-        with strategy_scope(strategy):
-            models, test = _given_models_and_data(
-                data, attention_models, baseline_model, image_size=image_size,
-                input_scale=input_scale, say=say, safe_mode=safe_mode,
-                attention_factory=attention_factory,
-                baseline_factory=baseline_factory,
-            )  # fmt: skip
+        models, test = _given_models_and_data(
+            data, attention_models, baseline_model, image_size=image_size,
+            input_scale=input_scale, say=say, safe_mode=safe_mode,
+            attention_factory=attention_factory,
+            baseline_factory=baseline_factory, strategy=options.get("strategy"),
+        )  # fmt: skip
     else:
         train, test = demo_data(
             data, image_size=image_size, seed=options.get("seed", 0),
@@ -496,11 +496,11 @@ def report_from_sources(
     if not given:
         models = demo_models(
             train, test, epochs=epochs, seed=options.get("seed", 0),
-            cache_dir=cache_dir, verbose=verbose, say=say, strategy=strategy,
+            cache_dir=cache_dir, verbose=verbose, say=say,
+            strategy=options.get("strategy"),
         )  # fmt: skip
-    settings = {
-        "epochs": epochs, "command_line": command_line,
-        "spurious_correlation": spurious_correlation}  # fmt: skip
+    settings = {"epochs": epochs, "command_line": command_line,
+                "spurious_correlation": spurious_correlation}  # fmt: skip
     return build_report(models, test, source=data, settings=settings, **options)
 
 
@@ -514,14 +514,15 @@ def _data_line(test):
 
 def _given_models_and_data(
     data, attention_models, baseline_model, *, image_size, input_scale, say,
-    **loading,
+    strategy, **loading,
 ):  # fmt: skip
-    """The user's models (`load_report_models`), then the test split in
-    their channels."""
-    models = load_report_models(
-        attention_models, baseline_model, say=say, input_scale=input_scale,
-        **loading,
-    )  # fmt: skip
+    """The user's models (`load_report_models`, in ``strategy``'s scope),
+    then the test split in their channels."""
+    with strategy_scope(strategy):
+        models = load_report_models(
+            attention_models, baseline_model, say=say, input_scale=input_scale,
+            **loading,
+        )  # fmt: skip
     test = load_dataset(
         data, split="test", image_size=image_size,
         channels=_channels_of(models), input_scale=input_scale or "unit",

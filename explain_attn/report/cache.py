@@ -77,12 +77,9 @@ def train_or_load(
         epochs, seed, batch_size, learning_rate: Training settings.
         cache_dir: The cache folder; `cache_directory()` when ``None``.
         verbose: Keras' progress bar setting for training.
-        strategy: ``None`` or a `tf.distribute` strategy: the model is
-            loaded, or built and trained, in its scope
-            (`explain_attn.models.training.train`). A model trained on
-            several devices has its own entry (the key holds the number of
-            replicas): its weights equal one device's only to float
-            tolerance, and not at all when a batch does not split evenly.
+        strategy: ``None`` or a `tf.distribute` strategy to load or train
+            the model in; a model trained on several devices has an entry
+            of its own (see `_settings`).
 
     Returns:
         ``(model, info)``: ``info`` has ``source`` (``"cache"`` or
@@ -97,10 +94,8 @@ def train_or_load(
 
     settings = _settings(
         architecture, train_data, validation_data, epochs=epochs, seed=seed,
-        batch_size=batch_size, learning_rate=learning_rate,
+        batch_size=batch_size, learning_rate=learning_rate, strategy=strategy,
     )  # fmt: skip
-    if replica_count(strategy) > 1:
-        settings["devices"] = replica_count(strategy)
     key = cache_key(settings)
     folder = Path(cache_dir or cache_directory()) / f"{architecture}-{key}"
     with strategy_scope(strategy):
@@ -138,11 +133,18 @@ def train_or_load(
                    "record_file": str(folder / "record.npz")}  # fmt: skip
 
 
-def _settings(architecture, train_data, validation_data, **training):
-    """Everything that determines the trained weights, for the key."""
+def _settings(architecture, train_data, validation_data, strategy, **training):
+    """Everything that determines the trained weights, for the key.
+
+    Training on several devices gives one device's weights only to float
+    tolerance (or not at all when a batch does not split evenly), so their
+    number is part of the key; one device's key is what it always was.
+    """
     from explain_attn.models.training import RECIPE
 
+    devices = replica_count(strategy)
     return {
+        **({"devices": devices} if devices > 1 else {}),
         "architecture": architecture,
         "data": (
             train_data.key
