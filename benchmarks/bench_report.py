@@ -36,6 +36,13 @@ fresh processes on data generated on the fly:
 The per-image cost is the least-squares slope of seconds over N; the
 extrapolations to 50,000 and 1,000,000 images are intercept + slope x N.
 
+``--devices N`` runs both children under ``MirroredStrategy`` over N
+devices (`explain_attn.devices.make_strategy`): models loaded in its
+scope, every pass of the report (and of the timed passes) split across
+them. On a machine without GPUs the CPU is first split into N logical
+devices, which share the same cores: the figure is then the overhead of
+the strategy, not a speed-up.
+
 Run a child by hand with ``python -m benchmarks.bench_report --child report
 DATA ATTENTION BASELINE``.
 """
@@ -354,10 +361,11 @@ def _rss_mib():
     return float("nan")
 
 
-def _passes(models, explanations, images, batch_size):
+def _passes(models, explanations, images, batch_size, strategy=None):
     """Seconds of the model passes the report needs on ``images``.
 
-    With the batch size the evaluation uses (`batch_size_for`)."""
+    With the batch size the evaluation uses (`batch_size_for`), split
+    across the replicas of ``strategy``."""
     from explain_attn.explanations.explanation import Explainer
     from explain_attn.explanations.predict import Predictor
     from explain_attn.report.evaluate import batch_size_for
@@ -365,10 +373,10 @@ def _passes(models, explanations, images, batch_size):
     batch_size = batch_size_for(images.shape[1:], batch_size)
     start, cpu = time.perf_counter(), time.process_time()
     for entry in models:
-        predictor = Predictor(entry.model)
+        predictor = Predictor(entry.model, strategy=strategy)
         for index in range(0, len(images), batch_size):
             predictor(images[index : index + batch_size])
-    Explainer(explanations)(images, batch_size=batch_size)
+    Explainer(explanations, strategy=strategy)(images, batch_size=batch_size)
     _CPU["passes"] += time.process_time() - cpu
     return time.perf_counter() - start
 
@@ -377,18 +385,38 @@ _CPU = {"passes": 0.0}
 """CPU seconds (every thread of the process) spent in `_passes`."""
 
 
-def _scale_setup(attention, baseline):
+def _strategy(devices):
+    """`make_strategy` of ``devices``; without GPUs, the CPU split first
+    into that many logical devices (the same cores)."""
+    import tensorflow as tf
+
+    from explain_attn.devices import make_strategy
+
+    if devices > 1 and not tf.config.list_physical_devices("GPU"):
+        cpu = tf.config.list_physical_devices("CPU")[0]
+        tf.config.set_logical_device_configuration(
+            cpu, [tf.config.LogicalDeviceConfiguration()] * devices
+        )
+    return make_strategy(devices)
+
+
+def _scale_setup(attention, baseline, strategy=None):
+    from explain_attn.devices import strategy_scope
     from explain_attn.report.build import report_explanations
     from explain_attn.report.models import load_report_models
 
-    models = load_report_models(
-        [str(attention)], str(baseline), safe_mode=True, say=lambda *a: None
-    )
+    with strategy_scope(strategy):
+        models = load_report_models(
+            [str(attention)], str(baseline), safe_mode=True,
+            say=lambda *a: None,
+        )  # fmt: skip
     explanations, reference = report_explanations(models)
     return models, explanations, reference
 
 
-def _scale_report(size, image_size, attention, baseline, faithfulness):
+def _scale_report(
+    size, image_size, attention, baseline, faithfulness, strategy=None
+):
     """Child body: a report on generated data, then its passes alone."""
     from explain_attn.data import Dataset, synthetic
     from explain_attn.report import build_report
@@ -398,7 +426,7 @@ def _scale_report(size, image_size, attention, baseline, faithfulness):
         chunks,
     )
 
-    models, explanations, _ = _scale_setup(attention, baseline)
+    models, explanations, _ = _scale_setup(attention, baseline, strategy)
     started = time.perf_counter()
     shape = (size, image_size, image_size)
     images = np.empty((*shape, 3), np.float32)
@@ -419,15 +447,16 @@ def _scale_report(size, image_size, attention, baseline, faithfulness):
     reset = _reset_peak()
     started, cpu = time.perf_counter(), time.process_time()
     build_report(
-        models, test, faithfulness=faithfulness, verbose=0, batch_size=128
-    )
+        models, test, faithfulness=faithfulness, verbose=0, batch_size=128,
+        strategy=strategy,
+    )  # fmt: skip
     seconds = time.perf_counter() - started
     cpu = time.process_time() - cpu
     stage_peak = peak_rss_mib()
     batch = batch_size_for(test.images.shape[1:], 128)
     chunk = chunk_size_for(test.images.shape[1:], batch_size=batch)
     passes = sum(
-        _passes(models, explanations, images, 128)
+        _passes(models, explanations, images, 128, strategy)
         for images, _, _ in chunks(test, chunk)
     )
     return {
@@ -443,7 +472,7 @@ def _scale_report(size, image_size, attention, baseline, faithfulness):
     }
 
 
-def _scale_stream(size, image_size, attention, baseline):
+def _scale_stream(size, image_size, attention, baseline, strategy=None):
     """Child body: `evaluate_chunks` on chunks generated one at a time."""
     from explain_attn.report.evaluate import (
         batch_size_for,
@@ -451,16 +480,19 @@ def _scale_stream(size, image_size, attention, baseline):
         evaluate_chunks,
     )
 
-    models, explanations, reference = _scale_setup(attention, baseline)
+    models, explanations, reference = _scale_setup(
+        attention, baseline, strategy
+    )
     shape = (image_size, image_size, 3)
     chunk = chunk_size_for(shape, batch_size=batch_size_for(shape, 128))
     spent = {"generate": 0.0, "passes": 0.0, "generate_cpu": 0.0}
     # Warm-up on a few images: tracing is not part of either figure.
     warm = _generated(size, 8, image_size)
-    _passes(models, explanations, warm[0], 128)
+    _passes(models, explanations, warm[0], 128, strategy)
     evaluate_chunks(
-        models, explanations, reference, [warm], batch_size=128, verbose=0
-    )
+        models, explanations, reference, [warm], batch_size=128, verbose=0,
+        strategy=strategy,
+    )  # fmt: skip
 
     def source():
         for start in range(0, size, chunk):
@@ -468,14 +500,17 @@ def _scale_stream(size, image_size, attention, baseline):
             part = _generated(start, min(chunk, size - start), image_size)
             spent["generate"] += time.perf_counter() - begun
             spent["generate_cpu"] += time.process_time() - cpu
-            spent["passes"] += _passes(models, explanations, part[0], 128)
+            spent["passes"] += _passes(
+                models, explanations, part[0], 128, strategy
+            )
             yield part
 
     _CPU["passes"] = 0.0
     started, cpu = time.perf_counter(), time.process_time()
     evaluate_chunks(
-        models, explanations, reference, source(), batch_size=128, verbose=0
-    )
+        models, explanations, reference, source(), batch_size=128, verbose=0,
+        strategy=strategy,
+    )  # fmt: skip
     total = time.perf_counter() - started
     cpu = time.process_time() - cpu - _CPU["passes"] - spent["generate_cpu"]
     return {
@@ -489,24 +524,28 @@ def _scale_stream(size, image_size, attention, baseline):
     }
 
 
-def _scale_child(kind, size, image_size, attention, baseline, faithfulness):
+def _scale_child(
+    kind, size, image_size, attention, baseline, faithfulness, devices=1
+):
     import keras  # noqa: F401
     import tensorflow  # noqa: F401
 
+    strategy = _strategy(devices)
     if kind == "scale-report":
         result = _scale_report(
-            size, image_size, attention, baseline, faithfulness
+            size, image_size, attention, baseline, faithfulness, strategy
         )
     else:
-        result = _scale_stream(size, image_size, attention, baseline)
+        result = _scale_stream(size, image_size, attention, baseline, strategy)
     print(json.dumps(result))
 
 
-def _run_scale_child(kind, size, image_size, paths, faithfulness):
+def _run_scale_child(kind, size, image_size, paths, faithfulness, devices=1):
     command = [
         sys.executable, "-m", "benchmarks.bench_report", "--child", kind,
         str(paths[0]), str(paths[1]), "x", "--size", str(size),
         "--image-size", str(image_size), "--faithfulness", faithfulness,
+        "--devices", str(devices),
     ]  # fmt: skip
     environment = _quiet_environment()
     environment.setdefault("OPENBLAS_NUM_THREADS", "1")
@@ -536,8 +575,8 @@ def _one(item, subject, measure, value, unit, **extra):
     )  # fmt: skip
 
 
-def _scale_size_rows(kind, size, image_size, result, faithfulness):
-    item = f"scale {kind} {image_size}px"
+def _scale_size_rows(kind, size, image_size, result, faithfulness, devices=1):
+    item = f"scale {kind} {image_size}px" + _on(devices)
     subject = f"N={size}"
     ratio = result["seconds"] / result["passes_seconds"]
     rows = [
@@ -572,9 +611,13 @@ def _scale_size_rows(kind, size, image_size, result, faithfulness):
     return rows
 
 
+def _on(devices):
+    return "" if devices == 1 else f", {devices} devices"
+
+
 def scale(
     *, sizes=SCALE_SIZES, image_size=SCALE_IMAGE_SIZE, faithfulness="off",
-    kinds=("stream", "report"),
+    kinds=("stream", "report"), devices=1,
 ):  # fmt: skip
     """The scale measurement (see the module docstring); table rows."""
     rows = []
@@ -584,20 +627,22 @@ def scale(
             results = {}
             for size in sizes:
                 results[size] = _run_scale_child(
-                    f"scale-{kind}", size, image_size, paths, faithfulness
-                )
+                    f"scale-{kind}", size, image_size, paths, faithfulness,
+                    devices,
+                )  # fmt: skip
                 rows += _scale_size_rows(
-                    kind, size, image_size, results[size], faithfulness
-                )
+                    kind, size, image_size, results[size], faithfulness,
+                    devices,
+                )  # fmt: skip
                 print(rows[-1], file=sys.stderr, flush=True)
-            rows += _extrapolation_rows(kind, image_size, results)
+            rows += _extrapolation_rows(kind, image_size, results, devices)
     return rows
 
 
-def _extrapolation_rows(kind, image_size, results):
+def _extrapolation_rows(kind, image_size, results, devices=1):
     if len(results) < 2:
         return []
-    item = f"scale {kind} {image_size}px"
+    item = f"scale {kind} {image_size}px" + _on(devices)
     sizes = sorted(results)
     intercept, slope = _fit(sizes, [results[n]["seconds"] for n in sizes])
     _, passes = _fit(sizes, [results[n]["passes_seconds"] for n in sizes])
@@ -631,6 +676,7 @@ def main(argv=None):
     parser.add_argument("--size", type=int)
     parser.add_argument("--image-size", type=int, default=SCALE_IMAGE_SIZE)
     parser.add_argument("--faithfulness", default="off")
+    parser.add_argument("--devices", type=int, default=1)
     parser.add_argument(
         "--kinds", nargs="+", default=("stream", "report"),
         choices=("stream", "report"),
@@ -642,12 +688,13 @@ def main(argv=None):
         rows = scale(
             sizes=args.sizes, image_size=args.image_size,
             faithfulness=args.faithfulness, kinds=args.kinds,
+            devices=args.devices,
         )  # fmt: skip
         print("\n".join(render_markdown(rows)))
     elif args.child.startswith("scale"):
         _scale_child(
             args.child, args.size, args.image_size, args.paths[0],
-            args.paths[1], args.faithfulness,
+            args.paths[1], args.faithfulness, args.devices,
         )  # fmt: skip
     else:
         _child(args.child, *args.paths)

@@ -40,3 +40,23 @@ def test_bad_faithfulness_options(report_command, options, message, tmp_path):
         output,
         tmp_path,
     )
+
+
+@pytest.mark.parametrize(
+    ("devices", "message"),
+    [
+        ("0", "devices must be a positive integer or 'all'. Received: "
+         "devices=0"),
+        ("abc", "devices must be a positive integer or 'all'. Received: "
+         "devices='abc'"),
+        ("3", "--devices 3 asks for 3 devices but this machine has"),
+    ],
+)  # fmt: skip
+def test_bad_device_counts(report_command, devices, message, tmp_path):
+    output = tmp_path / "report.html"
+    assert_bad_input(
+        [*report_command, "--devices", devices, "--output", output],
+        message,
+        output,
+        tmp_path,
+    )

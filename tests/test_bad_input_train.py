@@ -79,3 +79,17 @@ def test_weights_that_do_not_fit(inputs, tmp_path):
     _run(inputs, tmp_path, "--backbone", "MobileNetV2", "--image-size",
          "32", "--weights", inputs / "missing.h5",
          message="no such file")  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("devices", "message"),
+    [
+        ("0", "devices must be a positive integer or 'all'. Received: "
+         "devices=0"),
+        ("abc", "devices must be a positive integer or 'all'. Received: "
+         "devices='abc'"),
+        ("3", "--devices 3 asks for 3 devices but this machine has"),
+    ],
+)  # fmt: skip
+def test_bad_device_counts(inputs, tmp_path, devices, message):
+    _run(inputs, tmp_path, "--devices", devices, message=message)

@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from explain_attn.cli.common import (
+    devices_option,
     image_size_option,
     import_option,
     input_scale_option,
@@ -180,6 +181,7 @@ def _size_option(name, check):
     "background tint gives its class away; the test split stays clean.",
 )
 @input_scale_option
+@devices_option
 @unsafe_load_option
 @import_option
 @single_threaded_blas
@@ -207,6 +209,7 @@ def report_command(
     deletion_steps,
     spurious_correlation,
     input_scale,
+    devices,
     unsafe_load,
 ):
     """Compare attention maps with the baseline's CAMs in an HTML report.
@@ -214,8 +217,11 @@ def report_command(
     With no options, runs the demo offline: trains (or loads from the cache)
     a ConvNet and the same network with spatial attention on the bundled
     sample data, evaluates both on its test split, and writes report.html
-    and report.json. The last line printed is the report's path.
+    and report.json. The last line printed is the report's path. With
+    --devices, every model pass (and the demo's training) splits its
+    batches across the devices (tf.distribute.MirroredStrategy).
     """
+    from explain_attn.devices import make_strategy
     from explain_attn.explanations.export import check_cam_class
     from explain_attn.models.saving import atomic_path
     from explain_attn.report import report_from_sources, report_html, write_json
@@ -250,6 +256,7 @@ def report_command(
         log=click.echo,
         faithfulness=checks,
         spurious_correlation=spurious_correlation,
+        strategy=make_strategy(devices),
     )
     # Render first: an error or Ctrl-C while rendering writes nothing.
     html = report_html(report)

@@ -13,6 +13,7 @@ from pathlib import Path
 import click
 
 from explain_attn.cli.common import (
+    devices_option,
     image_size_option,
     import_option,
     seed_option,
@@ -190,6 +191,7 @@ def _training_options(function):
     help="Use at most this many images of each split.",
 )
 @_training_options
+@devices_option
 @seed_option
 @click.option(
     "--output",
@@ -199,7 +201,9 @@ def _training_options(function):
 )
 @import_option
 @user_errors
-def train_command(output, data_source, image_size, limit, seed, **options):
+def train_command(
+    output, data_source, image_size, limit, seed, devices, **options
+):
     """Train a network on --data, evaluate it on the test split, save it.
 
     Prints Keras' progress bar, any warning about the trained model, and
@@ -207,8 +211,13 @@ def train_command(output, data_source, image_size, limit, seed, **options):
     history ('<output>.json': loss and accuracy per epoch, test accuracy,
     checks and settings) and its attention record
     ('<output>.record.npz'), each atomically.
+
+    With --devices N|all the model is built and trained under
+    tf.distribute.MirroredStrategy: each batch of --batch-size images is
+    split across the devices, which average their gradients.
     """
     from explain_attn.data import train_test_datasets
+    from explain_attn.devices import make_strategy
     from explain_attn.models.pipeline import train_to_file
     from explain_attn.models.saving import check_writable
 
@@ -218,6 +227,7 @@ def train_command(output, data_source, image_size, limit, seed, **options):
             f"--output must end in '.keras'. Received: --output {output}"
         )
     check_writable(output_path)
+    strategy = make_strategy(devices)
     sources = [
         name
         for name in ("architecture", "backbone", "model_factory")
@@ -240,5 +250,6 @@ def train_command(output, data_source, image_size, limit, seed, **options):
         seed=seed,
         say=click.echo,
         warn=lambda text: click.echo(f"Warning: {text}", err=True),
+        strategy=strategy,
         **options,
     )

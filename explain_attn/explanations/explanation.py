@@ -11,6 +11,7 @@ import dataclasses
 
 import numpy as np
 
+from explain_attn.devices import run_replicated
 from explain_attn.explanations.inputs import (
     batches,
     check_batch_size,
@@ -136,10 +137,14 @@ class Explainer:
             the same images.
         resize_to: ``None`` (each layer's own resolution), ``"input"`` or
             ``(height, width)``; bilinear.
+        strategy: ``None`` or a `tf.distribute` strategy whose replicas
+            share each batch (`explain_attn.devices.run_replicated`); the
+            models should be built or loaded in its scope.
     """
 
-    def __init__(self, explanations, resize_to=None):
+    def __init__(self, explanations, resize_to=None, *, strategy=None):
         self.explanations = list(explanations)
+        self.strategy = strategy
         if not self.explanations:
             raise ValueError("No explanations given. Pass at least one.")
         self._groups = []
@@ -181,7 +186,7 @@ class Explainer:
         result = {}
         for members, function in self._groups:
             explained = self._classes(members[0].target, classes, labels)
-            maps = function(images, explained)
+            maps = run_replicated(self.strategy, function, images, explained)
             for explanation in members:
                 result[explanation] = maps[explanation.layer]
         return result
@@ -220,16 +225,23 @@ class Explainer:
 
 
 def explain(
-    explanations, images, *, class_index=None, batch_size=128, resize_to=None
+    explanations,
+    images,
+    *,
+    class_index=None,
+    batch_size=128,
+    resize_to=None,
+    strategy=None,
 ):
     """The maps of ``explanations`` for ``images``, in one call.
 
-    A shortcut for ``Explainer(explanations, resize_to)(images, ...)``; build
-    an `Explainer` yourself to compute maps for many batches.
+    A shortcut for ``Explainer(explanations, resize_to, strategy=strategy)(
+    images, ...)``; build an `Explainer` yourself to compute maps for many
+    batches.
 
     Returns:
         A dict from each `Explanation` to its ``(N, h, w)`` float32 maps.
     """
-    return Explainer(explanations, resize_to)(
+    return Explainer(explanations, resize_to, strategy=strategy)(
         images, class_index=class_index, batch_size=batch_size
     )

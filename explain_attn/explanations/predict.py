@@ -17,9 +17,15 @@ class Predictor:
 
     Keras' ``predict`` rebuilds its loop on every call, which dominates on
     the chunks a report streams; this is built once per model.
+
+    Args:
+        model: The model.
+        strategy: ``None`` or a `tf.distribute` strategy whose replicas
+            share each batch (`explain_attn.devices.run_replicated`).
     """
 
-    def __init__(self, model):
+    def __init__(self, model, *, strategy=None):
+        self.strategy = strategy
         graph = flat_graph(model)
         forward = keras.Model(graph.model_inputs, graph.outputs[0])
         self.function = tf.function(
@@ -31,6 +37,9 @@ class Predictor:
 
     def __call__(self, batch):
         """``(B,)`` int64 predicted classes of one batch."""
+        return run_replicated(self.strategy, self._classes, batch)
+
+    def _classes(self, batch):
         return self.function(batch).numpy().astype(np.int64)
 
 

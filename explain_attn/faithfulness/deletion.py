@@ -9,6 +9,7 @@ reference.
 import numpy as np
 import tensorflow as tf
 
+from explain_attn.devices import run_replicated
 from explain_attn.explanations.compiled import compiled
 from explain_attn.explanations.inputs import check_images
 from explain_attn.faithfulness.common import as_labels, check_positive
@@ -90,22 +91,37 @@ def _orders(maps, count, size, random_order, rng):
     return orders
 
 
-def _probabilities(model, images, blurred, stacked, counts, labels, chunk):
-    """``(K, 2, S, N)`` true-class probabilities, chunk by chunk."""
+def _probabilities(
+    model, images, blurred, stacked, counts, labels, chunk, strategy
+):
+    """``(K, 2, S, N)`` true-class probabilities, chunk by chunk, each
+    chunk split across the replicas of ``strategy`` (if any)."""
     curves = compiled(model, _Curves, lambda: _Curves(model))
+
+    def images_first(images, blurred, ranks, labels):
+        values = curves.function(
+            tf.constant(images),
+            tf.constant(blurred),
+            tf.transpose(tf.constant(ranks), (1, 0, 2, 3)),
+            tf.constant(counts),
+            tf.constant(labels),
+        )
+        return np.moveaxis(values.numpy(), -1, 0)
+
     results = []
     for start in range(0, len(images), chunk):
-        stop = min(start + chunk, len(images))
+        part = slice(start, min(start + chunk, len(images)))
         results.append(
-            curves.function(
-                tf.constant(images[start:stop]),
-                tf.constant(blurred[start:stop]),
-                tf.constant(stacked[:, start:stop]),
-                tf.constant(counts),
-                tf.constant(labels[start:stop]),
-            ).numpy()
+            run_replicated(
+                strategy,
+                images_first,
+                images[part],
+                blurred[part],
+                np.moveaxis(stacked[:, part], 1, 0),
+                labels[part],
+            )  # fmt: skip
         )
-    return np.concatenate(results, axis=-1).astype(np.float64)
+    return np.moveaxis(np.concatenate(results), 0, -1).astype(np.float64)
 
 
 def deletion_insertion(
@@ -119,6 +135,7 @@ def deletion_insertion(
     random_order=True,
     seed=0,
     batch_size=512,
+    strategy=None,
 ):
     """Deletion and insertion curves (Petsiuk et al., 2018), batched.
 
@@ -148,6 +165,8 @@ def deletion_insertion(
         random_order: Also compute the curves of a random order.
         seed: Seed of the random order and of the tie-breaking.
         batch_size: Images per model call (steps included).
+        strategy: ``None`` or a `tf.distribute` strategy whose replicas
+            share each call (`explain_attn.devices.run_replicated`).
 
     Returns:
         A dict: ``fractions`` ``(steps + 1,)`` (the fraction of pixels
@@ -179,7 +198,7 @@ def deletion_insertion(
     stacked = np.stack([orders[name] for name in names])  # (K, N, H, W)
     chunk = max(1, batch_size // (2 * len(names) * (steps + 1)))
     probabilities = _probabilities(
-        model, images, blurred, stacked, counts, labels, chunk
+        model, images, blurred, stacked, counts, labels, chunk, strategy
     )
     output = {"fractions": fractions, "blur_sigma": float(blur_sigma)}
     for index, name in enumerate(names):

@@ -9,6 +9,7 @@ import numpy as np
 import tensorflow as tf
 
 from explain_attn.attention.discovery import attention_module
+from explain_attn.devices import run_replicated
 from explain_attn.explanations.inputs import check_model_images
 from explain_attn.explanations.lookup import reading_kind, resolve_layers
 from explain_attn.faithfulness.common import as_labels, check_positive
@@ -86,8 +87,12 @@ class Intervened:
         scores = self.probabilities(tf.cast(outputs, tf.float32))
         return tf.reshape(scores, (count, shape[0], -1))
 
-    def scores(self, images, masks, seed, batch_size):
-        """``(variants, N, classes)`` probabilities, unmodified first."""
+    def scores(self, images, masks, seed, batch_size, strategy=None):
+        """``(variants, N, classes)`` probabilities, unmodified first.
+
+        ``strategy`` (``None`` or a `tf.distribute` strategy) splits each
+        batch across its replicas.
+        """
         height, width = self.map_shape
         rng = np.random.default_rng(seed)
         permutations = rng.permuted(
@@ -108,13 +113,22 @@ class Intervened:
                 else np.zeros((stop - start, height, width, 1), np.float32)
             )
             chunks.append(
-                self.function(
-                    tf.constant(images[start:stop]),
-                    tf.constant(permutations[start:stop]),
-                    tf.constant(mask),
-                ).numpy()
+                run_replicated(
+                    strategy,
+                    self._images_first,
+                    images[start:stop],
+                    permutations[start:stop],
+                    mask,
+                )  # fmt: skip
             )
-        return np.concatenate(chunks, axis=1).astype(np.float64)
+        return np.moveaxis(np.concatenate(chunks), 0, 1).astype(np.float64)
+
+    def _images_first(self, images, permutation, mask):
+        """One batch's ``(B, variants, classes)`` probabilities."""
+        scores = self.function(
+            tf.constant(images), tf.constant(permutation), tf.constant(mask)
+        )
+        return np.moveaxis(scores.numpy(), 1, 0)
 
 
 def _resized_masks(masks, shape):
@@ -177,15 +191,17 @@ def _no_map_row(path, tap, module=None):
     }
 
 
-def _clean(model, graph, images, labels, batch_size):
+def _clean(model, graph, images, labels, batch_size, strategy):
     """Accuracy and mean true-class probability of the unmodified model."""
     forward = keras.Model(graph.model_inputs, graph.outputs[0])
     probabilities = probability_function(model)
+
+    def scores_of(batch):
+        return probabilities(tf.cast(forward(batch), tf.float32)).numpy()
+
     scores = np.concatenate(
         [
-            probabilities(
-                tf.cast(forward(images[i : i + batch_size]), tf.float32)
-            ).numpy()
+            run_replicated(strategy, scores_of, images[i : i + batch_size])
             for i in range(0, len(images), batch_size)
         ]
     )
@@ -224,6 +240,7 @@ def attention_interventions(
     batch_size=128,
     confidence=0.95,
     num_resamples=10_000,
+    strategy=None,
 ):
     """Replaces each attention layer's map at inference; measures the effect.
 
@@ -248,6 +265,7 @@ def attention_interventions(
             as many).
         confidence: Level of the bootstrap intervals.
         num_resamples: Bootstrap resamples.
+        strategy: ``None`` or a `tf.distribute` strategy sharing batches.
 
     Returns:
         A JSON-ready dict: ``num_images``; ``clean`` (``accuracy`` and
@@ -267,11 +285,8 @@ def attention_interventions(
     paths = resolve_layers(model, layers)
     graph, images, labels, masks, notes = _inputs(model, dataset)
     names = [n for n in INTERVENTIONS if n != "mask" or masks is not None]
-    bootstrap = {
-        "seed": seed,
-        "confidence": confidence,
-        "num_resamples": num_resamples,
-    }
+    bootstrap = {"seed": seed, "confidence": confidence,
+                 "num_resamples": num_resamples}  # fmt: skip
     rows, clean = [], None
     for position, path in enumerate(paths):
         module = attention_module(model, path)
@@ -281,12 +296,14 @@ def attention_interventions(
             rows.append(_no_map_row(path, graph.taps[path], module))
             continue
         intervened = Intervened(model, module, with_mask=masks is not None)
-        scores = intervened.scores(images, masks, seed + position, batch_size)
+        scores = intervened.scores(
+            images, masks, seed + position, batch_size, strategy
+        )
         own_clean, results = _effects(scores, labels, names, bootstrap)
         clean = clean or own_clean
         rows.append(_layer_row(module, intervened, results))
     if clean is None:  # No layer had a map to replace.
-        clean = _clean(model, graph, images, labels, batch_size)
+        clean = _clean(model, graph, images, labels, batch_size, strategy)
     return {
         "num_images": int(len(images)),
         "clean": clean,

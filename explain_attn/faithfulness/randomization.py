@@ -12,6 +12,7 @@ import re
 import keras
 import numpy as np
 
+from explain_attn.devices import strategy_scope
 from explain_attn.explanations.explanation import Explainer, Explanation
 from explain_attn.explanations.inputs import check_model_images
 from explain_attn.explanations.lookup import default_cam_layer, resolve_layers
@@ -245,13 +246,15 @@ def map_similarity(original, changed):
 class _Maps:
     """The clone's maps of the checked explanations, by name."""
 
-    def __init__(self, clone, paths, cam_layer, cam_methods, classes):
+    def __init__(self, clone, paths, cam_layer, cam_methods, classes, strategy):
         self.explanations = {
             path: Explanation(clone, "attention", path) for path in paths
         }
         for method in cam_methods:
             self.explanations[method] = Explanation(clone, method, cam_layer)
-        self.explainer = Explainer(self.explanations.values(), "input")
+        self.explainer = Explainer(
+            self.explanations.values(), "input", strategy=strategy
+        )
         self.classes = classes
 
     def __call__(self, images, batch_size):
@@ -351,6 +354,19 @@ def _checks(cascade, independent, threshold):
     return checks
 
 
+def _clone(model, images, class_index, batch_size, strategy):
+    """A clone of ``model`` (in ``strategy``'s scope), and the classes its
+    CAMs explain (``class_index``, else the predicted ones)."""
+    if class_index is None:
+        class_index = predict_classes(
+            model, images, batch_size=batch_size, strategy=strategy
+        )
+    with strategy_scope(strategy):
+        clone = keras.models.clone_model(model)
+    clone.set_weights(model.get_weights())
+    return clone, class_index
+
+
 def _attention_paths(model, layers):
     """The layers to check; none when the model has no attention layer."""
     try:
@@ -374,6 +390,7 @@ def randomization_check(
     independent=True,
     cam_methods=("grad_cam",),
     cascade="auto",
+    strategy=None,
 ):
     """Model-parameter randomisation test (Adebayo et al., 2018).
 
@@ -404,6 +421,7 @@ def randomization_check(
         cam_methods: Names of the CAM methods to check.
         cascade: A step's unit, ``"auto"``, ``"layers"`` or ``"blocks"``
             (`cascade_steps`; attention layers are steps of their own).
+        strategy: ``None`` or a `tf.distribute` strategy sharing batches.
 
     Returns:
         A JSON-ready dict: ``maps`` (attention layer paths, then the CAM
@@ -422,12 +440,9 @@ def randomization_check(
     images = check_model_images(model, images)
     paths = _attention_paths(model, layers)
     cam_layer = grad_cam_layer or default_cam_layer(model)
-    if class_index is None:
-        class_index = predict_classes(model, images, batch_size=batch_size)
-    clone = keras.models.clone_model(model)
-    clone.set_weights(model.get_weights())
+    clone, classes = _clone(model, images, class_index, batch_size, strategy)
     steps = cascade_steps(clone, cascade, own=paths)
-    maps = _Maps(clone, paths, cam_layer, cam_methods, class_index)
+    maps = _Maps(clone, paths, cam_layer, cam_methods, classes, strategy)
     original, cascade, independent_results = _run(
         model, clone, functools.partial(maps, images, batch_size), paths,
         steps, seed, independent,

@@ -15,6 +15,7 @@ import warnings
 
 import keras
 
+from explain_attn.devices import replica_count
 from explain_attn.models import training
 from explain_attn.models.recorder import (
     AttentionRecorder,
@@ -175,7 +176,8 @@ def _fit(model, fitting, validation, output, settings, options, warn):
         warnings.simplefilter("always", training.TrainingWarning)
         history = training.train(
             model, fitting, validation_data=validation, verbose=1,
-            callbacks=callbacks, seed=options["seed"], **settings,
+            callbacks=callbacks, seed=options["seed"],
+            strategy=options.get("strategy"), **settings,
         )  # fmt: skip
     for warning in caught:
         if issubclass(warning.category, training.TrainingWarning):
@@ -200,33 +202,30 @@ def train_to_file(train, test, output, *, data_source, say=print,
         data_source: What the data was loaded from, for the history.
         say, warn: Where progress and problems go.
         **options: The options of `build_network`, ``seed``, ``epochs``,
-            ``batch_size``, ``learning_rate``, ``validation_split``,
-            ``early_stopping``, ``restore_best``, ``resume``, ``record``,
-            ``record_images``, ``record_every_steps``.
+            ``batch_size`` (the global batch, split across the devices),
+            ``learning_rate``, ``validation_split``, ``early_stopping``,
+            ``restore_best``, ``resume``, ``record``, ``record_images``,
+            ``record_every_steps`` and ``strategy`` (``None`` or a
+            `tf.distribute` strategy the model is built in and trained
+            under, see `explain_attn.devices.make_strategy`).
 
     Returns:
         The JSON-ready dict written to ``<stem>.json``.
     """
-    build_keys = (
-        "architecture", "backbone", "weights", "freeze_backbone", "alpha",
-        "model_factory", "attention", "after", "control",
-    )  # fmt: skip
-    model, description = build_network(
-        train, seed=options["seed"], **{k: options[k] for k in build_keys}
-    )
     fitting, validation = _split_validation(
         train, options["validation_split"], options["seed"]
     )
     settings = _settings(options)
     options = {**options, "epochs": settings["epochs"]}
     standardize = options["model_factory"] is None and not options["weights"]
-    if standardize:
-        model = training.standardize_inputs(model, fitting)
+    model, description = _prepared_network(train, fitting, standardize,
+                                           options)  # fmt: skip
     say(
         f"Training {model.name} ({model.count_params():,} parameters) on "
         f"{len(fitting)} images of {data_source!r} ({train.num_classes} "
         f"classes), validating on {len(validation) if validation else 0}, "
-        f"testing on {len(test)}."
+        f"testing on {len(test)}"
+        + _on_devices(replica_count(options.get("strategy")))
     )
     start = time.perf_counter()
     history = _fit(model, fitting, validation, output, settings, options,
@@ -251,6 +250,7 @@ def train_to_file(train, test, output, *, data_source, say=print,
         "test_majority_rate": majority,
         "warnings": problems,
         "training_seconds": round(seconds, 1),
+        "devices": replica_count(options.get("strategy")),
     }  # fmt: skip
     if options["record"]:
         add_to_record(record_path(output), check=record["check"],
@@ -264,6 +264,28 @@ def train_to_file(train, test, output, *, data_source, say=print,
         say(f"Attention record: {record_path(output)}")
     say(str(output))
     return record
+
+
+def _prepared_network(train, fitting, standardize, options):
+    """`build_network`, inputs standardised on ``fitting`` when asked, in
+    the scope of ``options["strategy"]`` (if any)."""
+    from explain_attn.devices import strategy_scope
+
+    build_keys = (
+        "architecture", "backbone", "weights", "freeze_backbone", "alpha",
+        "model_factory", "attention", "after", "control",
+    )  # fmt: skip
+    with strategy_scope(options.get("strategy")):
+        model, description = build_network(
+            train, seed=options["seed"], **{k: options[k] for k in build_keys}
+        )
+        if standardize:
+            model = training.standardize_inputs(model, fitting)
+    return model, description
+
+
+def _on_devices(count):
+    return "." if count == 1 else f", on {count} devices (each batch split)."
 
 
 def _settings(options):

@@ -30,6 +30,7 @@ on the same images with the objects left out, ``small_convnet`` scores
 24.4 % (chance is 25 %).
 """
 
+import contextlib
 import dataclasses
 import warnings
 
@@ -37,6 +38,7 @@ import keras
 import numpy as np
 
 from explain_attn.data.loaders import Dataset, tf_dataset
+from explain_attn.devices import replica_count, run_replicated, strategy_scope
 
 __all__ = [
     "AGREEMENT_TOLERANCE",
@@ -52,6 +54,7 @@ __all__ = [
     "majority_rate",
     "recalibrate_batch_norm",
     "standardize_inputs",
+    "synchronized_batch_norm",
     "train",
     "train_architecture",
 ]
@@ -333,6 +336,7 @@ def train(
     callbacks=None,
     recalibrate=True,
     check=True,
+    strategy=None,
 ):
     """Trains ``model`` on a `Dataset` and returns the Keras `History`.
 
@@ -363,6 +367,10 @@ def train(
             (e.g. `explain_attn.AttentionRecorder`, early stopping).
         recalibrate, check: Recalibrate (`recalibrate_batch_norm`) and
             check (`check_training`) after fit.
+        strategy: ``None`` or the `tf.distribute` strategy the model was
+            built in (by default, the model's): ``batch_size`` is the
+            global batch, split across its replicas (see
+            `synchronized_batch_norm` and ``tests/test_devices.py``).
 
     Returns:
         The `keras.callbacks.History`: ``history.history`` maps ``"loss"``,
@@ -370,8 +378,8 @@ def train(
         ``history.check`` is the `TrainingCheck` or ``None``.
 
     Raises:
-        ValueError: For an argument out of range, or a model whose input
-            or output does not fit the data.
+        ValueError: For an argument out of range, or a model that does not
+            fit the data or was not built in ``strategy``'s scope.
     """
     train_data = _as_split("train_data", train_data)
     if validation_data is not None:
@@ -379,26 +387,186 @@ def train(
     _check_arguments(
         model, train_data, validation_data, epochs, batch_size, learning_rate
     )
+    strategy = _training_strategy(model, strategy)
     keras.utils.set_random_seed(seed)
-    if not model.compiled:
-        _compile_like_the_tutorial(
-            model, learning_rate, epochs * -(-len(train_data) // batch_size)
-        )
-    validation = (
-        None
-        if validation_data is None
-        else tf_dataset(validation_data, batch_size=max(batch_size, 256))
+    data = _fit_data(
+        train_data, validation_data, batch_size, seed, epochs, strategy
     )
-    history = model.fit(
-        tf_dataset(train_data, batch_size=batch_size, shuffle=True, seed=seed),
-        validation_data=validation,
-        epochs=epochs,
-        verbose=verbose,
-        shuffle=False,  # The pipeline shuffles, with the seed.
-        callbacks=list(callbacks or ()),
-    )
-    _after_fit(model, train_data, history, recalibrate, check, batch_size)
+    with strategy_scope(strategy), synchronized_batch_norm(model, strategy):
+        if not model.compiled:
+            steps = epochs * -(-len(train_data) // batch_size)
+            _compile_like_the_tutorial(model, learning_rate, steps)
+        history = model.fit(
+            **data, epochs=epochs, verbose=verbose,
+            shuffle=False,  # The pipeline shuffles, with the seed.
+            callbacks=list(callbacks or ()),
+        )  # fmt: skip
+        _after_fit(model, train_data, history, recalibrate, check, batch_size)
     return history
+
+
+def _fit_data(train_data, validation_data, batch_size, seed, epochs, strategy):
+    """``model.fit``'s ``x`` (`_training_batches`), ``steps_per_epoch``
+    under a strategy, and ``validation_data``."""
+    _check_first_batch(len(train_data), batch_size, strategy)
+    validation = None
+    if validation_data is not None:
+        size = _validation_batch_size(
+            len(validation_data), batch_size, strategy
+        )
+        validation = tf_dataset(validation_data, batch_size=size)
+    return {
+        **_training_batches(train_data, batch_size, seed, epochs, strategy),
+        "validation_data": validation,
+    }
+
+
+def _model_strategy(model):
+    """The strategy ``model`` runs under: the one it was built in, or the
+    current one; ``None`` for none."""
+    import tensorflow as tf
+
+    strategy = model.distribute_strategy
+    if strategy is tf.distribute.get_strategy():
+        if not tf.distribute.has_strategy():
+            return None
+    return strategy
+
+
+def _training_strategy(model, strategy):
+    """``strategy``, else the one ``model`` was built in; checked."""
+    strategy = strategy or _model_strategy(model)
+    if strategy is None:
+        return None
+    variables = [variable.value for variable in model.weights[:1]]
+    if variables and not strategy.extended.variable_created_in_scope(
+        variables[0]
+    ):
+        raise ValueError(
+            f"Model {model.name!r} was not built in the scope of the "
+            f"{type(strategy).__name__} it should train under, so its "
+            "variables are not on its devices. Build (or load) it inside "
+            "`with explain_attn.devices.strategy_scope(strategy):`."
+        )
+    return strategy
+
+
+def _splits_well(count, batch_size, replicas):
+    """Whether Keras can run batches of ``batch_size`` of ``count`` images
+    on ``replicas`` replicas: under a strategy it builds the model from the
+    first batch's parts averaged across the replicas (they must be of
+    equal size), and a replica given no image fails."""
+    last = count % batch_size
+    return min(count, batch_size) % replicas == 0 and (
+        last == 0 or last >= replicas
+    )
+
+
+def _check_first_batch(count, batch_size, strategy):
+    """Training batches that every replica can share (`_splits_well`)."""
+    replicas = replica_count(strategy)
+    if not _splits_well(count, batch_size, replicas):
+        raise ValueError(
+            f"Batches of {batch_size} of {count} training images do not "
+            f"split across {replicas} devices as Keras needs: the first "
+            f"evenly and none with fewer than {replicas} images. Use a "
+            f"batch size that is a multiple of {replicas}, with a last "
+            f"batch (images % batch size) of 0 or at least {replicas}."
+        )
+
+
+def _validation_batch_size(count, batch_size, strategy):
+    """At least 256 images per validation batch; under a strategy, the
+    largest batch that splits well (`_splits_well`; validation numbers do
+    not depend on the batch size)."""
+    size = max(batch_size, 256)
+    replicas = replica_count(strategy)
+    for candidate in range(min(size, count), 0, -1):
+        if replicas == 1 or _splits_well(count, candidate, replicas):
+            return max(size, candidate) if replicas == 1 else candidate
+    raise ValueError(
+        f"The {count} validation images cannot be split across {replicas} "
+        "devices in batches Keras accepts. Use more validation images or "
+        "fewer devices."
+    )
+
+
+@contextlib.contextmanager
+def synchronized_batch_norm(model, strategy):
+    """BatchNormalization with the global batch's statistics, while inside.
+
+    Under a strategy of several replicas, Keras' BatchNormalization
+    normalises each replica's part of a batch by that part's own mean and
+    variance, so training differs from one device's (by about 1e-2 in the
+    weights after two epochs of a small model). Inside this context every
+    trainable BatchNormalization layer of ``model`` (nested ones too) is
+    ``synchronized``: the replicas all-reduce the sums of their inputs
+    and squares, so each normalises by the statistics of the whole batch,
+    as one device does (to float rounding: the variance is computed as
+    ``E[x^2] - E[x]^2``). The layers' setting is restored on exit; the
+    saved model does not change. Does nothing without a strategy or with
+    one replica, nor outside the replicas (`recalibrate_batch_norm` runs
+    there, on whole batches).
+    """
+    layers = []
+    if replica_count(strategy) > 1:
+        layers = [
+            layer for layer in _batch_normalizations(model)
+            if not layer.synchronized
+        ]  # fmt: skip
+    try:
+        for layer in layers:
+            layer.synchronized = True
+        yield
+    finally:
+        for layer in layers:
+            layer.synchronized = False
+
+
+def _training_batches(data, batch_size, seed, epochs, strategy):
+    """``model.fit``'s ``x`` (and ``steps_per_epoch``) for ``train``.
+
+    Without a strategy: `tf_dataset`, reshuffled with ``seed`` every time
+    an iterator is made. Keras 3 makes two per epoch (one to run it, one
+    when it ends), so epoch ``e`` sees tf.data's permutation ``2 e``.
+    Under a strategy Keras first makes one more, to draw a batch that
+    builds the model, which would move every epoch on by one permutation.
+    There, those permutations (tf.data's shuffle with the same seeds, over
+    the image indices) are computed first and replayed in one stream of
+    ``steps_per_epoch`` batches per epoch, which Keras does not restart:
+    the epochs see the images in one device's order. ``test_devices``
+    checks the equality, and would catch a Keras that iterates otherwise.
+    """
+    if strategy is None:
+        return {
+            "x": tf_dataset(
+                data, batch_size=batch_size, shuffle=True, seed=seed
+            ),  # fmt: skip
+        }
+    import tensorflow as tf
+
+    count = len(data)
+    indices = tf.data.Dataset.range(count).shuffle(
+        count, seed=seed, reshuffle_each_iteration=True
+    )
+    permutations = [
+        np.fromiter(indices.as_numpy_iterator(), np.int64, count)
+        for _ in range(2 * epochs)
+    ]
+    orders = np.stack(permutations[::2])
+    images = tf.constant(data.images)
+    labels = tf.constant(data.labels)
+    batches = tf.data.Dataset.from_tensor_slices(orders).flat_map(
+        lambda order: tf.data.Dataset.from_tensor_slices(order).batch(
+            batch_size
+        )
+    )
+    return {
+        "x": batches.map(
+            lambda batch: (tf.gather(images, batch), tf.gather(labels, batch))
+        ).prefetch(tf.data.AUTOTUNE),
+        "steps_per_epoch": -(-count // batch_size),
+    }
 
 
 def _after_fit(model, train_data, history, recalibrate, check, batch_size):
@@ -454,11 +622,13 @@ def train_architecture(
     callbacks=None,
     standardize=True,
     recalibrate=True,
+    strategy=None,
 ):
     """Builds a registered architecture with seeded weights and trains it.
 
     The recipe of this module: inputs standardised (`standardize_inputs`),
-    then `train` (BatchNormalization recalibrated, model checked).
+    then `train` (BatchNormalization recalibrated, model checked). With a
+    ``strategy`` the model is built in its scope and trained under it.
 
     Args:
         architecture: A key of `explain_attn.ARCHITECTURES`.
@@ -467,7 +637,8 @@ def train_architecture(
         validation_data, epochs, batch_size, learning_rate, seed, verbose,
             callbacks: As `train`. The defaults are the demo's.
         standardize: Add the input standardisation layer.
-        recalibrate: As `train`.
+        recalibrate, strategy: As `train` (``batch_size`` is the global
+            batch, split across the replicas).
 
     Returns:
         ``(model, history)``.
@@ -476,13 +647,14 @@ def train_architecture(
 
     train_data = _as_split("train_data", train_data)
     keras.utils.set_random_seed(seed)
-    model = build_model(
-        architecture,
-        input_shape=tuple(int(n) for n in train_data.image_shape),
-        num_classes=max(train_data.num_classes, 2),
-    )
-    if standardize:
-        model = standardize_inputs(model, train_data)
+    with strategy_scope(strategy):
+        model = build_model(
+            architecture,
+            input_shape=tuple(int(n) for n in train_data.image_shape),
+            num_classes=max(train_data.num_classes, 2),
+        )
+        if standardize:
+            model = standardize_inputs(model, train_data)
     history = train(
         model,
         train_data,
@@ -494,6 +666,7 @@ def train_architecture(
         verbose=verbose,
         callbacks=callbacks,
         recalibrate=recalibrate,
+        strategy=strategy,
     )
     return model, history
 
@@ -513,9 +686,22 @@ def evaluate(model, dataset, *, batch_size=256):
     """
     dataset = _as_split("dataset", dataset)
     _check_model(model, dataset)
-    scores = model.predict(
-        tf_dataset(dataset, batch_size=batch_size), verbose=0
-    )
+    strategy = _model_strategy(model)
+    if strategy is None:
+        scores = model.predict(
+            tf_dataset(dataset, batch_size=batch_size), verbose=0
+        )
+    else:  # Keras' predict fails on a batch smaller than the replicas.
+        scores = np.concatenate(
+            [
+                run_replicated(
+                    strategy,
+                    lambda batch: model(batch, training=False).numpy(),
+                    dataset.images[start : start + batch_size],
+                )
+                for start in range(0, len(dataset), batch_size)
+            ]
+        )
     return float((scores.argmax(axis=-1) == dataset.labels).mean())
 
 

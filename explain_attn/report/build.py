@@ -21,6 +21,7 @@ import numpy as np
 
 from explain_attn import __version__
 from explain_attn.data import load_dataset
+from explain_attn.devices import replica_count, strategy_scope
 from explain_attn.explanations.explanation import explanations_for
 from explain_attn.explanations.inputs import input_shape, model_channels
 from explain_attn.explanations.lookup import (
@@ -269,6 +270,7 @@ def build_report(
     log=print,
     source=None,
     settings=None,
+    strategy=None,
 ):
     """Evaluates attention models against a baseline on a test set.
 
@@ -290,6 +292,7 @@ def build_report(
         verbose, log: 0 for silence, 1 for progress; where it goes.
         source, settings: What the data was loaded from and more settings
             (e.g. the command line), for the record.
+        strategy: ``None`` or a `tf.distribute` strategy sharing each pass.
 
     Returns:
         A `Report`.
@@ -304,28 +307,37 @@ def build_report(
         models, layers=layers, methods=methods, cam_layer=cam_layer,
         cam_class=cam_class)  # fmt: skip
     evaluation, statistics, thumbnails = _evaluate(
-        models, explanations, reference, test, batch_size, verbose
+        models, explanations, reference, test, batch_size, verbose, strategy
     )
     data = summaries(models, explanations, reference, evaluation, test, seed)
     baselines_section(data, test.masks, seed=seed)
     examples = gallery(
-        explanations, reference, evaluation, test,
-        num_examples=num_examples, seed=seed, batch_size=batch_size,
+        explanations, reference, evaluation, test, num_examples=num_examples,
+        seed=seed, batch_size=batch_size, strategy=strategy,
     )  # fmt: skip
     data["dataset"] = _dataset_section(test, source)
-    data["channels"] = _channels(models, test, layers, batch_size)
+    data["channels"] = _channels(models, test, layers, batch_size, strategy)
     data["settings"] = {
         "seed": seed, "num_examples": num_examples,
         "layers": list(layers) if layers else None, "methods": list(methods),
         "cam_layer": cam_layer, "cam_class": cam_class,
-        "batch_size": batch_size, **(settings or {}),
+        "batch_size": batch_size, "devices": replica_count(strategy),
+        **(settings or {}),
     }  # fmt: skip
     data["versions"] = _versions()
     if faithfulness is not None:
         data["faithfulness"] = faithfulness_section(
             models, explanations, test, settings=faithfulness, seed=seed,
             batch_size=batch_size, say=log if verbose else _silent,
+            strategy=strategy,
         )  # fmt: skip
+    return _assembled(
+        data, examples, models, test, statistics, thumbnails, seed
+    )
+
+
+def _assembled(data, examples, models, test, statistics, thumbnails, seed):
+    """The `Report`: ``data`` with the gallery and the reading aids."""
     data["gallery"] = _gallery_section(examples, test)
     records = _reading_aids(data, models, test, statistics.counts, seed=seed)
     created = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
@@ -335,7 +347,9 @@ def build_report(
     )  # fmt: skip
 
 
-def _evaluate(models, explanations, reference, test, batch_size, verbose):
+def _evaluate(
+    models, explanations, reference, test, batch_size, verbose, strategy
+):
     """`evaluate`, observed by the warnings' map statistics and the
     explorer's thumbnails."""
     statistics = MapStatistics()
@@ -346,6 +360,7 @@ def _evaluate(models, explanations, reference, test, batch_size, verbose):
     evaluation = evaluate(
         models, explanations, reference, test, batch_size=batch_size,
         verbose=verbose, observers=(statistics, thumbnails),
+        strategy=strategy,
     )  # fmt: skip
     return evaluation, statistics, thumbnails
 
@@ -377,7 +392,7 @@ def _add_training_record(data, models):
     return records
 
 
-def _channels(models, test, layers, batch_size):
+def _channels(models, test, layers, batch_size, strategy):
     """The channel section, for the channel modules ``layers`` names
     (``None``: all of them)."""
     paths = None
@@ -386,7 +401,9 @@ def _channels(models, test, layers, batch_size):
         for entry in models:
             if entry.role == "attention":
                 paths += resolve_layers(entry.model, layers)
-    return channel_section(models, test, layers=paths, batch_size=batch_size)
+    return channel_section(
+        models, test, layers=paths, batch_size=batch_size, strategy=strategy
+    )
 
 
 def _check_sources(attention_models, baseline_model, spurious_correlation):
@@ -447,7 +464,7 @@ def report_from_sources(
             building the models given as ``.weights.h5`` files.
         **options: Passed to `build_report` (``layers``, ``methods``,
             ``num_examples``, ``seed``, ``batch_size``, ``faithfulness``,
-            ``verbose``, ``log``).
+            ``verbose``, ``log``, ``strategy``: models load in its scope).
 
     Returns:
         A `Report`.
@@ -468,7 +485,7 @@ def report_from_sources(
             data, attention_models, baseline_model, image_size=image_size,
             input_scale=input_scale, say=say, safe_mode=safe_mode,
             attention_factory=attention_factory,
-            baseline_factory=baseline_factory,
+            baseline_factory=baseline_factory, strategy=options.get("strategy"),
         )  # fmt: skip
     else:
         train, test = demo_data(
@@ -480,10 +497,10 @@ def report_from_sources(
         models = demo_models(
             train, test, epochs=epochs, seed=options.get("seed", 0),
             cache_dir=cache_dir, verbose=verbose, say=say,
+            strategy=options.get("strategy"),
         )  # fmt: skip
-    settings = {
-        "epochs": epochs, "command_line": command_line,
-        "spurious_correlation": spurious_correlation}  # fmt: skip
+    settings = {"epochs": epochs, "command_line": command_line,
+                "spurious_correlation": spurious_correlation}  # fmt: skip
     return build_report(models, test, source=data, settings=settings, **options)
 
 
@@ -497,14 +514,15 @@ def _data_line(test):
 
 def _given_models_and_data(
     data, attention_models, baseline_model, *, image_size, input_scale, say,
-    **loading,
+    strategy, **loading,
 ):  # fmt: skip
-    """The user's models (`load_report_models`), then the test split in
-    their channels."""
-    models = load_report_models(
-        attention_models, baseline_model, say=say, input_scale=input_scale,
-        **loading,
-    )  # fmt: skip
+    """The user's models (`load_report_models`, in ``strategy``'s scope),
+    then the test split in their channels."""
+    with strategy_scope(strategy):
+        models = load_report_models(
+            attention_models, baseline_model, say=say, input_scale=input_scale,
+            **loading,
+        )  # fmt: skip
     test = load_dataset(
         data, split="test", image_size=image_size,
         channels=_channels_of(models), input_scale=input_scale or "unit",

@@ -19,6 +19,7 @@ from pathlib import Path
 import keras
 
 from explain_attn import __version__
+from explain_attn.devices import replica_count, strategy_scope
 from explain_attn.models.saving import atomic_path, load_model, save_model
 
 __all__ = ["cache_directory", "train_or_load"]
@@ -62,6 +63,7 @@ def train_or_load(
     learning_rate,
     cache_dir=None,
     verbose=1,
+    strategy=None,
 ):
     """Loads a trained model from the cache, or trains and caches it.
 
@@ -75,6 +77,9 @@ def train_or_load(
         epochs, seed, batch_size, learning_rate: Training settings.
         cache_dir: The cache folder; `cache_directory()` when ``None``.
         verbose: Keras' progress bar setting for training.
+        strategy: ``None`` or a `tf.distribute` strategy to load or train
+            the model in; a model trained on several devices has an entry
+            of its own (see `_settings`).
 
     Returns:
         ``(model, info)``: ``info`` has ``source`` (``"cache"`` or
@@ -89,11 +94,12 @@ def train_or_load(
 
     settings = _settings(
         architecture, train_data, validation_data, epochs=epochs, seed=seed,
-        batch_size=batch_size, learning_rate=learning_rate,
+        batch_size=batch_size, learning_rate=learning_rate, strategy=strategy,
     )  # fmt: skip
     key = cache_key(settings)
     folder = Path(cache_dir or cache_directory()) / f"{architecture}-{key}"
-    cached = _read_entry(folder)
+    with strategy_scope(strategy):
+        cached = _read_entry(folder)
     if cached is not None:
         model, meta = cached
         return model, {**meta, "source": "cache", "key": key,
@@ -109,7 +115,7 @@ def train_or_load(
         model, history = train_architecture(
             architecture, train_data, validation_data=validation_data,
             epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
-            seed=seed, verbose=verbose, callbacks=[recorder],
+            seed=seed, verbose=verbose, callbacks=[recorder], strategy=strategy,
         )  # fmt: skip
         meta = {
             "settings": settings,
@@ -127,11 +133,18 @@ def train_or_load(
                    "record_file": str(folder / "record.npz")}  # fmt: skip
 
 
-def _settings(architecture, train_data, validation_data, **training):
-    """Everything that determines the trained weights, for the key."""
+def _settings(architecture, train_data, validation_data, strategy, **training):
+    """Everything that determines the trained weights, for the key.
+
+    Training on several devices gives one device's weights only to float
+    tolerance (or not at all when a batch does not split evenly), so their
+    number is part of the key; one device's key is what it always was.
+    """
     from explain_attn.models.training import RECIPE
 
+    devices = replica_count(strategy)
     return {
+        **({"devices": devices} if devices > 1 else {}),
         "architecture": architecture,
         "data": (
             train_data.key

@@ -14,6 +14,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from explain_attn.attention.discovery import attention_module
+from explain_attn.devices import run_replicated
 from explain_attn.explanations.attention import ChannelWeights
 from explain_attn.explanations.compiled import compiled
 from explain_attn.explanations.inputs import batches, check_model_images
@@ -77,7 +78,7 @@ def class_similarity(means):
     return float(cosine[upper].mean())
 
 
-def _weights(model, paths, images, batch_size):
+def _weights(model, paths, images, batch_size, strategy):
     functions = {
         path: compiled(
             model, ("channel", path), lambda p=path: ChannelWeights(model, p)
@@ -87,7 +88,7 @@ def _weights(model, paths, images, batch_size):
     chunks = {path: [] for path in paths}
     for batch in batches(check_model_images(model, images), batch_size):
         for path, function in functions.items():
-            chunks[path].append(function(batch))
+            chunks[path].append(run_replicated(strategy, function, batch))
     return {path: np.concatenate(chunks[path]) for path in paths}
 
 
@@ -116,7 +117,9 @@ def _module_row(model, path, weights, labels, num_classes):
     }
 
 
-def channel_section(models, test, *, layers=None, batch_size=128):
+def channel_section(
+    models, test, *, layers=None, batch_size=128, strategy=None
+):
     """Channel weights of every attention model's channel modules.
 
     Args:
@@ -124,6 +127,8 @@ def channel_section(models, test, *, layers=None, batch_size=128):
         test: The test `explain_attn.data.Dataset`.
         layers: ``None`` for every channel module, or paths of them.
         batch_size: Images per forward pass.
+        strategy: ``None`` or a `tf.distribute` strategy whose replicas
+            share each forward pass.
 
     Returns:
         A JSON-ready dict with ``models`` (one per attention model with
@@ -144,7 +149,9 @@ def channel_section(models, test, *, layers=None, batch_size=128):
             paths = [p for p in paths if p in layers]
         if not paths:
             continue
-        weights = _weights(entry.model, paths, test.images, batch_size)
+        weights = _weights(
+            entry.model, paths, test.images, batch_size, strategy
+        )
         rows = [
             _module_row(entry.model, p, weights[p], labels, num_classes)
             for p in paths

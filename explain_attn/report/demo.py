@@ -100,8 +100,13 @@ def _count(train):
     return train.count if isinstance(train, TrainingSplit) else len(train)
 
 
-def demo_models(train, test, *, epochs, seed, cache_dir, verbose, say):
+def demo_models(
+    train, test, *, epochs, seed, cache_dir, verbose, say, strategy=None
+):
     """Trains the demo pair on ``train`` (or loads it from the cache).
+
+    With a ``strategy`` (`explain_attn.devices.make_strategy`) the models
+    are loaded or trained in its scope (see `train_or_load`).
 
     Returns:
         A list of `ReportModel`: the attention model, then the baseline.
@@ -120,6 +125,7 @@ def demo_models(train, test, *, epochs, seed, cache_dir, verbose, say):
             learning_rate=training.DEMO_LEARNING_RATE,
             cache_dir=cache_dir,
             verbose=verbose,
+            strategy=strategy,
         )
         verb = "loaded from cache" if info["source"] == "cache" else "trained"
         say(

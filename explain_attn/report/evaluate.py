@@ -225,7 +225,7 @@ def _predicted(predictor, images, batch_size):
 
 def evaluate(
     models, explanations, reference, test, *, batch_size, verbose,
-    chunk_size=None, observers=(),
+    chunk_size=None, observers=(), strategy=None,
 ):  # fmt: skip
     """Streams an in-memory test set: predictions and per-image numbers.
 
@@ -243,6 +243,8 @@ def evaluate(
             each chunk's first index, images and maps (`Explanation` ->
             ``(n, h, w)``) before the maps are dropped (the report's
             warnings and explorer thumbnails are built this way).
+        strategy: ``None`` or a `tf.distribute` strategy whose replicas
+            share every forward pass (see `evaluate_chunks`).
 
     Returns:
         An `Evaluation`.
@@ -253,13 +255,13 @@ def evaluate(
         models, explanations, reference,
         chunks(test, chunk_size, batch_size=batch_size),
         num_images=len(test.labels), batch_size=batch_size, verbose=verbose,
-        observers=observers,
+        observers=observers, strategy=strategy,
     )  # fmt: skip
 
 
 def evaluate_chunks(
     models, explanations, reference, source, *, batch_size, verbose,
-    num_images=None, observers=(),
+    num_images=None, observers=(), strategy=None,
 ):  # fmt: skip
     """Predictions and every per-image number, chunk by chunk.
 
@@ -276,6 +278,10 @@ def evaluate_chunks(
         num_images: The number of test images, for the progress bar
             (``None``: unknown).
         observers: As in `evaluate`.
+        strategy: ``None`` or a `tf.distribute` strategy: each forward
+            pass (predictions, maps, CAMs) is split across its replicas
+            (`explain_attn.devices.run_replicated`); the models should be
+            loaded in its scope.
 
     Returns:
         An `Evaluation`; its arrays follow the order of the chunks.
@@ -284,8 +290,10 @@ def evaluate_chunks(
         ValueError: When a model's input does not fit the images, or the
             source yields no image.
     """
-    predictors = {entry.key: Predictor(entry.model) for entry in models}
-    explainer = Explainer(explanations)
+    predictors = {
+        entry.key: Predictor(entry.model, strategy=strategy) for entry in models
+    }
+    explainer = Explainer(explanations, strategy=strategy)
     predictions = {key: [] for key in predictors}
     values = {e: {} for e in explanations}
     agreement = {e: {} for e in explanations if e.method == "attention"}

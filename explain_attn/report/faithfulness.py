@@ -171,7 +171,7 @@ def _own(explanations, entry):
     return [e for e in explanations if e.model_key == entry.key]
 
 
-def _interventions(models, explanations, subset, seed, batch_size):
+def _interventions(models, explanations, subset, seed, batch_size, strategy):
     results = []
     for entry in models:
         own = {
@@ -187,6 +187,7 @@ def _interventions(models, explanations, subset, seed, batch_size):
             layers=list(own),
             seed=seed,
             batch_size=batch_size,
+            strategy=strategy,
         )
         for row in result["layers"]:
             row["id"] = own[row["layer"]].key
@@ -195,7 +196,9 @@ def _interventions(models, explanations, subset, seed, batch_size):
     return results
 
 
-def _randomization(models, explanations, subset, seed, batch_size, cascade):
+def _randomization(
+    models, explanations, subset, seed, batch_size, cascade, strategy
+):
     results, flags = [], []
     for entry in models:
         own = _own(explanations, entry)
@@ -212,6 +215,7 @@ def _randomization(models, explanations, subset, seed, batch_size, cascade):
             seed=seed,
             batch_size=batch_size,
             cascade=cascade,
+            strategy=strategy,
         )
         by_name = {e.method_key: e for e in own}
         labels = {
@@ -267,13 +271,14 @@ def _curve_rows(entry, own, curves, seed):
     return rows
 
 
-def _deletion(models, explanations, subset, seed, batch_size, steps):
+def _deletion(models, explanations, subset, seed, batch_size, steps,
+              strategy):  # fmt: skip
     rows, fractions = [], None
     for entry in models:
         own = _own(explanations, entry)
         if not own:
             continue
-        maps = Explainer(own)(
+        maps = Explainer(own, strategy=strategy)(
             subset.images, class_index=subset.labels, batch_size=batch_size
         )
         curves = deletion_insertion(
@@ -284,6 +289,7 @@ def _deletion(models, explanations, subset, seed, batch_size, steps):
             steps=steps,
             seed=seed,
             batch_size=batch_size_for(subset.images.shape[1:], 4 * batch_size),
+            strategy=strategy,
         )
         fractions = curves["fractions"].tolist()
         rows.extend(_curve_rows(entry, own, curves, seed))
@@ -324,6 +330,7 @@ def faithfulness_section(
     seed=0,
     batch_size=128,
     say=print,
+    strategy=None,
 ):
     """Runs every faithfulness check on the report's models.
 
@@ -340,6 +347,8 @@ def faithfulness_section(
             images: `explain_attn.report.evaluate.batch_size_for`; the
             deletion curves use up to 4 times as many).
         say: Where progress messages go.
+        strategy: ``None`` or a `tf.distribute` strategy whose replicas
+            share every forward pass of the checks.
 
     Returns:
         A JSON-ready dict (NaN where a value is undefined): ``settings``,
@@ -367,17 +376,17 @@ def faithfulness_section(
     interventions = _timed(
         say, "interventions", _interventions,
         models, explanations, subsets["intervention_images"], seed,
-        batch_size,
+        batch_size, strategy,
     )  # fmt: skip
     randomization, flags = _timed(
         say, "randomisation", _randomization,
         models, explanations, subsets["randomization_images"], seed,
-        batch_size, settings.cascade,
+        batch_size, settings.cascade, strategy,
     )  # fmt: skip
     curves = _timed(
         say, "deletion and insertion", _deletion,
         models, explanations, subsets["deletion_images"], seed, batch_size,
-        settings.steps,
+        settings.steps, strategy,
     )  # fmt: skip
     notes = list(
         dict.fromkeys(note for r in interventions for note in r["notes"])

@@ -64,9 +64,13 @@ def choose_examples(candidates, count):
 
 
 def gallery(
-    explanations, reference, evaluation, test, *, num_examples, seed, batch_size
-):
+    explanations, reference, evaluation, test, *, num_examples, seed,
+    batch_size, strategy=None,
+):  # fmt: skip
     """Picks informative test images and computes their full-size maps.
+
+    ``strategy`` (``None`` or a `tf.distribute` strategy) shares the
+    forward passes between its replicas.
 
     Returns:
         A list of dicts with ``index``, ``image``, ``mask``, ``overlays``
@@ -80,7 +84,7 @@ def gallery(
     if len(indices) == 0:
         return []
     images = test.images[indices]
-    overlays = Explainer(explanations, resize_to="input")(
+    overlays = Explainer(explanations, resize_to="input", strategy=strategy)(
         images, batch_size=batch_size, labels=labels[indices]
     )
     return [
