@@ -65,7 +65,7 @@ DEMO_LEARNING_RATE = 3e-3
 AGREEMENT_TOLERANCE = 0.05
 """How far (a fraction) inference-mode accuracy on the training split may
 fall below the training-mode accuracy before `check_training` objects."""
-RECIPE = "standardized-inputs+bn-recalibration"
+RECIPE = "standardized-inputs+bn-recalibration+seeded-epoch-orders"
 """Names the training recipe, for caches of trained models."""
 STANDARDIZATION_LAYER = "input_standardization"
 
@@ -349,7 +349,8 @@ def train(
     (`check_training`; each problem also becomes a `TrainingWarning`).
     Standardise the inputs first (`standardize_inputs`;
     `train_architecture` does). Seeded (`keras.utils.set_random_seed` and
-    the `tf.data` shuffle): equal initial weights give equal weights on
+    each epoch's image order, drawn from ``seed`` and the epoch): equal
+    initial weights give equal weights on
     CPU. The dataset's arrays are not modified.
 
     Args:
@@ -389,7 +390,7 @@ def train(
     )
     strategy = _training_strategy(model, strategy)
     keras.utils.set_random_seed(seed)
-    data = _fit_data(
+    data, order = _fit_data(
         train_data, validation_data, batch_size, seed, epochs, strategy
     )
     with strategy_scope(strategy), synchronized_batch_norm(model, strategy):
@@ -399,15 +400,15 @@ def train(
         history = model.fit(
             **data, epochs=epochs, verbose=verbose,
             shuffle=False,  # The pipeline shuffles, with the seed.
-            callbacks=list(callbacks or ()),
+            callbacks=[order, *(callbacks or ())],
         )  # fmt: skip
         _after_fit(model, train_data, history, recalibrate, check, batch_size)
     return history
 
 
 def _fit_data(train_data, validation_data, batch_size, seed, epochs, strategy):
-    """``model.fit``'s ``x`` (`_training_batches`), ``steps_per_epoch``
-    under a strategy, and ``validation_data``."""
+    """``model.fit``'s ``x`` and ``validation_data``, and the callback
+    that sets each epoch's image order (`_training_batches`)."""
     _check_first_batch(len(train_data), batch_size, strategy)
     validation = None
     if validation_data is not None:
@@ -415,10 +416,8 @@ def _fit_data(train_data, validation_data, batch_size, seed, epochs, strategy):
             len(validation_data), batch_size, strategy
         )
         validation = tf_dataset(validation_data, batch_size=size)
-    return {
-        **_training_batches(train_data, batch_size, seed, epochs, strategy),
-        "validation_data": validation,
-    }
+    batches, order = _training_batches(train_data, batch_size, seed, epochs)
+    return {"x": batches, "validation_data": validation}, order
 
 
 def _model_strategy(model):
@@ -523,50 +522,56 @@ def synchronized_batch_norm(model, strategy):
             layer.synchronized = False
 
 
-def _training_batches(data, batch_size, seed, epochs, strategy):
-    """``model.fit``'s ``x`` (and ``steps_per_epoch``) for ``train``.
+class _EpochOrder(keras.callbacks.Callback):
+    """Sets the epoch whose image order `_training_batches` yields."""
 
-    Without a strategy: `tf_dataset`, reshuffled with ``seed`` every time
-    an iterator is made. Keras 3 makes two per epoch (one to run it, one
-    when it ends), so epoch ``e`` sees tf.data's permutation ``2 e``.
-    Under a strategy Keras first makes one more, to draw a batch that
-    builds the model, which would move every epoch on by one permutation.
-    There, those permutations (tf.data's shuffle with the same seeds, over
-    the image indices) are computed first and replayed in one stream of
-    ``steps_per_epoch`` batches per epoch, which Keras does not restart:
-    the epochs see the images in one device's order. ``test_devices``
-    checks the equality, and would catch a Keras that iterates otherwise.
+    def __init__(self, epoch):
+        super().__init__()
+        self.epoch = epoch
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch.assign(epoch)
+
+
+def _training_batches(data, batch_size, seed, epochs):
+    """``model.fit``'s ``x`` for ``train``, and the callback it needs.
+
+    Epoch ``e`` sees the images in the order
+    ``np.random.default_rng([seed, e]).permutation(N)``: every iterator
+    made over ``x`` yields the order of the epoch the callback last set
+    (in ``on_epoch_begin``, before Keras makes the epoch's iterator). So
+    the order depends on the seed and the epoch alone: not on how many
+    iterators a Keras version makes per epoch (3.5 and 3.15 differ), nor
+    on the batch Keras draws under a strategy to build the model. One
+    device and several see the same batches (``test_devices`` checks it),
+    and a run resumed at epoch ``e`` sees epoch ``e``'s order.
     """
-    if strategy is None:
-        return {
-            "x": tf_dataset(
-                data, batch_size=batch_size, shuffle=True, seed=seed
-            ),  # fmt: skip
-        }
     import tensorflow as tf
 
     count = len(data)
-    indices = tf.data.Dataset.range(count).shuffle(
-        count, seed=seed, reshuffle_each_iteration=True
-    )
-    permutations = [
-        np.fromiter(indices.as_numpy_iterator(), np.int64, count)
-        for _ in range(2 * epochs)
-    ]
-    orders = np.stack(permutations[::2])
-    images = tf.constant(data.images)
-    labels = tf.constant(data.labels)
-    batches = tf.data.Dataset.from_tensor_slices(orders).flat_map(
-        lambda order: tf.data.Dataset.from_tensor_slices(order).batch(
-            batch_size
+    orders = tf.constant(
+        np.stack(
+            [
+                np.random.default_rng([seed, epoch]).permutation(count)
+                for epoch in range(epochs)
+            ]
         )
     )
-    return {
-        "x": batches.map(
-            lambda batch: (tf.gather(images, batch), tf.gather(labels, batch))
-        ).prefetch(tf.data.AUTOTUNE),
-        "steps_per_epoch": -(-count // batch_size),
-    }
+    epoch = tf.Variable(0, dtype=tf.int64, trainable=False)
+    images = tf.constant(data.images)
+    labels = tf.constant(data.labels)
+    batches = (
+        tf.data.Dataset.range(1)
+        .flat_map(
+            lambda _: tf.data.Dataset.from_tensor_slices(
+                tf.gather(orders, epoch.read_value())
+            ).batch(batch_size)
+        )
+        .apply(tf.data.experimental.assert_cardinality(-(-count // batch_size)))
+    )
+    return batches.map(
+        lambda batch: (tf.gather(images, batch), tf.gather(labels, batch))
+    ).prefetch(tf.data.AUTOTUNE), _EpochOrder(epoch)
 
 
 def _after_fit(model, train_data, history, recalibrate, check, batch_size):
