@@ -348,10 +348,9 @@ def train(
     training split's (`recalibrate_batch_norm`) and the model is checked
     (`check_training`; each problem also becomes a `TrainingWarning`).
     Standardise the inputs first (`standardize_inputs`;
-    `train_architecture` does). Seeded (`keras.utils.set_random_seed` and
-    each epoch's image order, drawn from ``seed`` and the epoch): equal
-    initial weights give equal weights on
-    CPU. The dataset's arrays are not modified.
+    `train_architecture` does). Seeded (`keras.utils.set_random_seed`, and
+    each epoch's image order from ``seed`` and the epoch): equal initial
+    weights give equal weights on CPU. The arrays are not modified.
 
     Args:
         model: A `keras.Model`, input ``(H, W, C)``, output a softmax over
