@@ -31,6 +31,7 @@ from explain_attn.explanations.lookup import (
 from explain_attn.explanations.methods import get_method
 from explain_attn.models.saving import atomic_path
 from explain_attn.report.baselines import baselines_section
+from explain_attn.report.cache import cache_directory
 from explain_attn.report.channels import channel_section
 from explain_attn.report.demo import demo_data, demo_models
 from explain_attn.report.evaluate import evaluate
@@ -50,8 +51,10 @@ from explain_attn.report.warnings import (
     majority_warnings,
     map_warnings,
     mask_warnings,
+    skipped_section_warnings,
     training_warnings,
 )
+from explain_attn.stages import stage
 
 __all__ = [
     "Report",
@@ -322,8 +325,8 @@ def build_report(
     }  # fmt: skip
     data["versions"] = _versions()
     if faithfulness is not None:
-        data["faithfulness"] = faithfulness_section(
-            models, explanations, test, settings=faithfulness, seed=seed,
+        _add_faithfulness(
+            data, models, explanations, test, faithfulness, seed=seed,
             batch_size=batch_size, say=log if verbose else _silent,
         )  # fmt: skip
     data["gallery"] = _gallery_section(examples, test)
@@ -343,11 +346,21 @@ def _evaluate(models, explanations, reference, test, batch_size, verbose):
         explanations, count=len(test.labels),
         image_shape=test.images.shape[1:3],
     )  # fmt: skip
-    evaluation = evaluate(
-        models, explanations, reference, test, batch_size=batch_size,
-        verbose=verbose, observers=(statistics, thumbnails),
-    )  # fmt: skip
+    with stage(f"the evaluation of {len(test.labels):,} test images"):
+        evaluation = evaluate(
+            models, explanations, reference, test, batch_size=batch_size,
+            verbose=verbose, observers=(statistics, thumbnails),
+        )  # fmt: skip
     return evaluation, statistics, thumbnails
+
+
+def _add_faithfulness(data, models, explanations, test, settings, **options):
+    """Adds the Faithfulness section to ``data``. Within a recording (the
+    CLI's, `explain_attn.stages`), a failure leaves the section out."""
+    with stage("the faithfulness checks", section="faithfulness"):
+        data["faithfulness"] = faithfulness_section(
+            models, explanations, test, settings=settings, **options
+        )
 
 
 def _reading_aids(data, models, test, map_statistics, *, seed):
@@ -356,7 +369,8 @@ def _reading_aids(data, models, test, map_statistics, *, seed):
     records = _add_training_record(data, models)
     data["per_class"] = per_class_section(data, seed=seed)
     data["warnings"] = (
-        majority_warnings(data["models"], test.labels, test.class_names)
+        skipped_section_warnings()
+        + majority_warnings(data["models"], test.labels, test.class_names)
         + training_warnings(data["models"])
         + map_warnings(map_statistics)
         + mask_warnings(test.masks)
@@ -477,14 +491,19 @@ def report_from_sources(
         )  # fmt: skip
     say(_data_line(test))
     if not given:
-        models = demo_models(
-            train, test, epochs=epochs, seed=options.get("seed", 0),
-            cache_dir=cache_dir, verbose=verbose, say=say,
-        )  # fmt: skip
-    settings = {
-        "epochs": epochs, "command_line": command_line,
-        "spurious_correlation": spurious_correlation}  # fmt: skip
+        with stage("training the demo models", kept=_cache_note(cache_dir)):
+            models = demo_models(
+                train, test, epochs=epochs, seed=options.get("seed", 0),
+                cache_dir=cache_dir, verbose=verbose, say=say,
+            )  # fmt: skip
+    settings = {"epochs": epochs, "command_line": command_line,
+                "spurious_correlation": spurious_correlation}  # fmt: skip
     return build_report(models, test, source=data, settings=settings, **options)
+
+
+def _cache_note(cache_dir):
+    folder = cache_dir or cache_directory()
+    return f"the demo models, cached in {folder}; a re-run reuses them"
 
 
 def _data_line(test):
