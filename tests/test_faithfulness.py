@@ -443,3 +443,73 @@ def test_cli_options(report_command, tmp_path):
     assert "nothing is trained" in result.stderr
     result = CliRunner().invoke(main, [*common, "--spurious-correlation", "2"])
     assert result.exit_code == 2
+
+
+def test_the_checks_explain_the_reports_cam_class(report_inputs, monkeypatch):
+    from explain_attn.data import load_dataset
+    from explain_attn.explanations import grad_cam
+    from explain_attn.report import faithfulness as section_module
+    from explain_attn.report.build import report_explanations
+    from explain_attn.report.faithfulness import (
+        faithfulness_section,
+        faithfulness_settings,
+    )
+    from explain_attn.report.models import load_report_models
+
+    models = load_report_models(
+        [str(report_inputs["attention"])], str(report_inputs["baseline"]),
+        safe_mode=True, say=lambda text: None,
+    )  # fmt: skip
+    test = load_dataset(str(report_inputs["data"]), split="test")
+    seen = {}
+
+    def deletion_spy(model, images, labels, maps, **options):
+        seen[("deletion", model.name)] = (images, labels, maps)
+        return deletion_insertion(model, images, labels, maps, **options)
+
+    def randomization_spy(model, images, **options):
+        seen[("randomization", model.name)] = options["class_index"]
+        return randomization_check(model, images, **options)
+
+    monkeypatch.setattr(section_module, "deletion_insertion", deletion_spy)
+    monkeypatch.setattr(
+        section_module, "randomization_check", randomization_spy
+    )
+    # Every test image in every check, in order: the classes are checkable.
+    settings = faithfulness_settings(
+        "fast", intervention_images=2, randomization_images=12,
+        deletion_images=12, steps=2,
+    )  # fmt: skip
+    baseline = models[-1].model
+    predicted = np.argmax(baseline.predict(test.images, verbose=0), axis=-1)
+    expected = {
+        "predicted": predicted,
+        "true": test.labels,
+        0: np.zeros(12, int),
+        1: np.ones(12, int),
+    }
+    cams = {}
+    for cam_class, classes in expected.items():
+        explanations, reference = report_explanations(
+            models, cam_class=cam_class
+        )
+        section = faithfulness_section(
+            models, explanations, test, settings=settings,
+            say=lambda text: None,
+        )  # fmt: skip
+        assert section["settings"]["cam_class"] == cam_class
+        images, labels, maps = seen[("deletion", baseline.name)]
+        np.testing.assert_array_equal(images, test.images)
+        np.testing.assert_array_equal(labels, classes)
+        np.testing.assert_array_equal(
+            seen[("randomization", baseline.name)], classes
+        )
+        cams[cam_class] = maps[reference.key]
+        np.testing.assert_allclose(
+            cams[cam_class],
+            grad_cam(
+                baseline, images, layer=reference.layer, class_index=classes
+            ),
+            atol=1e-5,
+        )
+    assert not np.allclose(cams[0], cams[1], atol=1e-3)

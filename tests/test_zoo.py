@@ -4,9 +4,11 @@ Models as public Keras code builds them (`zoo_models`), at tiny sizes.
 """
 
 import collections
+import json
 import sys
 from pathlib import Path
 
+import keras
 import numpy as np
 import pytest
 from click.testing import CliRunner
@@ -17,6 +19,7 @@ from explain_attn.explanations.attention import (
     attention_maps,
     channel_attention_weights,
 )
+from explain_attn.metrics import entropy
 from explain_attn.models.preprocessing import describe_input
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -108,39 +111,89 @@ REPORTS = [
     pytest.param("hybrid_mha", ["--no-faithfulness"], id="mha"),
     pytest.param("small_ops_cbam", [], id="ops-cbam-with-faithfulness"),
     *(
-        pytest.param(name, ["--no-faithfulness"], marks=pytest.mark.slow)
+        pytest.param(name, ["--no-faithfulness"], id=name)
         for name in (
-            "efficientnet_b0",
             "mobilenet_v3_small",
             "mobilenet_v2_cbam",
             "resnet50_ops_cbam",
             "attention_unet_gate",
             "rescaling_model",
             "bam_gate",
+            "grayscale_model",
         )
     ),
-    ("grayscale_model", ["--no-faithfulness"]),
+    pytest.param(
+        "efficientnet_b0",
+        ["--no-faithfulness"],
+        id="efficientnet_b0",
+        marks=pytest.mark.slow,
+    ),
 ]
+"""The zoo's reports: faithfulness on the small models that cover its
+kinds; the backbones without it. Only EfficientNetB0 takes over 20 s."""
+
+
+def _report(folder, *arguments):
+    """``explain-attn report`` on ``folder/data.npz``: ``(html, data)``."""
+    output = folder / "report.html"
+    result = CliRunner().invoke(
+        main,
+        [
+            "report", "--data", str(folder / "data.npz"),
+            "--num-examples", "2", "--output", str(output), *arguments,
+        ],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert result.stderr == ""
+    data = json.loads(output.with_suffix(".json").read_text())
+    return output.read_text(encoding="utf-8"), data
+
+
+def _assert_shows_modules_and_accuracy(model, html, data):
+    """The report scores every spatial module discovery finds as a map,
+    lists every channel module with its kind, and has both accuracies."""
+    modules = discover_modules(model)
+
+    def path(layer):  # A rescaled model's layers sit under its name.
+        return layer.removeprefix(f"{model.name}/")
+
+    shown = [
+        e["layer"]
+        for e in data["explanations"]
+        if e["model"] == "attention" and e["method"] == "attention"
+    ]
+    assert [path(p) for p in shown] == [
+        m.path for m in modules if m.kind.spatial
+    ]
+    for layer in shown:
+        assert f"· {layer}" in html
+    channel = [(m.path, m.kind.name) for m in modules if not m.kind.spatial]
+    listed = [
+        (path(row["layer"]), row["kind"])
+        for entry in (data.get("channels") or {}).get("models", [])
+        for row in entry["modules"]
+    ]
+    assert listed == channel
+    assert ('id="channels"' in html) == bool(channel)
+    for row in data["models"]:
+        assert row["accuracy"]["n"] == 8
+        assert 0.0 <= row["accuracy"]["accuracy"] <= 1.0
+    assert "Test accuracy" in html
 
 
 @pytest.mark.parametrize(("name", "options"), REPORTS)
 def test_report_from_the_cli(name, options, tmp_path):
-    model = _save_zoo(name, tmp_path)
-    output = tmp_path / "report.html"
-    result = CliRunner().invoke(
-        main,
-        [
-            "report", "--data", str(tmp_path / "data.npz"),
-            "--attention-model", str(model),
-            "--baseline-model", str(tmp_path / "baseline.keras"),
-            "--num-examples", "2", "--output", str(output), *options,
-        ],
+    path = _save_zoo(name, tmp_path)
+    html, data = _report(
+        tmp_path, "--attention-model", str(path),
+        "--baseline-model", str(tmp_path / "baseline.keras"), *options,
     )  # fmt: skip
-    assert result.exit_code == 0, result.output
-    html = output.read_text(encoding="utf-8")
-    kinds = EXPECTED[name]
-    assert ('id="channels"' in html) == ("channel_gate" in kinds)
-    if set(kinds) == {"channel_gate"}:
+    model = keras.models.load_model(path)
+    _assert_shows_modules_and_accuracy(model, html, data)
+    assert data["dataset"]["image_shape"] == list(model.inputs[0].shape[1:])
+    if name == "rescaling_model":
+        assert "byte" in data["models"][0]["input"]
+    if "channel_gate" in EXPECTED[name] and len(EXPECTED[name]) == 1:
         # No fake map of a channel gate is scored as a spatial map.
         assert "se_expand</code></td>" not in html.split('id="channels"')[0]
 
@@ -206,15 +259,41 @@ def build():
     x = keras.layers.Multiply()([x, gate])
     x = keras.layers.GlobalAveragePooling2D()(x)
     return keras.Model(inputs, keras.layers.Dense(3, activation="softmax")(x))
+
+
+def build_with_lambda():
+    # A Python lambda: the .keras file cannot be reloaded in safe mode.
+    inputs = keras.Input((8, 8, 3))
+    x = keras.layers.Conv2D(4, 3, padding="same", name="conv")(inputs)
+    x = keras.layers.Lambda(lambda t: 2.0 * t, name="twice")(x)
+    gate = keras.layers.Conv2D(1, 1, activation="sigmoid", name="gate")(x)
+    x = keras.layers.Multiply()([x, gate])
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    return keras.Model(inputs, keras.layers.Dense(3, activation="softmax")(x))
 """
 
 
-def test_a_model_with_the_users_custom_layer(tmp_path):
+@pytest.fixture
+def user_module(tmp_path):
+    """The user's module (`CUSTOM`), imported, and 8 images of 8 x 8."""
     module = tmp_path / "zoo_user_layers.py"
     module.write_text(CUSTOM)
     from explain_attn.models.user_code import import_modules
 
     (user,) = import_modules([str(module)])
+    rng = np.random.default_rng(1)
+    np.savez(
+        tmp_path / "data.npz",
+        images=rng.random((8, 8, 8, 3), dtype=np.float32),
+        labels=np.arange(8) % 3,
+        class_names=np.array(["a", "b", "c"]),
+    )
+    zoo_models.baseline(8).save(tmp_path / "baseline.keras")
+    return module, user
+
+
+def test_a_model_with_the_users_custom_layer(user_module, tmp_path):
+    module, user = user_module
     model = user.build()
     model.save(tmp_path / "custom.keras")
     model.save_weights(tmp_path / "custom.weights.h5")
@@ -226,3 +305,60 @@ def test_a_model_with_the_users_custom_layer(tmp_path):
         result = CliRunner().invoke(main, ["layers", *arguments])
         assert result.exit_code == 0, result.output
         assert "Attention modules: 1 (1 gate)" in result.output
+
+
+def test_report_on_a_model_with_the_users_custom_layer(user_module, tmp_path):
+    module, user = user_module
+    model = user.build()
+    model.save(tmp_path / "custom.keras")
+    html, data = _report(
+        tmp_path, "--import", str(module),
+        "--attention-model", str(tmp_path / "custom.keras"),
+        "--baseline-model", str(tmp_path / "baseline.keras"),
+        "--faithfulness", "fast",
+    )  # fmt: skip
+    _assert_shows_modules_and_accuracy(model, html, data)
+    assert [m.kind.name for m in discover_modules(model)] == ["gate"]
+    assert data["models"][0]["name"] == "custom.keras"
+    (interventions,) = data["faithfulness"]["interventions"]
+    assert [row["layer"] for row in interventions["layers"]] == ["gate"]
+
+
+def test_report_from_weights_and_factories(user_module, tmp_path):
+    """A model that cannot be reloaded (a Python lambda) is built by the
+    user's function, its weights read from .weights.h5; so is a baseline."""
+    module, user = user_module
+    model = user.build_with_lambda()
+    model.save(tmp_path / "lambda.keras")
+    model.save_weights(tmp_path / "lambda.weights.h5")
+    keras.models.load_model(tmp_path / "baseline.keras").save_weights(
+        tmp_path / "baseline.weights.h5"
+    )
+    (tmp_path / "zoo_user_baseline.py").write_text(
+        "import zoo_models\n\n\ndef build():\n"
+        "    return zoo_models.baseline(8)\n"
+    )
+    result = CliRunner().invoke(
+        main,
+        [
+            "layers", str(tmp_path / "lambda.keras"), "--import", str(module),
+        ],
+    )  # fmt: skip
+    assert result.exit_code == 2
+    assert "lambda" in result.stderr.lower()
+    html, data = _report(
+        tmp_path, "--no-faithfulness",
+        "--attention-model", str(tmp_path / "lambda.weights.h5"),
+        "--attention-factory", f"{module}:build_with_lambda",
+        "--baseline-model", str(tmp_path / "baseline.weights.h5"),
+        "--baseline-factory", f"{tmp_path / 'zoo_user_baseline.py'}:build",
+    )  # fmt: skip
+    _assert_shows_modules_and_accuracy(model, html, data)
+    # The weights were read: the gate's maps are the saved model's.
+    images = np.load(tmp_path / "data.npz")["images"]
+    expected = entropy(attention_maps(model, images)["gate"])
+    np.testing.assert_allclose(
+        data["per_image"]["metrics"]["attention:gate"]["entropy"],
+        expected, rtol=0, atol=1e-6,
+    )  # fmt: skip
+    assert data["models"][0]["name"] == "lambda.weights.h5"

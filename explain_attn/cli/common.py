@@ -3,7 +3,8 @@
 Each command parses its arguments, calls the library and prints. Bad input,
 whether caught by click or raised by the library as `ValueError` or
 `TypeError`, becomes one line on stderr, ``Error: <what and how to fix>``,
-and exit code 2, without a traceback.
+and exit code 2, without a traceback; so does any other error (named by
+its type), saying what finished before it (`user_errors`).
 """
 
 import functools
@@ -52,20 +53,36 @@ def _import_tensorflow_quietly():
 
 
 def user_errors(function):
-    """Turns library input errors into a one-line `InputError`."""
+    """Turns every error of the command into a one-line `InputError`.
+
+    Input errors (`ValueError`, `TypeError`) keep their message; any other
+    error is named by its type. The command's stages are recorded
+    (`explain_attn.stages`): after expensive work the line says what
+    finished and what of it is kept. A command that ends after an optional
+    stage failed (the report without its Faithfulness section) also exits
+    with this line, once its outputs are written. Ctrl-C stays "Aborted."
+    """
 
     @functools.wraps(function)
     def wrapper(*args, **kwargs):
+        from explain_attn.stages import failure_message, recording
+
         _import_tensorflow_quietly()
         user_imports = kwargs.pop("user_imports", ())
-        try:
-            if user_imports:
-                from explain_attn.models.user_code import import_modules
+        with recording() as log:
+            try:
+                if user_imports:
+                    from explain_attn.models.user_code import import_modules
 
-                import_modules(user_imports)
-            return function(*args, **kwargs)
-        except (ValueError, TypeError) as error:
-            raise InputError(_one_line(error)) from None
+                    import_modules(user_imports)
+                result = function(*args, **kwargs)
+            except (click.ClickException, click.Abort, click.exceptions.Exit):
+                raise
+            except Exception as error:
+                raise InputError(failure_message(log, error)) from None
+            if log.skipped:
+                raise InputError(failure_message(log))
+            return result
 
     return wrapper
 

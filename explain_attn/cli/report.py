@@ -1,5 +1,6 @@
 """`explain-attn report`: the HTML report comparing attention with CAMs."""
 
+import contextlib
 import functools
 import os
 import sys
@@ -224,7 +225,7 @@ def report_command(
     from explain_attn.devices import make_strategy
     from explain_attn.explanations.export import check_cam_class
     from explain_attn.models.saving import atomic_path
-    from explain_attn.report import report_from_sources, report_html, write_json
+    from explain_attn.report import report_from_sources, write_json
     from explain_attn.report.faithfulness import faithfulness_settings
 
     checks = faithfulness_settings(
@@ -258,10 +259,42 @@ def report_command(
         spurious_correlation=spurious_correlation,
         strategy=make_strategy(devices),
     )
-    # Render first: an error or Ctrl-C while rendering writes nothing.
-    html = report_html(report)
+    html = _rendered(report, json_path)
     write_json(report, json_path)
     with atomic_path(output_path) as temporary:
         temporary.write_text(html, encoding="utf-8")
     click.echo(f"Numbers: {json_path}")
     click.echo(str(output_path))
+    _keep_written(output_path, json_path)
+
+
+def _rendered(report, json_path):
+    """The report's HTML, rendered before anything is written.
+
+    Ctrl-C while rendering writes nothing. An error does not lose the
+    evaluation: the numbers are complete, so they are written (to
+    ``json_path``, atomically) and the error says so.
+    """
+    from explain_attn.report import report_html, write_json
+    from explain_attn.stages import keep, stage
+
+    try:
+        with stage("rendering the report"):
+            return report_html(report)
+    except Exception:
+        with contextlib.suppress(Exception):  # Rendering's error is told.
+            write_json(report, json_path)
+            keep(f"the report's numbers in {json_path} (no HTML written)")
+        raise
+
+
+def _keep_written(output_path, json_path):
+    """Says what was written when an optional section was left out."""
+    from explain_attn.stages import current_log, keep
+
+    log = current_log()
+    for skipped in log.skipped if log is not None else ():
+        keep(
+            f"{output_path} and {json_path}, complete but for the "
+            f"{skipped.section} section (a warning in the report says so)"
+        )

@@ -145,9 +145,9 @@ def deletion_insertion(
     ``round(s / steps * H * W)`` pixels are replaced by those of a blurred
     copy of the image (*deletion*, starting from the image) or restored on
     the blurred copy (*insertion*, starting from the blur), and the model's
-    probability of the true class is recorded. A faithful explanation
-    makes deletion fall and insertion rise early. ``"random"`` is the same
-    with a seeded random order per image.
+    probability of the image's class in ``labels`` is recorded. A faithful
+    explanation makes deletion fall and insertion rise early. ``"random"``
+    is the same with a seeded random order per image.
 
     Every order, both curves and every step of a chunk of images go through
     the model in one call: about ``batch_size`` images per call.
@@ -156,7 +156,7 @@ def deletion_insertion(
         model: A `keras.Model` with one image input and class scores out
             (probabilities, or logits turned into them with a softmax).
         images: ``(N, H, W, C)`` images.
-        labels: ``(N,)`` true classes.
+        labels: ``(N,)`` the class whose probability is recorded.
         maps: A dict from explanation name to ``(N, h, w)`` maps.
         steps: Number of steps, at least 1 (``steps + 1`` points).
         blur_sigma: Standard deviation in pixels of the Gaussian blur

@@ -9,6 +9,7 @@ evaluate on the test split and write the model, its history and its
 record.
 """
 
+import functools
 import json
 import time
 import warnings
@@ -23,6 +24,7 @@ from explain_attn.models.recorder import (
     record_path,
 )
 from explain_attn.models.saving import atomic_path, save_model
+from explain_attn.stages import stage
 
 __all__ = ["build_network", "train_to_file"]
 
@@ -171,8 +173,17 @@ def _split_validation(train, fraction, seed):
 
 
 def _fit(model, fitting, validation, output, settings, options, warn):
+    """Trains ``model``; once trained, a later failure keeps its weights
+    (`_keep_weights`, for `explain_attn.stages`)."""
     callbacks = _callbacks(output, validation or fitting, options, validation)
-    with warnings.catch_warnings(record=True) as caught:
+    with (
+        warnings.catch_warnings(record=True) as caught,
+        stage(
+            f"training for {settings['epochs']} epoch(s) on {len(fitting)} "
+            "images",
+            kept=functools.partial(_keep_weights, model, output),
+        ),
+    ):
         warnings.simplefilter("always", training.TrainingWarning)
         history = training.train(
             model, fitting, validation_data=validation, verbose=1,
@@ -241,7 +252,8 @@ def train_to_file(train, test, output, *, data_source, say=print,
             f"({majority:.1%})."
         )
         warn(problems[-1])
-    save_model(model, output)
+    with stage(f"saving {output}", kept=f"the trained model in {output}"):
+        save_model(model, output)
     record = _history_record(
         model, description, history, train, fitting, validation, test,
         settings, options, data_source, standardize,
@@ -286,6 +298,18 @@ def _prepared_network(train, fitting, standardize, options):
 
 def _on_devices(count):
     return "." if count == 1 else f", on {count} devices (each batch split)."
+
+
+def _keep_weights(model, output):
+    """Writes the trained weights beside ``output`` (after a failure that
+    stopped the model's file); returns what was kept, in words."""
+    path = output.with_name(f"{output.stem}.weights.h5")
+    with atomic_path(path) as temporary:
+        model.save_weights(temporary)
+    return (
+        f"the trained weights in {path} (model.load_weights on the same "
+        "network; explain-attn reads them with --model-factory)"
+    )
 
 
 def _settings(options):

@@ -32,6 +32,7 @@ from explain_attn.explanations.lookup import (
 from explain_attn.explanations.methods import get_method
 from explain_attn.models.saving import atomic_path
 from explain_attn.report.baselines import baselines_section
+from explain_attn.report.cache import cache_directory
 from explain_attn.report.channels import channel_section
 from explain_attn.report.demo import demo_data, demo_models
 from explain_attn.report.evaluate import evaluate
@@ -51,8 +52,10 @@ from explain_attn.report.warnings import (
     majority_warnings,
     map_warnings,
     mask_warnings,
+    skipped_section_warnings,
     training_warnings,
 )
+from explain_attn.stages import stage
 
 __all__ = [
     "Report",
@@ -102,13 +105,16 @@ def _check_positive(name, value):
 
 
 def _check_counts(**counts):
+    """Checks the counts that are given (not ``None``)."""
     for name, value in counts.items():
-        _check_positive(name, value)
+        if value is not None:
+            _check_positive(name, value)
 
 
 def _checked_options(num_examples, batch_size, faithfulness):
     """Checks the counts; returns the faithfulness settings."""
-    _check_counts(num_examples=num_examples, batch_size=batch_size)
+    _check_positive("num_examples", num_examples)
+    _check_positive("batch_size", batch_size)
     return faithfulness_settings(faithfulness)
 
 
@@ -326,8 +332,8 @@ def build_report(
     }  # fmt: skip
     data["versions"] = _versions()
     if faithfulness is not None:
-        data["faithfulness"] = faithfulness_section(
-            models, explanations, test, settings=faithfulness, seed=seed,
+        _add_faithfulness(
+            data, models, explanations, test, faithfulness, seed=seed,
             batch_size=batch_size, say=log if verbose else _silent,
             strategy=strategy,
         )  # fmt: skip
@@ -357,12 +363,22 @@ def _evaluate(
         explanations, count=len(test.labels),
         image_shape=test.images.shape[1:3],
     )  # fmt: skip
-    evaluation = evaluate(
-        models, explanations, reference, test, batch_size=batch_size,
-        verbose=verbose, observers=(statistics, thumbnails),
-        strategy=strategy,
-    )  # fmt: skip
+    with stage(f"the evaluation of {len(test.labels):,} test images"):
+        evaluation = evaluate(
+            models, explanations, reference, test, batch_size=batch_size,
+            verbose=verbose, observers=(statistics, thumbnails),
+            strategy=strategy,
+        )  # fmt: skip
     return evaluation, statistics, thumbnails
+
+
+def _add_faithfulness(data, models, explanations, test, settings, **options):
+    """Adds the Faithfulness section to ``data``. Within a recording (the
+    CLI's, `explain_attn.stages`), a failure leaves the section out."""
+    with stage("the faithfulness checks", section="faithfulness"):
+        data["faithfulness"] = faithfulness_section(
+            models, explanations, test, settings=settings, **options
+        )
 
 
 def _reading_aids(data, models, test, map_statistics, *, seed):
@@ -371,7 +387,8 @@ def _reading_aids(data, models, test, map_statistics, *, seed):
     records = _add_training_record(data, models)
     data["per_class"] = per_class_section(data, seed=seed)
     data["warnings"] = (
-        majority_warnings(data["models"], test.labels, test.class_names)
+        skipped_section_warnings()
+        + majority_warnings(data["models"], test.labels, test.class_names)
         + training_warnings(data["models"])
         + map_warnings(map_statistics)
         + mask_warnings(test.masks)
@@ -440,9 +457,9 @@ def report_from_sources(
 ):
     """Loads models and data (or trains the demo pair), then `build_report`.
 
-    Given models get the images in the scale each takes (``input_scale``,
-    or what its layers imply; `explain_attn.report.models.in_unit_scale`)
-    and with their channels; a float ``.npz`` is read in ``input_scale``.
+    Given models get the images in the scale each takes (``input_scale``
+    or what its layers imply: `explain_attn.report.models.in_unit_scale`),
+    with their channels; a float ``.npz`` is read in ``input_scale``.
 
     Args:
         data: ``"sample"``, ``"cifar10"``, an image folder or an ``.npz``
@@ -471,9 +488,7 @@ def report_from_sources(
     """
     counts = {"epochs": epochs, **options}
     counted = ("epochs", "num_examples", "batch_size")
-    _check_counts(
-        **{k: counts[k] for k in counted if counts.get(k) is not None}
-    )
+    _check_counts(**{name: counts.get(name) for name in counted})
     attention_models = list(attention_models or ())
     given = _check_sources(
         attention_models, baseline_model, spurious_correlation
@@ -494,14 +509,20 @@ def report_from_sources(
         )  # fmt: skip
     say(_data_line(test))
     if not given:
-        models = demo_models(
-            train, test, epochs=epochs, seed=options.get("seed", 0),
-            cache_dir=cache_dir, verbose=verbose, say=say,
-            strategy=options.get("strategy"),
-        )  # fmt: skip
+        with stage("training the demo models", kept=_cache_note(cache_dir)):
+            models = demo_models(
+                train, test, epochs=epochs, seed=options.get("seed", 0),
+                cache_dir=cache_dir, verbose=verbose, say=say,
+                strategy=options.get("strategy"),
+            )  # fmt: skip
     settings = {"epochs": epochs, "command_line": command_line,
                 "spurious_correlation": spurious_correlation}  # fmt: skip
     return build_report(models, test, source=data, settings=settings, **options)
+
+
+def _cache_note(cache_dir):
+    folder = cache_dir or cache_directory()
+    return f"the demo models, cached in {folder}; a re-run reuses them"
 
 
 def _data_line(test):

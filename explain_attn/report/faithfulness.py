@@ -13,6 +13,8 @@ import numpy as np
 
 from explain_attn import metrics
 from explain_attn.explanations.explanation import Explainer
+from explain_attn.explanations.methods import get_method
+from explain_attn.explanations.predict import predict_classes
 from explain_attn.faithfulness import (
     DEFAULT_STEPS,
     FAILURE_THRESHOLD,
@@ -171,6 +173,49 @@ def _own(explanations, entry):
     return [e for e in explanations if e.model_key == entry.key]
 
 
+def _cam_target(explanations):
+    """The class the CAMs among ``explanations`` explain (their ``target``).
+
+    ``"predicted"``, ``"true"`` or a class index: the report's
+    ``cam_class``; ``"predicted"`` when none of them depends on a class.
+
+    Raises:
+        ValueError: If the CAMs explain different classes.
+    """
+    targets = {
+        e.target for e in explanations if get_method(e.method).uses_class
+    }
+    if len(targets) > 1:
+        raise ValueError(
+            "The faithfulness checks need the CAMs of a report to explain "
+            f"one class choice. Received: {sorted(map(str, targets))}."
+        )
+    return targets.pop() if targets else "predicted"
+
+
+def _explained_classes(entry, own, subset, batch_size, strategy=None):
+    """The class of each image of ``subset`` that the model's CAMs explain.
+
+    The report's ``cam_class`` (`_cam_target` of ``own``, the model's
+    explanations), as in the evaluation: each image's class predicted by
+    the model, its true label, or one class index. The randomisation check
+    keeps these classes through its cascade; the deletion and insertion
+    curves compute the CAMs for them and record their probability.
+
+    Returns:
+        ``(n,)`` int32 classes.
+    """
+    target = _cam_target(own)
+    if target == "true":
+        return np.asarray(subset.labels, np.int32)
+    if target == "predicted":
+        return predict_classes(
+            entry.model, subset.images, batch_size=batch_size,
+            strategy=strategy,
+        ).astype(np.int32)  # fmt: skip
+    return np.full(len(subset.labels), target, np.int32)
+
+
 def _interventions(models, explanations, subset, seed, batch_size, strategy):
     results = []
     for entry in models:
@@ -212,6 +257,9 @@ def _randomization(
             layers=layers or None,
             grad_cam_layer=cams[0].layer if cams else None,
             cam_methods=[e.method for e in cams] or ("grad_cam",),
+            class_index=_explained_classes(
+                entry, own, subset, batch_size, strategy
+            ),
             seed=seed,
             batch_size=batch_size,
             cascade=cascade,
@@ -278,13 +326,15 @@ def _deletion(models, explanations, subset, seed, batch_size, steps,
         own = _own(explanations, entry)
         if not own:
             continue
+        classes = _explained_classes(entry, own, subset, batch_size, strategy)
         maps = Explainer(own, strategy=strategy)(
-            subset.images, class_index=subset.labels, batch_size=batch_size
-        )
+            subset.images, class_index=classes, labels=subset.labels,
+            batch_size=batch_size,
+        )  # fmt: skip
         curves = deletion_insertion(
             entry.model,
             subset.images,
-            subset.labels,
+            classes,
             {e.key: maps[e] for e in own},
             steps=steps,
             seed=seed,
@@ -332,7 +382,8 @@ def faithfulness_section(
     say=print,
     strategy=None,
 ):
-    """Runs every faithfulness check on the report's models.
+    """Runs every faithfulness check on the report's models; CAMs explain
+    the explanations' ``target`` (`_explained_classes`).
 
     Args:
         models: The report's `ReportModel` list.
@@ -341,14 +392,12 @@ def faithfulness_section(
         settings: A `FaithfulnessSettings`, or a mode (``"full"``,
             ``"fast"``; see `FAITHFULNESS_MODES`): each check's sample
             size, the deletion steps and the cascade's unit.
-        seed: Seed of the image subsets, permutations, re-initialisation,
-            random orders and bootstrap intervals.
+        seed: Seed of every random choice of the checks.
         batch_size: The most images per forward pass (fewer for large
             images: `explain_attn.report.evaluate.batch_size_for`; the
             deletion curves use up to 4 times as many).
         say: Where progress messages go.
-        strategy: ``None`` or a `tf.distribute` strategy whose replicas
-            share every forward pass of the checks.
+        strategy: ``None`` or a `tf.distribute` strategy for every pass.
 
     Returns:
         A JSON-ready dict (NaN where a value is undefined): ``settings``,
@@ -392,7 +441,9 @@ def faithfulness_section(
         dict.fromkeys(note for r in interventions for note in r["notes"])
     )
     return {
-        "settings": _settings_record(settings, subsets, test, seed),
+        "settings": _settings_record(
+            settings, subsets, test, seed, explanations
+        ),
         "definitions": dict(INTERVENTIONS),
         "interventions": interventions,
         "randomization": randomization,
@@ -402,7 +453,7 @@ def faithfulness_section(
     }
 
 
-def _settings_record(settings, subsets, test, seed):
+def _settings_record(settings, subsets, test, seed, explanations):
     randomized = len(subsets["randomization_images"].indices)
     deleted = len(subsets["deletion_images"].indices)
     return {
@@ -416,6 +467,7 @@ def _settings_record(settings, subsets, test, seed):
         "num_randomization_images": int(randomized),
         "num_deletion_images": int(deleted),
         "steps": settings.steps,
+        "cam_class": _cam_target(explanations),
         "cascade": settings.cascade,
         "layerwise_limit": LAYERWISE_LIMIT,
         "threshold": FAILURE_THRESHOLD,

@@ -54,7 +54,8 @@ def randomization_figure(section):
 
 
 def deletion_insertion_figure(section):
-    """Mean true-class probability along the deletion and insertion curves.
+    """Mean probability of the explained class along the deletion and
+    insertion curves.
 
     One row per model, deletion left and insertion right; each explanation
     a line, the random order dashed.
@@ -90,7 +91,7 @@ def deletion_insertion_figure(section):
         ):
             axis.set_title(f"{model_name}: {title}", fontsize=9)
             axis.set_xlabel("fraction of pixels", fontsize=8)
-            axis.set_ylabel("true-class probability", fontsize=8)
+            axis.set_ylabel("explained-class probability", fontsize=8)
             axis.set_ylim(0, 1)
             axis.grid(alpha=0.3)
             axis.legend(fontsize=7)

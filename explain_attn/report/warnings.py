@@ -16,11 +16,15 @@ Each check returns warnings as dicts ``{"kind", "subject", "text",
   "inference_mode": accuracy}``, on the same images).
 - ``mask_area``: masks covering almost all or almost none of the image,
   where foreground metrics cannot tell a good map from a flat one.
+- ``section_failed``: a section left out because its stage failed while
+  the report was built within a `explain_attn.stages.recording` (as
+  ``explain-attn report`` builds it); the rest of the report is complete.
 """
 
 import numpy as np
 
 from explain_attn import metrics
+from explain_attn.stages import current_log
 
 __all__ = [
     "MAJORITY_MARGIN",
@@ -28,6 +32,7 @@ __all__ = [
     "majority_warnings",
     "map_warnings",
     "mask_warnings",
+    "skipped_section_warnings",
     "training_warnings",
 ]
 
@@ -261,3 +266,30 @@ def majority_share(labels, num_classes):
     counts = class_counts(labels, num_classes)
     correct = np.asarray(labels) == int(np.argmax(counts))
     return metrics.accuracy_interval(correct)
+
+
+SECTION_TITLES = {"faithfulness": "Faithfulness"}
+"""The report's sections that can be left out when their stage fails."""
+
+
+def skipped_section_warnings():
+    """``section_failed``: the sections the recorded run left out.
+
+    Reads the `explain_attn.stages.StageLog` being recorded (none: no
+    warning).
+    """
+    log = current_log()
+    found = []
+    for skipped in log.skipped if log is not None else ():
+        title = SECTION_TITLES.get(skipped.section, skipped.section)
+        found.append(
+            _warning(
+                "section_failed",
+                skipped.section,
+                f"The {title} section is missing: {skipped.description} "
+                f"failed after {skipped.seconds:.1f} s ({skipped.reason}). "
+                "Every other section is complete.",
+                "warnings",
+            )
+        )
+    return found

@@ -1,0 +1,235 @@
+"""What a long run has finished, for the error that stops it.
+
+A command that works for minutes (training, evaluating thousands of images,
+the faithfulness checks) must not lose that work silently: when it fails,
+its one-line error says what finished, in how long, and what of it is kept.
+The library marks its expensive stages with `stage`; a caller that wants
+the account opens a `recording` (the command line does, for every command)
+and reads the `StageLog` when an error reaches it. Without a recording,
+`stage` only runs its block.
+
+Within a recording, a stage that produces one *section* of a larger result
+(``stage(..., section="faithfulness")``) is optional: if it fails, the
+error is logged in `StageLog.skipped` and the run goes on without that
+section, so that the rest is still written; the caller then reports the
+failure (the report shows a warning, `explain-attn report` exits with 2).
+
+Example:
+
+```python
+with recording() as log:
+    try:
+        with stage("the evaluation of 1,000 test images"):
+            evaluate()
+        with stage("rendering the report"):
+            render()
+    except Exception as error:
+        print(failure_message(log, error))
+```
+"""
+
+import contextlib
+import contextvars
+import dataclasses
+import time
+
+__all__ = [
+    "FinishedStage",
+    "SkippedStage",
+    "StageLog",
+    "current_log",
+    "error_reason",
+    "failure_message",
+    "keep",
+    "recording",
+    "stage",
+]
+
+_CURRENT = contextvars.ContextVar("explain_attn_stage_log", default=None)
+
+
+@dataclasses.dataclass(frozen=True)
+class FinishedStage:
+    """A stage that ran to its end: what it did and in how many seconds."""
+
+    description: str
+    seconds: float
+
+
+@dataclasses.dataclass(frozen=True)
+class SkippedStage:
+    """An optional stage that failed; the run went on without its section.
+
+    Attributes:
+        description: What the stage did.
+        section: The section left out.
+        reason: The error, as one sentence (`error_reason`).
+        seconds: How long it ran before failing.
+        finished: How many stages had finished before it.
+    """
+
+    description: str
+    section: str
+    reason: str
+    seconds: float
+    finished: int
+
+
+@dataclasses.dataclass
+class StageLog:
+    """The account of a run: finished, failed and skipped stages, and what
+    is kept.
+
+    Attributes:
+        finished: `FinishedStage` objects, in order.
+        failed: The description of the stage that was running when an
+            error stopped the run, if any.
+        skipped: `SkippedStage` objects (optional stages that failed).
+        kept: What the finished work left behind: sentences, or functions
+            called (once, by `kept_sentences`) only when the run fails,
+            e.g. to write the trained weights. A stage's ``kept`` replaces
+            the earlier stages' (it says all that is kept by then); `keep`
+            adds to it.
+    """
+
+    finished: list = dataclasses.field(default_factory=list)
+    failed: str | None = None
+    skipped: list = dataclasses.field(default_factory=list)
+    kept: list = dataclasses.field(default_factory=list)
+
+    def kept_sentences(self):
+        """What is kept, in words; calls the functions among `kept`.
+
+        A function that fails is reported as such (``nothing (keeping it
+        failed: ...)``), never raised: the run's own error matters more.
+        """
+        sentences = []
+        for item in self.kept:
+            if callable(item):
+                try:
+                    item = item()
+                except Exception as error:  # Keeping is best effort.
+                    reason = error_reason(error)
+                    item = f"nothing (keeping it failed: {reason})"
+            if item:
+                sentences.append(str(item))
+        self.kept = list(sentences)
+        return sentences
+
+
+def current_log():
+    """The `StageLog` being recorded, or ``None``."""
+    return _CURRENT.get()
+
+
+@contextlib.contextmanager
+def recording():
+    """Records the stages run inside the block; yields the `StageLog`."""
+    log = StageLog()
+    token = _CURRENT.set(log)
+    try:
+        yield log
+    finally:
+        _CURRENT.reset(token)
+
+
+@contextlib.contextmanager
+def stage(description, *, kept=None, section=None):
+    """Marks the block as a stage of the run being recorded.
+
+    Args:
+        description: What the stage does, as a phrase that reads after
+            "Finished before the error: " and before " failed" (``"the
+            evaluation of 1,000 test images"``, ``"rendering the
+            report"``).
+        kept: What is kept once the stage has finished (a sentence, or a
+            function returning one, called only if the run later fails);
+            replaces what earlier stages kept.
+        section: For an optional stage, the name of the section it
+            produces: within a recording, an error in the block is logged
+            in `StageLog.skipped` and not raised.
+    """
+    log = _CURRENT.get()
+    started = time.perf_counter()
+    try:
+        yield
+    except Exception as error:
+        if log is None:
+            raise
+        if section is None:
+            log.failed = log.failed or description
+            raise
+        log.failed = None  # The run goes on.
+        log.skipped.append(
+            SkippedStage(
+                description=description,
+                section=section,
+                reason=error_reason(error),
+                seconds=time.perf_counter() - started,
+                finished=len(log.finished),
+            )
+        )
+        return
+    if log is not None:
+        seconds = time.perf_counter() - started
+        log.finished.append(FinishedStage(description, seconds))
+        if kept is not None:
+            log.kept = [kept]
+
+
+def keep(sentence):
+    """Adds ``sentence`` to what the run being recorded keeps."""
+    log = _CURRENT.get()
+    if log is not None:
+        log.kept.append(sentence)
+
+
+def error_reason(error):
+    """An error as one sentence: the message of input errors
+    (`ValueError`, `TypeError`), else the type's name and the message."""
+    message = " ".join(str(error).split())
+    if not isinstance(error, ValueError | TypeError):
+        name = type(error).__name__
+        message = f"{name}: {message}" if message else name
+    return message
+
+
+def _sentence(text):
+    return text if text.endswith((".", "!", "?")) else f"{text}."
+
+
+def failure_message(log, error=None):
+    """The one-line account of a failed run.
+
+    ``error`` stopped the run in stage `StageLog.failed` (if known); with
+    ``error=None``, the run ended but an optional stage was skipped (the
+    first of `StageLog.skipped`). An input error (`ValueError`,
+    `TypeError`) before any stage finished is told as it is.
+
+    Returns:
+        One line: ``"<Stage> failed: <reason> Finished before the error:
+        <stage> (<seconds> s), ... Kept: <what>."``
+    """
+    if error is None:
+        skipped = log.skipped[0]
+        failed, reason = skipped.description, skipped.reason
+        finished = log.finished[: skipped.finished]
+    else:
+        failed, reason = log.failed, error_reason(error)
+        finished = log.finished
+    plain = not finished and isinstance(error, ValueError | TypeError)
+    text = reason
+    if failed and not plain:
+        text = f"{failed[:1].upper()}{failed[1:]} failed: {reason}"
+    if finished:
+        parts = [f"{s.description} ({s.seconds:.1f} s)" for s in finished]
+        text = f"{_sentence(text)} Finished before the error: "
+        text += f"{', '.join(parts)}."
+    if finished or error is None:
+        sentences = log.kept_sentences()
+        text = _sentence(text) + (
+            f" Kept: {'; '.join(sentences)}."
+            if sentences
+            else " Nothing of it is kept."
+        )
+    return text
