@@ -26,6 +26,7 @@ from explain_attn import metrics
 __all__ = [
     "BASELINES",
     "CENTRE_SIGMA_FRACTION",
+    "BaselineValues",
     "baseline_maps",
     "baselines_section",
     "baseline_values",
@@ -115,11 +116,42 @@ def baseline_values(masks, metric_functions=None):
     }
 
 
+class BaselineValues:
+    """An `evaluate` observer scoring the baseline maps on each chunk's
+    masks, so the masks need not be kept (`baseline_values`, chunk by
+    chunk: the same per-image numbers).
+
+    Attributes:
+        values: Baseline key -> metric name -> ``(N,)`` values, or
+            ``None`` when the data has no masks.
+    """
+
+    def __init__(self, metric_functions=None):
+        self.metric_functions = metric_functions
+        self._parts = []
+
+    def __call__(self, start, images, maps, labels=None, masks=None):
+        if masks is not None:
+            self._parts.append(baseline_values(masks, self.metric_functions))
+
+    @property
+    def values(self):
+        if not self._parts:
+            return None
+        return {
+            key: {
+                name: np.concatenate([part[key][name] for part in self._parts])
+                for name in row
+            }
+            for key, row in self._parts[0].items()
+        }
+
+
 def _as_array(values):
     return np.array([np.nan if v is None else v for v in values], float)
 
 
-def baselines_section(data, masks, *, seed=0):
+def baselines_section(data, masks=None, *, seed=0, values=None):
     """Adds the baselines to the report's numbers, in place.
 
     Sets ``data["baselines"]`` (a list of rows: ``id``, ``label``,
@@ -136,12 +168,15 @@ def baselines_section(data, masks, *, seed=0):
         data: The report's numbers from `explain_attn.report.summaries`.
         masks: ``(N, H, W)`` bool test masks, or ``None``.
         seed: Seed of the bootstrap intervals.
+        values: The baselines' per-image values already computed
+            (`BaselineValues.values`), in place of ``masks``.
     """
     data["baselines"] = []
-    if masks is None:
+    if values is None and masks is not None:
+        values = baseline_values(masks)
+    if values is None:
         return
     bootstrap = {"seed": seed, "num_resamples": data["bootstrap_resamples"]}
-    values = baseline_values(masks)
     for key, (label, definition) in BASELINES.items():
         data["baselines"].append(
             {

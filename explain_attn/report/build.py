@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from explain_attn import __version__
-from explain_attn.data import load_dataset
+from explain_attn.data import open_source
 from explain_attn.explanations.explanation import explanations_for
 from explain_attn.explanations.inputs import input_shape, model_channels
 from explain_attn.explanations.lookup import (
@@ -30,10 +30,14 @@ from explain_attn.explanations.lookup import (
 )
 from explain_attn.explanations.methods import get_method
 from explain_attn.models.saving import atomic_path
-from explain_attn.report.baselines import baselines_section
-from explain_attn.report.channels import channel_section
+from explain_attn.report.baselines import BaselineValues, baselines_section
+from explain_attn.report.channels import ChannelStatistics
 from explain_attn.report.demo import demo_data, demo_models
-from explain_attn.report.evaluate import evaluate
+from explain_attn.report.evaluate import (
+    batch_size_for,
+    chunk_size_for,
+    evaluate_chunks,
+)
 from explain_attn.report.explorer import Thumbnails, explorer_payload
 from explain_attn.report.faithfulness import (
     faithfulness_section,
@@ -47,9 +51,10 @@ from explain_attn.report.summaries import summaries
 from explain_attn.report.training_record import training_record_section
 from explain_attn.report.warnings import (
     MapStatistics,
+    MaskShares,
     majority_warnings,
     map_warnings,
-    mask_warnings,
+    mask_area_warnings,
     training_warnings,
 )
 
@@ -216,14 +221,16 @@ def _check_target(model, cam_class):
 
 
 def _dataset_section(test, source):
+    """The data's record; a streamed source's fingerprint was computed
+    during the evaluation's pass."""
     return {
         "name": dataset_name(test, source),
         "source": str(source),
         "split": "test",
         "num_images": int(len(test.labels)),
-        "image_shape": list(test.images.shape[1:]),
+        "image_shape": [int(n) for n in test.image_shape],
         "class_names": list(test.class_names),
-        "has_masks": test.masks is not None,
+        "has_masks": bool(test.has_masks),
         "fingerprint": test.fingerprint(),
     }
 
@@ -275,7 +282,9 @@ def build_report(
     Args:
         models: `explain_attn.report.models.ReportModel` objects: one or
             more attention models, then the baseline (last).
-        test: The test `explain_attn.data.Dataset`.
+        test: A `explain_attn.data.Dataset` or a streamed source (`open_
+            source`): read once in chunks, then only the images shown or
+            perturbed (`explain_attn.data.loaders.take_images`).
         layers: Attention layer names, paths or patterns to report;
             ``None`` for every attention layer.
         methods: CAM methods (registered names) computed for every model;
@@ -303,17 +312,15 @@ def build_report(
     explanations, reference = report_explanations(
         models, layers=layers, methods=methods, cam_layer=cam_layer,
         cam_class=cam_class)  # fmt: skip
-    evaluation, statistics, thumbnails = _evaluate(
-        models, explanations, reference, test, batch_size, verbose
+    observed = _evaluate(
+        models, explanations, reference, test, layers, batch_size, verbose
     )
-    data = summaries(models, explanations, reference, evaluation, test, seed)
-    baselines_section(data, test.masks, seed=seed)
+    data = _numbers(models, explanations, reference, test, observed, source,
+                    seed=seed)  # fmt: skip
     examples = gallery(
-        explanations, reference, evaluation, test,
+        explanations, reference, observed["evaluation"], test,
         num_examples=num_examples, seed=seed, batch_size=batch_size,
     )  # fmt: skip
-    data["dataset"] = _dataset_section(test, source)
-    data["channels"] = _channels(models, test, layers, batch_size)
     data["settings"] = {
         "seed": seed, "num_examples": num_examples,
         "layers": list(layers) if layers else None, "methods": list(methods),
@@ -327,30 +334,60 @@ def build_report(
             batch_size=batch_size, say=log if verbose else _silent,
         )  # fmt: skip
     data["gallery"] = _gallery_section(examples, test)
-    records = _reading_aids(data, models, test, statistics.counts, seed=seed)
+    records = _reading_aids(data, models, test, observed, seed=seed)
     created = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
     return Report(
-        data=data, gallery=examples, created=created,
-        explorer=explorer_payload(data, thumbnails), records=records,
+        data=data, gallery=examples, created=created, records=records,
+        explorer=explorer_payload(data, observed["thumbnails"]),
     )  # fmt: skip
 
 
-def _evaluate(models, explanations, reference, test, batch_size, verbose):
-    """`evaluate`, observed by the warnings' map statistics and the
-    explorer's thumbnails."""
-    statistics = MapStatistics()
-    thumbnails = Thumbnails(
-        explanations, count=len(test.labels),
-        image_shape=test.images.shape[1:3],
-    )  # fmt: skip
-    evaluation = evaluate(
-        models, explanations, reference, test, batch_size=batch_size,
-        verbose=verbose, observers=(statistics, thumbnails),
-    )  # fmt: skip
-    return evaluation, statistics, thumbnails
+def _numbers(models, explanations, reference, test, observed, source, *,
+             seed):  # fmt: skip
+    """The report's numbers from the evaluation's pass: `summaries`,
+    baselines, the data's record and the channel section."""
+    data = summaries(
+        models, explanations, reference, observed["evaluation"], test, seed
+    )
+    baselines_section(data, values=observed["baselines"].values, seed=seed)
+    data["dataset"] = _dataset_section(test, source)
+    data["channels"] = observed["channels"].section()
+    return data
 
 
-def _reading_aids(data, models, test, map_statistics, *, seed):
+def _evaluate(
+    models, explanations, reference, test, layers, batch_size, verbose
+):  # fmt: skip
+    """The one pass over ``test``: `evaluate_chunks`, observed by
+    everything else that needs every image (baselines, mask shares, map
+    statistics, channel weights, thumbnails).
+
+    Returns:
+        A dict: ``evaluation`` and each observer by name.
+    """
+    shape = tuple(test.image_shape)
+    observers = {
+        "baselines": BaselineValues(),
+        "masks": MaskShares(),
+        "maps": MapStatistics(),
+        "channels": ChannelStatistics(
+            models, num_classes=len(test.class_names),
+            layers=_channel_paths(models, layers), batch_size=batch_size,
+        ),
+        "thumbnails": Thumbnails(
+            explanations, count=len(test.labels), image_shape=shape[:2]
+        ),
+    }  # fmt: skip
+    chunk = chunk_size_for(shape, batch_size=batch_size_for(shape, batch_size))
+    observers["evaluation"] = evaluate_chunks(
+        models, explanations, reference, test.batches(chunk),
+        batch_size=batch_size, verbose=verbose, num_images=len(test.labels),
+        observers=tuple(observers.values()),
+    )  # fmt: skip
+    return observers
+
+
+def _reading_aids(data, models, test, observed, *, seed):
     """Adds the training records, ``per_class``, ``warnings`` and
     ``findings`` to ``data``; returns the records."""
     records = _add_training_record(data, models)
@@ -358,8 +395,8 @@ def _reading_aids(data, models, test, map_statistics, *, seed):
     data["warnings"] = (
         majority_warnings(data["models"], test.labels, test.class_names)
         + training_warnings(data["models"])
-        + map_warnings(map_statistics)
-        + mask_warnings(test.masks)
+        + map_warnings(observed["maps"].counts)
+        + mask_area_warnings(observed["masks"].shares)
     )
     data["findings"] = findings(data)
     return records
@@ -377,16 +414,15 @@ def _add_training_record(data, models):
     return records
 
 
-def _channels(models, test, layers, batch_size):
-    """The channel section, for the channel modules ``layers`` names
-    (``None``: all of them)."""
-    paths = None
-    if layers is not None:
-        paths = []
-        for entry in models:
-            if entry.role == "attention":
-                paths += resolve_layers(entry.model, layers)
-    return channel_section(models, test, layers=paths, batch_size=batch_size)
+def _channel_paths(models, layers):
+    """The channel modules' paths ``layers`` names (``None``: all)."""
+    if layers is None:
+        return None
+    paths = []
+    for entry in models:
+        if entry.role == "attention":
+            paths += resolve_layers(entry.model, layers)
+    return paths
 
 
 def _check_sources(attention_models, baseline_model, spurious_correlation):
@@ -490,8 +526,9 @@ def report_from_sources(
 def _data_line(test):
     return (
         f"Data: {test.name}, {len(test.labels)} test images of "
-        f"{test.images.shape[1:]}, {len(test.class_names)} classes"
-        + ("" if test.masks is not None else " (no masks)")
+        f"{tuple(int(n) for n in test.image_shape)}, "
+        f"{len(test.class_names)} classes"
+        + ("" if test.has_masks else " (no masks)")
     )
 
 
@@ -500,12 +537,13 @@ def _given_models_and_data(
     **loading,
 ):  # fmt: skip
     """The user's models (`load_report_models`), then the test split in
-    their channels."""
+    their channels, opened for streaming (`open_source`: an in-memory
+    `Dataset` for the small built-in sets)."""
     models = load_report_models(
         attention_models, baseline_model, say=say, input_scale=input_scale,
         **loading,
     )  # fmt: skip
-    test = load_dataset(
+    test = open_source(
         data, split="test", image_size=image_size,
         channels=_channels_of(models), input_scale=input_scale or "unit",
     )  # fmt: skip

@@ -239,10 +239,12 @@ def evaluate(
         batch_size: Images per forward pass.
         verbose: Show a progress bar.
         chunk_size: Images per chunk (``None``: `chunk_size_for`).
-        observers: Callables ``observer(start, images, maps)`` called with
-            each chunk's first index, images and maps (`Explanation` ->
-            ``(n, h, w)``) before the maps are dropped (the report's
-            warnings and explorer thumbnails are built this way).
+        observers: Callables ``observer(start, images, maps, labels,
+            masks)`` called with each chunk's first index, images, maps
+            (`Explanation` -> ``(n, h, w)``), labels and masks (or
+            ``None``) before the chunk is dropped: the report's baselines,
+            warnings, channel weights and explorer thumbnails are built
+            this way, in the same pass.
 
     Returns:
         An `Evaluation`.
@@ -303,7 +305,7 @@ def evaluate_chunks(
         maps = explainer(images, batch_size=batch_size, labels=labels)
         _score(maps, masks, explanations, reference, values, agreement)
         for observer in observers:
-            observer(seen, images, maps)
+            observer(seen, images, maps, labels, masks)
         seen += len(images)
         if progress is not None:
             progress.update(seen)

@@ -100,7 +100,7 @@ class Thumbnails:
         self.images = np.zeros((count, *self.image_shape, 3), np.uint8)
         self.maps = {}
 
-    def __call__(self, start, images, maps):
+    def __call__(self, start, images, maps, labels=None, masks=None):
         images = np.asarray(images, np.float64)
         stop = start + len(images)
         if images.shape[1:3] != self.image_shape:
