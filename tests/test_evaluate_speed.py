@@ -95,10 +95,10 @@ def test_maps_are_resized_once(monkeypatch):
     ("shape", "batch_size", "expected"),
     [
         ((32, 32, 3), 128, 1024),  # capped at MAX_CHUNK_SIZE
-        ((128, 128, 3), 128, 640),  # 682 images fit, full batches: 640
-        ((224, 224, 3), 128, 128),  # 222 fit: one batch
-        ((224, 224, 3), 1, 222),  # 128 MiB / (224 * 224 * 3 * 4 bytes)
-        ((224, 224), 1, 668),  # (H, W): one channel
+        ((128, 128, 3), 128, 128),  # 170 images fit, full batches: 128
+        ((224, 224, 3), 41, 41),  # 55 fit: one batch (`batch_size_for`)
+        ((224, 224, 3), 1, 55),  # 32 MiB / (224 * 224 * 3 * 4 bytes)
+        ((224, 224), 1, 167),  # (H, W): one channel
         ((4000, 4000, 3), 64, 1),  # at least one image
     ],
 )

@@ -21,7 +21,6 @@ from explain_attn.metrics.arrays import (
     resize,
     row_dot,
     safe_divide,
-    tie_groups,
     top_k,
 )
 
@@ -249,19 +248,38 @@ def _roc_auc(flat, flat_masks, keys, sorted_values):
     rows = np.flatnonzero(has_ties(sorted_values))
     if rows.size:
         # Tied pairs count one half: remove half of them per tie group.
-        starts, ends = tie_groups(sorted_values[rows])
-        group_positives = np.add.reduceat(
-            sorted_masks[rows].ravel().astype(np.int64), starts
-        )
-        group_negatives = ends - starts + 1 - group_positives
-        pairs[rows] -= 0.5 * np.bincount(
-            starts // num_pixels,
-            weights=group_positives * group_negatives,
-            minlength=rows.size,
+        pairs[rows] -= 0.5 * _tied_pairs(
+            sorted_values[rows], sorted_masks[rows]
         )
     result = safe_divide(pairs, num_positive * num_negative)
     result[~flat.any(axis=1)] = np.nan
     return result
+
+
+def _tied_pairs(sorted_values, sorted_masks):
+    """``(N,)`` float64: per row, the (positive, negative) pairs of equal
+    value, ``Σ_groups positives · negatives`` over the groups of equal
+    values (`tie_groups`). Only the pixels of groups of two or more are
+    gathered: a single pixel forms no pair, and the sums are of integers,
+    exact in any order."""
+    tied = sorted_values[:, 1:] == sorted_values[:, :-1]
+    member = np.zeros(sorted_values.shape, bool)
+    member[:, 1:] = tied
+    member[:, :-1] |= tied
+    row, column = np.nonzero(member)
+    values = sorted_values[row, column]
+    first = np.ones(len(row), bool)
+    first[1:] = (row[1:] != row[:-1]) | (values[1:] != values[:-1])
+    starts = np.flatnonzero(first)
+    sizes = np.diff(np.append(starts, len(row)))
+    positives = np.add.reduceat(
+        sorted_masks[row, column].astype(np.int64), starts
+    )
+    return np.bincount(
+        row[starts],
+        weights=positives * (sizes - positives),
+        minlength=len(sorted_values),
+    )
 
 
 def top_fraction_iou(maps, masks, *, fraction=DEFAULT_FRACTION):

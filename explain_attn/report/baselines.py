@@ -22,6 +22,7 @@ map is not above zero (the interval's lower end at or below 0).
 import numpy as np
 
 from explain_attn import metrics
+from explain_attn.report.evaluate import score_slices
 
 __all__ = [
     "BASELINES",
@@ -52,8 +53,6 @@ BASELINES = {
     ),
 }
 """Baseline key -> (label, one-line definition)."""
-
-_CHUNK = 256  # Masks per chunk: keeps the float maps of one chunk small.
 
 
 def flat_map(shape):
@@ -98,14 +97,16 @@ def baseline_values(masks, metric_functions=None):
             default every foreground metric of the registry.
 
     Returns:
-        Baseline key -> metric name -> ``(N,)`` float64 values.
+        Baseline key -> metric name -> ``(N,)`` float64 values; computed
+        in slices of at most `explain_attn.report.evaluate.METRIC_PIXELS`
+        mask pixels, as the explanations' values are.
     """
     functions = metric_functions or metrics.FOREGROUND_METRICS
     masks = np.asarray(masks, bool)
     templates = baseline_maps(masks.shape[1:])
     values = {key: {name: [] for name in functions} for key in templates}
-    for start in range(0, len(masks), _CHUNK):
-        chunk = masks[start : start + _CHUNK]
+    for part in score_slices(len(masks), masks.shape[1] * masks.shape[2]):
+        chunk = masks[part]
         for key, template in templates.items():
             maps = np.broadcast_to(template, chunk.shape)
             for name, function in functions.items():

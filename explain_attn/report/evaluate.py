@@ -38,8 +38,12 @@ __all__ = [
     "score_slices",
 ]
 
-CHUNK_BYTES = 128 * 2**20
-"""Bytes of float32 images per chunk (at most `MAX_CHUNK_SIZE` images)."""
+CHUNK_BYTES = 32 * 2**20
+"""Bytes of float32 images per chunk (at most `MAX_CHUNK_SIZE` images). A
+streamed source holds a few chunks at a time (`tf.data` prefetches two);
+forward passes (`BATCH_PIXELS`) and metric calls (`METRIC_PIXELS`) are no
+larger than a chunk at 128 x 128 and above, so a larger chunk saves no
+call there."""
 
 MAX_CHUNK_SIZE = 1024
 """Most test images per chunk, whatever their size."""
@@ -96,8 +100,8 @@ def chunk_size_for(image_shape, *, batch_size=1, budget=CHUNK_BYTES):
 
     At most `MAX_CHUNK_SIZE`; a multiple of ``batch_size`` when it holds at
     least one batch, so that forward passes run on full batches. With the
-    defaults: 1,024 images of 32 x 32 x 3, 640 of 128 x 128 x 3 (batch
-    128) and 128 of 224 x 224 x 3 (batch 128).
+    defaults: 1,024 images of 32 x 32 x 3, 128 of 128 x 128 x 3 (batch
+    128) and 41 of 224 x 224 x 3 (batch 41, `batch_size_for`).
 
     Args:
         image_shape: ``(H, W)`` or ``(H, W, C)`` of one image.
