@@ -13,6 +13,7 @@ of a chunk are computed in slices of at most `METRIC_PIXELS` mask pixels
 resized to the masks' size, about ten of them at a time.
 """
 
+import concurrent.futures
 import dataclasses
 
 import keras
@@ -286,6 +287,10 @@ def evaluate_chunks(
     Returns:
         An `Evaluation`; its arrays follow the order of the chunks.
 
+    A chunk is scored and observed on one worker thread while the next
+    chunk's model passes run (NumPy and TensorFlow release the GIL), in
+    the order of the chunks; at most two chunks are held at a time.
+
     Raises:
         ValueError: When a model's input does not fit the images, or the
             source yields no image.
@@ -298,21 +303,32 @@ def evaluate_chunks(
     progress = (
         keras.utils.Progbar(num_images, unit_name="image") if verbose else None
     )
-    seen = 0
-    for images, labels, masks in source:
-        if seen == 0:
-            check_models_fit(models, images)
-            batch_size = batch_size_for(images.shape[1:], batch_size)
-        images = check_model_images(models[0].model, images)
-        for key, predictor in predictors.items():
-            predictions[key].append(_predicted(predictor, images, batch_size))
-        maps = explainer(images, batch_size=batch_size, labels=labels)
+
+    def observe(start, images, maps, labels, masks):
         _score(maps, masks, explanations, reference, values, agreement)
         for observer in observers:
-            observer(seen, images, maps, labels, masks)
-        seen += len(images)
-        if progress is not None:
-            progress.update(seen)
+            observer(start, images, maps, labels, masks)
+
+    seen, pending = 0, None
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as worker:
+        for images, labels, masks in source:
+            if seen == 0:
+                check_models_fit(models, images)
+                batch_size = batch_size_for(images.shape[1:], batch_size)
+            images = check_model_images(models[0].model, images)
+            for key, predictor in predictors.items():
+                predictions[key].append(
+                    _predicted(predictor, images, batch_size)
+                )
+            maps = explainer(images, batch_size=batch_size, labels=labels)
+            if pending is not None:
+                pending.result()  # In order, one chunk behind; raises.
+            pending = worker.submit(observe, seen, images, maps, labels, masks)
+            seen += len(images)
+            if progress is not None:
+                progress.update(seen)
+        if pending is not None:
+            pending.result()
     if seen == 0:
         raise ValueError("The test data holds no image; nothing to evaluate.")
     return Evaluation(
