@@ -1,12 +1,16 @@
 """The report: does attention help, where does it look, and is it the object?
 
-`build_report` takes trained models and a test set and runs the stages:
-`explain_attn.report.evaluate` (stream the test set, keep per-image
-numbers), `explain_attn.report.summaries` (tables with intervals),
-`explain_attn.report.gallery` (informative images with every map) and
-`explain_attn.report.faithfulness` (the Faithfulness section).
-`report_from_sources` first loads the models and data, or trains the demo
-pair (`explain_attn.report.demo`). `explain_attn.report.render` turns a
+`build_report` takes trained models and a test set (in memory or
+streamed) and runs the stages: `explain_attn.report.evaluate` (one pass
+over the test set, keeping per-image numbers; the baselines, warnings,
+channel weights and thumbnails observe the same pass),
+`explain_attn.report.summaries` (tables with intervals),
+`explain_attn.report.gallery` (informative images with every map, read
+again one by one) and `explain_attn.report.faithfulness` (the
+Faithfulness section, on samples read the same way). Memory: per-image
+numbers, thumbnails and a few chunks, whatever the number of images.
+`report_from_sources` first loads the models and opens the data, or trains
+the demo pair (`explain_attn.report.demo`). `explain_attn.report.render` turns a
 `Report` into HTML, `write_json` into numbers.
 """
 

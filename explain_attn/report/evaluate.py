@@ -1,11 +1,13 @@
 """The report's first stage: stream the test set, keep per-image numbers.
 
 Images arrive in chunks ``(images, labels, masks)`` from any iterable
-(`chunks` cuts an in-memory `explain_attn.data.Dataset` into them; a
-streamed source can yield the same). For each chunk, every model's
-predictions and every explanation's maps are computed once, scored with
-every metric and dropped. Only per-image numbers are kept for all images,
-so the stage's memory depends on the chunk size, not on the test set.
+(the report iterates ``test.batches(chunk_size)`` of an in-memory
+`explain_attn.data.Dataset` or a streamed source alike; `chunks` cuts
+anything with ``images``, ``labels`` and ``masks``). For each chunk,
+every model's predictions and every explanation's maps are computed once,
+scored with every metric and dropped. Only per-image numbers are kept
+for all images, so the stage's memory depends on the chunk size, not on
+the test set.
 
 The chunk size adapts to the image size (`chunk_size_for`), and the metrics
 of a chunk are computed in slices of at most `METRIC_PIXELS` mask pixels
