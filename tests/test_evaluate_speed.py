@@ -297,3 +297,33 @@ def test_batch_size_follows_the_image_size(shape, batch_size, expected):
     from explain_attn.report.evaluate import batch_size_for
 
     assert batch_size_for(shape, batch_size) == expected
+
+
+@pytest.mark.parametrize(
+    ("map_shape", "mask_shape", "dtype"),
+    [
+        ((9, 7), (9, 7), np.float32),  # same size, float32 kept
+        ((4, 4), (12, 12), np.float32),  # resized
+        ((5, 6), (11, 13), np.float64),
+    ],
+)
+def test_one_map_against_many_masks_equals_the_repeated_map(
+    map_shape, mask_shape, dtype
+):
+    rng = np.random.default_rng(4)
+    masks = rng.random((7, *mask_shape)) > 0.6
+    masks[0] = False  # empty mask
+    masks[1] = True  # full mask
+    for one in (
+        _maps_with_ties(rng, (3, *map_shape), dtype)[2],  # ties, -0.0
+        rng.random(map_shape).astype(dtype),
+        np.ones(map_shape, dtype),  # the flat map: every pixel tied
+        np.zeros(map_shape, dtype),
+    ):
+        expected = metrics.foreground_metrics(
+            np.broadcast_to(one, (7, *map_shape)), masks
+        )
+        got = metrics.foreground_metrics_of_one_map(one, masks)
+        assert list(got) == list(expected)
+        for name, values in expected.items():
+            np.testing.assert_array_equal(got[name], values)
