@@ -380,7 +380,7 @@ def write_scale_data(path, size, image_size, *, chunk=500):
     ``images`` uint8 ``(N, S, S, 3)``, ``masks`` bool, ``labels`` and
     ``class_names``, written chunk by chunk through ``.npy`` memory maps
     (never the whole array in memory), then stored in the zip uncompressed,
-    so that `explain_attn.data.stream.NpzSource` memory-maps it.
+    so that `explain_attn.data.stream.NpzSource` reads it image by image.
     """
     import zipfile
 
@@ -559,7 +559,7 @@ def _scale_size_rows(kind, size, image_size, result, faithfulness):
              met=result["peak_rss_mib"] <= 1536,
              note=f"chunk {result['chunk_size']} images; one run"),
         _one(item, subject, "seconds", result["seconds"], "s",
-             note="report_from_sources on an .npz (uint8, memory-mapped), "
+             note="report_from_sources streaming an .npz (uint8), "
              "model loading included, faithfulness " + faithfulness
              if kind == "report" else "evaluate_chunks, generation excluded"),
         _one(item, subject, "seconds / model passes", ratio, "x",
@@ -622,6 +622,21 @@ def _extrapolation_rows(kind, image_size, results):
              slope / passes, "x", goal="<= 1.5x", met=slope / passes <= 1.5,
              note=f"passes {1000 * passes:.1f} ms per image (fitted)"),
     ]  # fmt: skip
+    if all("cpu_seconds" in results[n] for n in sizes):
+        cpu_intercept, cpu = _fit(
+            sizes, [results[n]["cpu_seconds"] for n in sizes]
+        )
+        _, cpu_passes = _fit(
+            sizes, [results[n]["passes_cpu_seconds"] for n in sizes]
+        )
+        rows.append(
+            _one(item, subject, "fitted per-image CPU / passes' per-image CPU",
+                 cpu / cpu_passes, "x", goal="<= 1.5x",
+                 met=cpu / cpu_passes <= 1.5,
+                 note=f"CPU {1000 * cpu:.1f} ms per image, intercept "
+                 f"{cpu_intercept:.1f} s; passes {1000 * cpu_passes:.1f} ms "
+                 "per image (fitted)"),
+        )  # fmt: skip
     for size in EXTRAPOLATED:
         value = intercept + slope * size
         rows.append(
