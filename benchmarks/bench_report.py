@@ -19,14 +19,16 @@ Setup, in a temporary folder: the demo pair (``small_attention`` and
 ``run.py``): at 224 x 224 (``--image-size``), for each ``--sizes`` N, two
 fresh processes on data generated on the fly:
 
-- *report*: `explain_attn.data.synthetic.generate` N images into an
-  in-memory `Dataset`, then `build_report` (faithfulness ``--faithfulness``,
-  default off); then, in the same process, the model passes the report
-  needs (both models' forward passes, every explanation's maps, Grad-CAM
-  forward and backward) over the same images, timed alone. Figures: the
-  absolute peak RSS, the peak increment during `build_report` over the RSS
-  just before it (the dataset already loaded; ``/proc/self/clear_refs``
-  resets the peak), wall times and the ratio report / passes.
+- *report*: N generated images written chunk by chunk to an uncompressed
+  ``.npz`` (`write_scale_data`: uint8 images, masks), then in a fresh
+  process `report_from_sources` on it with the saved models, as
+  ``explain-attn report --data FILE.npz`` runs (the test split streamed,
+  faithfulness ``--faithfulness``, default off); then, in the same process,
+  the model passes the report needs (both models' forward passes, every
+  explanation's maps, Grad-CAM forward and backward) over the same images,
+  read again chunk by chunk and timed alone. Figures: the absolute peak
+  RSS of the process at the end of the report (``VmHWM``), wall and CPU
+  times and the ratios report / passes.
 - *stream*: `explain_attn.report.evaluate.evaluate_chunks` on chunks
   generated one at a time (no dataset in memory), the model passes timed on
   each chunk in the same process, both after a warm-up on 8 images.
@@ -345,22 +347,6 @@ def _generated(start, count, image_size):
     return images.astype("float32") / 255.0, labels, masks
 
 
-def _reset_peak():
-    """Resets ``VmHWM`` to the current RSS (Linux); False where it cannot."""
-    try:
-        Path("/proc/self/clear_refs").write_text("5")
-    except OSError:
-        return False
-    return True
-
-
-def _rss_mib():
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
-
-
 def _passes(models, explanations, images, batch_size, strategy=None):
     """Seconds of the model passes the report needs on ``images``.
 
@@ -414,58 +400,83 @@ def _scale_setup(attention, baseline, strategy=None):
     return models, explanations, reference
 
 
-def _scale_report(
-    size, image_size, attention, baseline, faithfulness, strategy=None
-):
-    """Child body: a report on generated data, then its passes alone."""
-    from explain_attn.data import Dataset, synthetic
-    from explain_attn.report import build_report
-    from explain_attn.report.evaluate import (
-        batch_size_for,
-        chunk_size_for,
-        chunks,
-    )
+def write_scale_data(path, size, image_size, *, chunk=500):
+    """Writes ``size`` generated test images to an uncompressed ``.npz``.
+
+    ``images`` uint8 ``(N, S, S, 3)``, ``masks`` bool, ``labels`` and
+    ``class_names``, written chunk by chunk through ``.npy`` memory maps
+    (never the whole array in memory), then stored in the zip uncompressed,
+    so that `explain_attn.data.stream.NpzSource` reads it image by image.
+    """
+    import zipfile
+
+    from explain_attn.data import synthetic
+
+    path = Path(path)
+    folder = path.with_suffix("")
+    folder.mkdir(parents=True, exist_ok=True)
+    shape = (size, image_size, image_size)
+    arrays = {
+        "images": np.lib.format.open_memmap(
+            folder / "images.npy", "w+", np.uint8, (*shape, 3)
+        ),
+        "masks": np.lib.format.open_memmap(
+            folder / "masks.npy", "w+", bool, shape
+        ),
+    }
+    labels = np.empty(size, np.int64)
+    for start in range(0, size, chunk):
+        count = min(chunk, size - start)
+        images, labels[start : start + count], masks = synthetic.generate(
+            count, split="test", seed=1000 + start, image_size=image_size
+        )
+        arrays["images"][start : start + count] = images
+        arrays["masks"][start : start + count] = masks
+    for array in arrays.values():
+        array.flush()
+    del arrays
+    np.save(folder / "labels.npy", labels)
+    np.save(folder / "class_names.npy", np.array(synthetic.CLASS_NAMES))
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_STORED, allowZip64=True) as z:
+        for name in ("images", "masks", "labels", "class_names"):
+            z.write(folder / f"{name}.npy", f"{name}.npy")
+            (folder / f"{name}.npy").unlink()
+    folder.rmdir()
+    return path
+
+
+def _scale_report(data, attention, baseline, faithfulness, strategy=None):
+    """Child body: `report_from_sources` streaming ``data`` (an ``.npz``),
+    then, in the same process, the model passes alone on the same images
+    (read chunk by chunk again; reading is not timed)."""
+    from explain_attn.data import open_source
+    from explain_attn.report import report_from_sources
+    from explain_attn.report.evaluate import batch_size_for, chunk_size_for
 
     models, explanations, _ = _scale_setup(attention, baseline, strategy)
-    started = time.perf_counter()
-    shape = (size, image_size, image_size)
-    images = np.empty((*shape, 3), np.float32)
-    labels = np.empty(size, np.int64)
-    masks = np.empty(shape, bool)
-    for start in range(0, size, 1000):
-        stop = min(start + 1000, size)
-        part = _generated(start, stop - start, image_size)
-        images[start:stop], labels[start:stop], masks[start:stop] = part
-    del part
-    test = Dataset(
-        images, labels, masks, class_names=synthetic.CLASS_NAMES,
-        name="generated",
-    )  # fmt: skip
-    del images, labels, masks
-    generated = time.perf_counter() - started
-    before = _rss_mib()
-    reset = _reset_peak()
     started, cpu = time.perf_counter(), time.process_time()
-    build_report(
-        models, test, faithfulness=faithfulness, verbose=0, batch_size=128,
-        strategy=strategy,
+    report_from_sources(
+        str(data), attention_models=[str(attention)],
+        baseline_model=str(baseline), faithfulness=faithfulness, verbose=0,
+        batch_size=128, strategy=strategy,
     )  # fmt: skip
     seconds = time.perf_counter() - started
     cpu = time.process_time() - cpu
-    stage_peak = peak_rss_mib()
-    batch = batch_size_for(test.images.shape[1:], 128)
-    chunk = chunk_size_for(test.images.shape[1:], batch_size=batch)
+    report_peak = peak_rss_mib()
+    source = open_source(str(data))
+    batch = batch_size_for(source.image_shape, 128)
+    chunk = chunk_size_for(source.image_shape, batch_size=batch)
+    _CPU["passes"] = 0.0
     passes = sum(
         _passes(models, explanations, images, 128, strategy)
-        for images, _, _ in chunks(test, chunk)
+        for images, _, _ in source.batches(chunk)
     )
     return {
-        "generate_seconds": generated,
+        "size": len(source),
         "seconds": seconds,
         "passes_seconds": passes,
-        "rss_before_mib": before,
-        "stage_peak_mib": stage_peak if reset else float("nan"),
-        "peak_rss_mib": peak_rss_mib(),
+        "peak_rss_mib": report_peak,
+        "peak_rss_with_passes_mib": peak_rss_mib(),
         "chunk_size": chunk,
         "cpu_seconds": cpu,
         "passes_cpu_seconds": _CPU["passes"],
@@ -524,16 +535,14 @@ def _scale_stream(size, image_size, attention, baseline, strategy=None):
     }
 
 
-def _scale_child(
-    kind, size, image_size, attention, baseline, faithfulness, devices=1
-):
+def _scale_child(kind, size, image_size, paths, faithfulness, devices=1):
     import keras  # noqa: F401
-    import tensorflow  # noqa: F401
 
     strategy = _strategy(devices)
+    attention, baseline = paths[:2]
     if kind == "scale-report":
         result = _scale_report(
-            size, image_size, attention, baseline, faithfulness, strategy
+            paths[2], attention, baseline, faithfulness, strategy
         )
     else:
         result = _scale_stream(size, image_size, attention, baseline, strategy)
@@ -543,7 +552,7 @@ def _scale_child(
 def _run_scale_child(kind, size, image_size, paths, faithfulness, devices=1):
     command = [
         sys.executable, "-m", "benchmarks.bench_report", "--child", kind,
-        str(paths[0]), str(paths[1]), "x", "--size", str(size),
+        *map(str, paths), "--size", str(size),
         "--image-size", str(image_size), "--faithfulness", faithfulness,
         "--devices", str(devices),
     ]  # fmt: skip
@@ -585,7 +594,8 @@ def _scale_size_rows(kind, size, image_size, result, faithfulness, devices=1):
              met=result["peak_rss_mib"] <= 1536,
              note=f"chunk {result['chunk_size']} images; one run"),
         _one(item, subject, "seconds", result["seconds"], "s",
-             note="build_report, faithfulness " + faithfulness
+             note="report_from_sources streaming an .npz (uint8), "
+             "model loading included, faithfulness " + faithfulness
              if kind == "report" else "evaluate_chunks, generation excluded"),
         _one(item, subject, "seconds / model passes", ratio, "x",
              goal="<= 1.5x", met=ratio <= 1.5,
@@ -600,14 +610,6 @@ def _scale_size_rows(kind, size, image_size, result, faithfulness, devices=1):
              f"/ {result['passes_cpu_seconds']:.1f} s: less sensitive to "
              "other processes than wall time"),
     )  # fmt: skip
-    if kind == "report":
-        increment = result["stage_peak_mib"] - result["rss_before_mib"]
-        rows.append(
-            _one(item, subject, "peak increment during build_report",
-                 increment, "MiB",
-                 note=f"RSS {result['rss_before_mib']:.0f} MiB before it, "
-                 "the generated dataset loaded"),
-        )  # fmt: skip
     return rows
 
 
@@ -626,10 +628,16 @@ def scale(
         for kind in kinds:
             results = {}
             for size in sizes:
+                data = []
+                if kind == "report":
+                    data = [Path(directory) / f"test_{size}.npz"]
+                    write_scale_data(data[0], size, image_size)
                 results[size] = _run_scale_child(
-                    f"scale-{kind}", size, image_size, paths, faithfulness,
-                    devices,
+                    f"scale-{kind}", size, image_size, [*paths, *data],
+                    faithfulness, devices,
                 )  # fmt: skip
+                for path in data:
+                    path.unlink()
                 rows += _scale_size_rows(
                     kind, size, image_size, results[size], faithfulness,
                     devices,
@@ -654,6 +662,21 @@ def _extrapolation_rows(kind, image_size, results, devices=1):
              slope / passes, "x", goal="<= 1.5x", met=slope / passes <= 1.5,
              note=f"passes {1000 * passes:.1f} ms per image (fitted)"),
     ]  # fmt: skip
+    if all("cpu_seconds" in results[n] for n in sizes):
+        cpu_intercept, cpu = _fit(
+            sizes, [results[n]["cpu_seconds"] for n in sizes]
+        )
+        _, cpu_passes = _fit(
+            sizes, [results[n]["passes_cpu_seconds"] for n in sizes]
+        )
+        rows.append(
+            _one(item, subject, "fitted per-image CPU / passes' per-image CPU",
+                 cpu / cpu_passes, "x", goal="<= 1.5x",
+                 met=cpu / cpu_passes <= 1.5,
+                 note=f"CPU {1000 * cpu:.1f} ms per image, intercept "
+                 f"{cpu_intercept:.1f} s; passes {1000 * cpu_passes:.1f} ms "
+                 "per image (fitted)"),
+        )  # fmt: skip
     for size in EXTRAPOLATED:
         value = intercept + slope * size
         rows.append(
@@ -693,8 +716,8 @@ def main(argv=None):
         print("\n".join(render_markdown(rows)))
     elif args.child.startswith("scale"):
         _scale_child(
-            args.child, args.size, args.image_size, args.paths[0],
-            args.paths[1], args.faithfulness, args.devices,
+            args.child, args.size, args.image_size, args.paths,
+            args.faithfulness, args.devices,
         )  # fmt: skip
     else:
         _child(args.child, *args.paths)

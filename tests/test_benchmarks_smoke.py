@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -42,3 +44,23 @@ def test_quick_run_writes_every_item(tmp_path):
     ):
         assert row in text
     assert "| 1 maps |" in result.stdout
+
+
+def test_scale_data_is_written_in_chunks_and_read_back(tmp_path):
+    """`bench_report --scale` writes its test data chunk by chunk; the
+    streamed source reads the generator's images, labels and masks."""
+    from benchmarks.bench_report import write_scale_data
+    from explain_attn.data import open_source, synthetic
+
+    path = write_scale_data(tmp_path / "test.npz", 7, 24, chunk=3)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["test.npz"]
+    source = open_source(str(path))
+    parts = list(zip(*source.batches(4), strict=True))
+    images, labels, masks = (np.concatenate(part) for part in parts)
+    first, first_labels, first_masks = synthetic.generate(
+        3, split="test", seed=1000, image_size=24
+    )
+    np.testing.assert_array_equal(images[:3], first / np.float32(255))
+    np.testing.assert_array_equal(labels[:3], first_labels)
+    np.testing.assert_array_equal(masks[:3], first_masks)
+    assert images.shape == (7, 24, 24, 3) and source.has_masks

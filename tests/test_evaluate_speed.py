@@ -95,10 +95,10 @@ def test_maps_are_resized_once(monkeypatch):
     ("shape", "batch_size", "expected"),
     [
         ((32, 32, 3), 128, 1024),  # capped at MAX_CHUNK_SIZE
-        ((128, 128, 3), 128, 640),  # 682 images fit, full batches: 640
-        ((224, 224, 3), 128, 128),  # 222 fit: one batch
-        ((224, 224, 3), 1, 222),  # 128 MiB / (224 * 224 * 3 * 4 bytes)
-        ((224, 224), 1, 668),  # (H, W): one channel
+        ((128, 128, 3), 128, 128),  # 170 images fit, full batches: 128
+        ((224, 224, 3), 41, 41),  # 55 fit: one batch (`batch_size_for`)
+        ((224, 224, 3), 1, 55),  # 32 MiB / (224 * 224 * 3 * 4 bytes)
+        ((224, 224), 1, 167),  # (H, W): one channel
         ((4000, 4000, 3), 64, 1),  # at least one image
     ],
 )
@@ -297,3 +297,33 @@ def test_batch_size_follows_the_image_size(shape, batch_size, expected):
     from explain_attn.report.evaluate import batch_size_for
 
     assert batch_size_for(shape, batch_size) == expected
+
+
+@pytest.mark.parametrize(
+    ("map_shape", "mask_shape", "dtype"),
+    [
+        ((9, 7), (9, 7), np.float32),  # same size, float32 kept
+        ((4, 4), (12, 12), np.float32),  # resized
+        ((5, 6), (11, 13), np.float64),
+    ],
+)
+def test_one_map_against_many_masks_equals_the_repeated_map(
+    map_shape, mask_shape, dtype
+):
+    rng = np.random.default_rng(4)
+    masks = rng.random((7, *mask_shape)) > 0.6
+    masks[0] = False  # empty mask
+    masks[1] = True  # full mask
+    for one in (
+        _maps_with_ties(rng, (3, *map_shape), dtype)[2],  # ties, -0.0
+        rng.random(map_shape).astype(dtype),
+        np.ones(map_shape, dtype),  # the flat map: every pixel tied
+        np.zeros(map_shape, dtype),
+    ):
+        expected = metrics.foreground_metrics(
+            np.broadcast_to(one, (7, *map_shape)), masks
+        )
+        got = metrics.foreground_metrics_of_one_map(one, masks)
+        assert list(got) == list(expected)
+        for name, values in expected.items():
+            np.testing.assert_array_equal(got[name], values)

@@ -68,6 +68,7 @@ __all__ = [
     "open_source",
     "sample_data_directory",
     "split_dataset",
+    "take_images",
     "tf_dataset",
     "train_test_datasets",
 ]
@@ -85,8 +86,8 @@ class Dataset:
     is given (a conversion makes a copy, a matching array is used as is).
 
     It offers the interface of the streamed sources
-    (`explain_attn.data.stream`): `batches`, `fingerprint`, ``labels``,
-    ``class_names``, ``image_shape``, ``has_masks``, ``notes``.
+    (`explain_attn.data.stream`): `batches`, `read`, `fingerprint`,
+    ``labels``, ``class_names``, ``image_shape``, ``has_masks``, ``notes``.
 
     Args:
         images: ``(N, H, W, C) float32`` in [0, 1], C = 3 (RGB) or 1 (gray).
@@ -185,6 +186,12 @@ class Dataset:
                 None if self.masks is None else self.masks[start:stop],
             )
 
+    def read(self, position):
+        """``(image (H, W, C), mask (H, W) or None)`` at ``position``, as a
+        streamed source's `read` gives them (views, no copies)."""
+        mask = None if self.masks is None else self.masks[position]
+        return self.images[position], mask
+
     def fingerprint(self):
         """A stable SHA-256 hex digest of the arrays and class names.
 
@@ -211,6 +218,46 @@ class Dataset:
             self.name if name is None else name,
             self.notes,
         )
+
+
+def take_images(source, indices, *, name=None):
+    """A few images of any source, read into an in-memory `Dataset`.
+
+    The report reads the images it shows or perturbs this way (gallery
+    examples, the faithfulness checks' samples) after streaming the rest.
+
+    Args:
+        source: A `Dataset` or a streamed source
+            (`explain_attn.data.stream.ImageSource`): anything with
+            ``read``, ``labels``, ``class_names``, ``image_shape``,
+            ``has_masks``, ``name`` and ``notes``.
+        indices: Positions of the images, in the order wanted.
+        name: The new dataset's name (default: the source's).
+
+    Returns:
+        A `Dataset` of ``len(indices)`` images (none: a ValueError, as for
+        an empty `Dataset`).
+    """
+    indices = np.asarray(indices, dtype=np.int64).reshape(-1)
+    images = np.empty((len(indices), *source.image_shape), np.float32)
+    masks = (
+        np.empty((len(indices), *source.image_shape[:2]), bool)
+        if source.has_masks
+        else None
+    )
+    for position, index in enumerate(indices):
+        image, mask = source.read(int(index))
+        images[position] = image
+        if masks is not None:
+            masks[position] = mask
+    return Dataset(
+        images,
+        np.asarray(source.labels)[indices],
+        masks,
+        source.class_names,
+        source.name if name is None else name,
+        tuple(source.notes),
+    )
 
 
 def load_dataset(

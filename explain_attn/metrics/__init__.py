@@ -51,6 +51,7 @@ from explain_attn.metrics.arrays import DEFAULT_FRACTION
 from explain_attn.metrics.concentration import entropy, sparseness
 from explain_attn.metrics.foreground import (
     foreground_metrics,
+    foreground_metrics_of_one_map,
     mass_in_mask,
     pointing_game,
     rank_accuracy,
@@ -80,6 +81,7 @@ __all__ = [
     "accuracy_interval",
     "entropy",
     "foreground_metrics",
+    "foreground_metrics_of_one_map",
     "mass_in_mask",
     "paired_difference",
     "pearson",

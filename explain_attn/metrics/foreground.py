@@ -21,7 +21,6 @@ from explain_attn.metrics.arrays import (
     resize,
     row_dot,
     safe_divide,
-    tie_groups,
     top_k,
 )
 
@@ -229,8 +228,9 @@ def roc_auc(maps, masks):
     return _roc_auc(flat, flat_masks, keys, keys >> keys.dtype.type(1))
 
 
-def _roc_auc(flat, flat_masks, keys, sorted_values):
-    """`roc_auc` of flat maps from their `_sorted_keys` and ``keys >> 1``."""
+def _roc_auc(flat, flat_masks, keys, sorted_values, tied_pairs=None):
+    """`roc_auc` of flat maps from their `_sorted_keys` and ``keys >> 1``
+    (and `_tied_pairs` of every row, when already known)."""
     num_pixels = flat.shape[1]
     num_positive = np.count_nonzero(flat_masks, axis=1).astype(np.float64)
     num_negative = num_pixels - num_positive
@@ -246,22 +246,45 @@ def _roc_auc(flat, flat_masks, keys, sorted_values):
         casting="unsafe",
     )
     pairs -= num_positive * (num_positive - 1.0) / 2.0
-    rows = np.flatnonzero(has_ties(sorted_values))
+    if tied_pairs is not None:
+        pairs -= 0.5 * tied_pairs
+        rows = np.zeros(0, int)
+    else:
+        rows = np.flatnonzero(has_ties(sorted_values))
     if rows.size:
         # Tied pairs count one half: remove half of them per tie group.
-        starts, ends = tie_groups(sorted_values[rows])
-        group_positives = np.add.reduceat(
-            sorted_masks[rows].ravel().astype(np.int64), starts
-        )
-        group_negatives = ends - starts + 1 - group_positives
-        pairs[rows] -= 0.5 * np.bincount(
-            starts // num_pixels,
-            weights=group_positives * group_negatives,
-            minlength=rows.size,
+        pairs[rows] -= 0.5 * _tied_pairs(
+            sorted_values[rows], sorted_masks[rows]
         )
     result = safe_divide(pairs, num_positive * num_negative)
     result[~flat.any(axis=1)] = np.nan
     return result
+
+
+def _tied_pairs(sorted_values, sorted_masks):
+    """``(N,)`` float64: per row, the (positive, negative) pairs of equal
+    value, ``Σ_groups positives · negatives`` over the groups of equal
+    values (`tie_groups`). Only the pixels of groups of two or more are
+    gathered: a single pixel forms no pair, and the sums are of integers,
+    exact in any order."""
+    tied = sorted_values[:, 1:] == sorted_values[:, :-1]
+    member = np.zeros(sorted_values.shape, bool)
+    member[:, 1:] = tied
+    member[:, :-1] |= tied
+    row, column = np.nonzero(member)
+    values = sorted_values[row, column]
+    first = np.ones(len(row), bool)
+    first[1:] = (row[1:] != row[:-1]) | (values[1:] != values[:-1])
+    starts = np.flatnonzero(first)
+    sizes = np.diff(np.append(starts, len(row)))
+    positives = np.add.reduceat(
+        sorted_masks[row, column].astype(np.int64), starts
+    )
+    return np.bincount(
+        row[starts],
+        weights=positives * (sizes - positives),
+        minlength=len(sorted_values),
+    )
 
 
 def top_fraction_iou(maps, masks, *, fraction=DEFAULT_FRACTION):
@@ -328,12 +351,65 @@ def foreground_metrics(maps, masks):
         float64 values.
     """
     flat, flat_masks = _flat_maps_and_masks(maps, masks)
-    keys = _sorted_keys(flat, flat_masks)
+    return _from_sorted_keys(flat, flat_masks, _sorted_keys(flat, flat_masks))
+
+
+def foreground_metrics_of_one_map(one_map, masks):
+    """`foreground_metrics` of one map against each of many masks.
+
+    The same values as ``foreground_metrics(np.broadcast_to(one_map,
+    masks.shape), masks)``, but the map is validated, resized and sorted
+    once: each mask only regroups the map's sorted pixels (among pixels of
+    equal value, those outside the mask come first, as in the shared
+    sort). For maps that do not depend on the image, such as the report's
+    flat map and centre prior.
+
+    Args:
+        one_map: ``(h, w)`` non-negative map; resized (bilinear) to the
+            masks' size if it differs.
+        masks: ``(N, H, W)`` bool foreground masks.
+
+    Returns:
+        As `foreground_metrics`.
+    """
+    one = as_maps(np.asarray(one_map)[None], "one_map")
+    masks = as_masks(masks, len(np.asarray(masks)))
+    row = resize(one, masks.shape[1:]).reshape(-1)
+    flat_masks = masks.reshape(len(masks), row.size)
+    flat = np.broadcast_to(row, flat_masks.shape)
+    keys, tied_pairs = _one_map_keys(row, flat_masks)
+    return _from_sorted_keys(flat, flat_masks, keys, tied_pairs)
+
+
+def _one_map_keys(row, flat_masks):
+    """`_sorted_keys` of ``row`` repeated for every mask, from one sort,
+    and `_tied_pairs` of every row from the groups of equal values."""
+    unsigned = np.uint32 if row.dtype == np.float32 else np.uint64
+    base = np.left_shift(np.ascontiguousarray(row).view(unsigned), 1)
+    order = np.argsort(base, kind="stable")
+    base = base[order]
+    first = np.ones(base.size, bool)
+    first[1:] = base[1:] != base[:-1]
+    starts = np.flatnonzero(first)
+    group = np.cumsum(first) - 1
+    ends = np.append(starts[1:], base.size)
+    inside = np.add.reduceat(
+        flat_masks[:, order], starts, axis=1, dtype=np.int64
+    )
+    # A group of n pixels, k of them in the mask: the n - k outside first.
+    mask_bits = np.arange(base.size) >= ends[group] - inside[:, group]
+    # Sums of integers, exact: the same as `_tied_pairs`'s.
+    tied_pairs = (inside * (ends - starts - inside)).sum(axis=1)
+    return base | mask_bits.astype(unsigned), tied_pairs.astype(np.float64)
+
+
+def _from_sorted_keys(flat, flat_masks, keys, tied_pairs=None):
+    """Every foreground metric from the flat maps, masks and sorted keys."""
     # Dropping the mask bit gives back each value's bit pattern, sorted
     # (``-0.0`` becomes ``0.0``, an equal value): ``np.sort(flat, axis=1)``
     # without a second sort.
     sorted_bits = keys >> keys.dtype.type(1)
-    roc = _roc_auc(flat, flat_masks, keys, sorted_bits)
+    roc = _roc_auc(flat, flat_masks, keys, sorted_bits, tied_pairs)
     del keys
     sorted_values = sorted_bits.view(flat.dtype)
     return {

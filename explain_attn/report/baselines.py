@@ -22,10 +22,12 @@ map is not above zero (the interval's lower end at or below 0).
 import numpy as np
 
 from explain_attn import metrics
+from explain_attn.report.evaluate import score_slices
 
 __all__ = [
     "BASELINES",
     "CENTRE_SIGMA_FRACTION",
+    "BaselineValues",
     "baseline_maps",
     "baselines_section",
     "baseline_values",
@@ -51,8 +53,6 @@ BASELINES = {
     ),
 }
 """Baseline key -> (label, one-line definition)."""
-
-_CHUNK = 256  # Masks per chunk: keeps the float maps of one chunk small.
 
 
 def flat_map(shape):
@@ -97,29 +97,66 @@ def baseline_values(masks, metric_functions=None):
             default every foreground metric of the registry.
 
     Returns:
-        Baseline key -> metric name -> ``(N,)`` float64 values.
+        Baseline key -> metric name -> ``(N,)`` float64 values; computed
+        in slices of at most `explain_attn.report.evaluate.METRIC_PIXELS`
+        mask pixels, as the explanations' values are.
     """
     functions = metric_functions or metrics.FOREGROUND_METRICS
     masks = np.asarray(masks, bool)
     templates = baseline_maps(masks.shape[1:])
     values = {key: {name: [] for name in functions} for key in templates}
-    for start in range(0, len(masks), _CHUNK):
-        chunk = masks[start : start + _CHUNK]
+    for part in score_slices(len(masks), masks.shape[1] * masks.shape[2]):
+        chunk = masks[part]
         for key, template in templates.items():
-            maps = np.broadcast_to(template, chunk.shape)
-            for name, function in functions.items():
-                values[key][name].append(function(maps, chunk))
+            if metric_functions is None:  # Every metric: the map sorted once.
+                row = metrics.foreground_metrics_of_one_map(template, chunk)
+            else:
+                maps = np.broadcast_to(template, chunk.shape)
+                row = {n: f(maps, chunk) for n, f in functions.items()}
+            for name, value in row.items():
+                values[key][name].append(value)
     return {
         key: {name: np.concatenate(parts) for name, parts in row.items()}
         for key, row in values.items()
     }
 
 
+class BaselineValues:
+    """An `evaluate` observer scoring the baseline maps on each chunk's
+    masks, so the masks need not be kept (`baseline_values`, chunk by
+    chunk: the same per-image numbers).
+
+    Attributes:
+        values: Baseline key -> metric name -> ``(N,)`` values, or
+            ``None`` when the data has no masks.
+    """
+
+    def __init__(self, metric_functions=None):
+        self.metric_functions = metric_functions
+        self._parts = []
+
+    def __call__(self, start, images, maps, labels=None, masks=None):
+        if masks is not None:
+            self._parts.append(baseline_values(masks, self.metric_functions))
+
+    @property
+    def values(self):
+        if not self._parts:
+            return None
+        return {
+            key: {
+                name: np.concatenate([part[key][name] for part in self._parts])
+                for name in row
+            }
+            for key, row in self._parts[0].items()
+        }
+
+
 def _as_array(values):
     return np.array([np.nan if v is None else v for v in values], float)
 
 
-def baselines_section(data, masks, *, seed=0):
+def baselines_section(data, masks=None, *, seed=0, values=None):
     """Adds the baselines to the report's numbers, in place.
 
     Sets ``data["baselines"]`` (a list of rows: ``id``, ``label``,
@@ -136,12 +173,15 @@ def baselines_section(data, masks, *, seed=0):
         data: The report's numbers from `explain_attn.report.summaries`.
         masks: ``(N, H, W)`` bool test masks, or ``None``.
         seed: Seed of the bootstrap intervals.
+        values: The baselines' per-image values already computed
+            (`BaselineValues.values`), in place of ``masks``.
     """
     data["baselines"] = []
-    if masks is None:
+    if values is None and masks is not None:
+        values = baseline_values(masks)
+    if values is None:
         return
     bootstrap = {"seed": seed, "num_resamples": data["bootstrap_resamples"]}
-    values = baseline_values(masks)
     for key, (label, definition) in BASELINES.items():
         data["baselines"].append(
             {

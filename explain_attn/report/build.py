@@ -1,12 +1,16 @@
 """The report: does attention help, where does it look, and is it the object?
 
-`build_report` takes trained models and a test set and runs the stages:
-`explain_attn.report.evaluate` (stream the test set, keep per-image
-numbers), `explain_attn.report.summaries` (tables with intervals),
-`explain_attn.report.gallery` (informative images with every map) and
-`explain_attn.report.faithfulness` (the Faithfulness section).
-`report_from_sources` first loads the models and data, or trains the demo
-pair (`explain_attn.report.demo`). `explain_attn.report.render` turns a
+`build_report` takes trained models and a test set (in memory or
+streamed) and runs the stages: `explain_attn.report.evaluate` (one pass
+over the test set, keeping per-image numbers; the baselines, warnings,
+channel weights and thumbnails observe the same pass),
+`explain_attn.report.summaries` (tables with intervals),
+`explain_attn.report.gallery` (informative images with every map, read
+again one by one) and `explain_attn.report.faithfulness` (the
+Faithfulness section, on samples read the same way). Memory: per-image
+numbers, thumbnails and a few chunks, whatever the number of images.
+`report_from_sources` first loads the models and opens the data, or trains
+the demo pair (`explain_attn.report.demo`). `explain_attn.report.render` turns a
 `Report` into HTML, `write_json` into numbers.
 """
 
@@ -20,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from explain_attn import __version__
-from explain_attn.data import load_dataset
+from explain_attn.data import open_source
 from explain_attn.devices import replica_count, strategy_scope
 from explain_attn.explanations.explanation import explanations_for
 from explain_attn.explanations.inputs import input_shape, model_channels
@@ -31,11 +35,15 @@ from explain_attn.explanations.lookup import (
 )
 from explain_attn.explanations.methods import get_method
 from explain_attn.models.saving import atomic_path
-from explain_attn.report.baselines import baselines_section
+from explain_attn.report.baselines import BaselineValues, baselines_section
 from explain_attn.report.cache import cache_directory
-from explain_attn.report.channels import channel_section
+from explain_attn.report.channels import ChannelStatistics
 from explain_attn.report.demo import demo_data, demo_models
-from explain_attn.report.evaluate import evaluate
+from explain_attn.report.evaluate import (
+    batch_size_for,
+    chunk_size_for,
+    evaluate_chunks,
+)
 from explain_attn.report.explorer import Thumbnails, explorer_payload
 from explain_attn.report.faithfulness import (
     faithfulness_section,
@@ -49,9 +57,10 @@ from explain_attn.report.summaries import summaries
 from explain_attn.report.training_record import training_record_section
 from explain_attn.report.warnings import (
     MapStatistics,
+    MaskShares,
     majority_warnings,
     map_warnings,
-    mask_warnings,
+    mask_area_warnings,
     skipped_section_warnings,
     training_warnings,
 )
@@ -223,14 +232,16 @@ def _check_target(model, cam_class):
 
 
 def _dataset_section(test, source):
+    """The data's record; a streamed source's fingerprint was computed
+    during the evaluation's pass."""
     return {
         "name": dataset_name(test, source),
         "source": str(source),
         "split": "test",
         "num_images": int(len(test.labels)),
-        "image_shape": list(test.images.shape[1:]),
+        "image_shape": [int(n) for n in test.image_shape],
         "class_names": list(test.class_names),
-        "has_masks": test.masks is not None,
+        "has_masks": bool(test.has_masks),
         "fingerprint": test.fingerprint(),
     }
 
@@ -283,7 +294,9 @@ def build_report(
     Args:
         models: `explain_attn.report.models.ReportModel` objects: one or
             more attention models, then the baseline (last).
-        test: The test `explain_attn.data.Dataset`.
+        test: A `explain_attn.data.Dataset` or a streamed source (`open_
+            source`): read once in chunks, then only the images shown or
+            perturbed (`explain_attn.data.loaders.take_images`).
         layers: Attention layer names, paths or patterns to report;
             ``None`` for every attention layer.
         methods: CAM methods (registered names) computed for every model;
@@ -312,17 +325,17 @@ def build_report(
     explanations, reference = report_explanations(
         models, layers=layers, methods=methods, cam_layer=cam_layer,
         cam_class=cam_class)  # fmt: skip
-    evaluation, statistics, thumbnails = _evaluate(
-        models, explanations, reference, test, batch_size, verbose, strategy
-    )
-    data = summaries(models, explanations, reference, evaluation, test, seed)
-    baselines_section(data, test.masks, seed=seed)
-    examples = gallery(
-        explanations, reference, evaluation, test, num_examples=num_examples,
-        seed=seed, batch_size=batch_size, strategy=strategy,
+    observed = _evaluate(
+        models, explanations, reference, test, layers, batch_size, verbose,
+        strategy,
     )  # fmt: skip
-    data["dataset"] = _dataset_section(test, source)
-    data["channels"] = _channels(models, test, layers, batch_size, strategy)
+    data = _numbers(models, explanations, reference, test, observed, source,
+                    seed=seed)  # fmt: skip
+    examples = gallery(
+        explanations, reference, observed["evaluation"], test,
+        num_examples=num_examples, seed=seed, batch_size=batch_size,
+        strategy=strategy,
+    )  # fmt: skip
     data["settings"] = {
         "seed": seed, "num_examples": num_examples,
         "layers": list(layers) if layers else None, "methods": list(methods),
@@ -337,39 +350,67 @@ def build_report(
             batch_size=batch_size, say=log if verbose else _silent,
             strategy=strategy,
         )  # fmt: skip
-    return _assembled(
-        data, examples, models, test, statistics, thumbnails, seed
-    )
+    return _assembled(data, examples, models, test, observed, seed)
 
 
-def _assembled(data, examples, models, test, statistics, thumbnails, seed):
+def _assembled(data, examples, models, test, observed, seed):
     """The `Report`: ``data`` with the gallery and the reading aids."""
     data["gallery"] = _gallery_section(examples, test)
-    records = _reading_aids(data, models, test, statistics.counts, seed=seed)
+    records = _reading_aids(data, models, test, observed, seed=seed)
     created = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
     return Report(
-        data=data, gallery=examples, created=created,
-        explorer=explorer_payload(data, thumbnails), records=records,
+        data=data, gallery=examples, created=created, records=records,
+        explorer=explorer_payload(data, observed["thumbnails"]),
     )  # fmt: skip
+
+
+def _numbers(models, explanations, reference, test, observed, source, *,
+             seed):  # fmt: skip
+    """The report's numbers from the evaluation's pass: `summaries`,
+    baselines, the data's record and the channel section."""
+    data = summaries(
+        models, explanations, reference, observed["evaluation"], test, seed
+    )
+    baselines_section(data, values=observed["baselines"].values, seed=seed)
+    data["dataset"] = _dataset_section(test, source)
+    data["channels"] = observed["channels"].section()
+    return data
 
 
 def _evaluate(
-    models, explanations, reference, test, batch_size, verbose, strategy
-):
-    """`evaluate`, observed by the warnings' map statistics and the
-    explorer's thumbnails."""
-    statistics = MapStatistics()
-    thumbnails = Thumbnails(
-        explanations, count=len(test.labels),
-        image_shape=test.images.shape[1:3],
-    )  # fmt: skip
+    models, explanations, reference, test, layers, batch_size, verbose,
+    strategy=None,
+):  # fmt: skip
+    """The one pass over ``test``: `evaluate_chunks`, observed by
+    everything else that needs every image (baselines, mask shares, map
+    statistics, channel weights, thumbnails).
+
+    Returns:
+        A dict: ``evaluation`` and each observer by name.
+    """
+    shape = tuple(test.image_shape)
+    observers = {
+        "baselines": BaselineValues(),
+        "masks": MaskShares(),
+        "maps": MapStatistics(),
+        "channels": ChannelStatistics(
+            models, num_classes=len(test.class_names),
+            layers=_channel_paths(models, layers), batch_size=batch_size,
+            strategy=strategy,
+        ),
+        "thumbnails": Thumbnails(
+            explanations, count=len(test.labels), image_shape=shape[:2]
+        ),
+    }  # fmt: skip
+    chunk = chunk_size_for(shape, batch_size=batch_size_for(shape, batch_size))
     with stage(f"the evaluation of {len(test.labels):,} test images"):
-        evaluation = evaluate(
-            models, explanations, reference, test, batch_size=batch_size,
-            verbose=verbose, observers=(statistics, thumbnails),
+        observers["evaluation"] = evaluate_chunks(
+            models, explanations, reference, test.batches(chunk),
+            batch_size=batch_size, verbose=verbose,
+            num_images=len(test.labels), observers=tuple(observers.values()),
             strategy=strategy,
         )  # fmt: skip
-    return evaluation, statistics, thumbnails
+    return observers
 
 
 def _add_faithfulness(data, models, explanations, test, settings, **options):
@@ -381,7 +422,7 @@ def _add_faithfulness(data, models, explanations, test, settings, **options):
         )
 
 
-def _reading_aids(data, models, test, map_statistics, *, seed):
+def _reading_aids(data, models, test, observed, *, seed):
     """Adds the training records, ``per_class``, ``warnings`` and
     ``findings`` to ``data``; returns the records."""
     records = _add_training_record(data, models)
@@ -390,8 +431,8 @@ def _reading_aids(data, models, test, map_statistics, *, seed):
         skipped_section_warnings()
         + majority_warnings(data["models"], test.labels, test.class_names)
         + training_warnings(data["models"])
-        + map_warnings(map_statistics)
-        + mask_warnings(test.masks)
+        + map_warnings(observed["maps"].counts)
+        + mask_area_warnings(observed["masks"].shares)
     )
     data["findings"] = findings(data)
     return records
@@ -409,18 +450,15 @@ def _add_training_record(data, models):
     return records
 
 
-def _channels(models, test, layers, batch_size, strategy):
-    """The channel section, for the channel modules ``layers`` names
-    (``None``: all of them)."""
-    paths = None
-    if layers is not None:
-        paths = []
-        for entry in models:
-            if entry.role == "attention":
-                paths += resolve_layers(entry.model, layers)
-    return channel_section(
-        models, test, layers=paths, batch_size=batch_size, strategy=strategy
-    )
+def _channel_paths(models, layers):
+    """The channel modules' paths ``layers`` names (``None``: all)."""
+    if layers is None:
+        return None
+    paths = []
+    for entry in models:
+        if entry.role == "attention":
+            paths += resolve_layers(entry.model, layers)
+    return paths
 
 
 def _check_sources(attention_models, baseline_model, spurious_correlation):
@@ -528,8 +566,9 @@ def _cache_note(cache_dir):
 def _data_line(test):
     return (
         f"Data: {test.name}, {len(test.labels)} test images of "
-        f"{test.images.shape[1:]}, {len(test.class_names)} classes"
-        + ("" if test.masks is not None else " (no masks)")
+        f"{tuple(int(n) for n in test.image_shape)}, "
+        f"{len(test.class_names)} classes"
+        + ("" if test.has_masks else " (no masks)")
     )
 
 
@@ -538,13 +577,14 @@ def _given_models_and_data(
     strategy, **loading,
 ):  # fmt: skip
     """The user's models (`load_report_models`, in ``strategy``'s scope),
-    then the test split in their channels."""
+    then the test split in their channels, opened for streaming
+    (`open_source`: an in-memory `Dataset` for the small built-in sets)."""
     with strategy_scope(strategy):
         models = load_report_models(
             attention_models, baseline_model, say=say, input_scale=input_scale,
             **loading,
         )  # fmt: skip
-    test = load_dataset(
+    test = open_source(
         data, split="test", image_size=image_size,
         channels=_channels_of(models), input_scale=input_scale or "unit",
     )  # fmt: skip

@@ -19,9 +19,11 @@ from explain_attn.explanations.attention import ChannelWeights
 from explain_attn.explanations.compiled import compiled
 from explain_attn.explanations.inputs import batches, check_model_images
 from explain_attn.explanations.lookup import channel_module_names
+from explain_attn.report.evaluate import batch_size_for, chunk_size_for
 
 __all__ = [
     "HEATMAPS",
+    "ChannelStatistics",
     "channel_entropy",
     "channel_figures",
     "channel_section",
@@ -78,34 +80,61 @@ def class_similarity(means):
     return float(cosine[upper].mean())
 
 
-def _weights(model, paths, images, batch_size, strategy):
-    functions = {
+def _functions(model, paths):
+    return {
         path: compiled(
             model, ("channel", path), lambda p=path: ChannelWeights(model, p)
         )
         for path in paths
     }
-    chunks = {path: [] for path in paths}
+
+
+def _weights(model, functions, images, batch_size, strategy=None):
+    """Path -> ``(n, C)`` weights of ``images``, ``batch_size`` at a time
+    (each batch split across the replicas of ``strategy``)."""
+    chunks = {path: [] for path in functions}
     for batch in batches(check_model_images(model, images), batch_size):
         for path, function in functions.items():
-            chunks[path].append(run_replicated(strategy, function, batch))
-    return {path: np.concatenate(chunks[path]) for path in paths}
+            weights = run_replicated(strategy, function, batch)
+            chunks[path].append(np.asarray(weights))
+    return {path: np.concatenate(parts) for path, parts in chunks.items()}
 
 
-def _module_row(model, path, weights, labels, num_classes):
-    module = attention_module(model, path)
-    entropy = channel_entropy(weights)
+class _Module:
+    """What the section needs of one module's ``(N, C)`` weights, summed
+    chunk by chunk: per-image entropies, per-class sums and counts."""
+
+    def __init__(self, num_classes):
+        self.num_classes = num_classes
+        self.entropy = []
+        self.sums = None
+        self.counts = np.zeros(num_classes, np.int64)
+
+    def add(self, weights, labels):
+        weights = np.asarray(weights, np.float64)
+        if self.sums is None:
+            self.sums = np.zeros((self.num_classes, weights.shape[1]))
+        self.entropy.append(channel_entropy(weights))
+        np.add.at(self.sums, labels, weights)
+        self.counts += np.bincount(labels, minlength=self.num_classes)
+
+
+def _module_row(model, path, module):
+    entropy = np.concatenate(module.entropy)
     finite = entropy[np.isfinite(entropy)]
-    present = [k for k in range(num_classes) if np.any(labels == k)]
-    means = np.stack([weights[labels == k].mean(axis=0) for k in present])
+    present = [k for k in range(module.num_classes) if module.counts[k] > 0]
+    means = module.sums[present] / module.counts[present, None]
+    attention = attention_module(model, path)
     return {
         "layer": path,
-        "kind": module.kind.name,
-        "description": module.kind.description,
-        "channels": int(weights.shape[1]),
-        "value_range": str(module.value_range or ""),
-        "found_by": module.found_by,
-        "mean_weight": float(weights.mean()),
+        "kind": attention.kind.name,
+        "description": attention.kind.description,
+        "channels": int(module.sums.shape[1]),
+        "value_range": str(attention.value_range or ""),
+        "found_by": attention.found_by,
+        "mean_weight": float(
+            module.sums.sum() / (module.counts.sum() * module.sums.shape[1])
+        ),
         "entropy": {
             "mean": float(finite.mean()) if len(finite) else float("nan"),
             "std": float(finite.std()) if len(finite) else float("nan"),
@@ -117,18 +146,84 @@ def _module_row(model, path, weights, labels, num_classes):
     }
 
 
-def channel_section(
-    models, test, *, layers=None, batch_size=128, strategy=None
-):
-    """Channel weights of every attention model's channel modules.
+class ChannelStatistics:
+    """An `evaluate` observer: the channel weights of every attention
+    model's channel modules, reduced chunk by chunk to what
+    `ChannelStatistics.section` reports (no ``(N, C)`` array is kept).
 
     Args:
         models: The report's `explain_attn.report.models.ReportModel` list.
-        test: The test `explain_attn.data.Dataset`.
+        num_classes: Number of classes of the labels.
         layers: ``None`` for every channel module, or paths of them.
-        batch_size: Images per forward pass.
+        batch_size: The most images per forward pass (fewer for large
+            images: `explain_attn.report.evaluate.batch_size_for`).
         strategy: ``None`` or a `tf.distribute` strategy whose replicas
             share each forward pass.
+    """
+
+    def __init__(
+        self, models, *, num_classes, layers=None, batch_size=128,
+        strategy=None,
+    ):  # fmt: skip
+        self.batch_size = batch_size
+        self.strategy = strategy
+        self._entries = []
+        for entry in models:
+            if entry.role != "attention":
+                continue
+            paths = channel_module_names(entry.model)
+            if layers is not None:
+                paths = [p for p in paths if p in layers]
+            if paths:
+                modules = {p: _Module(num_classes) for p in paths}
+                functions = _functions(entry.model, paths)
+                self._entries.append((entry, functions, modules))
+
+    def __bool__(self):
+        return bool(self._entries)
+
+    def __call__(self, start, images, maps=None, labels=None, masks=None):
+        if not self._entries:
+            return
+        labels = np.asarray(labels, np.int64)
+        batch_size = batch_size_for(images.shape[1:], self.batch_size)
+        for entry, functions, modules in self._entries:
+            weights = _weights(
+                entry.model, functions, images, batch_size, self.strategy
+            )
+            for path, module in modules.items():
+                module.add(weights[path], labels)
+
+    def section(self):
+        """The section's JSON-ready dict (see `channel_section`), or
+        ``None`` when no model has channel modules."""
+        results = [
+            {
+                "model": entry.key,
+                "name": entry.name,
+                "modules": [
+                    _module_row(entry.model, path, module)
+                    for path, module in modules.items()
+                ],
+            }
+            for entry, _, modules in self._entries
+        ]
+        return {"models": results} if results else None
+
+
+def channel_section(models, test, *, layers=None, batch_size=128):
+    """Channel weights of every attention model's channel modules.
+
+    The report computes them during its evaluation pass
+    (`ChannelStatistics` as an observer); this reads ``test`` once for
+    them alone.
+
+    Args:
+        models: The report's `explain_attn.report.models.ReportModel` list.
+        test: The test data: an `explain_attn.data.Dataset` or a streamed
+            source (``batches``, ``class_names``, ``image_shape``).
+        layers: ``None`` for every channel module, or paths of them.
+        batch_size: Images per forward pass.
 
     Returns:
         A JSON-ready dict with ``models`` (one per attention model with
@@ -138,28 +233,18 @@ def channel_section(
         ``class_similarity``, ``class_means`` ``(K, C)`` and ``classes``),
         or ``None`` when no model has channel modules.
     """
-    labels = np.asarray(test.labels)
-    num_classes = len(test.class_names)
-    results = []
-    for entry in models:
-        if entry.role != "attention":
-            continue
-        paths = channel_module_names(entry.model)
-        if layers is not None:
-            paths = [p for p in paths if p in layers]
-        if not paths:
-            continue
-        weights = _weights(
-            entry.model, paths, test.images, batch_size, strategy
-        )
-        rows = [
-            _module_row(entry.model, p, weights[p], labels, num_classes)
-            for p in paths
-        ]
-        results.append(
-            {"model": entry.key, "name": entry.name, "modules": rows}
-        )
-    return {"models": results} if results else None
+    statistics = ChannelStatistics(
+        models, num_classes=len(test.class_names), layers=layers,
+        batch_size=batch_size,
+    )  # fmt: skip
+    if not statistics:
+        return None
+    start = 0
+    chunk = chunk_size_for(test.image_shape, batch_size=batch_size)
+    for images, labels, _ in test.batches(chunk):
+        statistics(start, images, None, labels)
+        start += len(images)
+    return statistics.section()
 
 
 def _png(figure):

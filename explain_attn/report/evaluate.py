@@ -1,11 +1,13 @@
 """The report's first stage: stream the test set, keep per-image numbers.
 
 Images arrive in chunks ``(images, labels, masks)`` from any iterable
-(`chunks` cuts an in-memory `explain_attn.data.Dataset` into them; a
-streamed source can yield the same). For each chunk, every model's
-predictions and every explanation's maps are computed once, scored with
-every metric and dropped. Only per-image numbers are kept for all images,
-so the stage's memory depends on the chunk size, not on the test set.
+(the report iterates ``test.batches(chunk_size)`` of an in-memory
+`explain_attn.data.Dataset` or a streamed source alike; `chunks` cuts
+anything with ``images``, ``labels`` and ``masks``). For each chunk,
+every model's predictions and every explanation's maps are computed once,
+scored with every metric and dropped. Only per-image numbers are kept
+for all images, so the stage's memory depends on the chunk size, not on
+the test set.
 
 The chunk size adapts to the image size (`chunk_size_for`), and the metrics
 of a chunk are computed in slices of at most `METRIC_PIXELS` mask pixels
@@ -13,6 +15,7 @@ of a chunk are computed in slices of at most `METRIC_PIXELS` mask pixels
 resized to the masks' size, about ten of them at a time.
 """
 
+import concurrent.futures
 import dataclasses
 
 import keras
@@ -38,8 +41,12 @@ __all__ = [
     "score_slices",
 ]
 
-CHUNK_BYTES = 128 * 2**20
-"""Bytes of float32 images per chunk (at most `MAX_CHUNK_SIZE` images)."""
+CHUNK_BYTES = 32 * 2**20
+"""Bytes of float32 images per chunk (at most `MAX_CHUNK_SIZE` images). A
+streamed source holds a few chunks at a time (`tf.data` prefetches two);
+forward passes (`BATCH_PIXELS`) and metric calls (`METRIC_PIXELS`) are no
+larger than a chunk at 128 x 128 and above, so a larger chunk saves no
+call there."""
 
 MAX_CHUNK_SIZE = 1024
 """Most test images per chunk, whatever their size."""
@@ -96,8 +103,8 @@ def chunk_size_for(image_shape, *, batch_size=1, budget=CHUNK_BYTES):
 
     At most `MAX_CHUNK_SIZE`; a multiple of ``batch_size`` when it holds at
     least one batch, so that forward passes run on full batches. With the
-    defaults: 1,024 images of 32 x 32 x 3, 640 of 128 x 128 x 3 (batch
-    128) and 128 of 224 x 224 x 3 (batch 128).
+    defaults: 1,024 images of 32 x 32 x 3, 128 of 128 x 128 x 3 (batch
+    128) and 41 of 224 x 224 x 3 (batch 41, `batch_size_for`).
 
     Args:
         image_shape: ``(H, W)`` or ``(H, W, C)`` of one image.
@@ -239,10 +246,12 @@ def evaluate(
         batch_size: Images per forward pass.
         verbose: Show a progress bar.
         chunk_size: Images per chunk (``None``: `chunk_size_for`).
-        observers: Callables ``observer(start, images, maps)`` called with
-            each chunk's first index, images and maps (`Explanation` ->
-            ``(n, h, w)``) before the maps are dropped (the report's
-            warnings and explorer thumbnails are built this way).
+        observers: Callables ``observer(start, images, maps, labels,
+            masks)`` called with each chunk's first index, images, maps
+            (`Explanation` -> ``(n, h, w)``), labels and masks (or
+            ``None``) before the chunk is dropped: the report's baselines,
+            warnings, channel weights and explorer thumbnails are built
+            this way, in the same pass.
         strategy: ``None`` or a `tf.distribute` strategy whose replicas
             share every forward pass (see `evaluate_chunks`).
 
@@ -280,11 +289,15 @@ def evaluate_chunks(
         observers: As in `evaluate`.
         strategy: ``None`` or a `tf.distribute` strategy: each forward
             pass (predictions, maps, CAMs) is split across its replicas
-            (`explain_attn.devices.run_replicated`); the models should be
-            loaded in its scope.
+            (`explain_attn.devices.run_replicated`); load the models in
+            its scope.
 
     Returns:
         An `Evaluation`; its arrays follow the order of the chunks.
+
+    A chunk is scored and observed on one worker thread while the next
+    chunk's model passes run (NumPy and TensorFlow release the GIL), in
+    the order of the chunks; at most two chunks are held at a time.
 
     Raises:
         ValueError: When a model's input does not fit the images, or the
@@ -300,21 +313,32 @@ def evaluate_chunks(
     progress = (
         keras.utils.Progbar(num_images, unit_name="image") if verbose else None
     )
-    seen = 0
-    for images, labels, masks in source:
-        if seen == 0:
-            check_models_fit(models, images)
-            batch_size = batch_size_for(images.shape[1:], batch_size)
-        images = check_model_images(models[0].model, images)
-        for key, predictor in predictors.items():
-            predictions[key].append(_predicted(predictor, images, batch_size))
-        maps = explainer(images, batch_size=batch_size, labels=labels)
+
+    def observe(start, images, maps, labels, masks):
         _score(maps, masks, explanations, reference, values, agreement)
         for observer in observers:
-            observer(seen, images, maps)
-        seen += len(images)
-        if progress is not None:
-            progress.update(seen)
+            observer(start, images, maps, labels, masks)
+
+    seen, pending = 0, None
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as worker:
+        for images, labels, masks in source:
+            if seen == 0:
+                check_models_fit(models, images)
+                batch_size = batch_size_for(images.shape[1:], batch_size)
+            images = check_model_images(models[0].model, images)
+            for key, predictor in predictors.items():
+                predictions[key].append(
+                    _predicted(predictor, images, batch_size)
+                )
+            maps = explainer(images, batch_size=batch_size, labels=labels)
+            if pending is not None:
+                pending.result()  # In order, one chunk behind; raises.
+            pending = worker.submit(observe, seen, images, maps, labels, masks)
+            seen += len(images)
+            if progress is not None:
+                progress.update(seen)
+        if pending is not None:
+            pending.result()
     if seen == 0:
         raise ValueError("The test data holds no image; nothing to evaluate.")
     return Evaluation(

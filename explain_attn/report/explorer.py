@@ -79,6 +79,22 @@ def _scaled_maps(maps, shape):
     return _to_uint8(scaled)
 
 
+def _image_thumbnails(images, shape):
+    """``(n, h, w, C) uint8`` thumbnails of ``(n, H, W, C)`` images in
+    [0, 1]: each image in bytes, shrunk by PIL's box filter (the mean of
+    the pixels each thumbnail pixel covers)."""
+    pixels = _to_uint8(np.clip(np.asarray(images)[..., :3], 0, 1))
+    if pixels.shape[1:3] == tuple(shape):
+        return pixels
+    size = (shape[1], shape[0])
+    tiles = np.empty((len(pixels), *shape, pixels.shape[-1]), np.uint8)
+    for position, tile in enumerate(pixels):
+        image = Image.fromarray(tile[..., 0] if tile.shape[-1] == 1 else tile)
+        shrunk = image.resize(size, Image.Resampling.BOX)
+        tiles[position] = np.asarray(shrunk).reshape(tiles.shape[1:])
+    return tiles
+
+
 class Thumbnails:
     """An `evaluate` observer keeping small thumbnails of every image and map.
 
@@ -100,15 +116,9 @@ class Thumbnails:
         self.images = np.zeros((count, *self.image_shape, 3), np.uint8)
         self.maps = {}
 
-    def __call__(self, start, images, maps):
-        images = np.asarray(images, np.float64)
+    def __call__(self, start, images, maps, labels=None, masks=None):
         stop = start + len(images)
-        if images.shape[1:3] != self.image_shape:
-            images = resize(
-                images, (len(images), *self.image_shape, images.shape[-1]),
-                order=1, anti_aliasing=True,
-            )  # fmt: skip
-        self.images[start:stop] = _to_uint8(np.clip(images[..., :3], 0, 1))
+        self.images[start:stop] = _image_thumbnails(images, self.image_shape)
         for explanation in self.explanations:
             values = maps[explanation]
             shape = _thumbnail_shape(values.shape[1:], MAP_SIZE)

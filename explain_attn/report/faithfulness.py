@@ -12,6 +12,7 @@ import time
 import numpy as np
 
 from explain_attn import metrics
+from explain_attn.data.loaders import take_images
 from explain_attn.explanations.explanation import Explainer
 from explain_attn.explanations.methods import get_method
 from explain_attn.explanations.predict import predict_classes
@@ -152,21 +153,13 @@ def faithfulness_settings(mode="full", **sizes):
     )
 
 
-class _Subset:
-    """A seeded random subset of a dataset's images, labels and masks."""
-
-    def __init__(self, dataset, limit, seed):
-        count = len(dataset.labels)
-        if count <= limit:
-            indices = np.arange(count)
-        else:
-            rng = np.random.default_rng(seed)
-            indices = np.sort(rng.choice(count, size=limit, replace=False))
-        self.indices = indices
-        self.images = dataset.images[indices]
-        self.labels = np.asarray(dataset.labels)[indices]
-        masks = getattr(dataset, "masks", None)
-        self.masks = None if masks is None else masks[indices]
+def _sample(count, limit, seed):
+    """Sorted positions of a seeded random subset of at most ``limit`` of
+    ``count`` images (all of them when ``count <= limit``)."""
+    if count <= limit:
+        return np.arange(count)
+    rng = np.random.default_rng(seed)
+    return np.sort(rng.choice(count, size=limit, replace=False))
 
 
 def _own(explanations, entry):
@@ -346,9 +339,11 @@ def _deletion(models, explanations, subset, seed, batch_size, steps,
     return {"fractions": fractions, "rows": rows}
 
 
-def _timed(say, name, function, *args):
+def _timed(say, name, function, models, explanations, subset, *args):
+    """Runs one check on ``subset`` (``(test, indices)``: those images are
+    read now, and dropped after the check)."""
     started = time.perf_counter()
-    result = function(*args)
+    result = function(models, explanations, take_images(*subset), *args)
     say(f"Faithfulness: {name} ({time.perf_counter() - started:.1f} s)")
     return result
 
@@ -359,7 +354,7 @@ def _subsets(test, settings, seed, say):
     subsets, notes = {}, []
     for name in _SIZES:
         wanted = getattr(settings, name)
-        subsets[name] = _Subset(test, wanted, seed)
+        subsets[name] = (test, _sample(count, wanted, seed))
         if wanted > count and name in settings.requested:
             check = name.removesuffix("_images").replace("_", " ")
             notes.append(
@@ -388,14 +383,14 @@ def faithfulness_section(
     Args:
         models: The report's `ReportModel` list.
         explanations: The report's `Explanation` list.
-        test: The test `explain_attn.data.Dataset`.
+        test: A `Dataset` or a streamed source; only each check's sample
+            is read (`take_images`), just before the check.
         settings: A `FaithfulnessSettings`, or a mode (``"full"``,
             ``"fast"``; see `FAITHFULNESS_MODES`): each check's sample
             size, the deletion steps and the cascade's unit.
         seed: Seed of every random choice of the checks.
-        batch_size: The most images per forward pass (fewer for large
-            images: `explain_attn.report.evaluate.batch_size_for`; the
-            deletion curves use up to 4 times as many).
+        batch_size: The most images per forward pass (`batch_size_for`;
+            the deletion curves use up to 4 times as many).
         say: Where progress messages go.
         strategy: ``None`` or a `tf.distribute` strategy for every pass.
 
@@ -421,7 +416,7 @@ def faithfulness_section(
             "leave the section out."
         )
     subsets, size_notes = _subsets(test, settings, seed, say)
-    batch_size = batch_size_for(test.images.shape[1:], batch_size)
+    batch_size = batch_size_for(test.image_shape, batch_size)
     interventions = _timed(
         say, "interventions", _interventions,
         models, explanations, subsets["intervention_images"], seed,
@@ -454,16 +449,14 @@ def faithfulness_section(
 
 
 def _settings_record(settings, subsets, test, seed, explanations):
-    randomized = len(subsets["randomization_images"].indices)
-    deleted = len(subsets["deletion_images"].indices)
+    randomized = len(subsets["randomization_images"][1])
+    deleted = len(subsets["deletion_images"][1])
     return {
         "mode": settings.mode,
         # The randomisation checks' images; kept for readers of the JSON
         # written before the checks had sizes of their own.
         "num_images": int(randomized),
-        "num_intervention_images": int(
-            len(subsets["intervention_images"].indices)
-        ),
+        "num_intervention_images": int(len(subsets["intervention_images"][1])),
         "num_randomization_images": int(randomized),
         "num_deletion_images": int(deleted),
         "steps": settings.steps,
@@ -472,7 +465,7 @@ def _settings_record(settings, subsets, test, seed, explanations):
         "layerwise_limit": LAYERWISE_LIMIT,
         "threshold": FAILURE_THRESHOLD,
         "mask_resize": "area",
-        "blur_sigma_pixels": float(min(test.images.shape[1:3]) / 10.0),
+        "blur_sigma_pixels": float(min(test.image_shape[:2]) / 10.0),
         "seed": seed,
     }
 

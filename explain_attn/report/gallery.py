@@ -2,6 +2,7 @@
 
 import numpy as np
 
+from explain_attn.data.loaders import take_images
 from explain_attn.explanations.explanation import Explainer
 from explain_attn.explanations.methods import get_method
 
@@ -69,8 +70,9 @@ def gallery(
 ):  # fmt: skip
     """Picks informative test images and computes their full-size maps.
 
-    ``strategy`` (``None`` or a `tf.distribute` strategy) shares the
-    forward passes between its replicas.
+    Only the chosen images are read from ``test`` (`take_images`): it may
+    be a streamed source. ``strategy`` (``None`` or a `tf.distribute`
+    strategy) shares the forward passes between its replicas.
 
     Returns:
         A list of dicts with ``index``, ``image``, ``mask``, ``overlays``
@@ -83,15 +85,17 @@ def gallery(
     indices = np.array(sorted(chosen), dtype=int)
     if len(indices) == 0:
         return []
-    images = test.images[indices]
+    chosen_data = take_images(test, indices)
+    images = chosen_data.images
     overlays = Explainer(explanations, resize_to="input", strategy=strategy)(
         images, batch_size=batch_size, labels=labels[indices]
     )
+    masks = chosen_data.masks
     return [
         {
             "index": int(index),
             "image": images[position],
-            "mask": None if test.masks is None else test.masks[index],
+            "mask": None if masks is None else masks[position],
             "overlays": {e: overlays[e][position] for e in explanations},
             "reasons": [chosen[int(index)]],
             "predictions": {

@@ -169,7 +169,7 @@ def summaries(models, explanations, reference, evaluation, test, seed):
         "num_resamples": bootstrap_resamples(len(labels)),
     }
     notes = []
-    if test.masks is None:
+    if not test.has_masks:
         notes.append(
             "This dataset has no foreground masks, so the foreground metrics "
             "(mass in mask, pointing game, rank accuracy, ROC AUC, top-20% "

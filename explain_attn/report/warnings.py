@@ -29,8 +29,11 @@ from explain_attn.stages import current_log
 __all__ = [
     "MAJORITY_MARGIN",
     "MapStatistics",
+    "MaskShares",
     "majority_warnings",
     "map_warnings",
+    "mask_area_warnings",
+    "mask_shares",
     "mask_warnings",
     "skipped_section_warnings",
     "training_warnings",
@@ -65,7 +68,7 @@ class MapStatistics:
     def __init__(self):
         self.counts = {}
 
-    def __call__(self, start, images, maps):
+    def __call__(self, start, images, maps, labels=None, masks=None):
         for explanation, values in maps.items():
             values = np.asarray(values, np.float64)
             row = self.counts.setdefault(
@@ -181,16 +184,51 @@ def majority_warnings(models, labels, class_names):
     return found
 
 
+def mask_shares(masks):
+    """``(N,)`` float64: the share of each ``(H, W)`` mask's pixels that are
+    foreground."""
+    masks = np.asarray(masks, bool)
+    return masks.reshape(len(masks), -1).mean(axis=1)
+
+
+class MaskShares:
+    """An `evaluate` observer keeping each test mask's foreground share
+    (`mask_shares`), all that `mask_area_warnings` needs.
+
+    Attributes:
+        shares: ``(N,)`` float64, or ``None`` when the data has no masks.
+    """
+
+    def __init__(self):
+        self._parts = []
+
+    def __call__(self, start, images, maps, labels=None, masks=None):
+        if masks is not None:
+            self._parts.append(mask_shares(masks))
+
+    @property
+    def shares(self):
+        return np.concatenate(self._parts) if self._parts else None
+
+
 def mask_warnings(masks):
     """Warnings for masks covering almost all or almost none of the image.
 
     Args:
         masks: ``(N, H, W)`` bool, or ``None`` (no warning).
     """
-    if masks is None:
+    return mask_area_warnings(None if masks is None else mask_shares(masks))
+
+
+def mask_area_warnings(shares):
+    """`mask_warnings` from the masks' foreground shares (`mask_shares`).
+
+    Args:
+        shares: ``(N,)`` shares in [0, 1], or ``None`` (no warning).
+    """
+    if shares is None:
         return []
-    masks = np.asarray(masks, bool)
-    shares = masks.reshape(len(masks), -1).mean(axis=1)
+    shares = np.asarray(shares, np.float64)
     found = []
     large = float((shares > MASK_LARGE).mean())
     small = float((shares < MASK_SMALL).mean())
