@@ -338,6 +338,19 @@ def _attention_scores(graph):
     return modules
 
 
+_SCORE_CALL_ERRORS = (
+    AttributeError,  # Keras 3.5 reading the shape of a None keyword.
+    KeyError,
+    IndexError,
+    NotImplementedError,  # A subclass that keeps its scores.
+    RuntimeError,
+    TypeError,
+    ValueError,
+)
+"""What a symbolic call of a MultiHeadAttention layer raises when it
+cannot return its scores (seen with Keras 3.5 and with subclasses)."""
+
+
 def _symbolic_scores(tap, arguments):
     """The scores tensor of a second, symbolic call of ``tap``'s layer.
 
@@ -349,7 +362,7 @@ def _symbolic_scores(tap, arguments):
     """
     try:
         return _Scores(tap.layer)(**arguments)
-    except Exception as error:  # Keras raises many types; we explain them.
+    except _SCORE_CALL_ERRORS as error:
         # Keras wraps the error in layers of context; the first says why.
         cause, seen = error, {id(error)}
         while (cause.__cause__ or cause.__context__) is not None:

@@ -282,7 +282,8 @@ def _rendered(report, json_path):
         with stage("rendering the report"):
             return report_html(report)
     except Exception:
-        with contextlib.suppress(Exception):  # Rendering's error is told.
+        # Writing the numbers is best effort: rendering's error is told.
+        with contextlib.suppress(OSError, TypeError, ValueError):
             write_json(report, json_path)
             keep(f"the report's numbers in {json_path} (no HTML written)")
         raise
