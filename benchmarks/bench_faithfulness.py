@@ -17,12 +17,10 @@ time and each check's time, one run per mode.
 
 import argparse
 import json
-import subprocess
 import sys
 import time
-from pathlib import Path
 
-from benchmarks.common import Row
+from benchmarks.common import Row, run_child
 
 __all__ = ["IMAGE_SIZE", "NUM_IMAGES", "run"]
 
@@ -93,26 +91,8 @@ def _child(mode):
 
 
 def _measure(mode):
-    command = [
-        sys.executable, "-m", "benchmarks.bench_faithfulness",
-        "--child", mode,
-    ]  # fmt: skip
-    import os
-
-    environment = dict(os.environ)
-    environment.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    environment.setdefault("OPENBLAS_NUM_THREADS", "1")
-    result = subprocess.run(
-        command,
-        cwd=Path(__file__).resolve().parent.parent,
-        capture_output=True,
-        text=True,
-        check=False,
-        env=environment,
-    )
-    if result.returncode != 0:
-        raise RuntimeError(f"{command} failed:\n{result.stderr[-3000:]}")
-    return json.loads(result.stdout.strip().splitlines()[-1])
+    command = [sys.executable, "-m", "benchmarks.bench_faithfulness"]
+    return run_child([*command, "--child", mode], OPENBLAS_NUM_THREADS="1")
 
 
 def run(modes=("fast", "full")):

@@ -52,7 +52,6 @@ DATA ATTENTION BASELINE``.
 import argparse
 import json
 import resource
-import subprocess
 import sys
 import tempfile
 import time
@@ -60,7 +59,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.common import Row, interleaved, spread
+from benchmarks.common import Row, interleaved, run_child, spread
 
 __all__ = ["SIZES", "run"]
 
@@ -166,29 +165,7 @@ def _measure_child(kind, data, attention, baseline):
         str(attention),
         str(baseline),
     ]
-    root = Path(__file__).resolve().parent.parent
-    result = subprocess.run(
-        command,
-        cwd=root,
-        capture_output=True,
-        text=True,
-        check=False,
-        env=_quiet_environment(),
-    )
-    if result.returncode != 0:
-        raise RuntimeError(
-            f"{' '.join(command)} failed ({result.returncode}):\n"
-            f"{result.stderr[-2000:]}"
-        )
-    return json.loads(result.stdout.strip().splitlines()[-1])
-
-
-def _quiet_environment():
-    import os
-
-    environment = dict(os.environ)
-    environment.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    return environment
+    return run_child(command)
 
 
 def run(*, sizes=SIZES, goal_size=GOAL_SIZE, rounds, memory=True, seed=0):
@@ -556,19 +533,7 @@ def _run_scale_child(kind, size, image_size, paths, faithfulness, devices=1):
         "--image-size", str(image_size), "--faithfulness", faithfulness,
         "--devices", str(devices),
     ]  # fmt: skip
-    environment = _quiet_environment()
-    environment.setdefault("OPENBLAS_NUM_THREADS", "1")
-    result = subprocess.run(
-        command,
-        cwd=Path(__file__).resolve().parent.parent,
-        capture_output=True,
-        text=True,
-        check=False,
-        env=environment,
-    )
-    if result.returncode != 0:
-        raise RuntimeError(f"{command} failed:\n{result.stderr[-3000:]}")
-    return json.loads(result.stdout.strip().splitlines()[-1])
+    return run_child(command, OPENBLAS_NUM_THREADS="1")
 
 
 def _fit(sizes, seconds):

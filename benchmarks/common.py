@@ -9,6 +9,7 @@ the rounds and its range (min-max).
 
 import dataclasses
 import datetime
+import json
 import os
 import platform
 import statistics
@@ -22,6 +23,7 @@ __all__ = [
     "Row",
     "interleaved",
     "machine_info",
+    "run_child",
     "spread",
     "timed",
 ]
@@ -76,6 +78,36 @@ class Comparison:
                 strict=True,
             )
         ]
+
+
+def run_child(command, **defaults):
+    """Runs a measuring child process from the repository root; returns
+    the JSON object on the last line of its output.
+
+    TensorFlow's logs are quieted; ``defaults`` are environment variables
+    set unless the environment already has them (e.g.
+    ``OPENBLAS_NUM_THREADS="1"``).
+
+    Raises:
+        RuntimeError: If the child fails, with the end of its stderr.
+    """
+    variables = dict(os.environ)
+    for name, value in {"TF_CPP_MIN_LOG_LEVEL": "3", **defaults}.items():
+        variables.setdefault(name, value)
+    result = subprocess.run(
+        [str(part) for part in command],
+        cwd=Path(__file__).resolve().parent.parent,
+        capture_output=True,
+        text=True,
+        check=False,
+        env=variables,
+    )
+    if result.returncode != 0:
+        raise RuntimeError(
+            f"{' '.join(map(str, command))} failed ({result.returncode}):\n"
+            f"{result.stderr[-3000:]}"
+        )
+    return json.loads(result.stdout.strip().splitlines()[-1])
 
 
 def timed(function):
