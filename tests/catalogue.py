@@ -9,6 +9,17 @@ from click.testing import CliRunner
 
 from explain_attn.cli import main
 
+BAD_DEVICE_COUNTS = [
+    ("0", "devices must be a positive integer or 'all'. Received: devices=0"),
+    (
+        "abc",
+        "devices must be a positive integer or 'all'. Received: devices='abc'",
+    ),
+    ("3", "--devices 3 asks for 3 devices but this machine has"),
+]
+"""``--devices`` values every command refuses (on a machine with fewer
+than 3 devices, as CI's), with the start of the expected error."""
+
 
 def outputs(output):
     return sorted(output.parent.glob(output.name + "*"))

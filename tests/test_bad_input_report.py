@@ -6,7 +6,7 @@ is not an error (the check uses every image and the report says so, see
 """
 
 import pytest
-from catalogue import assert_bad_input
+from catalogue import BAD_DEVICE_COUNTS, assert_bad_input
 
 CASES = [
     (["--faithfulness", "bogus"], "Invalid value for '--faithfulness'"),
@@ -42,16 +42,7 @@ def test_bad_faithfulness_options(report_command, options, message, tmp_path):
     )
 
 
-@pytest.mark.parametrize(
-    ("devices", "message"),
-    [
-        ("0", "devices must be a positive integer or 'all'. Received: "
-         "devices=0"),
-        ("abc", "devices must be a positive integer or 'all'. Received: "
-         "devices='abc'"),
-        ("3", "--devices 3 asks for 3 devices but this machine has"),
-    ],
-)  # fmt: skip
+@pytest.mark.parametrize(("devices", "message"), BAD_DEVICE_COUNTS)
 def test_bad_device_counts(report_command, devices, message, tmp_path):
     output = tmp_path / "report.html"
     assert_bad_input(

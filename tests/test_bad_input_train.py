@@ -7,7 +7,7 @@ nothing written (see `catalogue.assert_bad_input`).
 import keras
 import numpy as np
 import pytest
-from catalogue import assert_bad_input
+from catalogue import BAD_DEVICE_COUNTS, assert_bad_input
 from PIL import Image
 
 
@@ -81,15 +81,6 @@ def test_weights_that_do_not_fit(inputs, tmp_path):
          message="no such file")  # fmt: skip
 
 
-@pytest.mark.parametrize(
-    ("devices", "message"),
-    [
-        ("0", "devices must be a positive integer or 'all'. Received: "
-         "devices=0"),
-        ("abc", "devices must be a positive integer or 'all'. Received: "
-         "devices='abc'"),
-        ("3", "--devices 3 asks for 3 devices but this machine has"),
-    ],
-)  # fmt: skip
+@pytest.mark.parametrize(("devices", "message"), BAD_DEVICE_COUNTS)
 def test_bad_device_counts(inputs, tmp_path, devices, message):
     _run(inputs, tmp_path, "--devices", devices, message=message)
