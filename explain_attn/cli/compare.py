@@ -42,7 +42,6 @@ def compare_command(report_a, report_b, output, fail_under, fail_if_worse):
     fingerprints), unpaired otherwise. Exit 0 when every gate passes, 1
     when one fails (one line per failed gate on stderr), 2 for bad input.
     """
-    from explain_attn.models.saving import atomic_path, check_writable
     from explain_attn.report.compare import (
         check_gates,
         compare_reports,
@@ -50,6 +49,7 @@ def compare_command(report_a, report_b, output, fail_under, fail_if_worse):
         parse_threshold,
     )
     from explain_attn.report.render import comparison_html
+    from explain_attn.writing import atomic_path, check_writable
 
     thresholds = [parse_threshold(text) for text in fail_under]
     if output is not None:

@@ -47,7 +47,7 @@ def single_threaded_blas(function):
 
 def _outputs(output):
     """``(report.html, report.json)`` paths, checked before any work."""
-    from explain_attn.models.saving import check_writable
+    from explain_attn.writing import check_writable
 
     output_path = Path(output)
     if output_path.suffix.lower() not in (".html", ".htm"):
@@ -224,8 +224,7 @@ def report_command(
     """
     from explain_attn.devices import make_strategy
     from explain_attn.explanations.export import check_cam_class
-    from explain_attn.models.saving import atomic_path
-    from explain_attn.report import report_from_sources, write_json
+    from explain_attn.report import report_from_sources
     from explain_attn.report.faithfulness import faithfulness_settings
 
     checks = faithfulness_settings(
@@ -259,23 +258,40 @@ def report_command(
         spurious_correlation=spurious_correlation,
         strategy=make_strategy(devices),
     )
-    html = _rendered(report, json_path)
-    write_json(report, json_path)
-    with atomic_path(output_path) as temporary:
-        temporary.write_text(html, encoding="utf-8")
+    html = _rendered(report, output_path, json_path)
+    _write_pair(report, html, output_path, json_path)
     click.echo(f"Numbers: {json_path}")
     click.echo(str(output_path))
     _keep_written(output_path, json_path)
 
 
-def _rendered(report, json_path):
+def _write_pair(report, html, output_path, json_path):
+    """Writes report.json and report.html as one set: both or neither
+    (`explain_attn.writing.atomic_files`); ``html=None`` writes the numbers
+    and removes an earlier report.html, which would not match them."""
+    from explain_attn.report import write_json
+    from explain_attn.writing import atomic_files
+
+    kept = (
+        f"the earlier {json_path.name} and {output_path.name} are unchanged"
+        if json_path.exists() or output_path.exists()
+        else "nothing of the report was written"
+    )
+    with atomic_files([json_path, output_path], kept=kept) as temporaries:
+        write_json(report, temporaries[0])
+        if html is not None:
+            temporaries[1].write_text(html, encoding="utf-8")
+
+
+def _rendered(report, output_path, json_path):
     """The report's HTML, rendered before anything is written.
 
     Ctrl-C while rendering writes nothing. An error does not lose the
     evaluation: the numbers are complete, so they are written (to
-    ``json_path``, atomically) and the error says so.
+    ``json_path``, with an earlier HTML removed: it belongs to other
+    numbers) and the error says so.
     """
-    from explain_attn.report import report_html, write_json
+    from explain_attn.report import report_html
     from explain_attn.stages import keep, stage
 
     try:
@@ -284,8 +300,13 @@ def _rendered(report, json_path):
     except Exception:
         # Writing the numbers is best effort: rendering's error is told.
         with contextlib.suppress(OSError, TypeError, ValueError):
-            write_json(report, json_path)
-            keep(f"the report's numbers in {json_path} (no HTML written)")
+            had_html = output_path.exists()
+            _write_pair(report, None, output_path, json_path)
+            removed = f"; the earlier {output_path} was removed" * had_html
+            keep(
+                f"the report's numbers in {json_path} (no HTML "
+                f"written{removed})"
+            )
         raise
 
 

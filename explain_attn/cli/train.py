@@ -219,7 +219,7 @@ def train_command(
     from explain_attn.data import train_test_datasets
     from explain_attn.devices import make_strategy
     from explain_attn.models.pipeline import train_to_file
-    from explain_attn.models.saving import check_writable
+    from explain_attn.writing import check_writable
 
     output_path = Path(output)
     if output_path.suffix != ".keras":

@@ -5,11 +5,13 @@ Two formats:
 - a folder (a name without a suffix, or ending in ``/``): one ``.npy`` per map
   (``map_<i>.npy`` per attention layer, ``<method>.npy`` per CAM method),
   ``predictions.npy``, ``labels.npy`` and ``manifest.json``. Each batch's
-  maps go straight into memory-mapped ``.npy`` files
-  (`numpy.lib.format.open_memmap`), so memory does not grow with the number
-  of images. The folder is written as a hidden sibling
-  ``.<name>.partial-<pid>`` and renamed at the end, ``manifest.json``
-  last, so an interrupted run leaves no folder that looks complete.
+  maps are written straight into ``.npy`` files allocated at their full
+  size first (so a full disk is a one-line error, never a crash), and
+  memory does not grow with the number of images. The folder is written as
+  a hidden sibling ``.<name>.partial-<pid>`` and renamed at the end,
+  ``manifest.json`` last, so an interrupted run leaves no folder that looks
+  complete; the next run removes what a killed one left
+  (`explain_attn.writing.clean_stale`).
 - an ``.npz`` file, built in memory: for small data.
 
 Predictions come from the forward pass that computes the attention maps
@@ -46,7 +48,15 @@ from explain_attn.explanations.lookup import (
 from explain_attn.explanations.methods import get_method
 from explain_attn.explanations.predict import Predictor
 from explain_attn.models.graph import flat_graph
-from explain_attn.models.saving import atomic_path, check_writable
+from explain_attn.writing import (
+    atomic_path,
+    check_writable,
+    clean_stale,
+    disk_full,
+    is_disk_full,
+    partial_name,
+    reserve,
+)
 
 __all__ = [
     "MANIFEST",
@@ -404,37 +414,55 @@ class _NpzWriter(_Writer):
 class _FolderWriter(_Writer):
     """Writes each batch into the ``.npy`` files of a folder.
 
-    Each file is created at its full size by `open_memmap` and then opened
-    again (``r+``) for each batch only: a memory map kept open would keep
-    every written page in the process's resident memory, which would then
-    grow with the number of images.
+    Each file is created with its header and its full size allocated
+    (`explain_attn.writing.reserve`: a full disk is an error here, never a
+    ``SIGBUS`` later), then each batch is written in place at its offset.
+    Nothing stays mapped or held, so memory does not grow with the number
+    of images.
     """
 
     def __enter__(self):
-        self.temporary = self.path.with_name(
-            f".{self.path.name}.partial-{os.getpid()}"
-        )
+        clean_stale(self.path)
+        self.temporary = partial_name(self.path)
         if self.temporary.exists():
             shutil.rmtree(self.temporary)
         self.temporary.mkdir()
         self.count = len(self.dataset)
-        np.save(self.temporary / "labels.npy", np.asarray(self.dataset.labels))
         self.files = [self.temporary / f"{key}.npy" for key in self.keys]
         self.shapes = [None] * len(self.keys)
-        self._create(self.temporary / "predictions.npy", np.int64, ())
+        self.offsets, self.sizes = {}, {}
+        try:
+            labels = np.asarray(self.dataset.labels)
+            self._create(self.temporary / "labels.npy", labels.dtype, ())
+            self._put(self.temporary / "labels.npy", 0, labels)
+            self._create(self.temporary / "predictions.npy", np.int64, ())
+        except BaseException as error:
+            self.__exit__(type(error), error, None)
+            raise
         return self
 
     def _create(self, path, dtype, shape):
-        created = np.lib.format.open_memmap(
-            path, mode="w+", dtype=dtype, shape=(self.count, *shape)
-        )
-        del created  # Unmapped; written batch by batch in `_put`.
+        dtype = np.dtype(dtype)
+        header = {
+            "descr": np.lib.format.dtype_to_descr(dtype),
+            "fortran_order": False,
+            "shape": (self.count, *shape),
+        }
+        with open(path, "wb") as handle:
+            np.lib.format.write_array_header_1_0(handle, header)
+            offset = handle.tell()
+            size = self.count * int(np.prod(shape)) * dtype.itemsize
+            self.sizes[path] = offset + size
+            reserve(handle, offset + size)
+        self.offsets[path] = (offset, dtype)
 
     def _put(self, path, start, values):
-        stored = np.lib.format.open_memmap(path, mode="r+")
-        stored[start : start + len(values)] = values
-        stored.flush()
-        del stored
+        offset, dtype = self.offsets[path]
+        values = np.ascontiguousarray(values, dtype=dtype)
+        row = values[:1].nbytes if len(values) else 0
+        with open(path, "r+b") as handle:
+            handle.seek(offset + start * row)
+            handle.write(values.tobytes())
 
     def write(self, start, predictions, maps):
         stop = start + len(predictions)
@@ -451,15 +479,29 @@ class _FolderWriter(_Writer):
             self._put(self.files[index], start, values)
 
     def __exit__(self, kind, error, traceback):
-        if kind is not None:
-            shutil.rmtree(self.temporary, ignore_errors=True)
+        if kind is None:
+            try:
+                self._finish()
+            except BaseException as failure:
+                shutil.rmtree(self.temporary, ignore_errors=True)
+                if is_disk_full(failure):
+                    raise self._full() from None
+                raise
             return False
-        try:
-            self._finish()
-        except BaseException:
-            shutil.rmtree(self.temporary, ignore_errors=True)
-            raise
+        shutil.rmtree(self.temporary, ignore_errors=True)
+        if is_disk_full(error):
+            raise self._full() from None
         return False
+
+    def _full(self):
+        """A full disk, told with what the files begun so far needed."""
+        needed = sum(self.sizes.values())
+        kept = (
+            f"the earlier maps in {str(self.path)!r} are unchanged"
+            if (self.path / MANIFEST).is_file()
+            else "no maps folder was written"
+        )
+        return disk_full(self.path, needed=needed or None, kept=kept)
 
     def _finish(self):
         shapes = [tuple(shape) for shape in self.shapes]
@@ -488,9 +530,11 @@ class _FolderWriter(_Writer):
         }
         with atomic_path(self.temporary / MANIFEST) as temporary:
             temporary.write_text(json.dumps(manifest, indent=1), "utf-8")
-        if self.path.exists():
-            shutil.rmtree(self.path)  # Empty, or our own earlier maps.
+        old = self.path.with_name(f".{self.path.name}.old-{os.getpid()}")
+        if self.path.exists():  # Empty, or our own earlier maps.
+            self.path.rename(old)  # Put back by `clean_stale` after a kill.
         self.temporary.rename(self.path)
+        shutil.rmtree(old, ignore_errors=True)
 
 
 def read_maps_folder(path):

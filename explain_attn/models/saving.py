@@ -1,84 +1,26 @@
 """Saving and loading models, with errors a user can act on."""
 
-import contextlib
-import os
 import re
-import shutil
-import tempfile
 import zipfile
 from pathlib import Path
 
 import keras
+import numpy as np
 
 # Importing the layers registers them with Keras before any load.
 from explain_attn.attention import layers as _layers  # noqa: F401
+from explain_attn.writing import atomic_path, check_writable
 
-__all__ = ["atomic_path", "check_writable", "load_model", "save_model"]
+__all__ = [
+    "atomic_path",
+    "check_writable",
+    "load_model",
+    "model_bytes",
+    "save_model",
+]
 
 _SUFFIXES = (".keras", ".h5", ".hdf5")
 _WEIGHTS = ".weights.h5"
-
-
-def check_writable(path):
-    """Checks before a long run that ``path`` can be written; writes nothing.
-
-    Raises:
-        ValueError: If the directory is missing or not writable, or the path
-            is a directory.
-    """
-    path = Path(path)
-    directory = path.parent if str(path.parent) else Path(".")
-    if path.is_dir():
-        raise ValueError(
-            f"Cannot write {str(path)!r}: it is a directory. Choose a file "
-            "path."
-        )
-    if not directory.is_dir():
-        raise ValueError(
-            f"Cannot write {str(path)!r}: the directory {str(directory)!r} "
-            "does not exist. Create it first or choose another output path."
-        )
-    try:  # A real probe: permissions, read-only file systems, quotas.
-        handle, probe = tempfile.mkstemp(dir=directory, prefix=".probe.")
-    except OSError as error:
-        raise ValueError(
-            f"Cannot write {str(path)!r}: the directory {str(directory)!r} "
-            f"is not writable ({error.strerror}). Choose another output path."
-        ) from None
-    os.close(handle)
-    os.remove(probe)
-
-
-@contextlib.contextmanager
-def atomic_path(path):
-    """Yields a temporary path beside ``path``; renames it there on success.
-
-    The temporary path sits in a private folder in ``path``'s directory (so
-    the final rename stays on one file system) and keeps ``path``'s name,
-    hence its suffix (Keras picks the format from it). The writer creates
-    the file, so it gets the usual permissions. On failure the folder is
-    removed: a reader never sees a half-written file and an existing file
-    stays untouched.
-
-    Raises:
-        ValueError: If the directory is missing or not writable, or if
-            ``path`` is a directory.
-    """
-    path = Path(path)
-    check_writable(path)
-    try:
-        folder = tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.")
-    except OSError as error:
-        raise ValueError(
-            f"Cannot write {str(path)!r}: {error.strerror}. Choose a "
-            "writable output path."
-        ) from None
-    try:
-        temporary = Path(folder) / path.name
-        yield temporary
-        os.replace(temporary, path)
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)
 
 
 def save_model(model, path):
@@ -91,6 +33,8 @@ def save_model(model, path):
     Raises:
         ValueError: If the suffix is not ``.keras`` or the directory is
             missing or not writable.
+        explain_attn.writing.DiskFullError: If the model does not fit on
+            the disk (an earlier file stays).
     """
     path = Path(path)
     if path.suffix != ".keras":
@@ -98,8 +42,23 @@ def save_model(model, path):
             f"Models are saved in the Keras format, whose file name ends in "
             f"'.keras'. Received: path={str(path)!r}"
         )
-    with atomic_path(path) as temporary:
+    with atomic_path(path, needed=model_bytes(model)) as temporary:
         model.save(temporary)
+
+
+def model_bytes(model):
+    """What the weights and optimizer state of ``model`` take, in bytes:
+    about the size of its ``.keras`` file (checked against the free space
+    before saving, see `explain_attn.writing.check_space`)."""
+    optimizer = getattr(model, "optimizer", None)
+    variables = [
+        *getattr(model, "weights", ()),
+        *getattr(optimizer, "variables", ()),
+    ]
+    return sum(
+        int(np.prod(variable.shape)) * np.dtype(variable.dtype).itemsize
+        for variable in variables
+    )
 
 
 def load_model(path, *, safe_mode=True, factory=None):
