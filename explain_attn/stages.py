@@ -31,6 +31,8 @@ with recording() as log:
 import contextlib
 import contextvars
 import dataclasses
+import os
+import re
 import time
 
 __all__ = [
@@ -40,9 +42,11 @@ __all__ = [
     "current_log",
     "error_reason",
     "failure_message",
+    "interrupt_message",
     "keep",
     "recording",
     "stage",
+    "watch_outputs",
 ]
 
 _CURRENT = contextvars.ContextVar("explain_attn_stage_log", default=None)
@@ -96,6 +100,27 @@ class StageLog:
     failed: str | None = None
     skipped: list = dataclasses.field(default_factory=list)
     kept: list = dataclasses.field(default_factory=list)
+    outputs: dict = dataclasses.field(default_factory=dict)
+
+    def watch(self, *paths):
+        """Notes the run's outputs as they are now, to tell after an
+        interruption which it wrote and which are the earlier ones."""
+        for path in paths:
+            self.outputs[str(path)] = _signature(path)
+
+    def outputs_sentences(self):
+        """Each watched output: written by this run, earlier and
+        unchanged, or not there."""
+        sentences = []
+        for path, before in self.outputs.items():
+            now = _signature(path)
+            if now is None:
+                sentences.append(f"no {path}")
+            elif now != before:
+                sentences.append(f"{path}, written by this run")
+            else:
+                sentences.append(f"the earlier {path}, unchanged")
+        return sentences
 
     def kept_sentences(self):
         """What is kept, in words; calls the functions among `kept`.
@@ -115,6 +140,14 @@ class StageLog:
                 sentences.append(str(item))
         self.kept = list(sentences)
         return sentences
+
+
+def _signature(path):
+    try:
+        status = os.stat(path)
+    except OSError:
+        return None
+    return (status.st_ino, status.st_mtime_ns, status.st_size)
 
 
 def current_log():
@@ -153,6 +186,10 @@ def stage(description, *, kept=None, section=None):
     started = time.perf_counter()
     try:
         yield
+    except KeyboardInterrupt:
+        if log is not None:
+            log.failed = log.failed or description
+        raise
     except Exception as error:
         if log is None:
             raise
@@ -177,6 +214,29 @@ def stage(description, *, kept=None, section=None):
             log.kept = [kept]
 
 
+def interrupt_message(log):
+    """The one-line account of a run stopped by Ctrl-C: the stage it
+    stopped in, what finished, and what is on disk (the sentences kept so
+    far and the watched outputs; nothing more is written)."""
+    text = "Interrupted (Ctrl-C)"
+    if log.failed:
+        text += f" during {log.failed}"
+    if log.finished:
+        parts = [f"{s.description} ({s.seconds:.1f} s)" for s in log.finished]
+        text += f". Finished before: {', '.join(parts)}"
+    sentences = [str(s) for s in log.kept if isinstance(s, str) and s]
+    sentences += log.outputs_sentences()
+    kept = "; ".join(sentences) if sentences else "nothing"
+    return f"{text}. Kept: {kept}."
+
+
+def watch_outputs(*paths):
+    """Notes the outputs of the run being recorded (`StageLog.watch`)."""
+    log = _CURRENT.get()
+    if log is not None:
+        log.watch(*paths)
+
+
 def keep(sentence):
     """Adds ``sentence`` to what the run being recorded keeps."""
     log = _CURRENT.get()
@@ -187,11 +247,39 @@ def keep(sentence):
 def error_reason(error):
     """An error as one sentence: the message of input errors
     (`ValueError`, `TypeError`), else the type's name and the message."""
-    message = " ".join(str(error).split())
+    message = _without_frames(" ".join(str(error).split()))
     if not isinstance(error, ValueError | TypeError):
+        message = _shortened(message)
         name = type(error).__name__
         message = f"{name}: {message}" if message else name
     return message
+
+
+_FRAMES = re.compile(
+    r"Traceback \(most recent call last\)|File \"[^\"]*\", line \d+"
+    r"|\(defined at|defined at \(most recent call last\)|Stack trace"
+    r"|tf\.Tensor\(|<tf\.Tensor|array\(\["
+)
+_NODE = re.compile(r"\{\{function_node [^}]*\}\}\s*")
+_LONGEST = 240
+"""Characters of a reason from TensorFlow, Keras or h5py (the stage and
+what is kept come around it; the line stays under about 300)."""
+
+
+def _without_frames(message):
+    """``message`` up to the first stack frame or tensor value in it
+    (TensorFlow puts both into its errors' text)."""
+    message = _NODE.sub("", message)
+    found = _FRAMES.search(message)
+    if found is not None:
+        message = message[: found.start()].rstrip(" :,;([{")
+    return message
+
+
+def _shortened(message):
+    if len(message) <= _LONGEST:
+        return message
+    return message[: _LONGEST - 1].rstrip() + "…"
 
 
 def _sentence(text):

@@ -256,8 +256,6 @@ def build(input_shape, num_classes):
 
 
 def test_a_failure_after_training_keeps_the_weights(tmp_path, monkeypatch):
-    from explain_attn.models import pipeline
-
     (tmp_path / "stages_factory.py").write_text(FACTORY)
     rng = np.random.default_rng(4)
     np.savez(
@@ -266,10 +264,10 @@ def test_a_failure_after_training_keeps_the_weights(tmp_path, monkeypatch):
         labels=np.arange(30) % 2,
     )
 
-    def failing(model, path):
+    def failing(model, path, *args, **kwargs):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(pipeline, "save_model", failing)
+    monkeypatch.setattr(keras.Model, "save", failing)
     output = tmp_path / "out" / "model.keras"
     output.parent.mkdir()
     factory = f"{tmp_path / 'stages_factory.py'}:build"
@@ -283,9 +281,13 @@ def test_a_failure_after_training_keeps_the_weights(tmp_path, monkeypatch):
     line = _one_error_line(result, warnings=True)  # e.g. "not learnt"
     weights = output.with_name("model.weights.h5")
     assert line.startswith(
-        f"Error: Saving {output} failed: OSError: [Errno 28] No space left "
-        "on device. Finished before the error: training for 2 epoch(s) on "
+        f"Error: Saving {output} failed: Cannot write {str(output)!r}: the "
+        "disk is full ("
     )
+    assert (
+        "; no model was written. Free some space or choose an output " in line
+    )
+    assert "Finished before the error: training for 2 epoch(s) on " in line
     assert f"Kept: the trained weights in {weights} (" in line
     assert [p.name for p in output.parent.iterdir()] == ["model.weights.h5"]
     # They are the trained weights, for the same network.

@@ -20,6 +20,38 @@ class InputError(click.ClickException):
     exit_code = 2
 
 
+class Interrupted(click.ClickException):
+    """Ctrl-C: one line saying what is kept, exit code 130 (the shell's
+    128 + SIGINT)."""
+
+    exit_code = 130
+
+
+QUIET_TENSORFLOW = {
+    "TF_CPP_MIN_LOG_LEVEL": "3",
+    "TF_CPP_MAX_VLOG_LEVEL": "-1",
+    "GRPC_VERBOSITY": "NONE",
+}
+"""Environment read by TensorFlow's C++ logging when it loads: its warning
+and error log lines (tf.data's, oneDNN's) stay off the user's stderr."""
+
+
+def quiet_tensorflow_logs():
+    """Sets `QUIET_TENSORFLOW` (unless the user set a variable, or
+    ``EXPLAIN_ATTN_TF_LOGS=1``) and silences absl's Python logging.
+
+    Called by the command line before TensorFlow is imported: a log line
+    on stderr would break the promise of one line."""
+    if os.environ.get("EXPLAIN_ATTN_TF_LOGS"):
+        return
+    for name, value in QUIET_TENSORFLOW.items():
+        os.environ.setdefault(name, value)
+    import logging
+
+    for name in ("absl", "tensorflow", "h5py"):
+        logging.getLogger(name).setLevel(logging.CRITICAL)
+
+
 def _one_line(message):
     return " ".join(str(message).split())
 
@@ -60,13 +92,20 @@ def user_errors(function):
     (`explain_attn.stages`): after expensive work the line says what
     finished and what of it is kept. A command that ends after an optional
     stage failed (the report without its Faithfulness section) also exits
-    with this line, once its outputs are written. Ctrl-C stays "Aborted."
+    with this line, once its outputs are written. Ctrl-C is one line too
+    (`explain_attn.stages.interrupt_message`: the stage it stopped, what
+    finished and what is on disk), exit code 130.
     """
 
     @functools.wraps(function)
     def wrapper(*args, **kwargs):
-        from explain_attn.stages import failure_message, recording
+        from explain_attn.stages import (
+            failure_message,
+            interrupt_message,
+            recording,
+        )
 
+        quiet_tensorflow_logs()
         _import_tensorflow_quietly()
         user_imports = kwargs.pop("user_imports", ())
         with recording() as log:
@@ -78,6 +117,8 @@ def user_errors(function):
                 result = function(*args, **kwargs)
             except (click.ClickException, click.Abort, click.exceptions.Exit):
                 raise
+            except KeyboardInterrupt:
+                raise Interrupted(interrupt_message(log)) from None
             except Exception as error:
                 raise InputError(failure_message(log, error)) from None
             if log.skipped:
@@ -91,16 +132,19 @@ class OneLineErrors(click.Group):
     """A click group whose usage errors are one line, like `InputError`."""
 
     def main(self, args=None, prog_name=None, standalone_mode=True, **extra):
+        quiet_tensorflow_logs()
         try:
             result = super().main(
                 args, prog_name, standalone_mode=False, **extra
             )
         except click.ClickException as error:
-            click.echo(f"Error: {_one_line(error.format_message())}", err=True)
+            prefix = "" if isinstance(error, Interrupted) else "Error: "
+            message = _one_line(error.format_message())
+            click.echo(f"{prefix}{message}", err=True)
             sys.exit(error.exit_code)
-        except click.Abort:
-            click.echo("Aborted.", err=True)
-            sys.exit(1)
+        except click.Abort:  # Ctrl-C outside a command's work.
+            click.echo("Interrupted (Ctrl-C). Kept: nothing new.", err=True)
+            sys.exit(130)
         if not standalone_mode:
             return result
         sys.exit(result if isinstance(result, int) else 0)

@@ -47,6 +47,7 @@ def single_threaded_blas(function):
 
 def _outputs(output):
     """``(report.html, report.json)`` paths, checked before any work."""
+    from explain_attn.stages import watch_outputs
     from explain_attn.writing import check_writable
 
     output_path = Path(output)
@@ -55,6 +56,7 @@ def _outputs(output):
             f"--output must end in '.html'. Received: --output {output}"
         )
     check_writable(output_path)
+    watch_outputs(output_path, output_path.with_suffix(".json"))
     return output_path, output_path.with_suffix(".json")
 
 

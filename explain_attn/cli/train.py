@@ -125,8 +125,10 @@ def _training_options(function):
         click.option(
             "--resume",
             is_flag=True,
-            help="Resume an interrupted run of the same command (state in "
-            "'<output>.backup/', removed when training ends).",
+            help="Keep the run's progress in '<output>.backup/' (removed "
+            "when the model is written) and, when it is there, continue "
+            "from its last finished epoch: rerun the same command after a "
+            "kill or Ctrl-C.",
         ),
         click.option(
             "--record/--no-record",
@@ -210,7 +212,9 @@ def train_command(
     the test accuracy. Writes the model (--output, '.keras'), its training
     history ('<output>.json': loss and accuracy per epoch, test accuracy,
     checks and settings) and its attention record
-    ('<output>.record.npz'), each atomically.
+    ('<output>.record.npz'), as one set: all three are replaced together
+    once the run succeeds, so a failure, a kill or Ctrl-C (exit 130) leaves
+    the earlier set as it was.
 
     With --devices N|all the model is built and trained under
     tf.distribute.MirroredStrategy: each batch of --batch-size images is
@@ -219,6 +223,8 @@ def train_command(
     from explain_attn.data import train_test_datasets
     from explain_attn.devices import make_strategy
     from explain_attn.models.pipeline import train_to_file
+    from explain_attn.models.recorder import record_path
+    from explain_attn.stages import watch_outputs
     from explain_attn.writing import check_writable
 
     output_path = Path(output)
@@ -227,6 +233,9 @@ def train_command(
             f"--output must end in '.keras'. Received: --output {output}"
         )
     check_writable(output_path)
+    watch_outputs(
+        output_path, output_path.with_suffix(".json"), record_path(output_path)
+    )
     strategy = make_strategy(devices)
     sources = [
         name

@@ -48,6 +48,7 @@ from explain_attn.explanations.lookup import (
 from explain_attn.explanations.methods import get_method
 from explain_attn.explanations.predict import Predictor
 from explain_attn.models.graph import flat_graph
+from explain_attn.stages import watch_outputs
 from explain_attn.writing import (
     atomic_path,
     check_writable,
@@ -139,6 +140,9 @@ def check_cam_class(cam_class):
 def check_output(path):
     """Raises unless ``path`` can take the maps; returns the format.
 
+    The path is noted as the run's output (`explain_attn.stages.
+    watch_outputs`), so that an interruption can say whether it changed.
+
     Returns:
         ``"npz"`` for a path ending in ``.npz``; ``"folder"`` for a name
         without a suffix or ending in ``/``.
@@ -149,6 +153,7 @@ def check_output(path):
             ``manifest.json`` of this format), or a missing parent folder.
     """
     shown, path = str(path), Path(path)
+    watch_outputs(path)
     if path.suffix.lower() == ".npz":
         check_writable(path)
         return "npz"

@@ -9,8 +9,10 @@ evaluate on the test split and write the model, its history and its
 record.
 """
 
+import contextlib
 import functools
 import json
+import shutil
 import time
 import warnings
 
@@ -18,13 +20,22 @@ import keras
 
 from explain_attn.devices import replica_count
 from explain_attn.models import training
+from explain_attn.models.progress import TrainingProgress
 from explain_attn.models.recorder import (
     AttentionRecorder,
     add_to_record,
     record_path,
 )
-from explain_attn.models.saving import atomic_path, save_model
+from explain_attn.models.saving import model_bytes
 from explain_attn.stages import stage
+from explain_attn.writing import (
+    atomic_files,
+    atomic_path,
+    clean_stale,
+    disk_full,
+    is_disk_full,
+    partial_name,
+)
 
 __all__ = ["build_network", "train_to_file"]
 
@@ -125,13 +136,15 @@ def _check_attention(attention, after, control):
         )
 
 
-def _callbacks(output, probe, options, validation):
-    callbacks = []
+def _callbacks(staging, probe, options, validation):
+    """The run's callbacks; what they keep goes into ``staging`` (the
+    record, the progress and, with ``resume``, Keras' backup)."""
+    callbacks = [options["progress"]]
     if options["record"]:
         callbacks.append(
             AttentionRecorder(
                 probe,
-                record_path(output),
+                staging / "record.npz",
                 num_images=options["record_images"],
                 every_steps=options["record_every_steps"],
                 resume=options["resume"],
@@ -152,9 +165,60 @@ def _callbacks(output, probe, options, validation):
             )
         )
     if options["resume"]:
-        backup = output.with_name(f"{output.stem}.backup")
+        backup = staging / "keras"
         callbacks.append(keras.callbacks.BackupAndRestore(str(backup)))
     return callbacks
+
+
+@contextlib.contextmanager
+def _staging(output, resume):
+    """The folder a run keeps its progress in until the model set is
+    written: ``<stem>.backup/`` with ``resume`` (kept after a failure, a
+    kill or Ctrl-C for the next ``--resume``), else a hidden folder of this
+    process (removed on failure, or by the next run after a kill)."""
+    clean_stale(output)
+    if resume:
+        staging = output.with_name(f"{output.stem}.backup")
+    else:
+        staging = partial_name(output)
+        shutil.rmtree(staging, ignore_errors=True)
+    try:
+        staging.mkdir(exist_ok=True)
+    except OSError as error:
+        if is_disk_full(error):
+            raise disk_full(staging, kept="nothing was trained") from None
+        raise
+    try:
+        yield staging
+    except BaseException:
+        if not resume:
+            shutil.rmtree(staging, ignore_errors=True)
+        raise
+    shutil.rmtree(staging, ignore_errors=True)
+
+
+def _save_set(model, record, output, staging, options):
+    """Writes the model, its history and its record as one set (with an
+    earlier ``.weights.h5`` removed): all replaced, or none."""
+    history_path = output.with_suffix(".json")
+    recorded = staging / "record.npz"
+    paths = [output, history_path, record_path(output), weights_path(output)]
+    needed = model_bytes(model)
+    if options["record"]:
+        add_to_record(recorded, check=record["check"],
+                      warnings=record["warnings"])  # fmt: skip
+        needed += recorded.stat().st_size
+    kept = (
+        f"the earlier {output.name} and its files are unchanged"
+        if output.exists()
+        else "no model was written"
+    )
+    with atomic_files(paths, needed=needed, kept=kept) as temporaries:
+        model.save(temporaries[0])
+        text = json.dumps(record, indent=2) + "\n"
+        temporaries[1].write_text(text, encoding="utf-8")
+        if options["record"]:
+            shutil.copyfile(recorded, temporaries[2])
 
 
 def _split_validation(train, fraction, seed):
@@ -175,7 +239,9 @@ def _split_validation(train, fraction, seed):
 def _fit(model, fitting, validation, output, settings, options, warn):
     """Trains ``model``; once trained, a later failure keeps its weights
     (`_keep_weights`, for `explain_attn.stages`)."""
-    callbacks = _callbacks(output, validation or fitting, options, validation)
+    callbacks = _callbacks(
+        options["staging"], validation or fitting, options, validation
+    )
     with (
         warnings.catch_warnings(record=True) as caught,
         stage(
@@ -227,21 +293,53 @@ def train_to_file(train, test, output, *, data_source, say=print,
         train, options["validation_split"], options["seed"]
     )
     settings = _settings(options)
-    options = {**options, "epochs": settings["epochs"]}
-    standardize = options["model_factory"] is None and not options["weights"]
-    model, description = _prepared_network(train, fitting, standardize,
-                                           options)  # fmt: skip
-    say(
-        f"Training {model.name} ({model.count_params():,} parameters) on "
-        f"{len(fitting)} images of {data_source!r} ({train.num_classes} "
-        f"classes), validating on {len(validation) if validation else 0}, "
-        f"testing on {len(test)}"
-        + _on_devices(replica_count(options.get("strategy")))
-    )
-    start = time.perf_counter()
-    history = _fit(model, fitting, validation, output, settings, options,
-                   warn)  # fmt: skip
-    seconds = time.perf_counter() - start
+    with _staging(output, options["resume"]) as staging:
+        progress = TrainingProgress(staging / "progress.json",
+                                    resume=options["resume"])  # fmt: skip
+        options = {**options, "epochs": settings["epochs"], "staging": staging,
+                   "progress": progress}  # fmt: skip
+        standardize = (
+            options["model_factory"] is None and not options["weights"]
+        )
+        model, description = _prepared_network(train, fitting, standardize,
+                                               options)  # fmt: skip
+        say(
+            f"Training {model.name} ({model.count_params():,} parameters) on "
+            f"{len(fitting)} images of {data_source!r} ({train.num_classes} "
+            f"classes), validating on {len(validation) if validation else 0}, "
+            f"testing on {len(test)}"
+            + _on_devices(replica_count(options.get("strategy")))
+        )
+        start = time.perf_counter()
+        history = _fit(model, fitting, validation, output, settings, options,
+                       warn)  # fmt: skip
+        history.history = progress.history  # The whole run's, when resumed.
+        seconds = progress.earlier_seconds + time.perf_counter() - start
+        accuracy, majority, problems = _tested(model, test, history, warn)
+        record = _history_record(
+            model, description, history, train, fitting, validation, test,
+            settings, options, data_source, standardize,
+        ) | {
+            "test_accuracy": accuracy,
+            "test_majority_rate": majority,
+            "warnings": problems,
+            "training_seconds": round(seconds, 1),
+            "devices": replica_count(options.get("strategy")),
+        }  # fmt: skip
+        with stage(f"saving {output}", kept=f"the trained model in {output}"):
+            _save_set(model, record, output, staging, options)
+    say(f"Trained in {seconds:.1f} s.")
+    say(f"Test accuracy: {accuracy:.4f} ({len(test)} images)")
+    say(f"History: {output.with_suffix('.json')}")
+    if options["record"]:
+        say(f"Attention record: {record_path(output)}")
+    say(str(output))
+    return record
+
+
+def _tested(model, test, history, warn):
+    """``(test accuracy, majority rate, problems)``; a model no better than
+    the majority class is a problem, warned."""
     accuracy = training.evaluate(model, test)
     problems = list(history.check.problems)
     majority = training.majority_rate(test.labels)
@@ -252,30 +350,7 @@ def train_to_file(train, test, output, *, data_source, say=print,
             f"({majority:.1%})."
         )
         warn(problems[-1])
-    with stage(f"saving {output}", kept=f"the trained model in {output}"):
-        save_model(model, output)
-    record = _history_record(
-        model, description, history, train, fitting, validation, test,
-        settings, options, data_source, standardize,
-    ) | {
-        "test_accuracy": accuracy,
-        "test_majority_rate": majority,
-        "warnings": problems,
-        "training_seconds": round(seconds, 1),
-        "devices": replica_count(options.get("strategy")),
-    }  # fmt: skip
-    if options["record"]:
-        add_to_record(record_path(output), check=record["check"],
-                      warnings=problems)  # fmt: skip
-    with atomic_path(output.with_suffix(".json")) as temporary:
-        temporary.write_text(json.dumps(record, indent=2) + "\n")
-    say(f"Trained in {seconds:.1f} s.")
-    say(f"Test accuracy: {accuracy:.4f} ({len(test)} images)")
-    say(f"History: {output.with_suffix('.json')}")
-    if options["record"]:
-        say(f"Attention record: {record_path(output)}")
-    say(str(output))
-    return record
+    return accuracy, majority, problems
 
 
 def _prepared_network(train, fitting, standardize, options):
@@ -303,13 +378,19 @@ def _on_devices(count):
 def _keep_weights(model, output):
     """Writes the trained weights beside ``output`` (after a failure that
     stopped the model's file); returns what was kept, in words."""
-    path = output.with_name(f"{output.stem}.weights.h5")
+    path = weights_path(output)
     with atomic_path(path) as temporary:
         model.save_weights(temporary)
     return (
         f"the trained weights in {path} (model.load_weights on the same "
         "network; explain-attn reads them with --model-factory)"
     )
+
+
+def weights_path(output):
+    """Where the weights of a model whose file could not be written go:
+    ``model.keras`` -> ``model.weights.h5``."""
+    return output.with_name(f"{output.stem}.weights.h5")
 
 
 def _settings(options):
