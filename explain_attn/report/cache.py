@@ -20,7 +20,15 @@ import keras
 
 from explain_attn import __version__
 from explain_attn.devices import replica_count, strategy_scope
-from explain_attn.models.saving import atomic_path, load_model, save_model
+from explain_attn.models.saving import load_model, model_bytes, save_model
+from explain_attn.stages import error_reason
+from explain_attn.writing import (
+    atomic_path,
+    clean_stale,
+    disk_full,
+    is_disk_full,
+    partial_name,
+)
 
 __all__ = ["cache_directory", "train_or_load"]
 
@@ -64,8 +72,15 @@ def train_or_load(
     cache_dir=None,
     verbose=1,
     strategy=None,
+    say=None,
 ):
     """Loads a trained model from the cache, or trains and caches it.
+
+    An entry is read only when it is whole and was written for these
+    settings: ``meta.json`` an object with every key of its type, the
+    model and record files with their recorded digests. A damaged entry is
+    treated as absent, trained again and replaced whole, and ``say`` is
+    told so in one line.
 
     Args:
         architecture: A key of `explain_attn.ARCHITECTURES`.
@@ -80,6 +95,8 @@ def train_or_load(
         strategy: ``None`` or a `tf.distribute` strategy to load or train
             the model in; a model trained on several devices has an entry
             of its own (see `_settings`).
+        say: Where the line about a damaged entry goes (``None``: not
+            said).
 
     Returns:
         ``(model, info)``: ``info`` has ``source`` (``"cache"`` or
@@ -97,11 +114,13 @@ def train_or_load(
         batch_size=batch_size, learning_rate=learning_rate, strategy=strategy,
     )  # fmt: skip
     key = cache_key(settings)
+    say = say or (lambda text: None)
     folder = Path(cache_dir or cache_directory()) / f"{architecture}-{key}"
     with strategy_scope(strategy):
-        cached = _read_entry(folder)
-    if cached is not None:
-        model, meta = cached
+        model, meta, damage = _read_entry(folder, settings)
+    if damage is not None:
+        say(f"Cache entry {folder} is damaged ({damage}): training it again.")
+    if model is not None:
         return model, {**meta, "source": "cache", "key": key,
                        "record_file": str(folder / "record.npz")}  # fmt: skip
 
@@ -161,37 +180,125 @@ def _settings(architecture, train_data, validation_data, strategy, **training):
     }
 
 
-def _read_entry(folder):
-    """Returns ``(model, meta)`` for a sound entry, else ``None``."""
-    meta_path = folder / "meta.json"
-    model_path = folder / "model.keras"
-    record_path = folder / "record.npz"
-    files = (meta_path, model_path, record_path)
-    if not all(path.is_file() for path in files):
-        return None
+def _read_entry(folder, settings):
+    """``(model, meta, None)`` for a sound entry; ``(None, None, reason)``
+    for a damaged one (``reason`` says what is wrong), ``(None, None,
+    None)`` for none."""
+    if not folder.exists():
+        return None, None, None
+    damage = _damage(folder, settings)
+    if damage is None:
+        try:
+            model = load_model(folder / "model.keras")
+        except (ValueError, OSError) as error:
+            damage = error_reason(error)
+    if damage is not None:
+        return None, None, damage
+    meta = json.loads((folder / "meta.json").read_text(encoding="utf-8"))
+    return model, {k: v for k, v in meta.items() if "_sha256" not in k}, None
+
+
+_META_TYPES = {
+    "settings": dict,
+    "seconds_per_epoch": (int, float),
+    "history": dict,
+    "check": dict,
+    "model_sha256": str,
+    "record_sha256": str,
+}
+
+
+def _damage(folder, settings):
+    """What is wrong with the entry in ``folder`` (its model not loaded),
+    or ``None``."""
     try:
-        meta = json.loads(meta_path.read_text())
-        if meta.get("model_sha256") != _file_digest(model_path):
-            return None
-        if meta.get("record_sha256") != _file_digest(record_path):
-            return None
-        model = load_model(model_path)
-    except (ValueError, OSError):
-        return None
-    return model, {k: v for k, v in meta.items() if not k.endswith("_sha256")}
+        text = (folder / "meta.json").read_text(encoding="utf-8")
+        meta = json.loads(text)
+        return _meta_problem(meta, settings) or _file_problem(folder, meta)
+    except (ValueError, OSError, UnicodeDecodeError) as error:
+        return error_reason(error)
+
+
+def _meta_problem(meta, settings):
+    """What is wrong with an entry's ``meta.json`` content, or ``None``."""
+    if not isinstance(meta, dict):
+        return f"meta.json holds a {type(meta).__name__}, not an object"
+    for key, kind in _META_TYPES.items():
+        if not isinstance(meta.get(key), kind):
+            return f"meta.json has no valid {key!r}"
+    if meta["settings"] != json.loads(json.dumps(settings)):
+        return "meta.json was written for other settings or another recipe"
+    history = meta["history"]
+    if not all(
+        isinstance(values, list)
+        and all(isinstance(v, int | float) for v in values)
+        for values in history.values()
+    ):
+        return "meta.json has no valid 'history'"
+    return None
+
+
+def _file_problem(folder, meta):
+    """What is wrong with an entry's model or record file, or ``None``."""
+    from explain_attn.models.recorder import load_record
+
+    for name, key in (("model.keras", "model"), ("record.npz", "record")):
+        path = folder / name
+        if not path.is_file():
+            return f"{name} is missing"
+        if meta[f"{key}_sha256"] != _file_digest(path):
+            return f"{name} is truncated or altered"
+    load_record(folder / "record.npz")  # Raises ValueError if unreadable.
+    return None
 
 
 def _write_entry(folder, model, meta, record):
+    """Writes the entry into a hidden folder, renamed into place whole;
+    an entry another run wrote meanwhile is kept (it is equal)."""
+    clean_stale(folder)
+    staging = partial_name(folder)
+    shutil.rmtree(staging, ignore_errors=True)
+    try:
+        staging.mkdir(parents=True)
+        model_path = staging / "model.keras"
+        save_model(model, model_path)
+        shutil.copyfile(record, staging / "record.npz")
+        meta = {
+            **meta,
+            "model_sha256": _file_digest(model_path),
+            "record_sha256": _file_digest(staging / "record.npz"),
+        }
+        with atomic_path(staging / "meta.json") as temporary:
+            temporary.write_text(json.dumps(meta, indent=1))
+        _replace_folder(staging, folder, meta["settings"])
+    except Exception as error:
+        if is_disk_full(error):
+            raise disk_full(
+                folder,
+                needed=model_bytes(model) + Path(record).stat().st_size,
+                kept="the model trained but was not cached, and nothing of "
+                "it is kept",
+            ) from None
+        raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def _replace_folder(staging, folder, settings):
+    """Renames ``staging`` onto ``folder``; a damaged ``folder`` is moved
+    aside first and removed after, a sound one (another run's) is kept."""
+    old = folder.with_name(f".{folder.name}.old-{os.getpid()}")
+    if folder.exists() and _damage(folder, settings) is None:
+        return
     if folder.exists():
-        shutil.rmtree(folder)  # A corrupt entry: replaced whole.
-    folder.mkdir(parents=True)
-    model_path = folder / "model.keras"
-    save_model(model, model_path)
-    shutil.copyfile(record, folder / "record.npz")
-    meta = {
-        **meta,
-        "model_sha256": _file_digest(model_path),
-        "record_sha256": _file_digest(folder / "record.npz"),
-    }
-    with atomic_path(folder / "meta.json") as temporary:
-        temporary.write_text(json.dumps(meta, indent=1))
+        try:
+            folder.rename(old)
+        except FileNotFoundError:  # Another run moved it meanwhile.
+            pass
+    try:
+        staging.rename(folder)
+    except OSError:
+        if not (folder / "meta.json").is_file():
+            raise
+        # Another run wrote the entry meanwhile: theirs is kept.
+    shutil.rmtree(old, ignore_errors=True)

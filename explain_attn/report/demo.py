@@ -126,6 +126,7 @@ def demo_models(
             cache_dir=cache_dir,
             verbose=verbose,
             strategy=strategy,
+            say=say,
         )
         verb = "loaded from cache" if info["source"] == "cache" else "trained"
         say(
