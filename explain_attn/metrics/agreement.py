@@ -119,6 +119,10 @@ def spearman(maps_a, maps_b):
     Notes:
         The Pearson correlation of the pixels' average ranks (ties get the
         mean of their ranks): `scipy.stats.spearmanr` per image.
+
+        Near-ties (see `explain_attn.metrics.foreground`): values are ranked
+        exactly as given; a swap of two neighbouring ranks of one map
+        moves the result by at most `12 / (n (n + 1))` for `n` pixels.
     """
     flat_a, flat_b, constant = _flat_pair(maps_a, maps_b)
     return _pearson_rows(

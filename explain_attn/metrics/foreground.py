@@ -4,6 +4,18 @@
 `top_fraction_iou`, each over `(N, H, W)` non-negative maps and `(N, H, W)`
 bool masks, returning `(N,)` float64. Maps are resized to the masks' size;
 empty masks give NaN.
+
+Near-ties. The rank metrics (`pointing_game`, `rank_accuracy`, `roc_auc`,
+`top_fraction_iou`) use the exact order of the map values they receive:
+equal values are ties (handled as each metric's notes say), and values
+that differ in the last bit are not. On one machine the same maps give the
+same numbers, bit for bit. Maps computed by TensorFlow on another CPU can
+differ in their last bits (other float kernels), which can swap two
+near-equal pixels; one swap of neighbouring ranks moves a metric by at most
+its *swap step*, stated in its notes (`P = |M|` mask pixels, `Q` the
+others). Comparisons across machines allow a few such steps
+(``tests/test_golden.py``); nothing is rounded here, so a map's genuine
+small differences are never merged.
 """
 
 import math
@@ -128,6 +140,9 @@ def pointing_game(maps, masks, *, tolerance=0):
         when *any* maximal pixel lies in the mask (ties favour a hit, so a
         constant map always hits), has no tolerance, and returns `True` for
         an empty mask (its NaN is cast to bool); we return NaN.
+
+        Swap step (module docstring, near-ties): a swap of the two largest
+        values turns a hit into a miss: 1 for one image.
     """
     if (
         isinstance(tolerance, bool)
@@ -183,6 +198,8 @@ def rank_accuracy(maps, masks):
         Differences from Quantus 0.6.0 `RelevanceRankAccuracy`: Quantus
         breaks ties by the order of `np.argsort(-m)` (implementation
         defined); the results agree whenever the `K`-th value is not tied.
+
+        Swap step (module docstring, near-ties): `1 / P`.
     """
     flat, flat_masks = _flat_maps_and_masks(maps, masks)
     return _rank_accuracy(flat, flat_masks, np.sort(flat, axis=1))
@@ -222,6 +239,8 @@ def roc_auc(maps, masks):
         Same as Quantus 0.6.0 `AUC` (`sklearn.metrics.roc_curve` then
         `auc`), which also returns NaN for an empty mask; for a full mask
         scikit-learn warns and returns NaN.
+
+        Swap step (module docstring, near-ties): `1 / (P Q)`.
     """
     flat, flat_masks = _flat_maps_and_masks(maps, masks)
     keys = _sorted_keys(flat, flat_masks)
@@ -313,6 +332,9 @@ def top_fraction_iou(maps, masks, *, fraction=DEFAULT_FRACTION):
         Quantus has no direct counterpart: its `TopKIntersection` is the
         precision `|top_k ∩ M| / k` for a fixed pixel count `k` (ties
         broken by `argsort` order), not an IoU.
+
+        Swap step (module docstring, near-ties): at most `1 / P` (`I`
+        moves by 1 and `k + |M| - I ≥ |M|`).
     """
     fraction = check_fraction(fraction)
     flat, flat_masks = _flat_maps_and_masks(maps, masks)
