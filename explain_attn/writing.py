@@ -93,7 +93,7 @@ def disk_full(path, *, needed=None, kept=None):
     free = _free(path.parent if str(path.parent) else ".")
     amounts = []
     if needed is not None:
-        amounts.append(f"it needs {_size(needed)}")
+        amounts.append(f"needs {_size(needed)}")
     if free is not None:
         amounts.append(f"{_size(free)} free")
     detail = f" ({', '.join(amounts)})" if amounts else ""
@@ -105,7 +105,7 @@ def disk_full(path, *, needed=None, kept=None):
         )
     return DiskFullError(
         f"Cannot write {str(path)!r}: the disk is full{detail}; {kept}. "
-        "Free some space or choose an output on another disk."
+        "Free space or write elsewhere."
     )
 
 

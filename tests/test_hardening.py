@@ -225,7 +225,13 @@ def test_interrupted_rendering_writes_nothing(
             str(output),
         ],
     )
-    assert result.exit_code == 1
+    assert result.exit_code == 130
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith("Interrupted (Ctrl-C) during rendering the report.")
+    numbers = output.with_suffix(".json")
+    assert line.endswith(
+        f"Kept: the earlier {output}, unchanged; no {numbers}."
+    )
     assert output.read_text() == "previous report\n"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["report.html"]
 

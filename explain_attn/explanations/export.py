@@ -431,12 +431,12 @@ class _FolderWriter(_Writer):
         self.temporary = partial_name(self.path)
         if self.temporary.exists():
             shutil.rmtree(self.temporary)
-        self.temporary.mkdir()
         self.count = len(self.dataset)
         self.files = [self.temporary / f"{key}.npy" for key in self.keys]
         self.shapes = [None] * len(self.keys)
         self.offsets, self.sizes = {}, {}
         try:
+            self.temporary.mkdir()
             labels = np.asarray(self.dataset.labels)
             self._create(self.temporary / "labels.npy", labels.dtype, ())
             self._put(self.temporary / "labels.npy", 0, labels)

@@ -29,6 +29,7 @@ from explain_attn.models.recorder import (
 from explain_attn.models.saving import model_bytes
 from explain_attn.stages import stage
 from explain_attn.writing import (
+    DiskFullError,
     atomic_files,
     atomic_path,
     clean_stale,
@@ -197,6 +198,13 @@ def _staging(output, resume):
     shutil.rmtree(staging, ignore_errors=True)
 
 
+def _earlier(output):
+    """What a failure keeps of the earlier model set at ``output``."""
+    if output.exists():
+        return f"the earlier {output.name} and its files are unchanged"
+    return "no model was written"
+
+
 def _save_set(model, record, output, staging, options):
     """Writes the model, its history and its record as one set (with an
     earlier ``.weights.h5`` removed): all replaced, or none."""
@@ -208,12 +216,9 @@ def _save_set(model, record, output, staging, options):
         add_to_record(recorded, check=record["check"],
                       warnings=record["warnings"])  # fmt: skip
         needed += recorded.stat().st_size
-    kept = (
-        f"the earlier {output.name} and its files are unchanged"
-        if output.exists()
-        else "no model was written"
-    )
-    with atomic_files(paths, needed=needed, kept=kept) as temporaries:
+    with atomic_files(
+        paths, needed=needed, kept=_earlier(output)
+    ) as temporaries:
         model.save(temporaries[0])
         text = json.dumps(record, indent=2) + "\n"
         temporaries[1].write_text(text, encoding="utf-8")
@@ -251,11 +256,16 @@ def _fit(model, fitting, validation, output, settings, options, warn):
         ),
     ):
         warnings.simplefilter("always", training.TrainingWarning)
-        history = training.train(
-            model, fitting, validation_data=validation, verbose=1,
-            callbacks=callbacks, seed=options["seed"],
-            strategy=options.get("strategy"), **settings,
-        )  # fmt: skip
+        try:
+            history = training.train(
+                model, fitting, validation_data=validation, verbose=1,
+                callbacks=callbacks, seed=options["seed"],
+                strategy=options.get("strategy"), **settings,
+            )  # fmt: skip
+        except DiskFullError as error:  # The record or progress.
+            raise DiskFullError(
+                f"{error} Training stopped; {_earlier(output)}."
+            ) from None
     for warning in caught:
         if issubclass(warning.category, training.TrainingWarning):
             warn(str(warning.message))
