@@ -618,3 +618,41 @@ def test_a_full_disk_while_caching_says_what_is_kept(
     assert message.startswith(f"Cannot write {str(cache / sound.name)!r}: ")
     assert "the model trained but was not cached" in message
     assert [p.name for p in cache.iterdir()] == []
+
+
+# ----------------------------------------------- unreadable data entries
+
+
+@pytest.mark.parametrize("entry", ["loop", "broken-link"])
+def test_an_unreadable_class_entry_is_an_error_naming_it(
+    entry, report_inputs, tmp_path
+):
+    from PIL import Image
+
+    images = tmp_path / "data" / "images"
+    for name in ("a", "b"):
+        (images / name).mkdir(parents=True)
+        for index in range(2):
+            pixels = np.full((16, 16, 3), 40 * index, np.uint8)
+            Image.fromarray(pixels).save(images / name / f"{index}.png")
+    bad = images / "c"
+    if entry == "loop":
+        bad.symlink_to(bad)
+    else:
+        bad.symlink_to(tmp_path / "nowhere")
+    output = tmp_path / "maps.npz"
+    result = _invoke(
+        [
+            "maps", report_inputs["attention"], "--data", tmp_path / "data",
+            "--output", output,
+        ]
+    )  # fmt: skip
+    assert result.exit_code == 2
+    line = _one_line(result.stderr, f"Error: Cannot read {str(bad)!r} in ")
+    reason = (
+        "Too many levels of symbolic links"
+        if entry == "loop"
+        else ("No such file or directory")
+    )
+    assert reason in line
+    assert not output.exists()

@@ -20,6 +20,7 @@ used. Box coordinates: see `explain_attn.data.annotations`.
 
 import collections
 import dataclasses
+import os
 import unicodedata
 
 from explain_attn.data.annotations import (
@@ -83,15 +84,7 @@ def list_folder(directory):
             f"{shown}/masks/<class>/<name>.png)."
         )
     image_root = directory / "images"
-    classes = (
-        sorted(
-            p.name
-            for p in image_root.iterdir()
-            if p.is_dir() and not p.name.startswith(".")
-        )
-        if image_root.is_dir()
-        else []
-    )
+    classes = _class_folders(image_root) if image_root.is_dir() else []
     if not classes:
         raise ValueError(
             f"No class folders in {str(image_root)!r}. Expected one folder "
@@ -112,6 +105,31 @@ def list_folder(directory):
     return Folder(tuple(classes), files, foreground)
 
 
+def _unreadable(path, error):
+    return ValueError(
+        f"Cannot read {str(path)!r} in the data folder: {error.strerror} "
+        f"({type(error).__name__}). Fix or remove it."
+    )
+
+
+def _class_folders(image_root):
+    """The class folder names in ``image_root``; an entry that cannot be
+    read (a symlink loop, a broken link, no permission) is an error."""
+    classes = []
+    for entry in sorted(image_root.iterdir()):
+        if entry.name.startswith("."):
+            continue
+        try:
+            entry.stat()  # Follows links: ELOOP, ENOENT, EACCES.
+            if entry.is_dir():
+                with os.scandir(entry) as listing:  # EACCES.
+                    next(listing, None)
+                classes.append(entry.name)
+        except OSError as error:
+            raise _unreadable(entry, error) from None
+    return classes
+
+
 def _key(class_name, name):
     """``"<class>/<name>"``, NFC-normalised."""
     # NFC: macOS may store names decomposed, a CSV holds them composed.
@@ -120,7 +138,11 @@ def _key(class_name, name):
 
 def _image_files(folder):
     found = []
-    for path in sorted(folder.iterdir()):
+    try:
+        entries = sorted(folder.iterdir())
+    except OSError as error:
+        raise _unreadable(folder, error) from None
+    for path in entries:
         if path.name.startswith(".") or path.is_dir():
             continue
         if path.suffix.lower() not in IMAGE_SUFFIXES:
