@@ -656,3 +656,32 @@ def test_an_unreadable_class_entry_is_an_error_naming_it(
     )
     assert reason in line
     assert not output.exists()
+
+
+@pytest.mark.slow
+def test_a_bad_image_read_by_tf_data_is_one_line(report_inputs, tmp_path):
+    """A corrupt image sorted after good ones fails inside tf.data, whose
+    log line (with a Python traceback) reached stderr before the error."""
+    from PIL import Image
+
+    for name in ("a", "b"):
+        folder = tmp_path / "data" / "images" / name
+        folder.mkdir(parents=True)
+        for index in range(3):
+            pixels = np.full((16, 16, 3), 40 * index, np.uint8)
+            Image.fromarray(pixels).save(folder / f"{index}.png")
+    whole = (folder / "0.png").read_bytes()
+    (folder / "z.png").write_bytes(whole[: len(whole) // 2])
+    result = subprocess.run(
+        [
+            sys.executable, "-m", "explain_attn", "maps",
+            str(report_inputs["attention"]), "--data", str(tmp_path / "data"),
+            "--output", str(tmp_path / "maps.npz"),
+        ],
+        capture_output=True, text=True, env=_user_environment(),
+        timeout=300, check=False,
+    )  # fmt: skip
+    assert result.returncode == 2
+    line = _one_line(result.stderr, "Error: Cannot read image ")
+    assert str(folder / "z.png") in line
+    assert not (tmp_path / "maps.npz").exists()
