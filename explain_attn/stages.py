@@ -255,10 +255,11 @@ def error_reason(error):
     return message
 
 
-_FRAMES = re.compile(
-    r"Traceback \(most recent call last\)|File \"[^\"]*\", line \d+"
-    r"|\(defined at|defined at \(most recent call last\)|Stack trace"
-    r"|tf\.Tensor\(|<tf\.Tensor|array\(\["
+_FRAME = re.compile(r"File \"[^\"]*\", line \d+")
+_CAUSE = re.compile(r"\b\w+(?:Error|Exception): ")
+_TAILS = re.compile(
+    r"Traceback \(most recent call last\)|\(?defined at \(most recent call"
+    r"|Stack trace|Arguments received by|tf\.Tensor\(|<tf\.Tensor|array\(\["
 )
 _NODE = re.compile(r"\{\{function_node [^}]*\}\}\s*")
 _LONGEST = 240
@@ -267,13 +268,21 @@ what is kept come around it; the line stays under about 300)."""
 
 
 def _without_frames(message):
-    """``message`` up to the first stack frame or tensor value in it
-    (TensorFlow puts both into its errors' text)."""
+    """``message`` without the stack frames and tensor values TensorFlow
+    puts into its errors' text: after frames, the last ``SomeError: ...``
+    (the cause), cut where arguments, tensors or another trace begin."""
     message = _NODE.sub("", message)
-    found = _FRAMES.search(message)
+    frames = list(_FRAME.finditer(message))
+    if frames:
+        causes = list(_CAUSE.finditer(message, frames[-1].end()))
+        if causes:
+            message = message[causes[-1].start() :]
+        else:
+            message = message[: frames[0].start()]
+    found = _TAILS.search(message)
     if found is not None:
-        message = message[: found.start()].rstrip(" :,;([{")
-    return message
+        message = message[: found.start()]
+    return message.rstrip(" :,;([{•")
 
 
 def _shortened(message):

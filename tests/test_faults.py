@@ -685,3 +685,36 @@ def test_a_bad_image_read_by_tf_data_is_one_line(report_inputs, tmp_path):
     line = _one_line(result.stderr, "Error: Cannot read image ")
     assert str(folder / "z.png") in line
     assert not (tmp_path / "maps.npz").exists()
+
+
+BAD_NAME_FACTORY = """
+import keras
+
+
+def build(input_shape, num_classes):
+    inputs = keras.Input(input_shape)
+    x = keras.layers.Conv2D(4, 3, padding="same", name="conv:1")(inputs)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    outputs = keras.layers.Dense(num_classes, activation="softmax")(x)
+    return keras.Model(inputs, outputs)
+"""
+
+
+def test_a_tensorflow_error_is_one_line_without_frames(tools, tmp_path):
+    """TensorFlow rejects the layer name inside a traced function; its
+    message held Python stack frames and tensor values."""
+    (tmp_path / "bad_name.py").write_text(BAD_NAME_FACTORY)
+    output = tmp_path / "model.keras"
+    result = _invoke(
+        [
+            "train", "--data", tools["data"], "--model-factory",
+            f"{tmp_path / 'bad_name.py'}:build", "--epochs", "1",
+            "--validation-split", "0", "--output", output,
+        ]
+    )  # fmt: skip
+    assert result.exit_code == 2
+    line = _one_line(result.stderr, "Error: ValueError: Exception encountered")
+    assert "'conv:1' is not a valid scope name" in line
+    assert len(line) <= 300
+    assert "tf.Tensor" not in line and "line " not in line
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad_name.py"]
