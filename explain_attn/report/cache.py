@@ -104,11 +104,6 @@ def train_or_load(
         ``check`` (`TrainingCheck.as_dict`), ``record_file`` (the record's
         path) and ``key``.
     """
-    import tempfile
-
-    from explain_attn.models.recorder import AttentionRecorder, add_to_record
-    from explain_attn.models.training import train_architecture
-
     settings = _settings(
         architecture, train_data, validation_data, epochs=epochs, seed=seed,
         batch_size=batch_size, learning_rate=learning_rate, strategy=strategy,
@@ -126,6 +121,24 @@ def train_or_load(
 
     if hasattr(train_data, "load"):
         train_data = train_data.load()
+    model, meta = _train_entry(
+        folder, architecture, train_data, validation_data, settings,
+        verbose=verbose, strategy=strategy,
+    )  # fmt: skip
+    return model, {**meta, "source": "trained", "key": key,
+                   "record_file": str(folder / "record.npz")}  # fmt: skip
+
+
+def _train_entry(folder, architecture, train_data, validation_data, settings,
+                 *, verbose, strategy):  # fmt: skip
+    """Trains the model of ``settings``, writes its entry into ``folder``;
+    returns ``(model, meta)``."""
+    import tempfile
+
+    from explain_attn.models.recorder import AttentionRecorder, add_to_record
+    from explain_attn.models.training import train_architecture
+
+    epochs = settings["epochs"]
     with tempfile.TemporaryDirectory() as scratch:
         recorder = AttentionRecorder(
             validation_data or train_data, Path(scratch) / "record.npz"
@@ -133,8 +146,9 @@ def train_or_load(
         start = time.perf_counter()
         model, history = train_architecture(
             architecture, train_data, validation_data=validation_data,
-            epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
-            seed=seed, verbose=verbose, callbacks=[recorder], strategy=strategy,
+            epochs=epochs, batch_size=settings["batch_size"],
+            learning_rate=settings["learning_rate"], seed=settings["seed"],
+            verbose=verbose, callbacks=[recorder], strategy=strategy,
         )  # fmt: skip
         meta = {
             "settings": settings,
@@ -148,8 +162,7 @@ def train_or_load(
         add_to_record(recorder.path, check=meta["check"],
                       warnings=list(history.check.problems))  # fmt: skip
         _write_entry(folder, model, meta, recorder.path)
-    return model, {**meta, "source": "trained", "key": key,
-                   "record_file": str(folder / "record.npz")}  # fmt: skip
+    return model, meta
 
 
 def _settings(architecture, train_data, validation_data, strategy, **training):
