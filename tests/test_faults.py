@@ -303,6 +303,7 @@ def _small_tmpfs(path):
     return mounted.returncode == 0
 
 
+@pytest.mark.slow
 def test_maps_on_a_real_full_disk(report_inputs, tmp_path):
     """The case that was a SIGBUS: memory-mapped maps on a full disk."""
     disk = tmp_path / "disk"
@@ -324,6 +325,29 @@ def test_maps_on_a_real_full_disk(report_inputs, tmp_path):
         assert result.returncode == 2, result.stderr
         line = _one_line(result.stderr, f"Error: Cannot write {str(output)!r}")
         assert "the disk is full (needs " in line
+        assert sorted(p.name for p in disk.iterdir()) == ["filler"]
+    finally:
+        subprocess.run(["umount", str(disk)], check=False)
+
+
+def test_train_on_a_real_full_disk(tools, tmp_path):
+    """The case that was a SIGSEGV: h5py writing on a full disk. Space is
+    checked before h5py runs, for the model and the weights kept."""
+    disk = tmp_path / "disk"
+    if not _small_tmpfs(disk):
+        pytest.skip("mounting a small tmpfs needs root on Linux")
+    try:
+        (disk / "filler").write_bytes(b"\0" * (3 * 2**20 - 300_000))
+        output = disk / "model.keras"
+        result = _invoke(_train_arguments(tools, output))
+        assert result.exit_code == 2, result.output
+        line = _one_line(result.stderr, f"Error: Saving {output} failed: ")
+        assert f"Cannot write {str(output)!r}: the disk is full (needs " in line
+        assert line.endswith(
+            "Kept: nothing (keeping it failed: Cannot write "
+            f"{str(disk / 'model.weights.h5')!r}: the disk is full (needs "
+            + line.split("the disk is full (needs ")[-1]
+        )
         assert sorted(p.name for p in disk.iterdir()) == ["filler"]
     finally:
         subprocess.run(["umount", str(disk)], check=False)

@@ -389,7 +389,8 @@ def _keep_weights(model, output):
     """Writes the trained weights beside ``output`` (after a failure that
     stopped the model's file); returns what was kept, in words."""
     path = weights_path(output)
-    with atomic_path(path) as temporary:
+    # Checked first: h5py on a full disk can crash the process.
+    with atomic_path(path, needed=model_bytes(model)) as temporary:
         model.save_weights(temporary)
     return (
         f"the trained weights in {path} (model.load_weights on the same "
