@@ -1,0 +1,194 @@
+"""A layer's own call, traced into a functional graph of its parts.
+
+Keras records a functional model's layer calls, but a subclassed layer (a
+keras-hub block, a user's ``SqueezeExcite`` layer), a ``Lambda`` or a
+subclassed model nested in it is one opaque call: its sublayers and the
+`keras.ops` it uses leave no node. To see inside, we call the layer's
+``call`` method itself on fresh `keras.Input` tensors. Its sublayers and
+`keras.ops` then run symbolically, each leaving a node, and
+``keras.Model(inputs, outputs)`` holds them as a functional graph of the
+*same* sublayer objects (weights shared, nothing copied or changed).
+`explain_attn.models.graph` flattens that graph like a nested model, so the
+parts are taps with paths ``outer/part``, read in the same forward pass.
+
+A trace is used only when it reproduces the layer: the traced graph and
+the layer are run once on the same random input (a batch of two) and must
+agree. A call that cannot be traced (TensorFlow functions applied to
+symbolic tensors, Python decisions on the batch size, the value of a
+tensor) or that traces to something else stays one opaque call, and the
+reason is kept (`TraceFailure`) so that errors can name it.
+"""
+
+import dataclasses
+import re
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+__all__ = ["TraceFailure", "is_traceable", "part_names", "trace_call"]
+
+_TRACE_ERRORS = (
+    AttributeError,
+    IndexError,
+    KeyError,
+    NotImplementedError,
+    RuntimeError,
+    TypeError,
+    ValueError,
+    tf.errors.OpError,
+)
+"""What running user code on symbolic tensors raises when it cannot be
+traced (TensorFlow functions refuse `keras.KerasTensor` arguments with a
+``ValueError`` or ``TypeError``; unknown batch sizes give ``None`` shapes)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class TraceFailure:
+    """Why a layer's call stayed opaque.
+
+    Attributes:
+        class_name: The layer's class name.
+        reason: One line, at most 200 characters.
+    """
+
+    class_name: str
+    reason: str
+
+
+def is_traceable(layer):
+    """Whether discovery should look inside ``layer``'s call.
+
+    Lambdas and layers or models defined outside Keras itself (user code,
+    keras-hub) are; Keras' own layers (whose calls are one operation, or
+    ``MultiHeadAttention``, read as a whole) and layers with explain-attn's
+    attention protocol (``attention_parts``) are not.
+    """
+    if not isinstance(layer, keras.layers.Layer):
+        return False
+    if isinstance(layer, keras.layers.InputLayer):
+        return False
+    if callable(getattr(layer, "attention_parts", None)):
+        return False
+    if isinstance(layer, keras.layers.Lambda):
+        return True
+    return not type(layer).__module__.startswith("keras.")
+
+
+def part_names(layer):
+    """``{id(sublayer): name}`` from the attributes ``layer`` keeps them in.
+
+    ``self.se_reduce = Conv2D(...)`` gives ``"se_reduce"``; a list
+    ``self.blocks = [...]`` gives ``"blocks_0"``, ``"blocks_1"``... Names
+    Keras generates (``conv2d_17``) depend on how many layers a process
+    made before; attribute names do not.
+    """
+    names = {}
+    for attribute, value in vars(layer).items():
+        if attribute.startswith("_"):
+            continue
+        if isinstance(value, keras.layers.Layer):
+            names.setdefault(id(value), attribute)
+        elif isinstance(value, list | tuple):
+            for index, item in enumerate(value):
+                if isinstance(item, keras.layers.Layer):
+                    names.setdefault(id(item), f"{attribute}_{index}")
+    return names
+
+
+def operation_name(operation):
+    """``"multiply"`` for a ``Multiply`` operation: its class, snake case."""
+    name = type(operation).__name__
+    return re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", name).lower()
+
+
+def trace_call(layer, args, kwargs):
+    """Traces ``layer.call(*args, **kwargs)`` into a functional model.
+
+    Args:
+        layer: A built layer (see `is_traceable`).
+        args: The call's positional arguments (symbolic tensors and
+            constants), as the flat graph passes them.
+        kwargs: Its keyword arguments.
+
+    Returns:
+        ``(model, tensors)``: a functional `keras.Model` of the layer's
+        parts whose inputs stand for ``tensors`` (the symbolic tensors
+        among the arguments, in order), or a `TraceFailure`.
+    """
+    tensors = [
+        value
+        for value in keras.tree.flatten((list(args), kwargs))
+        if isinstance(value, keras.KerasTensor)
+    ]
+    if not tensors:
+        return TraceFailure(type(layer).__name__, "no tensor argument")
+    fresh = {
+        id(tensor): keras.Input(batch_shape=tensor.shape, dtype=tensor.dtype)
+        for tensor in tensors
+    }
+
+    def replace(value):
+        return fresh.get(id(value), value)
+
+    try:
+        outputs = layer.call(
+            *keras.tree.map_structure(replace, list(args)),
+            **keras.tree.map_structure(replace, kwargs),
+        )
+        model = keras.Model([fresh[id(t)] for t in tensors], outputs)
+        agrees = _reproduces(layer, model, tensors, args, kwargs)
+    except _TRACE_ERRORS as error:
+        return TraceFailure(type(layer).__name__, _one_line(error))
+    if not agrees:
+        return TraceFailure(
+            type(layer).__name__,
+            "its call traced symbolically computes other values than the "
+            "layer (a decision on a tensor's value or the batch size)",
+        )
+    return model, tensors
+
+
+def _reproduces(layer, model, tensors, args, kwargs):
+    """Whether ``model`` computes what ``layer`` does on a random input."""
+    # A batch of two: a trace that baked the batch size in does not agree.
+    shapes = [(2, *tensor.shape[1:]) for tensor in tensors]
+    if any(size is None for shape in shapes for size in shape):
+        return True  # Unknown sizes: nothing to run; the trace is kept.
+    rng = np.random.default_rng(0)
+    values = [
+        rng.standard_normal(shape).astype(tensor.dtype)
+        if "float" in str(tensor.dtype)
+        else np.zeros(shape, dtype=tensor.dtype)
+        for shape, tensor in zip(shapes, tensors, strict=True)
+    ]
+    concrete = {id(t): v for t, v in zip(tensors, values, strict=True)}
+
+    def replace(value):
+        return concrete.get(id(value), value)
+
+    expected = layer(
+        *keras.tree.map_structure(replace, list(args)),
+        **keras.tree.map_structure(replace, kwargs),
+    )
+    traced = model(values, training=False)
+    expected = keras.tree.flatten(expected)
+    traced = keras.tree.flatten(traced)
+    if len(expected) != len(traced):
+        return False
+    return all(
+        np.allclose(
+            keras.ops.convert_to_numpy(a),
+            keras.ops.convert_to_numpy(b),
+            rtol=1e-4,
+            atol=1e-5,
+        )
+        for a, b in zip(expected, traced, strict=True)
+    )
+
+
+def _one_line(error):
+    """The first line of ``error``, at most 200 characters."""
+    text = str(error).strip().splitlines()
+    first = text[0] if text else ""
+    return f"{type(error).__name__}: {first}"[:200]
