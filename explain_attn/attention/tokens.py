@@ -227,7 +227,7 @@ def _symbolic_scores(tap, inputs, keywords):
             tested), naming the layer and the first error.
     """
     try:
-        return _Scores(tap.layer)(inputs, **keywords)
+        return _Scores(tap.layer, tap.path)(inputs, **keywords)
     except _SCORE_CALL_ERRORS as error:
         # Keras wraps the error in layers of context; the first says why.
         cause, seen = error, {id(error)}
@@ -260,8 +260,10 @@ class _Scores(keras.layers.Layer):
     catch-all of another name holding ``query_mask=None``).
     """
 
-    def __init__(self, attention):
-        super().__init__(name=f"{attention.name}_explain_attn_scores")
+    def __init__(self, attention, path):
+        # Named by the path: layer names repeat across keras-hub blocks.
+        name = path.replace("/", ".")
+        super().__init__(name=f"{name}_explain_attn_scores")
         self.attention = attention
 
     def call(self, inputs, **kwargs):

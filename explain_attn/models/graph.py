@@ -10,11 +10,13 @@ depth can then be an output of one `keras.Model` on the flat inputs.
 """
 
 import dataclasses
+import warnings
 import weakref
 
 import keras
 
 from explain_attn.models.tracing import (
+    TracedPart,
     TraceFailure,
     is_traceable,
     operation_name,
@@ -252,7 +254,7 @@ def _recorder(scope):
             output = _traced(layer, args, kwargs, scope.inner(name), path)
             opened = output is not None
             if output is None:
-                output = layer(*args, **kwargs)
+                output = _call(layer, args, kwargs, scope, path)
         scope.taps[path] = Tap(
             path,
             layer,
@@ -268,7 +270,25 @@ def _recorder(scope):
     return call
 
 
+def _call(layer, args, kwargs, scope, path):
+    """``layer(*args, **kwargs)``; a layer inside a traced call through a
+    `TracedPart` named by its path (names repeat across blocks)."""
+    if scope.traced and args and isinstance(layer, keras.layers.Layer):
+        return TracedPart(layer, path)(*args, **kwargs)
+    return layer(*args, **kwargs)
+
+
 def _clone_into(model, input_tensors, scope):
+    with warnings.catch_warnings():
+        # The Functional model Keras ends a clone with is not used; its
+        # complaint about dict keys and tensor names does not apply.
+        warnings.filterwarnings(
+            "ignore", message="When providing `inputs` as a dict"
+        )
+        return _clone(model, input_tensors, scope)
+
+
+def _clone(model, input_tensors, scope):
     return keras.models.clone_model(
         model,
         input_tensors=keras.tree.pack_sequence_as(model.input, input_tensors),

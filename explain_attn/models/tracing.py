@@ -26,7 +26,14 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-__all__ = ["TraceFailure", "is_traceable", "part_names", "trace_call"]
+__all__ = [
+    "TraceFailure",
+    "TracedPart",
+    "is_traceable",
+    "operation_name",
+    "part_names",
+    "trace_call",
+]
 
 _TRACE_ERRORS = (
     AttributeError,
@@ -192,3 +199,25 @@ def _one_line(error):
     text = str(error).strip().splitlines()
     first = text[0] if text else ""
     return f"{type(error).__name__}: {first}"[:200]
+
+
+class TracedPart(keras.layers.Layer):
+    """Calls one part of a traced layer (same object, same weights).
+
+    The flat graph becomes a `keras.Model` to read maps, and Keras refuses
+    a model where two operations share a name; parts of different blocks
+    often do (every keras-hub encoder block has its ``dropout``). The part
+    is called through this layer, whose name is its unique path; the
+    user's layer keeps its name and is never changed. It is never saved.
+
+    Args:
+        part: The part (a layer of the traced layer).
+        path: Its path in the flat graph.
+    """
+
+    def __init__(self, part, path):
+        super().__init__(name="explain_attn." + path.replace("/", "."))
+        self.part = part
+
+    def call(self, inputs, *args, **kwargs):
+        return self.part(inputs, *args, **kwargs)
