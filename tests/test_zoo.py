@@ -37,13 +37,91 @@ EXPECTED = {
     "grayscale_model": {"gate": 1},
     "bam_gate": {"gate": 1},
     "small_ops_cbam": {"channel_gate": 1, "gate": 1},
+    "non_local_block": {"dot_product": 1},
+    "gcnet_block": {"pooling": 1},
+    "attention_augmented": {"dot_product": 1},
+    "mobilevit_block": {"mha": 1},
+    "cct_sequence_pooling": {"mha": 1, "pooling": 1},
+    "residual_attention": {"full_gate": 1},
+    "vit_class_token": {"mha": 2, "rollout": 1},
+    "subclassed_se": {"channel_gate": 1},
+    "keras_attention_layers": {"keras_attention": 2, "rollout": 1},
 }
 """Modules by kind that discovery must find in each zoo model."""
+
+HUB_EXPECTED = {
+    "hub_mobilenet": {"channel_gate": 3},
+    "hub_efficientnet": {"channel_gate": 3},
+    "hub_vit": {"mha": 2, "rollout": 1},
+    "hub_dinov2": {"mha": 2, "rollout": 1},
+}
+"""keras-hub backbones (tiny configs): SE blocks counted from the configs
+(MobileNet: the depthwise block's and two of three inverted residual
+blocks'; EfficientNet: one per block), one MultiHeadAttention per
+encoder layer."""
+
+PATHS = {
+    "attention_augmented": ["aa_conv/softmax"],
+    "residual_attention": ["one_plus/add"],
+    "subclassed_se": ["se_block/expand"],
+    "hub_mobilenet": [
+        "mobile_net_backbone/block_0_0/se_layer/gate",
+        "mobile_net_backbone/block_1_0/squeeze_excite/gate",
+        "mobile_net_backbone/block_2_1/squeeze_excite/gate",
+    ],
+    "hub_vit": [
+        "vi_t_backbone/vit_encoder/encoder_layers_0/mha",
+        "vi_t_backbone/vit_encoder/encoder_layers_1/mha",
+        "attention_rollout",
+    ],
+}
+"""Stable paths, outer layer / inner part, of modules inside layers."""
+
+
+def _keras_hub():
+    """keras-hub, or a skip: it is an optional test dependency."""
+    return pytest.importorskip("keras_hub", reason=HUB_SKIP)
+
+
+HUB_SKIP = "keras-hub is an optional test dependency (pip install .[test])"
 
 
 @pytest.fixture(scope="module")
 def zoo():
     return {name: getattr(zoo_models, name)() for name in EXPECTED}
+
+
+@pytest.fixture(scope="module")
+def hub_zoo():
+    _keras_hub()
+    return {name: getattr(zoo_models, name)() for name in HUB_EXPECTED}
+
+
+@pytest.mark.parametrize("name", list(HUB_EXPECTED))
+def test_keras_hub_backbones_modules_by_kind(hub_zoo, name):
+    model = hub_zoo[name]
+    modules = discover_modules(model)
+    found = collections.Counter(m.kind.name for m in modules)
+    assert dict(found) == HUB_EXPECTED[name]
+    if name in PATHS:
+        assert [m.path for m in modules] == PATHS[name]
+    shape = tuple(model.inputs[0].shape[1:])
+    images = np.random.default_rng(0).random((2, *shape), dtype=np.float32)
+    spatial = [m for m in modules if m.kind.spatial]
+    if spatial:
+        maps = attention_maps(model, images)
+        for module in spatial:
+            assert maps[module.path].shape == (2, 4, 4)
+            # Softmax attention per patch, averaged: within [0, 1].
+            assert np.all((maps[module.path] >= 0) & (maps[module.path] <= 1))
+    for module in [m for m in modules if not m.kind.spatial]:
+        weights = channel_attention_weights(model, images, module.path)
+        assert weights.shape == (2, module.shape[-1])
+
+
+@pytest.mark.parametrize("name", [n for n in PATHS if n in EXPECTED])
+def test_modules_inside_layers_keep_outer_inner_paths(zoo, name):
+    assert [m.path for m in discover_modules(zoo[name])] == PATHS[name]
 
 
 @pytest.mark.parametrize("name", list(EXPECTED))
