@@ -201,3 +201,103 @@ def test_channel_statistics_by_hand():
         1 / np.sqrt(2)
     )
     assert np.isnan(class_similarity([[1.0, 0.0]]))
+
+
+# Self-attention forms and full-shape gates, against NumPy (issue 24).
+
+
+@pytest.fixture(scope="module")
+def vit():
+    return zoo_models.vit_class_token()
+
+
+def _outputs(model, names, images):
+    probe = keras.Model(model.input, [model.get_layer(n).output for n in names])
+    values = probe(images)
+    return [np.asarray(v) for v in keras.tree.flatten(values)]
+
+
+def _softmax(x, axis):
+    e = np.exp(x - x.max(axis=axis, keepdims=True))
+    return e / e.sum(axis=axis, keepdims=True)
+
+
+def test_class_token_attention_and_rollout_by_hand(vit):
+    images = _images(vit, 2)
+    normed = _outputs(vit, ["block0_norm", "block1_norm"], images)
+    scores = []
+    for index, tokens in enumerate(normed):
+        layer = vit.get_layer(f"block{index}_mha")
+        _, value = layer(tokens, tokens, return_attention_scores=True)
+        scores.append(np.asarray(value, dtype=np.float64))  # (B, 2, 17, 17)
+    maps = attention_maps(vit, images)
+    for index, value in enumerate(scores):
+        # The class token's row, patches only, averaged over heads.
+        expected = value[:, :, 0, 1:].mean(axis=1).reshape(2, 4, 4)
+        np.testing.assert_allclose(
+            maps[f"block{index}_mha"], expected, rtol=0, atol=1e-5
+        )
+    rollout = np.eye(17)
+    for value in scores:
+        mixed = 0.5 * value.mean(axis=1) + 0.5 * np.eye(17)
+        mixed /= mixed.sum(axis=-1, keepdims=True)
+        rollout = mixed @ rollout
+    expected = rollout[:, 0, 1:].reshape(2, 4, 4)
+    np.testing.assert_allclose(
+        maps["attention_rollout"], expected, rtol=0, atol=1e-5
+    )
+    (module,) = [m for m in discover_modules(vit) if m.kind.name == "rollout"]
+    assert module.kind.extra == 1 and module.kind.grid == (4, 4)
+
+
+def test_hand_written_dot_product_and_pooling_by_hand():
+    images = _images(zoo_models.non_local_block(), 2)
+    model = zoo_models.non_local_block()
+    theta, phi = _outputs(model, ["theta", "phi"], images)
+    theta, phi = theta.reshape(2, 64, 4), phi.reshape(2, 64, 4)
+    weights = _softmax(theta @ phi.transpose(0, 2, 1), axis=-1)
+    expected = weights.mean(axis=1).reshape(2, 8, 8)  # received per key
+    np.testing.assert_allclose(
+        attention_maps(model, images)["nl_softmax"], expected, atol=1e-5
+    )
+    model = zoo_models.gcnet_block()
+    (logits,) = _outputs(model, ["gc_mask"], images)
+    expected = _softmax(logits.reshape(2, 64), axis=-1).reshape(2, 8, 8)
+    (module,) = discover_modules(model)
+    assert module.kind.name == "pooling"
+    np.testing.assert_allclose(
+        attention_maps(model, images)[module.path], expected, atol=1e-6
+    )
+
+
+def test_mobilevit_attention_along_the_patch_axis():
+    model = zoo_models.mobilevit_block()
+    images = _images(model, 2)
+    (module,) = discover_modules(model)
+    assert module.kind.grid == (4, 4) and module.shape == (4, 4, 1)
+    query = keras.tree.flatten(model.get_layer("mvit_mha").input)[0]
+    unfolded = keras.Model(model.input, query)(images)
+    _, scores = model.get_layer("mvit_mha")(
+        unfolded, unfolded, return_attention_scores=True
+    )
+    scores = np.asarray(scores)  # (B, pixels in a patch, heads, N, N)
+    assert scores.shape == (2, 4, 2, 16, 16)
+    expected = scores.mean(axis=(1, 2, 3)).reshape(2, 4, 4)
+    np.testing.assert_allclose(
+        attention_maps(model, images)["mvit_mha"], expected, atol=1e-6
+    )
+
+
+def test_residual_attention_full_gate_is_its_channel_mean():
+    model = zoo_models.residual_attention()
+    images = _images(model, 2)
+    (module,) = discover_modules(model)
+    assert (module.path, module.kind.name) == ("one_plus/add", "full_gate")
+    assert module.shape == (8, 8, 8)
+    assert str(module.value_range) == "(1, 2)"
+    assert "mean over channels" in module.kind.description
+    (mask,) = _outputs(model, ["mask"], images)
+    expected = (1.0 + mask).mean(axis=-1)
+    np.testing.assert_allclose(
+        attention_maps(model, images)[module.path], expected, atol=1e-6
+    )
