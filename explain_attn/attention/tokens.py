@@ -376,7 +376,9 @@ def rollout_module(graph, modules, unreadable):
     first = layers[0]
     scores = tuple(m.tap.output for m in layers)
     kind = AttentionRollout(first.kind.grid, first.kind.extra)
-    tap = Tap(ROLLOUT_PATH, first.tap.layer, scores, scores[-1])
+    # The tap's "layer" is the kind: no Keras layer, so no Grad-CAM
+    # candidate, and ``explain-attn layers`` shows "AttentionRollout".
+    tap = Tap(ROLLOUT_PATH, kind, scores, scores[-1])
     return AttentionModule(
         ROLLOUT_PATH,
         kind,
