@@ -273,9 +273,23 @@ def _recorder(scope):
 def _call(layer, args, kwargs, scope, path):
     """``layer(*args, **kwargs)``; a layer inside a traced call through a
     `TracedPart` named by its path (names repeat across blocks)."""
-    if scope.traced and args and isinstance(layer, keras.layers.Layer):
-        return TracedPart(layer, path)(*args, **kwargs)
-    return layer(*args, **kwargs)
+    if not scope.traced or not isinstance(layer, keras.layers.Layer):
+        return layer(*args, **kwargs)
+    # Keras refuses a catch-all mixing tensors and other values
+    # (``use_causal_mask=False``): those are kept by the part.
+    tensors = {
+        k: v
+        for k, v in kwargs.items()
+        if isinstance(v, keras.KerasTensor) or k == "training"
+    }
+    options = {k: v for k, v in kwargs.items() if k not in tensors}
+    if args:
+        return TracedPart(layer, path, options=options)(*args, **tensors)
+    keyword = next((k for k in tensors if k != "training"), None)
+    if keyword is None:
+        return layer(*args, **kwargs)
+    first = tensors.pop(keyword)
+    return TracedPart(layer, path, keyword, options)(first, **tensors)
 
 
 def _clone_into(model, input_tensors, scope):

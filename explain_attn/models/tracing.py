@@ -213,11 +213,23 @@ class TracedPart(keras.layers.Layer):
     Args:
         part: The part (a layer of the traced layer).
         path: Its path in the flat graph.
+        keyword: For a part called with keywords only (``mha(query=x,
+            value=x)``), the keyword of the first argument, which Keras
+            needs positional.
+        options: The call's keyword arguments that are not tensors
+            (``use_causal_mask=False``), passed on every call.
     """
 
-    def __init__(self, part, path):
+    def __init__(self, part, path, keyword=None, options=None):
         super().__init__(name="explain_attn." + path.replace("/", "."))
         self.part = part
+        self.keyword = keyword
+        self.options = dict(options or {})
 
-    def call(self, inputs, *args, **kwargs):
+    def call(self, inputs, *args, training=None, **kwargs):
+        kwargs.update(self.options)
+        if training is not None:
+            kwargs["training"] = training
+        if self.keyword is not None:
+            return self.part(*args, **{self.keyword: inputs}, **kwargs)
         return self.part(inputs, *args, **kwargs)
