@@ -301,3 +301,150 @@ def test_residual_attention_full_gate_is_its_channel_mean():
     np.testing.assert_allclose(
         attention_maps(model, images)[module.path], expected, atol=1e-6
     )
+
+
+# Messages that point to the fix, and attention that cannot be read: one
+# line, exit code 2, nothing written (issue 24).
+
+
+def _cli(*arguments):
+    from click.testing import CliRunner
+
+    from explain_attn.cli import main
+
+    return CliRunner().invoke(main, [str(a) for a in arguments])
+
+
+def _assert_one_line_error(result, *phrases):
+    assert result.exit_code == 2, result.output
+    (line,) = result.stderr.strip().splitlines()
+    assert "Traceback" not in result.output
+    for phrase in phrases:
+        assert phrase in line, line
+    return line
+
+
+@pytest.fixture
+def data_8x8(tmp_path):
+    rng = np.random.default_rng(0)
+    path = tmp_path / "data.npz"
+    np.savez(
+        path,
+        images=rng.random((4, 8, 8, 3), dtype=np.float32),
+        labels=np.arange(4) % 2,
+        class_names=np.array(["a", "b"]),
+    )
+    return path
+
+
+def test_a_lambda_that_fails_on_reload_names_its_root_cause(tmp_path):
+    inputs = keras.Input((8, 8, 3))
+    x = layers.Lambda(lambda t: t * keras.ops.sigmoid(t))(inputs)
+    outputs = layers.Dense(2)(layers.GlobalAveragePooling2D()(x))
+    keras.Model(inputs, outputs).save(tmp_path / "lambda.keras")
+    result = _cli("layers", tmp_path / "lambda.keras", "--unsafe-load")
+    _assert_one_line_error(
+        result, "NameError: name 'keras' is not defined", "--model-factory"
+    )
+
+
+def test_a_tensorflow_activation_is_named_with_the_fix(tmp_path):
+    import tensorflow as tf
+
+    inputs = keras.Input((8, 8, 3))
+    x = layers.Conv2D(2, 3, activation=tf.nn.swish)(inputs)
+    keras.Model(inputs, x).save(tmp_path / "swish.keras")
+    line = _assert_one_line_error(
+        _cli("layers", tmp_path / "swish.keras"),
+        "tf.nn.swish", "activation='swish'",
+    )  # fmt: skip
+    assert "--import MODULE" not in line
+
+
+def test_tensorflow_errors_are_cut_to_one_line_naming_the_operation():
+    import tensorflow as tf
+
+    from explain_attn.stages import TENSORFLOW_MESSAGE_LIMIT, error_reason
+
+    values = tf.constant(np.arange(6.0).reshape(2, 3))
+    with pytest.raises(tf.errors.InvalidArgumentError) as caught:
+        tf.reshape(values, (4, 5))
+    reason = error_reason(caught.value)
+    assert "\n" not in reason and len(reason) <= TENSORFLOW_MESSAGE_LIMIT
+    assert reason.startswith("TensorFlow failed in operation Reshape")
+    assert "6 values" in reason
+
+
+def _untraceable_model():
+    """Attention inside a custom layer that calls TensorFlow directly."""
+    import tensorflow as tf
+
+    class RawSoftmaxGate(keras.layers.Layer):
+        def call(self, inputs):
+            return inputs * tf.math.sigmoid(tf.reduce_mean(inputs, -1, True))
+
+    inputs = keras.Input((8, 8, 3))
+    x = layers.Conv2D(4, 3, padding="same", name="conv")(inputs)
+    x = RawSoftmaxGate(name="raw_gate")(x)
+    outputs = layers.Dense(2)(layers.GlobalAveragePooling2D()(x))
+    return keras.Model(inputs, outputs)
+
+
+def test_attention_in_a_layer_that_cannot_be_traced(tmp_path, data_8x8):
+    model = _untraceable_model()
+    assert discover_modules(model) == []
+    from explain_attn.models.graph import flat_graph
+
+    (failure,) = flat_graph(model).untraced.values()
+    assert failure.class_name == "RawSoftmaxGate"
+    module = tmp_path / "untraceable.py"
+    module.write_text(
+        f"import sys\nsys.path.insert(0, {str(Path(__file__).parent)!r})\n"
+        "from test_discovery import _untraceable_model as build\n"
+    )
+    model.save_weights(tmp_path / "m.weights.h5")
+    output = tmp_path / "maps.npz"
+    result = _cli(
+        "maps", tmp_path / "m.weights.h5", "--model-factory",
+        f"{module}:build", "--data", data_8x8, "--output", output,
+    )  # fmt: skip
+    _assert_one_line_error(
+        result, "raw_gate (RawSoftmaxGate)", "could not be traced", "--layer"
+    )
+    assert not output.exists()
+
+
+def _token_model(counts):
+    """MultiHeadAttention layers over ``counts`` tokens in turn."""
+    inputs = keras.Input((8, 8, 3))
+    tokens = layers.Reshape((64, 8))(layers.Conv2D(8, 1)(inputs))
+    for index, count in enumerate(counts):
+        mixed = layers.Dense(count)(layers.Permute((2, 1))(tokens))
+        tokens = layers.Permute((2, 1))(mixed)  # (B, count, 8)
+        tokens = layers.MultiHeadAttention(1, 4, name=f"mha{index}")(
+            tokens, tokens
+        )
+    outputs = layers.Dense(2)(layers.GlobalAveragePooling1D()(tokens))
+    return keras.Model(inputs, outputs)
+
+
+@pytest.mark.parametrize(
+    ("counts", "layer", "phrases"),
+    [
+        ((3,), "mha0", ["'mha0'", "fit no grid", "(3, 8)"]),
+        ((16, 4), "attention_rollout", ["mha0 (16), mha1 (4)", "--layer"]),
+    ],
+    ids=["no-grid", "rollout-of-different-token-counts"],
+)
+def test_attention_without_a_map_is_one_line(
+    counts, layer, phrases, tmp_path, data_8x8
+):
+    model = _token_model(counts)
+    model.save(tmp_path / "tokens.keras")
+    output = tmp_path / "maps.npz"
+    result = _cli(
+        "maps", tmp_path / "tokens.keras", "--data", data_8x8,
+        "--layer", layer, "--output", output,
+    )  # fmt: skip
+    _assert_one_line_error(result, *phrases)
+    assert not output.exists()

@@ -93,23 +93,22 @@ def unreadable_attention(model, path):
 
     Attention discovery saw but cannot read: a Keras attention layer or a
     softmax over tokens that fit no grid, the rollout of layers of
-    different token counts (``"attention_rollout"``), or a subclassed
-    layer or ``Lambda`` whose call could not be traced (its path or a path
-    inside it).
+    different token counts (``"attention_rollout"``), or a part of a
+    subclassed layer or ``Lambda`` whose call could not be traced
+    (``outer/part``).
     """
     discover_modules(model)
     reasons = _CACHE[model][1]
     if path in reasons:
         return reasons[path]
     for outer, failure in flat_graph(model).untraced.items():
-        if path == outer or path.startswith(f"{outer}/"):
+        if path.startswith(f"{outer}/"):
             return (
                 f"Layer {outer!r} ({failure.class_name}) is a custom layer "
                 "whose call could not be traced into its parts "
                 f"({failure.reason}), so attention inside it cannot be "
                 "read. Write its call with keras.ops and Keras layers, or "
-                "read the layer's output as a map (--layer "
-                f"{outer})."
+                f"read the layer's output as a map (--layer {outer})."
             )
     return None
 

@@ -44,9 +44,9 @@ __all__ = [
     "token_grid",
 ]
 
-MAX_EXTRA_TOKENS = 8
-"""Leading tokens (class, distillation, registers) a sequence may carry
-before its patches."""
+MAX_EXTRA_TOKENS = 5
+"""Leading tokens a sequence may carry before its patches: a class token,
+a distillation token (DeiT), up to four registers (DINOv2)."""
 
 ROLLOUT_PATH = "attention_rollout"
 """The path of a model's attention rollout."""
