@@ -356,8 +356,9 @@ def test_a_tensorflow_activation_is_named_with_the_fix(tmp_path):
     keras.Model(inputs, x).save(tmp_path / "swish.keras")
     line = _assert_one_line_error(
         _cli("layers", tmp_path / "swish.keras"),
-        "tf.nn.swish", "activation='swish'",
-    )  # fmt: skip
+        "tf.nn.swish",
+        "activation='swish'",
+    )
     assert "--import MODULE" not in line
 
 
@@ -405,9 +406,15 @@ def test_attention_in_a_layer_that_cannot_be_traced(tmp_path, data_8x8):
     model.save_weights(tmp_path / "m.weights.h5")
     output = tmp_path / "maps.npz"
     result = _cli(
-        "maps", tmp_path / "m.weights.h5", "--model-factory",
-        f"{module}:build", "--data", data_8x8, "--output", output,
-    )  # fmt: skip
+        "maps",
+        tmp_path / "m.weights.h5",
+        "--model-factory",
+        f"{module}:build",
+        "--data",
+        data_8x8,
+        "--output",
+        output,
+    )
     _assert_one_line_error(
         result, "raw_gate (RawSoftmaxGate)", "could not be traced", "--layer"
     )
@@ -443,8 +450,14 @@ def test_attention_without_a_map_is_one_line(
     model.save(tmp_path / "tokens.keras")
     output = tmp_path / "maps.npz"
     result = _cli(
-        "maps", tmp_path / "tokens.keras", "--data", data_8x8,
-        "--layer", layer, "--output", output,
-    )  # fmt: skip
+        "maps",
+        tmp_path / "tokens.keras",
+        "--data",
+        data_8x8,
+        "--layer",
+        layer,
+        "--output",
+        output,
+    )
     _assert_one_line_error(result, *phrases)
     assert not output.exists()

@@ -217,10 +217,16 @@ def _report(folder, *arguments):
     result = CliRunner().invoke(
         main,
         [
-            "report", "--data", str(folder / "data.npz"),
-            "--num-examples", "2", "--output", str(output), *arguments,
+            "report",
+            "--data",
+            str(folder / "data.npz"),
+            "--num-examples",
+            "2",
+            "--output",
+            str(output),
+            *arguments,
         ],
-    )  # fmt: skip
+    )
     assert result.exit_code == 0, result.output
     assert result.stderr == ""
     data = json.loads(output.with_suffix(".json").read_text())
@@ -263,9 +269,13 @@ def _assert_shows_modules_and_accuracy(model, html, data):
 def test_report_from_the_cli(name, options, tmp_path):
     path = _save_zoo(name, tmp_path)
     html, data = _report(
-        tmp_path, "--attention-model", str(path),
-        "--baseline-model", str(tmp_path / "baseline.keras"), *options,
-    )  # fmt: skip
+        tmp_path,
+        "--attention-model",
+        str(path),
+        "--baseline-model",
+        str(tmp_path / "baseline.keras"),
+        *options,
+    )
     model = keras.models.load_model(path)
     _assert_shows_modules_and_accuracy(model, html, data)
     assert data["dataset"]["image_shape"] == list(model.inputs[0].shape[1:])
@@ -286,10 +296,17 @@ def test_maps_and_layers_from_the_cli_on_a_channel_only_model(tmp_path):
     result = CliRunner().invoke(
         main,
         [
-            "maps", str(model), "--data", str(tmp_path / "data.npz"),
-            "--grad-cam", "--cam-class", "true", "--output", str(output),
+            "maps",
+            str(model),
+            "--data",
+            str(tmp_path / "data.npz"),
+            "--grad-cam",
+            "--cam-class",
+            "true",
+            "--output",
+            str(output),
         ],
-    )  # fmt: skip
+    )
     assert result.exit_code == 0, result.output
     with np.load(output) as arrays:
         assert len(arrays["channel_layer_names"]) == 9
@@ -307,12 +324,19 @@ def test_grad_cam_without_attention_and_a_chosen_class(tmp_path):
     result = CliRunner().invoke(
         main,
         [
-            "maps", str(tmp_path / "baseline.keras"),
-            "--data", str(tmp_path / "data.npz"), "--grad-cam",
-            "--cam-layer", "conv1", "--cam-class", "2",
-            "--output", str(output),
+            "maps",
+            str(tmp_path / "baseline.keras"),
+            "--data",
+            str(tmp_path / "data.npz"),
+            "--grad-cam",
+            "--cam-layer",
+            "conv1",
+            "--cam-class",
+            "2",
+            "--output",
+            str(output),
         ],
-    )  # fmt: skip
+    )
     assert result.exit_code == 0, result.output
     with np.load(output) as arrays:
         assert arrays["grad_cam"].shape == (8, 16, 16)
@@ -377,9 +401,12 @@ def test_a_model_with_the_users_custom_layer(user_module, tmp_path):
     model.save_weights(tmp_path / "custom.weights.h5")
     for arguments in (
         [str(tmp_path / "custom.keras"), "--import", str(module)],
-        [str(tmp_path / "custom.weights.h5"), "--model-factory",
-         f"{module}:build"],
-    ):  # fmt: skip
+        [
+            str(tmp_path / "custom.weights.h5"),
+            "--model-factory",
+            f"{module}:build",
+        ],
+    ):
         result = CliRunner().invoke(main, ["layers", *arguments])
         assert result.exit_code == 0, result.output
         assert "Attention modules: 1 (1 gate)" in result.output
@@ -390,11 +417,16 @@ def test_report_on_a_model_with_the_users_custom_layer(user_module, tmp_path):
     model = user.build()
     model.save(tmp_path / "custom.keras")
     html, data = _report(
-        tmp_path, "--import", str(module),
-        "--attention-model", str(tmp_path / "custom.keras"),
-        "--baseline-model", str(tmp_path / "baseline.keras"),
-        "--faithfulness", "fast",
-    )  # fmt: skip
+        tmp_path,
+        "--import",
+        str(module),
+        "--attention-model",
+        str(tmp_path / "custom.keras"),
+        "--baseline-model",
+        str(tmp_path / "baseline.keras"),
+        "--faithfulness",
+        "fast",
+    )
     _assert_shows_modules_and_accuracy(model, html, data)
     assert [m.kind.name for m in discover_modules(model)] == ["gate"]
     assert data["models"][0]["name"] == "custom.keras"
@@ -419,26 +451,36 @@ def test_report_from_weights_and_factories(user_module, tmp_path):
     result = CliRunner().invoke(
         main,
         [
-            "layers", str(tmp_path / "lambda.keras"), "--import", str(module),
+            "layers",
+            str(tmp_path / "lambda.keras"),
+            "--import",
+            str(module),
         ],
-    )  # fmt: skip
+    )
     assert result.exit_code == 2
     assert "lambda" in result.stderr.lower()
     html, data = _report(
-        tmp_path, "--no-faithfulness",
-        "--attention-model", str(tmp_path / "lambda.weights.h5"),
-        "--attention-factory", f"{module}:build_with_lambda",
-        "--baseline-model", str(tmp_path / "baseline.weights.h5"),
-        "--baseline-factory", f"{tmp_path / 'zoo_user_baseline.py'}:build",
-    )  # fmt: skip
+        tmp_path,
+        "--no-faithfulness",
+        "--attention-model",
+        str(tmp_path / "lambda.weights.h5"),
+        "--attention-factory",
+        f"{module}:build_with_lambda",
+        "--baseline-model",
+        str(tmp_path / "baseline.weights.h5"),
+        "--baseline-factory",
+        f"{tmp_path / 'zoo_user_baseline.py'}:build",
+    )
     _assert_shows_modules_and_accuracy(model, html, data)
     # The weights were read: the gate's maps are the saved model's.
     images = np.load(tmp_path / "data.npz")["images"]
     expected = entropy(attention_maps(model, images)["gate"])
     np.testing.assert_allclose(
         data["per_image"]["metrics"]["attention:gate"]["entropy"],
-        expected, rtol=0, atol=1e-6,
-    )  # fmt: skip
+        expected,
+        rtol=0,
+        atol=1e-6,
+    )
     assert data["models"][0]["name"] == "lambda.weights.h5"
 
 
@@ -446,10 +488,15 @@ def test_report_from_weights_and_factories(user_module, tmp_path):
 # several attention models in one report, to keep CI time.
 
 SELF_ATTENTION_ZOO = [
-    "non_local_block", "gcnet_block", "attention_augmented",
-    "mobilevit_block", "cct_sequence_pooling", "vit_class_token",
-    "subclassed_se", "keras_attention_layers",
-]  # fmt: skip
+    "non_local_block",
+    "gcnet_block",
+    "attention_augmented",
+    "mobilevit_block",
+    "cct_sequence_pooling",
+    "vit_class_token",
+    "subclassed_se",
+    "keras_attention_layers",
+]
 
 
 def _report_of_many(names, builders, folder):
@@ -474,9 +521,12 @@ def _report_of_many(names, builders, folder):
         class_names=np.array(["a", "b", "c"]),
     )
     html, data = _report(
-        folder, *arguments, "--baseline-model",
-        str(folder / "baseline.keras"), "--no-faithfulness",
-    )  # fmt: skip
+        folder,
+        *arguments,
+        "--baseline-model",
+        str(folder / "baseline.keras"),
+        "--no-faithfulness",
+    )
     return html, data, models
 
 
@@ -493,13 +543,15 @@ def _assert_every_module_shown(data, models):
         spatial = [m.path for m in discover_modules(model) if m.kind.spatial]
         assert shown == spatial
         cams = [
-            e for e in data["explanations"]
+            e
+            for e in data["explanations"]
             if e["model"] == keys[name] and e["method"] == "grad_cam"
-        ]  # fmt: skip
+        ]
         warned = [
-            w for w in data["warnings"]
+            w
+            for w in data["warnings"]
             if w["kind"] == "no_feature_map" and w["subject"] == name
-        ]  # fmt: skip
+        ]
         assert len(cams) + len(warned) == 1
 
 
@@ -519,8 +571,9 @@ def test_report_of_keras_hub_backbones(hub_zoo, tmp_path):
     names = [n for n in HUB_EXPECTED if n != "hub_efficientnet"]
     html, data, models = _report_of_many(names, hub_zoo, tmp_path)
     _assert_every_module_shown(data, models)
-    warned = {w["subject"] for w in data["warnings"]
-              if w["kind"] == "no_feature_map"}  # fmt: skip
+    warned = {
+        w["subject"] for w in data["warnings"] if w["kind"] == "no_feature_map"
+    }
     # ViT and DINOv2 have no 4-D feature map: attention maps, no Grad-CAM.
     assert warned == {"hub_vit.keras", "hub_dinov2.keras"}
     assert "no Grad-CAM" in html
@@ -541,10 +594,14 @@ def test_report_of_residual_attention_built_by_its_factory(tmp_path):
     )
     factory = f"{Path(zoo_models.__file__)}:residual_attention"
     html, data = _report(
-        tmp_path, "--no-faithfulness",
-        "--attention-model", str(tmp_path / "residual.weights.h5"),
-        "--attention-factory", factory,
-        "--baseline-model", str(tmp_path / "baseline.keras"),
-    )  # fmt: skip
+        tmp_path,
+        "--no-faithfulness",
+        "--attention-model",
+        str(tmp_path / "residual.weights.h5"),
+        "--attention-factory",
+        factory,
+        "--baseline-model",
+        str(tmp_path / "baseline.keras"),
+    )
     _assert_every_module_shown(data, {"residual.weights.h5": model})
     assert "one_plus/add" in html

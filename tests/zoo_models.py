@@ -38,9 +38,11 @@ def mobilenet_v2_cbam(size=64):
     """MobileNetV2 nested, then a plain-layer CBAM after it."""
     inputs = keras.Input((size, size, 3))
     backbone = keras.applications.MobileNetV2(
-        input_shape=(size, size, 3), weights=None, include_top=False,
+        input_shape=(size, size, 3),
+        weights=None,
+        include_top=False,
         alpha=0.35,
-    )  # fmt: skip
+    )
     x = backbone(inputs)
     return _head(inputs, plain_cbam(x, "cbam"), "mobilenet_v2_cbam")
 
@@ -49,9 +51,12 @@ def mobilenet_v3_small(size=32):
     """MobileNetV3Small: 9 SE gates of hard sigmoids built from operators."""
     inputs = keras.Input((size, size, 3))
     backbone = keras.applications.MobileNetV3Small(
-        input_shape=(size, size, 3), weights=None, include_top=False,
-        minimalistic=False, alpha=0.75,
-    )  # fmt: skip
+        input_shape=(size, size, 3),
+        weights=None,
+        include_top=False,
+        minimalistic=False,
+        alpha=0.75,
+    )
     return _head(inputs, backbone(inputs), "mobilenet_v3_small")
 
 
@@ -72,9 +77,12 @@ def ops_cbam(x, prefix):
     weights = ops.sigmoid(dense(average) + dense(maximum))
     x = x * weights
     pooled = ops.concatenate(
-        [ops.mean(x, axis=-1, keepdims=True),
-         ops.max(x, axis=-1, keepdims=True)], axis=-1,
-    )  # fmt: skip
+        [
+            ops.mean(x, axis=-1, keepdims=True),
+            ops.max(x, axis=-1, keepdims=True),
+        ],
+        axis=-1,
+    )
     logits = layers.Conv2D(1, 7, padding="same", name=f"{prefix}_conv")(pooled)
     return x * ops.sigmoid(logits)
 
@@ -113,8 +121,9 @@ def attention_unet_gate(size=16):
     """An Attention-U-Net-style additive gate (Oktay et al., 2018)."""
     inputs = keras.Input((size, size, 3))
     skip = layers.Conv2D(8, 3, padding="same", activation="relu")(inputs)
-    coarse = layers.Conv2D(8, 3, strides=2, padding="same",
-                           activation="relu")(skip)  # fmt: skip
+    coarse = layers.Conv2D(8, 3, strides=2, padding="same", activation="relu")(
+        skip
+    )
     theta = layers.Conv2D(8, 1, strides=2)(skip)
     phi = layers.Conv2D(8, 1)(coarse)
     joint = layers.Activation("relu")(layers.Add()([theta, phi]))
@@ -142,8 +151,9 @@ def rescaling_model(size=16):
     inputs = keras.Input((size, size, 3))
     x = layers.Rescaling(1 / 255)(inputs)
     x = layers.Conv2D(8, 3, padding="same", activation="relu")(x)
-    gate = layers.Conv2D(1, 3, padding="same", activation="sigmoid",
-                         name="gate")(x)  # fmt: skip
+    gate = layers.Conv2D(
+        1, 3, padding="same", activation="sigmoid", name="gate"
+    )(x)
     return _head(inputs, layers.Multiply()([x, gate]), "rescaling")
 
 
@@ -151,8 +161,9 @@ def grayscale_model(size=16):
     """A one-channel model with a spatial gate."""
     inputs = keras.Input((size, size, 1))
     x = layers.Conv2D(8, 3, padding="same", activation="relu")(inputs)
-    gate = layers.Conv2D(1, 3, padding="same", activation="sigmoid",
-                         name="gate")(x)  # fmt: skip
+    gate = layers.Conv2D(
+        1, 3, padding="same", activation="sigmoid", name="gate"
+    )(x)
     return _head(inputs, layers.Multiply()([x, gate]), "grayscale")
 
 
@@ -194,9 +205,13 @@ def _tokens(x):
 def _stem(size, channels=8, strides=2):
     inputs = keras.Input((size, size, 3))
     x = layers.Conv2D(
-        channels, 3, strides=strides, padding="same", activation="relu",
+        channels,
+        3,
+        strides=strides,
+        padding="same",
+        activation="relu",
         name="stem",
-    )(inputs)  # fmt: skip
+    )(inputs)
     return inputs, x
 
 
@@ -244,13 +259,15 @@ class AttentionAugmentedConv(keras.layers.Layer):
 
     def call(self, inputs):
         height, width = inputs.shape[1:3]
-        qkv = ops.reshape(self.qkv(inputs), (-1, height * width,
-                                             3 * self.key_dim))  # fmt: skip
+        qkv = ops.reshape(
+            self.qkv(inputs), (-1, height * width, 3 * self.key_dim)
+        )
         query, key, value = ops.split(qkv, 3, axis=-1)
         logits = ops.matmul(query, ops.transpose(key, (0, 2, 1)))
         weights = ops.softmax(logits / self.key_dim**0.5, axis=-1)
-        attended = ops.reshape(ops.matmul(weights, value),
-                               (-1, height, width, self.key_dim))  # fmt: skip
+        attended = ops.reshape(
+            ops.matmul(weights, value), (-1, height, width, self.key_dim)
+        )
         return ops.concatenate([self.conv(inputs), attended], axis=-1)
 
     def compute_output_shape(self, input_shape):
@@ -304,8 +321,9 @@ def cct_sequence_pooling(size=16):
     encoder block, then sequence pooling ``softmax(Dense(1)(x))ᵀ x``."""
     inputs, x = _stem(size)
     tokens = _encoder_block(_tokens(x), "cct")
-    weights = ops.softmax(layers.Dense(1, name="cct_pool_score")(tokens),
-                          axis=1)  # fmt: skip
+    weights = ops.softmax(
+        layers.Dense(1, name="cct_pool_score")(tokens), axis=1
+    )
     pooled = ops.matmul(ops.transpose(weights, (0, 2, 1)), tokens)
     pooled = layers.Flatten()(pooled)
     outputs = layers.Dense(NUM_CLASSES, activation="softmax", name="out")(
@@ -318,11 +336,13 @@ def residual_attention(size=16):
     """A residual attention module (Wang et al., 2017): ``(1 + M) · T``
     with a full-shape sigmoid mask and the ``1 +`` in a ``Lambda``."""
     inputs, x = _stem(size)
-    trunk = layers.Conv2D(8, 3, padding="same", activation="relu",
-                          name="trunk")(x)  # fmt: skip
+    trunk = layers.Conv2D(
+        8, 3, padding="same", activation="relu", name="trunk"
+    )(x)
     mask = layers.MaxPooling2D(2)(x)
-    mask = layers.Conv2D(8, 3, padding="same", activation="relu",
-                         name="mask_conv")(mask)  # fmt: skip
+    mask = layers.Conv2D(
+        8, 3, padding="same", activation="relu", name="mask_conv"
+    )(mask)
     mask = layers.UpSampling2D(2, interpolation="bilinear")(mask)
     mask = layers.Conv2D(8, 1, activation="sigmoid", name="mask")(mask)
     one_plus = layers.Lambda(lambda t: 1.0 + t, name="one_plus")(mask)
@@ -372,8 +392,9 @@ class SqueezeExcite(keras.layers.Layer):
 
     def build(self, input_shape):
         channels = input_shape[-1]
-        self.reduce = layers.Dense(max(channels // self.ratio, 1),
-                                   activation="relu")  # fmt: skip
+        self.reduce = layers.Dense(
+            max(channels // self.ratio, 1), activation="relu"
+        )
         self.expand = layers.Dense(channels, activation="sigmoid")
         self.reduce.build((None, channels))
         self.expand.build((None, max(channels // self.ratio, 1)))
@@ -428,17 +449,23 @@ def hub_mobilenet():
     import keras_hub
 
     backbone = keras_hub.models.MobileNetBackbone(
-        stackwise_expansion=[[1], [4, 6]], stackwise_num_blocks=[1, 2],
+        stackwise_expansion=[[1], [4, 6]],
+        stackwise_num_blocks=[1, 2],
         stackwise_num_filters=[[8], [8, 16]],
         stackwise_kernel_size=[[3], [3, 5]],
         stackwise_num_strides=[[2], [2, 1]],
         stackwise_se_ratio=[[0.25], [None, 0.25]],
         stackwise_activation=[["relu"], ["relu", "hard_swish"]],
-        stackwise_padding=[[1], [1, 2]], output_num_filters=32,
-        depthwise_filters=8, depthwise_stride=2, depthwise_residual=False,
-        last_layer_filter=32, squeeze_and_excite=0.5,
-        image_shape=(32, 32, 3), input_num_filters=8,
-    )  # fmt: skip
+        stackwise_padding=[[1], [1, 2]],
+        output_num_filters=32,
+        depthwise_filters=8,
+        depthwise_stride=2,
+        depthwise_residual=False,
+        last_layer_filter=32,
+        squeeze_and_excite=0.5,
+        image_shape=(32, 32, 3),
+        input_num_filters=8,
+    )
     return _hub_classifier(backbone, "hub_mobilenet")
 
 
@@ -449,13 +476,17 @@ def hub_efficientnet():
     backbone = keras_hub.models.EfficientNetBackbone(
         stackwise_width_coefficients=[0.25] * 2,
         stackwise_depth_coefficients=[1.0] * 2,
-        stackwise_kernel_sizes=[3, 3], stackwise_num_repeats=[1, 2],
-        stackwise_input_filters=[32, 16], stackwise_output_filters=[16, 24],
+        stackwise_kernel_sizes=[3, 3],
+        stackwise_num_repeats=[1, 2],
+        stackwise_input_filters=[32, 16],
+        stackwise_output_filters=[16, 24],
         stackwise_expansion_ratios=[1, 6],
         stackwise_squeeze_and_excite_ratios=[0.25, 0.25],
-        stackwise_strides=[1, 2], stackwise_block_types=["v1", "v1"],
-        input_shape=(32, 32, 3), num_features=64,
-    )  # fmt: skip
+        stackwise_strides=[1, 2],
+        stackwise_block_types=["v1", "v1"],
+        input_shape=(32, 32, 3),
+        num_features=64,
+    )
     return _hub_classifier(backbone, "hub_efficientnet")
 
 
@@ -464,9 +495,13 @@ def hub_vit():
     import keras_hub
 
     backbone = keras_hub.models.ViTBackbone(
-        image_shape=(32, 32, 3), patch_size=8, num_layers=2, num_heads=2,
-        hidden_dim=16, mlp_dim=32,
-    )  # fmt: skip
+        image_shape=(32, 32, 3),
+        patch_size=8,
+        num_layers=2,
+        num_heads=2,
+        hidden_dim=16,
+        mlp_dim=32,
+    )
     return _hub_classifier(backbone, "hub_vit")
 
 
@@ -475,8 +510,13 @@ def hub_dinov2():
     import keras_hub
 
     backbone = keras_hub.models.DINOV2Backbone(
-        patch_size=8, num_layers=2, hidden_dim=16, num_heads=2,
-        intermediate_dim=32, num_register_tokens=2,
-        image_shape=(32, 32, 3), position_embedding_shape=(32, 32, 3),
-    )  # fmt: skip
+        patch_size=8,
+        num_layers=2,
+        hidden_dim=16,
+        num_heads=2,
+        intermediate_dim=32,
+        num_register_tokens=2,
+        image_shape=(32, 32, 3),
+        position_embedding_shape=(32, 32, 3),
+    )
     return _hub_classifier(backbone, "hub_dinov2")

@@ -60,8 +60,16 @@ _ATTENTION_LAYERS = {
 _PRODUCTS = {"Matmul", "Dot", "Einsum", "BatchDot", "Tensordot"}
 """Operations and layers that apply weights by a matrix product."""
 
-_MOVING = {"Reshape", "Transpose", "Permute", "ExpandDims", "Squeeze",
-           "Dropout", "Cast", "Identity"}  # fmt: skip
+_MOVING = {
+    "Reshape",
+    "Transpose",
+    "Permute",
+    "ExpandDims",
+    "Squeeze",
+    "Dropout",
+    "Cast",
+    "Identity",
+}
 """Calls between a softmax and its product that only move values."""
 
 _SOFTMAX = ValueRange(0.0, 1.0, False, False, "softmax")
