@@ -437,10 +437,11 @@ class AttentionRollout(_FoundGate):
         import keras
 
         rollout = None
+        # From the grid: a traced function may not know the scores' size.
+        tokens = self.extra + self.grid[0] * self.grid[1]
         for scores in source:
             if len(scores.shape) == 4:
                 scores = keras.ops.mean(scores, axis=1)
-            tokens = scores.shape[-1]
             mixed = 0.5 * scores + 0.5 * keras.ops.eye(tokens)
             mixed = mixed / keras.ops.sum(mixed, axis=-1, keepdims=True)
             rollout = (

@@ -165,7 +165,9 @@ def _run_graph(model, input_tensors, scope):
     """
     try:
         _clone_into(model, input_tensors, scope)
-    except ValueError as error:
+    except (ValueError, TypeError) as error:
+        # Keras 3.11 builds the clone with the model's own class, whose
+        # constructor may take other arguments (keras-hub backbones).
         try:
             return _nested_outputs(model, scope.produced, input_tensors)
         except KeyError:
