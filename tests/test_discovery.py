@@ -461,3 +461,27 @@ def test_attention_without_a_map_is_one_line(
     )
     _assert_one_line_error(result, *phrases)
     assert not output.exists()
+
+
+def test_a_trace_that_computes_other_values_is_kept_opaque():
+    """A call that decides on the batch size traces to another function:
+    the flat graph is checked against the model, then each traced layer,
+    and that layer stays one call; the rest is read as before."""
+
+    class BatchDependent(keras.layers.Layer):
+        def call(self, inputs):
+            return inputs * (2.0 if inputs.shape[0] is None else 3.0)
+
+    inputs = keras.Input((8, 8, 3))
+    x = BatchDependent(name="odd")(layers.Conv2D(4, 3, name="conv")(inputs))
+    gate = layers.Conv2D(1, 1, activation="sigmoid", name="gate")(x)
+    outputs = layers.GlobalAveragePooling2D()(layers.Multiply()([x, gate]))
+    model = keras.Model(inputs, outputs)
+    from explain_attn.models.graph import flat_graph
+
+    graph = flat_graph(model)
+    assert "computes other values" in graph.untraced["odd"].reason
+    assert not graph.taps["odd"].opened
+    assert [m.path for m in discover_modules(model)] == ["gate"]
+    maps = attention_maps(model, _images(model, 2))["gate"]
+    assert maps.shape == (2, 6, 6) and np.all((maps > 0) & (maps < 1))

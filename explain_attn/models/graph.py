@@ -21,6 +21,7 @@ from explain_attn.models.tracing import (
     is_traceable,
     operation_name,
     part_names,
+    same_outputs,
     trace_call,
 )
 
@@ -129,13 +130,25 @@ def flat_graph(model):
     return _CACHE[model]
 
 
-def _flatten(model):
+def _flatten(model, check=False):
+    """The flat graph; traced layers are checked all at once (the flat
+    graph against the model), else each on its own (``check``)."""
     taps, untraced = {}, {}
-    scope = _Scope("", taps, untraced)
+    scope = _Scope("", taps, untraced, check=check)
     if isinstance(model, keras.Sequential):
         inputs = _sequential_inputs(model)
         output = _run_layers(model, inputs[0], _recorder(scope))
-        return FlatGraph(inputs, [output], taps, untraced)
+        graph = FlatGraph(inputs, [output], taps, untraced)
+    else:
+        graph = _flatten_functional(model, scope)
+    if check or not any(tap.opened for tap in taps.values()):
+        return graph
+    if _reproduces_model(model, graph):
+        return graph
+    return _flatten(model, check=True)
+
+
+def _flatten_functional(model, scope):
     if not _is_functional(model):
         raise ValueError(
             f"Model {model.name!r} is a subclassed keras.Model "
@@ -151,7 +164,26 @@ def _flatten(model):
     ]
     outputs = _run_graph(model, inputs, scope)
     outputs = outputs if isinstance(outputs, list) else [outputs]
-    return FlatGraph(inputs, outputs, taps, untraced)
+    return FlatGraph(inputs, outputs, scope.taps, scope.untraced)
+
+
+def _reproduces_model(model, graph):
+    """Whether the flat graph computes the model's outputs."""
+
+    def structured(values):
+        return keras.tree.pack_sequence_as(model.input, values)
+
+    try:
+        flat = keras.Model(graph.model_inputs, graph.outputs)
+        return same_outputs(
+            lambda values: model(structured(values), training=False),
+            lambda values, training: flat(
+                values[0] if len(values) == 1 else values, training=training
+            ),
+            graph.inputs,
+        )
+    except (ValueError, TypeError):
+        return False
 
 
 def _run_graph(model, input_tensors, scope):
@@ -211,6 +243,7 @@ class _Scope:
     untraced: dict
     names: dict = dataclasses.field(default_factory=dict)
     traced: bool = False
+    check: bool = True
     produced: dict = dataclasses.field(default_factory=dict)
     counts: dict = dataclasses.field(default_factory=dict)
 
@@ -221,6 +254,7 @@ class _Scope:
             self.untraced,
             names or {},
             traced,
+            self.check,
         )
 
     def path(self, layer):
@@ -318,7 +352,7 @@ def _traced(layer, args, kwargs, scope, path):
     ``scope``), or ``None`` when it is not traceable."""
     if not is_traceable(layer):
         return None
-    traced = trace_call(layer, args, kwargs)
+    traced = trace_call(layer, args, kwargs, check=scope.check)
     if isinstance(traced, TraceFailure):
         scope.untraced[path] = traced
         return None

@@ -12,11 +12,13 @@ subclassed model nested in it is one opaque call: its sublayers and the
 parts are taps with paths ``outer/part``, read in the same forward pass.
 
 A trace is used only when it reproduces the layer: the traced graph and
-the layer are run once on the same random input (a batch of two) and must
-agree. A call that cannot be traced (TensorFlow functions applied to
-symbolic tensors, Python decisions on the batch size, the value of a
-tensor) or that traces to something else stays one opaque call, and the
-reason is kept (`TraceFailure`) so that errors can name it.
+the layer are run on the same random input (a batch of two) and must
+agree. `explain_attn.models.graph` checks the whole flattened model at
+once and, only if it disagrees, every traced layer on its own. A call
+that cannot be traced (TensorFlow functions applied to symbolic tensors,
+Python decisions on the batch size, the value of a tensor) or that traces
+to something else stays one opaque call, and the reason is kept
+(`TraceFailure`) so that errors can name it.
 """
 
 import dataclasses
@@ -32,6 +34,7 @@ __all__ = [
     "is_traceable",
     "operation_name",
     "part_names",
+    "same_outputs",
     "trace_call",
 ]
 
@@ -109,7 +112,7 @@ def operation_name(operation):
     return re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", name).lower()
 
 
-def trace_call(layer, args, kwargs):
+def trace_call(layer, args, kwargs, *, check=True):
     """Traces ``layer.call(*args, **kwargs)`` into a functional model.
 
     Args:
@@ -117,6 +120,9 @@ def trace_call(layer, args, kwargs):
         args: The call's positional arguments (symbolic tensors and
             constants), as the flat graph passes them.
         kwargs: Its keyword arguments.
+        check: Whether to run the trace and the layer on a random batch
+            and keep the trace only if they agree (``False`` when the
+            caller checks the whole model at once, `same_outputs`).
 
     Returns:
         ``(model, tensors)``: a functional `keras.Model` of the layer's
@@ -144,7 +150,7 @@ def trace_call(layer, args, kwargs):
             **keras.tree.map_structure(replace, kwargs),
         )
         model = keras.Model([fresh[id(t)] for t in tensors], outputs)
-        agrees = _reproduces(layer, model, tensors, args, kwargs)
+        agrees = not check or _reproduces(layer, model, tensors, args, kwargs)
     except _TRACE_ERRORS as error:
         return TraceFailure(type(layer).__name__, _one_line(error))
     if not agrees:
@@ -158,10 +164,31 @@ def trace_call(layer, args, kwargs):
 
 def _reproduces(layer, model, tensors, args, kwargs):
     """Whether ``model`` computes what ``layer`` does on a random input."""
-    # A batch of two: a trace that baked the batch size in does not agree.
+
+    def called(values):
+        concrete = {id(t): v for t, v in zip(tensors, values, strict=True)}
+
+        def replace(value):
+            return concrete.get(id(value), value)
+
+        return layer(
+            *keras.tree.map_structure(replace, list(args)),
+            **keras.tree.map_structure(replace, kwargs),
+        )
+
+    return same_outputs(called, model, tensors)
+
+
+def same_outputs(first, second, tensors):
+    """Whether ``first(values)`` and ``second(values)`` agree (``rtol``
+    1e-4, ``atol`` 1e-5) on random values shaped like ``tensors``; ``True``
+    when a size other than the batch is unknown (nothing to run).
+
+    A batch of two: a trace that baked the batch size in does not agree.
+    """
     shapes = [(2, *tensor.shape[1:]) for tensor in tensors]
     if any(size is None for shape in shapes for size in shape):
-        return True  # Unknown sizes: nothing to run; the trace is kept.
+        return True
     rng = np.random.default_rng(0)
     values = [
         rng.standard_normal(shape).astype(tensor.dtype)
@@ -169,18 +196,8 @@ def _reproduces(layer, model, tensors, args, kwargs):
         else np.zeros(shape, dtype=tensor.dtype)
         for shape, tensor in zip(shapes, tensors, strict=True)
     ]
-    concrete = {id(t): v for t, v in zip(tensors, values, strict=True)}
-
-    def replace(value):
-        return concrete.get(id(value), value)
-
-    expected = layer(
-        *keras.tree.map_structure(replace, list(args)),
-        **keras.tree.map_structure(replace, kwargs),
-    )
-    traced = model(values, training=False)
-    expected = keras.tree.flatten(expected)
-    traced = keras.tree.flatten(traced)
+    expected = keras.tree.flatten(first(values))
+    traced = keras.tree.flatten(second(values, training=False))
     if len(expected) != len(traced):
         return False
     return all(
@@ -225,6 +242,15 @@ class TracedPart(keras.layers.Layer):
         self.part = part
         self.keyword = keyword
         self.options = dict(options or {})
+
+    def compute_output_spec(self, inputs, *args, training=None, **kwargs):
+        # The part's own (cheap) output spec, not a scratch run of `call`.
+        kwargs.update(self.options)
+        if self.keyword is not None:
+            return self.part.compute_output_spec(
+                *args, **{self.keyword: inputs}, **kwargs
+            )
+        return self.part.compute_output_spec(inputs, *args, **kwargs)
 
     def call(self, inputs, *args, training=None, **kwargs):
         kwargs.update(self.options)
