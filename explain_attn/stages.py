@@ -244,9 +244,60 @@ def keep(sentence):
         log.kept.append(sentence)
 
 
+TENSORFLOW_MESSAGE_LIMIT = 300
+"""Characters kept of an error passed through from TensorFlow."""
+
+_USER_CODE = re.compile(r'File "[^"]*", line \d+, in (\w+)\s*\*?\s*([^\n]*)')
+_NODE = re.compile(
+    r"\{\{node ([^}]+)\}\}|\[Op:(\w+)\]|__wrapped__(?:_+Mkl)?(\w+?)_device"
+)
+_LAST_ERROR = re.compile(r"(\w+(?:Error|Exception)): ([^\n]+)\s*$")
+
+
+def tensorflow_reason(error):
+    """One line of at most `TENSORFLOW_MESSAGE_LIMIT` characters for an
+    error raised inside TensorFlow, naming the operation; ``None`` for
+    other errors.
+
+    TensorFlow's messages span many lines: the Python frames of a traced
+    function ("in user code: File ..."), the graph node (``{{node
+    Conv2D}}``), and sometimes a tensor's values. The line keeps the
+    operation (the node, else the last traced statement) and the last
+    error's own sentence; values in brackets are dropped.
+    """
+    text = str(error)
+    is_op_error = type(error).__module__.startswith("tensorflow")
+    if not is_op_error and "in user code:" not in text:
+        return None
+    node = _NODE.search(text)
+    frames = _USER_CODE.findall(text)
+    if node is not None:
+        operation = f"operation {next(g for g in node.groups() if g)}"
+    elif frames:
+        function, statement = frames[-1]
+        operation = f"{function}: {statement.strip()}"
+    else:
+        operation = (
+            f"operation {getattr(getattr(error, 'op', None), 'name', '?')}"
+        )
+    last = _LAST_ERROR.search(text.strip())
+    cause = last.group(0) if last else text.strip().splitlines()[0]
+    cause = re.sub(r"\{\{[^}]*\}\}\s*", "", " ".join(cause.split()))
+    cause = re.sub(r"\[[^\]]*\]", "[…]", cause)
+    line = f"TensorFlow failed in {operation} ({cause})"
+    if len(line) > TENSORFLOW_MESSAGE_LIMIT:
+        line = line[: TENSORFLOW_MESSAGE_LIMIT - 1] + "…"
+    return line
+
+
 def error_reason(error):
     """An error as one sentence: the message of input errors
-    (`ValueError`, `TypeError`), else the type's name and the message."""
+    (`ValueError`, `TypeError`), else the type's name and the message;
+    errors from TensorFlow cut to one line (`tensorflow_reason`), stack
+    frames and tensor values left out of any other."""
+    short = tensorflow_reason(error)
+    if short is not None:
+        return short
     message = _without_frames(" ".join(str(error).split()))
     if not isinstance(error, ValueError | TypeError):
         message = _shortened(message)
@@ -261,7 +312,7 @@ _TAILS = re.compile(
     r"Traceback \(most recent call last\)|\(?defined at \(most recent call"
     r"|Stack trace|Arguments received by|tf\.Tensor\(|<tf\.Tensor|array\(\["
 )
-_NODE = re.compile(r"\{\{function_node [^}]*\}\}\s*")
+_FUNCTION_NODE = re.compile(r"\{\{function_node [^}]*\}\}\s*")
 _LONGEST = 240
 """Characters of a reason from TensorFlow, Keras or h5py (the stage and
 what is kept come around it; the line stays under about 300)."""
@@ -271,7 +322,7 @@ def _without_frames(message):
     """``message`` without the stack frames and tensor values TensorFlow
     puts into its errors' text: after frames, the last ``SomeError: ...``
     (the cause), cut where arguments, tensors or another trace begin."""
-    message = _NODE.sub("", message)
+    message = _FUNCTION_NODE.sub("", message)
     frames = list(_FRAME.finditer(message))
     if frames:
         causes = list(_CAUSE.finditer(message, frames[-1].end()))

@@ -201,3 +201,287 @@ def test_channel_statistics_by_hand():
         1 / np.sqrt(2)
     )
     assert np.isnan(class_similarity([[1.0, 0.0]]))
+
+
+# Self-attention forms and full-shape gates, against NumPy (issue 24).
+
+
+@pytest.fixture(scope="module")
+def vit():
+    return zoo_models.vit_class_token()
+
+
+def _outputs(model, names, images):
+    probe = keras.Model(model.input, [model.get_layer(n).output for n in names])
+    values = probe(images)
+    return [np.asarray(v) for v in keras.tree.flatten(values)]
+
+
+def _softmax(x, axis):
+    e = np.exp(x - x.max(axis=axis, keepdims=True))
+    return e / e.sum(axis=axis, keepdims=True)
+
+
+def test_class_token_attention_and_rollout_by_hand(vit):
+    images = _images(vit, 2)
+    normed = _outputs(vit, ["block0_norm", "block1_norm"], images)
+    scores = []
+    for index, tokens in enumerate(normed):
+        layer = vit.get_layer(f"block{index}_mha")
+        _, value = layer(tokens, tokens, return_attention_scores=True)
+        scores.append(np.asarray(value, dtype=np.float64))  # (B, 2, 17, 17)
+    maps = attention_maps(vit, images)
+    for index, value in enumerate(scores):
+        # The class token's row, patches only, averaged over heads.
+        expected = value[:, :, 0, 1:].mean(axis=1).reshape(2, 4, 4)
+        np.testing.assert_allclose(
+            maps[f"block{index}_mha"], expected, rtol=0, atol=1e-5
+        )
+    rollout = np.eye(17)
+    for value in scores:
+        mixed = 0.5 * value.mean(axis=1) + 0.5 * np.eye(17)
+        mixed /= mixed.sum(axis=-1, keepdims=True)
+        rollout = mixed @ rollout
+    expected = rollout[:, 0, 1:].reshape(2, 4, 4)
+    np.testing.assert_allclose(
+        maps["attention_rollout"], expected, rtol=0, atol=1e-5
+    )
+    (module,) = [m for m in discover_modules(vit) if m.kind.name == "rollout"]
+    assert module.kind.extra == 1 and module.kind.grid == (4, 4)
+
+
+def test_hand_written_dot_product_and_pooling_by_hand():
+    images = _images(zoo_models.non_local_block(), 2)
+    model = zoo_models.non_local_block()
+    theta, phi = _outputs(model, ["theta", "phi"], images)
+    theta, phi = theta.reshape(2, 64, 4), phi.reshape(2, 64, 4)
+    weights = _softmax(theta @ phi.transpose(0, 2, 1), axis=-1)
+    expected = weights.mean(axis=1).reshape(2, 8, 8)  # received per key
+    np.testing.assert_allclose(
+        attention_maps(model, images)["nl_softmax"], expected, atol=1e-5
+    )
+    model = zoo_models.gcnet_block()
+    (logits,) = _outputs(model, ["gc_mask"], images)
+    expected = _softmax(logits.reshape(2, 64), axis=-1).reshape(2, 8, 8)
+    (module,) = discover_modules(model)
+    assert module.kind.name == "pooling"
+    np.testing.assert_allclose(
+        attention_maps(model, images)[module.path], expected, atol=1e-6
+    )
+
+
+def test_mobilevit_attention_along_the_patch_axis():
+    model = zoo_models.mobilevit_block()
+    images = _images(model, 2)
+    (module,) = discover_modules(model)
+    assert module.kind.grid == (4, 4) and module.shape == (4, 4, 1)
+    query = keras.tree.flatten(model.get_layer("mvit_mha").input)[0]
+    unfolded = keras.Model(model.input, query)(images)
+    _, scores = model.get_layer("mvit_mha")(
+        unfolded, unfolded, return_attention_scores=True
+    )
+    scores = np.asarray(scores)  # (B, pixels in a patch, heads, N, N)
+    assert scores.shape == (2, 4, 2, 16, 16)
+    expected = scores.mean(axis=(1, 2, 3)).reshape(2, 4, 4)
+    np.testing.assert_allclose(
+        attention_maps(model, images)["mvit_mha"], expected, atol=1e-6
+    )
+
+
+def test_residual_attention_full_gate_is_its_channel_mean():
+    model = zoo_models.residual_attention()
+    images = _images(model, 2)
+    (module,) = discover_modules(model)
+    assert (module.path, module.kind.name) == ("one_plus/add", "full_gate")
+    assert module.shape == (8, 8, 8)
+    assert str(module.value_range) == "(1, 2)"
+    assert "mean over channels" in module.kind.description
+    (mask,) = _outputs(model, ["mask"], images)
+    expected = (1.0 + mask).mean(axis=-1)
+    np.testing.assert_allclose(
+        attention_maps(model, images)[module.path], expected, atol=1e-6
+    )
+
+
+# Messages that point to the fix, and attention that cannot be read: one
+# line, exit code 2, nothing written (issue 24).
+
+
+def _cli(*arguments):
+    from click.testing import CliRunner
+
+    from explain_attn.cli import main
+
+    return CliRunner().invoke(main, [str(a) for a in arguments])
+
+
+def _assert_one_line_error(result, *phrases):
+    assert result.exit_code == 2, result.output
+    (line,) = result.stderr.strip().splitlines()
+    assert "Traceback" not in result.output
+    for phrase in phrases:
+        assert phrase in line, line
+    return line
+
+
+@pytest.fixture
+def data_8x8(tmp_path):
+    rng = np.random.default_rng(0)
+    path = tmp_path / "data.npz"
+    np.savez(
+        path,
+        images=rng.random((4, 8, 8, 3), dtype=np.float32),
+        labels=np.arange(4) % 2,
+        class_names=np.array(["a", "b"]),
+    )
+    return path
+
+
+def test_a_lambda_that_fails_on_reload_names_its_root_cause(tmp_path):
+    inputs = keras.Input((8, 8, 3))
+    x = layers.Lambda(lambda t: t * keras.ops.sigmoid(t))(inputs)
+    outputs = layers.Dense(2)(layers.GlobalAveragePooling2D()(x))
+    keras.Model(inputs, outputs).save(tmp_path / "lambda.keras")
+    result = _cli("layers", tmp_path / "lambda.keras", "--unsafe-load")
+    _assert_one_line_error(
+        result, "NameError: name 'keras' is not defined", "--model-factory"
+    )
+
+
+def test_a_tensorflow_activation_is_named_with_the_fix(tmp_path):
+    import tensorflow as tf
+
+    inputs = keras.Input((8, 8, 3))
+    x = layers.Conv2D(2, 3, activation=tf.nn.swish)(inputs)
+    keras.Model(inputs, x).save(tmp_path / "swish.keras")
+    line = _assert_one_line_error(
+        _cli("layers", tmp_path / "swish.keras"),
+        "tf.nn.swish",
+        "activation='swish'",
+    )
+    assert "--import MODULE" not in line
+
+
+def test_tensorflow_errors_are_cut_to_one_line_naming_the_operation():
+    import tensorflow as tf
+
+    from explain_attn.stages import TENSORFLOW_MESSAGE_LIMIT, error_reason
+
+    values = tf.constant(np.arange(6.0).reshape(2, 3))
+    with pytest.raises(tf.errors.InvalidArgumentError) as caught:
+        tf.reshape(values, (4, 5))
+    reason = error_reason(caught.value)
+    assert "\n" not in reason and len(reason) <= TENSORFLOW_MESSAGE_LIMIT
+    assert reason.startswith("TensorFlow failed in operation Reshape")
+    assert "6 values" in reason
+
+
+def _untraceable_model():
+    """Attention inside a custom layer that calls TensorFlow directly."""
+    import tensorflow as tf
+
+    class RawSoftmaxGate(keras.layers.Layer):
+        def call(self, inputs):
+            return inputs * tf.math.sigmoid(tf.reduce_mean(inputs, -1, True))
+
+    inputs = keras.Input((8, 8, 3))
+    x = layers.Conv2D(4, 3, padding="same", name="conv")(inputs)
+    x = RawSoftmaxGate(name="raw_gate")(x)
+    outputs = layers.Dense(2)(layers.GlobalAveragePooling2D()(x))
+    return keras.Model(inputs, outputs)
+
+
+def test_attention_in_a_layer_that_cannot_be_traced(tmp_path, data_8x8):
+    model = _untraceable_model()
+    assert discover_modules(model) == []
+    from explain_attn.models.graph import flat_graph
+
+    (failure,) = flat_graph(model).untraced.values()
+    assert failure.class_name == "RawSoftmaxGate"
+    module = tmp_path / "untraceable.py"
+    module.write_text(
+        f"import sys\nsys.path.insert(0, {str(Path(__file__).parent)!r})\n"
+        "from test_discovery import _untraceable_model as build\n"
+    )
+    model.save_weights(tmp_path / "m.weights.h5")
+    output = tmp_path / "maps.npz"
+    result = _cli(
+        "maps",
+        tmp_path / "m.weights.h5",
+        "--model-factory",
+        f"{module}:build",
+        "--data",
+        data_8x8,
+        "--output",
+        output,
+    )
+    _assert_one_line_error(
+        result, "raw_gate (RawSoftmaxGate)", "could not be traced", "--layer"
+    )
+    assert not output.exists()
+
+
+def _token_model(counts):
+    """MultiHeadAttention layers over ``counts`` tokens in turn."""
+    inputs = keras.Input((8, 8, 3))
+    tokens = layers.Reshape((64, 8))(layers.Conv2D(8, 1)(inputs))
+    for index, count in enumerate(counts):
+        mixed = layers.Dense(count)(layers.Permute((2, 1))(tokens))
+        tokens = layers.Permute((2, 1))(mixed)  # (B, count, 8)
+        tokens = layers.MultiHeadAttention(1, 4, name=f"mha{index}")(
+            tokens, tokens
+        )
+    outputs = layers.Dense(2)(layers.GlobalAveragePooling1D()(tokens))
+    return keras.Model(inputs, outputs)
+
+
+@pytest.mark.parametrize(
+    ("counts", "layer", "phrases"),
+    [
+        ((3,), "mha0", ["'mha0'", "fit no grid", "(3, 8)"]),
+        ((16, 4), "attention_rollout", ["mha0 (16), mha1 (4)", "--layer"]),
+    ],
+    ids=["no-grid", "rollout-of-different-token-counts"],
+)
+def test_attention_without_a_map_is_one_line(
+    counts, layer, phrases, tmp_path, data_8x8
+):
+    model = _token_model(counts)
+    model.save(tmp_path / "tokens.keras")
+    output = tmp_path / "maps.npz"
+    result = _cli(
+        "maps",
+        tmp_path / "tokens.keras",
+        "--data",
+        data_8x8,
+        "--layer",
+        layer,
+        "--output",
+        output,
+    )
+    _assert_one_line_error(result, *phrases)
+    assert not output.exists()
+
+
+def test_a_trace_that_computes_other_values_is_kept_opaque():
+    """A call that decides on the batch size traces to another function:
+    the flat graph is checked against the model, then each traced layer,
+    and that layer stays one call; the rest is read as before."""
+
+    class BatchDependent(keras.layers.Layer):
+        def call(self, inputs):
+            return inputs * (2.0 if inputs.shape[0] is None else 3.0)
+
+    inputs = keras.Input((8, 8, 3))
+    x = BatchDependent(name="odd")(layers.Conv2D(4, 3, name="conv")(inputs))
+    gate = layers.Conv2D(1, 1, activation="sigmoid", name="gate")(x)
+    outputs = layers.GlobalAveragePooling2D()(layers.Multiply()([x, gate]))
+    model = keras.Model(inputs, outputs)
+    from explain_attn.models.graph import flat_graph
+
+    graph = flat_graph(model)
+    assert "computes other values" in graph.untraced["odd"].reason
+    assert not graph.taps["odd"].opened
+    assert [m.path for m in discover_modules(model)] == ["gate"]
+    maps = attention_maps(model, _images(model, 2))["gate"]
+    assert maps.shape == (2, 6, 6) and np.all((maps > 0) & (maps < 1))

@@ -38,9 +38,11 @@ def mobilenet_v2_cbam(size=64):
     """MobileNetV2 nested, then a plain-layer CBAM after it."""
     inputs = keras.Input((size, size, 3))
     backbone = keras.applications.MobileNetV2(
-        input_shape=(size, size, 3), weights=None, include_top=False,
+        input_shape=(size, size, 3),
+        weights=None,
+        include_top=False,
         alpha=0.35,
-    )  # fmt: skip
+    )
     x = backbone(inputs)
     return _head(inputs, plain_cbam(x, "cbam"), "mobilenet_v2_cbam")
 
@@ -49,9 +51,12 @@ def mobilenet_v3_small(size=32):
     """MobileNetV3Small: 9 SE gates of hard sigmoids built from operators."""
     inputs = keras.Input((size, size, 3))
     backbone = keras.applications.MobileNetV3Small(
-        input_shape=(size, size, 3), weights=None, include_top=False,
-        minimalistic=False, alpha=0.75,
-    )  # fmt: skip
+        input_shape=(size, size, 3),
+        weights=None,
+        include_top=False,
+        minimalistic=False,
+        alpha=0.75,
+    )
     return _head(inputs, backbone(inputs), "mobilenet_v3_small")
 
 
@@ -72,9 +77,12 @@ def ops_cbam(x, prefix):
     weights = ops.sigmoid(dense(average) + dense(maximum))
     x = x * weights
     pooled = ops.concatenate(
-        [ops.mean(x, axis=-1, keepdims=True),
-         ops.max(x, axis=-1, keepdims=True)], axis=-1,
-    )  # fmt: skip
+        [
+            ops.mean(x, axis=-1, keepdims=True),
+            ops.max(x, axis=-1, keepdims=True),
+        ],
+        axis=-1,
+    )
     logits = layers.Conv2D(1, 7, padding="same", name=f"{prefix}_conv")(pooled)
     return x * ops.sigmoid(logits)
 
@@ -113,8 +121,9 @@ def attention_unet_gate(size=16):
     """An Attention-U-Net-style additive gate (Oktay et al., 2018)."""
     inputs = keras.Input((size, size, 3))
     skip = layers.Conv2D(8, 3, padding="same", activation="relu")(inputs)
-    coarse = layers.Conv2D(8, 3, strides=2, padding="same",
-                           activation="relu")(skip)  # fmt: skip
+    coarse = layers.Conv2D(8, 3, strides=2, padding="same", activation="relu")(
+        skip
+    )
     theta = layers.Conv2D(8, 1, strides=2)(skip)
     phi = layers.Conv2D(8, 1)(coarse)
     joint = layers.Activation("relu")(layers.Add()([theta, phi]))
@@ -142,8 +151,9 @@ def rescaling_model(size=16):
     inputs = keras.Input((size, size, 3))
     x = layers.Rescaling(1 / 255)(inputs)
     x = layers.Conv2D(8, 3, padding="same", activation="relu")(x)
-    gate = layers.Conv2D(1, 3, padding="same", activation="sigmoid",
-                         name="gate")(x)  # fmt: skip
+    gate = layers.Conv2D(
+        1, 3, padding="same", activation="sigmoid", name="gate"
+    )(x)
     return _head(inputs, layers.Multiply()([x, gate]), "rescaling")
 
 
@@ -151,8 +161,9 @@ def grayscale_model(size=16):
     """A one-channel model with a spatial gate."""
     inputs = keras.Input((size, size, 1))
     x = layers.Conv2D(8, 3, padding="same", activation="relu")(inputs)
-    gate = layers.Conv2D(1, 3, padding="same", activation="sigmoid",
-                         name="gate")(x)  # fmt: skip
+    gate = layers.Conv2D(
+        1, 3, padding="same", activation="sigmoid", name="gate"
+    )(x)
     return _head(inputs, layers.Multiply()([x, gate]), "grayscale")
 
 
@@ -180,3 +191,332 @@ def small_ops_cbam(size=16):
     inputs = keras.Input((size, size, 3))
     x = layers.Conv2D(8, 3, padding="same", activation="relu")(inputs)
     return _head(inputs, ops_cbam(x, "cbam"), "small_ops_cbam")
+
+
+# Self-attention in every form, and attention inside layers (issue 24).
+
+
+def _tokens(x):
+    """``(B, H, W, C)`` to ``(B, H * W, C)``, row-major."""
+    height, width, channels = x.shape[1:]
+    return layers.Reshape((height * width, channels))(x)
+
+
+def _stem(size, channels=8, strides=2):
+    inputs = keras.Input((size, size, 3))
+    x = layers.Conv2D(
+        channels,
+        3,
+        strides=strides,
+        padding="same",
+        activation="relu",
+        name="stem",
+    )(inputs)
+    return inputs, x
+
+
+def non_local_block(size=16):
+    """A non-local block (Wang et al., 2018): ``softmax(θ φᵀ) g``."""
+    inputs, x = _stem(size)
+    theta = _tokens(layers.Conv2D(4, 1, name="theta")(x))
+    phi = _tokens(layers.Conv2D(4, 1, name="phi")(x))
+    g = _tokens(layers.Conv2D(4, 1, name="g")(x))
+    weights = layers.Softmax(axis=-1, name="nl_softmax")(
+        ops.matmul(theta, ops.transpose(phi, (0, 2, 1)))
+    )
+    y = ops.matmul(weights, g)
+    y = layers.Reshape((*x.shape[1:3], 4))(y)
+    x = x + layers.Conv2D(8, 1, name="nl_out")(y)
+    return _head(inputs, x, "non_local_block")
+
+
+def gcnet_block(size=16):
+    """A global-context block (Cao et al., 2019): attention pooling."""
+    inputs, x = _stem(size)
+    mask = _tokens(layers.Conv2D(1, 1, name="gc_mask")(x))
+    mask = ops.softmax(mask, axis=1)
+    context = ops.matmul(ops.transpose(_tokens(x), (0, 2, 1)), mask)
+    context = layers.Reshape((1, 1, 8))(context)
+    context = layers.Conv2D(8, 1, name="gc_transform")(context)
+    return _head(inputs, x + context, "gcnet_block")
+
+
+@keras.saving.register_keras_serializable(package="explain_attn_zoo")
+class AttentionAugmentedConv(keras.layers.Layer):
+    """An attention-augmented convolution (Bello et al., 2019), its softmax
+    inside one custom layer: ``concat(conv(x), softmax(q kᵀ/√d) v)``."""
+
+    def __init__(self, filters=8, key_dim=4, **kwargs):
+        super().__init__(**kwargs)
+        self.filters = filters
+        self.key_dim = key_dim
+        self.conv = layers.Conv2D(filters - key_dim, 3, padding="same")
+        self.qkv = layers.Conv2D(3 * key_dim, 1)
+
+    def build(self, input_shape):
+        self.conv.build(input_shape)
+        self.qkv.build(input_shape)
+
+    def call(self, inputs):
+        height, width = inputs.shape[1:3]
+        qkv = ops.reshape(
+            self.qkv(inputs), (-1, height * width, 3 * self.key_dim)
+        )
+        query, key, value = ops.split(qkv, 3, axis=-1)
+        logits = ops.matmul(query, ops.transpose(key, (0, 2, 1)))
+        weights = ops.softmax(logits / self.key_dim**0.5, axis=-1)
+        attended = ops.reshape(
+            ops.matmul(weights, value), (-1, height, width, self.key_dim)
+        )
+        return ops.concatenate([self.conv(inputs), attended], axis=-1)
+
+    def compute_output_shape(self, input_shape):
+        return (*input_shape[:-1], self.filters)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({"filters": self.filters, "key_dim": self.key_dim})
+        return config
+
+
+def attention_augmented(size=16):
+    """A ConvNet with an attention-augmented convolution layer."""
+    inputs, x = _stem(size)
+    x = AttentionAugmentedConv(8, 4, name="aa_conv")(x)
+    return _head(inputs, x, "attention_augmented")
+
+
+def mobilevit_block(size=16, patch=2):
+    """A MobileViT block (Mehta & Rastegari, 2022): unfold into patches,
+    MultiHeadAttention along the patch axis of a 4-D tensor, fold back."""
+    inputs, x = _stem(size)
+    height, width, channels = x.shape[1:]
+    rows, cols = height // patch, width // patch
+    unfolded = layers.Reshape((rows, patch, cols, patch, channels))(x)
+    unfolded = ops.transpose(unfolded, (0, 2, 4, 1, 3, 5))
+    unfolded = layers.Reshape((patch * patch, rows * cols, channels))(unfolded)
+    attended = layers.MultiHeadAttention(
+        2, 4, attention_axes=(2,), name="mvit_mha"
+    )(unfolded, unfolded)
+    folded = layers.Reshape((patch, patch, rows, cols, channels))(attended)
+    folded = ops.transpose(folded, (0, 3, 1, 4, 2, 5))
+    folded = layers.Reshape((height, width, channels))(folded)
+    x = layers.Conv2D(8, 1, name="mvit_fuse")(layers.Concatenate()([x, folded]))
+    return _head(inputs, x, "mobilevit_block")
+
+
+def _encoder_block(tokens, name):
+    """A pre-norm transformer block; returns tokens."""
+    normed = layers.LayerNormalization(name=f"{name}_norm")(tokens)
+    attended = layers.MultiHeadAttention(2, 4, name=f"{name}_mha")(
+        normed, normed
+    )
+    tokens = tokens + attended
+    hidden = layers.Dense(16, activation="gelu", name=f"{name}_mlp1")(tokens)
+    return tokens + layers.Dense(tokens.shape[-1], name=f"{name}_mlp2")(hidden)
+
+
+def cct_sequence_pooling(size=16):
+    """A compact convolutional transformer (Hassani et al., 2021): one
+    encoder block, then sequence pooling ``softmax(Dense(1)(x))ᵀ x``."""
+    inputs, x = _stem(size)
+    tokens = _encoder_block(_tokens(x), "cct")
+    weights = ops.softmax(
+        layers.Dense(1, name="cct_pool_score")(tokens), axis=1
+    )
+    pooled = ops.matmul(ops.transpose(weights, (0, 2, 1)), tokens)
+    pooled = layers.Flatten()(pooled)
+    outputs = layers.Dense(NUM_CLASSES, activation="softmax", name="out")(
+        pooled
+    )
+    return keras.Model(inputs, outputs, name="cct_sequence_pooling")
+
+
+def residual_attention(size=16):
+    """A residual attention module (Wang et al., 2017): ``(1 + M) · T``
+    with a full-shape sigmoid mask and the ``1 +`` in a ``Lambda``."""
+    inputs, x = _stem(size)
+    trunk = layers.Conv2D(
+        8, 3, padding="same", activation="relu", name="trunk"
+    )(x)
+    mask = layers.MaxPooling2D(2)(x)
+    mask = layers.Conv2D(
+        8, 3, padding="same", activation="relu", name="mask_conv"
+    )(mask)
+    mask = layers.UpSampling2D(2, interpolation="bilinear")(mask)
+    mask = layers.Conv2D(8, 1, activation="sigmoid", name="mask")(mask)
+    one_plus = layers.Lambda(lambda t: 1.0 + t, name="one_plus")(mask)
+    x = layers.Multiply(name="residual_mul")([trunk, one_plus])
+    return _head(inputs, x, "residual_attention")
+
+
+@keras.saving.register_keras_serializable(package="explain_attn_zoo")
+class ClassToken(keras.layers.Layer):
+    """Prepends a learned class token to ``(B, T, D)`` tokens."""
+
+    def build(self, input_shape):
+        self.token = self.add_weight(
+            shape=(1, 1, input_shape[-1]), initializer="random_normal"
+        )
+
+    def call(self, inputs):
+        batch = ops.shape(inputs)[0]
+        token = ops.broadcast_to(self.token, (batch, 1, inputs.shape[-1]))
+        return ops.concatenate([token, inputs], axis=1)
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], input_shape[1] + 1, input_shape[2])
+
+
+def vit_class_token(size=16, num_layers=2):
+    """A ViT with a class token: 4 x 4 patches, two encoder blocks, the
+    class token's output classified."""
+    inputs = keras.Input((size, size, 3))
+    x = layers.Conv2D(8, 4, strides=4, name="patches")(inputs)
+    tokens = ClassToken(name="class_token")(_tokens(x))
+    for index in range(num_layers):
+        tokens = _encoder_block(tokens, f"block{index}")
+    outputs = layers.Dense(NUM_CLASSES, activation="softmax", name="out")(
+        tokens[:, 0]
+    )
+    return keras.Model(inputs, outputs, name="vit_class_token")
+
+
+@keras.saving.register_keras_serializable(package="explain_attn_zoo")
+class SqueezeExcite(keras.layers.Layer):
+    """Squeeze-and-excitation written inside one subclassed layer."""
+
+    def __init__(self, ratio=4, **kwargs):
+        super().__init__(**kwargs)
+        self.ratio = ratio
+
+    def build(self, input_shape):
+        channels = input_shape[-1]
+        self.reduce = layers.Dense(
+            max(channels // self.ratio, 1), activation="relu"
+        )
+        self.expand = layers.Dense(channels, activation="sigmoid")
+        self.reduce.build((None, channels))
+        self.expand.build((None, max(channels // self.ratio, 1)))
+
+    def call(self, inputs):
+        squeezed = ops.mean(inputs, axis=(1, 2), keepdims=True)
+        return inputs * self.expand(self.reduce(squeezed))
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({"ratio": self.ratio})
+        return config
+
+
+def subclassed_se(size=16):
+    """A ConvNet whose SE block is a subclassed layer."""
+    inputs, x = _stem(size)
+    x = SqueezeExcite(4, name="se_block")(x)
+    return _head(inputs, x, "subclassed_se")
+
+
+def keras_attention_layers(size=16):
+    """``keras.layers.Attention`` and ``AdditiveAttention`` over positions."""
+    inputs, x = _stem(size)
+    tokens = _tokens(x)
+    tokens = tokens + layers.Attention(name="dot_attention")([tokens, tokens])
+    tokens = tokens + layers.AdditiveAttention(name="additive_attention")(
+        [tokens, tokens]
+    )
+    x = layers.Reshape(x.shape[1:])(tokens)
+    return _head(inputs, x, "keras_attention_layers")
+
+
+# keras-hub backbones from configs, random weights, tiny (nothing
+# downloaded). Each is wrapped with a classification head.
+
+
+def _hub_classifier(backbone, name):
+    inputs = keras.Input((32, 32, 3))
+    features = backbone(inputs)
+    if len(features.shape) == 4:
+        return _head(inputs, features, name)
+    pooled = layers.GlobalAveragePooling1D(name="pool")(features)
+    outputs = layers.Dense(NUM_CLASSES, activation="softmax", name="out")(
+        pooled
+    )
+    return keras.Model(inputs, outputs, name=name)
+
+
+def hub_mobilenet():
+    """keras-hub MobileNetBackbone (V3-style): SE inside its blocks."""
+    import keras_hub
+
+    backbone = keras_hub.models.MobileNetBackbone(
+        stackwise_expansion=[[1], [4, 6]],
+        stackwise_num_blocks=[1, 2],
+        stackwise_num_filters=[[8], [8, 16]],
+        stackwise_kernel_size=[[3], [3, 5]],
+        stackwise_num_strides=[[2], [2, 1]],
+        stackwise_se_ratio=[[0.25], [None, 0.25]],
+        stackwise_activation=[["relu"], ["relu", "hard_swish"]],
+        stackwise_padding=[[1], [1, 2]],
+        output_num_filters=32,
+        depthwise_filters=8,
+        depthwise_stride=2,
+        depthwise_residual=False,
+        last_layer_filter=32,
+        squeeze_and_excite=0.5,
+        image_shape=(32, 32, 3),
+        input_num_filters=8,
+    )
+    return _hub_classifier(backbone, "hub_mobilenet")
+
+
+def hub_efficientnet():
+    """keras-hub EfficientNetBackbone (B0-style blocks): SE gates."""
+    import keras_hub
+
+    backbone = keras_hub.models.EfficientNetBackbone(
+        stackwise_width_coefficients=[0.25] * 2,
+        stackwise_depth_coefficients=[1.0] * 2,
+        stackwise_kernel_sizes=[3, 3],
+        stackwise_num_repeats=[1, 2],
+        stackwise_input_filters=[32, 16],
+        stackwise_output_filters=[16, 24],
+        stackwise_expansion_ratios=[1, 6],
+        stackwise_squeeze_and_excite_ratios=[0.25, 0.25],
+        stackwise_strides=[1, 2],
+        stackwise_block_types=["v1", "v1"],
+        input_shape=(32, 32, 3),
+        num_features=64,
+    )
+    return _hub_classifier(backbone, "hub_efficientnet")
+
+
+def hub_vit():
+    """keras-hub ViTBackbone: class token, MultiHeadAttention in blocks."""
+    import keras_hub
+
+    backbone = keras_hub.models.ViTBackbone(
+        image_shape=(32, 32, 3),
+        patch_size=8,
+        num_layers=2,
+        num_heads=2,
+        hidden_dim=16,
+        mlp_dim=32,
+    )
+    return _hub_classifier(backbone, "hub_vit")
+
+
+def hub_dinov2():
+    """keras-hub DINOV2Backbone: a class token and two register tokens."""
+    import keras_hub
+
+    backbone = keras_hub.models.DINOV2Backbone(
+        patch_size=8,
+        num_layers=2,
+        hidden_dim=16,
+        num_heads=2,
+        intermediate_dim=32,
+        num_register_tokens=2,
+        image_shape=(32, 32, 3),
+        position_embedding_shape=(32, 32, 3),
+    )
+    return _hub_classifier(backbone, "hub_dinov2")

@@ -12,14 +12,23 @@ models and Sequential models opened, and look at each multiply (the
   kind `SpatialGate`;
 - ``(1, 1, C)``: channel (squeeze-and-excitation, ECA, CBAM's channel
   branch), kind `ChannelGate`;
-- ``(H, 1, C)`` and ``(1, W, C)``: coordinate attention, kind `AxisGates`.
+- ``(H, 1, C)`` and ``(1, W, C)``: coordinate attention, kind `AxisGates`;
+- ``(H, W, C)``: a full-shape mask (residual attention's ``(1 + M) * T``),
+  kind `FullGate`, whose map is the mean over channels.
 
 A gate computed element-wise from the very tensor it multiplies (swish,
 hard-swish) is an activation function, not attention, and is skipped.
-``keras.layers.MultiHeadAttention`` calls over a feature map's positions
-are kind `AttentionScores`. Layers with the attention protocol (ours) and
-single-channel sigmoid layers are found per layer by
+Self-attention in its forms (Keras attention layers, hand-written
+softmax-then-matmul, attention pooling, rollout) is found by
+`explain_attn.attention.tokens`. Layers with the attention protocol (ours)
+and single-channel sigmoid layers are found per layer by
 `explain_attn.attention.kinds.find_kind`.
+
+Through layer boundaries: the flat graph opens subclassed layers, nested
+subclassed models and ``Lambda`` layers by tracing their calls into their
+parts (`explain_attn.models.tracing`), so a squeeze-and-excitation written
+inside a keras-hub block is found at ``block/squeeze_excite/gate`` and
+read in the same forward pass as every other map.
 
 Why the flat graph: Keras 3 exposes a functional model's calls only through
 private node structures; the flat graph records each call's arguments and
@@ -28,16 +37,13 @@ outputs while rebuilding the forward pass with public APIs
 public objects (`keras.KerasTensor`, layer configs, operation class names).
 """
 
-import math
 import weakref
-
-import keras
 
 from explain_attn.attention.kinds import (
     AttentionModule,
-    AttentionScores,
     AxisGates,
     ChannelGate,
+    FullGate,
     SpatialGate,
     find_kind,
 )
@@ -47,9 +53,14 @@ from explain_attn.attention.ranges import (
     is_gate_range,
     value_range,
 )
+from explain_attn.attention.tokens import (
+    attention_layer_modules,
+    rollout_module,
+    softmax_modules,
+)
 from explain_attn.models.graph import Tap, flat_graph
 
-__all__ = ["attention_module", "discover_modules"]
+__all__ = ["attention_module", "discover_modules", "unreadable_attention"]
 
 _CACHE = weakref.WeakKeyDictionary()
 
@@ -74,7 +85,32 @@ def discover_modules(model):
     """
     if model not in _CACHE:
         _CACHE[model] = _discover(model)
-    return list(_CACHE[model])
+    return list(_CACHE[model][0])
+
+
+def unreadable_attention(model, path):
+    """Why the attention at ``path`` has no map, or ``None``.
+
+    Attention discovery saw but cannot read: a Keras attention layer or a
+    softmax over tokens that fit no grid, the rollout of layers of
+    different token counts (``"attention_rollout"``), or a part of a
+    subclassed layer or ``Lambda`` whose call could not be traced
+    (``outer/part``).
+    """
+    discover_modules(model)
+    reasons = _CACHE[model][1]
+    if path in reasons:
+        return reasons[path]
+    for outer, failure in flat_graph(model).untraced.items():
+        if path.startswith(f"{outer}/"):
+            return (
+                f"Layer {outer!r} ({failure.class_name}) is a custom layer "
+                "whose call could not be traced into its parts "
+                f"({failure.reason}), so attention inside it cannot be "
+                "read. Write its call with keras.ops and Keras layers, or "
+                f"read the layer's output as a map (--layer {outer})."
+            )
+    return None
 
 
 def attention_module(model, path):
@@ -83,7 +119,9 @@ def attention_module(model, path):
 
 
 def _discover(model):
+    """``(modules in call order, {path: why it has no map})``."""
     graph = flat_graph(model)
+    unreadable = {}
     found = {}
     for tap in graph.taps.values():
         kind = find_kind(tap)
@@ -105,9 +143,17 @@ def _discover(model):
         if module is not None and isinstance(module.kind, SpatialGate):
             if not module.applied_at:
                 del found[source]
-    found.update((module.path, module) for module in _attention_scores(graph))
+    tokens = attention_layer_modules(graph, unreadable)
+    tokens += softmax_modules(graph, unreadable)
+    found.update((module.path, module) for module in tokens)
     order = {path: index for index, path in enumerate(graph.taps)}
-    return sorted(found.values(), key=lambda module: order[module.path])
+    modules = sorted(found.values(), key=lambda module: order[module.path])
+    rollout = rollout_module(graph, modules, unreadable)
+    if rollout is not None:
+        # A per-model map: a tap of its own, so that it is read by path.
+        graph.taps[rollout.path] = rollout.tap
+        modules.append(rollout)
+    return modules, unreadable
 
 
 def _shape(tensor):
@@ -138,7 +184,8 @@ def _is_multiply(tap):
 
 
 def _gate_axes(features, gate):
-    """``"spatial"``, ``"channel"``, ``"height"``, ``"width"`` or ``None``.
+    """``"spatial"``, ``"channel"``, ``"full"``, ``"height"``, ``"width"``
+    or ``None``.
 
     ``features`` and ``gate`` are shapes without the batch, ``(H, W, C)``.
     """
@@ -147,6 +194,7 @@ def _gate_axes(features, gate):
     ones = tuple(size == 1 for size in gate)
     return {
         (False, False, True): "spatial",
+        (False, False, False): "full",
         (True, True, False): "channel",
         (False, True, False): "height",
         (False, True, True): "height",
@@ -200,6 +248,9 @@ def _split(graph, tap):
     return features, gates
 
 
+_GATE_KINDS = {"spatial": SpatialGate, "channel": ChannelGate, "full": FullGate}
+
+
 def _gated_multiplies(graph):
     """Yields ``(module, origin path)`` for each gate found in a multiply."""
     pending = {}  # id(multiply output) -> (axis, gate, range, tap).
@@ -214,8 +265,8 @@ def _gated_multiplies(graph):
         for gate, found in gates:
             axis = _gate_axes(_shape(features), _shape(gate))
             producer = graph.producer(gate)
-            if axis in ("spatial", "channel"):
-                kind = SpatialGate() if axis == "spatial" else ChannelGate()
+            if axis in _GATE_KINDS:
+                kind = _GATE_KINDS[axis]()
                 module = AttentionModule(
                     producer.path,
                     kind,
@@ -304,125 +355,3 @@ def _product_range(first, second):
         first.high_closed and second.high_closed,
         first.origin,
     )
-
-
-def _attention_scores(graph):
-    """`AttentionScores` modules of every MultiHeadAttention call whose keys
-    come from a feature map's positions."""
-    modules = []
-    for tap in list(graph.taps.values()):
-        if not isinstance(tap.layer, keras.layers.MultiHeadAttention):
-            continue
-        arguments = dict(tap.keywords)
-        positional = list(tap.arguments)
-        names = ["query", "value", "key"]
-        for name, value in zip(names, positional, strict=False):
-            arguments.setdefault(name, value)
-        key = arguments.get("key", arguments.get("value"))
-        grid = _key_grid(graph, key)
-        if grid is None:
-            continue
-        arguments.pop("return_attention_scores", None)
-        scores = _symbolic_scores(tap, arguments)
-        modules.append(
-            AttentionModule(
-                tap.path,
-                AttentionScores(grid),
-                Tap(tap.path, tap.layer, key, scores),
-                shape=(*grid, 1),
-                value_range=ValueRange(0.0, 1.0, False, False, "softmax"),
-                found_by="MultiHeadAttention scores over "
-                f"{grid[0]}×{grid[1]} positions",
-            )
-        )
-    return modules
-
-
-_SCORE_CALL_ERRORS = (
-    AttributeError,  # Keras 3.5 reading the shape of a None keyword.
-    KeyError,
-    IndexError,
-    NotImplementedError,  # A subclass that keeps its scores.
-    RuntimeError,
-    TypeError,
-    ValueError,
-)
-"""What a symbolic call of a MultiHeadAttention layer raises when it
-cannot return its scores (seen with Keras 3.5 and with subclasses)."""
-
-
-def _symbolic_scores(tap, arguments):
-    """The scores tensor of a second, symbolic call of ``tap``'s layer.
-
-    Raises:
-        ValueError: If the call fails (a subclass that cannot return its
-            scores, or a Keras version whose MultiHeadAttention differs
-            from the ones tested), naming the layer and the first error
-            instead of a traceback.
-    """
-    try:
-        return _Scores(tap.layer)(**arguments)
-    except _SCORE_CALL_ERRORS as error:
-        # Keras wraps the error in layers of context; the first says why.
-        cause, seen = error, {id(error)}
-        while (cause.__cause__ or cause.__context__) is not None:
-            cause = cause.__cause__ or cause.__context__
-            if id(cause) in seen:
-                break
-            seen.add(id(cause))
-        message = " ".join(f"{type(cause).__name__}: {cause}".split())
-        raise ValueError(
-            f"Could not read the attention scores of MultiHeadAttention "
-            f"layer {tap.path!r} with Keras {keras.__version__} "
-            f"({message[:200]}). The layer must return its scores when "
-            "called with return_attention_scores=True, as "
-            "keras.layers.MultiHeadAttention does; if it is Keras' own "
-            "layer, upgrade Keras (pip install -U keras)."
-        ) from error
-
-
-class _Scores(keras.layers.Layer):
-    """Calls a MultiHeadAttention layer (same object, same weights) and
-    returns its attention scores only.
-
-    Keras does not connect the scores of a second, symbolic call of the
-    layer itself (``return_attention_scores=True``) to a model's inputs;
-    a new layer holding it gives them their own node. It is never saved.
-    The catch-all is named ``kwargs``: Keras skips only ``args`` and
-    ``kwargs`` when it reads a call's input shapes (Keras 3.5 fails on a
-    catch-all of another name holding ``query_mask=None``).
-    """
-
-    def __init__(self, attention):
-        super().__init__(name=f"{attention.name}_explain_attn_scores")
-        self.attention = attention
-
-    def call(self, query, value, key=None, **kwargs):
-        _, scores = self.attention(
-            query, value, key, return_attention_scores=True, **kwargs
-        )
-        return scores
-
-
-def _key_grid(graph, key):
-    """``(h, w)`` of the feature map a ``(B, T, D)`` key was reshaped from;
-    a square grid when ``T`` is a square and the source is unknown."""
-    shape = getattr(key, "shape", None)
-    if shape is None or len(shape) != 3 or shape[1] is None:
-        return None
-    positions = int(shape[1])
-    tap = graph.producer(key)
-    for _ in range(4):
-        if tap is None:
-            break
-        source = tap.tensors[0] if tap.tensors else None
-        source_shape = getattr(source, "shape", None)
-        if source_shape is not None and len(source_shape) == 4:
-            height, width = source_shape[1], source_shape[2]
-            if height is not None and width is not None:
-                if height * width == positions:
-                    return int(height), int(width)
-            break
-        tap = graph.producer(source)
-    side = math.isqrt(positions)
-    return (side, side) if side * side == positions and side > 1 else None

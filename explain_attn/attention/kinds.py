@@ -29,15 +29,29 @@ __all__ = [
     "KINDS",
     "AttentionKind",
     "AttentionModule",
+    "AttentionRollout",
     "AttentionScores",
     "AxisGates",
     "ChannelGate",
     "ChannelLayer",
+    "FullGate",
     "SigmoidGate",
+    "SoftmaxAttention",
     "SpatialGate",
     "SpatialLayer",
     "find_kind",
+    "layer_config",
 ]
+
+
+def layer_config(layer):
+    """``layer.get_config()``, or ``{}`` for a layer or operation without
+    one (custom layers with unserialisable arguments raise
+    ``NotImplementedError``)."""
+    try:
+        return layer.get_config()
+    except (NotImplementedError, TypeError, AttributeError):
+        return {}
 
 
 class AttentionKind(abc.ABC):
@@ -170,9 +184,7 @@ class SpatialGate(AttentionKind):
         shape = getattr(tap.output, "shape", None)
         if shape is None or len(shape) != 4 or shape[-1] != 1:
             return False
-        if not hasattr(tap.layer, "get_config"):
-            return False
-        return tap.layer.get_config().get("activation") == "sigmoid"
+        return layer_config(tap.layer).get("activation") == "sigmoid"
 
     def source(self, tap):
         return tap.output
@@ -263,34 +275,183 @@ class AxisGates(_FoundGate):
         return None, keras.ops.tile(attention, repeats)
 
 
-class AttentionScores(_FoundGate):
-    """`keras.layers.MultiHeadAttention` over the positions of a feature map.
+class FullGate(_FoundGate):
+    """A full-shape gate ``(B, H, W, C)`` multiplied into features.
 
-    The layer is called again with ``return_attention_scores=True`` beside
-    the model's graph (the tap's output is the ``(B, heads, queries,
-    keys)`` scores); the map is the attention each key position receives,
-    averaged over heads and queries, on the grid the keys were reshaped
-    from. Not replaceable inside the model: no interventions.
-
-    Args:
-        grid: ``(h, w)`` of the key positions.
+    Residual attention (Wang et al., 2017) writes ``(1 + M) * T`` with a
+    mask ``M`` of the features' own shape. The map is the gate's mean over
+    channels, ``m[i, j] = mean_c g[i, j, c]``; the gate's value range is
+    recorded (``(1, 2)`` for ``1 + sigmoid``). It cannot be replaced by
+    one map: no interventions.
     """
 
-    name = "mha"
+    name = "full_gate"
     intervenable = False
     description = (
-        "MultiHeadAttention: attention received per position, averaged "
-        "over heads and queries"
+        "full-shape gate (H, W, C) multiplied into features: the map is "
+        "its mean over channels"
     )
-
-    def __init__(self, grid=None):
-        self.grid = grid
 
     def parts(self, tap, source):
         import keras
 
-        received = keras.ops.mean(source, axis=(1, 2))
-        return None, keras.ops.reshape(received, (-1, *self.grid, 1))
+        return None, keras.ops.mean(source, axis=-1, keepdims=True)
+
+
+def _on_grid(received, grid, extra):
+    """``(B, N)`` attention per position, leading ``extra`` tokens dropped,
+    as a ``(B, h, w, 1)`` map."""
+    import keras
+
+    return keras.ops.reshape(received[:, extra:], (-1, *grid, 1))
+
+
+class AttentionScores(_FoundGate):
+    """Attention scores of a Keras attention layer over a grid of tokens.
+
+    The layer (``MultiHeadAttention``, ``Attention``,
+    ``AdditiveAttention``) is called again with
+    ``return_attention_scores=True`` beside the model's graph (the tap's
+    output is the scores, keys last). The map is, per key position on the
+    grid the keys come from, the attention it receives averaged over heads
+    and queries (``query="mean"``), or the class token's attention to it
+    averaged over heads (``query="class"``: the first query's row). Leading
+    class or register tokens (``extra``) are left out of the map. For
+    attention along one axis of a 4-D input (MobileViT's unfolded patches)
+    the other axes are averaged too. Not replaceable inside the model: no
+    interventions.
+
+    Args:
+        grid: ``(h, w)`` of the key positions.
+        extra: Leading tokens that are not positions (class, registers).
+        query: ``"mean"`` or ``"class"``.
+        name: The kind's name: ``"mha"`` or ``"keras_attention"``.
+    """
+
+    intervenable = False
+
+    def __init__(self, grid=None, extra=0, query="mean", name="mha"):
+        self.grid = grid
+        self.extra = extra
+        self.query = query
+        self.name = name
+        who = (
+            "the class token's attention to each patch"
+            if (query == "class")
+            else "attention received per position, averaged over queries"
+        )
+        layer = "MultiHeadAttention" if name == "mha" else "Keras attention"
+        self.description = f"{layer}: {who}, averaged over heads"
+
+    def parts(self, tap, source):
+        import keras
+
+        if self.query == "class":
+            source = source[..., 0, :]
+        rank = len(source.shape)
+        if rank > 2:
+            source = keras.ops.mean(source, axis=tuple(range(1, rank - 1)))
+        return None, _on_grid(source, self.grid, self.extra)
+
+    def __repr__(self):
+        return (
+            f"AttentionScores(grid={self.grid}, extra={self.extra}, "
+            f"query={self.query!r}, name={self.name!r})"
+        )
+
+
+class SoftmaxAttention(_FoundGate):
+    """Dot-product attention written by hand: a softmax over positions
+    whose output a matrix product consumes.
+
+    Non-local blocks (``softmax(θᵀφ) g``) give ``name="dot_product"``: the
+    map is the attention each position receives, averaged over queries.
+    Attention pooling (GCNet's context block, CCT's sequence pooling: one
+    softmax weight per position, then a weighted sum) gives
+    ``name="pooling"``: the map is the pooling weights. The tap's output
+    is the softmax's; ``axis`` is the axis it normalises (the positions).
+
+    Args:
+        grid: ``(h, w)`` of the positions.
+        axis: The softmax's axis.
+        extra: Leading tokens that are not positions.
+        name: ``"dot_product"`` or ``"pooling"``.
+    """
+
+    intervenable = False
+
+    def __init__(self, grid=None, axis=-1, extra=0, name="dot_product"):
+        self.grid = grid
+        self.axis = axis
+        self.extra = extra
+        self.name = name
+        self.description = (
+            "attention pooling: softmax weight per position"
+            if name == "pooling"
+            else "dot-product attention (softmax then matmul): attention "
+            "received per position, averaged over queries"
+        )
+
+    def parts(self, tap, source):
+        import keras
+
+        source = keras.ops.moveaxis(source, self.axis, -1)
+        rank = len(source.shape)
+        if rank > 2:
+            source = keras.ops.mean(source, axis=tuple(range(1, rank - 1)))
+        return None, _on_grid(source, self.grid, self.extra)
+
+
+class AttentionRollout(_FoundGate):
+    """Attention rollout (Abnar & Zuidema, 2020) over a stack of layers.
+
+    For each self-attention layer ``l`` in call order, ``A_l`` is its
+    scores averaged over heads; with the residual connection,
+    ``Â_l = (A_l + I) / 2``, rows renormalised to sum to one; the rollout
+    is ``R = Â_L ··· Â_2 Â_1``. The map is the class token's row of ``R``
+    over the patches when the tokens have a class token (``extra > 0``),
+    else the attention each position receives, averaged over queries. The
+    tap's ``input`` holds every layer's scores. A per-model map: no
+    interventions.
+
+    Args:
+        grid: ``(h, w)`` of the patches.
+        extra: Leading tokens that are not patches (class, registers).
+    """
+
+    name = "rollout"
+    intervenable = False
+    description = (
+        "attention rollout (Abnar & Zuidema 2020) over every "
+        "self-attention layer, per model"
+    )
+
+    def __init__(self, grid=None, extra=0):
+        self.grid = grid
+        self.extra = extra
+
+    def source(self, tap):
+        return tap.input
+
+    def parts(self, tap, source):
+        import keras
+
+        rollout = None
+        # From the grid: a traced function may not know the scores' size.
+        tokens = self.extra + self.grid[0] * self.grid[1]
+        for scores in source:
+            if len(scores.shape) == 4:
+                scores = keras.ops.mean(scores, axis=1)
+            mixed = 0.5 * scores + 0.5 * keras.ops.eye(tokens)
+            mixed = mixed / keras.ops.sum(mixed, axis=-1, keepdims=True)
+            rollout = (
+                mixed if rollout is None else keras.ops.matmul(mixed, rollout)
+            )
+        if self.extra > 0:
+            received = rollout[:, 0, :]
+        else:
+            received = keras.ops.mean(rollout, axis=1)
+        return None, _on_grid(received, self.grid, self.extra)
 
 
 KINDS = [SpatialLayer(), ChannelLayer(), SpatialGate()]

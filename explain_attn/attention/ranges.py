@@ -20,6 +20,8 @@ import math
 
 import keras
 
+from explain_attn.attention.kinds import layer_config
+
 __all__ = ["KEEPING_RANGE", "ValueRange", "is_gate_range", "value_range"]
 
 
@@ -128,7 +130,7 @@ def is_gate_range(found):
 def _activation(layer):
     if not isinstance(layer, keras.layers.Layer):
         return None
-    activation = layer.get_config().get("activation")
+    activation = layer_config(layer).get("activation")
     return activation if isinstance(activation, str) else None
 
 
@@ -141,14 +143,14 @@ def _tap_range(graph, tap, memo):
     if activation is not None:
         return _SQUASHING.get(activation)
     if name == "ReLU":
-        return _relu_range(layer.get_config())
+        return _relu_range(layer_config(layer))
     arguments = [value_range(graph, value, memo) for value in _operands(tap)]
     if not arguments or any(found is None for found in arguments):
         return None
     if name in KEEPING_RANGE:
         return _union(arguments)
     if name == "Rescaling":
-        config = layer.get_config()
+        config = layer_config(layer)
         scale, offset = config.get("scale"), config.get("offset")
         if not isinstance(scale, int | float):
             return None

@@ -11,7 +11,10 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from explain_attn.attention.discovery import attention_module
+from explain_attn.attention.discovery import (
+    attention_module,
+    unreadable_attention,
+)
 from explain_attn.devices import run_replicated
 from explain_attn.explanations.compiled import compiled
 from explain_attn.explanations.inputs import (
@@ -46,6 +49,9 @@ def _reading(model, tap):
                 "--method channel_weighted."
             )
         return module.source(), lambda source: module.parts(source)[1]
+    reason = unreadable_attention(model, tap.path)
+    if reason is not None:
+        raise ValueError(reason)
     if not tap.is_spatial or isinstance(tap.layer, keras.layers.InputLayer):
         raise ValueError(
             f"Layer {tap.path!r} has output shape "

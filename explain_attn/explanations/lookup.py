@@ -14,6 +14,7 @@ import keras
 
 from explain_attn.attention.discovery import (
     discover_modules,
+    unreadable_attention,
 )
 from explain_attn.models.graph import flat_graph
 
@@ -180,8 +181,9 @@ def resolve_layers(model, layers=None):
                 f"Model {model.name!r} has no attention layer with a "
                 "spatial map (no SpatialAttention, CBAM, spatial or axis "
                 "gate, or "
-                f"MultiHeadAttention over positions).{extra} Name the layers "
-                "to read with `layers=` (see `explain-attn layers MODEL`)."
+                f"MultiHeadAttention over positions).{extra}"
+                f"{_untraced_note(model)} Name the layers to read with "
+                "--layer (API: layers=; see `explain-attn layers MODEL`)."
             )
         return paths
     if isinstance(layers, str):
@@ -281,9 +283,26 @@ def _match(model, graph, request):
             f"Layer name {request!r} is ambiguous in model {model.name!r}: "
             f"{', '.join(by_name)}. Give the full path."
         )
+    reason = unreadable_attention(model, request)
+    if reason is not None:
+        raise ValueError(reason)
     raise ValueError(
         f"No layer named {request!r} in model {model.name!r}. "
         f"{_candidates(model, graph, request)}"
+    )
+
+
+def _untraced_note(model):
+    """A sentence naming the layers whose calls could not be traced."""
+    untraced = flat_graph(model).untraced
+    if not untraced:
+        return ""
+    names = ", ".join(
+        f"{path} ({failure.class_name})" for path, failure in untraced.items()
+    )
+    return (
+        f" Custom layers whose calls could not be traced were read as "
+        f"whole layers, attention inside them unseen: {names}."
     )
 
 

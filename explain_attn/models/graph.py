@@ -10,9 +10,20 @@ depth can then be an output of one `keras.Model` on the flat inputs.
 """
 
 import dataclasses
+import warnings
 import weakref
 
 import keras
+
+from explain_attn.models.tracing import (
+    TracedPart,
+    TraceFailure,
+    is_traceable,
+    operation_name,
+    part_names,
+    same_outputs,
+    trace_call,
+)
 
 __all__ = ["FlatGraph", "Tap", "flat_graph"]
 
@@ -30,6 +41,9 @@ class Tap:
             of tensors for merge layers such as ``Multiply``; plain numbers
             for an operation such as ``x * 0.5``).
         keywords: The call's keyword arguments, as ``(name, value)`` pairs.
+        opened: Whether the call's parts are taps too (a subclassed layer
+            or ``Lambda`` traced by `explain_attn.models.tracing`, whose
+            parts' paths start with ``path/``).
     """
 
     path: str
@@ -38,6 +52,7 @@ class Tap:
     output: object
     arguments: tuple = ()
     keywords: tuple = ()
+    opened: bool = False
 
     @property
     def tensors(self):
@@ -64,12 +79,16 @@ class FlatGraph:
         taps: Every layer call, in call order, keyed by path. Operations
             written with `keras.ops` in a functional graph (``x * 0.5``,
             ``keras.ops.sigmoid(x)``) are calls too: their "layer" is the
-            `keras.Operation`, which has no weights.
+            `keras.Operation`, which has no weights. The parts of traced
+            calls (see `Tap.opened`) come before the call itself.
+        untraced: ``{path: TraceFailure}`` of the subclassed layers and
+            Lambdas whose call could not be traced (kept opaque).
     """
 
     inputs: list
     outputs: list
     taps: dict
+    untraced: dict = dataclasses.field(default_factory=dict)
 
     def producer(self, tensor):
         """The `Tap` whose call returned ``tensor``, or ``None``.
@@ -111,28 +130,81 @@ def flat_graph(model):
     return _CACHE[model]
 
 
-def _flatten(model):
-    taps = {}
+def _flatten(model, check=False):
+    """The flat graph; traced layers are checked all at once (the flat
+    graph against the model), else each on its own (``check``)."""
+    taps, untraced = {}, {}
+    scope = _Scope("", taps, untraced, check=check)
     if isinstance(model, keras.Sequential):
         inputs = _sequential_inputs(model)
-        output = _run_layers(model, inputs[0], _recorder("", taps, {}))
-        return FlatGraph(inputs=inputs, outputs=[output], taps=taps)
-    try:
-        clone = keras.models.clone_model(
-            model,
-            clone_function=_same_layer,
-            call_function=_recorder("", taps, {}),
-        )
-    except ValueError as error:
-        if "Functional" not in str(error):
-            raise
+        output = _run_layers(model, inputs[0], _recorder(scope))
+        graph = FlatGraph(inputs, [output], taps, untraced)
+    else:
+        graph = _flatten_functional(model, scope)
+    if check or not any(tap.opened for tap in taps.values()):
+        return graph
+    if _reproduces_model(model, graph):
+        return graph
+    return _flatten(model, check=True)
+
+
+def _flatten_functional(model, scope):
+    if not _is_functional(model):
         raise ValueError(
             f"Model {model.name!r} is a subclassed keras.Model "
             f"({type(model).__name__}) without a functional graph, so its "
             "layers' inputs and outputs cannot be read. Build it with the "
             "functional API (keras.Model(inputs, outputs)) or keras.Sequential."
-        ) from None
-    return FlatGraph(inputs=clone.inputs, outputs=clone.outputs, taps=taps)
+        )
+    inputs = [
+        keras.Input(
+            batch_shape=tensor.shape, dtype=tensor.dtype, name=tensor.name
+        )
+        for tensor in model.inputs
+    ]
+    outputs = _run_graph(model, inputs, scope)
+    outputs = outputs if isinstance(outputs, list) else [outputs]
+    return FlatGraph(inputs, outputs, scope.taps, scope.untraced)
+
+
+def _reproduces_model(model, graph):
+    """Whether the flat graph computes the model's outputs."""
+
+    def structured(values):
+        return keras.tree.pack_sequence_as(model.input, values)
+
+    try:
+        flat = keras.Model(graph.model_inputs, graph.outputs)
+        return same_outputs(
+            lambda values: model(structured(values), training=False),
+            lambda values, training: flat(
+                values[0] if len(values) == 1 else values, training=training
+            ),
+            graph.inputs,
+        )
+    except (ValueError, TypeError):
+        return False
+
+
+def _run_graph(model, input_tensors, scope):
+    """Runs functional ``model`` on ``input_tensors``, recording each call
+    in ``scope``; returns the outputs.
+
+    Keras' ``clone_model`` runs the graph through our ``call_function`` and
+    then builds a Functional model of what it made; that last step refuses
+    graphs where opened layers repeat a part's name (two ``dropout`` in
+    two blocks), which we do not need: the outputs come from the calls.
+    """
+    try:
+        _clone_into(model, input_tensors, scope)
+    except (ValueError, TypeError) as error:
+        # Keras 3.11 builds the clone with the model's own class, whose
+        # constructor may take other arguments (keras-hub backbones).
+        try:
+            return _nested_outputs(model, scope.produced, input_tensors)
+        except KeyError:
+            raise error from None
+    return _nested_outputs(model, scope.produced, input_tensors)
 
 
 def _same_layer(layer):
@@ -156,51 +228,162 @@ def _run_layers(model, tensor, record):
     return tensor
 
 
-def _recorder(prefix, taps, produced):
+@dataclasses.dataclass
+class _Scope:
+    """Where calls are recorded: a path prefix, the taps and the names.
+
+    ``names`` maps ``id(layer)`` to the name a traced layer's parts get
+    (`explain_attn.models.tracing.part_names`); ``traced`` says whether
+    this scope is a traced call's, where operations get stable names and
+    repeated names a counter.
+    """
+
+    prefix: str
+    taps: dict
+    untraced: dict
+    names: dict = dataclasses.field(default_factory=dict)
+    traced: bool = False
+    check: bool = True
+    produced: dict = dataclasses.field(default_factory=dict)
+    counts: dict = dataclasses.field(default_factory=dict)
+
+    def inner(self, name, names=None, traced=False):
+        return _Scope(
+            f"{self.prefix}{name}/",
+            self.taps,
+            self.untraced,
+            names or {},
+            traced,
+            self.check,
+        )
+
+    def path(self, layer):
+        if not self.traced:
+            return f"{self.prefix}{layer.name}"
+        name = self.names.get(id(layer))
+        if name is None:
+            is_layer = isinstance(layer, keras.layers.Layer)
+            name = layer.name if is_layer else operation_name(layer)
+        count = self.counts.get(name, 0)
+        self.counts[name] = count + 1
+        return f"{self.prefix}{name}" + (f"_{count}" if count else "")
+
+
+def _recorder(scope):
     """Returns a ``call_function`` that records each call as a `Tap`.
 
-    ``produced`` maps ``id(layer)`` to what the call returned, so that the
-    output of a nested functional model can be found in the flat graph.
+    ``scope.produced`` maps ``id(layer)`` to what the call returned, so
+    that the output of a nested functional model can be found in the flat
+    graph.
     """
 
     def call(layer, *args, **kwargs):
+        path = scope.path(layer)
+        name = path[len(scope.prefix) :]
+        opened = True
         if isinstance(layer, keras.Sequential):
-            inner = _recorder(f"{prefix}{layer.name}/", taps, {})
-            output = _run_layers(layer, args[0], inner)
+            output = _run_layers(layer, args[0], _recorder(scope.inner(name)))
         elif _is_functional(layer):
-            inner = {}
-            keras.models.clone_model(
-                layer,
-                input_tensors=args[0],
-                clone_function=_same_layer,
-                call_function=_recorder(f"{prefix}{layer.name}/", taps, inner),
-            )
-            output = _nested_outputs(layer, inner)
+            inner = scope.inner(name)
+            output = _run_graph(layer, keras.tree.flatten(args[0]), inner)
         else:
-            output = layer(*args, **kwargs)
-        path = f"{prefix}{layer.name}"
-        taps[path] = Tap(
+            output = _traced(layer, args, kwargs, scope.inner(name), path)
+            opened = output is not None
+            if output is None:
+                output = _call(layer, args, kwargs, scope, path)
+        scope.taps[path] = Tap(
             path,
             layer,
             args[0] if args else None,
             output,
             tuple(args),
             tuple(kwargs.items()),
+            opened,
         )
-        produced[id(layer)] = output
+        scope.produced[id(layer)] = output
         return output
 
     return call
+
+
+def _call(layer, args, kwargs, scope, path):
+    """``layer(*args, **kwargs)``; a layer inside a traced call through a
+    `TracedPart` named by its path (names repeat across blocks)."""
+    if not scope.traced or not isinstance(layer, keras.layers.Layer):
+        return layer(*args, **kwargs)
+    # Keras refuses a catch-all mixing tensors and other values
+    # (``use_causal_mask=False``): those are kept by the part.
+    tensors = {
+        k: v
+        for k, v in kwargs.items()
+        if isinstance(v, keras.KerasTensor) or k == "training"
+    }
+    options = {k: v for k, v in kwargs.items() if k not in tensors}
+    if args:
+        return TracedPart(layer, path, options=options)(*args, **tensors)
+    keyword = next((k for k in tensors if k != "training"), None)
+    if keyword is None:
+        return layer(*args, **kwargs)
+    first = tensors.pop(keyword)
+    return TracedPart(layer, path, keyword, options)(first, **tensors)
+
+
+def _clone_into(model, input_tensors, scope):
+    with warnings.catch_warnings():
+        # The Functional model Keras ends a clone with is not used; its
+        # complaint about dict keys and tensor names does not apply.
+        warnings.filterwarnings(
+            "ignore", message="When providing `inputs` as a dict"
+        )
+        return _clone(model, input_tensors, scope)
+
+
+def _clone(model, input_tensors, scope):
+    return keras.models.clone_model(
+        model,
+        input_tensors=keras.tree.pack_sequence_as(model.input, input_tensors),
+        clone_function=_same_layer,
+        call_function=_recorder(scope),
+    )
+
+
+def _traced(layer, args, kwargs, scope, path):
+    """The output of ``layer``'s call traced into its parts (recorded in
+    ``scope``), or ``None`` when it is not traceable."""
+    if not is_traceable(layer):
+        return None
+    traced = trace_call(layer, args, kwargs, check=scope.check)
+    if isinstance(traced, TraceFailure):
+        scope.untraced[path] = traced
+        return None
+    model, tensors = traced
+    scope.names = part_names(layer)
+    scope.traced = True
+    try:
+        return _run_graph(model, tensors, scope)
+    except ValueError as error:  # The parts ran differently: kept opaque.
+        for part in [p for p in scope.taps if p.startswith(scope.prefix)]:
+            del scope.taps[part]
+        scope.untraced[path] = TraceFailure(
+            type(layer).__name__, str(error).splitlines()[0][:200]
+        )
+        return None
 
 
 def _is_functional(layer):
     return isinstance(layer, keras.Model) and hasattr(layer, "outputs")
 
 
-def _nested_outputs(model, produced):
-    """Maps a nested model's own output tensors to their flat-graph copies."""
+def _nested_outputs(model, produced, inputs=None):
+    """Maps a nested model's own output tensors to their flat-graph copies
+    (``inputs``: the flat-graph tensors of the model's inputs, in order, for
+    an output that is an input)."""
     outputs = []
     for tensor in model.outputs:
+        same = [i for i, t in enumerate(model.inputs) if t is tensor]
+        if inputs is not None and same:
+            outputs.append(inputs[same[0]])
+            continue
         # `_keras_history` is how a KerasTensor names the call producing it.
         operation, _, index = tensor._keras_history
         produced_output = produced[id(operation)]

@@ -198,8 +198,60 @@ def _has_keras_config(path):
         return True
 
 
+def _root_cause(error):
+    """The innermost error of ``error``'s chain (Keras wraps a Lambda's
+    ``NameError`` in two ``NotImplementedError``)."""
+    seen = {id(error)}
+    while (error.__cause__ or error.__context__) is not None:
+        error = error.__cause__ or error.__context__
+        if id(error) in seen:
+            break
+        seen.add(id(error))
+    return error
+
+
+_UNSAVED_FUNCTION = re.compile(
+    r"'module': 'builtins', 'class_name': 'function', 'config': '(\w+)'"
+)
+"""How Keras saves a function it cannot name, e.g. ``tf.nn.swish``."""
+
+
+def _explain_code_error(shown, error, message):
+    """The message for a Lambda that fails on reload or a TensorFlow
+    function saved as an activation, or ``None``."""
+    cause = _root_cause(error)
+    if isinstance(cause, NameError):
+        return (
+            f"Model {shown!r} has a Lambda layer whose function fails when "
+            f"reloaded: NameError: {cause}. A Lambda's function is saved "
+            "without the module globals it uses. Build the model from your "
+            "code instead: save its weights (model.save_weights("
+            "'model.weights.h5')) and pass them with --model-factory "
+            "MODULE:FUNCTION (API: factory=)."
+        )
+    found = _UNSAVED_FUNCTION.search(message)
+    if found is None:
+        return None
+    name = found.group(1)
+    fix = (
+        f"use Keras' own activation='{name}'"
+        if hasattr(keras.activations, name)
+        else "use a Keras activation or a registered function"
+    )
+    return (
+        f"Model {shown!r} uses the function {name!r} as an activation, "
+        "saved without its module: a TensorFlow function such as "
+        f"tf.nn.{name}, which Keras cannot reload (--import cannot help). "
+        f"Rebuild the model: {fix} and re-save it, or build it from your "
+        "code with --model-factory MODULE:FUNCTION and its weights."
+    )
+
+
 def _explain_load_error(shown, error):
     message = " ".join(str(error).split())
+    explained = _explain_code_error(shown, error, message)
+    if explained is not None:
+        return explained
     if "safe_mode" in message or "unsafe" in message.lower():
         return (
             f"Model {shown!r} contains code (e.g. a Lambda layer) that Keras "

@@ -30,6 +30,7 @@ from explain_attn.explanations.explanation import explanations_for
 from explain_attn.explanations.inputs import input_shape, model_channels
 from explain_attn.explanations.lookup import (
     attention_layer_names,
+    cam_candidates,
     channel_module_names,
     resolve_layers,
 )
@@ -61,6 +62,7 @@ from explain_attn.report.warnings import (
     majority_warnings,
     map_warnings,
     mask_area_warnings,
+    no_feature_map_warnings,
     skipped_section_warnings,
     training_warnings,
 )
@@ -185,6 +187,8 @@ def report_explanations(
             ) from None
     for entry in models:
         where = cam_layer if entry.role == "baseline" else None
+        if entry.role == "attention" and not cam_candidates(entry.model):
+            continue  # A pure transformer: its attention maps alone.
         for method in methods:
             if not get_method(method).uses_class:
                 raise ValueError(
@@ -433,6 +437,7 @@ def _reading_aids(data, models, test, observed, *, seed):
         + training_warnings(data["models"])
         + map_warnings(observed["maps"].counts)
         + mask_area_warnings(observed["masks"].shares)
+        + no_feature_map_warnings(data["models"], data["explanations"])
     )
     data["findings"] = findings(data)
     return records

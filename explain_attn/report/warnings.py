@@ -16,6 +16,9 @@ Each check returns warnings as dicts ``{"kind", "subject", "text",
   "inference_mode": accuracy}``, on the same images).
 - ``mask_area``: masks covering almost all or almost none of the image,
   where foreground metrics cannot tell a good map from a flat one.
+- ``no_feature_map``: a model without a 4-D feature map (a pure
+  transformer such as keras-hub's ViT), whose report has its attention
+  maps and no Grad-CAM.
 - ``section_failed``: a section left out because its stage failed while
   the report was built within a `explain_attn.stages.recording` (as
   ``explain-attn report`` builds it); the rest of the report is complete.
@@ -35,6 +38,7 @@ __all__ = [
     "mask_area_warnings",
     "mask_shares",
     "mask_warnings",
+    "no_feature_map_warnings",
     "skipped_section_warnings",
     "training_warnings",
 ]
@@ -308,6 +312,29 @@ def majority_share(labels, num_classes):
 
 SECTION_TITLES = {"faithfulness": "Faithfulness"}
 """The report's sections that can be left out when their stage fails."""
+
+
+def no_feature_map_warnings(models, explanations):
+    """``no_feature_map``: the models without a Grad-CAM explanation
+    because they have no 4-D feature map.
+
+    Args:
+        models: The report's ``models`` rows (``key``, ``name``).
+        explanations: The report's ``explanations`` rows (``model``,
+            ``method``).
+    """
+    with_cam = {e["model"] for e in explanations if e["method"] != "attention"}
+    return [
+        _warning(
+            "no_feature_map",
+            row["name"],
+            f"{row['name']} has no layer with a 4-D output (batch, H, W, C), "
+            "so it has no Grad-CAM: its attention maps are shown alone.",
+            "gallery",
+        )
+        for row in models
+        if row["key"] not in with_cam
+    ]
 
 
 def skipped_section_warnings():

@@ -1,0 +1,138 @@
+"""Discovery time on keras-hub backbones, tracing included.
+
+`explain_attn.attention.discovery.discover_modules` on a model that wraps a
+keras-hub backbone built from its config (random weights, nothing
+downloaded). Discovery flattens the model's graph once, opening each
+subclassed layer by tracing its call and checking the trace against the
+layer on a batch of two (`explain_attn.models.tracing`), then matches the
+attention kinds. Each backbone runs in a fresh process (as a user meets
+it); the figures are the wall time of the graph (tracing) and of
+discovery, once per backbone, and the modules found.
+
+    python -m benchmarks.bench_discovery
+    python -m benchmarks.bench_discovery --backbones vit_base
+"""
+
+import argparse
+import json
+import sys
+import time
+
+from benchmarks.common import Row, run_child
+
+__all__ = ["BACKBONES", "run"]
+
+BACKBONES = {
+    # ViT-B/16 at 224 x 224: 12 encoder layers, 86 M parameters.
+    "vit_base": dict(
+        image_shape=(224, 224, 3),
+        patch_size=16,
+        num_layers=12,
+        num_heads=12,
+        hidden_dim=768,
+        mlp_dim=3072,
+    ),
+    # ViT-S/16.
+    "vit_small": dict(
+        image_shape=(224, 224, 3),
+        patch_size=16,
+        num_layers=12,
+        num_heads=6,
+        hidden_dim=384,
+        mlp_dim=1536,
+    ),
+}
+"""ViTBackbone configurations (the largest keras-hub image backbone we
+build: attention in every encoder layer, inside subclassed layers)."""
+
+
+def _child(name):
+    """Body of a measuring process: prints one JSON line."""
+    import collections
+
+    import keras
+    import keras_hub
+
+    from explain_attn.attention.discovery import discover_modules
+    from explain_attn.models.graph import flat_graph
+
+    start = time.perf_counter()
+    backbone = keras_hub.models.ViTBackbone(**BACKBONES[name])
+    inputs = keras.Input(BACKBONES[name]["image_shape"])
+    pooled = keras.layers.GlobalAveragePooling1D()(backbone(inputs))
+    model = keras.Model(inputs, keras.layers.Dense(3)(pooled))
+    built = time.perf_counter() - start
+    start = time.perf_counter()
+    graph = flat_graph(model)
+    flattened = time.perf_counter() - start
+    start = time.perf_counter()
+    modules = discover_modules(model)
+    matched = time.perf_counter() - start
+    kinds = collections.Counter(m.kind.name for m in modules)
+    print(
+        json.dumps(
+            {
+                "parameters": model.count_params(),
+                "build": built,
+                "graph": flattened,
+                "discovery": matched,
+                "taps": len(graph.taps),
+                "untraced": len(graph.untraced),
+                "kinds": dict(kinds),
+            }
+        )
+    )
+
+
+def run(backbones=tuple(BACKBONES)):
+    """Returns a `Row` per backbone and figure."""
+    rows = []
+    for name in backbones:
+        found = run_child(
+            [
+                sys.executable,
+                "-m",
+                "benchmarks.bench_discovery",
+                "--child",
+                name,
+            ]
+        )
+        kinds = ", ".join(f"{n} {k}" for k, n in found["kinds"].items())
+        note = (
+            f"{found['parameters'] / 1e6:.1f} M parameters, "
+            f"{found['taps']} calls in the flat graph, "
+            f"{found['untraced']} layer(s) kept opaque; found: {kinds}"
+        )
+        for figure in ("graph", "discovery"):
+            seconds = found[figure]
+            rows.append(
+                Row(
+                    "discovery",
+                    name,
+                    f"{figure} (s)",
+                    seconds,
+                    seconds,
+                    seconds,
+                    "s",
+                    "",
+                    None,
+                    note,
+                )
+            )
+    return rows
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--backbones", nargs="+", default=list(BACKBONES))
+    options = parser.parse_args(argv)
+    if options.child:
+        _child(options.child)
+        return
+    for row in run(options.backbones):
+        print(row)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

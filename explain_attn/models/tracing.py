@@ -1,0 +1,261 @@
+"""A layer's own call, traced into a functional graph of its parts.
+
+Keras records a functional model's layer calls, but a subclassed layer (a
+keras-hub block, a user's ``SqueezeExcite`` layer), a ``Lambda`` or a
+subclassed model nested in it is one opaque call: its sublayers and the
+`keras.ops` it uses leave no node. To see inside, we call the layer's
+``call`` method itself on fresh `keras.Input` tensors. Its sublayers and
+`keras.ops` then run symbolically, each leaving a node, and
+``keras.Model(inputs, outputs)`` holds them as a functional graph of the
+*same* sublayer objects (weights shared, nothing copied or changed).
+`explain_attn.models.graph` flattens that graph like a nested model, so the
+parts are taps with paths ``outer/part``, read in the same forward pass.
+
+A trace is used only when it reproduces the layer: the traced graph and
+the layer are run on the same random input (a batch of two) and must
+agree. `explain_attn.models.graph` checks the whole flattened model at
+once and, only if it disagrees, every traced layer on its own. A call
+that cannot be traced (TensorFlow functions applied to symbolic tensors,
+Python decisions on the batch size, the value of a tensor) or that traces
+to something else stays one opaque call, and the reason is kept
+(`TraceFailure`) so that errors can name it.
+"""
+
+import dataclasses
+import re
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+__all__ = [
+    "TraceFailure",
+    "TracedPart",
+    "is_traceable",
+    "operation_name",
+    "part_names",
+    "same_outputs",
+    "trace_call",
+]
+
+_TRACE_ERRORS = (
+    AttributeError,
+    IndexError,
+    KeyError,
+    NotImplementedError,
+    RuntimeError,
+    TypeError,
+    ValueError,
+    tf.errors.OpError,
+)
+"""What running user code on symbolic tensors raises when it cannot be
+traced (TensorFlow functions refuse `keras.KerasTensor` arguments with a
+``ValueError`` or ``TypeError``; unknown batch sizes give ``None`` shapes)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class TraceFailure:
+    """Why a layer's call stayed opaque.
+
+    Attributes:
+        class_name: The layer's class name.
+        reason: One line, at most 200 characters.
+    """
+
+    class_name: str
+    reason: str
+
+
+def is_traceable(layer):
+    """Whether discovery should look inside ``layer``'s call.
+
+    Lambdas and layers or models defined outside Keras itself (user code,
+    keras-hub) are; Keras' own layers (whose calls are one operation, or
+    ``MultiHeadAttention``, read as a whole) and layers with explain-attn's
+    attention protocol (``attention_parts``) are not.
+    """
+    if not isinstance(layer, keras.layers.Layer):
+        return False
+    if isinstance(layer, keras.layers.InputLayer):
+        return False
+    if callable(getattr(layer, "attention_parts", None)):
+        return False
+    if isinstance(layer, keras.layers.Lambda):
+        return True
+    return not type(layer).__module__.startswith("keras.")
+
+
+def part_names(layer):
+    """``{id(sublayer): name}`` from the attributes ``layer`` keeps them in.
+
+    ``self.se_reduce = Conv2D(...)`` gives ``"se_reduce"``; a list
+    ``self.blocks = [...]`` gives ``"blocks_0"``, ``"blocks_1"``... Names
+    Keras generates (``conv2d_17``) depend on how many layers a process
+    made before; attribute names do not.
+    """
+    names = {}
+    for attribute, value in vars(layer).items():
+        if attribute.startswith("_"):
+            continue
+        if isinstance(value, keras.layers.Layer):
+            names.setdefault(id(value), attribute)
+        elif isinstance(value, list | tuple):
+            for index, item in enumerate(value):
+                if isinstance(item, keras.layers.Layer):
+                    names.setdefault(id(item), f"{attribute}_{index}")
+    return names
+
+
+def operation_name(operation):
+    """``"multiply"`` for a ``Multiply`` operation: its class, snake case."""
+    name = type(operation).__name__
+    return re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", name).lower()
+
+
+def trace_call(layer, args, kwargs, *, check=True):
+    """Traces ``layer.call(*args, **kwargs)`` into a functional model.
+
+    Args:
+        layer: A built layer (see `is_traceable`).
+        args: The call's positional arguments (symbolic tensors and
+            constants), as the flat graph passes them.
+        kwargs: Its keyword arguments.
+        check: Whether to run the trace and the layer on a random batch
+            and keep the trace only if they agree (``False`` when the
+            caller checks the whole model at once, `same_outputs`).
+
+    Returns:
+        ``(model, tensors)``: a functional `keras.Model` of the layer's
+        parts whose inputs stand for ``tensors`` (the symbolic tensors
+        among the arguments, in order), or a `TraceFailure`.
+    """
+    tensors = [
+        value
+        for value in keras.tree.flatten((list(args), kwargs))
+        if isinstance(value, keras.KerasTensor)
+    ]
+    if not tensors:
+        return TraceFailure(type(layer).__name__, "no tensor argument")
+    fresh = {
+        id(tensor): keras.Input(batch_shape=tensor.shape, dtype=tensor.dtype)
+        for tensor in tensors
+    }
+
+    def replace(value):
+        return fresh.get(id(value), value)
+
+    try:
+        outputs = layer.call(
+            *keras.tree.map_structure(replace, list(args)),
+            **keras.tree.map_structure(replace, kwargs),
+        )
+        model = keras.Model([fresh[id(t)] for t in tensors], outputs)
+        agrees = not check or _reproduces(layer, model, tensors, args, kwargs)
+    except _TRACE_ERRORS as error:
+        return TraceFailure(type(layer).__name__, _one_line(error))
+    if not agrees:
+        return TraceFailure(
+            type(layer).__name__,
+            "its call traced symbolically computes other values than the "
+            "layer (a decision on a tensor's value or the batch size)",
+        )
+    return model, tensors
+
+
+def _reproduces(layer, model, tensors, args, kwargs):
+    """Whether ``model`` computes what ``layer`` does on a random input."""
+
+    def called(values):
+        concrete = {id(t): v for t, v in zip(tensors, values, strict=True)}
+
+        def replace(value):
+            return concrete.get(id(value), value)
+
+        return layer(
+            *keras.tree.map_structure(replace, list(args)),
+            **keras.tree.map_structure(replace, kwargs),
+        )
+
+    return same_outputs(called, model, tensors)
+
+
+def same_outputs(first, second, tensors):
+    """Whether ``first(values)`` and ``second(values)`` agree (``rtol``
+    1e-4, ``atol`` 1e-5) on random values shaped like ``tensors``; ``True``
+    when a size other than the batch is unknown (nothing to run).
+
+    A batch of two: a trace that baked the batch size in does not agree.
+    """
+    shapes = [(2, *tensor.shape[1:]) for tensor in tensors]
+    if any(size is None for shape in shapes for size in shape):
+        return True
+    rng = np.random.default_rng(0)
+    values = [
+        rng.standard_normal(shape).astype(tensor.dtype)
+        if "float" in str(tensor.dtype)
+        else np.zeros(shape, dtype=tensor.dtype)
+        for shape, tensor in zip(shapes, tensors, strict=True)
+    ]
+    expected = keras.tree.flatten(first(values))
+    traced = keras.tree.flatten(second(values, training=False))
+    if len(expected) != len(traced):
+        return False
+    return all(
+        np.allclose(
+            keras.ops.convert_to_numpy(a),
+            keras.ops.convert_to_numpy(b),
+            rtol=1e-4,
+            atol=1e-5,
+        )
+        for a, b in zip(expected, traced, strict=True)
+    )
+
+
+def _one_line(error):
+    """The first line of ``error``, at most 200 characters."""
+    text = str(error).strip().splitlines()
+    first = text[0] if text else ""
+    return f"{type(error).__name__}: {first}"[:200]
+
+
+class TracedPart(keras.layers.Layer):
+    """Calls one part of a traced layer (same object, same weights).
+
+    The flat graph becomes a `keras.Model` to read maps, and Keras refuses
+    a model where two operations share a name; parts of different blocks
+    often do (every keras-hub encoder block has its ``dropout``). The part
+    is called through this layer, whose name is its unique path; the
+    user's layer keeps its name and is never changed. It is never saved.
+
+    Args:
+        part: The part (a layer of the traced layer).
+        path: Its path in the flat graph.
+        keyword: For a part called with keywords only (``mha(query=x,
+            value=x)``), the keyword of the first argument, which Keras
+            needs positional.
+        options: The call's keyword arguments that are not tensors
+            (``use_causal_mask=False``), passed on every call.
+    """
+
+    def __init__(self, part, path, keyword=None, options=None):
+        super().__init__(name="explain_attn." + path.replace("/", "."))
+        self.part = part
+        self.keyword = keyword
+        self.options = dict(options or {})
+
+    def compute_output_spec(self, inputs, *args, training=None, **kwargs):
+        # The part's own (cheap) output spec, not a scratch run of `call`.
+        kwargs.update(self.options)
+        if self.keyword is not None:
+            return self.part.compute_output_spec(
+                *args, **{self.keyword: inputs}, **kwargs
+            )
+        return self.part.compute_output_spec(inputs, *args, **kwargs)
+
+    def call(self, inputs, *args, training=None, **kwargs):
+        kwargs.update(self.options)
+        if training is not None:
+            kwargs["training"] = training
+        if self.keyword is not None:
+            return self.part(*args, **{self.keyword: inputs}, **kwargs)
+        return self.part(inputs, *args, **kwargs)
