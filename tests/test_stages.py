@@ -220,7 +220,7 @@ def test_a_failure_after_demo_training_points_to_the_cache(
     def failing(*args, **kwargs):
         raise MemoryError
 
-    monkeypatch.setattr(build, "evaluate_chunks", failing)
+    monkeypatch.setattr(build, "evaluate_parts", failing)
     output = tmp_path / "out" / "report.html"
     output.parent.mkdir()
     result = CliRunner().invoke(

@@ -22,6 +22,11 @@ map is not above zero (the interval's lower end at or below 0).
 import numpy as np
 
 from explain_attn import metrics
+from explain_attn.report.contributions import (
+    Contributor,
+    Part,
+    chunk_length,
+)
 from explain_attn.report.evaluate import score_slices
 
 __all__ = [
@@ -121,8 +126,8 @@ def baseline_values(masks, metric_functions=None):
     }
 
 
-class BaselineValues:
-    """An `evaluate` observer scoring the baseline maps on each chunk's
+class BaselineValues(Contributor):
+    """An `evaluate` contributor scoring the baseline maps on each chunk's
     masks, so the masks need not be kept (`baseline_values`, chunk by
     chunk: the same per-image numbers).
 
@@ -132,24 +137,32 @@ class BaselineValues:
     """
 
     def __init__(self, metric_functions=None):
+        super().__init__()
         self.metric_functions = metric_functions
-        self._parts = []
 
-    def __call__(self, start, images, maps, labels=None, masks=None):
-        if masks is not None:
-            self._parts.append(baseline_values(masks, self.metric_functions))
+    def contribute(self, start, images, maps, labels=None, masks=None):
+        """Rows ``(baseline key, metric)``: per-image values; none
+        without masks."""
+        stop = start + chunk_length(images, labels, masks)
+        if masks is None:
+            return Part(start, stop)
+        values = baseline_values(masks, self.metric_functions)
+        rows = {
+            (key, name): value
+            for key, row in values.items()
+            for name, value in row.items()
+        }
+        return Part(start, stop, rows)
 
     @property
     def values(self):
-        if not self._parts:
+        total = self.total
+        if total is None or not total.rows:
             return None
-        return {
-            key: {
-                name: np.concatenate([part[key][name] for part in self._parts])
-                for name in row
-            }
-            for key, row in self._parts[0].items()
-        }
+        values = {}
+        for (key, name), row in total.rows.items():
+            values.setdefault(key, {})[name] = row
+        return values
 
 
 def _as_array(values):

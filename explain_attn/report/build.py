@@ -41,9 +41,11 @@ from explain_attn.report.cache import cache_directory
 from explain_attn.report.channels import ChannelStatistics
 from explain_attn.report.demo import demo_data, demo_models
 from explain_attn.report.evaluate import (
+    Scores,
     batch_size_for,
     chunk_size_for,
-    evaluate_chunks,
+    evaluate_parts,
+    predictions_of,
 )
 from explain_attn.report.explorer import Thumbnails, explorer_payload
 from explain_attn.report.faithfulness import (
@@ -381,40 +383,71 @@ def _numbers(models, explanations, reference, test, observed, source, *,
     return data
 
 
-def _evaluate(
-    models, explanations, reference, test, layers, batch_size, verbose,
+def report_contributors(
+    models, explanations, reference, test, *, layers, batch_size,
     strategy=None,
 ):  # fmt: skip
-    """The one pass over ``test``: `evaluate_chunks`, observed by
+    """Name -> `Contributor` of the report's pass: the scores, and
     everything else that needs every image (baselines, mask shares, map
-    statistics, channel weights, thumbnails).
-
-    Returns:
-        A dict: ``evaluation`` and each observer by name.
-    """
-    shape = tuple(test.image_shape)
-    observers = {
+    statistics, channel weights, thumbnails)."""
+    return {
+        "evaluation": Scores(explanations, reference),
         "baselines": BaselineValues(),
         "masks": MaskShares(),
-        "maps": MapStatistics(),
+        "maps": MapStatistics(explanations),
         "channels": ChannelStatistics(
             models, num_classes=len(test.class_names),
             layers=_channel_paths(models, layers), batch_size=batch_size,
             strategy=strategy,
         ),
         "thumbnails": Thumbnails(
-            explanations, count=len(test.labels), image_shape=shape[:2]
+            explanations, count=len(test.labels),
+            image_shape=tuple(test.image_shape)[:2],
         ),
     }  # fmt: skip
-    chunk = chunk_size_for(shape, batch_size=batch_size_for(shape, batch_size))
+
+
+def report_chunk_size(test, batch_size):
+    """Images per chunk of the report's pass over ``test``."""
+    shape = tuple(test.image_shape)
+    return chunk_size_for(shape, batch_size=batch_size_for(shape, batch_size))
+
+
+def observed_from(contributors, total):
+    """The reduce: each contributor reads its share of the combined `Part`
+    ``total``; returns the contributors by name, and ``evaluation`` (an
+    `Evaluation`) in place of the scores."""
+    for name, contributor in contributors.items():
+        contributor.load(total.section(name))
+    observed = dict(contributors)
+    observed["evaluation"] = contributors["evaluation"].evaluation(
+        predictions_of(total)
+    )
+    return observed
+
+
+def _evaluate(
+    models, explanations, reference, test, layers, batch_size, verbose,
+    strategy=None,
+):  # fmt: skip
+    """The one pass over ``test`` (`evaluate_parts` with
+    `report_contributors`), reduced (`observed_from`).
+
+    Returns:
+        A dict: ``evaluation`` and each contributor by name.
+    """
+    contributors = report_contributors(
+        models, explanations, reference, test, layers=layers,
+        batch_size=batch_size, strategy=strategy,
+    )  # fmt: skip
+    chunk = report_chunk_size(test, batch_size)
     with stage(f"the evaluation of {len(test.labels):,} test images"):
-        observers["evaluation"] = evaluate_chunks(
-            models, explanations, reference, test.batches(chunk),
-            batch_size=batch_size, verbose=verbose,
-            num_images=len(test.labels), observers=tuple(observers.values()),
-            strategy=strategy,
+        total = evaluate_parts(
+            models, explanations, test.batches(chunk),
+            contributors=contributors, batch_size=batch_size,
+            verbose=verbose, num_images=len(test.labels), strategy=strategy,
         )  # fmt: skip
-    return observers
+    return observed_from(contributors, total)
 
 
 def _add_faithfulness(data, models, explanations, test, settings, **options):

@@ -19,6 +19,12 @@ from explain_attn.explanations.attention import ChannelWeights
 from explain_attn.explanations.compiled import compiled
 from explain_attn.explanations.inputs import batches, check_model_images
 from explain_attn.explanations.lookup import channel_module_names
+from explain_attn.report.contributions import (
+    Contributor,
+    Part,
+    block_sum,
+    chunk_length,
+)
 from explain_attn.report.evaluate import batch_size_for, chunk_size_for
 
 __all__ = [
@@ -101,22 +107,27 @@ def _weights(model, functions, images, batch_size, strategy=None):
 
 
 class _Module:
-    """What the section needs of one module's ``(N, C)`` weights, summed
-    chunk by chunk: per-image entropies, per-class sums and counts."""
+    """What the section needs of one module's ``(N, C)`` weights:
+    per-image entropies, per-class sums and counts."""
 
-    def __init__(self, num_classes):
+    def __init__(self, num_classes, entropy, sums, counts):
         self.num_classes = num_classes
-        self.entropy = []
-        self.sums = None
-        self.counts = np.zeros(num_classes, np.int64)
+        self.entropy = [entropy]
+        self.sums = sums
+        self.counts = counts
 
-    def add(self, weights, labels):
-        weights = np.asarray(weights, np.float64)
-        if self.sums is None:
-            self.sums = np.zeros((self.num_classes, weights.shape[1]))
-        self.entropy.append(channel_entropy(weights))
-        np.add.at(self.sums, labels, weights)
-        self.counts += np.bincount(labels, minlength=self.num_classes)
+
+def _module_part(weights, labels, num_classes):
+    """Rows ``entropy``; blocks ``sums`` ``(1, K, C)`` and ``counts``
+    ``(1, K)`` of one chunk's weights of one module."""
+    weights = np.asarray(weights, np.float64)
+    sums = np.zeros((num_classes, weights.shape[1]))
+    np.add.at(sums, labels, weights)
+    counts = np.bincount(labels, minlength=num_classes).astype(np.int64)
+    return {"entropy": channel_entropy(weights)}, {
+        "sums": sums[None],
+        "counts": counts[None],
+    }
 
 
 def _module_row(model, path, module):
@@ -146,8 +157,8 @@ def _module_row(model, path, module):
     }
 
 
-class ChannelStatistics:
-    """An `evaluate` observer: the channel weights of every attention
+class ChannelStatistics(Contributor):
+    """An `evaluate` contributor: the channel weights of every attention
     model's channel modules, reduced chunk by chunk to what
     `ChannelStatistics.section` reports (no ``(N, C)`` array is kept).
 
@@ -165,8 +176,10 @@ class ChannelStatistics:
         self, models, *, num_classes, layers=None, batch_size=128,
         strategy=None,
     ):  # fmt: skip
+        super().__init__()
         self.batch_size = batch_size
         self.strategy = strategy
+        self.num_classes = num_classes
         self._entries = []
         for entry in models:
             if entry.role != "attention":
@@ -175,38 +188,60 @@ class ChannelStatistics:
             if layers is not None:
                 paths = [p for p in paths if p in layers]
             if paths:
-                modules = {p: _Module(num_classes) for p in paths}
                 functions = _functions(entry.model, paths)
-                self._entries.append((entry, functions, modules))
+                self._entries.append((entry, functions, paths))
 
     def __bool__(self):
         return bool(self._entries)
 
-    def __call__(self, start, images, maps=None, labels=None, masks=None):
+    def contribute(self, start, images, maps=None, labels=None, masks=None):
+        """Rows ``(model key, path, "entropy")``; blocks ``(model key,
+        path, "sums" | "counts")``: per-class sums and counts."""
+        part = Part(start, start + chunk_length(images, labels))
         if not self._entries:
-            return
+            return part
         labels = np.asarray(labels, np.int64)
         batch_size = batch_size_for(images.shape[1:], self.batch_size)
-        for entry, functions, modules in self._entries:
+        for entry, functions, paths in self._entries:
             weights = _weights(
                 entry.model, functions, images, batch_size, self.strategy
             )
-            for path, module in modules.items():
-                module.add(weights[path], labels)
+            for path in paths:
+                rows, blocks = _module_part(
+                    weights[path], labels, self.num_classes
+                )
+                for name, value in rows.items():
+                    part.rows[entry.key, path, name] = value
+                for name, value in blocks.items():
+                    part.blocks[entry.key, path, name] = value
+        return part
+
+    def _module(self, total, key, path):
+        return _Module(
+            self.num_classes,
+            total.rows[key, path, "entropy"],
+            block_sum(total.blocks[key, path, "sums"]),
+            block_sum(total.blocks[key, path, "counts"]),
+        )
 
     def section(self):
         """The section's JSON-ready dict (see `channel_section`), or
         ``None`` when no model has channel modules."""
+        total = self.total
+        if total is None:
+            return None
         results = [
             {
                 "model": entry.key,
                 "name": entry.name,
                 "modules": [
-                    _module_row(entry.model, path, module)
-                    for path, module in modules.items()
+                    _module_row(
+                        entry.model, path, self._module(total, entry.key, path)
+                    )
+                    for path in paths
                 ],
             }
-            for entry, _, modules in self._entries
+            for entry, _, paths in self._entries
         ]
         return {"models": results} if results else None
 

@@ -1,5 +1,23 @@
 """The report's first stage: stream the test set, keep per-image numbers.
 
+The pass is a map and a reduce (`explain_attn.report.contributions`):
+for each chunk of consecutive images, every model's predictions and every
+explanation's maps are computed once, and each contributor (`Scores`: the
+metrics and agreements; the baselines, mask shares, map statistics,
+channel weights and thumbnails of the report) turns the chunk into a
+`Part`: per-image rows and per-chunk sums. `evaluate_parts` combines the
+chunks' parts into one `Part`; each contributor reduces it to what the
+report shows (`Scores.evaluation` gives an `Evaluation`). The contract:
+
+- a contribution is a function of one chunk and the chunk's first index
+  only (no state carried from chunk to chunk);
+- contributions combine by concatenation in image order, and sums are
+  added in chunk order (`explain_attn.report.contributions.block_sum`);
+- so a pass over the chunks of images ``a`` to ``b`` and one over ``b``
+  to ``c``, combined, equal one pass over ``a`` to ``c``, bit for bit:
+  shards of whole chunks run anywhere merge into the same report
+  (`explain_attn.report.shards`).
+
 Images arrive in chunks ``(images, labels, masks)`` from any iterable
 (the report iterates ``test.batches(chunk_size)`` of an in-memory
 `explain_attn.data.Dataset` or a streamed source alike; `chunks` cuts
@@ -25,6 +43,7 @@ from explain_attn import metrics
 from explain_attn.explanations.explanation import Explainer
 from explain_attn.explanations.inputs import check_model_images
 from explain_attn.explanations.predict import Predictor
+from explain_attn.report.contributions import Contributor, Part, combine
 
 __all__ = [
     "BATCH_PIXELS",
@@ -32,12 +51,14 @@ __all__ = [
     "MAX_CHUNK_SIZE",
     "METRIC_PIXELS",
     "Evaluation",
+    "Scores",
     "batch_size_for",
     "check_models_fit",
     "chunk_size_for",
     "chunks",
     "evaluate",
     "evaluate_chunks",
+    "evaluate_parts",
     "score_slices",
 ]
 
@@ -170,7 +191,7 @@ def score_slices(num_images, pixels, budget=None):
     ]
 
 
-def _score_part(maps, masks, explanations, reference, agreement):
+def _score_part(maps, masks, explanations, reference):
     """``{explanation: {metric: values}}`` and the agreement of one slice."""
     values, agreed = {}, {}
     for explanation in explanations:
@@ -182,7 +203,7 @@ def _score_part(maps, masks, explanations, reference, agreement):
         if masks is not None:
             row.update(metrics.foreground_metrics(own, masks))
         values[explanation] = row
-        if explanation in agreement:
+        if explanation.method == "attention":
             agreed[explanation] = {
                 name: metrics.AGREEMENT_METRICS[name](own, maps[reference])
                 for name in AGREEMENT
@@ -190,35 +211,60 @@ def _score_part(maps, masks, explanations, reference, agreement):
     return values, agreed
 
 
-def _append(rows, part):
-    for key, row in part.items():
-        for name, value in row.items():
-            rows[key].setdefault(name, []).append(value)
-
-
-def _score(maps, masks, explanations, reference, values, agreement):
-    """Scores one chunk in slices of at most `METRIC_PIXELS` pixels."""
+def _score(maps, masks, explanations, reference):
+    """Rows ``("values" | "agreement", explanation key, metric)`` of one
+    chunk, scored in slices of at most `METRIC_PIXELS` pixels."""
     count = len(next(iter(maps.values())))
     sizes = [m.shape[1] * m.shape[2] for m in maps.values()]
     if masks is not None:
         sizes.append(masks.shape[1] * masks.shape[2])
+    rows = {}
     for part in score_slices(count, max(sizes)):
-        own, agreed = _score_part(
+        scored = _score_part(
             {e: m[part] for e, m in maps.items()},
             None if masks is None else masks[part],
             explanations,
             reference,
-            agreement,
         )
-        _append(values, own)
-        _append(agreement, agreed)
+        for kind, found in zip(("values", "agreement"), scored, strict=True):
+            for explanation, row in found.items():
+                for name, value in row.items():
+                    key = (kind, explanation.key, name)
+                    rows.setdefault(key, []).append(value)
+    return {key: np.concatenate(chunks) for key, chunks in rows.items()}
 
 
-def _joined(rows):
-    return {
-        key: {name: np.concatenate(chunks) for name, chunks in row.items()}
-        for key, row in rows.items()
-    }
+class Scores(Contributor):
+    """The pass's own contributor: every metric of every explanation, and
+    each attention map's agreement with the reference, per image.
+
+    Args:
+        explanations: The `Explanation` list to score.
+        reference: The explanation the attention maps are compared with.
+    """
+
+    def __init__(self, explanations, reference):
+        super().__init__()
+        self.explanations = list(explanations)
+        self.reference = reference
+
+    def contribute(self, start, images, maps, labels=None, masks=None):
+        """Rows ``("values" | "agreement", explanation key, metric)``."""
+        rows = _score(maps, masks, self.explanations, self.reference)
+        return Part(start, start + len(next(iter(maps.values()))), rows)
+
+    def evaluation(self, predictions):
+        """The `Evaluation`, with ``predictions`` (model key -> ``(N,)``)."""
+        total = self.total
+        values = {e: {} for e in self.explanations}
+        agreement = {
+            e: {} for e in self.explanations if e.method == "attention"
+        }
+        by_key = {e.key: e for e in self.explanations}
+        for (kind, key, name), row in total.rows.items():
+            chosen = values if kind == "values" else agreement
+            chosen[by_key[key]][name] = row
+        return Evaluation(predictions, values, agreement)
 
 
 def _predicted(predictor, images, batch_size):
@@ -249,9 +295,7 @@ def evaluate(
         observers: Callables ``observer(start, images, maps, labels,
             masks)`` called with each chunk's first index, images, maps
             (`Explanation` -> ``(n, h, w)``), labels and masks (or
-            ``None``) before the chunk is dropped: the report's baselines,
-            warnings, channel weights and explorer thumbnails are built
-            this way, in the same pass.
+            ``None``) before the chunk is dropped.
         strategy: ``None`` or a `tf.distribute` strategy whose replicas
             share every forward pass (see `evaluate_chunks`).
 
@@ -268,36 +312,95 @@ def evaluate(
     )  # fmt: skip
 
 
+class _Observer(Contributor):
+    """A plain callable observer in the pass: called, contributes nothing."""
+
+    def __init__(self, observer):
+        super().__init__()
+        self.observer = observer
+
+    def contribute(self, start, images, maps, labels=None, masks=None):
+        self.observer(start, images, maps, labels, masks)
+        return Part(start, start + len(images))
+
+
 def evaluate_chunks(
     models, explanations, reference, source, *, batch_size, verbose,
     num_images=None, observers=(), strategy=None,
 ):  # fmt: skip
     """Predictions and every per-image number, chunk by chunk.
 
+    `evaluate_parts` with `Scores` as the contributor, reduced to an
+    `Evaluation`; ``observers`` (callables, as in `evaluate`) are called
+    with every chunk.
+
+    Returns:
+        An `Evaluation`; its arrays follow the order of the chunks.
+    """
+    scores = Scores(explanations, reference)
+    contributors = {"scores": scores}
+    for position, observer in enumerate(observers):
+        if not isinstance(observer, Contributor):
+            observer = _Observer(observer)
+        contributors[f"observer {position}"] = observer
+    total = evaluate_parts(
+        models, explanations, source, contributors=contributors,
+        batch_size=batch_size, verbose=verbose, num_images=num_images,
+        strategy=strategy,
+    )  # fmt: skip
+    for name, contributor in contributors.items():
+        contributor.load(total.section(name))
+    return scores.evaluation(predictions_of(total))
+
+
+def predictions_of(total):
+    """Model key -> ``(N,)`` predicted classes of a combined `Part`."""
+    return {key[1]: row for key, row in total.rows.items() if key[0] == "_"}
+
+
+def _chunk_part(contributors, start, images, maps, labels, masks, predicted):
+    """The map step: one chunk's `Part`, every contributor's under its
+    name, the predictions under ``("_", model key)``."""
+    part = Part(start, start + len(images))
+    part.rows.update({("_", key): row for key, row in predicted.items()})
+    for name, contributor in contributors.items():
+        own = contributor.contribute(start, images, maps, labels, masks)
+        part.rows.update(own.prefixed(name).rows)
+        part.blocks.update(own.prefixed(name).blocks)
+    return part
+
+
+def evaluate_parts(
+    models, explanations, source, *, contributors, batch_size, verbose,
+    num_images=None, start=0, strategy=None,
+):  # fmt: skip
+    """The evaluation pass: chunks in, one combined `Part` out.
+
     Args:
         models: The report's `ReportModel` list.
-        explanations: The `Explanation` list to score.
-        reference: The explanation the attention maps are compared with.
+        explanations: The `Explanation` list whose maps are computed.
         source: An iterable of ``(images, labels, masks)`` chunks (masks
             ``None`` when the data has none); every chunk of a source must
             agree on whether it has masks.
+        contributors: Name -> `Contributor` (see the module); the part
+            holds each one's contributions under its name and the
+            predictions under ``("_", model key)`` (`predictions_of`).
         batch_size: The most images per forward pass (fewer for large
             images: `batch_size_for`).
         verbose: Show a progress bar.
-        num_images: The number of test images, for the progress bar
-            (``None``: unknown).
-        observers: As in `evaluate`.
+        num_images: The number of images, for the progress bar.
+        start: The index of the source's first image in the test set.
         strategy: ``None`` or a `tf.distribute` strategy: each forward
             pass (predictions, maps, CAMs) is split across its replicas
             (`explain_attn.devices.run_replicated`); load the models in
             its scope.
 
     Returns:
-        An `Evaluation`; its arrays follow the order of the chunks.
+        The `Part` of images ``start`` to ``start + n - 1``.
 
-    A chunk is scored and observed on one worker thread while the next
-    chunk's model passes run (NumPy and TensorFlow release the GIL), in
-    the order of the chunks; at most two chunks are held at a time.
+    A chunk's contributions are computed on one worker thread while the
+    next chunk's model passes run (NumPy and TensorFlow release the GIL);
+    at most two chunks are held at a time.
 
     Raises:
         ValueError: When a model's input does not fit the images, or the
@@ -307,42 +410,32 @@ def evaluate_chunks(
         entry.key: Predictor(entry.model, strategy=strategy) for entry in models
     }
     explainer = Explainer(explanations, strategy=strategy)
-    predictions = {key: [] for key in predictors}
-    values = {e: {} for e in explanations}
-    agreement = {e: {} for e in explanations if e.method == "attention"}
     progress = (
         keras.utils.Progbar(num_images, unit_name="image") if verbose else None
     )
-
-    def observe(start, images, maps, labels, masks):
-        _score(maps, masks, explanations, reference, values, agreement)
-        for observer in observers:
-            observer(start, images, maps, labels, masks)
-
-    seen, pending = 0, None
+    seen, pending, parts = 0, None, []
     with concurrent.futures.ThreadPoolExecutor(max_workers=1) as worker:
         for images, labels, masks in source:
             if seen == 0:
                 check_models_fit(models, images)
                 batch_size = batch_size_for(images.shape[1:], batch_size)
             images = check_model_images(models[0].model, images)
-            for key, predictor in predictors.items():
-                predictions[key].append(
-                    _predicted(predictor, images, batch_size)
-                )
+            predicted = {
+                key: _predicted(predictor, images, batch_size)
+                for key, predictor in predictors.items()
+            }
             maps = explainer(images, batch_size=batch_size, labels=labels)
             if pending is not None:
-                pending.result()  # In order, one chunk behind; raises.
-            pending = worker.submit(observe, seen, images, maps, labels, masks)
+                parts.append(pending.result())  # In order, one behind.
+            pending = worker.submit(
+                _chunk_part, contributors, start + seen, images, maps,
+                labels, masks, predicted,
+            )  # fmt: skip
             seen += len(images)
             if progress is not None:
                 progress.update(seen)
         if pending is not None:
-            pending.result()
+            parts.append(pending.result())
     if seen == 0:
         raise ValueError("The test data holds no image; nothing to evaluate.")
-    return Evaluation(
-        predictions={k: np.concatenate(v) for k, v in predictions.items()},
-        values=_joined(values),
-        agreement=_joined(agreement),
-    )
+    return combine(parts)

@@ -28,6 +28,8 @@ import numpy as np
 from PIL import Image
 from skimage.transform import resize
 
+from explain_attn.report.contributions import Contributor, Part
+
 __all__ = [
     "IMAGE_SIZE",
     "MAP_SIZE",
@@ -95,38 +97,48 @@ def _image_thumbnails(images, shape):
     return tiles
 
 
-class Thumbnails:
-    """An `evaluate` observer keeping small thumbnails of every image and map.
+class Thumbnails(Contributor):
+    """An `evaluate` contributor keeping small thumbnails of every image
+    and map.
 
     Args:
         explanations: The `Explanation` objects whose maps are kept.
-        count: Number of test images.
+        count: Number of test images (kept for the record).
         image_shape: ``(H, W)`` of the test images.
 
     Attributes:
         images: ``(N, h, w, 3) uint8``.
-        maps: `Explanation` -> ``(N, h', w') uint8`` (allocated at the first
-            chunk, when the map's resolution is known).
+        maps: `Explanation` -> ``(N, h', w') uint8``.
     """
 
     def __init__(self, explanations, *, count, image_shape):
+        super().__init__()
         self.explanations = list(explanations)
         self.count = count
         self.image_shape = _thumbnail_shape(image_shape, IMAGE_SIZE)
-        self.images = np.zeros((count, *self.image_shape, 3), np.uint8)
-        self.maps = {}
 
-    def __call__(self, start, images, maps, labels=None, masks=None):
-        stop = start + len(images)
-        self.images[start:stop] = _image_thumbnails(images, self.image_shape)
+    def contribute(self, start, images, maps, labels=None, masks=None):
+        """Rows ``("images",)`` and ``(explanation key,)``: uint8 tiles."""
+        rows = {("images",): _image_thumbnails(images, self.image_shape)}
         for explanation in self.explanations:
             values = maps[explanation]
             shape = _thumbnail_shape(values.shape[1:], MAP_SIZE)
-            if explanation not in self.maps:
-                self.maps[explanation] = np.zeros(
-                    (self.count, *shape), np.uint8
-                )
-            self.maps[explanation][start:stop] = _scaled_maps(values, shape)
+            rows[(explanation.key,)] = _scaled_maps(values, shape)
+        return Part(start, start + len(images), rows)
+
+    @property
+    def images(self):
+        total = self.total
+        if total is None:
+            return np.zeros((0, *self.image_shape, 3), np.uint8)
+        return total.rows["images",]
+
+    @property
+    def maps(self):
+        total = self.total
+        if total is None:
+            return {}
+        return {e: total.rows[(e.key,)] for e in self.explanations}
 
 
 def sprite_sheets(tiles, *, quality):

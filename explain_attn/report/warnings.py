@@ -27,6 +27,12 @@ Each check returns warnings as dicts ``{"kind", "subject", "text",
 import numpy as np
 
 from explain_attn import metrics
+from explain_attn.report.contributions import (
+    Contributor,
+    Part,
+    block_sum,
+    chunk_length,
+)
 from explain_attn.stages import current_log
 
 __all__ = [
@@ -58,9 +64,31 @@ MAJORITY_MARGIN = 0.0
 """A model must beat the majority share by more than this (Wilson low end)."""
 
 
-class MapStatistics:
-    """An `evaluate` observer: per explanation, how constant and how
+COUNTS = ("images", "constant", "values", "saturated")
+"""The counts `MapStatistics` adds up, in the order of its blocks."""
+
+
+def _map_counts(explanation, values):
+    """``(4,)`` int64 counts (`COUNTS`) of one chunk's maps."""
+    flat = np.asarray(values, np.float64).reshape(len(values), -1)
+    spread = flat.max(axis=1) - flat.min(axis=1)
+    counts = [len(flat), int((spread <= 1e-7).sum()), 0, 0]
+    if explanation.method == "attention":
+        near = (flat <= SATURATION_TOLERANCE) | (
+            flat >= 1 - SATURATION_TOLERANCE
+        )
+        counts[2:] = [flat.size, int(near.sum())]
+    return np.array(counts, np.int64)
+
+
+class MapStatistics(Contributor):
+    """An `evaluate` contributor: per explanation, how constant and how
     saturated its maps are, and their shape.
+
+    Args:
+        explanations: The explanations whose maps are counted (``()``:
+            those of the maps seen, in their order); needed to read back a
+            part combined elsewhere.
 
     Attributes:
         counts: `Explanation` -> dict with ``images``, ``constant``
@@ -69,32 +97,37 @@ class MapStatistics:
             only) and ``shape`` (the maps' ``(h, w)``).
     """
 
-    def __init__(self):
-        self.counts = {}
+    def __init__(self, explanations=()):
+        super().__init__()
+        self._explanations = {e.key: e for e in explanations}
 
-    def __call__(self, start, images, maps, labels=None, masks=None):
+    def contribute(self, start, images, maps, labels=None, masks=None):
+        """Blocks ``(explanation key, "counts")``: `COUNTS` of the chunk;
+        ``(explanation key, "shape")``: the maps' ``(h, w)``."""
+        blocks = {}
         for explanation, values in maps.items():
-            values = np.asarray(values, np.float64)
-            row = self.counts.setdefault(
-                explanation,
-                {
-                    "images": 0,
-                    "constant": 0,
-                    "values": 0,
-                    "saturated": 0,
-                    "shape": list(values.shape[1:]),
-                },
-            )
-            flat = values.reshape(len(values), -1)
-            spread = flat.max(axis=1) - flat.min(axis=1)
-            row["images"] += len(flat)
-            row["constant"] += int((spread <= 1e-7).sum())
-            if explanation.method == "attention":
-                near = (flat <= SATURATION_TOLERANCE) | (
-                    flat >= 1 - SATURATION_TOLERANCE
-                )
-                row["values"] += flat.size
-                row["saturated"] += int(near.sum())
+            self._explanations.setdefault(explanation.key, explanation)
+            blocks[explanation.key, "counts"] = _map_counts(
+                explanation, values
+            )[None]
+            blocks[explanation.key, "shape"] = np.array([values.shape[1:]])
+        length = chunk_length(*maps.values(), images, labels, masks)
+        return Part(start, start + length, blocks=blocks)
+
+    @property
+    def counts(self):
+        total = self.total
+        if total is None:
+            return {}
+        found = {}
+        for key, explanation in self._explanations.items():
+            if (key, "counts") not in total.blocks:
+                continue
+            counts = block_sum(total.blocks[key, "counts"])
+            row = {name: int(n) for name, n in zip(COUNTS, counts, strict=True)}
+            row["shape"] = [int(n) for n in total.blocks[key, "shape"][0]]
+            found[explanation] = row
+        return found
 
 
 def _warning(kind, subject, text, section):
@@ -195,24 +228,25 @@ def mask_shares(masks):
     return masks.reshape(len(masks), -1).mean(axis=1)
 
 
-class MaskShares:
-    """An `evaluate` observer keeping each test mask's foreground share
+class MaskShares(Contributor):
+    """An `evaluate` contributor keeping each test mask's foreground share
     (`mask_shares`), all that `mask_area_warnings` needs.
 
     Attributes:
         shares: ``(N,)`` float64, or ``None`` when the data has no masks.
     """
 
-    def __init__(self):
-        self._parts = []
-
-    def __call__(self, start, images, maps, labels=None, masks=None):
-        if masks is not None:
-            self._parts.append(mask_shares(masks))
+    def contribute(self, start, images, maps, labels=None, masks=None):
+        """Row ``("shares",)``: each mask's share; none without masks."""
+        stop = start + chunk_length(images, labels, masks)
+        if masks is None:
+            return Part(start, stop)
+        return Part(start, stop, {("shares",): mask_shares(masks)})
 
     @property
     def shares(self):
-        return np.concatenate(self._parts) if self._parts else None
+        total = self.total
+        return None if total is None else total.rows.get(("shares",))
 
 
 def mask_warnings(masks):
