@@ -139,7 +139,7 @@ def test_mask_warnings_for_masks_covering_almost_all_or_nothing():
 
 class _Explanation:
     def __init__(self, method, label):
-        self.method, self.label = method, label
+        self.method, self.label, self.key = method, label, label
 
 
 def test_map_statistics_find_saturated_constant_and_one_pixel_maps():

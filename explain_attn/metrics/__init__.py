@@ -48,6 +48,11 @@ from explain_attn.metrics.agreement import (
     top_fraction_overlap,
 )
 from explain_attn.metrics.arrays import DEFAULT_FRACTION
+from explain_attn.metrics.bootstrap import (
+    PoissonBootstrap,
+    interval_from_sums,
+    poisson_weights,
+)
 from explain_attn.metrics.concentration import entropy, sparseness
 from explain_attn.metrics.foreground import (
     foreground_metrics,
@@ -78,13 +83,16 @@ __all__ = [
     "FOREGROUND_METRICS",
     "METRIC_DEFINITIONS",
     "PER_IMAGE_METRICS",
+    "PoissonBootstrap",
     "accuracy_interval",
     "entropy",
     "foreground_metrics",
     "foreground_metrics_of_one_map",
+    "interval_from_sums",
     "mass_in_mask",
     "paired_difference",
     "pearson",
+    "poisson_weights",
     "pointing_game",
     "rank_accuracy",
     "roc_auc",

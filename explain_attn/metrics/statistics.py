@@ -10,6 +10,7 @@ import numpy as np
 from scipy import stats
 
 from explain_attn.metrics.arrays import check_real
+from explain_attn.metrics.bootstrap import PoissonBootstrap
 
 
 def _check_confidence(confidence):
@@ -86,7 +87,25 @@ def _bootstrap_mean_interval(values, *, confidence, num_resamples, seed):
     return float(low), float(high)
 
 
-def summarize(values, *, seed=0, confidence=0.95, num_resamples=10_000):
+def _keyed_interval(bootstrap, values, confidence):
+    """The interval of a `PoissonBootstrap` over ``values`` (NaN: left
+    out), checked to pair one value with each of its images."""
+    if not isinstance(bootstrap, PoissonBootstrap):
+        raise TypeError(
+            "`bootstrap` must be None or a PoissonBootstrap. "
+            f"Received: bootstrap={bootstrap!r}"
+        )
+    if len(bootstrap) != len(values):
+        raise ValueError(
+            "`bootstrap` must have one image per value. Received: "
+            f"{len(bootstrap)} images and {len(values)} values"
+        )
+    return bootstrap.interval(values, confidence=confidence)
+
+
+def summarize(
+    values, *, seed=0, confidence=0.95, num_resamples=10_000, bootstrap=None
+):
     """Mean, median and bootstrap interval of per-image metric values.
 
     Args:
@@ -96,6 +115,10 @@ def summarize(values, *, seed=0, confidence=0.95, num_resamples=10_000):
             seed gives the same interval.
         confidence: confidence level of the interval, in (0, 1).
         num_resamples: number of bootstrap resamples.
+        bootstrap: ``None`` for the percentile bootstrap, or a
+            `explain_attn.metrics.PoissonBootstrap` of the values' images
+            (its seed and resamples are used; ``seed`` and
+            ``num_resamples`` are ignored): an interval keyed by image.
 
     Returns:
         A dict of plain Python numbers: `n` (int, values used), `nan_count`
@@ -114,6 +137,7 @@ def summarize(values, *, seed=0, confidence=0.95, num_resamples=10_000):
     num_resamples = _check_num_resamples(num_resamples)
     values = _as_values(values, "values")
     missing = np.isnan(values)
+    every = values
     values = values[~missing]
     result = {
         "n": int(values.size),
@@ -126,7 +150,11 @@ def summarize(values, *, seed=0, confidence=0.95, num_resamples=10_000):
     if values.size:
         result["mean"] = float(values.mean())
         result["median"] = float(np.median(values))
-    if values.size >= 2:
+    if values.size >= 2 and bootstrap is not None:
+        result["ci_low"], result["ci_high"] = _keyed_interval(
+            bootstrap, every, confidence
+        )
+    elif values.size >= 2:
         result["ci_low"], result["ci_high"] = _bootstrap_mean_interval(
             values,
             confidence=confidence,
@@ -137,7 +165,13 @@ def summarize(values, *, seed=0, confidence=0.95, num_resamples=10_000):
 
 
 def paired_difference(
-    values_a, values_b, *, seed=0, confidence=0.95, num_resamples=10_000
+    values_a,
+    values_b,
+    *,
+    seed=0,
+    confidence=0.95,
+    num_resamples=10_000,
+    bootstrap=None,
 ):
     """Mean paired difference `a - b`, its bootstrap interval and p-value.
 
@@ -150,6 +184,8 @@ def paired_difference(
         seed: seed of the bootstrap's `np.random.default_rng`.
         confidence: confidence level of the interval, in (0, 1).
         num_resamples: number of bootstrap resamples.
+        bootstrap: As in `summarize`: a `PoissonBootstrap` of the pairs'
+            images for an interval keyed by image.
 
     Returns:
         A dict of plain Python numbers: `n` (int, complete pairs used),
@@ -193,12 +229,17 @@ def paired_difference(
         result["mean_difference"] = float(differences.mean())
     if differences.size < 2:
         return result
-    result["ci_low"], result["ci_high"] = _bootstrap_mean_interval(
-        differences,
-        confidence=confidence,
-        num_resamples=num_resamples,
-        seed=seed,
-    )
+    if bootstrap is not None:
+        result["ci_low"], result["ci_high"] = _keyed_interval(
+            bootstrap, values_a - values_b, confidence
+        )
+    else:
+        result["ci_low"], result["ci_high"] = _bootstrap_mean_interval(
+            differences,
+            confidence=confidence,
+            num_resamples=num_resamples,
+            seed=seed,
+        )
     if not differences.any():
         result["p_value"] = 1.0
     else:

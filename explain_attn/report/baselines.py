@@ -169,7 +169,7 @@ def _as_array(values):
     return np.array([np.nan if v is None else v for v in values], float)
 
 
-def baselines_section(data, masks=None, *, seed=0, values=None):
+def baselines_section(data, masks=None, *, seed=0, values=None, keyed=None):
     """Adds the baselines to the report's numbers, in place.
 
     Sets ``data["baselines"]`` (a list of rows: ``id``, ``label``,
@@ -188,13 +188,21 @@ def baselines_section(data, masks=None, *, seed=0, values=None):
         seed: Seed of the bootstrap intervals.
         values: The baselines' per-image values already computed
             (`BaselineValues.values`), in place of ``masks``.
+        keyed: The report's `metrics.PoissonBootstrap` of the test images
+            (drawn from ``seed`` when ``None``).
     """
     data["baselines"] = []
     if values is None and masks is not None:
         values = baseline_values(masks)
     if values is None:
         return
-    bootstrap = {"seed": seed, "num_resamples": data["bootstrap_resamples"]}
+    if keyed is None:
+        keyed = metrics.PoissonBootstrap(
+            len(next(iter(values["flat"].values()))),
+            num_resamples=data["bootstrap_resamples"],
+            seed=seed,
+        )
+    marks = keyed.first(MARK_RESAMPLES)
     for key, (label, definition) in BASELINES.items():
         data["baselines"].append(
             {
@@ -203,7 +211,7 @@ def baselines_section(data, masks=None, *, seed=0, values=None):
                 "definition": definition,
                 "summary": {
                     "all": {
-                        name: metrics.summarize(row, **bootstrap)
+                        name: metrics.summarize(row, bootstrap=keyed)
                         for name, row in values[key].items()
                     }
                 },
@@ -217,11 +225,8 @@ def baselines_section(data, masks=None, *, seed=0, values=None):
         own = data["per_image"]["metrics"][row["id"]]
         row["vs_flat"] = {
             name: metrics.paired_difference(
-                _as_array(own[name]),
-                flat,
-                seed=seed,
-                num_resamples=MARK_RESAMPLES,
-            )  # fmt: skip
+                _as_array(own[name]), flat, bootstrap=marks
+            )
             for name, flat in values["flat"].items()
             if name in own
         }

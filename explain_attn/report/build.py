@@ -56,7 +56,7 @@ from explain_attn.report.findings import findings
 from explain_attn.report.gallery import gallery
 from explain_attn.report.models import load_report_models
 from explain_attn.report.per_class import per_class_section
-from explain_attn.report.summaries import summaries
+from explain_attn.report.summaries import report_bootstrap, summaries
 from explain_attn.report.training_record import training_record_section
 from explain_attn.report.warnings import (
     MapStatistics,
@@ -374,10 +374,14 @@ def _numbers(models, explanations, reference, test, observed, source, *,
              seed):  # fmt: skip
     """The report's numbers from the evaluation's pass: `summaries`,
     baselines, the data's record and the channel section."""
+    keyed = report_bootstrap(len(test.labels), seed)
     data = summaries(
-        models, explanations, reference, observed["evaluation"], test, seed
+        models, explanations, reference, observed["evaluation"], test, seed,
+        keyed=keyed,
+    )  # fmt: skip
+    baselines_section(
+        data, values=observed["baselines"].values, seed=seed, keyed=keyed
     )
-    baselines_section(data, values=observed["baselines"].values, seed=seed)
     data["dataset"] = _dataset_section(test, source)
     data["channels"] = observed["channels"].section()
     return data

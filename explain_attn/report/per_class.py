@@ -1,7 +1,7 @@
 """Per-class breakdown: accuracy, foreground metrics, confusion matrices.
 
 Read from the report's per-image numbers (``data["per_image"]``), so it
-needs no model. Metric means per class come with a percentile-bootstrap
+needs no model. Metric means per class come with a Poisson-bootstrap
 interval of `per_class_resamples` resamples: fewer than the main tables,
 since there are classes x explanations x metrics of them.
 """
@@ -53,17 +53,31 @@ def _accuracy_rows(labels, predictions, models, num_classes):
     return rows
 
 
+def _class_bootstraps(labels, num_classes, seed):
+    """Per class, the `metrics.PoissonBootstrap` of its images (keyed by
+    their index in the test set) with `per_class_resamples` replicates."""
+    found = []
+    for label in range(num_classes):
+        members = np.flatnonzero(labels == label)
+        found.append(
+            metrics.PoissonBootstrap(
+                members,
+                num_resamples=per_class_resamples(len(members)),
+                seed=seed,
+            )
+        )
+    return found
+
+
 def _metric_rows(labels, per_image_metrics, metric_names, num_classes, seed):
     rows = {}
+    keyed = _class_bootstraps(labels, num_classes, seed)
     for explanation_id, values in per_image_metrics.items():
         rows[explanation_id] = {
             name: [
                 metrics.summarize(
                     np.asarray(values[name], float)[labels == label],
-                    seed=seed,
-                    num_resamples=per_class_resamples(
-                        int((labels == label).sum())
-                    ),
+                    bootstrap=keyed[label],
                 )
                 for label in range(num_classes)
             ]

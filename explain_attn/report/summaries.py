@@ -3,6 +3,8 @@
 Accuracies with Wilson intervals, the paired comparison of each attention
 model with the baseline, and per explanation every metric's mean with a
 bootstrap interval, over all, correctly and wrongly classified images.
+Every interval is a Poisson bootstrap keyed by image
+(`explain_attn.metrics.bootstrap`, `report_bootstrap`).
 """
 
 import math
@@ -12,7 +14,12 @@ import numpy as np
 from explain_attn import metrics
 from explain_attn.report.demo import DEMO_ARCHITECTURES
 
-__all__ = ["BOOTSTRAP_DRAWS", "bootstrap_resamples", "summaries"]
+__all__ = [
+    "BOOTSTRAP_DRAWS",
+    "bootstrap_resamples",
+    "report_bootstrap",
+    "summaries",
+]
 
 BOOTSTRAP_DRAWS = 20_000_000
 """Cap on resamples x images of one bootstrap interval (see
@@ -22,7 +29,7 @@ BOOTSTRAP_DRAWS = 20_000_000
 def bootstrap_resamples(count):
     """Bootstrap resamples for intervals over ``count`` images.
 
-    A percentile bootstrap costs resamples x images, while its Monte Carlo
+    A bootstrap costs resamples x images, while its Monte Carlo
     error depends on the number of resamples only. We use 10,000 resamples
     up to 2,000 images, then ``BOOTSTRAP_DRAWS // count`` (2,000 at 10,000
     images), never fewer than 1,000; the report states the number.
@@ -91,7 +98,7 @@ def _comparisons(model_rows, correct, bootstrap):
         difference = metrics.paired_difference(
             correct[row["key"]].astype(float),
             correct[baseline["key"]].astype(float),
-            **bootstrap,
+            bootstrap=bootstrap["bootstrap"],
         )
         comparisons.append(
             {
@@ -104,8 +111,17 @@ def _comparisons(model_rows, correct, bootstrap):
     return comparisons
 
 
+def _subset_summary(own, chosen, keyed):
+    """Metric -> `metrics.summarize` of the images ``chosen`` (a mask)."""
+    return {
+        name: metrics.summarize(values[chosen], bootstrap=keyed)
+        for name, values in own.items()
+    }
+
+
 def _explanation_row(explanation, evaluation, reference, correct, bootstrap):
     own = evaluation.values[explanation]
+    keyed = bootstrap["bootstrap"]
     subsets = {
         "all": np.ones(len(correct[explanation.model_key]), bool),
         "correct": correct[explanation.model_key],
@@ -119,22 +135,19 @@ def _explanation_row(explanation, evaluation, reference, correct, bootstrap):
         "method": explanation.method,
         "layer": explanation.layer,
         "summary": {
-            subset: {
-                name: metrics.summarize(values[chosen], **bootstrap)
-                for name, values in own.items()
-            }
+            subset: _subset_summary(own, chosen, keyed.take(chosen))
             for subset, chosen in subsets.items()
         },
     }
     if explanation in evaluation.agreement:
         row["agreement_with_reference"] = {
-            name: metrics.summarize(values, **bootstrap)
+            name: metrics.summarize(values, bootstrap=keyed)
             for name, values in evaluation.agreement[explanation].items()
         }
         reference_mass = evaluation.values[reference].get("mass_in_mask")
         if reference_mass is not None:
             row["mass_in_mask_vs_reference"] = metrics.paired_difference(
-                own["mass_in_mask"], reference_mass, **bootstrap
+                own["mass_in_mask"], reference_mass, bootstrap=keyed
             )
     return row
 
@@ -154,8 +167,24 @@ def _per_image(labels, predictions, evaluation):
     }
 
 
-def summaries(models, explanations, reference, evaluation, test, seed):
+def report_bootstrap(num_images, seed):
+    """The report's `metrics.PoissonBootstrap` over images ``0`` to
+    ``num_images - 1``, with `bootstrap_resamples` replicates: every
+    interval of the report is keyed by image, so it is the same however
+    the images were split into shards."""
+    return metrics.PoissonBootstrap(
+        num_images, num_resamples=bootstrap_resamples(num_images), seed=seed
+    )
+
+
+def summaries(
+    models, explanations, reference, evaluation, test, seed, *, keyed=None
+):
     """The report's numbers: models, comparisons, explanations, per image.
+
+    Args:
+        keyed: The `report_bootstrap` of the test images (drawn when
+            ``None``).
 
     Returns:
         A JSON-ready dict (see `explain_attn.report.write_json`).
@@ -164,10 +193,9 @@ def summaries(models, explanations, reference, evaluation, test, seed):
     predictions = evaluation.predictions
     correct = {key: predictions[key] == labels for key in predictions}
     model_rows = _model_rows(models, correct)
-    bootstrap = {
-        "seed": seed,
-        "num_resamples": bootstrap_resamples(len(labels)),
-    }
+    if keyed is None:
+        keyed = report_bootstrap(len(labels), seed)
+    bootstrap = {"bootstrap": keyed, "num_resamples": keyed.num_resamples}
     notes = []
     if not test.has_masks:
         notes.append(
@@ -178,6 +206,7 @@ def summaries(models, explanations, reference, evaluation, test, seed):
     return {
         "format": "explain-attn report 1",
         "bootstrap_resamples": bootstrap["num_resamples"],
+        "bootstrap": "poisson",
         "models": model_rows,
         "comparisons": _comparisons(model_rows, correct, bootstrap),
         "reference": {

@@ -1,0 +1,96 @@
+"""The Poisson bootstrap keyed by image: the same draws however images are
+split, sums that add up, intervals checked by hand."""
+
+import math
+
+import numpy as np
+import pytest
+
+from explain_attn import metrics
+
+
+def test_weights_depend_on_seed_image_and_replicate_only():
+    ids = np.array([5, 0, 17, 3, 9, 100_000])
+    weights = metrics.poisson_weights(ids, num_resamples=50, seed=7)
+    assert weights.shape == (50, 6) and weights.dtype == np.uint8
+    # Any subset, in any order, gets the same counts per image.
+    order = np.array([3, 5, 0])
+    np.testing.assert_array_equal(
+        metrics.poisson_weights(ids[order], num_resamples=50, seed=7),
+        weights[:, order],
+    )
+    # Replicates 20 to 49 alone are the same as within the 50.
+    np.testing.assert_array_equal(
+        metrics.poisson_weights(ids, num_resamples=30, seed=7, first=20),
+        weights[20:],
+    )
+    other = metrics.poisson_weights(ids, num_resamples=50, seed=8)
+    assert (other != weights).any()
+
+
+def test_weights_follow_poisson_one():
+    weights = metrics.poisson_weights(
+        np.arange(20_000), num_resamples=10, seed=0
+    ).ravel()
+    shares = np.bincount(weights, minlength=5)[:5] / weights.size
+    expected = [math.exp(-1) / math.factorial(k) for k in range(5)]
+    # 200,000 draws: each share within 4 standard errors (<= 0.0043).
+    np.testing.assert_allclose(shares, expected, atol=0.0045)
+    assert abs(weights.mean() - 1.0) < 0.01
+
+
+def test_interval_by_hand():
+    values = np.array([1.0, 4.0, np.nan, 2.5])
+    keyed = metrics.PoissonBootstrap(4, num_resamples=200, seed=3)
+    weights = keyed.weights.tolist()
+    means = []
+    for row in weights:  # Pure Python: sum(w x) / sum(w) over finite values.
+        total = sum(w * x for w, x in zip(row, values, strict=True) if x == x)
+        count = sum(w for w, x in zip(row, values, strict=True) if x == x)
+        if count:
+            means.append(total / count)
+    low, high = np.quantile(means, [0.025, 0.975])
+    result = metrics.summarize(values, bootstrap=keyed)
+    assert result["n"] == 3 and result["nan_count"] == 1
+    assert result["mean"] == pytest.approx(2.5)
+    assert result["ci_low"] == pytest.approx(low, abs=1e-12)
+    assert result["ci_high"] == pytest.approx(high, abs=1e-12)
+
+
+def test_shards_sums_add_up_to_the_whole():
+    rng = np.random.default_rng(0)
+    values = rng.normal(size=300)
+    keyed = metrics.PoissonBootstrap(300, num_resamples=500, seed=1)
+    parts = [slice(0, 100), slice(100, 101), slice(101, 300)]
+    sums = [keyed.take(part).sums(values[part]) for part in parts]
+    totals = sum(s[0] for s in sums)
+    counts = sum(s[1] for s in sums)
+    whole = keyed.sums(values)
+    np.testing.assert_allclose(totals, whole[0], rtol=1e-12)
+    np.testing.assert_array_equal(counts, whole[1])
+    low, high = metrics.interval_from_sums(totals, counts)
+    expected = metrics.summarize(values, bootstrap=keyed)
+    assert low == pytest.approx(expected["ci_low"], abs=1e-12)
+    assert high == pytest.approx(expected["ci_high"], abs=1e-12)
+
+
+def test_paired_difference_and_degenerate_cases():
+    a = np.array([0.5, 0.7, 0.9, 0.4])
+    b = np.array([0.5, 0.6, 0.5, 0.1])
+    keyed = metrics.PoissonBootstrap(4, num_resamples=300, seed=0)
+    paired = metrics.paired_difference(a, b, bootstrap=keyed)
+    direct = metrics.summarize(a - b, bootstrap=keyed)
+    assert (paired["ci_low"], paired["ci_high"]) == (
+        direct["ci_low"],
+        direct["ci_high"],
+    )
+    one = metrics.summarize([2.0], bootstrap=keyed.take([0]))
+    assert one["mean"] == 2.0 and math.isnan(one["ci_low"])
+    constant = metrics.summarize([3.0] * 4, bootstrap=keyed)
+    assert constant["ci_low"] == constant["ci_high"] == 3.0
+    with pytest.raises(ValueError, match="one image per value"):
+        metrics.summarize([1.0, 2.0], bootstrap=keyed)
+    with pytest.raises(TypeError, match="Received: bootstrap="):
+        metrics.summarize([1.0, 2.0], bootstrap="poisson")
+    with pytest.raises(ValueError, match="image_ids"):
+        metrics.poisson_weights([-1, 2], num_resamples=2)
