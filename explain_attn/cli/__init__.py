@@ -16,6 +16,7 @@ from explain_attn.cli.common import InputError, OneLineErrors
 from explain_attn.cli.compare import compare_command
 from explain_attn.cli.layers import layers_command
 from explain_attn.cli.maps import maps_command
+from explain_attn.cli.merge import merge_command
 from explain_attn.cli.report import report_command
 from explain_attn.cli.train import train_command
 
@@ -35,6 +36,7 @@ for _command in (
     compare_command,
     layers_command,
     maps_command,
+    merge_command,
     report_command,
     train_command,
 ):

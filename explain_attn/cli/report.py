@@ -45,7 +45,15 @@ def single_threaded_blas(function):
     return wrapper
 
 
-def _outputs(output):
+def run_on_dask(*args, **kwargs):
+    """`explain_attn.report.distributed.dask_report` (imported late: it
+    needs the dask extra)."""
+    from explain_attn.report.distributed import dask_report
+
+    return dask_report(*args, **kwargs)
+
+
+def outputs(output):
     """``(report.html, report.json)`` paths, checked before any work."""
     from explain_attn.stages import watch_outputs
     from explain_attn.writing import check_writable
@@ -183,6 +191,34 @@ def _size_option(name, check):
     help="Demo on --data sample only: probability that a training image's "
     "background tint gives its class away; the test split stays clean.",
 )
+@click.option(
+    "--num-shards",
+    type=int,
+    default=1,
+    show_default=True,
+    help="Cut the test set into this many shards (runs of whole chunks).",
+)
+@click.option(
+    "--shard-index",
+    type=int,
+    default=None,
+    help="Run only this shard (0 to --num-shards - 1) and write its part "
+    "to --parts; then `explain-attn merge PARTS` writes the report.",
+)
+@click.option(
+    "--parts",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="The folder of the shards' parts (with --shard-index or --dask).",
+)
+@click.option(
+    "--dask",
+    "dask_address",
+    default=None,
+    metavar="local:K|ADDRESS",
+    help="Run every shard on Dask (a LocalCluster of K worker processes, "
+    "or a running scheduler's address), then merge. Needs the dask extra.",
+)
 @input_scale_option
 @devices_option
 @unsafe_load_option
@@ -214,6 +250,10 @@ def report_command(
     input_scale,
     devices,
     unsafe_load,
+    num_shards,
+    shard_index,
+    parts,
+    dask_address,
 ):
     """Compare attention maps with the baseline's CAMs in an HTML report.
 
@@ -231,14 +271,13 @@ def report_command(
 
     checks = faithfulness_settings(
         _faithfulness_choice(no_faithfulness, faithfulness),
-        intervention_images=intervention_images,
+        intervention_images=intervention_images, steps=deletion_steps,
         randomization_images=randomization_images,
-        deletion_images=deletion_images,
-        steps=deletion_steps,
-    )
-    output_path, json_path = _outputs(output)
+        deletion_images=deletion_images)  # fmt: skip
+    extra = sharding(num_shards, shard_index, parts, dask_address)
+    output_path, json_path = (None, None) if extra else outputs(output)
     cam_class = check_cam_class(cam_class)
-    report = report_from_sources(
+    result = (run_on_dask if dask_address else report_from_sources)(
         data_source,
         attention_models=attention_models,
         baseline_model=baseline_model,
@@ -259,7 +298,50 @@ def report_command(
         faithfulness=checks,
         spurious_correlation=spurious_correlation,
         strategy=make_strategy(devices),
+        **extra,
     )
+    if "shard" in extra:
+        click.echo(f"Part: {result}")
+    else:
+        write_report(result, output_path, json_path)
+
+
+def sharding(num_shards, shard_index, parts, dask_address):
+    """The options of a sharded run: ``{"shard": ShardJob}`` for one shard,
+    the Dask run's for every shard, ``{}`` for a whole run; refuses
+    options that do not go together."""
+    from explain_attn.report.shards import ShardJob
+
+    if num_shards < 1:
+        raise ValueError(
+            f"--num-shards must be at least 1. Received: --num-shards "
+            f"{num_shards}"
+        )
+    if parts is None and (shard_index is not None or dask_address):
+        raise ValueError(
+            "--shard-index and --dask need --parts, the folder the shards' "
+            "parts are written to."
+        )
+    if parts is not None and shard_index is None and not dask_address:
+        raise ValueError(
+            "--parts needs --shard-index (run one shard) or --dask (run "
+            "every shard and merge)."
+        )
+    if shard_index is not None and dask_address:
+        raise ValueError(
+            "Give --shard-index (one shard) or --dask (every shard), not both."
+        )
+    if dask_address:
+        return {"address": dask_address, "num_shards": num_shards,
+                "parts": Path(parts)}  # fmt: skip
+    if shard_index is None:
+        return {}
+    return {"shard": ShardJob(num_shards, shard_index, Path(parts))}
+
+
+def write_report(report, output_path, json_path):
+    """Renders ``report`` and writes it and its numbers, atomically; prints
+    the paths (the report's last)."""
     html = _rendered(report, output_path, json_path)
     _write_pair(report, html, output_path, json_path)
     click.echo(f"Numbers: {json_path}")

@@ -103,6 +103,14 @@ def _keyed_interval(bootstrap, values, confidence):
     return bootstrap.interval(values, confidence=confidence)
 
 
+def _interval(every, finite, bootstrap, **options):
+    """The keyed interval of ``every`` value (NaN left out) with a
+    `PoissonBootstrap`, else the percentile interval of the ``finite``."""
+    if bootstrap is not None:
+        return _keyed_interval(bootstrap, every, options["confidence"])
+    return _bootstrap_mean_interval(finite, **options)
+
+
 def summarize(
     values, *, seed=0, confidence=0.95, num_resamples=10_000, bootstrap=None
 ):
@@ -150,17 +158,11 @@ def summarize(
     if values.size:
         result["mean"] = float(values.mean())
         result["median"] = float(np.median(values))
-    if values.size >= 2 and bootstrap is not None:
-        result["ci_low"], result["ci_high"] = _keyed_interval(
-            bootstrap, every, confidence
-        )
-    elif values.size >= 2:
-        result["ci_low"], result["ci_high"] = _bootstrap_mean_interval(
-            values,
-            confidence=confidence,
-            num_resamples=num_resamples,
-            seed=seed,
-        )
+    if values.size >= 2:
+        result["ci_low"], result["ci_high"] = _interval(
+            every, values, bootstrap, confidence=confidence,
+            num_resamples=num_resamples, seed=seed,
+        )  # fmt: skip
     return result
 
 
@@ -229,17 +231,10 @@ def paired_difference(
         result["mean_difference"] = float(differences.mean())
     if differences.size < 2:
         return result
-    if bootstrap is not None:
-        result["ci_low"], result["ci_high"] = _keyed_interval(
-            bootstrap, values_a - values_b, confidence
-        )
-    else:
-        result["ci_low"], result["ci_high"] = _bootstrap_mean_interval(
-            differences,
-            confidence=confidence,
-            num_resamples=num_resamples,
-            seed=seed,
-        )
+    result["ci_low"], result["ci_high"] = _interval(
+        values_a - values_b, differences, bootstrap, confidence=confidence,
+        num_resamples=num_resamples, seed=seed,
+    )  # fmt: skip
     if not differences.any():
         result["p_value"] = 1.0
     else:

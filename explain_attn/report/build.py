@@ -36,18 +36,11 @@ from explain_attn.explanations.lookup import (
 )
 from explain_attn.explanations.methods import get_method
 from explain_attn.models.saving import atomic_path
-from explain_attn.report.baselines import BaselineValues, baselines_section
+from explain_attn.report.baselines import baselines_section
 from explain_attn.report.cache import cache_directory
-from explain_attn.report.channels import ChannelStatistics
 from explain_attn.report.demo import demo_data, demo_models
-from explain_attn.report.evaluate import (
-    Scores,
-    batch_size_for,
-    chunk_size_for,
-    evaluate_parts,
-    predictions_of,
-)
-from explain_attn.report.explorer import Thumbnails, explorer_payload
+from explain_attn.report.evaluate import evaluate_parts
+from explain_attn.report.explorer import explorer_payload
 from explain_attn.report.faithfulness import (
     faithfulness_section,
     faithfulness_settings,
@@ -55,12 +48,21 @@ from explain_attn.report.faithfulness import (
 from explain_attn.report.findings import findings
 from explain_attn.report.gallery import gallery
 from explain_attn.report.models import load_report_models
+from explain_attn.report.observed import (
+    observed_from,
+    report_chunk_size,
+    report_contributors,
+)
 from explain_attn.report.per_class import per_class_section
+from explain_attn.report.shards import (
+    ShardJob,
+    evaluate_shard,
+    numbers_options,
+    run_fingerprint,
+)
 from explain_attn.report.summaries import report_bootstrap, summaries
 from explain_attn.report.training_record import training_record_section
 from explain_attn.report.warnings import (
-    MapStatistics,
-    MaskShares,
     majority_warnings,
     map_warnings,
     mask_area_warnings,
@@ -277,6 +279,10 @@ def _versions():
     }
 
 
+SETTINGS = ("seed", "num_examples", "cam_layer", "cam_class", "batch_size")
+"""`build_report`'s arguments recorded as they are in ``settings``."""
+
+
 def build_report(
     models,
     test,
@@ -294,6 +300,8 @@ def build_report(
     source=None,
     settings=None,
     strategy=None,
+    shard=None,
+    chunk_size=None,
 ):
     """Evaluates attention models against a baseline on a test set.
 
@@ -318,6 +326,9 @@ def build_report(
         source, settings: What the data was loaded from and more settings
             (e.g. the command line), for the record.
         strategy: ``None`` or a `tf.distribute` strategy sharing each pass.
+        shard, chunk_size: ``None`` or merged parts (`explain_attn.report.
+            shards.Merged`) in place of the pass; images per chunk of the
+            pass (``None``: `explain_attn.report.evaluate.chunk_size_for`).
 
     Returns:
         A `Report`.
@@ -331,31 +342,25 @@ def build_report(
     explanations, reference = report_explanations(
         models, layers=layers, methods=methods, cam_layer=cam_layer,
         cam_class=cam_class)  # fmt: skip
-    observed = _evaluate(
+    observed = _observed(
         models, explanations, reference, test, layers, batch_size, verbose,
-        strategy,
+        strategy, shard, chunk_size,
     )  # fmt: skip
     data = _numbers(models, explanations, reference, test, observed, source,
-                    seed=seed)  # fmt: skip
-    examples = gallery(
-        explanations, reference, observed["evaluation"], test,
+                    seed=seed, merged=shard)  # fmt: skip
+    examples = gallery(explanations, reference, observed["evaluation"], test,
         num_examples=num_examples, seed=seed, batch_size=batch_size,
-        strategy=strategy,
-    )  # fmt: skip
+        strategy=strategy)  # fmt: skip
     data["settings"] = {
-        "seed": seed, "num_examples": num_examples,
+        **{name: value for name, value in locals().items()
+           if name in SETTINGS},
         "layers": list(layers) if layers else None, "methods": list(methods),
-        "cam_layer": cam_layer, "cam_class": cam_class,
-        "batch_size": batch_size, "devices": replica_count(strategy),
-        **(settings or {}),
+        "devices": replica_count(strategy), **(settings or {}),
     }  # fmt: skip
-    data["versions"] = _versions()
     if faithfulness is not None:
-        _add_faithfulness(
-            data, models, explanations, test, faithfulness, seed=seed,
-            batch_size=batch_size, say=log if verbose else _silent,
-            strategy=strategy,
-        )  # fmt: skip
+        _add_faithfulness(data, models, explanations, test, faithfulness,
+            seed=seed, batch_size=batch_size, strategy=strategy,
+            say=log if verbose else _silent)  # fmt: skip
     return _assembled(data, examples, models, test, observed, seed)
 
 
@@ -371,9 +376,10 @@ def _assembled(data, examples, models, test, observed, seed):
 
 
 def _numbers(models, explanations, reference, test, observed, source, *,
-             seed):  # fmt: skip
+             seed, merged=None):  # fmt: skip
     """The report's numbers from the evaluation's pass: `summaries`,
-    baselines, the data's record and the channel section."""
+    baselines, the data's record, the channel section, the library versions
+    and, for merged parts, the shards' record."""
     keyed = report_bootstrap(len(test.labels), seed)
     data = summaries(
         models, explanations, reference, observed["evaluation"], test, seed,
@@ -384,55 +390,39 @@ def _numbers(models, explanations, reference, test, observed, source, *,
     )
     data["dataset"] = _dataset_section(test, source)
     data["channels"] = observed["channels"].section()
+    data["versions"] = _versions()
+    if merged is not None:
+        data["shards"] = merged.record()
     return data
 
 
-def report_contributors(
-    models, explanations, reference, test, *, layers, batch_size,
-    strategy=None,
+def _observed(
+    models, explanations, reference, test, layers, batch_size, verbose,
+    strategy, merged, chunk_size,
 ):  # fmt: skip
-    """Name -> `Contributor` of the report's pass: the scores, and
-    everything else that needs every image (baselines, mask shares, map
-    statistics, channel weights, thumbnails)."""
-    return {
-        "evaluation": Scores(explanations, reference),
-        "baselines": BaselineValues(),
-        "masks": MaskShares(),
-        "maps": MapStatistics(explanations),
-        "channels": ChannelStatistics(
-            models, num_classes=len(test.class_names),
-            layers=_channel_paths(models, layers), batch_size=batch_size,
-            strategy=strategy,
-        ),
-        "thumbnails": Thumbnails(
-            explanations, count=len(test.labels),
-            image_shape=tuple(test.image_shape)[:2],
-        ),
-    }  # fmt: skip
-
-
-def report_chunk_size(test, batch_size):
-    """Images per chunk of the report's pass over ``test``."""
-    shape = tuple(test.image_shape)
-    return chunk_size_for(shape, batch_size=batch_size_for(shape, batch_size))
-
-
-def observed_from(contributors, total):
-    """The reduce: each contributor reads its share of the combined `Part`
-    ``total``; returns the contributors by name, and ``evaluation`` (an
-    `Evaluation`) in place of the scores."""
-    for name, contributor in contributors.items():
-        contributor.load(total.section(name))
-    observed = dict(contributors)
-    observed["evaluation"] = contributors["evaluation"].evaluation(
-        predictions_of(total)
-    )
-    return observed
+    """`_evaluate`, or the reduce of the merged parts (`observed_from`)
+    once their fingerprint is checked against these models and data."""
+    if merged is None:
+        return _evaluate(
+            models, explanations, reference, test, layers, batch_size,
+            verbose, strategy, chunk_size,
+        )  # fmt: skip
+    run = numbers_options(merged.metas[0]["run"])
+    if run_fingerprint(models, test, run) != merged.fingerprint:
+        raise ValueError(
+            "The models or data the parts were made with have changed since "
+            "(their fingerprint differs). Run the shards again."
+        )
+    contributors = report_contributors(
+        models, explanations, reference, test, layers=layers,
+        batch_size=batch_size, strategy=strategy,
+    )  # fmt: skip
+    return observed_from(contributors, merged.part)
 
 
 def _evaluate(
     models, explanations, reference, test, layers, batch_size, verbose,
-    strategy=None,
+    strategy=None, chunk_size=None,
 ):  # fmt: skip
     """The one pass over ``test`` (`evaluate_parts` with
     `report_contributors`), reduced (`observed_from`).
@@ -444,7 +434,7 @@ def _evaluate(
         models, explanations, reference, test, layers=layers,
         batch_size=batch_size, strategy=strategy,
     )  # fmt: skip
-    chunk = report_chunk_size(test, batch_size)
+    chunk = report_chunk_size(test, batch_size, chunk_size)
     with stage(f"the evaluation of {len(test.labels):,} test images"):
         total = evaluate_parts(
             models, explanations, test.batches(chunk),
@@ -490,17 +480,6 @@ def _add_training_record(data, models):
         if check and not (row.get("training") or {}).get("check"):
             row["training"] = {**(row.get("training") or {}), "check": check}
     return records
-
-
-def _channel_paths(models, layers):
-    """The channel modules' paths ``layers`` names (``None``: all)."""
-    if layers is None:
-        return None
-    paths = []
-    for entry in models:
-        if entry.role == "attention":
-            paths += resolve_layers(entry.model, layers)
-    return paths
 
 
 def _check_sources(attention_models, baseline_model, spurious_correlation):
@@ -564,8 +543,10 @@ def report_from_sources(
             ``verbose``, ``log``, ``strategy``: models load in its scope).
 
     Returns:
-        A `Report`.
+        A `Report`; with ``shard=ShardJob(...)``, the path of the shard's
+        part (`shard_part`).
     """
+    sources = {k: v for k, v in locals().items() if k in SOURCE_ARGUMENTS}
     counts = {"epochs": epochs, **options}
     counted = ("epochs", "num_examples", "batch_size")
     _check_counts(**{name: counts.get(name) for name in counted})
@@ -573,31 +554,96 @@ def report_from_sources(
     given = _check_sources(
         attention_models, baseline_model, spurious_correlation
     )
-    verbose = options.get("verbose", 1)
-    say = options.get("log", print) if verbose else _silent
-    if given:
-        models, test = _given_models_and_data(
-            data, attention_models, baseline_model, image_size=image_size,
-            input_scale=input_scale, say=say, safe_mode=safe_mode,
-            attention_factory=attention_factory,
-            baseline_factory=baseline_factory, strategy=options.get("strategy"),
-        )  # fmt: skip
-    else:
-        train, test = demo_data(
-            data, image_size=image_size, seed=options.get("seed", 0),
-            spurious_correlation=spurious_correlation,
-        )  # fmt: skip
-    say(_data_line(test))
-    if not given:
-        with stage("training the demo models", kept=_cache_note(cache_dir)):
-            models = demo_models(
-                train, test, epochs=epochs, seed=options.get("seed", 0),
-                cache_dir=cache_dir, verbose=verbose, say=say,
-                strategy=options.get("strategy"),
-            )  # fmt: skip
+    models, test = _models_and_test(given, sources, options)
     settings = {"epochs": epochs, "command_line": command_line,
                 "spurious_correlation": spurious_correlation}  # fmt: skip
+    if isinstance(options.get("shard"), ShardJob):
+        job = options.pop("shard")
+        job = dataclasses.replace(job, run=run_record(sources, options))
+        return shard_part(models, test, job, **options)
     return build_report(models, test, source=data, settings=settings, **options)
+
+
+def shard_part(models, test, job, **options):
+    """Runs the pass of shard ``job`` (a `ShardJob`) and writes its part
+    (`explain_attn.report.shards.evaluate_shard`); returns its path.
+
+    Args:
+        models, test: The report's models and test data.
+        **options: `build_report`'s.
+    """
+    chosen = ("layers", "methods", "cam_layer", "cam_class")
+    explanations, reference = report_explanations(
+        models, **{name: options[name] for name in chosen if name in options}
+    )
+    _check_positive("batch_size", options.get("batch_size", 128))
+    return evaluate_shard(
+        models, explanations, reference, test, job,
+        layers=options.get("layers"), batch_size=options.get("batch_size", 128),
+        verbose=options.get("verbose", 1), strategy=options.get("strategy"),
+        chunk_size=options.get("chunk_size"),
+    )  # fmt: skip
+
+
+SOURCE_ARGUMENTS = (
+    "data", "attention_models", "baseline_model", "image_size", "epochs",
+    "cache_dir", "safe_mode", "spurious_correlation", "attention_factory",
+    "baseline_factory", "input_scale",
+)  # fmt: skip
+"""`report_from_sources`' arguments that say which models and data to
+load: a shard's part records them for the merge."""
+
+
+def _models_and_test(given, sources, options):
+    """The user's models and test data (``given``), or the demo's data
+    and models trained on its training split (cached)."""
+    verbose = options.get("verbose", 1)
+    say = options.get("log", print) if verbose else _silent
+    strategy, seed = options.get("strategy"), options.get("seed", 0)
+    data, image_size = sources["data"], sources["image_size"]
+    if given:
+        models, test = _given_models_and_data(
+            data, list(sources["attention_models"]),
+            sources["baseline_model"], image_size=image_size,
+            input_scale=sources["input_scale"], say=say,
+            safe_mode=sources["safe_mode"],
+            attention_factory=sources["attention_factory"],
+            baseline_factory=sources["baseline_factory"], strategy=strategy,
+        )  # fmt: skip
+        say(_data_line(test))
+        return models, test
+    train, test = demo_data(
+        data, image_size=image_size, seed=seed,
+        spurious_correlation=sources["spurious_correlation"],
+    )  # fmt: skip
+    say(_data_line(test))
+    cache_dir = sources["cache_dir"]
+    with stage("training the demo models", kept=_cache_note(cache_dir)):
+        models = demo_models(
+            train, test, epochs=sources["epochs"], seed=seed,
+            cache_dir=cache_dir, verbose=verbose, say=say, strategy=strategy,
+        )  # fmt: skip
+    return models, test
+
+
+RECORDED_OPTIONS = (
+    "layers", "methods", "cam_layer", "cam_class", "num_examples", "seed",
+    "batch_size", "faithfulness", "chunk_size",
+)  # fmt: skip
+"""The `build_report` options a shard's part records for the merge."""
+
+
+def run_record(sources, options):
+    """The JSON-ready record of a run: ``sources`` (data, models and how
+    they were loaded) and the `RECORDED_OPTIONS` given."""
+    record = dict(sources)
+    for name in RECORDED_OPTIONS:
+        if name in options:
+            value = options[name]
+            if dataclasses.is_dataclass(value):
+                value = dataclasses.asdict(value)
+            record[name] = list(value) if isinstance(value, tuple) else value
+    return json.loads(json.dumps(record))
 
 
 def _cache_note(cache_dir):

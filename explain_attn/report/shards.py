@@ -1,0 +1,386 @@
+"""Shards of the report's pass, written as parts and merged exactly.
+
+Shard ``I`` of ``N`` evaluates a run of whole chunks of the test set
+(`shard_range`: the same split for every source type, by image index), and
+writes what its images contribute (`explain_attn.report.contributions`)
+to one part file, ``shard-IIIII-of-NNNNN.npz`` in the parts folder
+(`part_name`), atomically: a reader sees a whole part or none, and
+rerunning a shard replaces its part. A merge reads every part, refuses a
+missing, duplicated, unreadable or foreign one with one line naming it,
+and combines them in image order; since a shard is a run of the chunks a
+single pass would cut, the merged numbers are a single run's, bit for bit.
+
+A part records the run it belongs to (`run_fingerprint`: the options that
+change numbers, the models' weights and the test data's labels, shape
+and classes), the run's options (so that the merge can load the same
+models and data again for the gallery and the faithfulness checks), its
+images and the worker (host, pid) that wrote it.
+
+Files hold NumPy arrays only (``np.savez``, read without pickle): rows
+``r<k>`` and blocks ``b<k>`` with their keys in the JSON record ``meta``.
+"""
+
+import dataclasses
+import hashlib
+import json
+import os
+import socket
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+from explain_attn.data.loaders import take_images
+from explain_attn.writing import atomic_path
+from explain_attn.report.contributions import Part, combine
+from explain_attn.report.evaluate import evaluate_parts
+from explain_attn.report.observed import report_chunk_size, report_contributors
+
+__all__ = [
+    "PART_FORMAT",
+    "Merged",
+    "ShardJob",
+    "complete_shards",
+    "evaluate_shard",
+    "numbers_options",
+    "part_name",
+    "read_part",
+    "read_parts",
+    "run_fingerprint",
+    "shard_chunks",
+    "shard_range",
+    "write_part",
+]
+
+PART_FORMAT = "explain-attn part 1"
+"""The ``format`` of a part's record."""
+
+
+def _check_count(name, value, low):
+    if isinstance(value, bool) or not isinstance(value, int | np.integer):
+        raise ValueError(
+            f"{name} must be an integer. Received: {name}={value!r}"
+        )
+    if value < low:
+        raise ValueError(
+            f"{name} must be at least {low}. Received: {name}={value}"
+        )
+
+
+@dataclasses.dataclass(frozen=True)
+class ShardJob:
+    """Which shard to run and where its part goes.
+
+    Args:
+        num_shards: How many shards the test set is cut into (at least 1).
+        index: This shard, ``0`` to ``num_shards - 1``.
+        parts: The folder of the parts (created if missing).
+    """
+
+    num_shards: int
+    index: int
+    parts: Path
+    run: dict = dataclasses.field(default_factory=dict, compare=False)
+    """The run's record (`explain_attn.report.build.report_from_sources`
+    fills it): options, data and model paths."""
+
+    def __post_init__(self):
+        _check_count("num_shards", self.num_shards, 1)
+        _check_count("shard_index", self.index, 0)
+        if self.index >= self.num_shards:
+            raise ValueError(
+                f"--shard-index must be 0 to {self.num_shards - 1} (shards "
+                "are numbered from 0). Received: "
+                f"--shard-index {self.index} with --num-shards "
+                f"{self.num_shards}"
+            )
+
+    @property
+    def path(self):
+        """The part's file."""
+        return Path(self.parts) / part_name(self.index, self.num_shards)
+
+
+def part_name(index, num_shards):
+    """``shard-00003-of-00008.npz``: the file of shard ``index``."""
+    return f"shard-{index:05d}-of-{num_shards:05d}.npz"
+
+
+def shard_range(num_images, chunk_size, num_shards, index):
+    """``(start, stop)``: the images of shard ``index`` of ``num_shards``.
+
+    The test set is cut into chunks of ``chunk_size`` images, as one pass
+    cuts it; shard ``i`` gets chunks ``floor(i K / N)`` to
+    ``floor((i + 1) K / N) - 1`` of the ``K`` chunks. With more shards than
+    chunks, some shards are empty.
+    """
+    num_chunks = -(-num_images // chunk_size)
+    first = index * num_chunks // num_shards
+    last = (index + 1) * num_chunks // num_shards
+    return (
+        min(first * chunk_size, num_images),
+        min(last * chunk_size, num_images),
+    )
+
+
+def shard_chunks(test, start, stop, chunk_size):
+    """Yields ``(images, labels, masks)`` chunks of images ``start`` to
+    ``stop - 1`` of any source: slices of an in-memory dataset, images read
+    by index (`explain_attn.data.loaders.take_images`) from a stream."""
+    for first in range(start, stop, chunk_size):
+        last = min(first + chunk_size, stop)
+        if hasattr(test, "images"):
+            masks = None if test.masks is None else test.masks[first:last]
+            yield test.images[first:last], test.labels[first:last], masks
+        else:
+            chunk = take_images(test, np.arange(first, last))
+            yield chunk.images, chunk.labels, chunk.masks
+
+
+def _weights_digest(model):
+    digest = hashlib.sha256()
+    for weight in model.weights:
+        digest.update(np.ascontiguousarray(weight.numpy()).tobytes())
+    return digest.hexdigest()
+
+
+def run_fingerprint(models, test, options):
+    """SHA-256 hex digest of what a part's numbers depend on.
+
+    Args:
+        models: The report's models (their weights are digested, not their
+            paths, which may differ between machines).
+        test: The test data: its labels, image shape and class names (its
+            images are not read again).
+        options: The run's options that change numbers (JSON-ready).
+    """
+    digest = hashlib.sha256()
+    record = {
+        "options": options,
+        "models": [[m.key, m.role, _weights_digest(m.model)] for m in models],
+        "images": len(test.labels),
+        "image_shape": [int(n) for n in test.image_shape],
+        "class_names": [str(name) for name in test.class_names],
+        "has_masks": bool(test.has_masks),
+    }
+    digest.update(json.dumps(record, sort_keys=True).encode())
+    digest.update(np.asarray(test.labels, np.int64).tobytes())
+    return digest.hexdigest()
+
+
+def worker_record():
+    """``{"host", "pid"}`` of this process."""
+    return {"host": socket.gethostname(), "pid": os.getpid()}
+
+
+def write_part(path, part, meta):
+    """Writes ``part`` with its record ``meta`` to ``path``, atomically."""
+    rows, blocks = list(part.rows.items()), list(part.blocks.items())
+    record = {
+        **meta,
+        "format": PART_FORMAT,
+        "start": int(part.start),
+        "stop": int(part.stop),
+        "rows": [list(key) for key, _ in rows],
+        "blocks": [list(key) for key, _ in blocks],
+    }
+    arrays = {f"r{k}": value for k, (_, value) in enumerate(rows)}
+    arrays.update({f"b{k}": value for k, (_, value) in enumerate(blocks)})
+    arrays["meta"] = np.frombuffer(json.dumps(record).encode(), np.uint8)
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as temporary:
+        with open(temporary, "wb") as file:
+            np.savez(file, **arrays)
+
+
+def read_part(path):
+    """``(Part, meta)`` of one part file.
+
+    Raises:
+        ValueError: When the file is truncated, unreadable or not a part.
+    """
+    try:
+        with np.load(path, allow_pickle=False) as stored:
+            meta = json.loads(stored["meta"].tobytes().decode())
+            rows = {
+                tuple(key): stored[f"r{k}"]
+                for k, key in enumerate(meta["rows"])
+            }
+            blocks = {
+                tuple(key): stored[f"b{k}"]
+                for k, key in enumerate(meta["blocks"])
+            }
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
+        raise ValueError(
+            f"The part {Path(path).name} in {Path(path).parent} is truncated "
+            "or not an explain-attn part. Run its shard again (or remove "
+            "the file)."
+        ) from None
+    if meta.get("format") != PART_FORMAT:
+        raise ValueError(
+            f"The part {Path(path).name} is not an explain-attn part "
+            f"({PART_FORMAT!r}). Received: format={meta.get('format')!r}"
+        )
+    return Part(meta["start"], meta["stop"], rows, blocks), meta
+
+
+def _part_files(folder):
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise ValueError(
+            f"The parts folder {str(folder)!r} does not exist. Give the "
+            "--parts folder the shards wrote to."
+        )
+    return sorted(folder.glob("shard-*.npz"))
+
+
+def complete_shards(folder, fingerprint, num_shards):
+    """The shard indices with a complete part of this run in ``folder``
+    (a resumed run redoes only the others)."""
+    done = set()
+    if not Path(folder).is_dir():
+        return done
+    for path in _part_files(folder):
+        try:
+            _, meta = read_part(path)
+        except ValueError:
+            continue
+        if (
+            meta["fingerprint"] == fingerprint
+            and meta["num_shards"] == num_shards
+            and path.name == part_name(meta["index"], num_shards)
+        ):
+            done.add(meta["index"])
+    return done
+
+
+def _check_parts(found):
+    """Refuses foreign, duplicated and missing parts, naming one."""
+    first_path, first = found[0]
+    seen = {}
+    for path, meta in found:
+        if (meta["fingerprint"], meta["num_shards"]) != (
+            first["fingerprint"],
+            first["num_shards"],
+        ):
+            raise ValueError(
+                f"The part {path.name} belongs to another run (other "
+                f"models, data or settings) than {first_path.name}. Keep "
+                "one run's parts in a folder."
+            )
+        if meta["index"] in seen:
+            raise ValueError(
+                f"The parts {seen[meta['index']].name} and {path.name} are "
+                f"both shard {meta['index']}. Remove one of them."
+            )
+        seen[meta["index"]] = path
+    missing = sorted(set(range(first["num_shards"])) - set(seen))
+    if missing:
+        raise ValueError(
+            f"The part of shard {missing[0]} of {first['num_shards']} is "
+            f"missing ({len(missing)} missing in all: "
+            f"{part_name(missing[0], first['num_shards'])}). Run the missing "
+            "shards with the same options and --parts, then merge."
+        )
+
+
+def read_parts(folder):
+    """``(Part, metas)``: every part of ``folder`` checked and combined.
+
+    Raises:
+        ValueError: (one line naming the part) for no part, a truncated or
+            foreign part, two parts of one shard, or a missing shard.
+    """
+    paths = _part_files(folder)
+    if not paths:
+        raise ValueError(
+            f"The parts folder {str(folder)!r} holds no part "
+            "(shard-*.npz). Run the shards with --parts first."
+        )
+    found = [(path, read_part(path)) for path in paths]
+    _check_parts([(path, meta) for path, (_, meta) in found])
+    metas = sorted((meta for _, (_, meta) in found), key=lambda m: m["index"])
+    return combine([part for _, (part, _) in found]), metas
+
+
+RUN_PATHS = ("data", "attention_models", "baseline_model", "cache_dir")
+"""Options of a run's record that name files: left out of its fingerprint
+(the same models and data may sit elsewhere on another machine)."""
+
+
+def numbers_options(run):
+    """The options of a run's record that its fingerprint covers."""
+    return {k: v for k, v in run.items() if k not in RUN_PATHS}
+
+
+@dataclasses.dataclass
+class Merged:
+    """The parts of every shard, combined (`read_parts`), in place of the
+    report's pass.
+
+    Attributes:
+        part: The combined `Part`.
+        metas: The parts' records, by shard index.
+    """
+
+    part: Part
+    metas: list
+
+    @property
+    def fingerprint(self):
+        return self.metas[0]["fingerprint"]
+
+    def record(self):
+        """The report's ``shards`` section: each shard's images and the
+        worker that ran it."""
+        return [
+            {
+                "index": meta["index"],
+                "start": meta["start"],
+                "stop": meta["stop"],
+                "host": meta["worker"]["host"],
+                "pid": meta["worker"]["pid"],
+            }
+            for meta in self.metas
+        ]
+
+
+def evaluate_shard(models, explanations, reference, test, job, **options):
+    """The map side: evaluates shard ``job`` and writes its part.
+
+    Args:
+        models, explanations, reference, test: As `build_report` has them.
+        job: The `ShardJob`; ``job.run`` is the run's record.
+        **options: ``layers``, ``batch_size``, ``verbose``, ``strategy``,
+            ``chunk_size``.
+
+    Returns:
+        The part's path.
+    """
+    batch_size = options["batch_size"]
+    chunk = report_chunk_size(test, batch_size, options.get("chunk_size"))
+    start, stop = shard_range(
+        len(test.labels), chunk, job.num_shards, job.index
+    )
+    contributors = report_contributors(
+        models, explanations, reference, test, layers=options["layers"],
+        batch_size=batch_size, strategy=options.get("strategy"),
+    )  # fmt: skip
+    part = Part(start, start)
+    if stop > start:
+        part = evaluate_parts(
+            models, explanations, shard_chunks(test, start, stop, chunk),
+            contributors=contributors, batch_size=batch_size,
+            verbose=options.get("verbose", 0), num_images=stop - start,
+            start=start, strategy=options.get("strategy"),
+        )  # fmt: skip
+    meta = {
+        "fingerprint": run_fingerprint(models, test, numbers_options(job.run)),
+        "num_shards": job.num_shards,
+        "index": job.index,
+        "chunk_size": chunk,
+        "run": job.run,
+        "worker": worker_record(),
+    }
+    write_part(job.path, part, meta)
+    return job.path
