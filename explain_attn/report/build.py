@@ -75,6 +75,7 @@ from explain_attn.stages import stage
 __all__ = [
     "Report",
     "build_report",
+    "open_run",
     "report_explanations",
     "report_from_sources",
     "write_json",
@@ -547,14 +548,8 @@ def report_from_sources(
         part (`shard_part`).
     """
     sources = {k: v for k, v in locals().items() if k in SOURCE_ARGUMENTS}
-    counts = {"epochs": epochs, **options}
-    counted = ("epochs", "num_examples", "batch_size")
-    _check_counts(**{name: counts.get(name) for name in counted})
-    attention_models = list(attention_models or ())
-    given = _check_sources(
-        attention_models, baseline_model, spurious_correlation
-    )
-    models, test = _models_and_test(given, sources, options)
+    sources["attention_models"] = list(attention_models or ())
+    models, test = open_run(sources, options)
     settings = {"epochs": epochs, "command_line": command_line,
                 "spurious_correlation": spurious_correlation}  # fmt: skip
     if isinstance(options.get("shard"), ShardJob):
@@ -594,9 +589,22 @@ SOURCE_ARGUMENTS = (
 load: a shard's part records them for the merge."""
 
 
-def _models_and_test(given, sources, options):
-    """The user's models and test data (``given``), or the demo's data
-    and models trained on its training split (cached)."""
+def open_run(sources, options):
+    """``(models, test)`` of a run: the user's models and test data, or
+    the demo's data and models trained on its training split (cached).
+
+    Args:
+        sources: `SOURCE_ARGUMENTS` by name (``attention_models`` a list).
+        options: `build_report`'s options (``verbose``, ``log``,
+            ``seed``, ``strategy`` are read; counts are checked).
+    """
+    counts = {"epochs": sources["epochs"], **options}
+    counted = ("epochs", "num_examples", "batch_size")
+    _check_counts(**{name: counts.get(name) for name in counted})
+    given = _check_sources(
+        sources["attention_models"], sources["baseline_model"],
+        sources["spurious_correlation"],
+    )  # fmt: skip
     verbose = options.get("verbose", 1)
     say = options.get("log", print) if verbose else _silent
     strategy, seed = options.get("strategy"), options.get("seed", 0)
