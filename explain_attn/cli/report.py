@@ -275,7 +275,9 @@ def report_command(
         randomization_images=randomization_images,
         deletion_images=deletion_images)  # fmt: skip
     extra = sharding(num_shards, shard_index, parts, dask_address)
-    output_path, json_path = (None, None) if extra else outputs(output)
+    output_path, json_path = (
+        (None, None) if "shard" in extra else outputs(output)
+    )
     cam_class = check_cam_class(cam_class)
     result = (run_on_dask if dask_address else report_from_sources)(
         data_source,

@@ -61,14 +61,27 @@ def _check_dask():
         )
 
 
-def dask_client(address, *, timeout=CONNECT_TIMEOUT):
+def _local_workers(address):
+    """K of ``local:K``, or ``None`` for a scheduler's address."""
+    if not str(address).startswith("local:"):
+        return None
+    count = str(address)[len("local:") :]
+    if not count.isdigit() or int(count) < 1:
+        raise ValueError(
+            "--dask local:K needs K, the number of worker processes, "
+            f"a positive integer. Received: --dask {address}"
+        )
+    return int(count)
+
+
+def dask_client(address, *, timeout=None):
     """A `distributed.Client` for ``address``.
 
     Args:
         address: ``local:K`` (a new `LocalCluster` of K worker processes,
             one thread each) or a scheduler's address
             (``tcp://host:8786``).
-        timeout: Seconds to reach a scheduler.
+        timeout: Seconds to reach a scheduler (`CONNECT_TIMEOUT`).
 
     Raises:
         ValueError: Without the dask extra, for a bad ``local:K`` or an
@@ -77,15 +90,11 @@ def dask_client(address, *, timeout=CONNECT_TIMEOUT):
     _check_dask()
     from distributed import Client, LocalCluster
 
-    if str(address).startswith("local:"):
-        count = str(address)[len("local:") :]
-        if not count.isdigit() or int(count) < 1:
-            raise ValueError(
-                "--dask local:K needs K, the number of worker processes, "
-                f"a positive integer. Received: --dask {address}"
-            )
+    timeout = CONNECT_TIMEOUT if timeout is None else timeout
+    count = _local_workers(address)
+    if count is not None:
         cluster = LocalCluster(
-            n_workers=int(count), threads_per_worker=1, processes=True,
+            n_workers=count, threads_per_worker=1, processes=True,
             dashboard_address=None,
         )  # fmt: skip
         return Client(cluster)
@@ -154,6 +163,7 @@ def dask_report(data="sample", *, address, num_shards, parts, **arguments):
         The merged `explain_attn.report.build.Report`.
     """
     _check_dask()
+    _local_workers(address)
     sources, options = _split_arguments(data, arguments)
     models, test = open_run(sources, options)
     run = run_record(sources, options)

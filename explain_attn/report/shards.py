@@ -44,6 +44,7 @@ __all__ = [
     "evaluate_shard",
     "numbers_options",
     "part_name",
+    "part_record",
     "read_part",
     "read_parts",
     "run_fingerprint",
@@ -86,8 +87,8 @@ class ShardJob:
 
     def __post_init__(self):
         _check_count("num_shards", self.num_shards, 1)
-        _check_count("shard_index", self.index, 0)
-        if self.index >= self.num_shards:
+        _check_count("shard_index", self.index, -(2**63))
+        if not 0 <= self.index < self.num_shards:
             raise ValueError(
                 f"--shard-index must be 0 to {self.num_shards - 1} (shards "
                 "are numbered from 0). Received: "
@@ -193,6 +194,11 @@ def write_part(path, part, meta):
             np.savez(file, **arrays)
 
 
+def part_record(path):
+    """The record (``meta``) of one part file; see `read_part`."""
+    return read_part(path)[1]
+
+
 def read_part(path):
     """``(Part, meta)`` of one part file.
 
@@ -200,7 +206,7 @@ def read_part(path):
         ValueError: When the file is truncated, unreadable or not a part.
     """
     try:
-        with np.load(path, allow_pickle=False) as stored:
+        with open(path, "rb") as file, np.load(file) as stored:
             meta = json.loads(stored["meta"].tobytes().decode())
             rows = {
                 tuple(key): stored[f"r{k}"]
