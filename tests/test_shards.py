@@ -287,34 +287,49 @@ def _kill_a_worker_when_a_part_appears(folder, known, killed):
         time.sleep(0.05)
 
 
-@pytest.mark.slow
-def test_dask_with_a_killed_worker_resumes_and_equals_one_run(inputs, tmp_path):
+def _dask_run(inputs, folder):
     from explain_attn.report.distributed import dask_report
 
-    folder = tmp_path / "parts"
-    _run_shards(inputs, folder, 8, order=[0], chunk_size=2)
-    first = folder / part_name(0, 8)
-    stamp = first.stat().st_mtime_ns
-    killed = []
-    watcher = threading.Thread(
-        target=_kill_a_worker_when_a_part_appears,
-        args=(folder, {first.name}, killed),
-    )
-    watcher.start()
-    report = dask_report(
+    return dask_report(
         inputs["data"], address="local:2", num_shards=8, parts=folder,
         **_options(inputs, chunk_size=2),
     )  # fmt: skip
-    watcher.join()
-    assert killed  # a worker was killed mid-run
-    assert first.stat().st_mtime_ns == stamp  # the done shard was kept
+
+
+def _covered(report):
     shards = report.data["shards"]
-    covered = [i for s in shards for i in range(s["start"], s["stop"])]
-    assert covered == list(range(NUM_IMAGES))  # every image exactly once
-    workers = {s["pid"] for s in shards[1:]}
-    assert len(workers) >= 2 and os.getpid() not in workers
-    single_two = report_from_sources(
+    return [i for s in shards for i in range(s["start"], s["stop"])]
+
+
+@pytest.mark.slow
+def test_dask_equals_one_run_survives_a_killed_worker_and_resumes(
+    inputs, tmp_path
+):
+    single = report_from_sources(
         inputs["data"], **_options(inputs, chunk_size=2)
     )
-    expected = _numbers(single_two, tmp_path / "single.json")
+    expected = _numbers(single, tmp_path / "single.json")
+    folder = tmp_path / "parts"
+    report = _dask_run(inputs, folder)  # 2 worker processes, 8 shards
     assert _numbers(report, tmp_path / "dask.json") == expected
+    workers = {s["pid"] for s in report.data["shards"]}
+    assert len(workers) == 2 and os.getpid() not in workers
+    assert _covered(report) == list(range(NUM_IMAGES))
+    # Resume after losing three parts, killing a worker mid-run.
+    for index in (5, 6, 7):
+        (folder / part_name(index, 8)).unlink()
+    stamps = {p.name: p.stat().st_mtime_ns for p in folder.iterdir()}
+    killed = []
+    watcher = threading.Thread(
+        target=_kill_a_worker_when_a_part_appears,
+        args=(folder, set(stamps), killed),
+    )
+    watcher.start()
+    report = _dask_run(inputs, folder)
+    watcher.join()
+    assert killed  # a worker was SIGKILLed after writing a part
+    kept = {p.name: p.stat().st_mtime_ns for p in folder.iterdir()}
+    assert all(kept[name] == stamp for name, stamp in stamps.items())
+    assert _covered(report) == list(range(NUM_IMAGES))  # each image once
+    assert killed[0] not in {s["pid"] for s in report.data["shards"]}
+    assert _numbers(report, tmp_path / "resumed.json") == expected
