@@ -20,6 +20,7 @@ from explain_attn.cli import main
 from explain_attn.report import report_from_sources, write_json
 from explain_attn.report.contributions import Part, combine
 from explain_attn.report.merge import merge_report
+from explain_attn.report.schema import validate
 from explain_attn.report.shards import (
     ShardJob,
     complete_shards,
@@ -133,6 +134,8 @@ def test_two_and_three_shards_equal_the_single_run(
     for folder, count in ((two, 2), (three_parts, 3)):
         merged = merge_report(folder, verbose=0)
         assert _numbers(merged, tmp_path / f"{count}.json") == single
+        written = json.loads((tmp_path / f"{count}.json").read_text("utf-8"))
+        assert validate(written) == []
         shards = merged.data["shards"]
         assert [s["index"] for s in shards] == list(range(count))
         covered = [i for s in shards for i in range(s["start"], s["stop"])]
