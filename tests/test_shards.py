@@ -290,11 +290,11 @@ def _kill_a_worker_when_a_part_appears(folder, known, killed):
         time.sleep(0.05)
 
 
-def _dask_run(inputs, folder):
+def _dask_run(inputs, folder, address):
     from explain_attn.report.distributed import dask_report
 
     return dask_report(
-        inputs["data"], address="local:2", num_shards=8, parts=folder,
+        inputs["data"], address=address, num_shards=8, parts=folder,
         **_options(inputs, chunk_size=2),
     )  # fmt: skip
 
@@ -313,8 +313,18 @@ def test_dask_equals_one_run_survives_a_killed_worker_and_resumes(
     )
     expected = _numbers(single, tmp_path / "single.json")
     folder = tmp_path / "parts"
-    report = _dask_run(inputs, folder)  # 2 worker processes, 8 shards
-    assert _numbers(report, tmp_path / "dask.json") == expected
+    # One cluster of 2 worker processes for both runs, by its address.
+    distributed = pytest.importorskip("distributed")
+    with distributed.LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=True,
+        dashboard_address=None,
+    ) as cluster:  # fmt: skip
+        _run_twice(inputs, folder, cluster.scheduler_address, expected)
+
+
+def _run_twice(inputs, folder, address, expected):
+    report = _dask_run(inputs, folder, address)  # 8 shards
+    assert _numbers(report, folder.parent / "dask.json") == expected
     workers = {s["pid"] for s in report.data["shards"]}
     assert len(workers) == 2 and os.getpid() not in workers
     assert _covered(report) == list(range(NUM_IMAGES))
@@ -328,11 +338,12 @@ def test_dask_equals_one_run_survives_a_killed_worker_and_resumes(
         args=(folder, set(stamps), killed),
     )
     watcher.start()
-    report = _dask_run(inputs, folder)
+    report = _dask_run(inputs, folder, address)
     watcher.join()
     assert killed  # a worker was SIGKILLed after writing a part
     kept = {p.name: p.stat().st_mtime_ns for p in folder.iterdir()}
     assert all(kept[name] == stamp for name, stamp in stamps.items())
     assert _covered(report) == list(range(NUM_IMAGES))  # each image once
-    assert killed[0] not in {s["pid"] for s in report.data["shards"]}
-    assert _numbers(report, tmp_path / "resumed.json") == expected
+    rerun = {s["pid"] for s in report.data["shards"][5:]}
+    assert killed[0] not in rerun  # its lost shards were run again
+    assert _numbers(report, folder.parent / "resumed.json") == expected
