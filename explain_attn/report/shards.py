@@ -31,10 +31,10 @@ from pathlib import Path
 import numpy as np
 
 from explain_attn.data.loaders import take_images
-from explain_attn.writing import atomic_path
 from explain_attn.report.contributions import Part, combine
 from explain_attn.report.evaluate import evaluate_parts
 from explain_attn.report.observed import report_chunk_size, report_contributors
+from explain_attn.writing import atomic_path
 
 __all__ = [
     "PART_FORMAT",
