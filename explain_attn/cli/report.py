@@ -275,9 +275,7 @@ def report_command(
         randomization_images=randomization_images,
         deletion_images=deletion_images)  # fmt: skip
     extra = sharding(num_shards, shard_index, parts, dask_address)
-    output_path, json_path = (
-        (None, None) if "shard" in extra else outputs(output)
-    )
+    paths = None if "shard" in extra else outputs(output)
     cam_class = check_cam_class(cam_class)
     result = (run_on_dask if dask_address else report_from_sources)(
         data_source,
@@ -305,7 +303,7 @@ def report_command(
     if "shard" in extra:
         click.echo(f"Part: {result}")
     else:
-        write_report(result, output_path, json_path)
+        write_report(result, *paths)
 
 
 def sharding(num_shards, shard_index, parts, dask_address):
