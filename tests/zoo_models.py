@@ -434,7 +434,9 @@ def keras_attention_layers(size=16):
 
 def _hub_classifier(backbone, name):
     inputs = keras.Input((32, 32, 3))
-    features = backbone(inputs)
+    # DINOv2 takes {"images": ...}; the others a tensor.
+    named = isinstance(backbone.input, dict)
+    features = backbone({"images": inputs} if named else inputs)
     if len(features.shape) == 4:
         return _head(inputs, features, name)
     pooled = layers.GlobalAveragePooling1D(name="pool")(features)
