@@ -109,6 +109,8 @@ def _weighted_taps(model):
         if isinstance(tap.layer, keras.layers.Layer)
         and tap.layer.weights
         and not isinstance(tap.layer, keras.Model)
+        # A traced layer's weights are its parts', which are taps too.
+        and not tap.opened
     ]
 
 
