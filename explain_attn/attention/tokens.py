@@ -173,7 +173,14 @@ def attention_layer_modules(graph, unreadable):
     keys lie on a grid; the others' reasons go to ``unreadable``."""
     modules = []
     for tap in list(graph.taps.values()):
-        name = _ATTENTION_LAYERS.get(type(tap.layer))
+        name = next(
+            (
+                n
+                for c, n in _ATTENTION_LAYERS.items()
+                if isinstance(tap.layer, c)
+            ),
+            None,
+        )
         if name is None:
             continue
         key, inputs, keywords = _call_arguments(tap)
@@ -245,7 +252,9 @@ def _symbolic_scores(tap, inputs, keywords):
                 break
             seen.add(id(cause))
         message = " ".join(f"{type(cause).__name__}: {cause}".split())
-        kind = type(tap.layer).__name__
+        kind = next(
+            c.__name__ for c in _ATTENTION_LAYERS if isinstance(tap.layer, c)
+        )
         raise ValueError(
             f"Could not read the attention scores of {kind} "
             f"layer {tap.path!r} with Keras {keras.__version__} "

@@ -53,6 +53,15 @@ traced (TensorFlow functions refuse `keras.KerasTensor` arguments with a
 ``ValueError`` or ``TypeError``; unknown batch sizes give ``None`` shapes)."""
 
 
+_READ_WHOLE = (
+    keras.layers.MultiHeadAttention,
+    keras.layers.Attention,
+    keras.layers.AdditiveAttention,
+)
+"""Layers read as a whole, subclasses included: their scores are asked
+for (``return_attention_scores=True``), not found inside."""
+
+
 @dataclasses.dataclass(frozen=True)
 class TraceFailure:
     """Why a layer's call stayed opaque.
@@ -70,15 +79,18 @@ def is_traceable(layer):
     """Whether discovery should look inside ``layer``'s call.
 
     Lambdas and layers or models defined outside Keras itself (user code,
-    keras-hub) are; Keras' own layers (whose calls are one operation, or
-    ``MultiHeadAttention``, read as a whole) and layers with explain-attn's
-    attention protocol (``attention_parts``) are not.
+    keras-hub) are; Keras' own layers (whose calls are one operation),
+    Keras' attention layers and their subclasses (read as a whole) and
+    layers with explain-attn's attention protocol (``attention_parts``)
+    are not.
     """
     if not isinstance(layer, keras.layers.Layer):
         return False
     if isinstance(layer, keras.layers.InputLayer):
         return False
     if callable(getattr(layer, "attention_parts", None)):
+        return False
+    if isinstance(layer, _READ_WHOLE):
         return False
     if isinstance(layer, keras.layers.Lambda):
         return True
