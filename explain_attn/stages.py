@@ -247,11 +247,13 @@ def keep(sentence):
 TENSORFLOW_MESSAGE_LIMIT = 300
 """Characters kept of an error passed through from TensorFlow."""
 
-_USER_CODE = re.compile(r'File "[^"]*", line \d+, in (\w+)\s*\*?\s*([^\n]*)')
+_USER_CODE = re.compile(r'File "([^"]*)", line \d+, in (\w+)\s*\*?\s*([^\n]*)')
+_LIBRARY = re.compile(r"site-packages|dist-packages|/lib/python\d")
 _NODE = re.compile(
     r"\{\{node ([^}]+)\}\}|\[Op:(\w+)\]|__wrapped__(?:_+Mkl)?(\w+?)_device"
 )
-_LAST_ERROR = re.compile(r"(\w+(?:Error|Exception)): ([^\n]+)\s*$")
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+_LAST_ERROR = re.compile(r"\b\w+(?:Error|Exception): ", re.MULTILINE)
 
 
 def tensorflow_reason(error):
@@ -265,7 +267,7 @@ def tensorflow_reason(error):
     operation (the node, else the last traced statement) and the last
     error's own sentence; values in brackets are dropped.
     """
-    text = str(error)
+    text = _ANSI.sub("", str(error))  # Keras colours names in its errors.
     is_op_error = type(error).__module__.startswith("tensorflow")
     if not is_op_error and "in user code:" not in text:
         return None
@@ -273,15 +275,19 @@ def tensorflow_reason(error):
     frames = _USER_CODE.findall(text)
     if node is not None:
         operation = f"operation {next(g for g in node.groups() if g)}"
-    elif frames:
-        function, statement = frames[-1]
+    elif frames:  # The last frame of the project or the user's code.
+        own = [f for f in frames if not _LIBRARY.search(f[0])] or frames
+        _, function, statement = own[-1]
         operation = f"{function}: {statement.strip()}"
     else:
         operation = (
             f"operation {getattr(getattr(error, 'op', None), 'name', '?')}"
         )
-    last = _LAST_ERROR.search(text.strip())
-    cause = last.group(0) if last else text.strip().splitlines()[0]
+    errors = list(_LAST_ERROR.finditer(text))
+    if errors:  # The last error's sentence, and what follows it.
+        cause = _without_frames(" ".join(text[errors[-1].start() :].split()))
+    else:
+        cause = text.strip().splitlines()[0]
     cause = re.sub(r"\{\{[^}]*\}\}\s*", "", " ".join(cause.split()))
     cause = re.sub(r"\[[^\]]*\]", "[…]", cause)
     line = f"TensorFlow failed in {operation} ({cause})"
@@ -322,7 +328,7 @@ def _without_frames(message):
     """``message`` without the stack frames and tensor values TensorFlow
     puts into its errors' text: after frames, the last ``SomeError: ...``
     (the cause), cut where arguments, tensors or another trace begin."""
-    message = _FUNCTION_NODE.sub("", message)
+    message = _FUNCTION_NODE.sub("", _ANSI.sub("", message))
     frames = list(_FRAME.finditer(message))
     if frames:
         causes = list(_CAUSE.finditer(message, frames[-1].end()))

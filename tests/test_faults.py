@@ -737,7 +737,7 @@ def test_a_tensorflow_error_is_one_line_without_frames(tools, tmp_path):
         ]
     )  # fmt: skip
     assert result.exit_code == 2
-    line = _one_line(result.stderr, "Error: ValueError: Exception encountered")
+    line = _one_line(result.stderr, "Error: TensorFlow failed in forward: ")
     assert "'conv:1' is not a valid scope name" in line
     assert len(line) <= 300
     assert "tf.Tensor" not in line and "line " not in line
