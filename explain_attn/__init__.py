@@ -32,11 +32,13 @@ _EXPORTS = {
         "save_model",
     ),
     "explain_attn.models.insert": ("add_attention",),
+    "explain_attn.models.task": ("model_task",),
     "explain_attn.models.recorder": ("AttentionRecorder",),
     "explain_attn.explanations": (
         "METHODS",
         "Explainer",
         "Explanation",
+        "SegGradCAM",
         "attention_layer_names",
         "attention_maps",
         "channel_attention_weights",

@@ -43,3 +43,47 @@ def assert_bad_input(arguments, message, output, tmp_path):
     assert "Traceback" not in result.output
     assert outputs(output) == []
     assert [p.name for p in tmp_path.iterdir()] == []
+
+
+SEGMENTATION_CASES = [
+    (
+        ["report", "--data", "{data}", "--attention-model", "{classifier}",
+         "--baseline-model", "{classifier}", "--task", "segmentation"],
+        "so it is a classification model, not segmentation",
+    ),
+    (
+        ["report", "--data", "{data}", "--attention-model", "{attention}",
+         "--baseline-model", "{plain}", "--task", "classification"],
+        "so it is a segmentation model, not classification",
+    ),
+    (
+        ["report", "--data", "{no_masks}", "--attention-model", "{attention}",
+         "--baseline-model", "{plain}"],
+        "has no masks, and a segmentation model is scored against them",
+    ),
+    (
+        ["report", "--data", "{data}", "--attention-model", "{coarse}",
+         "--baseline-model", "{coarse}"],
+        "predicts 16x16 pixels but the masks are 32x32",
+    ),
+    (
+        ["report", "--data", "{data}", "--attention-model", "{three}",
+         "--baseline-model", "{three}"],
+        "a label value would fall outside the model's classes",
+    ),
+    (
+        ["maps", "{plain}", "--data", "{data}", "--method", "grad_cam"],
+        "Use --method seg_grad_cam",
+    ),
+    (
+        ["maps", "{classifier}", "--data", "{data}", "--task", "segmentation"],
+        "so it is a classification model, not segmentation",
+    ),
+    (
+        ["report", "--data", "{data}", "--attention-model", "{attention}",
+         "--baseline-model", "{plain}", "--cam-class", "2"],
+        "--cam-class for a segmentation report is 'predicted'",
+    ),
+]  # fmt: skip
+"""Command lines refused for segmentation models (`test_segmentation`):
+``{name}`` are the models and folders of its fixture; the output is added."""

@@ -124,6 +124,7 @@ def test_registry_names_every_method():
         "grad_cam_plus_plus",
         "layer_cam",
         "hires_cam",
+        "seg_grad_cam",
     ]
     assert get_method("layer_cam").title == "LayerCAM"
     with pytest.raises(ValueError, match="Unknown explanation method 'nope'"):

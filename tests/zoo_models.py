@@ -522,3 +522,42 @@ def hub_dinov2():
         position_embedding_shape=(32, 32, 3),
     )
     return _hub_classifier(backbone, "hub_dinov2")
+
+
+def _public_gate(skip, gating, name):
+    """An additive gate as public Attention U-Net code writes it."""
+    theta = layers.Conv2D(4, 1, strides=2)(skip)
+    phi = layers.Conv2D(4, 1)(gating)
+    joint = layers.Activation("relu")(layers.Add()([theta, phi]))
+    psi = layers.Conv2D(1, 1, activation="sigmoid")(joint)
+    gate = layers.UpSampling2D(2, interpolation="bilinear")(psi)
+    return layers.Multiply(name=name)([skip, gate])
+
+
+def public_unet(size=32, num_outputs=5, *, gates=True, sigmoid=False):
+    """A functional one-level U-Net, with or without an additive gate.
+
+    ``sigmoid=True`` ends in a 1-channel Conv2D then Activation("sigmoid")
+    (foreground against background); else a softmax Conv2D over
+    ``num_outputs`` pixel classes.
+    """
+    inputs = keras.Input((size, size, 3))
+    skip = layers.Conv2D(4, 3, padding="same", activation="relu")(inputs)
+    down = layers.MaxPooling2D(2)(skip)
+    bottom = layers.Conv2D(
+        8, 3, padding="same", activation="relu", name="bottom"
+    )(down)
+    if gates:
+        skip = _public_gate(skip, bottom, "attention_gate")
+    up = layers.UpSampling2D(2)(bottom)
+    x = layers.Concatenate()([up, skip])
+    x = layers.Conv2D(4, 3, padding="same", activation="relu", name="dec")(x)
+    if sigmoid:
+        x = layers.Conv2D(1, 1, name="logits")(x)
+        outputs = layers.Activation("sigmoid", name="mask")(x)
+    else:
+        outputs = layers.Conv2D(
+            num_outputs, 1, activation="softmax", name="mask"
+        )(x)
+    name = ("attention_" if gates else "") + "unet"
+    return keras.Model(inputs, outputs, name=name)

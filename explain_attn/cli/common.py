@@ -204,6 +204,14 @@ input_scale_option = click.option(
     "model rescales its input itself (a Rescaling layer), else unit; the "
     "choice is printed].",
 )
+task_option = click.option(
+    "--task",
+    type=click.Choice(["classification", "segmentation"]),
+    default=None,
+    help="What the model predicts: one class per image, or one per pixel "
+    "(output (N, H, W, K) softmax or (N, H, W, 1) sigmoid) [default: read "
+    "from the model's output].",
+)
 devices_option = click.option(
     "--devices",
     default="1",

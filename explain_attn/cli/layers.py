@@ -5,6 +5,7 @@ import click
 from explain_attn.cli.common import (
     import_option,
     model_factory_option,
+    task_option,
     unsafe_load_option,
     user_errors,
 )
@@ -22,11 +23,12 @@ SHOWN_CANDIDATES = 5
     help="List every Grad-CAM candidate, not only the last "
     f"{SHOWN_CANDIDATES}.",
 )
+@task_option
 @model_factory_option
 @unsafe_load_option
 @import_option
 @user_errors
-def layers_command(model_path, show_all, model_factory, unsafe_load):
+def layers_command(model_path, show_all, task, model_factory, unsafe_load):
     """List MODEL's attention modules and the layers usable for Grad-CAM.
 
     MODEL is a '.keras' file (or a '.weights.h5' file with
@@ -36,20 +38,29 @@ def layers_command(model_path, show_all, model_factory, unsafe_load):
     axis (H, 1, C) and (1, W, C) as in coordinate attention), written with
     layers or keras.ops, and MultiHeadAttention over a feature map. Paths
     are 'outer/inner', which every other command accepts.
+
+    A segmentation model (one prediction per pixel) is explained by
+    Seg-Grad-CAM; its default layer (*) is the decoder's last one before
+    the logits; give another with --cam-layer (a coarser decoder layer
+    gives a coarser map).
     """
     from explain_attn.explanations.lookup import (
         default_cam_layer,
         describe_layers,
     )
+    from explain_attn.explanations.seg_cam import default_decoder_layer
     from explain_attn.models.preprocessing import describe_input
     from explain_attn.models.saving import load_model
+    from explain_attn.models.task import SEGMENTATION, check_task
 
     model = load_model(
         model_path, safe_mode=not unsafe_load, factory=model_factory
     )
+    task = check_task(model, task)
     rows = describe_layers(model)
     expectation = describe_input(model)
     click.echo(f"Model {model.name!r}: {model.count_params():,} parameters")
+    click.echo(f"Task: {_task_line(model, task)}")
     click.echo(f"Input: {_input_line(expectation)}")
     modules = [row["module"] for row in rows if row["module"] is not None]
     click.echo(f"Attention modules: {_counts(modules)}")
@@ -59,12 +70,21 @@ def layers_command(model_path, show_all, model_factory, unsafe_load):
         for line in _table(table):
             click.echo(f"  {line}")
     candidates = [row for row in rows if row["cam_candidate"]]
-    default = default_cam_layer(model) if candidates else None
+    segmentation = task == SEGMENTATION
+    method = "Seg-Grad-CAM" if segmentation else "Grad-CAM"
+    default = None
+    if candidates:
+        default = (
+            default_decoder_layer if segmentation else default_cam_layer
+        )(model)
     shown = candidates if show_all else candidates[-SHOWN_CANDIDATES:]
+    shown = [r for r in candidates if r["path"] == default and r not in shown]
+    shown += candidates if show_all else candidates[-SHOWN_CANDIDATES:]
     click.echo(
-        f"Grad-CAM candidates (maps of at least 2x2): {len(candidates)}"
+        f"{method} candidates (maps of at least 2x2): {len(candidates)}"
         + (
-            f"; the last {len(shown)} (--all for every one)"
+            f"; the last {min(len(candidates), SHOWN_CANDIDATES)} and the "
+            "default (--all for every one)"
             if len(shown) < len(candidates)
             else ""
         )
@@ -80,6 +100,16 @@ def layers_command(model_path, show_all, model_factory, unsafe_load):
     ]
     for line in _table(table):
         click.echo(line)
+
+
+def _task_line(model, task):
+    shape = tuple(model.outputs[0].shape[1:])
+    if task == "classification":
+        return f"classification (one prediction per image, {shape})"
+    return (
+        f"segmentation (one prediction per pixel, {shape}); the baseline's "
+        "explanation is Seg-Grad-CAM"
+    )
 
 
 def _input_line(expectation):

@@ -10,12 +10,21 @@ from explain_attn.cli.common import (
     layer_option,
     method_option,
     model_factory_option,
+    task_option,
     unsafe_load_option,
     user_errors,
 )
 
+EPILOG = (
+    "A segmentation model (--task segmentation, or an output per pixel): "
+    "'predictions' are (N, H, W) label maps and --grad-cam is Seg-Grad-CAM "
+    "(the sum of the class's logits over its predicted mask), for the "
+    "foreground class of largest predicted area unless --cam-class INDEX."
+)
+"""Help on segmentation models, after the options."""
 
-@click.command("maps")
+
+@click.command("maps", epilog=EPILOG)
 @click.argument("model_path", metavar="MODEL", type=click.Path())
 @click.option(
     "--data",
@@ -53,6 +62,7 @@ from explain_attn.cli.common import (
     help="The class the --method maps explain: each image's predicted "
     "class, its true label, or one class index for every image.",
 )
+@task_option
 @image_size_option
 @input_scale_option
 @devices_option
@@ -90,6 +100,7 @@ def maps_command(
     methods,
     cam_layer,
     cam_class,
+    task,
     image_size,
     input_scale,
     devices,
@@ -107,20 +118,18 @@ def maps_command(
     (N, C) weights and its path in 'channel_layer_names'; 'labels',
     'predictions', 'class_names'; for each --method NAME (or --grad-cam)
     also 'NAME' (N, h, w) for --cam-class, 'NAME_layer' and 'NAME_class'.
-    --method channel_weighted writes the channel-weighted activation maps
-    of the channel modules. It is built in memory: use it for small data.
+    --method channel_weighted writes channel-weighted activation maps.
 
     --output FOLDER (no suffix, or ending in /): the same arrays as
     map_i.npy, NAME.npy, predictions.npy and labels.npy, written batch by
-    batch (memory does not grow with the data), and manifest.json (layers,
-    methods, shapes, class names, input scale), written last: a folder
-    without it is incomplete. The folder must be new, empty or an earlier
-    maps folder (replaced).
+    batch (flat memory), then manifest.json (layers, methods, shapes, class
+    names, input scale; a folder without it is incomplete). The folder must
+    be new, empty or an earlier maps folder (replaced).
 
-    Images are read in batches, resized (--image-size) and given the
-    model's channels (gray repeated into RGB, or RGB made gray), and fed in
-    the model's input scale (--input-scale); what was assumed is printed.
-    A model without attention layers needs a --method.
+    Images are read in batches, resized (--image-size), given the model's
+    channels (gray repeated into RGB, or RGB made gray) and its input scale
+    (--input-scale); what was assumed is printed. A model without attention
+    layers needs a --method.
     """
     from explain_attn.devices import make_strategy, strategy_scope
     from explain_attn.explanations.export import (
@@ -155,6 +164,7 @@ def maps_command(
         batch_size=batch_size,
         input_scale=scale.scale,
         strategy=strategy,
+        task=task,
     )
     for note in source.notes:
         click.echo(f"Note: {note}.")

@@ -16,6 +16,7 @@ from explain_attn.cli.common import (
     layer_option,
     method_option,
     seed_option,
+    task_option,
     unsafe_load_option,
     user_errors,
 )
@@ -88,7 +89,18 @@ def _size_option(name, check):
     )
 
 
-@click.command("report")
+EPILOG = (
+    "Segmentation models (one prediction per pixel, or --task segmentation) "
+    "get the segmentation report: Dice and IoU with intervals, the gates' "
+    "maps against the masks and the baseline's Seg-Grad-CAM (--cam-class "
+    "predicted|true: the region whose logits it sums). Without models, "
+    "--task segmentation trains (or loads) a U-Net and an Attention U-Net "
+    "on the sample shapes, their masks as targets."
+)
+"""Help on segmentation models, after the options."""
+
+
+@click.command("report", epilog=EPILOG)
 @click.option(
     "--data",
     "data_source",
@@ -219,6 +231,7 @@ def _size_option(name, check):
     help="Run every shard on Dask (a LocalCluster of K worker processes, "
     "or a running scheduler's address), then merge. Needs the dask extra.",
 )
+@task_option
 @input_scale_option
 @devices_option
 @unsafe_load_option
@@ -247,6 +260,7 @@ def report_command(
     deletion_images,
     deletion_steps,
     spurious_correlation,
+    task,
     input_scale,
     devices,
     unsafe_load,
@@ -258,11 +272,10 @@ def report_command(
     """Compare attention maps with the baseline's CAMs in an HTML report.
 
     With no options, runs the demo offline: trains (or loads from the cache)
-    a ConvNet and the same network with spatial attention on the bundled
-    sample data, evaluates both on its test split, and writes report.html
-    and report.json. The last line printed is the report's path. With
-    --devices, every model pass (and the demo's training) splits its
-    batches across the devices (tf.distribute.MirroredStrategy).
+    a ConvNet and the same network with spatial attention on the sample
+    data, evaluates both on its test split, writes report.html and
+    report.json, and prints the report's path last. --devices splits every
+    pass (and the demo's training) across devices (MirroredStrategy).
     """
     from explain_attn.devices import make_strategy
     from explain_attn.explanations.export import check_cam_class
@@ -299,6 +312,7 @@ def report_command(
         spurious_correlation=spurious_correlation,
         strategy=make_strategy(devices),
         **extra,
+        task=task,
     )
     if "shard" in extra:
         click.echo(f"Part: {result}")

@@ -17,17 +17,27 @@ from explain_attn.cli.common import (
     image_size_option,
     import_option,
     seed_option,
+    task_option,
     user_errors,
 )
 
 ARCHITECTURE_NAMES = [
     "attention",
     "attention_ablation",
+    "attention_unet",
     "baseline",
     "residual",
     "small_attention",
     "small_convnet",
+    "unet",
 ]
+
+SEGMENTATION_REFUSED = (
+    "backbone", "weights", "freeze_backbone", "alpha", "model_factory",
+    "attention", "after", "early_stopping", "restore_best", "resume",
+    "record_every_steps", "limit",
+)  # fmt: skip
+"""Options ``--task segmentation`` does not take (yet)."""
 
 
 def _model_options(function):
@@ -90,7 +100,16 @@ def _model_options(function):
             "--control",
             is_flag=True,
             help="Insert identity instead of --attention: the "
-            "capacity-matched control.",
+            "capacity-matched control (for attention_unet: unet, its gates "
+            "replaced by identity).",
+        ),
+        task_option,
+        click.option(
+            "--loss",
+            type=click.Choice(["dice", "cross_entropy"]),
+            default=None,
+            help="--task segmentation: soft Dice or pixel cross-entropy "
+            "[default: dice].",
         ),
     ]
     for option in reversed(options):
@@ -236,6 +255,11 @@ def train_command(
     watch_outputs(
         output_path, output_path.with_suffix(".json"), record_path(output_path)
     )
+
+    if _segmentation_task(options):
+        return _train_segmentation(
+            output_path, data_source, image_size, seed, devices, options
+        )
     strategy = make_strategy(devices)
     sources = [
         name
@@ -262,3 +286,54 @@ def train_command(
         strategy=strategy,
         **options,
     )
+
+
+def _segmentation_task(options):
+    """Whether to train a segmentation model: ``--task``, else the
+    architecture; removes the segmentation-only options."""
+    from explain_attn.models.architectures import SEGMENTATION_ARCHITECTURES
+
+    task, loss = options.pop("task"), options.pop("loss")
+    options["segmentation_loss"] = loss
+    segmentation = options["architecture"] in SEGMENTATION_ARCHITECTURES
+    if task == "classification" and segmentation:
+        raise ValueError(
+            f"--architecture {options['architecture']} is a segmentation "
+            "model; give --task segmentation or leave --task out."
+        )
+    if loss is not None and not (segmentation or task == "segmentation"):
+        raise ValueError("--loss applies to --task segmentation only.")
+    return task == "segmentation" or segmentation
+
+
+def _train_segmentation(output_path, data_source, image_size, seed, devices,
+                        options):  # fmt: skip
+    """``--task segmentation``: `train_segmentation_to_file`."""
+    from explain_attn.data import train_test_datasets
+    from explain_attn.models.segmentation_pipeline import (
+        train_segmentation_to_file,
+    )
+
+    given = [
+        name
+        for name in SEGMENTATION_REFUSED
+        if options.get(name) not in (None, False, ())
+    ]
+    given += ["devices"] if devices != "1" else []
+    if given:
+        raise ValueError(
+            f"--{given[0].replace('_', '-')} is not supported with --task "
+            "segmentation yet."
+        )
+    train, test = train_test_datasets(
+        data_source, image_size=image_size, seed=seed
+    )
+    train_segmentation_to_file(
+        train, test, output_path, data_source=data_source, seed=seed,
+        architecture=options["architecture"], control=options["control"],
+        record=options["record"], record_images=options["record_images"],
+        epochs=options["epochs"], batch_size=options["batch_size"],
+        learning_rate=options["learning_rate"],
+        loss=options["segmentation_loss"], say=click.echo,
+        warn=lambda text: click.echo(f"Warning: {text}", err=True),
+    )  # fmt: skip

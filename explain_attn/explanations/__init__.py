@@ -6,6 +6,7 @@
   ``grad_cam_plus_plus``, ``layer_cam``, ``hires_cam``).
 - `cam`: the class-activation-map family; a new CAM method is a short
   `BaseCAM` subclass there.
+- `seg_cam`: Seg-Grad-CAM, the CAM of segmentation models.
 - `attention`: attention weights read through each module's kind.
 - `lookup`: layers by path, name or pattern; `inputs`: image checks and
   batching; `predict`: predicted classes; `export`: maps to ``.npz``.
@@ -37,12 +38,14 @@ from explain_attn.explanations.lookup import (
 )
 from explain_attn.explanations.methods import METHODS, get_method
 from explain_attn.explanations.predict import predict_classes
+from explain_attn.explanations.seg_cam import SegGradCAM
 
 __all__ = [
     "METHODS",
     "BaseCAM",
     "Explainer",
     "Explanation",
+    "SegGradCAM",
     "attention_layer_names",
     "attention_maps",
     "channel_attention_weights",

@@ -26,6 +26,7 @@ from explain_attn.explanations.inputs import (
 )
 from explain_attn.explanations.lookup import resolve_layers, single_layer
 from explain_attn.models.graph import flat_graph
+from explain_attn.models.task import predicted_labels
 
 __all__ = [
     "AttentionExtractor",
@@ -123,7 +124,7 @@ class AttentionExtractor:
                 )
             maps.append(tf.cast(attention[..., 0], tf.float32))
         if scores is not None:
-            maps.append(tf.argmax(scores, axis=-1))
+            maps.append(predicted_labels(scores))
         return maps
 
     def __call__(self, batch):

@@ -71,13 +71,19 @@ class BaseCAM(abc.ABC):
     name = ""
     """The method's name in `explain_attn.explanations.methods`."""
 
+    head = staticmethod(score_head)
+    """Hook: ``model -> (tensor, function)`` giving the scores."""
+
+    default_layer = staticmethod(default_cam_layer)
+    """Hook: ``model -> path`` of the layer explained by default."""
+
     title = ""
     """How reports name the method."""
 
     def __init__(self, model, layer=None):
         graph = flat_graph(model)
         if layer is None:
-            self.path = default_cam_layer(model)
+            self.path = self.default_layer(model)
         else:
             self.path = single_layer(model, layer)
         tap = graph.taps[self.path]
@@ -97,8 +103,11 @@ class BaseCAM(abc.ABC):
                 "zeros). Choose a layer whose output is at least 2×2 (see "
                 "`explain-attn layers MODEL`)."
             )
-        features, self._logits = score_head(model)
-        self._model = keras.Model(graph.model_inputs, [tap.output, features])
+        features, self._logits = self.head(model)
+        # When the layer is the scores' input, one output serves as both.
+        self._shared = features is tap.output
+        outputs = [tap.output] + [features] * (not self._shared)
+        self._model = keras.Model(graph.model_inputs, outputs)
         self.num_classes = int(graph.outputs[0].shape[-1])
         shape = tuple(graph.inputs[0].shape)
         self._input_shape = shape[1:]
@@ -117,14 +126,23 @@ class BaseCAM(abc.ABC):
         The map before ReLU and normalisation.
         """
 
+    def scores(self, logits, classes):
+        """Hook: ``(B, K)`` logits, ``(B,)`` classes (-1: predicted) ->
+        ``(B,)`` scores to explain."""
+        predicted = tf.argmax(logits, axis=-1, output_type=tf.int32)
+        classes = tf.where(classes < 0, predicted, classes)
+        return tf.gather(logits, classes, axis=1, batch_dims=1)
+
     def _maps(self, images, classes):
+        return self._cam(images, lambda logits: self.scores(logits, classes))
+
+    def _cam(self, images, score):
+        """The normalised maps of the score ``score(logits) -> (B,)``."""
         with tf.GradientTape() as tape:
             tape.watch(images)
-            activations, features = self._model(images, training=False)
-            logits = self._logits(features)
-            predicted = tf.argmax(logits, axis=-1, output_type=tf.int32)
-            classes = tf.where(classes < 0, predicted, classes)
-            scores = tf.gather(logits, classes, axis=1, batch_dims=1)
+            outputs = keras.tree.flatten(self._model(images, training=False))
+            activations, features = outputs[0], outputs[-1]
+            scores = score(self._logits(features))
         gradients = tape.gradient(scores, activations)
         cam = tf.nn.relu(self.combine(activations, gradients))
         low = tf.reduce_min(cam, axis=(1, 2), keepdims=True)

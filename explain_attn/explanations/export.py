@@ -48,6 +48,11 @@ from explain_attn.explanations.lookup import (
 from explain_attn.explanations.methods import get_method
 from explain_attn.explanations.predict import Predictor
 from explain_attn.models.graph import flat_graph
+from explain_attn.models.task import (
+    SEGMENTATION,
+    check_task,
+    unsupported_for_segmentation,
+)
 from explain_attn.stages import watch_outputs
 from explain_attn.writing import (
     atomic_path,
@@ -108,8 +113,36 @@ def _explanations(model, layers, methods, cam_layer):
     return chosen, channel
 
 
+def _check_segmentation(model, task, kind, cam_class):
+    """Checks what a segmentation export supports; returns the method
+    ``with_grad_cam`` stands for."""
+    if check_task(model, task) != SEGMENTATION:
+        return "grad_cam"
+    if kind != "npz":
+        raise unsupported_for_segmentation(
+            "`explain-attn maps --output FOLDER`"
+        )
+    if cam_class == "true":
+        raise unsupported_for_segmentation(
+            "`explain-attn maps --cam-class true`"
+        )
+    return "seg_grad_cam"
+
+
+def _largest_foreground(predicted, num_classes):
+    """Per image, the class of largest predicted area other than 0 (the
+    background); 0 for a single sigmoid output. As `region_classes`."""
+    if num_classes == 1:
+        return np.zeros(len(predicted), np.int64)
+    flat = predicted.reshape(len(predicted), -1)
+    areas = np.stack([(flat == c).sum(axis=1) for c in range(num_classes)], 1)
+    return np.argmax(areas[:, 1:], axis=1).astype(np.int64) + 1
+
+
 def _cam_classes(cam_class, labels, predicted, num_classes):
     """The classes the CAMs explain for one batch; see `export_maps`."""
+    if cam_class in (None, "predicted") and predicted.ndim > 1:
+        return _largest_foreground(predicted, num_classes)
     if cam_class in (None, "predicted"):
         return predicted
     if cam_class == "true":
@@ -203,6 +236,7 @@ def export_maps(
     input_scale=None,
     preprocess=None,
     strategy=None,
+    task=None,
 ):
     """Computes maps for a dataset and writes them (see the module).
 
@@ -228,6 +262,8 @@ def export_maps(
             `explain_attn.explanations.inputs.resolve_input_scale`).
         preprocess: ``None`` or a function applied to every batch.
         strategy: ``None`` or a `tf.distribute` strategy.
+        task: ``None``, ``"classification"`` or ``"segmentation"``: see
+            ``explain-attn maps --help``.
 
     Returns:
         A dict from each stored array's description to its shape.
@@ -240,9 +276,10 @@ def export_maps(
     """
     kind = check_output(path)
     cam_class = check_cam_class(cam_class)
+    shortcut = _check_segmentation(model, task, kind, cam_class)
     check_shape(dataset.image_shape, input_shape(model))
     scale = resolve_input_scale(model, input_scale)
-    methods = list(dict.fromkeys([*methods, *(["grad_cam"] * with_grad_cam)]))
+    methods = list(dict.fromkeys([*methods, *([shortcut] * with_grad_cam)]))
     explanations, channel = _explanations(model, layers, methods, cam_layer)
     outputs = _outputs(explanations, channel)
     step = _step(model, explanations, channel, cam_class)

@@ -15,7 +15,6 @@ from explain_attn.explanations.attention import AttentionExtractor
 from explain_attn.explanations.compiled import compiled
 from explain_attn.explanations.lookup import (
     channel_module_names,
-    default_cam_layer,
     resolve_layers,
     single_layer,
 )
@@ -114,7 +113,7 @@ class CAMMethod(Method):
 
     def layers(self, model, requested=None):
         if requested is None:
-            return [default_cam_layer(model)]
+            return [self.cam_class.default_layer(model)]
         if isinstance(requested, str):
             requested = [requested]
         return [single_layer(model, layer) for layer in requested]

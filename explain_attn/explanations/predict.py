@@ -8,6 +8,7 @@ from explain_attn.devices import run_replicated
 from explain_attn.explanations.compiled import compiled
 from explain_attn.explanations.inputs import model_batches
 from explain_attn.models.graph import flat_graph
+from explain_attn.models.task import predicted_labels
 
 __all__ = ["Predictor", "predict_classes"]
 
@@ -29,7 +30,7 @@ class Predictor:
         graph = flat_graph(model)
         forward = keras.Model(graph.model_inputs, graph.outputs[0])
         self.function = tf.function(
-            lambda batch: tf.argmax(forward(batch, training=False), axis=-1),
+            lambda batch: predicted_labels(forward(batch, training=False)),
             input_signature=[
                 tf.TensorSpec(tuple(graph.inputs[0].shape), tf.float32)
             ],

@@ -13,14 +13,18 @@ attention maps are fetched by name and never by position:
   ``block3`` (``*_conv``, ``*_bn``, ``*_relu``), pools ``pool1``, ``pool2``,
   attention layers ``block2_attention`` and ``block3_attention`` (only in
   ``"small_attention"``), ``gap``, ``predictions``.
+- ``"unet"`` / ``"attention_unet"``: segmentation models whose output is one
+  softmax per pixel (`explain_attn.models.unet`; ``"unet"`` is the
+  capacity-matched control, its gates replaced by identity).
 """
 
 import keras
 from keras import layers
 
 from explain_attn.attention.layers import SpatialAttention
+from explain_attn.models.unet import build_unet
 
-__all__ = ["ARCHITECTURES", "build_model"]
+__all__ = ["ARCHITECTURES", "SEGMENTATION_ARCHITECTURES", "build_model"]
 
 ARCHITECTURES = {
     "baseline": (
@@ -52,6 +56,21 @@ ARCHITECTURES = {
         "(46,338 parameters at 32x32x3, 4 classes)."
     ),
 }
+
+SEGMENTATION_ARCHITECTURES = {
+    "unet": (
+        "Segmentation: a two-level U-Net 8-16-32 with a softmax per pixel; "
+        "the 'attention_unet' with its gates replaced by identity, its "
+        "capacity-matched control (14,741 parameters at 32x32x3, 5 "
+        "classes)."
+    ),
+    "attention_unet": (
+        "Segmentation: 'unet' with additive attention gates 'gate1' and "
+        "'gate2' on its skip connections (Oktay et al., 2018; 15,739)."
+    ),
+}
+"""The segmentation architectures (one prediction per pixel), which
+`build_model` builds too; `ARCHITECTURES` lists the classifiers."""
 
 
 def _baseline(inputs, num_classes):
@@ -120,6 +139,8 @@ _BUILDERS = {
     "residual": _residual,
     "small_convnet": lambda i, n: _small(i, n, with_attention=False),
     "small_attention": lambda i, n: _small(i, n, with_attention=True),
+    "unet": lambda i, n: build_unet(i, n, with_attention=False),
+    "attention_unet": lambda i, n: build_unet(i, n, with_attention=True),
 }
 
 
@@ -127,7 +148,8 @@ def build_model(architecture, *, input_shape=(32, 32, 3), num_classes=10):
     """Builds one of the registered architectures, uncompiled.
 
     Args:
-        architecture: A key of `ARCHITECTURES`.
+        architecture: A key of `ARCHITECTURES` or of
+            `SEGMENTATION_ARCHITECTURES`.
         input_shape: ``(height, width, channels)`` of the images.
         num_classes: Number of output classes, at least 2.
 
@@ -144,7 +166,8 @@ def build_model(architecture, *, input_shape=(32, 32, 3), num_classes=10):
     if architecture not in _BUILDERS:
         raise ValueError(
             f"Unknown architecture. Received: architecture={architecture!r}. "
-            f"Expected one of: {', '.join(sorted(_BUILDERS))}."
+            f"Expected one of: {', '.join(sorted(ARCHITECTURES))}; for "
+            f"segmentation: {', '.join(sorted(SEGMENTATION_ARCHITECTURES))}."
         )
     input_shape = tuple(input_shape)
     if len(input_shape) != 3 or any(

@@ -9,6 +9,7 @@ import keras
 import tensorflow as tf
 
 from explain_attn.models.graph import flat_graph
+from explain_attn.models.task import pixel_probability_function
 
 __all__ = ["probability_function", "score_head", "single_input_graph"]
 
@@ -31,10 +32,19 @@ def score_head(model):
 
     Raises:
         ValueError: If the model ends in a layer other than ``Dense`` with a
-            softmax activation (its input is not the logits' input).
+            softmax activation (its input is not the logits' input), or
+            gives one prediction per pixel (a segmentation model: see
+            `explain_attn.models.task.pixel_score_head`).
     """
     graph = flat_graph(model)
     output = graph.outputs[0]
+    if len(output.shape) == 4:
+        raise ValueError(
+            f"Model {model.name!r} gives one prediction per pixel (output "
+            f"{tuple(output.shape)}): a segmentation model, whose class "
+            "score is a sum over a region. Use --method seg_grad_cam "
+            "(Seg-Grad-CAM) or --task segmentation."
+        )
     tap = next((t for t in graph.taps.values() if t.output is output), None)
     if tap is None:
         return output, _identity
@@ -65,9 +75,12 @@ def probability_function(model):
     """The function turning the model's output into probabilities.
 
     Models ending in a softmax already give probabilities: identity. Any
-    other output is taken as logits: softmax.
+    other output is taken as logits: softmax. A segmentation model's
+    (per pixel) is `explain_attn.models.task.pixel_probability_function`.
     """
     graph = flat_graph(model)
+    if len(graph.outputs[0].shape) == 4:
+        return pixel_probability_function(model)
     tensor, _ = score_head(model)
     return tf.nn.softmax if tensor is graph.outputs[0] else _identity
 

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from explain_attn import __version__
-from explain_attn.data import open_source
+from explain_attn.data import load_dataset, open_source
 from explain_attn.devices import replica_count, strategy_scope
 from explain_attn.explanations.explanation import explanations_for
 from explain_attn.explanations.inputs import input_shape, model_channels
@@ -36,6 +36,7 @@ from explain_attn.explanations.lookup import (
 )
 from explain_attn.explanations.methods import get_method
 from explain_attn.models.saving import atomic_path
+from explain_attn.models.task import SEGMENTATION
 from explain_attn.report.baselines import baselines_section
 from explain_attn.report.cache import cache_directory
 from explain_attn.report.demo import demo_data, demo_models
@@ -54,6 +55,11 @@ from explain_attn.report.observed import (
     report_contributors,
 )
 from explain_attn.report.per_class import per_class_section
+from explain_attn.report.segmentation import segmentation_report
+from explain_attn.report.segmentation_sources import (
+    report_task,
+    segmentation_demo,
+)
 from explain_attn.report.shards import (
     ShardJob,
     evaluate_shard,
@@ -541,7 +547,9 @@ def report_from_sources(
             building the models given as ``.weights.h5`` files.
         **options: Passed to `build_report` (``layers``, ``methods``,
             ``num_examples``, ``seed``, ``batch_size``, ``faithfulness``,
-            ``verbose``, ``log``, ``strategy``: models load in its scope).
+            ``verbose``, ``log``, ``strategy``: models load in its scope;
+            ``task``: ``"classification"``, ``"segmentation"`` or ``None``
+            for the models' own, `explain_attn.report.segmentation`).
 
     Returns:
         A `Report`; with ``shard=ShardJob(...)``, the path of the shard's
@@ -549,14 +557,57 @@ def report_from_sources(
     """
     sources = {k: v for k, v in locals().items() if k in SOURCE_ARGUMENTS}
     sources["attention_models"] = list(attention_models or ())
-    models, test = open_run(sources, options)
     settings = {"epochs": epochs, "command_line": command_line,
                 "spurious_correlation": spurious_correlation}  # fmt: skip
+    task = options.pop("task", None)
+    given = None
+    if not (
+        task == SEGMENTATION and not attention_models and not baseline_model
+    ):
+        given = open_run(sources, options)
+    if report_task(given[0] if given else (), task) == SEGMENTATION:
+        return _segmentation_report(given, sources, settings, options)
+    models, test = given
     if isinstance(options.get("shard"), ShardJob):
         job = options.pop("shard")
         job = dataclasses.replace(job, run=run_record(sources, options))
         return shard_part(models, test, job, **options)
     return build_report(models, test, source=data, settings=settings, **options)
+
+
+def _segmentation_report(given, sources, settings, options):
+    """`segmentation_report` of the given ``(models, test)``, or of the
+    demo pair trained on the data's training split (``given`` None)."""
+    data, image_size = sources["data"], sources["image_size"]
+    say = options.get("log", print) if options.get("verbose", 1) else _silent
+    if given is None:
+        test = load_dataset(data, split="test", image_size=image_size)
+        say(_data_line(test))
+        train = data
+        if data != "sample":
+            train = load_dataset(data, split="train", image_size=image_size)
+        with stage(
+            "training the demo models", kept=_cache_note(sources["cache_dir"])
+        ):
+            models = segmentation_demo(
+                train, epochs=sources["epochs"], seed=options.get("seed", 0),
+                cache_dir=sources["cache_dir"], say=say,
+            )  # fmt: skip
+    else:
+        models, test = given
+    wanted = ("cam_layer", "cam_class", "num_examples", "seed", "batch_size")
+    checks = faithfulness_settings(options.get("faithfulness", True))
+    with stage(f"the evaluation of {len(test.labels):,} test images"):
+        numbers, examples, created, records = segmentation_report(
+            models, test, source=data, versions=_versions(),
+            settings={"epochs": settings["epochs"],
+                      "command_line": settings["command_line"]},
+            faithfulness=checks,
+            **{k: options[k] for k in wanted if k in options},
+        )  # fmt: skip
+    return Report(
+        data=numbers, gallery=examples, created=created, records=records
+    )
 
 
 def shard_part(models, test, job, **options):

@@ -17,6 +17,7 @@ from explain_attn.report import figures
 from explain_attn.report.channels import channel_figures
 from explain_attn.report.faithfulness_figures import faithfulness_figures
 from explain_attn.report.per_class import PER_CLASS_RESAMPLES
+from explain_attn.report.segmentation_render import segmentation_html
 from explain_attn.report.training_record import training_figures
 
 __all__ = [
@@ -181,6 +182,8 @@ def _distributions(data):
 def report_html(report):
     """Returns the report's self-contained HTML page as a string."""
     data = report.data
+    if data.get("task") == "segmentation":
+        return segmentation_html(report, template_environment())
     explanations = data["explanations"]
     models = {row["key"]: row for row in data["models"]}
     metric_names = [

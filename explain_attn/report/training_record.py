@@ -208,3 +208,14 @@ def training_figures(section, records):
         "curves": _curves(section, ("mass_in_mask", "entropy")),
         "filmstrips": filmstrips,
     }
+
+
+def filmstrip(record, layer_index):
+    """The probe images (objects outlined) and one module's maps over the
+    recorded epochs, as a PNG data URI (the figure of `training_figures`).
+
+    Args:
+        record: A `explain_attn.models.recorder.TrainingRecord`.
+        layer_index: Index of a spatial module in ``record.layers``.
+    """
+    return _filmstrip(record, layer_index)

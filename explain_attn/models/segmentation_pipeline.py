@@ -1,0 +1,135 @@
+"""``explain-attn train --task segmentation``: a U-Net trained on masks.
+
+The built-in `unet` or `attention_unet` (``--control`` turns the second
+into the first: its gates replaced by identity) learns each pixel's label,
+object (1) or background (0), from the data's masks, with a soft Dice loss
+or cross-entropy. The model, its history (``<stem>.json``: loss per epoch,
+the test Dice with its interval, the checks) and, with ``record``, its
+gates' maps on probe images after every epoch (``<stem>.record.npz``, the
+filmstrip of `explain_attn.models.recorder`) are written atomically.
+"""
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from explain_attn.metrics.segmentation import dice_per_class, image_scores
+from explain_attn.metrics.statistics import summarize
+from explain_attn.models.architectures import (
+    SEGMENTATION_ARCHITECTURES,
+    build_model,
+)
+from explain_attn.models.recorder import AttentionRecorder, record_path
+from explain_attn.models.saving import atomic_path, save_model
+from explain_attn.models.segmentation_training import (
+    LOSSES,
+    train_segmentation,
+)
+
+__all__ = ["SEGMENTATION_TRAINING", "train_segmentation_to_file"]
+
+SEGMENTATION_TRAINING = {
+    "epochs": 6,
+    "batch_size": 32,
+    "learning_rate": 3e-3,
+    "loss": "dice",
+}
+"""The defaults of ``explain-attn train --task segmentation``."""
+
+
+def _architecture(architecture, control):
+    architecture = architecture or "attention_unet"
+    if architecture not in SEGMENTATION_ARCHITECTURES:
+        raise ValueError(
+            "--task segmentation trains unet or attention_unet. Received: "
+            f"--architecture {architecture}"
+        )
+    return "unet" if control else architecture
+
+
+def _targets(dataset, name):
+    if dataset.masks is None:
+        raise ValueError(
+            f"The {name} split has no masks, and a segmentation model learns "
+            "from them (its targets). Give data with a masks/ folder."
+        )
+    return dataset.masks.astype(np.int64)
+
+
+def _test_dice(model, test, batch_size, seed):
+    probabilities = model.predict(test.images, batch_size=batch_size, verbose=0)
+    predicted = probabilities.argmax(-1)
+    per_class = dice_per_class(predicted, _targets(test, "test"), num_labels=2)
+    return summarize(image_scores(per_class), seed=seed)
+
+
+def train_segmentation_to_file(
+    train, test, output, *, data_source, architecture=None, control=False,
+    seed=0, record=True, record_images=8, say=print, warn=print, **settings,
+):  # fmt: skip
+    """Builds, trains, checks and saves a U-Net; see the module.
+
+    Args:
+        train, test: `explain_attn.data.Dataset` objects with masks.
+        output: The ``.keras`` path.
+        data_source: What the data was loaded from, for the history.
+        architecture: ``"unet"`` or ``"attention_unet"`` (default).
+        control: Replace the gates by identity (gives ``"unet"``).
+        seed, record, record_images: As ``explain-attn train``.
+        say, warn: Where progress and problems go.
+        **settings: ``epochs``, ``batch_size``, ``learning_rate``, ``loss``
+            (``None`` for `SEGMENTATION_TRAINING`'s).
+
+    Returns:
+        The JSON-ready dict written to ``<stem>.json``.
+    """
+    architecture = _architecture(architecture, control)
+    settings = {
+        key: settings.get(key) or value
+        for key, value in SEGMENTATION_TRAINING.items()
+    }
+    if settings["loss"] not in LOSSES:
+        raise ValueError(
+            f"--loss must be one of {', '.join(LOSSES)}. Received: --loss "
+            f"{settings['loss']}"
+        )
+    targets = _targets(train, "training")
+    _targets(test, "test")
+    model = build_model(
+        architecture, input_shape=tuple(train.images.shape[1:]), num_classes=2
+    )
+    say(
+        f"Training {model.name} ({model.count_params():,} parameters) on "
+        f"{len(targets)} images of {data_source!r}, object against "
+        f"background, {settings['loss']} loss; testing on {len(test.labels)}"
+    )
+    output = Path(output)
+    callbacks = []
+    if record:
+        callbacks.append(AttentionRecorder(
+            test, record_path(output), num_images=record_images, seed=seed,
+        ))  # fmt: skip
+    info = train_segmentation(
+        model, train.images, targets, seed=seed, callbacks=callbacks,
+        **settings,
+    )  # fmt: skip
+    dice = _test_dice(model, test, settings["batch_size"], seed)
+    problems = []
+    if not dice["mean"] > 0:
+        problems.append(
+            f"Model {model.name!r} has a test Dice of {dice['mean']:.3f}: no "
+            "better than predicting the background everywhere."
+        )
+        warn(problems[-1])
+    history = {
+        "task": "segmentation", "architecture": architecture,
+        "data": str(data_source), "seed": seed, **settings, **info,
+        "test_dice": dice, "problems": problems,
+    }  # fmt: skip
+    save_model(model, output)
+    with atomic_path(output.with_suffix(".json")) as temporary:
+        temporary.write_text(json.dumps(history, indent=1), encoding="utf-8")
+    say(f"Test Dice: {dice['mean']:.3f} [{dice['ci_low']:.3f}, "
+        f"{dice['ci_high']:.3f}]")  # fmt: skip
+    return history
