@@ -16,6 +16,7 @@ from explain_attn.cli.common import (
     devices_option,
     image_size_option,
     import_option,
+    quiet_option,
     seed_option,
     user_errors,
 )
@@ -157,6 +158,36 @@ def _training_options(function):
     return function
 
 
+def _tracker_options(function):
+    options = [
+        click.option(
+            "--tensorboard",
+            type=click.Path(file_okay=False),
+            default=None,
+            metavar="LOGDIR",
+            help="Write TensorBoard logs to LOGDIR: Keras' (train, "
+            "validation) and the attention record's (LOGDIR/attention: "
+            "each layer's maps over the probe images, metrics, gate "
+            "histograms).",
+        ),
+        click.option(
+            "--wandb",
+            is_flag=True,
+            help="Log the attention record to Weights & Biases (offline "
+            "unless WANDB_MODE says otherwise; extra [wandb]).",
+        ),
+        click.option(
+            "--mlflow",
+            is_flag=True,
+            help="Log the attention record to MLflow (MLFLOW_TRACKING_URI, "
+            "else ./mlruns; extra [mlflow]).",
+        ),
+    ]
+    for option in reversed(options):
+        function = option(function)
+    return function
+
+
 @click.command("train")
 @_model_options
 @click.option(
@@ -193,6 +224,7 @@ def _training_options(function):
     help="Use at most this many images of each split.",
 )
 @_training_options
+@_tracker_options
 @devices_option
 @seed_option
 @click.option(
@@ -202,6 +234,7 @@ def _training_options(function):
     help="The .keras model file; its history goes beside it as .json.",
 )
 @import_option
+@quiet_option
 @user_errors
 def train_command(
     output, data_source, image_size, limit, seed, devices, **options
@@ -248,6 +281,7 @@ def train_command(
             "Give one of --architecture, --backbone and --model-factory. "
             f"Received: {given}."
         )
+    options["sinks"], options["callbacks"] = _trackers(options)
     train, test = train_test_datasets(
         data_source, image_size=image_size, limit=limit, seed=seed
     )
@@ -262,3 +296,21 @@ def train_command(
         strategy=strategy,
         **options,
     )
+
+
+def _trackers(options):
+    """The trackers' sinks and callbacks, checked before training."""
+    from explain_attn.models.sinks import make_sinks
+
+    wanted = {
+        "tensorboard": options.pop("tensorboard"),
+        "wandb": options.pop("wandb"),
+        "mlflow": options.pop("mlflow"),
+    }
+    if any(v not in (None, False) for v in wanted.values()):
+        if not options["record"]:
+            raise ValueError(
+                "The trackers (--tensorboard, --wandb, --mlflow) show the "
+                "attention record: leave out --no-record."
+            )
+    return make_sinks(**wanted)
