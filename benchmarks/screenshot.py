@@ -1,9 +1,10 @@
 """The README's screenshot: the top of the demo report, in headless Chromium.
 
-Builds the demo report (trained models come from the cache, see
-`explain_attn.report.cache`) into a temporary folder, or takes a given
-``--report``, and saves the top of the page (``--height`` CSS pixels at
-1100 wide) as a PNG. Refresh it with the report:
+Builds the demo report (trained models come from the cache or the
+package, see `explain_attn.report.shipped`) into a temporary folder, or
+takes a given ``--report``, and saves the first screen of the page (1280
+x ``--height`` CSS pixels, 800 by default: a laptop) as a PNG. Refresh it
+with the report:
 
     python -m benchmarks.screenshot --output docs/report_top.png
 
@@ -26,7 +27,7 @@ CHROMIUM = (
 )
 
 
-def screenshot(html_path, output, *, width=1100, height=1000):
+def screenshot(html_path, output, *, width=1280, height=800):
     """Saves the top ``height`` pixels of ``html_path`` as ``output``."""
     from playwright.sync_api import sync_playwright
 
@@ -56,7 +57,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--report", help="an existing report.html")
     parser.add_argument("--output", default="docs/report_top.png")
-    parser.add_argument("--height", type=int, default=1000)
+    parser.add_argument("--height", type=int, default=800)
     arguments = parser.parse_args()
     with tempfile.TemporaryDirectory() as folder:
         html = arguments.report or _demo_report(folder)

@@ -34,6 +34,7 @@ _EXPORTS = {
     "explain_attn.models.insert": ("add_attention",),
     "explain_attn.models.task": ("model_task",),
     "explain_attn.models.recorder": ("AttentionRecorder",),
+    "explain_attn.models.sinks": ("MLflowSink", "TensorBoardSink", "WandbSink"),
     "explain_attn.explanations": (
         "METHODS",
         "Explainer",

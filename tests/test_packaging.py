@@ -95,6 +95,8 @@ def test_wheel_ships_the_templates_inside_the_package(wheel_names):
     assert "explain_attn/templates/base.html" in wheel_names
     assert "explain_attn/templates/_explorer.html" in wheel_names
     assert "explain_attn/report/report.schema.json" in wheel_names
+    shipped = [n for n in wheel_names if "/report/demo_models/" in n]
+    assert len(shipped) == 6  # two demo models, with records and metadata
     assert not any(name.startswith("templates/") for name in wheel_names)
 
 

@@ -272,3 +272,27 @@ def model_factory_option(function):
         "read its weights from MODEL, a .weights.h5 file: for models that "
         "cannot be reloaded from a .keras file (e.g. Python lambdas).",
     )(function)
+
+
+def quiet_option(function):
+    """``--quiet``: the command runs within `explain_attn.progress.quiet`.
+
+    Progress (with the time left) shows on a terminal only; ``--quiet``
+    turns it off there too: no bars, no per-epoch lines.
+    """
+
+    @click.option(
+        "--quiet",
+        "quiet_run",
+        is_flag=True,
+        help="No progress bars or per-epoch lines, even on a terminal "
+        "(in a log there are none anyway).",
+    )
+    @functools.wraps(function)
+    def wrapper(*args, quiet_run, **kwargs):
+        from explain_attn.progress import quiet
+
+        with quiet(quiet_run):
+            return function(*args, **kwargs)
+
+    return wrapper

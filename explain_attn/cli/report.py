@@ -15,6 +15,7 @@ from explain_attn.cli.common import (
     input_scale_option,
     layer_option,
     method_option,
+    quiet_option,
     seed_option,
     task_option,
     unsafe_load_option,
@@ -232,26 +233,24 @@ EPILOG = (
     "or a running scheduler's address), then merge. Needs the dask extra.",
 )
 @task_option
+@click.option(
+    "--retrain",
+    is_flag=True,
+    help="Train the demo models anew (not from the cache or the trained "
+    "copies the package ships); the cache keeps the new ones.",
+)
 @input_scale_option
 @devices_option
 @unsafe_load_option
 @import_option
+@quiet_option
 @single_threaded_blas
 @user_errors
 def report_command(
     data_source,
-    attention_models,
-    baseline_model,
     layer_names,
     methods,
-    cam_layer,
     cam_class,
-    attention_factory,
-    baseline_factory,
-    epochs,
-    num_examples,
-    image_size,
-    seed,
     output,
     faithfulness,
     no_faithfulness,
@@ -259,23 +258,21 @@ def report_command(
     randomization_images,
     deletion_images,
     deletion_steps,
-    spurious_correlation,
-    task,
-    input_scale,
     devices,
     unsafe_load,
     num_shards,
     shard_index,
     parts,
     dask_address,
+    **options,
 ):
     """Compare attention maps with the baseline's CAMs in an HTML report.
 
-    With no options, runs the demo offline: trains (or loads from the cache)
-    a ConvNet and the same network with spatial attention on the sample
-    data, evaluates both on its test split, writes report.html and
-    report.json, and prints the report's path last. --devices splits every
-    pass (and the demo's training) across devices (MirroredStrategy).
+    With no options, runs the demo offline on the bundled sample data: a
+    ConvNet and its twin with spatial attention (shipped trained; --retrain
+    trains them), evaluated on its test split, into report.html and
+    report.json. The last line printed is the report's path. --devices
+    splits every model pass across devices (tf.distribute.MirroredStrategy).
     """
     from explain_attn.devices import make_strategy
     from explain_attn.explanations.export import check_cam_class
@@ -284,35 +281,28 @@ def report_command(
 
     checks = faithfulness_settings(
         _faithfulness_choice(no_faithfulness, faithfulness),
-        intervention_images=intervention_images, steps=deletion_steps,
+        intervention_images=intervention_images,
+        steps=deletion_steps,
         randomization_images=randomization_images,
-        deletion_images=deletion_images)  # fmt: skip
+        deletion_images=deletion_images,
+    )
     extra = sharding(num_shards, shard_index, parts, dask_address)
     paths = None if "shard" in extra else outputs(output)
     cam_class = check_cam_class(cam_class)
+    # The other options (models, factories, epochs, image size, seed, task,
+    # ...) are report_from_sources' keyword arguments under the same names.
     result = (run_on_dask if dask_address else report_from_sources)(
         data_source,
-        attention_models=attention_models,
-        baseline_model=baseline_model,
         layers=list(layer_names) or None,
         methods=list(methods) or ["grad_cam"],
-        cam_layer=cam_layer,
         cam_class=cam_class,
-        attention_factory=attention_factory,
-        baseline_factory=baseline_factory,
-        epochs=epochs,
-        num_examples=num_examples,
-        image_size=image_size,
-        seed=seed,
         safe_mode=not unsafe_load,
-        input_scale=input_scale,
         command_line=" ".join(["explain-attn", *sys.argv[1:]]),
         log=click.echo,
         faithfulness=checks,
-        spurious_correlation=spurious_correlation,
         strategy=make_strategy(devices),
         **extra,
-        task=task,
+        **options,
     )
     if "shard" in extra:
         click.echo(f"Part: {result}")

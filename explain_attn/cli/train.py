@@ -16,6 +16,7 @@ from explain_attn.cli.common import (
     devices_option,
     image_size_option,
     import_option,
+    quiet_option,
     seed_option,
     task_option,
     user_errors,
@@ -35,7 +36,7 @@ ARCHITECTURE_NAMES = [
 SEGMENTATION_REFUSED = (
     "backbone", "weights", "freeze_backbone", "alpha", "model_factory",
     "attention", "after", "early_stopping", "restore_best", "resume",
-    "record_every_steps", "limit",
+    "record_every_steps", "limit", "tensorboard", "wandb", "mlflow",
 )  # fmt: skip
 """Options ``--task segmentation`` does not take (yet)."""
 
@@ -176,6 +177,36 @@ def _training_options(function):
     return function
 
 
+def _tracker_options(function):
+    options = [
+        click.option(
+            "--tensorboard",
+            type=click.Path(file_okay=False),
+            default=None,
+            metavar="LOGDIR",
+            help="Write TensorBoard logs to LOGDIR: Keras' (train, "
+            "validation) and the attention record's (LOGDIR/attention: "
+            "each layer's maps over the probe images, metrics, gate "
+            "histograms).",
+        ),
+        click.option(
+            "--wandb",
+            is_flag=True,
+            help="Log the attention record to Weights & Biases (offline "
+            "unless WANDB_MODE says otherwise; extra [wandb]).",
+        ),
+        click.option(
+            "--mlflow",
+            is_flag=True,
+            help="Log the attention record to MLflow (MLFLOW_TRACKING_URI, "
+            "else ./mlruns; extra [mlflow]).",
+        ),
+    ]
+    for option in reversed(options):
+        function = option(function)
+    return function
+
+
 @click.command("train")
 @_model_options
 @click.option(
@@ -212,6 +243,7 @@ def _training_options(function):
     help="Use at most this many images of each split.",
 )
 @_training_options
+@_tracker_options
 @devices_option
 @seed_option
 @click.option(
@@ -221,6 +253,7 @@ def _training_options(function):
     help="The .keras model file; its history goes beside it as .json.",
 )
 @import_option
+@quiet_option
 @user_errors
 def train_command(
     output, data_source, image_size, limit, seed, devices, **options
@@ -272,6 +305,7 @@ def train_command(
             "Give one of --architecture, --backbone and --model-factory. "
             f"Received: {given}."
         )
+    options["sinks"], options["callbacks"] = _trackers(options)
     train, test = train_test_datasets(
         data_source, image_size=image_size, limit=limit, seed=seed
     )
@@ -337,3 +371,21 @@ def _train_segmentation(output_path, data_source, image_size, seed, devices,
         loss=options["segmentation_loss"], say=click.echo,
         warn=lambda text: click.echo(f"Warning: {text}", err=True),
     )  # fmt: skip
+
+
+def _trackers(options):
+    """The trackers' sinks and callbacks, checked before training."""
+    from explain_attn.models.sinks import make_sinks
+
+    wanted = {
+        "tensorboard": options.pop("tensorboard"),
+        "wandb": options.pop("wandb"),
+        "mlflow": options.pop("mlflow"),
+    }
+    if any(v not in (None, False) for v in wanted.values()):
+        if not options["record"]:
+            raise ValueError(
+                "The trackers (--tensorboard, --wandb, --mlflow) show the "
+                "attention record: leave out --no-record."
+            )
+    return make_sinks(**wanted)

@@ -7,6 +7,7 @@
 - `insert`: `add_attention`, attention inserted after named layers.
 - `backbones`: classifiers on `keras.applications` backbones, offline.
 - `recorder`: `AttentionRecorder`, attention recorded while training.
+- `sinks`: where the record also goes: TensorBoard, W&B, MLflow.
 - `pipeline`: ``explain-attn train`` as one function, `train_to_file`.
 - `graph`: the flat view of a model's graph (nested models opened) from
   which every layer can be read.

@@ -27,6 +27,7 @@ from explain_attn.models.recorder import (
     record_path,
 )
 from explain_attn.models.saving import model_bytes
+from explain_attn.models.sinks import SinkWarning
 from explain_attn.stages import stage
 from explain_attn.writing import (
     DiskFullError,
@@ -149,8 +150,15 @@ def _callbacks(staging, probe, options, validation):
                 num_images=options["record_images"],
                 every_steps=options["record_every_steps"],
                 resume=options["resume"],
+                sinks=options.get("sinks", ()),
             )
         )
+    elif options.get("sinks"):
+        raise ValueError(
+            "The trackers (--tensorboard, --wandb, --mlflow) show the "
+            "attention record: leave out --no-record."
+        )
+    callbacks += options.get("callbacks", [])
     wants_validation = options["early_stopping"] or options["restore_best"]
     if wants_validation and validation is None:
         raise ValueError(
@@ -256,6 +264,7 @@ def _fit(model, fitting, validation, output, settings, options, warn):
         ),
     ):
         warnings.simplefilter("always", training.TrainingWarning)
+        warnings.simplefilter("always", SinkWarning)
         try:
             history = training.train(
                 model, fitting, validation_data=validation, verbose=1,
@@ -267,7 +276,7 @@ def _fit(model, fitting, validation, output, settings, options, warn):
                 f"{error} Training stopped; {_earlier(output)}."
             ) from None
     for warning in caught:
-        if issubclass(warning.category, training.TrainingWarning):
+        if issubclass(warning.category, training.TrainingWarning | SinkWarning):
             warn(str(warning.message))
         else:
             warnings.warn_explicit(

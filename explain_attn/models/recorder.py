@@ -27,6 +27,7 @@ import numpy as np
 
 from explain_attn import metrics
 from explain_attn.models.saving import atomic_path
+from explain_attn.models.sinks import RecordEntry, emit
 
 __all__ = [
     "RECORD_METRICS",
@@ -90,6 +91,9 @@ class AttentionRecorder(keras.callbacks.Callback):
             `keras.callbacks.BackupAndRestore`): records after the epoch
             training resumes from are dropped, and no new initial record
             is taken.
+        sinks: Trackers that receive every record as it is written
+            (`explain_attn.models.sinks`: TensorBoard, W&B, MLflow); one
+            that fails is dropped with a warning, the file goes on.
 
     The cost is one forward pass of ``num_images`` images per record;
     ``seconds`` in the file's metadata is the total time spent recording.
@@ -105,6 +109,7 @@ class AttentionRecorder(keras.callbacks.Callback):
         every_steps=None,
         seed=0,
         resume=False,
+        sinks=(),
     ):
         super().__init__()
         if every_steps is not None and (
@@ -136,6 +141,7 @@ class AttentionRecorder(keras.callbacks.Callback):
         self.path = Path(path)
         self.every_steps = every_steps
         self.resume = resume
+        self.sinks = list(sinks)
         self._rows = []
         self._seconds = 0.0
         self._steps = 0
@@ -167,6 +173,10 @@ class AttentionRecorder(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         if not self.every_steps:
             self._record(float(epoch + 1), logs or {})
+
+    def on_train_end(self, logs=None):
+        for sink in self.sinks:
+            sink.close(files=(self.path,))
 
     # ---------------------------------------------------------- helpers
 
@@ -221,6 +231,21 @@ class AttentionRecorder(keras.callbacks.Callback):
         self._rows.append(row)
         self._seconds += time.perf_counter() - start
         self._write()
+        if self.sinks:
+            self.sinks = emit(self.sinks, self._entry(row))
+
+    def _entry(self, row):
+        return RecordEntry(
+            epoch=row["epoch"], step=row["step"],
+            per_epoch=not self.every_steps, images=self.images,
+            masks=self.masks, labels=self.labels,
+            predictions=row["predictions"],
+            layers=[
+                {"path": m.path, "spatial": bool(m.kind.spatial)}
+                for m in self.modules
+            ],
+            maps=row["maps"], metrics=row["metrics"], logs=row["logs"],
+        )  # fmt: skip
 
     def _metrics(self, maps):
         values = {}

@@ -39,6 +39,7 @@ import numpy as np
 
 from explain_attn.data.loaders import Dataset, tf_dataset
 from explain_attn.devices import replica_count, run_replicated, strategy_scope
+from explain_attn.progress import EpochProgress, keras_verbose
 
 __all__ = [
     "AGREEMENT_TOLERANCE",
@@ -362,7 +363,7 @@ def train(
         epochs, batch_size: Positive integers.
         learning_rate: The Adam learning rate at the start, positive.
         seed: Seed of initialisation-free randomness (shuffle, dropout).
-        verbose: As `keras.Model.fit`: ``"auto"``, 0, 1 or 2.
+        verbose: As `keras.Model.fit` (bars on a terminal only).
         callbacks: More `keras.callbacks.Callback` objects for ``fit``
             (e.g. `explain_attn.AttentionRecorder`, early stopping).
         recalibrate, check: Recalibrate (`recalibrate_batch_norm`) and
@@ -397,12 +398,17 @@ def train(
             steps = epochs * -(-len(train_data) // batch_size)
             _compile_like_the_tutorial(model, learning_rate, steps)
         history = model.fit(
-            **data, epochs=epochs, verbose=verbose,
+            **data, epochs=epochs, verbose=_fit_verbose(verbose),
             shuffle=False,  # The pipeline shuffles, with the seed.
-            callbacks=[order, *(callbacks or ())],
+            callbacks=[order, *(callbacks or ()), EpochProgress(model.name)],
         )  # fmt: skip
         _after_fit(model, train_data, history, recalibrate, check, batch_size)
     return history
+
+
+def _fit_verbose(verbose):
+    """``fit``'s ``verbose``: bars on a terminal only (`keras_verbose`)."""
+    return keras_verbose() if verbose in ("auto", 1) else verbose
 
 
 def _fit_data(train_data, validation_data, batch_size, seed, epochs, strategy):

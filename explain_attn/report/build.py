@@ -545,11 +545,13 @@ def report_from_sources(
         command_line: The command line to record in the report.
         attention_factory, baseline_factory: ``"module:function"``
             building the models given as ``.weights.h5`` files.
-        **options: Passed to `build_report` (``layers``, ``methods``,
-            ``num_examples``, ``seed``, ``batch_size``, ``faithfulness``,
-            ``verbose``, ``log``, ``strategy``: models load in its scope;
-            ``task``: ``"classification"``, ``"segmentation"`` or ``None``
-            for the models' own, `explain_attn.report.segmentation`).
+        **options: ``retrain`` (train the demo models anew, not from the
+            cache or the copies the package ships), else passed to
+            `build_report` (``layers``, ``methods``, ``num_examples``,
+            ``seed``, ``batch_size``, ``faithfulness``, ``verbose``,
+            ``log``, ``strategy``: models load in its scope; ``task``:
+            ``"classification"``, ``"segmentation"`` or ``None`` for the
+            models' own, `explain_attn.report.segmentation`).
 
     Returns:
         A `Report`; with ``shard=ShardJob(...)``, the path of the shard's
@@ -647,8 +649,10 @@ def open_run(sources, options):
     Args:
         sources: `SOURCE_ARGUMENTS` by name (``attention_models`` a list).
         options: `build_report`'s options (``verbose``, ``log``,
-            ``seed``, ``strategy`` are read; counts are checked).
+            ``seed``, ``strategy`` are read; counts are checked), and
+            ``retrain``, taken out of them.
     """
+    retrain = options.pop("retrain", False)  # Read here only.
     counts = {"epochs": sources["epochs"], **options}
     counted = ("epochs", "num_examples", "batch_size")
     _check_counts(**{name: counts.get(name) for name in counted})
@@ -681,6 +685,7 @@ def open_run(sources, options):
         models = demo_models(
             train, test, epochs=sources["epochs"], seed=seed,
             cache_dir=cache_dir, verbose=verbose, say=say, strategy=strategy,
+            retrain=retrain,
         )  # fmt: skip
     return models, test
 

@@ -73,6 +73,7 @@ def train_or_load(
     verbose=1,
     strategy=None,
     say=None,
+    retrain=False,
 ):
     """Loads a trained model from the cache, or trains and caches it.
 
@@ -97,6 +98,7 @@ def train_or_load(
             of its own (see `_settings`).
         say: Where the line about a damaged entry goes (``None``: not
             said).
+        retrain: Train anew (else a miss takes the package's: `shipped`).
 
     Returns:
         ``(model, info)``: ``info`` has ``source`` (``"cache"`` or
@@ -111,8 +113,8 @@ def train_or_load(
     key = cache_key(settings)
     say = say or (lambda text: None)
     folder = Path(cache_dir or cache_directory()) / f"{architecture}-{key}"
-    with strategy_scope(strategy):
-        model, meta, damage = _read_entry(folder, settings)
+    model, meta, damage = _lookup(architecture, settings, folder, strategy,
+                                  retrain)  # fmt: skip
     if damage is not None:
         say(f"Cache entry {folder} is damaged ({damage}): training it again.")
     if model is not None:
@@ -127,6 +129,44 @@ def train_or_load(
     )  # fmt: skip
     return model, {**meta, "source": "trained", "key": key,
                    "record_file": str(folder / "record.npz")}  # fmt: skip
+
+
+def _lookup(architecture, settings, folder, strategy, retrain):
+    """`_read_entry` of ``folder``; on a clean miss, the package's entry
+    for ``settings`` (`explain_attn.report.shipped`) copied there first;
+    nothing with ``retrain``."""
+    from explain_attn.report.shipped import find_shipped
+
+    if retrain:
+        return None, None, None
+    with strategy_scope(strategy):
+        found = _read_entry(folder, settings)
+        source = find_shipped(architecture, settings)
+        if found != (None, None, None) or source is None:
+            return found
+        _copy_entry(source, folder, settings)
+        return _read_entry(folder, settings)
+
+
+def _copy_entry(source, folder, settings):
+    """Copies the shipped entry ``source`` into ``folder`` as `_write_entry`
+    writes one (a hidden folder renamed into place), its ``meta.json``
+    naming this run's ``settings`` (they differ at most in the library
+    versions)."""
+    clean_stale(folder)
+    staging = partial_name(folder)
+    shutil.rmtree(staging, ignore_errors=True)
+    try:
+        staging.mkdir(parents=True)
+        for name in ("model.keras", "record.npz"):
+            shutil.copyfile(source / name, staging / name)
+        meta = json.loads((source / "meta.json").read_text(encoding="utf-8"))
+        with atomic_path(staging / "meta.json") as temporary:
+            temporary.write_text(json.dumps({**meta, "settings": settings},
+                                            indent=1))  # fmt: skip
+        _replace_folder(staging, folder, settings)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
 
 
 def _train_entry(folder, architecture, train_data, validation_data, settings,

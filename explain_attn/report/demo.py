@@ -101,11 +101,14 @@ def _count(train):
 
 
 def demo_models(
-    train, test, *, epochs, seed, cache_dir, verbose, say, strategy=None
-):
+    train, test, *, epochs, seed, cache_dir, verbose, say, strategy=None,
+    retrain=False,
+):  # fmt: skip
     """Trains the demo pair on ``train`` (or loads it from the cache).
 
-    With a ``strategy`` (`explain_attn.devices.make_strategy`) the models
+    ``retrain`` trains anew, where a cache miss otherwise takes the
+    models the package ships (`explain_attn.report.shipped`). With a
+    ``strategy`` (`explain_attn.devices.make_strategy`) the models
     are loaded or trained in its scope (see `train_or_load`).
 
     Returns:
@@ -127,6 +130,7 @@ def demo_models(
             verbose=verbose,
             strategy=strategy,
             say=say,
+            retrain=retrain,
         )
         verb = "loaded from cache" if info["source"] == "cache" else "trained"
         say(

@@ -36,13 +36,13 @@ resized to the masks' size, about ten of them at a time.
 import concurrent.futures
 import dataclasses
 
-import keras
 import numpy as np
 
 from explain_attn import metrics
 from explain_attn.explanations.explanation import Explainer
 from explain_attn.explanations.inputs import check_model_images
 from explain_attn.explanations.predict import Predictor
+from explain_attn.progress import Progress
 from explain_attn.report.contributions import Contributor, Part, combine
 
 __all__ = [
@@ -387,8 +387,9 @@ def evaluate_parts(
             predictions under ``("_", model key)`` (`predictions_of`).
         batch_size: The most images per forward pass (fewer for large
             images: `batch_size_for`).
-        verbose: Show a progress bar.
-        num_images: The number of images, for the progress bar.
+        verbose: Show progress with the time left (on a terminal only,
+            `explain_attn.progress`).
+        num_images: The number of images, for the progress.
         start: The index of the source's first image in the test set.
         strategy: ``None`` or a `tf.distribute` strategy: each forward
             pass (predictions, maps, CAMs) is split across its replicas
@@ -410,9 +411,8 @@ def evaluate_parts(
         entry.key: Predictor(entry.model, strategy=strategy) for entry in models
     }
     explainer = Explainer(explanations, strategy=strategy)
-    progress = (
-        keras.utils.Progbar(num_images, unit_name="image") if verbose else None
-    )
+    progress = Progress(num_images, "evaluation", unit="images",
+                        enabled=None if verbose else False)  # fmt: skip
     seen, pending, parts = 0, None, []
     with concurrent.futures.ThreadPoolExecutor(max_workers=1) as worker:
         for images, labels, masks in source:
@@ -432,10 +432,10 @@ def evaluate_parts(
                 labels, masks, predicted,
             )  # fmt: skip
             seen += len(images)
-            if progress is not None:
-                progress.update(seen)
+            progress.update(seen)
         if pending is not None:
             parts.append(pending.result())
+    progress.close()
     if seen == 0:
         raise ValueError("The test data holds no image; nothing to evaluate.")
     return combine(parts)

@@ -26,6 +26,7 @@ from explain_attn.faithfulness import (
     randomization_check,
 )
 from explain_attn.faithfulness.common import check_positive
+from explain_attn.progress import progress_bar
 from explain_attn.report.evaluate import batch_size_for
 
 __all__ = [
@@ -343,9 +344,20 @@ def _timed(say, name, function, models, explanations, subset, *args):
     """Runs one check on ``subset`` (``(test, indices)``: those images are
     read now, and dropped after the check)."""
     started = time.perf_counter()
-    result = function(models, explanations, take_images(*subset), *args)
+    with progress_bar(len(models), f"faithfulness: {name}",
+                      unit="models") as bar:  # fmt: skip
+        result = function(
+            _counted(models, bar), explanations, take_images(*subset), *args
+        )
     say(f"Faithfulness: {name} ({time.perf_counter() - started:.1f} s)")
     return result
+
+
+def _counted(models, bar):
+    """``models``, advancing ``bar`` as each one's check finishes."""
+    for entry in models:
+        yield entry
+        bar.add()
 
 
 def _subsets(test, settings, seed, say):

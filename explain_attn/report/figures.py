@@ -8,10 +8,10 @@ import base64
 import io
 import re
 
-import matplotlib
 import numpy as np
 from matplotlib.figure import Figure
-from skimage.segmentation import find_boundaries
+
+from explain_attn.overlays import mask_outline, overlay_rgb
 
 __all__ = [
     "MANY_LAYERS",
@@ -28,7 +28,6 @@ MANY_LAYERS = 24
 PANEL_TITLE_CHARACTERS = 18
 """Longest line of a gallery panel title; longer names are cut with '…'."""
 
-OVERLAY_COLORMAP = "inferno"
 DISTRIBUTION_METRICS = (
     "entropy",
     "sparseness",
@@ -208,25 +207,14 @@ def example_figure(image, mask, overlays, titles):
     panels = 2 + len(overlays)
     figure = Figure(figsize=(1.45 * panels, 1.75))
     axes = figure.subplots(1, panels, squeeze=False)[0]
-    image = np.clip(image, 0, 1)
-    if image.shape[-1] == 1:  # Gray: shown as RGB so the outline is green.
-        image = np.repeat(image, 3, axis=-1)
+    image = mask_outline(image, None)
     axes[0].imshow(image, interpolation="nearest")
     axes[0].set_title("image", fontsize=7)
-    outlined = image.copy()
-    if mask is not None:
-        outlined[find_boundaries(mask, mode="inner")] = (0.0, 1.0, 0.2)
-        axes[1].set_title("mask outline", fontsize=7)
-    else:
-        axes[1].set_title("no mask", fontsize=7)
-    axes[1].imshow(outlined, interpolation="nearest")
-    gray = image.mean(axis=-1)
-    colormap = matplotlib.colormaps[OVERLAY_COLORMAP]
+    title = "no mask" if mask is None else "mask outline"
+    axes[1].set_title(title, fontsize=7)
+    axes[1].imshow(mask_outline(image, mask), interpolation="nearest")
     for axis, values, title in zip(axes[2:], overlays, titles, strict=True):
-        low, high = float(values.min()), float(values.max())
-        scaled = (values - low) / (high - low) if high > low else values * 0
-        blend = 0.45 * gray[..., None] + 0.55 * colormap(scaled)[..., :3]
-        axis.imshow(np.clip(blend, 0, 1), interpolation="bilinear")
+        axis.imshow(overlay_rgb(image, values), interpolation="bilinear")
         axis.set_title(title, fontsize=7)
     for axis in axes:
         axis.set_xticks([])

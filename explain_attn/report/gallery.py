@@ -75,9 +75,10 @@ def gallery(
     strategy) shares the forward passes between its replicas.
 
     Returns:
-        A list of dicts with ``index``, ``image``, ``mask``, ``overlays``
-        (`Explanation` -> ``(H, W)`` map at input resolution), ``reasons``
-        and ``predictions`` (model key -> class).
+        A list of dicts, in order of index, with ``index``, ``image``,
+        ``mask``, ``overlays`` (`Explanation` -> ``(H, W)`` map at input
+        resolution), ``reasons``, ``predictions`` (model key -> class) and
+        ``rank`` (the order of choice: 0 first).
     """
     labels = np.asarray(test.labels)
     candidates = _candidates(explanations, reference, evaluation, labels, seed)
@@ -91,6 +92,7 @@ def gallery(
         images, batch_size=batch_size, labels=labels[indices]
     )
     masks = chosen_data.masks
+    rank = {index: position for position, index in enumerate(chosen)}
     return [
         {
             "index": int(index),
@@ -98,6 +100,7 @@ def gallery(
             "mask": None if masks is None else masks[position],
             "overlays": {e: overlays[e][position] for e in explanations},
             "reasons": [chosen[int(index)]],
+            "rank": rank[int(index)],
             "predictions": {
                 key: int(value[index])
                 for key, value in evaluation.predictions.items()

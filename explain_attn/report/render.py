@@ -16,6 +16,7 @@ from explain_attn.models.saving import atomic_path
 from explain_attn.report import figures
 from explain_attn.report.channels import channel_figures
 from explain_attn.report.faithfulness_figures import faithfulness_figures
+from explain_attn.report.first_screen import first_screen
 from explain_attn.report.per_class import PER_CLASS_RESAMPLES
 from explain_attn.report.segmentation_render import segmentation_html
 from explain_attn.report.training_record import training_figures
@@ -197,6 +198,7 @@ def report_html(report):
     }
     context = {
         "data": data,
+        "first_screen": first_screen(report),
         "explorer": report.explorer,
         "per_class_resamples": PER_CLASS_RESAMPLES,
         "foreground_metrics": list(FOREGROUND_METRICS),

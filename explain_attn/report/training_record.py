@@ -22,7 +22,8 @@ from explain_attn.models.recorder import (
     load_record,
     record_path,
 )
-from explain_attn.report.figures import OVERLAY_COLORMAP, to_data_uri
+from explain_attn.overlays import OVERLAY_COLORMAP
+from explain_attn.report.figures import to_data_uri
 
 __all__ = [
     "THRESHOLDS",
