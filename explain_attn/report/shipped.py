@@ -6,7 +6,9 @@ demo pair (minutes on a laptop). The package carries both as cache entries
 ``meta.json``) in ``explain_attn/report/demo_models/``, made from the
 seeded recipe by ``python -m benchmarks.make_demo_models``. On a cache
 miss, an entry whose training settings equal the run's (library and Keras
-versions aside: a ``.keras`` file loads in any Keras 3) is copied into the
+versions aside: a ``.keras`` file loads in the Keras that saved it and in
+later ones, not always in earlier ones: Keras 3.11 cannot deserialize the
+3.15 files, so an older Keras trains anew) is copied into the
 cache (`explain_attn.report.cache`), which then works as before; any
 other setting (epochs, seed, another data set, a changed generator)
 trains anew, as does ``--retrain``.
@@ -42,6 +44,18 @@ def find_shipped(architecture, settings, *, directory=SHIPPED_DIRECTORY):
             meta = json.loads((folder / "meta.json").read_text())
         except (OSError, ValueError):
             continue
-        if portable(meta.get("settings", {})) == wanted:
+        shipped = meta.get("settings", {})
+        loadable = _release(settings.get("keras")) >= _release(
+            shipped.get("keras")
+        )
+        if loadable and portable(shipped) == wanted:
             return folder
     return None
+
+
+def _release(version):
+    """``(major, minor)`` of a version string; ``(0, 0)`` when unknown."""
+    try:
+        return tuple(int(part) for part in str(version).split(".")[:2])
+    except ValueError:
+        return (0, 0)
