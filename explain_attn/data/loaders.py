@@ -43,7 +43,6 @@ from pathlib import Path
 
 import numpy as np
 
-from explain_attn.data import synthetic
 from explain_attn.data.images import (
     IMAGE_SUFFIXES,
     check_scale,
@@ -59,6 +58,14 @@ from explain_attn.data.stream import (
     NpzSource,
     balanced,
     check_labels,
+)
+from explain_attn.data.synthetic import (
+    CLASS_NAMES,
+    DEFAULT_CLUTTER,
+    DEMO_TRAIN_SIZE,
+    SAMPLE_SEED,
+    generate,
+    sample_test_split,
 )
 
 __all__ = [
@@ -572,19 +579,19 @@ def tf_dataset(dataset, *, batch_size=64, shuffle=False, seed=0):
 
 def _load_sample(split, size, limit, spurious_correlation=None):
     """The generated train split (the test split: `open_source`)."""
-    images, labels, masks = synthetic.generate(
-        synthetic.DEMO_TRAIN_SIZE if limit is None else int(limit),
+    images, labels, masks = generate(
+        DEMO_TRAIN_SIZE if limit is None else int(limit),
         split="train",
-        seed=synthetic.SAMPLE_SEED,
-        clutter=synthetic.DEFAULT_CLUTTER,
+        seed=SAMPLE_SEED,
+        clutter=DEFAULT_CLUTTER,
         spurious_correlation=spurious_correlation or 0.0,
     )
-    return _finish(images, labels, masks, synthetic.CLASS_NAMES, "sample", size)
+    return _finish(images, labels, masks, CLASS_NAMES, "sample", size)
 
 
 def _sample_test(size, limit):
     """The sample test split regenerated (a wheel has no sample_data/)."""
-    images, labels, masks, _ = synthetic.sample_test_split()
+    images, labels, masks, _ = sample_test_split()
     # The folder loader's order: by class, then by name (= stream index).
     by_class = np.argsort(labels, kind="stable")
     keep = by_class[balanced(labels[by_class], limit)]
@@ -592,7 +599,7 @@ def _sample_test(size, limit):
         images[keep],
         labels[keep],
         masks[keep],
-        synthetic.CLASS_NAMES,
+        CLASS_NAMES,
         "sample",
         size,
     )

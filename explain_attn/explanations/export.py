@@ -40,14 +40,14 @@ from explain_attn.explanations.inputs import (
     model_batches,
     resolve_input_scale,
 )
-from explain_attn.explanations.lookup import (
+from explain_attn.explanations.methods import get_method
+from explain_attn.explanations.predict import Predictor
+from explain_attn.graph import flat_graph
+from explain_attn.models.lookup import (
     attention_layer_names,
     channel_module_names,
     resolve_layers,
 )
-from explain_attn.explanations.methods import get_method
-from explain_attn.explanations.predict import Predictor
-from explain_attn.models.graph import flat_graph
 from explain_attn.models.task import (
     SEGMENTATION,
     check_task,

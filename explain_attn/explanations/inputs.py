@@ -32,7 +32,7 @@ import tensorflow as tf
 
 from explain_attn.data.images import SCALES, check_scale, read_image
 from explain_attn.data.loaders import open_source
-from explain_attn.models.graph import flat_graph
+from explain_attn.graph import flat_graph
 
 try:  # Added by the input-expectation work; absent until it lands.
     from explain_attn.models.preprocessing import describe_input

@@ -13,12 +13,12 @@ import abc
 from explain_attn.attention.discovery import attention_module
 from explain_attn.explanations.attention import AttentionExtractor
 from explain_attn.explanations.compiled import compiled
-from explain_attn.explanations.lookup import (
+from explain_attn.graph import flat_graph
+from explain_attn.models.lookup import (
     channel_module_names,
     resolve_layers,
     single_layer,
 )
-from explain_attn.models.graph import flat_graph
 
 __all__ = [
     "METHODS",

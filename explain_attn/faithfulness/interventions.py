@@ -11,10 +11,10 @@ import tensorflow as tf
 from explain_attn.attention.discovery import attention_module
 from explain_attn.devices import run_replicated
 from explain_attn.explanations.inputs import check_model_images
-from explain_attn.explanations.lookup import reading_kind, resolve_layers
 from explain_attn.faithfulness.common import as_labels, check_positive
 from explain_attn.metrics import paired_difference
 from explain_attn.models.heads import probability_function, single_input_graph
+from explain_attn.models.lookup import reading_kind, resolve_layers
 
 __all__ = ["INTERVENTIONS", "Intervened", "attention_interventions"]
 

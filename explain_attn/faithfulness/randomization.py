@@ -15,11 +15,11 @@ import numpy as np
 from explain_attn.devices import strategy_scope
 from explain_attn.explanations.explanation import Explainer, Explanation
 from explain_attn.explanations.inputs import check_model_images
-from explain_attn.explanations.lookup import default_cam_layer, resolve_layers
 from explain_attn.explanations.predict import predict_classes
 from explain_attn.faithfulness.common import check_positive, finite_median
+from explain_attn.graph import flat_graph
 from explain_attn.metrics import spearman
-from explain_attn.models.graph import flat_graph
+from explain_attn.models.lookup import default_cam_layer, resolve_layers
 
 __all__ = [
     "CASCADE_UNITS",

@@ -43,8 +43,8 @@ from explain_attn.attention.layers import (
     ChannelAttention,
     SpatialAttention,
 )
-from explain_attn.explanations.lookup import resolve_layers
-from explain_attn.models.graph import flat_graph
+from explain_attn.graph import flat_graph
+from explain_attn.models.lookup import resolve_layers
 
 __all__ = ["ATTENTION_KINDS", "add_attention", "rebuild"]
 

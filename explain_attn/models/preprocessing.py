@@ -16,7 +16,7 @@ import math
 import keras
 import numpy as np
 
-from explain_attn.models.graph import flat_graph
+from explain_attn.graph import flat_graph
 
 __all__ = ["SCALES", "InputExpectation", "describe_input"]
 

@@ -183,8 +183,8 @@ class AttentionRecorder(keras.callbacks.Callback):
     def _prepare(self):
         import tensorflow as tf
 
-        from explain_attn.explanations.lookup import attention_modules
-        from explain_attn.models.graph import flat_graph
+        from explain_attn.graph import flat_graph
+        from explain_attn.models.lookup import attention_modules
 
         graph = flat_graph(self.model)
         self.modules = attention_modules(self.model, spatial=False)

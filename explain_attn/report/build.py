@@ -28,13 +28,13 @@ from explain_attn.data import load_dataset, open_source
 from explain_attn.devices import replica_count, strategy_scope
 from explain_attn.explanations.explanation import explanations_for
 from explain_attn.explanations.inputs import input_shape, model_channels
-from explain_attn.explanations.lookup import (
+from explain_attn.explanations.methods import get_method
+from explain_attn.models.lookup import (
     attention_layer_names,
     cam_candidates,
     channel_module_names,
     resolve_layers,
 )
-from explain_attn.explanations.methods import get_method
 from explain_attn.models.saving import atomic_path
 from explain_attn.models.task import SEGMENTATION
 from explain_attn.report.baselines import baselines_section
@@ -114,7 +114,7 @@ class Report:
 
     def _repr_html_(self):
         """The report, inline in Jupyter (the same templates as the file)."""
-        from explain_attn.notebook import report_frame
+        from explain_attn.report.render import report_frame
 
         return report_frame(self)
 

@@ -18,7 +18,7 @@ from explain_attn.devices import run_replicated
 from explain_attn.explanations.attention import ChannelWeights
 from explain_attn.explanations.compiled import compiled
 from explain_attn.explanations.inputs import batches, check_model_images
-from explain_attn.explanations.lookup import channel_module_names
+from explain_attn.models.lookup import channel_module_names
 from explain_attn.report.contributions import (
     Contributor,
     Part,

@@ -13,17 +13,24 @@ import jinja2
 from explain_attn.explanations.methods import get_method
 from explain_attn.metrics import FOREGROUND_METRICS, METRIC_DEFINITIONS
 from explain_attn.models.saving import atomic_path
-from explain_attn.report import figures
 from explain_attn.report.channels import channel_figures
 from explain_attn.report.faithfulness_figures import faithfulness_figures
+from explain_attn.report.figures import (
+    example_figure,
+    metric_distributions,
+    panel_title,
+    training_curves,
+)
 from explain_attn.report.first_screen import first_screen
 from explain_attn.report.per_class import PER_CLASS_RESAMPLES
 from explain_attn.report.segmentation_render import segmentation_html
 from explain_attn.report.training_record import training_figures
 
 __all__ = [
+    "FRAME_HEIGHT",
     "comparison_html",
     "render_html",
+    "report_frame",
     "report_html",
     "template_directory",
     "template_environment",
@@ -138,12 +145,12 @@ def _gallery_entry(example, data, models):
     index = example["index"]
     class_names = data["dataset"]["class_names"]
     return {
-        "figure": figures.example_figure(
+        "figure": example_figure(
             example["image"],
             example["mask"],
             [example["overlays"][e] for e in explanations],
             [
-                figures.panel_title(number, e.model_key, *_panel_names(e))
+                panel_title(number, e.model_key, *_panel_names(e))
                 for number, e in enumerate(explanations, 1)
             ],
         ),
@@ -177,7 +184,7 @@ def _distributions(data):
         key = f"baseline:{row['id']}"
         labels[key] = row["label"]
         series[key] = data["per_image"]["baselines"][row["id"]]
-    return figures.metric_distributions(series, labels)
+    return metric_distributions(series, labels)
 
 
 def report_html(report):
@@ -208,7 +215,7 @@ def report_html(report):
         "metric_names": metric_names,
         "definitions": METRIC_DEFINITIONS,
         "distributions": _distributions(data),
-        "curves": figures.training_curves(histories),
+        "curves": training_curves(histories),
         "gallery": [
             _gallery_entry(example, data, models) for example in report.gallery
         ],
@@ -237,3 +244,13 @@ def comparison_html(comparison, names):
     return template.render(
         comparison=comparison, names=list(names), version=__version__
     )
+
+
+FRAME_HEIGHT = 800
+"""Height of the report's frame in a notebook, in CSS pixels."""
+
+
+def report_frame(report, *, height=FRAME_HEIGHT):
+    """The report as HTML for a notebook: its page in an ``<iframe>``."""
+    template = template_environment().get_template("notebook_frame.html")
+    return template.render(html=report_html(report), height=height)
