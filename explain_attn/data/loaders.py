@@ -67,6 +67,7 @@ from explain_attn.data.synthetic import (
     generate,
     sample_test_split,
 )
+from explain_attn.options import check_positive_int
 
 __all__ = [
     "IMAGE_SUFFIXES",
@@ -176,15 +177,7 @@ class Dataset:
 
     def batches(self, batch_size=64):
         """Yields ``(images, labels, masks)`` chunks (views, no copies)."""
-        if (
-            isinstance(batch_size, bool)
-            or not isinstance(batch_size, int | np.integer)
-            or batch_size < 1
-        ):
-            raise ValueError(
-                "`batch_size` must be a positive integer. Received: "
-                f"batch_size={batch_size!r}"
-            )
+        batch_size = check_positive_int("batch_size", batch_size)
         for start in range(0, len(self), batch_size):
             stop = start + batch_size
             yield (
@@ -433,15 +426,7 @@ def _check_split_and_limit(split, limit):
             f"Unknown split. Received: split={split!r}. Expected one of: "
             f"{', '.join(SPLITS)}."
         )
-    if limit is not None and (
-        isinstance(limit, bool)
-        or not isinstance(limit, int | np.integer)
-        or limit <= 0
-    ):
-        raise ValueError(
-            "`limit` must be a positive integer or None. Received: "
-            f"limit={limit!r}"
-        )
+    check_positive_int("limit", limit, allow_none=True)
 
 
 def sample_data_directory():
@@ -555,15 +540,7 @@ def tf_dataset(dataset, *, batch_size=64, shuffle=False, seed=0):
     """
     import tensorflow as tf
 
-    if (
-        isinstance(batch_size, bool)
-        or not isinstance(batch_size, int)
-        or (batch_size < 1)
-    ):
-        raise ValueError(
-            "`batch_size` must be a positive integer. Received: "
-            f"batch_size={batch_size!r}"
-        )
+    check_positive_int("batch_size", batch_size)
     pipeline = tf.data.Dataset.from_tensor_slices(
         (dataset.images, dataset.labels)
     )

@@ -12,6 +12,7 @@ import dataclasses
 import numpy as np
 
 from explain_attn.devices import run_replicated
+from explain_attn.explanations.compiled import compiled
 from explain_attn.explanations.inputs import (
     batches,
     check_batch_size,
@@ -21,6 +22,7 @@ from explain_attn.explanations.inputs import (
     resize_target,
 )
 from explain_attn.explanations.methods import get_method
+from explain_attn.explanations.predict import Predictor
 
 __all__ = ["Explainer", "Explanation", "explain", "explanations_for"]
 
@@ -79,6 +81,17 @@ class Explanation:
         Only a key: nothing reads the model, method or layer back from it.
         """
         return f"{self.model_key}:{self.method_key}"
+
+    @property
+    def uses_class(self):
+        """Whether its maps depend on the class explained (a CAM)."""
+        return get_method(self.method).uses_class
+
+    @property
+    def is_attention(self):
+        """Whether its maps are the model's own attention weights (see
+        `explain_attn.explanations.methods.Method`)."""
+        return get_method(self.method).is_attention
 
     @property
     def method_key(self):
@@ -145,6 +158,7 @@ class Explainer:
     def __init__(self, explanations, resize_to=None, *, strategy=None):
         self.explanations = list(explanations)
         self.strategy = strategy
+        self.resize_to = resize_to
         if not self.explanations:
             raise ValueError("No explanations given. Pass at least one.")
         self._groups = []
@@ -190,6 +204,64 @@ class Explainer:
             for explanation in members:
                 result[explanation] = maps[explanation.layer]
         return result
+
+    def batch_with_predictions(self, images, classes_for, labels=None):
+        """Predictions and maps of one batch of one model's explanations.
+
+        The model's predicted classes come from the same forward pass as
+        a method's maps where the method can read both
+        (`Method.prepare_with_predictions`), else from a `Predictor`.
+
+        Args:
+            images: ``(B, H, W, C)`` batch.
+            classes_for: Called with the ``(B,)`` int64 predictions; returns
+                the classes of ``"predicted"`` targets.
+            labels: ``(B,)`` true classes, for ``"true"`` targets.
+
+        Returns:
+            ``(predictions, maps)``: ``(B,)`` int64 classes and a dict from
+            `Explanation` to ``(B, h, w)``.
+        """
+        index, predicting = self._prepare_predictions()
+        maps = {}
+        if predicting is not None:
+            found, predictions = predicting(images, None)
+            maps.update({e: found[e.layer] for e in self._groups[index][0]})
+        else:
+            predictions = self._predictor(images)
+        classes = np.asarray(classes_for(predictions), np.int32)
+        for position, (members, function) in enumerate(self._groups):
+            if position == index:
+                continue
+            explained = self._classes(members[0].target, classes, labels)
+            found = run_replicated(self.strategy, function, images, explained)
+            maps.update({e: found[e.layer] for e in members})
+        return predictions, maps
+
+    def _prepare_predictions(self):
+        """``(group index, function)`` of the first group whose method also
+        predicts, else ``(None, None)`` and a `Predictor`; built once."""
+        if hasattr(self, "_predicting"):
+            return self._predicting
+        models = {id(e.model): e.model for e in self.explanations}
+        if len(models) != 1:
+            raise ValueError(
+                "Predictions go with the explanations of one model. "
+                f"Received: explanations of {len(models)} models."
+            )
+        model = next(iter(models.values()))
+        target = resize_target(input_shape(model), self.resize_to)
+        self._predicting = (None, None)
+        for index, (members, _) in enumerate(self._groups):
+            layers = list(dict.fromkeys(e.layer for e in members))
+            function = get_method(members[0].method).prepare_with_predictions(
+                model, layers, target
+            )
+            if function is not None:
+                self._predicting = (index, function)
+                return self._predicting
+        self._predictor = compiled(model, Predictor, lambda: Predictor(model))
+        return self._predicting
 
     def __call__(
         self, images, *, class_index=None, batch_size=128, labels=None

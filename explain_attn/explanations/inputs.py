@@ -33,6 +33,7 @@ import tensorflow as tf
 from explain_attn.data.images import SCALES, check_scale, read_image
 from explain_attn.data.loaders import open_source
 from explain_attn.graph import flat_graph
+from explain_attn.options import check_positive_int
 
 try:  # Added by the input-expectation work; absent until it lands.
     from explain_attn.models.preprocessing import describe_input
@@ -406,13 +407,8 @@ def resize_target(shape, resize_to):
 
 
 def check_batch_size(batch_size):
-    """Raises unless ``batch_size`` is a positive int."""
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int):
-        raise TypeError(f"batch_size must be an int. Received: {batch_size!r}")
-    if batch_size < 1:
-        raise ValueError(
-            f"batch_size must be at least 1. Received: batch_size={batch_size}"
-        )
+    """Raises ``ValueError`` unless ``batch_size`` is a positive int."""
+    check_positive_int("batch_size", batch_size)
 
 
 def batches(images, batch_size):

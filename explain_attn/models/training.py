@@ -39,6 +39,7 @@ import numpy as np
 
 from explain_attn.data.loaders import Dataset, tf_dataset
 from explain_attn.devices import replica_count, run_replicated, strategy_scope
+from explain_attn.options import check_positive_int
 from explain_attn.progress import EpochProgress, keras_verbose
 
 __all__ = [
@@ -606,12 +607,8 @@ def _check_arguments(
     _check_model(model, train_data)
     if validation_data is not None:
         _check_model(model, validation_data)
-    for name, value in (("epochs", epochs), ("batch_size", batch_size)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(
-                f"`{name}` must be a positive integer. Received: "
-                f"{name}={value!r}"
-            )
+    check_positive_int("epochs", epochs)
+    check_positive_int("batch_size", batch_size)
     if not isinstance(learning_rate, int | float) or not learning_rate > 0:
         raise ValueError(
             "`learning_rate` must be a positive number. Received: "

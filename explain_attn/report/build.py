@@ -37,6 +37,7 @@ from explain_attn.models.lookup import (
 )
 from explain_attn.models.saving import atomic_path
 from explain_attn.models.task import SEGMENTATION
+from explain_attn.options import check_positive_int
 from explain_attn.report.baselines import baselines_section
 from explain_attn.report.cache import cache_directory
 from explain_attn.report.demo import demo_data, demo_models
@@ -119,24 +120,17 @@ class Report:
         return report_frame(self)
 
 
-def _check_positive(name, value):
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(
-            f"{name} must be a positive integer. Received: {name}={value!r}"
-        )
-
-
 def _check_counts(**counts):
     """Checks the counts that are given (not ``None``)."""
     for name, value in counts.items():
         if value is not None:
-            _check_positive(name, value)
+            check_positive_int(name, value)
 
 
 def _checked_options(num_examples, batch_size, faithfulness):
     """Checks the counts; returns the faithfulness settings."""
-    _check_positive("num_examples", num_examples)
-    _check_positive("batch_size", batch_size)
+    check_positive_int("num_examples", num_examples)
+    check_positive_int("batch_size", batch_size)
     return faithfulness_settings(faithfulness)
 
 
@@ -624,7 +618,7 @@ def shard_part(models, test, job, **options):
     explanations, reference = report_explanations(
         models, **{name: options[name] for name in chosen if name in options}
     )
-    _check_positive("batch_size", options.get("batch_size", 128))
+    check_positive_int("batch_size", options.get("batch_size", 128))
     return evaluate_shard(
         models, explanations, reference, test, job,
         layers=options.get("layers"), batch_size=options.get("batch_size", 128),

@@ -11,7 +11,7 @@ __all__ = ["choose_examples", "gallery"]
 
 def _candidates(explanations, reference, evaluation, labels, seed):
     """``[(reason, ordered image indices)]``, in the order they take turns."""
-    attention = [e for e in explanations if e.method == "attention"]
+    attention = [e for e in explanations if e.is_attention]
     first = attention[0] if attention else explanations[0]
     values = evaluation.values[first]
     candidates = []

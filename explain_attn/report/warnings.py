@@ -73,7 +73,7 @@ def _map_counts(explanation, values):
     flat = np.asarray(values, np.float64).reshape(len(values), -1)
     spread = flat.max(axis=1) - flat.min(axis=1)
     counts = [len(flat), int((spread <= 1e-7).sum()), 0, 0]
-    if explanation.method == "attention":
+    if explanation.is_attention:
         near = (flat <= SATURATION_TOLERANCE) | (
             flat >= 1 - SATURATION_TOLERANCE
         )
