@@ -81,13 +81,33 @@ _OPERATIONS = {
 
 KEEPING_RANGE = {
     # Layers and operations whose outputs lie within their inputs' range.
-    "Reshape", "Permute", "Flatten", "RepeatVector", "UpSampling2D",
-    "UpSampling1D", "Dropout", "Identity", "Concatenate", "Maximum",
-    "Minimum", "Average", "AveragePooling2D", "MaxPooling2D",
-    "GlobalAveragePooling2D", "GlobalMaxPooling2D", "ExpandDims", "Squeeze",
-    "Transpose", "BroadcastTo", "Mean", "Max", "Min", "Tile", "Repeat",
+    "Reshape",
+    "Permute",
+    "Flatten",
+    "RepeatVector",
+    "UpSampling2D",
+    "UpSampling1D",
+    "Dropout",
+    "Identity",
+    "Concatenate",
+    "Maximum",
+    "Minimum",
+    "Average",
+    "AveragePooling2D",
+    "MaxPooling2D",
+    "GlobalAveragePooling2D",
+    "GlobalMaxPooling2D",
+    "ExpandDims",
+    "Squeeze",
+    "Transpose",
+    "BroadcastTo",
+    "Mean",
+    "Max",
+    "Min",
+    "Tile",
+    "Repeat",
     "Cast",
-}  # fmt: skip
+}
 
 
 def value_range(graph, tensor, _memo=None):

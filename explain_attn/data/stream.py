@@ -468,9 +468,13 @@ def _mapped(path, member):
         return np.zeros(shape, dtype)
     if fortran or not shape:
         return np.memmap(
-            path, dtype=dtype, mode="r", shape=shape, offset=offset,
+            path,
+            dtype=dtype,
+            mode="r",
+            shape=shape,
+            offset=offset,
             order="F" if fortran else "C",
-        )  # fmt: skip
+        )
     return _StoredArray(path, offset, shape, dtype)
 
 

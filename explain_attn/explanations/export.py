@@ -290,9 +290,12 @@ def export_maps(
     with writer:
         start = 0
         for batch in model_batches(
-            model, dataset, batch_size, input_scale=scale.scale,
+            model,
+            dataset,
+            batch_size,
+            input_scale=scale.scale,
             preprocess=preprocess,
-        ):  # fmt: skip
+        ):
             stop = start + len(batch)
             predictions, *values = run_replicated(
                 strategy, step, batch, labels[start:stop]

@@ -127,8 +127,11 @@ def resolve_input_scale(model, input_scale=None):
     )
 
 
-SCALE_FROM_UNIT = {"unit": (1.0, 0.0), "byte": (255.0, 0.0),
-                   "symmetric": (2.0, -1.0)}  # fmt: skip
+SCALE_FROM_UNIT = {
+    "unit": (1.0, 0.0),
+    "byte": (255.0, 0.0),
+    "symmetric": (2.0, -1.0),
+}
 """Scale name -> ``(factor, offset)`` taking [0, 1] images into it."""
 
 

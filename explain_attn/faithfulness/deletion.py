@@ -120,7 +120,7 @@ def _probabilities(
                 blurred[part],
                 np.moveaxis(stacked[:, part], 1, 0),
                 labels[part],
-            )  # fmt: skip
+            )
         )
     return np.moveaxis(np.concatenate(results), 0, -1).astype(np.float64)
 

@@ -120,7 +120,7 @@ class Intervened:
                     images[start:stop],
                     permutations[start:stop],
                     mask,
-                )  # fmt: skip
+                )
             )
         return np.moveaxis(np.concatenate(chunks), 0, 1).astype(np.float64)
 

@@ -75,11 +75,14 @@ def describe_input(model):
     steps = _preprocessing(graph)
     if not steps:
         return InputExpectation(
-            height, width, channels, None,
+            height,
+            width,
+            channels,
+            None,
             "The model has no Rescaling or Normalization layer: its "
             "preprocessing is outside the model; pass --input-scale "
             "(unit, byte or symmetric) if it was not trained on [0, 1].",
-        )  # fmt: skip
+        )
     scale_factor, offset = 1.0, 0.0
     for _, factor, shift in steps:
         scale_factor, offset = scale_factor * factor, offset * factor + shift

@@ -173,7 +173,12 @@ class ChannelStatistics(Contributor):
     """
 
     def __init__(
-        self, models, *, num_classes, layers=None, batch_size=128,
+        self,
+        models,
+        *,
+        num_classes,
+        layers=None,
+        batch_size=128,
         strategy=None,
     ):  # fmt: skip
         super().__init__()
@@ -269,9 +274,11 @@ def channel_section(models, test, *, layers=None, batch_size=128):
         or ``None`` when no model has channel modules.
     """
     statistics = ChannelStatistics(
-        models, num_classes=len(test.class_names), layers=layers,
+        models,
+        num_classes=len(test.class_names),
+        layers=layers,
         batch_size=batch_size,
-    )  # fmt: skip
+    )
     if not statistics:
         return None
     start = 0
@@ -308,9 +315,11 @@ def channel_figures(section, class_names):
             module = modules[index]
             axes = figure.add_subplot(len(chosen), 1, row)
             image = axes.imshow(
-                np.asarray(module["class_means"]), aspect="auto",
-                cmap="viridis", interpolation="nearest",
-            )  # fmt: skip
+                np.asarray(module["class_means"]),
+                aspect="auto",
+                cmap="viridis",
+                interpolation="nearest",
+            )
             axes.set_yticks(range(len(module["classes"])))
             axes.set_yticklabels([class_names[k] for k in module["classes"]])
             axes.set_title(module["layer"], fontsize=8)

@@ -65,9 +65,16 @@ def choose_examples(candidates, count):
 
 
 def gallery(
-    explanations, reference, evaluation, test, *, num_examples, seed,
-    batch_size, strategy=None,
-):  # fmt: skip
+    explanations,
+    reference,
+    evaluation,
+    test,
+    *,
+    num_examples,
+    seed,
+    batch_size,
+    strategy=None,
+):
     """Picks informative test images and computes their full-size maps.
 
     Only the chosen images are read from ``test`` (`take_images`): it may

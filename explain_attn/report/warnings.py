@@ -152,7 +152,7 @@ def map_warnings(statistics):
                     "the model looks; every foreground metric is at chance. "
                     "Choose an earlier layer (--layer).",
                     "explanations",
-                )  # fmt: skip
+                )
             )
             continue
         constant = row["constant"] / max(row["images"], 1)
@@ -165,7 +165,7 @@ def map_warnings(statistics):
                     f"{row['images']:,} test images, so it shows no place; "
                     "its metrics there are undefined or at chance.",
                     "explanations",
-                )  # fmt: skip
+                )
             )
             continue
         saturated = row["saturated"] / max(row["values"], 1)
@@ -179,7 +179,7 @@ def map_warnings(statistics):
                     "saturated and acts as an on/off switch, so small "
                     "differences in the map carry no information.",
                     "explanations",
-                )  # fmt: skip
+                )
             )
     return found
 
@@ -216,7 +216,7 @@ def majority_warnings(models, labels, class_names):
                     f"({counts[majority]:,} of {len(labels):,} test images). "
                     "Its maps explain a model that has not learnt the task.",
                     "models",
-                )  # fmt: skip
+                )
             )
     return found
 
@@ -280,7 +280,7 @@ def mask_area_warnings(shares):
                 "mass on the object there. Read the foreground metrics "
                 "against the flat map's row.",
                 "explanations",
-            )  # fmt: skip
+            )
         )
     if small >= MASK_SHARE:
         found.append(
@@ -291,7 +291,7 @@ def mask_area_warnings(shares):
                 f"{MASK_SMALL:.0%} of their image (empty masks give no "
                 "value): foreground metrics rest on a few pixels there.",
                 "explanations",
-            )  # fmt: skip
+            )
         )
     return found
 
@@ -327,7 +327,7 @@ def training_warnings(models):
                     "(batch normalisation, dropout) change the model the "
                     "maps explain.",
                     "models",
-                )  # fmt: skip
+                )
             )
     return found
 
