@@ -95,13 +95,14 @@ def _functions(model, paths):
     }
 
 
-def _weights(model, functions, images, batch_size, strategy=None):
-    """Path -> ``(n, C)`` weights of ``images``, ``batch_size`` at a time
-    (each batch split across the replicas of ``strategy``)."""
+def _weights(model, functions, images, options):
+    """Path -> ``(n, C)`` weights of ``images``, the options' batch size
+    at a time (each batch split across the replicas of its strategy)."""
     chunks = {path: [] for path in functions}
-    for batch in batches(check_model_images(model, images), batch_size):
+    images = check_model_images(model, images)
+    for batch in batches(images, options.batch_size):
         for path, function in functions.items():
-            weights = run_replicated(strategy, function, batch)
+            weights = run_replicated(options.strategy, function, batch)
             chunks[path].append(np.asarray(weights))
     return {path: np.concatenate(parts) for path, parts in chunks.items()}
 
