@@ -153,15 +153,17 @@ class Explainer:
         strategy: ``None`` or a `tf.distribute` strategy whose replicas
             share each batch (`explain_attn.devices.run_replicated`); the
             models should be built or loaded in its scope.
+        predictions: Also prepare the model's predicted classes for
+            `batch_with_predictions` (explanations of one model only).
     """
 
-    def __init__(self, explanations, resize_to=None, *, strategy=None):
+    def __init__(
+        self, explanations, resize_to=None, *, strategy=None, predictions=False
+    ):
         self.explanations = list(explanations)
         self.strategy = strategy
-        self.resize_to = resize_to
         if not self.explanations:
             raise ValueError("No explanations given. Pass at least one.")
-        self._groups = []
         grouped = {}
         for explanation in self.explanations:
             group = (
@@ -170,13 +172,41 @@ class Explainer:
                 explanation.target,
             )
             grouped.setdefault(group, []).append(explanation)
+        # With ``predictions``, the first group whose method reads the
+        # predicted classes in the same pass returns ``(maps, classes)``.
+        self._predicting = self._predictor = None
+        predicted_model = self._one_model() if predictions else None
+        self._groups = []
         for members in grouped.values():
             model = members[0].model
             method = get_method(members[0].method)
             target = resize_target(input_shape(model), resize_to)
             layers = list(dict.fromkeys(e.layer for e in members))
-            function = method.prepare(model, layers, target)
+            function = None
+            if predictions and self._predicting is None:
+                function = method.prepare_with_predictions(
+                    model, layers, target
+                )
+                if function is not None:
+                    self._predicting = len(self._groups)
+            if function is None:
+                function = method.prepare(model, layers, target)
             self._groups.append((members, function))
+        if predictions and self._predicting is None:
+            self._predictor = compiled(
+                predicted_model,
+                Predictor,
+                lambda: Predictor(predicted_model),
+            )
+
+    def _one_model(self):
+        models = {id(e.model): e.model for e in self.explanations}
+        if len(models) != 1:
+            raise ValueError(
+                "Predictions go with the explanations of one model. "
+                f"Received: explanations of {len(models)} models."
+            )
+        return next(iter(models.values()))
 
     @staticmethod
     def _classes(target, classes, labels):
@@ -198,9 +228,11 @@ class Explainer:
         model's own prediction); ``labels`` those of ``"true"`` targets.
         """
         result = {}
-        for members, function in self._groups:
+        for index, (members, function) in enumerate(self._groups):
             explained = self._classes(members[0].target, classes, labels)
             maps = run_replicated(self.strategy, function, images, explained)
+            if index == self._predicting:
+                maps, _ = maps
             for explanation in members:
                 result[explanation] = maps[explanation.layer]
         return result
@@ -222,11 +254,17 @@ class Explainer:
             ``(predictions, maps)``: ``(B,)`` int64 classes and a dict from
             `Explanation` to ``(B, h, w)``.
         """
-        index, predicting = self._prepare_predictions()
+        if self._predictor is None and self._predicting is None:
+            raise ValueError(
+                "This Explainer does not predict. Build it with "
+                "predictions=True."
+            )
         maps = {}
-        if predicting is not None:
-            found, predictions = predicting(images, None)
-            maps.update({e: found[e.layer] for e in self._groups[index][0]})
+        index = self._predicting
+        if index is not None:
+            members, function = self._groups[index]
+            found, predictions = function(images, None)
+            maps.update({e: found[e.layer] for e in members})
         else:
             predictions = self._predictor(images)
         classes = np.asarray(classes_for(predictions), np.int32)
@@ -237,31 +275,6 @@ class Explainer:
             found = run_replicated(self.strategy, function, images, explained)
             maps.update({e: found[e.layer] for e in members})
         return predictions, maps
-
-    def _prepare_predictions(self):
-        """``(group index, function)`` of the first group whose method also
-        predicts, else ``(None, None)`` and a `Predictor`; built once."""
-        if hasattr(self, "_predicting"):
-            return self._predicting
-        models = {id(e.model): e.model for e in self.explanations}
-        if len(models) != 1:
-            raise ValueError(
-                "Predictions go with the explanations of one model. "
-                f"Received: explanations of {len(models)} models."
-            )
-        model = next(iter(models.values()))
-        target = resize_target(input_shape(model), self.resize_to)
-        self._predicting = (None, None)
-        for index, (members, _) in enumerate(self._groups):
-            layers = list(dict.fromkeys(e.layer for e in members))
-            function = get_method(members[0].method).prepare_with_predictions(
-                model, layers, target
-            )
-            if function is not None:
-                self._predicting = (index, function)
-                return self._predicting
-        self._predictor = compiled(model, Predictor, lambda: Predictor(model))
-        return self._predicting
 
     def __call__(
         self, images, *, class_index=None, batch_size=128, labels=None

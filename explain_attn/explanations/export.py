@@ -358,7 +358,9 @@ def _outputs(explanations, channel):
 
 def _step(model, explanations, channel, cam_class):
     """``function(batch, labels) -> [predictions, *arrays of `_outputs`]``."""
-    explainer = Explainer(explanations) if explanations else None
+    explainer = (
+        Explainer(explanations, predictions=True) if explanations else None
+    )
     weights = [
         compiled(model, ("channel", p), lambda p=p: ChannelWeights(model, p))
         for p in channel
