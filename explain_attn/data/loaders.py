@@ -43,6 +43,10 @@ from pathlib import Path
 
 import numpy as np
 
+# The module, not its names (tests replace its sizes), by its full name:
+# ``from explain_attn.data import synthetic`` would import the package
+# this module is part of, a cycle (tests/test_architecture.py).
+import explain_attn.data.synthetic as synthetic
 from explain_attn.data.images import (
     IMAGE_SUFFIXES,
     check_scale,
@@ -58,14 +62,6 @@ from explain_attn.data.stream import (
     NpzSource,
     balanced,
     check_labels,
-)
-from explain_attn.data.synthetic import (
-    CLASS_NAMES,
-    DEFAULT_CLUTTER,
-    DEMO_TRAIN_SIZE,
-    SAMPLE_SEED,
-    generate,
-    sample_test_split,
 )
 from explain_attn.options import check_positive_int
 
@@ -556,19 +552,19 @@ def tf_dataset(dataset, *, batch_size=64, shuffle=False, seed=0):
 
 def _load_sample(split, size, limit, spurious_correlation=None):
     """The generated train split (the test split: `open_source`)."""
-    images, labels, masks = generate(
-        DEMO_TRAIN_SIZE if limit is None else int(limit),
+    images, labels, masks = synthetic.generate(
+        synthetic.DEMO_TRAIN_SIZE if limit is None else int(limit),
         split="train",
-        seed=SAMPLE_SEED,
-        clutter=DEFAULT_CLUTTER,
+        seed=synthetic.SAMPLE_SEED,
+        clutter=synthetic.DEFAULT_CLUTTER,
         spurious_correlation=spurious_correlation or 0.0,
     )
-    return _finish(images, labels, masks, CLASS_NAMES, "sample", size)
+    return _finish(images, labels, masks, synthetic.CLASS_NAMES, "sample", size)
 
 
 def _sample_test(size, limit):
     """The sample test split regenerated (a wheel has no sample_data/)."""
-    images, labels, masks, _ = sample_test_split()
+    images, labels, masks, _ = synthetic.sample_test_split()
     # The folder loader's order: by class, then by name (= stream index).
     by_class = np.argsort(labels, kind="stable")
     keep = by_class[balanced(labels[by_class], limit)]
@@ -576,7 +572,7 @@ def _sample_test(size, limit):
         images[keep],
         labels[keep],
         masks[keep],
-        CLASS_NAMES,
+        synthetic.CLASS_NAMES,
         "sample",
         size,
     )

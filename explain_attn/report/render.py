@@ -10,17 +10,16 @@ from pathlib import Path
 
 import jinja2
 
+# The module, not its names (tests replace a figure function to interrupt
+# the rendering), by its full name: ``from explain_attn.report import
+# figures`` would import the package this module is part of, a cycle
+# (tests/test_architecture.py).
+import explain_attn.report.figures as figures
 from explain_attn.explanations.methods import get_method
 from explain_attn.metrics import FOREGROUND_METRICS, METRIC_DEFINITIONS
 from explain_attn.models.saving import atomic_path
 from explain_attn.report.channels import channel_figures
 from explain_attn.report.faithfulness_figures import faithfulness_figures
-from explain_attn.report.figures import (
-    example_figure,
-    metric_distributions,
-    panel_title,
-    training_curves,
-)
 from explain_attn.report.first_screen import first_screen
 from explain_attn.report.per_class import PER_CLASS_RESAMPLES
 from explain_attn.report.segmentation_render import segmentation_html
@@ -145,12 +144,12 @@ def _gallery_entry(example, data, models):
     index = example["index"]
     class_names = data["dataset"]["class_names"]
     return {
-        "figure": example_figure(
+        "figure": figures.example_figure(
             example["image"],
             example["mask"],
             [example["overlays"][e] for e in explanations],
             [
-                panel_title(number, e.model_key, *_panel_names(e))
+                figures.panel_title(number, e.model_key, *_panel_names(e))
                 for number, e in enumerate(explanations, 1)
             ],
         ),
@@ -184,7 +183,7 @@ def _distributions(data):
         key = f"baseline:{row['id']}"
         labels[key] = row["label"]
         series[key] = data["per_image"]["baselines"][row["id"]]
-    return metric_distributions(series, labels)
+    return figures.metric_distributions(series, labels)
 
 
 def report_html(report):
@@ -215,7 +214,7 @@ def report_html(report):
         "metric_names": metric_names,
         "definitions": METRIC_DEFINITIONS,
         "distributions": _distributions(data),
-        "curves": training_curves(histories),
+        "curves": figures.training_curves(histories),
         "gallery": [
             _gallery_entry(example, data, models) for example in report.gallery
         ],
