@@ -19,6 +19,7 @@ from explain_attn.explanations.attention import ChannelWeights
 from explain_attn.explanations.compiled import compiled
 from explain_attn.explanations.inputs import batches, check_model_images
 from explain_attn.models.lookup import channel_module_names
+from explain_attn.options import RunOptions
 from explain_attn.report.contributions import (
     Contributor,
     Part,
@@ -210,7 +211,10 @@ class ChannelStatistics(Contributor):
         batch_size = batch_size_for(images.shape[1:], self.batch_size)
         for entry, functions, paths in self._entries:
             weights = _weights(
-                entry.model, functions, images, batch_size, self.strategy
+                entry.model,
+                functions,
+                images,
+                RunOptions(batch_size=batch_size, strategy=self.strategy),
             )
             for path in paths:
                 rows, blocks = _module_part(

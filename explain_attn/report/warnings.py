@@ -27,6 +27,7 @@ Each check returns warnings as dicts ``{"kind", "subject", "text",
 import numpy as np
 
 from explain_attn import metrics
+from explain_attn.explanations.methods import get_method
 from explain_attn.report.contributions import (
     Contributor,
     Part,
@@ -357,7 +358,9 @@ def no_feature_map_warnings(models, explanations):
         explanations: The report's ``explanations`` rows (``model``,
             ``method``).
     """
-    with_cam = {e["model"] for e in explanations if e["method"] != "attention"}
+    with_cam = {
+        e["model"] for e in explanations if get_method(e["method"]).uses_class
+    }
     return [
         _warning(
             "no_feature_map",
