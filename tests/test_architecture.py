@@ -165,12 +165,13 @@ def test_the_tree_follows_the_data_path(package):
 
 DATA_PATH = [
     # What every stage may use: the version, stage records, devices,
-    # argument checks and run options.
+    # argument checks and run options, atomic writes, progress lines.
     {"explain_attn", "stages", "devices", "options", "writing", "progress"},
     {"data"},
     # Pure functions over arrays: any later stage may score with them.
     {"metrics"},
-    # Reading a Keras model's calls, nested models opened.
+    # Reading a Keras model's calls, nested models and traced layers
+    # opened.
     {"graph", "tracing"},
     # Attention layers, and attention found in a model's graph.
     {"attention"},
