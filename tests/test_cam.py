@@ -150,12 +150,40 @@ def every_method_model():
     return keras.Model(inputs, outputs, name="every_method")
 
 
+@pytest.fixture(scope="module")
+def segmentation_model():
+    """conv -> pool -> conv -> up-sampling -> per-pixel logits (3 classes),
+    for the methods that explain segmentation models."""
+    keras.utils.set_random_seed(5)
+    inputs = keras.Input((12, 12, 3))
+    x = keras.layers.Conv2D(4, 3, padding="same", name="encoder")(inputs)
+    x = keras.layers.MaxPooling2D(name="pool")(x)
+    x = keras.layers.Conv2D(4, 3, padding="same", name="decoder")(x)
+    x = keras.layers.UpSampling2D(name="up")(x)
+    outputs = keras.layers.Conv2D(3, 1, name="logits")(x)
+    return keras.Model(inputs, outputs, name="segmentation")
+
+
+def _explanations_of_a_model_it_explains(name, models):
+    """The method's default explanations of the first model it accepts."""
+    for model in models:
+        try:
+            return explanations_for(model, name)
+        except ValueError:
+            continue
+    raise AssertionError(f"{name} explains none of the test models")
+
+
 @pytest.mark.parametrize("name", list(METHODS))
-def test_every_registered_method_shares_the_plumbing(name, every_method_model):
+def test_every_registered_method_shares_the_plumbing(
+    name, every_method_model, segmentation_model
+):
     """Batching, resizing and classes work alike for every method: a
     method is tested here the moment it is registered."""
     images = np.random.default_rng(4).random((7, 12, 12, 3), np.float32)
-    explanations = explanations_for(every_method_model, name)
+    explanations = _explanations_of_a_model_it_explains(
+        name, [every_method_model, segmentation_model]
+    )
     assert explanations
     whole = explain(explanations, images, resize_to=(8, 8), batch_size=10)
     batched = explain(explanations, images, resize_to=(8, 8), batch_size=3)

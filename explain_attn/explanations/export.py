@@ -287,22 +287,29 @@ def export_maps(
         path, dataset, outputs
     )
     writer.input_scale = scale
+    batches = model_batches(
+        model,
+        dataset,
+        batch_size,
+        input_scale=scale.scale,
+        preprocess=preprocess,
+    )
     with writer:
-        start = 0
-        for batch in model_batches(
-            model,
-            dataset,
-            batch_size,
-            input_scale=scale.scale,
-            preprocess=preprocess,
-        ):
-            stop = start + len(batch)
-            predictions, *values = run_replicated(
-                strategy, step, batch, labels[start:stop]
-            )
-            writer.write(start, predictions, values)
-            start = stop
+        _write(writer, batches, step, labels, strategy)
     return writer.summary
+
+
+def _write(writer, batches, step, labels, strategy):
+    """Runs ``step`` on each batch (split across ``strategy``'s replicas)
+    and writes what it returns."""
+    start = 0
+    for batch in batches:
+        stop = start + len(batch)
+        predictions, *values = run_replicated(
+            strategy, step, batch, labels[start:stop]
+        )
+        writer.write(start, predictions, values)
+        start = stop
 
 
 class _Output(typing.NamedTuple):
