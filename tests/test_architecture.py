@@ -165,8 +165,17 @@ def test_the_tree_follows_the_data_path(package):
 
 DATA_PATH = [
     # What every stage may use: the version, stage records, devices,
-    # argument checks and run options, atomic writes, progress lines.
-    {"explain_attn", "stages", "devices", "options", "writing", "progress"},
+    # argument checks and run options, atomic writes, progress lines, maps
+    # drawn over images.
+    {
+        "explain_attn",
+        "stages",
+        "devices",
+        "options",
+        "writing",
+        "progress",
+        "overlays",
+    },
     {"data"},
     # Pure functions over arrays: any later stage may score with them.
     {"metrics"},
