@@ -4,7 +4,7 @@
 keras-hub backbone built from its config (random weights, nothing
 downloaded). Discovery flattens the model's graph once, opening each
 subclassed layer by tracing its call and checking the trace against the
-layer on a batch of two (`explain_attn.models.tracing`), then matches the
+layer on a batch of two (`explain_attn.tracing`), then matches the
 attention kinds. Each backbone runs in a fresh process (as a user meets
 it); the figures are the wall time of the graph (tracing) and of
 discovery, once per backbone, and the modules found.
@@ -54,7 +54,7 @@ def _child(name):
     import keras_hub
 
     from explain_attn.attention.discovery import discover_modules
-    from explain_attn.models.graph import flat_graph
+    from explain_attn.graph import flat_graph
 
     start = time.perf_counter()
     backbone = keras_hub.models.ViTBackbone(**BACKBONES[name])

@@ -15,18 +15,14 @@ import dataclasses
 
 import numpy as np
 
-__all__ = ["Overlay", "overlay", "report_frame"]
+from explain_attn.report.figures import example_figure
+from explain_attn.report.render import (
+    FRAME_HEIGHT,
+    report_frame,
+    template_environment,
+)
 
-FRAME_HEIGHT = 800
-"""Height of the report's frame in a notebook, in CSS pixels."""
-
-
-def report_frame(report, *, height=FRAME_HEIGHT):
-    """The report as HTML for a notebook: its page in an ``<iframe>``."""
-    from explain_attn.report.render import report_html, template_environment
-
-    template = template_environment().get_template("notebook_frame.html")
-    return template.render(html=report_html(report), height=height)
+__all__ = ["FRAME_HEIGHT", "Overlay", "overlay", "report_frame"]
 
 
 @dataclasses.dataclass
@@ -42,8 +38,6 @@ class Overlay:
     title: str
 
     def _repr_html_(self):
-        from explain_attn.report.render import template_environment
-
         template = template_environment().get_template("notebook_overlay.html")
         return template.render(figure=self.figure, title=self.title)
 
@@ -62,8 +56,6 @@ def overlay(image, attention_map, *, mask=None, title="map"):
         An `Overlay`.
     """
     from skimage.transform import resize
-
-    from explain_attn.report.figures import example_figure
 
     image = np.asarray(image, np.float32)
     values = np.asarray(attention_map, np.float32)

@@ -5,6 +5,7 @@
   re-exports).
 - No module imports another module's private (``_name``) names.
 - No function is longer than 80 lines.
+- No module imports from a later stage of the data path (`DATA_PATH`).
 - The module tree follows the data path, and a new CAM method is one
   registered subclass.
 """
@@ -30,7 +31,13 @@ def _modules():
 
 
 def _imports(tree, modules):
-    """``(imported module, names)`` of every import of our package."""
+    """``(imported module, names)`` of every import of our package.
+
+    Every import counts, at module level or inside a function: a cycle
+    hidden in a function is still a cycle. ``from package import name``
+    imports ``package`` (its ``__init__`` runs) and, when ``name`` is a
+    submodule, that submodule too.
+    """
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
             for alias in node.names:
@@ -46,8 +53,20 @@ def _imports(tree, modules):
                     yield submodule, []
                 else:
                     plain.append(alias.name)
-            if plain:
-                yield node.module, plain
+            yield node.module, plain
+
+
+def _packages_run_first(name, target):
+    """The packages whose ``__init__`` runs when ``name`` imports ``target``.
+
+    Importing ``a.b.c`` runs ``a/__init__`` and ``a/b/__init__`` first,
+    except the packages that contain the importer (they already run).
+    """
+    parts = target.split(".")
+    for end in range(1, len(parts)):
+        package = ".".join(parts[:end])
+        if not name.startswith(package + "."):
+            yield package
 
 
 def _graph():
@@ -58,8 +77,9 @@ def _graph():
         tree = ast.parse(path.read_text(encoding="utf-8"))
         edges = set()
         for target, names in _imports(tree, modules):
-            if target != name and target in modules:
-                edges.add(target)
+            for imported in [target, *_packages_run_first(name, target)]:
+                if imported != name and imported in modules:
+                    edges.add(imported)
             private += [
                 f"{name} imports {target}.{n}"
                 for n in names
@@ -141,3 +161,61 @@ def test_the_tree_follows_the_data_path(package):
     # Every module of the package says what it is for.
     for path in (PACKAGE / package).glob("*.py"):
         assert ast.get_docstring(ast.parse(path.read_text())), path
+
+
+DATA_PATH = [
+    # What every stage may use: the version, stage records, devices,
+    # argument checks and run options, atomic writes, progress lines, maps
+    # drawn over images.
+    {
+        "explain_attn",
+        "stages",
+        "devices",
+        "options",
+        "writing",
+        "progress",
+        "overlays",
+    },
+    {"data"},
+    # Pure functions over arrays: any later stage may score with them.
+    {"metrics"},
+    # Reading a Keras model's calls, nested models and traced layers
+    # opened.
+    {"graph", "tracing"},
+    # Attention layers, and attention found in a model's graph.
+    {"attention"},
+    {"models"},
+    {"explanations"},
+    {"faithfulness"},
+    {"report"},
+    {"notebook"},
+    {"cli", "__main__"},
+]
+"""The stages of the data path, earliest first: a module imports only from
+its own stage and earlier ones."""
+
+
+def _stage(module):
+    parts = module.split(".")
+    top = parts[1] if len(parts) > 1 else parts[0]
+    for index, names in enumerate(DATA_PATH):
+        if top in names:
+            return index
+    raise AssertionError(f"{module} is in no stage of DATA_PATH")
+
+
+def test_the_stage_checker_finds_a_late_import():
+    assert _stage("explain_attn.data.loaders") < _stage("explain_attn.report")
+    assert _stage("explain_attn.graph") < _stage("explain_attn.attention.kinds")
+    assert _stage("explain_attn") == _stage("explain_attn.devices")
+
+
+def test_no_module_imports_from_a_later_stage():
+    graph, _ = _graph()
+    late = [
+        f"{name} imports {target}"
+        for name, targets in graph.items()
+        for target in sorted(targets)
+        if _stage(target) > _stage(name)
+    ]
+    assert late == []

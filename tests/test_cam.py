@@ -7,7 +7,11 @@ import tensorflow as tf
 
 import explain_attn
 from explain_attn.explanations import (
+    METHODS,
     default_cam_layer,
+    explain,
+    explanations_for,
+    get_method,
     grad_cam,
     grad_cam_plus_plus,
 )
@@ -130,14 +134,72 @@ def test_grad_cam_plus_plus_equals_its_formula(linear_model, linear_images):
     )
 
 
-@pytest.mark.parametrize("method", [grad_cam, grad_cam_plus_plus])
-def test_every_method_shares_the_plumbing(method, linear_model, linear_images):
-    result = method(linear_model, linear_images, resize_to=(8, 8))
-    batched = method(linear_model, linear_images, batch_size=4)
+@pytest.fixture(scope="module")
+def every_method_model():
+    """conv -> squeeze-and-excitation (plain Keras) -> spatial attention ->
+    gap -> softmax: a model that every registered method can explain."""
+    keras.utils.set_random_seed(3)
+    inputs = keras.Input((12, 12, 3))
+    x = keras.layers.Conv2D(4, 3, padding="same", name="conv")(inputs)
+    squeeze = keras.layers.GlobalAveragePooling2D(keepdims=True)(x)
+    gate = keras.layers.Dense(4, activation="sigmoid", name="se_gate")(squeeze)
+    x = keras.layers.Multiply(name="se_apply")([x, gate])
+    x = explain_attn.SpatialAttention(3, name="spatial")(x)
+    x = keras.layers.GlobalAveragePooling2D(name="gap")(x)
+    outputs = keras.layers.Dense(3, activation="softmax", name="scores")(x)
+    return keras.Model(inputs, outputs, name="every_method")
 
-    assert result.shape == (6, 8, 8)
-    assert 0 <= result.min() and result.max() <= 1
-    np.testing.assert_allclose(batched.max(axis=(1, 2)), 1, atol=1e-6)
+
+@pytest.fixture(scope="module")
+def segmentation_model():
+    """conv -> pool -> conv -> up-sampling -> per-pixel logits (3 classes),
+    for the methods that explain segmentation models."""
+    keras.utils.set_random_seed(5)
+    inputs = keras.Input((12, 12, 3))
+    x = keras.layers.Conv2D(4, 3, padding="same", name="encoder")(inputs)
+    x = keras.layers.MaxPooling2D(name="pool")(x)
+    x = keras.layers.Conv2D(4, 3, padding="same", name="decoder")(x)
+    x = keras.layers.UpSampling2D(name="up")(x)
+    outputs = keras.layers.Conv2D(3, 1, name="logits")(x)
+    return keras.Model(inputs, outputs, name="segmentation")
+
+
+def _explanations_of_a_model_it_explains(name, models):
+    """The method's default explanations of the first model it accepts."""
+    for model in models:
+        try:
+            return explanations_for(model, name)
+        except ValueError:
+            continue
+    raise AssertionError(f"{name} explains none of the test models")
+
+
+@pytest.mark.parametrize("name", list(METHODS))
+def test_every_registered_method_shares_the_plumbing(
+    name, every_method_model, segmentation_model
+):
+    """Batching, resizing and classes work alike for every method: a
+    method is tested here the moment it is registered."""
+    images = np.random.default_rng(4).random((7, 12, 12, 3), np.float32)
+    explanations = _explanations_of_a_model_it_explains(
+        name, [every_method_model, segmentation_model]
+    )
+    assert explanations
+    whole = explain(explanations, images, resize_to=(8, 8), batch_size=10)
+    batched = explain(explanations, images, resize_to=(8, 8), batch_size=3)
+    native = explain(explanations, images, class_index=0, batch_size=4)
+    for explanation in explanations:
+        maps = whole[explanation]
+        assert maps.shape == (len(images), 8, 8) and maps.dtype == np.float32
+        assert np.isfinite(maps).all()
+        np.testing.assert_allclose(batched[explanation], maps, atol=1e-5)
+        assert native[explanation].shape[0] == len(images)
+        if get_method(name).uses_class:
+            # Each map is scaled to [0, 1] (all zero when nothing is
+            # positive), at its own resolution and after resizing.
+            assert 0 <= maps.min() and maps.max() <= 1
+            peaks = native[explanation].max(axis=(1, 2))
+            assert np.all(np.isclose(peaks, 1, atol=1e-6) | (peaks == 0))
 
 
 @pytest.mark.parametrize(

@@ -13,7 +13,7 @@ from explain_attn.explanations.attention import (
     attention_maps,
     channel_attention_weights,
 )
-from explain_attn.explanations.lookup import (
+from explain_attn.models.lookup import (
     attention_layer_names,
     cam_candidates,
     channel_module_names,
@@ -394,7 +394,7 @@ def _untraceable_model():
 def test_attention_in_a_layer_that_cannot_be_traced(tmp_path, data_8x8):
     model = _untraceable_model()
     assert discover_modules(model) == []
-    from explain_attn.models.graph import flat_graph
+    from explain_attn.graph import flat_graph
 
     (failure,) = flat_graph(model).untraced.values()
     assert failure.class_name == "RawSoftmaxGate"
@@ -477,7 +477,7 @@ def test_a_trace_that_computes_other_values_is_kept_opaque():
     gate = layers.Conv2D(1, 1, activation="sigmoid", name="gate")(x)
     outputs = layers.GlobalAveragePooling2D()(layers.Multiply()([x, gate]))
     model = keras.Model(inputs, outputs)
-    from explain_attn.models.graph import flat_graph
+    from explain_attn.graph import flat_graph
 
     graph = flat_graph(model)
     assert "computes other values" in graph.untraced["odd"].reason

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from explain_attn import metrics
+from explain_attn.explanations.methods import get_method
 from explain_attn.report.baselines import (
     baseline_values,
     baselines_section,
@@ -138,8 +139,11 @@ def test_mask_warnings_for_masks_covering_almost_all_or_nothing():
 
 
 class _Explanation:
+    """What the map statistics read of an `Explanation`."""
+
     def __init__(self, method, label):
         self.method, self.label, self.key = method, label, label
+        self.is_attention = get_method(method).is_attention
 
 
 def test_map_statistics_find_saturated_constant_and_one_pixel_maps():

@@ -6,8 +6,8 @@ import pytest
 
 from explain_attn import add_attention, load_model, save_model
 from explain_attn.explanations import attention_layer_names
-from explain_attn.explanations.lookup import attention_modules
 from explain_attn.models.insert import ATTENTION_KINDS
+from explain_attn.models.lookup import attention_modules
 
 SHAPE = (8, 8, 3)
 

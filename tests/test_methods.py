@@ -287,3 +287,28 @@ def tf_sum(values):
     import tensorflow as tf
 
     return tf.reduce_sum(values, axis=-1)
+
+
+@pytest.mark.parametrize("methods", [("attention", "grad_cam"), ("grad_cam",)])
+def test_explainer_predicts_with_the_maps(layered_model, images, methods):
+    """`batch_with_predictions` (what `explain-attn maps` runs): the
+    predicted classes of `predict_classes`, and the maps a plain
+    `Explainer` computes for the classes ``classes_for`` chose."""
+    from explain_attn.explanations import predict_classes
+
+    explanations = [
+        e for method in methods for e in explanations_for(layered_model, method)
+    ]
+    explainer = Explainer(explanations, predictions=True)
+    predictions, maps = explainer.batch_with_predictions(
+        images, lambda predicted: (predicted + 1) % 3
+    )
+    expected = predict_classes(layered_model, images)
+    np.testing.assert_array_equal(predictions, expected)
+    plain = Explainer(explanations).batch(
+        images, ((expected + 1) % 3).astype(np.int32)
+    )
+    for explanation in explanations:
+        np.testing.assert_allclose(maps[explanation], plain[explanation])
+    with pytest.raises(ValueError, match="predictions=True"):
+        Explainer(explanations).batch_with_predictions(images, abs)

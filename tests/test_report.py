@@ -151,7 +151,7 @@ def test_without_masks_foreground_metrics_are_left_out(report_inputs, tmp_path):
 @pytest.mark.parametrize(
     ("options", "message"),
     [
-        ({"num_examples": 0}, "num_examples must be a positive integer"),
+        ({"num_examples": 0}, "`num_examples` must be a positive integer"),
         ({"baseline_model": None}, "Give both --attention-model"),
         ({"layers": ["nope"]}, "No layer named 'nope'"),
     ],

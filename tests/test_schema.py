@@ -43,6 +43,57 @@ def test_the_golden_report_of_an_earlier_version_still_validates():
     assert validate(document) == []
 
 
+def _undeclared(value, schema, root, where="$"):
+    """Paths of the keys of ``value`` that ``schema`` does not declare: not
+    in ``properties`` and not covered by an ``additionalProperties``
+    schema (an object schema that says nothing about a key lets it be
+    anything, so a section the schema forgot would pass `validate`)."""
+    while "$ref" in schema:
+        schema = root["$defs"][schema["$ref"].removeprefix("#/$defs/")]
+    if isinstance(value, dict):
+        declared = schema.get("properties", {})
+        extra = schema.get("additionalProperties")
+        for key, item in value.items():
+            if key in declared:
+                yield from _undeclared(
+                    item, declared[key], root, f"{where}.{key}"
+                )
+            elif isinstance(extra, dict):
+                yield from _undeclared(item, extra, root, f"{where}.{key}")
+            elif extra is None:
+                yield f"{where}.{key}"
+    elif isinstance(value, list) and isinstance(schema.get("items"), dict):
+        for index, item in enumerate(value):
+            yield from _undeclared(
+                item, schema["items"], root, f"{where}[{index}]"
+            )
+
+
+def test_the_declaration_check_finds_an_undeclared_key():
+    schema = {
+        "type": "object",
+        "properties": {
+            "rows": {"type": "array", "items": {"$ref": "#/$defs/row"}},
+            "free": {"type": "object", "additionalProperties": {}},
+        },
+        "$defs": {"row": {"type": "object", "properties": {"a": {}}}},
+    }
+    document = {"rows": [{"a": 1}, {"a": 2, "b": 3}], "free": {"x": 1}}
+    assert list(_undeclared(document, schema, schema)) == ["$.rows[1].b"]
+    document["section"] = {}
+    assert "$.section" in list(_undeclared(document, schema, schema))
+
+
+def test_every_key_a_report_writes_is_declared(tiny_report):
+    _, _, json_path = tiny_report
+    document = json.loads(json_path.read_text(encoding="utf-8"))
+    schema = report_schema()
+    assert list(_undeclared(document, schema, schema)) == []
+    golden = SCHEMA_PATH.parents[2] / "tests" / "golden" / "tiny_report.json"
+    document = json.loads(golden.read_text(encoding="utf-8"))
+    assert list(_undeclared(document, schema, schema)) == []
+
+
 def test_a_valid_hand_made_document():
     document = {"n": 3, "items": ["x"], "kind": "a", "extra": None}
     assert validate(document, SCHEMA) == []

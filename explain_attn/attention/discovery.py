@@ -2,7 +2,7 @@
 
 Attention in ConvNets is, almost always, features multiplied by a gate: a
 tensor that a squashing function bounds (`explain_attn.attention.ranges`).
-We read the model's flat graph (`explain_attn.models.graph`), which holds
+We read the model's flat graph (`explain_attn.graph`), which holds
 every call of ``model.operations``, `keras.ops` included, with nested
 models and Sequential models opened, and look at each multiply (the
 ``Multiply`` layer or the ``*`` operation): one input is the features
@@ -26,7 +26,7 @@ and single-channel sigmoid layers are found per layer by
 
 Through layer boundaries: the flat graph opens subclassed layers, nested
 subclassed models and ``Lambda`` layers by tracing their calls into their
-parts (`explain_attn.models.tracing`), so a squeeze-and-excitation written
+parts (`explain_attn.tracing`), so a squeeze-and-excitation written
 inside a keras-hub block is found at ``block/squeeze_excite/gate`` and
 read in the same forward pass as every other map.
 
@@ -58,7 +58,7 @@ from explain_attn.attention.tokens import (
     rollout_module,
     softmax_modules,
 )
-from explain_attn.models.graph import Tap, flat_graph
+from explain_attn.graph import Tap, flat_graph
 
 __all__ = ["attention_module", "discover_modules", "unreadable_attention"]
 

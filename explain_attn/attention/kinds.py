@@ -1,7 +1,7 @@
 """Attention kinds: what a layer's map is, how to replace it, its weights.
 
 Every attention module explain-attn can read is an `AttentionModule`: a
-layer call of the model's flat graph (`explain_attn.models.graph`) and the
+layer call of the model's flat graph (`explain_attn.graph`) and the
 `AttentionKind` that knows how to read it. A kind answers three questions,
 so that no other module needs to know which layer class it is looking at:
 

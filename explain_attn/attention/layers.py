@@ -15,6 +15,8 @@ have ``channel_attention_map(inputs)``.
 import keras
 from keras import ops
 
+from explain_attn.options import check_positive_int
+
 __all__ = [
     "AggregatedAttention",
     "CBAM",
@@ -24,10 +26,7 @@ __all__ = [
 
 
 def _validate_positive_int(name, value, *, odd=False):
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(
-            f"`{name}` must be a positive integer. Received: {name}={value!r}"
-        )
+    check_positive_int(name, value)
     if odd and value % 2 == 0:
         raise ValueError(
             f"`{name}` must be odd so that the map stays centred on each "

@@ -4,7 +4,7 @@ A gate is a tensor whose values a squashing function bounds: a sigmoid
 gives (0, 1), a hard sigmoid [0, 1] (its 0 and 1 are reached), BAM's
 ``1 + sigmoid`` (1, 2), MobileNetV3's ``ReLU(6)(x + 3) / 6`` [0, 1]. We
 find them by interval arithmetic over the flat graph
-(`explain_attn.models.graph`): each squashing function starts a range,
+(`explain_attn.graph`): each squashing function starts a range,
 ``+``, ``-``, ``*`` and ``/`` with constants or other bounded tensors
 combine ranges, and operations that only move, pool or interpolate values
 (reshape, upsampling, mean, max...) keep them. Every other operation gives
@@ -81,20 +81,40 @@ _OPERATIONS = {
 
 KEEPING_RANGE = {
     # Layers and operations whose outputs lie within their inputs' range.
-    "Reshape", "Permute", "Flatten", "RepeatVector", "UpSampling2D",
-    "UpSampling1D", "Dropout", "Identity", "Concatenate", "Maximum",
-    "Minimum", "Average", "AveragePooling2D", "MaxPooling2D",
-    "GlobalAveragePooling2D", "GlobalMaxPooling2D", "ExpandDims", "Squeeze",
-    "Transpose", "BroadcastTo", "Mean", "Max", "Min", "Tile", "Repeat",
+    "Reshape",
+    "Permute",
+    "Flatten",
+    "RepeatVector",
+    "UpSampling2D",
+    "UpSampling1D",
+    "Dropout",
+    "Identity",
+    "Concatenate",
+    "Maximum",
+    "Minimum",
+    "Average",
+    "AveragePooling2D",
+    "MaxPooling2D",
+    "GlobalAveragePooling2D",
+    "GlobalMaxPooling2D",
+    "ExpandDims",
+    "Squeeze",
+    "Transpose",
+    "BroadcastTo",
+    "Mean",
+    "Max",
+    "Min",
+    "Tile",
+    "Repeat",
     "Cast",
-}  # fmt: skip
+}
 
 
 def value_range(graph, tensor, _memo=None):
     """The `ValueRange` of a symbolic ``tensor`` of ``graph``, or ``None``.
 
     Args:
-        graph: The model's `explain_attn.models.graph.FlatGraph`.
+        graph: The model's `explain_attn.graph.FlatGraph`.
         tensor: A symbolic tensor of it, or a Python number.
 
     Returns:

@@ -1,7 +1,7 @@
 """Self-attention over tokens: the grid they come from, and every form.
 
 Three forms of self-attention are found in the flat graph
-(`explain_attn.models.graph`), each read as a map on the grid of feature
+(`explain_attn.graph`), each read as a map on the grid of feature
 map positions its tokens were made from:
 
 - Keras attention layers (``MultiHeadAttention``, ``Attention``,
@@ -33,7 +33,7 @@ from explain_attn.attention.kinds import (
     layer_config,
 )
 from explain_attn.attention.ranges import ValueRange
-from explain_attn.models.graph import Tap
+from explain_attn.graph import Tap
 
 __all__ = [
     "MAX_EXTRA_TOKENS",

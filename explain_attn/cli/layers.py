@@ -44,11 +44,11 @@ def layers_command(model_path, show_all, task, model_factory, unsafe_load):
     the logits; give another with --cam-layer (a coarser decoder layer
     gives a coarser map).
     """
-    from explain_attn.explanations.lookup import (
+    from explain_attn.explanations.seg_cam import default_decoder_layer
+    from explain_attn.models.lookup import (
         default_cam_layer,
         describe_layers,
     )
-    from explain_attn.explanations.seg_cam import default_decoder_layer
     from explain_attn.models.preprocessing import describe_input
     from explain_attn.models.saving import load_model
     from explain_attn.models.task import SEGMENTATION, check_task

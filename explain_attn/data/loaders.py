@@ -43,7 +43,10 @@ from pathlib import Path
 
 import numpy as np
 
-from explain_attn.data import synthetic
+# The module, not its names (tests replace its sizes), by its full name:
+# ``from explain_attn.data import synthetic`` would import the package
+# this module is part of, a cycle (tests/test_architecture.py).
+import explain_attn.data.synthetic as synthetic
 from explain_attn.data.images import (
     IMAGE_SUFFIXES,
     check_scale,
@@ -60,6 +63,7 @@ from explain_attn.data.stream import (
     balanced,
     check_labels,
 )
+from explain_attn.options import check_positive_int
 
 __all__ = [
     "IMAGE_SUFFIXES",
@@ -169,15 +173,7 @@ class Dataset:
 
     def batches(self, batch_size=64):
         """Yields ``(images, labels, masks)`` chunks (views, no copies)."""
-        if (
-            isinstance(batch_size, bool)
-            or not isinstance(batch_size, int | np.integer)
-            or batch_size < 1
-        ):
-            raise ValueError(
-                "`batch_size` must be a positive integer. Received: "
-                f"batch_size={batch_size!r}"
-            )
+        batch_size = check_positive_int("batch_size", batch_size)
         for start in range(0, len(self), batch_size):
             stop = start + batch_size
             yield (
@@ -426,15 +422,7 @@ def _check_split_and_limit(split, limit):
             f"Unknown split. Received: split={split!r}. Expected one of: "
             f"{', '.join(SPLITS)}."
         )
-    if limit is not None and (
-        isinstance(limit, bool)
-        or not isinstance(limit, int | np.integer)
-        or limit <= 0
-    ):
-        raise ValueError(
-            "`limit` must be a positive integer or None. Received: "
-            f"limit={limit!r}"
-        )
+    check_positive_int("limit", limit, allow_none=True)
 
 
 def sample_data_directory():
@@ -548,15 +536,7 @@ def tf_dataset(dataset, *, batch_size=64, shuffle=False, seed=0):
     """
     import tensorflow as tf
 
-    if (
-        isinstance(batch_size, bool)
-        or not isinstance(batch_size, int)
-        or (batch_size < 1)
-    ):
-        raise ValueError(
-            "`batch_size` must be a positive integer. Received: "
-            f"batch_size={batch_size!r}"
-        )
+    check_positive_int("batch_size", batch_size)
     pipeline = tf.data.Dataset.from_tensor_slices(
         (dataset.images, dataset.labels)
     )

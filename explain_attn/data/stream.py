@@ -47,6 +47,7 @@ from explain_attn.data.images import (
     resize_mask,
     to_unit_float,
 )
+from explain_attn.options import check_positive_int
 
 __all__ = [
     "Fingerprint",
@@ -174,7 +175,7 @@ class ImageSource(abc.ABC):
 
         A complete pass also computes `fingerprint`.
         """
-        _check_batch_size(batch_size)
+        check_positive_int("batch_size", batch_size)
         digest = None
         if self._digest is None:
             digest = Fingerprint(
@@ -248,18 +249,6 @@ class ImageSource(abc.ABC):
                     f"Reading {self.name!r} failed: {error.message}"
                 ) from None
             yield images, masks
-
-
-def _check_batch_size(batch_size):
-    if (
-        isinstance(batch_size, bool)
-        or not isinstance(batch_size, int | np.integer)
-        or batch_size < 1
-    ):
-        raise ValueError(
-            "`batch_size` must be a positive integer. Received: "
-            f"batch_size={batch_size!r}"
-        )
 
 
 class FolderSource(ImageSource):
@@ -479,9 +468,13 @@ def _mapped(path, member):
         return np.zeros(shape, dtype)
     if fortran or not shape:
         return np.memmap(
-            path, dtype=dtype, mode="r", shape=shape, offset=offset,
+            path,
+            dtype=dtype,
+            mode="r",
+            shape=shape,
+            offset=offset,
             order="F" if fortran else "C",
-        )  # fmt: skip
+        )
     return _StoredArray(path, offset, shape, dtype)
 
 

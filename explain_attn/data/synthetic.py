@@ -32,6 +32,8 @@ Example:
 import numpy as np
 from skimage import draw
 
+from explain_attn.options import check_fraction, check_int, check_positive_int
+
 __all__ = [
     "CLASS_NAMES",
     "DEFAULT_CLUTTER",
@@ -112,16 +114,16 @@ def generate(
     Raises:
         ValueError: If an argument is out of range.
     """
-    num_images = _check_int("num_images", num_images, minimum=1)
-    seed = _check_int("seed", seed, minimum=0)
-    image_size = _check_int("image_size", image_size, minimum=16)
+    num_images = check_positive_int("num_images", num_images)
+    seed = check_int("seed", seed, minimum=0)
+    image_size = check_int("image_size", image_size, minimum=16)
     if split not in _SPLIT_KEYS:
         raise ValueError(
             f"Unknown split. Received: split={split!r}. Expected one of: "
             f"{', '.join(SPLITS)}."
         )
-    clutter = _check_fraction("clutter", clutter)
-    spurious_correlation = _check_fraction(
+    clutter = check_fraction("clutter", clutter)
+    spurious_correlation = check_fraction(
         "spurious_correlation", spurious_correlation
     )
     if split != "train":
@@ -350,29 +352,3 @@ def _object_colour(rng, canvas):
             break
         colour = rng.uniform(0.0, 1.0, 3)
     return colour
-
-
-def _check_int(name, value, *, minimum):
-    if isinstance(value, bool) or not isinstance(value, int | np.integer):
-        raise ValueError(
-            f"`{name}` must be an integer. Received: {name}={value!r}"
-        )
-    if value < minimum:
-        raise ValueError(
-            f"`{name}` must be at least {minimum}. Received: {name}={value!r}"
-        )
-    return int(value)
-
-
-def _check_fraction(name, value):
-    if isinstance(value, bool) or not isinstance(
-        value, int | float | np.floating | np.integer
-    ):
-        raise ValueError(
-            f"`{name}` must be a number in [0, 1]. Received: {name}={value!r}"
-        )
-    if not 0.0 <= float(value) <= 1.0:
-        raise ValueError(
-            f"`{name}` must be in [0, 1]. Received: {name}={value!r}"
-        )
-    return float(value)

@@ -30,15 +30,15 @@ from explain_attn.explanations.explanation import (
     explain,
     explanations_for,
 )
-from explain_attn.explanations.lookup import (
+from explain_attn.explanations.methods import METHODS, get_method
+from explain_attn.explanations.predict import predict_classes
+from explain_attn.explanations.seg_cam import SegGradCAM
+from explain_attn.models.lookup import (
     attention_layer_names,
     default_cam_layer,
     describe_layers,
     resolve_layers,
 )
-from explain_attn.explanations.methods import METHODS, get_method
-from explain_attn.explanations.predict import predict_classes
-from explain_attn.explanations.seg_cam import SegGradCAM
 
 __all__ = [
     "METHODS",

@@ -24,8 +24,8 @@ from explain_attn.explanations.inputs import (
     model_batches,
     resize_target,
 )
-from explain_attn.explanations.lookup import resolve_layers, single_layer
-from explain_attn.models.graph import flat_graph
+from explain_attn.graph import flat_graph
+from explain_attn.models.lookup import resolve_layers, single_layer
 from explain_attn.models.task import predicted_labels
 
 __all__ = [

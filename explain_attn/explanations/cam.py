@@ -28,10 +28,10 @@ from explain_attn.explanations.inputs import (
     model_batches,
     resize_target,
 )
-from explain_attn.explanations.lookup import default_cam_layer, single_layer
 from explain_attn.explanations.methods import register_cam
-from explain_attn.models.graph import flat_graph
+from explain_attn.graph import flat_graph
 from explain_attn.models.heads import score_head
+from explain_attn.models.lookup import default_cam_layer, single_layer
 
 __all__ = [
     "BaseCAM",

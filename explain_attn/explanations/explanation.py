@@ -12,6 +12,7 @@ import dataclasses
 import numpy as np
 
 from explain_attn.devices import run_replicated
+from explain_attn.explanations.compiled import compiled
 from explain_attn.explanations.inputs import (
     batches,
     check_batch_size,
@@ -21,6 +22,7 @@ from explain_attn.explanations.inputs import (
     resize_target,
 )
 from explain_attn.explanations.methods import get_method
+from explain_attn.explanations.predict import Predictor
 
 __all__ = ["Explainer", "Explanation", "explain", "explanations_for"]
 
@@ -79,6 +81,17 @@ class Explanation:
         Only a key: nothing reads the model, method or layer back from it.
         """
         return f"{self.model_key}:{self.method_key}"
+
+    @property
+    def uses_class(self):
+        """Whether its maps depend on the class explained (a CAM)."""
+        return get_method(self.method).uses_class
+
+    @property
+    def is_attention(self):
+        """Whether its maps are the model's own attention weights (see
+        `explain_attn.explanations.methods.Method`)."""
+        return get_method(self.method).is_attention
 
     @property
     def method_key(self):
@@ -140,14 +153,17 @@ class Explainer:
         strategy: ``None`` or a `tf.distribute` strategy whose replicas
             share each batch (`explain_attn.devices.run_replicated`); the
             models should be built or loaded in its scope.
+        predictions: Also prepare the model's predicted classes for
+            `batch_with_predictions` (explanations of one model only).
     """
 
-    def __init__(self, explanations, resize_to=None, *, strategy=None):
+    def __init__(
+        self, explanations, resize_to=None, *, strategy=None, predictions=False
+    ):
         self.explanations = list(explanations)
         self.strategy = strategy
         if not self.explanations:
             raise ValueError("No explanations given. Pass at least one.")
-        self._groups = []
         grouped = {}
         for explanation in self.explanations:
             group = (
@@ -156,13 +172,41 @@ class Explainer:
                 explanation.target,
             )
             grouped.setdefault(group, []).append(explanation)
+        # With ``predictions``, the first group whose method reads the
+        # predicted classes in the same pass returns ``(maps, classes)``.
+        self._predicting = self._predictor = None
+        predicted_model = self._one_model() if predictions else None
+        self._groups = []
         for members in grouped.values():
             model = members[0].model
             method = get_method(members[0].method)
             target = resize_target(input_shape(model), resize_to)
             layers = list(dict.fromkeys(e.layer for e in members))
-            function = method.prepare(model, layers, target)
+            function = None
+            if predictions and self._predicting is None:
+                function = method.prepare_with_predictions(
+                    model, layers, target
+                )
+                if function is not None:
+                    self._predicting = len(self._groups)
+            if function is None:
+                function = method.prepare(model, layers, target)
             self._groups.append((members, function))
+        if predictions and self._predicting is None:
+            self._predictor = compiled(
+                predicted_model,
+                Predictor,
+                lambda: Predictor(predicted_model),
+            )
+
+    def _one_model(self):
+        models = {id(e.model): e.model for e in self.explanations}
+        if len(models) != 1:
+            raise ValueError(
+                "Predictions go with the explanations of one model. "
+                f"Received: explanations of {len(models)} models."
+            )
+        return next(iter(models.values()))
 
     @staticmethod
     def _classes(target, classes, labels):
@@ -184,12 +228,53 @@ class Explainer:
         model's own prediction); ``labels`` those of ``"true"`` targets.
         """
         result = {}
-        for members, function in self._groups:
+        for index, (members, function) in enumerate(self._groups):
             explained = self._classes(members[0].target, classes, labels)
             maps = run_replicated(self.strategy, function, images, explained)
+            if index == self._predicting:
+                maps, _ = maps
             for explanation in members:
                 result[explanation] = maps[explanation.layer]
         return result
+
+    def batch_with_predictions(self, images, classes_for, labels=None):
+        """Predictions and maps of one batch of one model's explanations.
+
+        The model's predicted classes come from the same forward pass as
+        a method's maps where the method can read both
+        (`Method.prepare_with_predictions`), else from a `Predictor`.
+
+        Args:
+            images: ``(B, H, W, C)`` batch.
+            classes_for: Called with the ``(B,)`` int64 predictions; returns
+                the classes of ``"predicted"`` targets.
+            labels: ``(B,)`` true classes, for ``"true"`` targets.
+
+        Returns:
+            ``(predictions, maps)``: ``(B,)`` int64 classes and a dict from
+            `Explanation` to ``(B, h, w)``.
+        """
+        if self._predictor is None and self._predicting is None:
+            raise ValueError(
+                "This Explainer does not predict. Build it with "
+                "predictions=True."
+            )
+        maps = {}
+        index = self._predicting
+        if index is not None:
+            members, function = self._groups[index]
+            found, predictions = function(images, None)
+            maps.update({e: found[e.layer] for e in members})
+        else:
+            predictions = self._predictor(images)
+        classes = np.asarray(classes_for(predictions), np.int32)
+        for position, (members, function) in enumerate(self._groups):
+            if position == index:
+                continue
+            explained = self._classes(members[0].target, classes, labels)
+            found = run_replicated(self.strategy, function, images, explained)
+            maps.update({e: found[e.layer] for e in members})
+        return predictions, maps
 
     def __call__(
         self, images, *, class_index=None, batch_size=128, labels=None

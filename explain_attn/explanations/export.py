@@ -29,7 +29,6 @@ import numpy as np
 
 from explain_attn.devices import run_replicated
 from explain_attn.explanations.attention import (
-    AttentionExtractor,
     ChannelWeights,
 )
 from explain_attn.explanations.compiled import compiled
@@ -40,14 +39,14 @@ from explain_attn.explanations.inputs import (
     model_batches,
     resolve_input_scale,
 )
-from explain_attn.explanations.lookup import (
+from explain_attn.explanations.methods import ATTENTION, get_method
+from explain_attn.explanations.predict import Predictor
+from explain_attn.graph import flat_graph
+from explain_attn.models.lookup import (
     attention_layer_names,
     channel_module_names,
     resolve_layers,
 )
-from explain_attn.explanations.methods import get_method
-from explain_attn.explanations.predict import Predictor
-from explain_attn.models.graph import flat_graph
 from explain_attn.models.task import (
     SEGMENTATION,
     check_task,
@@ -96,16 +95,16 @@ def _order(model):
 
 def _explanations(model, layers, methods, cam_layer):
     for method in methods:
-        if method == "attention":
+        if get_method(method).is_attention:
             raise ValueError(
-                "--method 'attention' is not a CAM method: attention maps "
+                f"--method {method!r} is not a CAM method: attention maps "
                 "are always written (choose layers with --layer). Choose a "
                 "class-activation method such as grad_cam."
             )
     spatial, channel = _split_layers(model, layers)
     chosen = []
     if spatial is not None or (not methods and not channel):
-        chosen.extend(explanations_for(model, "attention", spatial))
+        chosen.extend(explanations_for(model, ATTENTION, spatial))
     for method in methods:
         uses_class = get_method(method).uses_class
         where = cam_layer if uses_class else None
@@ -288,55 +287,76 @@ def export_maps(
         path, dataset, outputs
     )
     writer.input_scale = scale
+    batches = model_batches(
+        model,
+        dataset,
+        batch_size,
+        input_scale=scale.scale,
+        preprocess=preprocess,
+    )
     with writer:
-        start = 0
-        for batch in model_batches(
-            model, dataset, batch_size, input_scale=scale.scale,
-            preprocess=preprocess,
-        ):  # fmt: skip
-            stop = start + len(batch)
-            predictions, *values = run_replicated(
-                strategy, step, batch, labels[start:stop]
-            )
-            writer.write(start, predictions, values)
-            start = stop
+        _write(writer, batches, step, labels, strategy)
     return writer.summary
 
 
+def _write(writer, batches, step, labels, strategy):
+    """Runs ``step`` on each batch (split across ``strategy``'s replicas)
+    and writes what it returns."""
+    start = 0
+    for batch in batches:
+        stop = start + len(batch)
+        predictions, *values = run_replicated(
+            strategy, step, batch, labels[start:stop]
+        )
+        writer.write(start, predictions, values)
+        start = stop
+
+
 class _Output(typing.NamedTuple):
-    """One array written per image: its key, method, layer and label."""
+    """One array written per image: its key, method, layer and label.
+
+    ``names`` is the key of the array of layer paths it is listed in
+    (``None`` for the classes of a CAM); ``single`` says that the layer
+    path is stored as one string (a CAM method has one layer).
+    """
 
     key: str
     method: str
     layer: str
     label: str | None
+    names: str | None = None
+    single: bool = False
 
 
 def _outputs(explanations, channel):
     """The arrays `_step` returns after the predictions, in its order."""
     outputs, counts = [], {}
     for explanation in explanations:
-        method = explanation.method
-        if method == "attention" or not get_method(method).uses_class:
-            index = counts.get(method, 0)
-            counts[method] = index + 1
-            key = (
-                f"map_{index}" if method == "attention" else f"{method}_{index}"
-            )
-        else:
-            key = method
-        label = explanation.layer if method == "attention" else None
+        method = get_method(explanation.method)
+        index = counts.get(method.name, 0)
+        counts[method.name] = index + 1
         outputs.append(
             _Output(
-                key, method, explanation.layer, label or explanation.short_label
+                method.file_key(index),
+                method.name,
+                explanation.layer,
+                explanation.short_label,
+                method.layer_names_key,
+                method.uses_class,
             )
         )
     for index, path in enumerate(channel):
+        label = f"{path} (channel weights)"
         outputs.append(
-            _Output(f"channel_{index}", "channel_weights", path,
-                    f"{path} (channel weights)")
-        )  # fmt: skip
-    cams = [o for o in outputs if o.key == o.method]
+            _Output(
+                f"channel_{index}",
+                "channel_weights",
+                path,
+                label,
+                "channel_layer_names",
+            )
+        )
+    cams = [o for o in outputs if o.single]
     outputs += [
         _Output(f"{o.method}_class", "classes", o.layer, None) for o in cams
     ]
@@ -345,41 +365,36 @@ def _outputs(explanations, channel):
 
 def _step(model, explanations, channel, cam_class):
     """``function(batch, labels) -> [predictions, *arrays of `_outputs`]``."""
-    attention = [e for e in explanations if e.method == "attention"]
-    others = [e for e in explanations if e.method != "attention"]
-    cams = [e for e in others if get_method(e.method).uses_class]
-    paths = tuple(e.layer for e in attention)
-    if paths:
-        extractor = compiled(
-            model,
-            (AttentionExtractor, paths, None, "predictions"),
-            lambda: AttentionExtractor(model, paths, predictions=True),
-        )
-    else:
-        predictor = compiled(model, Predictor, lambda: Predictor(model))
-    explainer = Explainer(others) if others else None
+    explainer = (
+        Explainer(explanations, predictions=True) if explanations else None
+    )
     weights = [
         compiled(model, ("channel", p), lambda p=p: ChannelWeights(model, p))
         for p in channel
     ]
     num_classes = int(flat_graph(model).outputs[0].shape[-1])
+    num_cams = sum(e.uses_class for e in explanations)
 
     def step(batch, labels):
-        if paths:
-            maps, predictions = extractor.maps_and_predictions(batch)
+        def classes_for(predictions):
+            return _cam_classes(
+                cam_class, np.asarray(labels), predictions, num_classes
+            ).astype(np.int64)
+
+        if explainer is None:
+            predictions = compiled(model, Predictor, lambda: Predictor(model))(
+                batch
+            )
+            found = {}
         else:
-            maps, predictions = {}, predictor(batch)
-        found = {e: maps[e.layer] for e in attention}
-        classes = _cam_classes(
-            cam_class, np.asarray(labels), predictions, num_classes
-        ).astype(np.int64)
-        if explainer is not None:
-            found.update(explainer.batch(batch, classes.astype(np.int32)))
+            predictions, found = explainer.batch_with_predictions(
+                batch, classes_for, labels
+            )
         return [
             predictions,
             *(found[e] for e in explanations),
             *(function(batch) for function in weights),
-            *([classes] * len(cams)),
+            *([classes_for(predictions)] * num_cams),
         ]
 
     return step
@@ -404,16 +419,13 @@ class _Writer:
     def _names(self):
         """The arrays of layer names that go with the maps."""
         names = {}
-        grouped = {"attention": "layer_names", "channel_weights":
-                   "channel_layer_names"}  # fmt: skip
         for output in self.outputs:
-            if output.method == "classes":
+            if output.names is None:
                 continue
-            if output.key == output.method:  # A CAM method.
-                names[f"{output.method}_layer"] = np.array(output.layer)
-                continue
-            key = grouped.get(output.method, f"{output.method}_layer_names")
-            names.setdefault(key, []).append(output.layer)
+            if output.single:
+                names[output.names] = np.array(output.layer)
+            else:
+                names.setdefault(output.names, []).append(output.layer)
         names.setdefault("layer_names", [])
         names.setdefault("channel_layer_names", [])
         return {

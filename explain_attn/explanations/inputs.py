@@ -32,7 +32,8 @@ import tensorflow as tf
 
 from explain_attn.data.images import SCALES, check_scale, read_image
 from explain_attn.data.loaders import open_source
-from explain_attn.models.graph import flat_graph
+from explain_attn.graph import flat_graph
+from explain_attn.options import check_positive_int
 
 try:  # Added by the input-expectation work; absent until it lands.
     from explain_attn.models.preprocessing import describe_input
@@ -126,8 +127,11 @@ def resolve_input_scale(model, input_scale=None):
     )
 
 
-SCALE_FROM_UNIT = {"unit": (1.0, 0.0), "byte": (255.0, 0.0),
-                   "symmetric": (2.0, -1.0)}  # fmt: skip
+SCALE_FROM_UNIT = {
+    "unit": (1.0, 0.0),
+    "byte": (255.0, 0.0),
+    "symmetric": (2.0, -1.0),
+}
 """Scale name -> ``(factor, offset)`` taking [0, 1] images into it."""
 
 
@@ -406,13 +410,8 @@ def resize_target(shape, resize_to):
 
 
 def check_batch_size(batch_size):
-    """Raises unless ``batch_size`` is a positive int."""
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int):
-        raise TypeError(f"batch_size must be an int. Received: {batch_size!r}")
-    if batch_size < 1:
-        raise ValueError(
-            f"batch_size must be at least 1. Received: batch_size={batch_size}"
-        )
+    """Raises ``ValueError`` unless ``batch_size`` is a positive int."""
+    check_positive_int("batch_size", batch_size)
 
 
 def batches(images, batch_size):

@@ -13,14 +13,15 @@ import abc
 from explain_attn.attention.discovery import attention_module
 from explain_attn.explanations.attention import AttentionExtractor
 from explain_attn.explanations.compiled import compiled
-from explain_attn.explanations.lookup import (
+from explain_attn.graph import flat_graph
+from explain_attn.models.lookup import (
     channel_module_names,
     resolve_layers,
     single_layer,
 )
-from explain_attn.models.graph import flat_graph
 
 __all__ = [
+    "ATTENTION",
     "METHODS",
     "AttentionMethod",
     "CAMMethod",
@@ -40,11 +41,17 @@ class Method(abc.ABC):
         name: The method's name (``--method NAME`` on the command line).
         title: How reports name it.
         uses_class: Whether its maps depend on the class explained.
+        is_attention: Whether its maps are the attention weights the model
+            itself computes and applies (gates in [0, 1]), not a reading
+            derived from gradients or activations: the interventions change
+            them, the randomisation check re-initialises their own layer,
+            and ``explain-attn maps`` always writes them.
     """
 
     name = ""
     title = ""
     uses_class = False
+    is_attention = False
 
     @abc.abstractmethod
     def layers(self, model, requested=None):
@@ -65,6 +72,21 @@ class Method(abc.ABC):
         ``classes`` is ``(B,)`` int32 with -1 for the predicted class.
         """
 
+    def prepare_with_predictions(self, model, layers, resize_to=None):
+        """Like `prepare`, but the function returns ``(maps, predictions)``
+        (``(B,)`` int64 predicted classes) from the same forward pass, or
+        ``None`` when the method cannot read both in one pass."""
+        return None
+
+    def file_key(self, index):
+        """The name of the array of its ``index``-th layer in map files."""
+        return f"{self.name}_{index}"
+
+    @property
+    def layer_names_key(self):
+        """The name of the array of its layers' paths in map files."""
+        return f"{self.name}_layer_names"
+
     def key(self, layer):
         """The explanation's key within its model's (see `Explanation`)."""
         return f"{self.name}@{layer}"
@@ -79,6 +101,8 @@ class AttentionMethod(Method):
 
     name = "attention"
     title = "attention"
+    is_attention = True
+    layer_names_key = "layer_names"
 
     def layers(self, model, requested=None):
         return resolve_layers(model, requested)
@@ -89,6 +113,20 @@ class AttentionMethod(Method):
             model, key, lambda: AttentionExtractor(model, layers, resize_to)
         )
         return lambda batch, classes: extractor(batch)
+
+    def prepare_with_predictions(self, model, layers, resize_to=None):
+        layers = tuple(layers)
+        extractor = compiled(
+            model,
+            (AttentionExtractor, layers, resize_to, "predictions"),
+            lambda: AttentionExtractor(
+                model, layers, resize_to, predictions=True
+            ),
+        )
+        return lambda batch, classes: extractor.maps_and_predictions(batch)
+
+    def file_key(self, index):
+        return f"map_{index}"
 
     def key(self, layer):
         return layer
@@ -139,9 +177,20 @@ class CAMMethod(Method):
     def key(self, layer):
         return self.name
 
+    def file_key(self, index):
+        # One layer per CAM method: one array, named after the method.
+        return self.name
+
+    @property
+    def layer_names_key(self):
+        return f"{self.name}_layer"
+
     def label(self, layer):
         return f"{self.title} ({layer})"
 
+
+ATTENTION = "attention"
+"""The name of the attention-weights method (`AttentionMethod`)."""
 
 METHODS = {}
 """Registered methods by name, in registration order."""

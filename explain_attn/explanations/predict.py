@@ -7,7 +7,7 @@ import tensorflow as tf
 from explain_attn.devices import run_replicated
 from explain_attn.explanations.compiled import compiled
 from explain_attn.explanations.inputs import model_batches
-from explain_attn.models.graph import flat_graph
+from explain_attn.graph import flat_graph
 from explain_attn.models.task import predicted_labels
 
 __all__ = ["Predictor", "predict_classes"]

@@ -19,9 +19,9 @@ import keras
 import tensorflow as tf
 
 from explain_attn.explanations.cam import GradCAM
-from explain_attn.explanations.lookup import cam_candidates
 from explain_attn.explanations.methods import register_cam
-from explain_attn.models.graph import flat_graph
+from explain_attn.graph import flat_graph
+from explain_attn.models.lookup import cam_candidates
 from explain_attn.models.task import pixel_score_head
 
 __all__ = ["SegGradCAM", "default_decoder_layer", "region_classes"]

@@ -4,7 +4,7 @@ import math
 
 import numpy as np
 
-__all__ = ["as_labels", "check_positive", "finite_median"]
+__all__ = ["as_labels", "finite_median"]
 
 
 def as_labels(labels, count, num_classes):
@@ -30,14 +30,6 @@ def as_labels(labels, count, num_classes):
             f"{labels.min()} to {labels.max()}"
         )
     return labels.astype(np.int32)
-
-
-def check_positive(name, value):
-    """Raises ``ValueError`` unless ``value`` is a positive int."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(
-            f"`{name}` must be a positive integer. Received: {name}={value!r}"
-        )
 
 
 def finite_median(values):

@@ -12,8 +12,9 @@ import tensorflow as tf
 from explain_attn.devices import run_replicated
 from explain_attn.explanations.compiled import compiled
 from explain_attn.explanations.inputs import check_images
-from explain_attn.faithfulness.common import as_labels, check_positive
+from explain_attn.faithfulness.common import as_labels
 from explain_attn.models.heads import probability_function, single_input_graph
+from explain_attn.options import check_positive_int
 
 __all__ = ["DEFAULT_STEPS", "deletion_insertion"]
 
@@ -119,7 +120,7 @@ def _probabilities(
                 blurred[part],
                 np.moveaxis(stacked[:, part], 1, 0),
                 labels[part],
-            )  # fmt: skip
+            )
         )
     return np.moveaxis(np.concatenate(results), 0, -1).astype(np.float64)
 
@@ -180,8 +181,8 @@ def deletion_insertion(
         ``AUC = sum_s (f_{s+1} - f_s) (p_s + p_{s+1}) / 2`` with ``f`` the
         fractions and ``p`` the probabilities.
     """
-    check_positive("steps", steps)
-    check_positive("batch_size", batch_size)
+    check_positive_int("steps", steps)
+    check_positive_int("batch_size", batch_size)
     graph = single_input_graph(model)
     images = check_images(images, tuple(graph.inputs[0].shape[1:]))
     num_classes = int(graph.outputs[0].shape[-1])

@@ -11,10 +11,11 @@ import tensorflow as tf
 from explain_attn.attention.discovery import attention_module
 from explain_attn.devices import run_replicated
 from explain_attn.explanations.inputs import check_model_images
-from explain_attn.explanations.lookup import reading_kind, resolve_layers
-from explain_attn.faithfulness.common import as_labels, check_positive
+from explain_attn.faithfulness.common import as_labels
 from explain_attn.metrics import paired_difference
 from explain_attn.models.heads import probability_function, single_input_graph
+from explain_attn.models.lookup import reading_kind, resolve_layers
+from explain_attn.options import RunOptions
 
 __all__ = ["INTERVENTIONS", "Intervened", "attention_interventions"]
 
@@ -119,7 +120,7 @@ class Intervened:
                     images[start:stop],
                     permutations[start:stop],
                     mask,
-                )  # fmt: skip
+                )
             )
         return np.moveaxis(np.concatenate(chunks), 0, 1).astype(np.float64)
 
@@ -191,8 +192,9 @@ def _no_map_row(path, tap, module=None):
     }
 
 
-def _clean(model, graph, images, labels, batch_size, strategy):
+def _clean(model, graph, images, labels, options):
     """Accuracy and mean true-class probability of the unmodified model."""
+    batch_size, strategy = options.batch_size, options.strategy
     forward = keras.Model(graph.model_inputs, graph.outputs[0])
     probabilities = probability_function(model)
 
@@ -231,10 +233,38 @@ def _inputs(model, dataset):
     return graph, images, labels, masks, notes
 
 
+def _layer_rows(model, paths, inputs, bootstrap, options):
+    """One row per layer (its effects, or why it has none), and the
+    unmodified model's scores (``None`` when no layer had a map)."""
+    graph, images, labels, masks = inputs
+    names = [n for n in INTERVENTIONS if n != "mask" or masks is not None]
+    rows, clean = [], None
+    for position, path in enumerate(paths):
+        module = attention_module(model, path)
+        if module is None or not (
+            module.kind.spatial and module.kind.intervenable
+        ):
+            rows.append(_no_map_row(path, graph.taps[path], module))
+            continue
+        intervened = Intervened(model, module, with_mask=masks is not None)
+        scores = intervened.scores(
+            images,
+            masks,
+            options.seed + position,
+            options.batch_size,
+            options.strategy,
+        )
+        own_clean, results = _effects(scores, labels, names, bootstrap)
+        clean = clean or own_clean
+        rows.append(_layer_row(module, intervened, results))
+    return rows, clean
+
+
 def attention_interventions(
     model,
     dataset,
     *,
+    explanations=None,
     layers=None,
     seed=0,
     batch_size=128,
@@ -258,6 +288,9 @@ def attention_interventions(
             probabilities).
         dataset: An `explain_attn.data.Dataset` (or any object with
             ``images``, ``labels`` and ``masks`` or ``None``).
+        explanations: `Explanation` objects of ``model``: the layers of those
+            whose maps are attention weights (``is_attention``) are
+            intervened on, instead of ``layers``.
         layers: ``None`` for every attention layer, or names, paths or glob
             patterns. Layers without a map get a note, not an error.
         seed: Seed of the permutations and of the bootstrap intervals.
@@ -281,29 +314,21 @@ def attention_interventions(
         ValueError: For unknown layers, a model without attention layers,
             images that do not match the model, or bad labels.
     """
-    check_positive("batch_size", batch_size)
+    options = RunOptions(batch_size=batch_size, strategy=strategy, seed=seed)
+    if explanations is not None:
+        layers = [e.layer for e in explanations if e.is_attention]
     paths = resolve_layers(model, layers)
     graph, images, labels, masks, notes = _inputs(model, dataset)
-    names = [n for n in INTERVENTIONS if n != "mask" or masks is not None]
-    bootstrap = {"seed": seed, "confidence": confidence,
-                 "num_resamples": num_resamples}  # fmt: skip
-    rows, clean = [], None
-    for position, path in enumerate(paths):
-        module = attention_module(model, path)
-        if module is None or not (
-            module.kind.spatial and module.kind.intervenable
-        ):
-            rows.append(_no_map_row(path, graph.taps[path], module))
-            continue
-        intervened = Intervened(model, module, with_mask=masks is not None)
-        scores = intervened.scores(
-            images, masks, seed + position, batch_size, strategy
-        )
-        own_clean, results = _effects(scores, labels, names, bootstrap)
-        clean = clean or own_clean
-        rows.append(_layer_row(module, intervened, results))
+    bootstrap = {
+        "seed": seed,
+        "confidence": confidence,
+        "num_resamples": num_resamples,
+    }
+    rows, clean = _layer_rows(
+        model, paths, (graph, images, labels, masks), bootstrap, options
+    )
     if clean is None:  # No layer had a map to replace.
-        clean = _clean(model, graph, images, labels, batch_size, strategy)
+        clean = _clean(model, graph, images, labels, options)
     return {
         "num_images": int(len(images)),
         "clean": clean,

@@ -15,11 +15,13 @@ import numpy as np
 from explain_attn.devices import strategy_scope
 from explain_attn.explanations.explanation import Explainer, Explanation
 from explain_attn.explanations.inputs import check_model_images
-from explain_attn.explanations.lookup import default_cam_layer, resolve_layers
+from explain_attn.explanations.methods import ATTENTION
 from explain_attn.explanations.predict import predict_classes
-from explain_attn.faithfulness.common import check_positive, finite_median
+from explain_attn.faithfulness.common import finite_median
+from explain_attn.graph import flat_graph
 from explain_attn.metrics import spearman
-from explain_attn.models.graph import flat_graph
+from explain_attn.models.lookup import default_cam_layer, resolve_layers
+from explain_attn.options import RunOptions, check_choice
 
 __all__ = [
     "CASCADE_UNITS",
@@ -168,11 +170,7 @@ def cascade_steps(model, unit="auto", own=()):
         A list of ``(name, paths)``: the step's name (the layer path, the
         block, or ``"first … last"`` for a run) and the paths of its layers.
     """
-    if unit not in CASCADE_UNITS:
-        raise ValueError(
-            f"`unit` must be one of {', '.join(CASCADE_UNITS)}. "
-            f"Received: unit={unit!r}"
-        )
+    check_choice("unit", unit, CASCADE_UNITS)
     taps = _weighted_taps(model)
     if unit == "auto":
         unit = "layers" if len(taps) <= LAYERWISE_LIMIT else "blocks"
@@ -246,14 +244,13 @@ def map_similarity(original, changed):
 
 
 class _Maps:
-    """The clone's maps of the checked explanations, by name."""
+    """The clone's maps of the checked explanations, by their key."""
 
-    def __init__(self, clone, paths, cam_layer, cam_methods, classes, strategy):
+    def __init__(self, clone, explanations, classes, strategy):
         self.explanations = {
-            path: Explanation(clone, "attention", path) for path in paths
+            e.method_key: Explanation(clone, e.method, e.layer)
+            for e in explanations
         }
-        for method in cam_methods:
-            self.explanations[method] = Explanation(clone, method, cam_layer)
         self.explainer = Explainer(
             self.explanations.values(), "input", strategy=strategy
         )
@@ -356,14 +353,17 @@ def _checks(cascade, independent, threshold):
     return checks
 
 
-def _clone(model, images, class_index, batch_size, strategy):
-    """A clone of ``model`` (in ``strategy``'s scope), and the classes its
-    CAMs explain (``class_index``, else the predicted ones)."""
+def _clone(model, images, class_index, options):
+    """A clone of ``model`` (in the options' strategy's scope), and the
+    classes its CAMs explain (``class_index``, else the predicted ones)."""
     if class_index is None:
         class_index = predict_classes(
-            model, images, batch_size=batch_size, strategy=strategy
+            model,
+            images,
+            batch_size=options.batch_size,
+            strategy=options.strategy,
         )
-    with strategy_scope(strategy):
+    with strategy_scope(options.strategy):
         clone = keras.models.clone_model(model)
     clone.set_weights(model.get_weights())
     return clone, class_index
@@ -379,10 +379,44 @@ def _attention_paths(model, layers):
         return []
 
 
+def _checked(model, explanations, layers, grad_cam_layer, cam_methods):
+    """The explanations to check: ``explanations``, else those that
+    ``layers``, ``grad_cam_layer`` and ``cam_methods`` name."""
+    if explanations is None:
+        cam_layer = grad_cam_layer or default_cam_layer(model)
+        return [
+            *(
+                Explanation(model, ATTENTION, path)
+                for path in _attention_paths(model, layers)
+            ),
+            *(Explanation(model, method, cam_layer) for method in cam_methods),
+        ]
+    explanations = list(explanations)
+    if not explanations or any(e.model is not model for e in explanations):
+        raise ValueError(
+            "`explanations` must be explanations of `model`, at least one. "
+            f"Received: explanations={[e.label for e in explanations]}"
+        )
+    return explanations
+
+
+def _check_clone(model, checked, inputs, unit, independent, options):
+    """``(original maps, cascade, independent results)`` of ``checked``
+    (`Explanation` objects of ``model``) computed on a clone."""
+    images, class_index = inputs
+    clone, classes = _clone(model, images, class_index, options)
+    paths = [e.layer for e in checked if e.is_attention]
+    steps = cascade_steps(clone, unit, own=paths)
+    maps = _Maps(clone, checked, classes, options.strategy)
+    compute = functools.partial(maps, images, options.batch_size)
+    return _run(model, clone, compute, paths, steps, options.seed, independent)
+
+
 def randomization_check(
     model,
     images,
     *,
+    explanations=None,
     layers=None,
     grad_cam_layer=None,
     class_index=None,
@@ -411,6 +445,9 @@ def randomization_check(
     Args:
         model: A functional or built Sequential `keras.Model`.
         images: ``(N, H, W, C)`` images matching the model's input.
+        explanations: The `Explanation` objects of ``model`` to check (the
+            results are keyed by their ``method_key``), or ``None``: those
+            that ``layers``, ``grad_cam_layer`` and ``cam_methods`` name.
         layers: Attention layers to check (``None``: every attention layer;
             a model without one checks the CAMs only).
         grad_cam_layer: Layer of the CAMs (``None``: the last 4-D layer).
@@ -426,8 +463,9 @@ def randomization_check(
         strategy: ``None`` or a `tf.distribute` strategy sharing batches.
 
     Returns:
-        A JSON-ready dict: ``maps`` (attention layer paths, then the CAM
-        methods' names); ``cascade`` with ``layers`` (the steps' names, in
+        A JSON-ready dict: ``maps`` (the checked explanations'
+        ``method_key``: attention layer paths, CAM methods' names);
+        ``cascade`` with ``layers`` (the steps' names, in
         order; step ``k`` of every curve is after the first ``k``, step 0
         the original), ``steps`` (the layer paths of each step), ``unit``
         (``"layers"`` or ``"blocks"``) and per map ``spearman_median`` and
@@ -438,20 +476,16 @@ def randomization_check(
         ``final_spearman_median``, ``final_ssim_median``,
         ``independent_spearman_median`` and ``passed``.
     """
-    check_positive("batch_size", batch_size)
+    options = RunOptions(batch_size=batch_size, strategy=strategy, seed=seed)
     images = check_model_images(model, images)
-    paths = _attention_paths(model, layers)
-    cam_layer = grad_cam_layer or default_cam_layer(model)
-    clone, classes = _clone(model, images, class_index, batch_size, strategy)
-    steps = cascade_steps(clone, cascade, own=paths)
-    maps = _Maps(clone, paths, cam_layer, cam_methods, classes, strategy)
-    original, cascade, independent_results = _run(
-        model, clone, functools.partial(maps, images, batch_size), paths,
-        steps, seed, independent,
-    )  # fmt: skip
+    checked = _checked(model, explanations, layers, grad_cam_layer, cam_methods)
+    cams = [e.layer for e in checked if e.uses_class]
+    original, cascade, independent_results = _check_clone(
+        model, checked, (images, class_index), cascade, independent, options
+    )
     return {
         "maps": list(original),
-        "grad_cam_layer": cam_layer,
+        "grad_cam_layer": cams[0] if cams else default_cam_layer(model),
         "num_images": int(len(images)),
         "threshold": threshold,
         "cascade": cascade,

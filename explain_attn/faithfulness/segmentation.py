@@ -11,13 +11,13 @@ costs Dice when uniform, shuffled or inverted; the true mask may help.
 import numpy as np
 
 from explain_attn.attention.discovery import attention_module
-from explain_attn.explanations.lookup import attention_layer_names
 from explain_attn.explanations.seg_cam import default_decoder_layer
 from explain_attn.faithfulness.interventions import INTERVENTIONS, Intervened
 from explain_attn.faithfulness.randomization import randomization_check
+from explain_attn.graph import flat_graph
 from explain_attn.metrics.segmentation import dice_per_class, image_scores
 from explain_attn.metrics.statistics import paired_difference, summarize
-from explain_attn.models.graph import flat_graph
+from explain_attn.models.lookup import attention_layer_names
 
 __all__ = [
     "explained_classes",

@@ -12,6 +12,8 @@ import math
 
 import numpy as np
 
+from explain_attn import options
+
 DEFAULT_FRACTION = 0.2
 """Default share of pixels in the "top" set of the top-fraction metrics."""
 
@@ -110,16 +112,7 @@ def as_masks(masks, num_images):
 
 def check_fraction(fraction):
     """Validates a top-set share in (0, 1]; returns it as a Python float."""
-    if (
-        isinstance(fraction, bool)
-        or not isinstance(fraction, int | float | np.integer | np.floating)
-        or not 0.0 < float(fraction) <= 1.0
-    ):
-        raise ValueError(
-            f"`fraction` must be a number in (0, 1]. Received: "
-            f"fraction={fraction!r}"
-        )
-    return float(fraction)
+    return options.check_fraction("fraction", fraction, low_open=True)
 
 
 def _bilinear_matrix(size_out, size_in):

@@ -11,32 +11,7 @@ from scipy import stats
 
 from explain_attn.metrics.arrays import check_real
 from explain_attn.metrics.bootstrap import PoissonBootstrap
-
-
-def _check_confidence(confidence):
-    if (
-        isinstance(confidence, bool)
-        or not isinstance(confidence, int | float | np.integer | np.floating)
-        or not 0.0 < float(confidence) < 1.0
-    ):
-        raise ValueError(
-            "`confidence` must be a number in (0, 1), e.g. 0.95. "
-            f"Received: confidence={confidence!r}"
-        )
-    return float(confidence)
-
-
-def _check_num_resamples(num_resamples):
-    if (
-        isinstance(num_resamples, bool)
-        or not isinstance(num_resamples, int | np.integer)
-        or num_resamples < 1
-    ):
-        raise ValueError(
-            "`num_resamples` must be a positive integer. "
-            f"Received: num_resamples={num_resamples!r}"
-        )
-    return int(num_resamples)
+from explain_attn.options import check_positive_int, check_share
 
 
 def _as_values(values, name):
@@ -141,8 +116,8 @@ def summarize(
         sample's mean, and report the `(1 - confidence) / 2` and
         `(1 + confidence) / 2` quantiles of those means.
     """
-    confidence = _check_confidence(confidence)
-    num_resamples = _check_num_resamples(num_resamples)
+    confidence = check_share("confidence", confidence)
+    num_resamples = check_positive_int("num_resamples", num_resamples)
     values = _as_values(values, "values")
     missing = np.isnan(values)
     every = values
@@ -207,8 +182,8 @@ def paired_difference(
         small samples without ties and a normal approximation otherwise
         (SciPy's `method="auto"`).
     """
-    confidence = _check_confidence(confidence)
-    num_resamples = _check_num_resamples(num_resamples)
+    confidence = check_share("confidence", confidence)
+    num_resamples = check_positive_int("num_resamples", num_resamples)
     values_a = _as_values(values_a, "values_a")
     values_b = _as_values(values_b, "values_b")
     if values_a.shape != values_b.shape:
@@ -262,7 +237,7 @@ def accuracy_interval(correct, *, confidence=0.95):
         from `scipy.stats.binomtest(k, n).proportion_ci(method="wilson")`
         (whose bounds are exactly 0 when `k = 0` and 1 when `k = n`).
     """
-    confidence = _check_confidence(confidence)
+    confidence = check_share("confidence", confidence)
     correct = np.asarray(correct)
     if correct.ndim != 1:
         raise ValueError(

@@ -8,7 +8,7 @@ own last layer, with its own live weights; the model is never modified.
 import keras
 import tensorflow as tf
 
-from explain_attn.models.graph import flat_graph
+from explain_attn.graph import flat_graph
 from explain_attn.models.task import pixel_probability_function
 
 __all__ = ["probability_function", "score_head", "single_input_graph"]

@@ -43,8 +43,9 @@ from explain_attn.attention.layers import (
     ChannelAttention,
     SpatialAttention,
 )
-from explain_attn.explanations.lookup import resolve_layers
-from explain_attn.models.graph import flat_graph
+from explain_attn.graph import flat_graph
+from explain_attn.models.lookup import resolve_layers
+from explain_attn.options import check_positive_int
 
 __all__ = ["ATTENTION_KINDS", "add_attention", "rebuild"]
 
@@ -111,15 +112,7 @@ def _check_kind(kind, reduction_ratio):
             f"Unknown attention kind. Received: kind={kind!r}. Expected one "
             f"of: {', '.join(ATTENTION_KINDS)}."
         )
-    if (
-        isinstance(reduction_ratio, bool)
-        or not isinstance(reduction_ratio, int)
-        or reduction_ratio < 1
-    ):
-        raise ValueError(
-            "`reduction_ratio` must be a positive integer. Received: "
-            f"reduction_ratio={reduction_ratio!r}"
-        )
+    check_positive_int("reduction_ratio", reduction_ratio)
 
 
 def _targets(model, after):

@@ -16,7 +16,7 @@ import math
 import keras
 import numpy as np
 
-from explain_attn.models.graph import flat_graph
+from explain_attn.graph import flat_graph
 
 __all__ = ["SCALES", "InputExpectation", "describe_input"]
 
@@ -75,11 +75,14 @@ def describe_input(model):
     steps = _preprocessing(graph)
     if not steps:
         return InputExpectation(
-            height, width, channels, None,
+            height,
+            width,
+            channels,
+            None,
             "The model has no Rescaling or Normalization layer: its "
             "preprocessing is outside the model; pass --input-scale "
             "(unit, byte or symmetric) if it was not trained on [0, 1].",
-        )  # fmt: skip
+        )
     scale_factor, offset = 1.0, 0.0
     for _, factor, shift in steps:
         scale_factor, offset = scale_factor * factor, offset * factor + shift

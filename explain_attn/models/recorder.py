@@ -28,6 +28,7 @@ import numpy as np
 from explain_attn import metrics
 from explain_attn.models.saving import atomic_path
 from explain_attn.models.sinks import RecordEntry, emit
+from explain_attn.options import check_positive_int
 
 __all__ = [
     "RECORD_METRICS",
@@ -112,15 +113,7 @@ class AttentionRecorder(keras.callbacks.Callback):
         sinks=(),
     ):
         super().__init__()
-        if every_steps is not None and (
-            isinstance(every_steps, bool)
-            or not isinstance(every_steps, int)
-            or every_steps < 1
-        ):
-            raise ValueError(
-                "`every_steps` must be None or a positive integer. "
-                f"Received: every_steps={every_steps!r}"
-            )
+        check_positive_int("every_steps", every_steps, allow_none=True)
         images = np.asarray(getattr(probe, "images", None))
         if not hasattr(probe, "images"):
             images, labels = (np.asarray(a) for a in probe)
@@ -183,8 +176,8 @@ class AttentionRecorder(keras.callbacks.Callback):
     def _prepare(self):
         import tensorflow as tf
 
-        from explain_attn.explanations.lookup import attention_modules
-        from explain_attn.models.graph import flat_graph
+        from explain_attn.graph import flat_graph
+        from explain_attn.models.lookup import attention_modules
 
         graph = flat_graph(self.model)
         self.modules = attention_modules(self.model, spatial=False)

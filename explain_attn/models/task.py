@@ -13,7 +13,7 @@ score_head` does for classifiers; the model is never modified.
 import keras
 import tensorflow as tf
 
-from explain_attn.models.graph import flat_graph
+from explain_attn.graph import flat_graph
 
 __all__ = [
     "CLASSIFICATION",

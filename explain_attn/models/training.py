@@ -39,6 +39,7 @@ import numpy as np
 
 from explain_attn.data.loaders import Dataset, tf_dataset
 from explain_attn.devices import replica_count, run_replicated, strategy_scope
+from explain_attn.options import RunOptions, check_positive_int
 from explain_attn.progress import EpochProgress, keras_verbose
 
 __all__ = [
@@ -382,26 +383,24 @@ def train(
         ValueError: For an argument out of range, or a model that does not
             fit the data or was not built in ``strategy``'s scope.
     """
-    train_data = _as_split("train_data", train_data)
-    if validation_data is not None:
-        validation_data = _as_split("validation_data", validation_data)
-    _check_arguments(
+    train_data, validation_data = _checked_arguments(
         model, train_data, validation_data, epochs, batch_size, learning_rate
     )
     strategy = _training_strategy(model, strategy)
+    options = RunOptions(batch_size=batch_size, seed=seed, strategy=strategy)
     keras.utils.set_random_seed(seed)
-    data, order = _fit_data(
-        train_data, validation_data, batch_size, seed, epochs, strategy
-    )
+    data, order = _fit_data(train_data, validation_data, epochs, options)
     with strategy_scope(strategy), synchronized_batch_norm(model, strategy):
         if not model.compiled:
             steps = epochs * -(-len(train_data) // batch_size)
             _compile_like_the_tutorial(model, learning_rate, steps)
         history = model.fit(
-            **data, epochs=epochs, verbose=_fit_verbose(verbose),
+            **data,
+            epochs=epochs,
+            verbose=_fit_verbose(verbose),
             shuffle=False,  # The pipeline shuffles, with the seed.
             callbacks=[order, *(callbacks or ()), EpochProgress(model.name)],
-        )  # fmt: skip
+        )
         _after_fit(model, train_data, history, recalibrate, check, batch_size)
     return history
 
@@ -411,17 +410,15 @@ def _fit_verbose(verbose):
     return keras_verbose() if verbose in ("auto", 1) else verbose
 
 
-def _fit_data(train_data, validation_data, batch_size, seed, epochs, strategy):
+def _fit_data(train_data, validation_data, epochs, options):
     """``model.fit``'s ``x`` and ``validation_data``, and the callback
     that sets each epoch's image order (`_training_batches`)."""
-    _check_first_batch(len(train_data), batch_size, strategy)
+    _check_first_batch(len(train_data), options)
     validation = None
     if validation_data is not None:
-        size = _validation_batch_size(
-            len(validation_data), batch_size, strategy
-        )
+        size = _validation_batch_size(len(validation_data), options)
         validation = tf_dataset(validation_data, batch_size=size)
-    batches, order = _training_batches(train_data, batch_size, seed, epochs)
+    batches, order = _training_batches(train_data, epochs, options)
     return {"x": batches, "validation_data": validation}, order
 
 
@@ -466,9 +463,10 @@ def _splits_well(count, batch_size, replicas):
     )
 
 
-def _check_first_batch(count, batch_size, strategy):
+def _check_first_batch(count, options):
     """Training batches that every replica can share (`_splits_well`)."""
-    replicas = replica_count(strategy)
+    batch_size = options.batch_size
+    replicas = replica_count(options.strategy)
     if not _splits_well(count, batch_size, replicas):
         raise ValueError(
             f"Batches of {batch_size} of {count} training images do not "
@@ -479,12 +477,12 @@ def _check_first_batch(count, batch_size, strategy):
         )
 
 
-def _validation_batch_size(count, batch_size, strategy):
+def _validation_batch_size(count, options):
     """At least 256 images per validation batch; under a strategy, the
     largest batch that splits well (`_splits_well`; validation numbers do
     not depend on the batch size)."""
-    size = max(batch_size, 256)
-    replicas = replica_count(strategy)
+    size = max(options.batch_size, 256)
+    replicas = replica_count(options.strategy)
     for candidate in range(min(size, count), 0, -1):
         if replicas == 1 or _splits_well(count, candidate, replicas):
             return max(size, candidate) if replicas == 1 else candidate
@@ -515,9 +513,10 @@ def synchronized_batch_norm(model, strategy):
     layers = []
     if replica_count(strategy) > 1:
         layers = [
-            layer for layer in _batch_normalizations(model)
+            layer
+            for layer in _batch_normalizations(model)
             if not layer.synchronized
-        ]  # fmt: skip
+        ]
     try:
         for layer in layers:
             layer.synchronized = True
@@ -538,7 +537,7 @@ class _EpochOrder(keras.callbacks.Callback):
         self.epoch.assign(epoch)
 
 
-def _training_batches(data, batch_size, seed, epochs):
+def _training_batches(data, epochs, options):
     """``model.fit``'s ``x`` for ``train``, and the callback it needs.
 
     Epoch ``e`` sees the images in the order
@@ -553,6 +552,7 @@ def _training_batches(data, batch_size, seed, epochs):
     """
     import tensorflow as tf
 
+    batch_size, seed = options.batch_size, options.seed
     count = len(data)
     orders = tf.constant(
         np.stack(
@@ -600,23 +600,25 @@ def _compile_like_the_tutorial(model, learning_rate, steps):
     )
 
 
-def _check_arguments(
+def _checked_arguments(
     model, train_data, validation_data, epochs, batch_size, learning_rate
 ):
+    """The training and validation splits as `ArraySplit` objects, checked
+    with the other arguments."""
+    train_data = _as_split("train_data", train_data)
+    if validation_data is not None:
+        validation_data = _as_split("validation_data", validation_data)
     _check_model(model, train_data)
     if validation_data is not None:
         _check_model(model, validation_data)
-    for name, value in (("epochs", epochs), ("batch_size", batch_size)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(
-                f"`{name}` must be a positive integer. Received: "
-                f"{name}={value!r}"
-            )
+    check_positive_int("epochs", epochs)
+    check_positive_int("batch_size", batch_size)
     if not isinstance(learning_rate, int | float) or not learning_rate > 0:
         raise ValueError(
             "`learning_rate` must be a positive number. Received: "
             f"learning_rate={learning_rate!r}"
         )
+    return train_data, validation_data
 
 
 def train_architecture(

@@ -28,15 +28,16 @@ from explain_attn.data import load_dataset, open_source
 from explain_attn.devices import replica_count, strategy_scope
 from explain_attn.explanations.explanation import explanations_for
 from explain_attn.explanations.inputs import input_shape, model_channels
-from explain_attn.explanations.lookup import (
+from explain_attn.explanations.methods import get_method
+from explain_attn.models.lookup import (
     attention_layer_names,
     cam_candidates,
     channel_module_names,
     resolve_layers,
 )
-from explain_attn.explanations.methods import get_method
 from explain_attn.models.saving import atomic_path
 from explain_attn.models.task import SEGMENTATION
+from explain_attn.options import check_positive_int
 from explain_attn.report.baselines import baselines_section
 from explain_attn.report.cache import cache_directory
 from explain_attn.report.demo import demo_data, demo_models
@@ -114,29 +115,22 @@ class Report:
 
     def _repr_html_(self):
         """The report, inline in Jupyter (the same templates as the file)."""
-        from explain_attn.notebook import report_frame
+        from explain_attn.report.render import report_frame
 
         return report_frame(self)
-
-
-def _check_positive(name, value):
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(
-            f"{name} must be a positive integer. Received: {name}={value!r}"
-        )
 
 
 def _check_counts(**counts):
     """Checks the counts that are given (not ``None``)."""
     for name, value in counts.items():
         if value is not None:
-            _check_positive(name, value)
+            check_positive_int(name, value)
 
 
 def _checked_options(num_examples, batch_size, faithfulness):
     """Checks the counts; returns the faithfulness settings."""
-    _check_positive("num_examples", num_examples)
-    _check_positive("batch_size", batch_size)
+    check_positive_int("num_examples", num_examples)
+    check_positive_int("batch_size", batch_size)
     return faithfulness_settings(faithfulness)
 
 
@@ -624,7 +618,7 @@ def shard_part(models, test, job, **options):
     explanations, reference = report_explanations(
         models, **{name: options[name] for name in chosen if name in options}
     )
-    _check_positive("batch_size", options.get("batch_size", 128))
+    check_positive_int("batch_size", options.get("batch_size", 128))
     return evaluate_shard(
         models, explanations, reference, test, job,
         layers=options.get("layers"), batch_size=options.get("batch_size", 128),

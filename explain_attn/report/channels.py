@@ -18,7 +18,8 @@ from explain_attn.devices import run_replicated
 from explain_attn.explanations.attention import ChannelWeights
 from explain_attn.explanations.compiled import compiled
 from explain_attn.explanations.inputs import batches, check_model_images
-from explain_attn.explanations.lookup import channel_module_names
+from explain_attn.models.lookup import channel_module_names
+from explain_attn.options import RunOptions
 from explain_attn.report.contributions import (
     Contributor,
     Part,
@@ -95,13 +96,14 @@ def _functions(model, paths):
     }
 
 
-def _weights(model, functions, images, batch_size, strategy=None):
-    """Path -> ``(n, C)`` weights of ``images``, ``batch_size`` at a time
-    (each batch split across the replicas of ``strategy``)."""
+def _weights(model, functions, images, options):
+    """Path -> ``(n, C)`` weights of ``images``, the options' batch size
+    at a time (each batch split across the replicas of its strategy)."""
     chunks = {path: [] for path in functions}
-    for batch in batches(check_model_images(model, images), batch_size):
+    images = check_model_images(model, images)
+    for batch in batches(images, options.batch_size):
         for path, function in functions.items():
-            weights = run_replicated(strategy, function, batch)
+            weights = run_replicated(options.strategy, function, batch)
             chunks[path].append(np.asarray(weights))
     return {path: np.concatenate(parts) for path, parts in chunks.items()}
 
@@ -173,7 +175,12 @@ class ChannelStatistics(Contributor):
     """
 
     def __init__(
-        self, models, *, num_classes, layers=None, batch_size=128,
+        self,
+        models,
+        *,
+        num_classes,
+        layers=None,
+        batch_size=128,
         strategy=None,
     ):  # fmt: skip
         super().__init__()
@@ -204,7 +211,10 @@ class ChannelStatistics(Contributor):
         batch_size = batch_size_for(images.shape[1:], self.batch_size)
         for entry, functions, paths in self._entries:
             weights = _weights(
-                entry.model, functions, images, batch_size, self.strategy
+                entry.model,
+                functions,
+                images,
+                RunOptions(batch_size=batch_size, strategy=self.strategy),
             )
             for path in paths:
                 rows, blocks = _module_part(
@@ -269,9 +279,11 @@ def channel_section(models, test, *, layers=None, batch_size=128):
         or ``None`` when no model has channel modules.
     """
     statistics = ChannelStatistics(
-        models, num_classes=len(test.class_names), layers=layers,
+        models,
+        num_classes=len(test.class_names),
+        layers=layers,
         batch_size=batch_size,
-    )  # fmt: skip
+    )
     if not statistics:
         return None
     start = 0
@@ -308,9 +320,11 @@ def channel_figures(section, class_names):
             module = modules[index]
             axes = figure.add_subplot(len(chosen), 1, row)
             image = axes.imshow(
-                np.asarray(module["class_means"]), aspect="auto",
-                cmap="viridis", interpolation="nearest",
-            )  # fmt: skip
+                np.asarray(module["class_means"]),
+                aspect="auto",
+                cmap="viridis",
+                interpolation="nearest",
+            )
             axes.set_yticks(range(len(module["classes"])))
             axes.set_yticklabels([class_names[k] for k in module["classes"]])
             axes.set_title(module["layer"], fontsize=8)

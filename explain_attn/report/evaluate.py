@@ -203,7 +203,7 @@ def _score_part(maps, masks, explanations, reference):
         if masks is not None:
             row.update(metrics.foreground_metrics(own, masks))
         values[explanation] = row
-        if explanation.method == "attention":
+        if explanation.is_attention:
             agreed[explanation] = {
                 name: metrics.AGREEMENT_METRICS[name](own, maps[reference])
                 for name in AGREEMENT
@@ -257,9 +257,7 @@ class Scores(Contributor):
         """The `Evaluation`, with ``predictions`` (model key -> ``(N,)``)."""
         total = self.total
         values = {e: {} for e in self.explanations}
-        agreement = {
-            e: {} for e in self.explanations if e.method == "attention"
-        }
+        agreement = {e: {} for e in self.explanations if e.is_attention}
         by_key = {e.key: e for e in self.explanations}
         for (kind, key, name), row in total.rows.items():
             chosen = values if kind == "values" else agreement

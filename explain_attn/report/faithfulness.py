@@ -14,7 +14,6 @@ import numpy as np
 from explain_attn import metrics
 from explain_attn.data.loaders import take_images
 from explain_attn.explanations.explanation import Explainer
-from explain_attn.explanations.methods import get_method
 from explain_attn.explanations.predict import predict_classes
 from explain_attn.faithfulness import (
     DEFAULT_STEPS,
@@ -25,7 +24,7 @@ from explain_attn.faithfulness import (
     deletion_insertion,
     randomization_check,
 )
-from explain_attn.faithfulness.common import check_positive
+from explain_attn.options import RunOptions, check_choice, check_positive_int
 from explain_attn.progress import progress_bar
 from explain_attn.report.evaluate import batch_size_for
 
@@ -125,11 +124,7 @@ def faithfulness_settings(mode="full", **sizes):
         return mode
     if isinstance(mode, bool):
         mode = "full" if mode else "off"
-    if mode not in FAITHFULNESS_CHOICES:
-        raise ValueError(
-            f"The faithfulness mode must be one of "
-            f"{', '.join(FAITHFULNESS_CHOICES)}. Received: {mode!r}"
-        )
+    check_choice("faithfulness", mode, FAITHFULNESS_CHOICES)
     unknown = sorted(set(sizes) - {*_SIZES, "steps"})
     if unknown:
         raise ValueError(
@@ -137,7 +132,7 @@ def faithfulness_settings(mode="full", **sizes):
             f"{', '.join((*_SIZES, 'steps'))}."
         )
     for name, value in given.items():
-        check_positive(name, value)
+        check_positive_int(name, value)
     if mode == "off":
         if given:
             raise ValueError(
@@ -176,9 +171,7 @@ def _cam_target(explanations):
     Raises:
         ValueError: If the CAMs explain different classes.
     """
-    targets = {
-        e.target for e in explanations if get_method(e.method).uses_class
-    }
+    targets = {e.target for e in explanations if e.uses_class}
     if len(targets) > 1:
         raise ValueError(
             "The faithfulness checks need the CAMs of a report to explain "
@@ -187,7 +180,7 @@ def _cam_target(explanations):
     return targets.pop() if targets else "predicted"
 
 
-def _explained_classes(entry, own, subset, batch_size, strategy=None):
+def _explained_classes(entry, own, subset, options):
     """The class of each image of ``subset`` that the model's CAMs explain.
 
     The report's ``cam_class`` (`_cam_target` of ``own``, the model's
@@ -203,30 +196,29 @@ def _explained_classes(entry, own, subset, batch_size, strategy=None):
     if target == "true":
         return np.asarray(subset.labels, np.int32)
     if target == "predicted":
-        return predict_classes(
-            entry.model, subset.images, batch_size=batch_size,
-            strategy=strategy,
-        ).astype(np.int32)  # fmt: skip
+        predicted = predict_classes(
+            entry.model,
+            subset.images,
+            batch_size=options.batch_size,
+            strategy=options.strategy,
+        )
+        return predicted.astype(np.int32)
     return np.full(len(subset.labels), target, np.int32)
 
 
-def _interventions(models, explanations, subset, seed, batch_size, strategy):
+def _interventions(models, explanations, subset, options):
     results = []
     for entry in models:
-        own = {
-            e.layer: e
-            for e in _own(explanations, entry)
-            if e.method == "attention"
-        }
+        own = {e.layer: e for e in _own(explanations, entry) if e.is_attention}
         if not own:
             continue
         result = attention_interventions(
             entry.model,
             subset,
-            layers=list(own),
-            seed=seed,
-            batch_size=batch_size,
-            strategy=strategy,
+            explanations=own.values(),
+            seed=options.seed,
+            batch_size=options.batch_size,
+            strategy=options.strategy,
         )
         for row in result["layers"]:
             row["id"] = own[row["layer"]].key
@@ -235,43 +227,31 @@ def _interventions(models, explanations, subset, seed, batch_size, strategy):
     return results
 
 
-def _randomization(
-    models, explanations, subset, seed, batch_size, cascade, strategy
-):
+def _randomization(models, explanations, subset, options, cascade):
     results, flags = [], []
     for entry in models:
         own = _own(explanations, entry)
-        layers = [e.layer for e in own if e.method == "attention"]
-        cams = [e for e in own if e.method != "attention"]
-        if not cams and not layers:
+        if not own:
             continue
         result = randomization_check(
             entry.model,
             subset.images,
-            layers=layers or None,
-            grad_cam_layer=cams[0].layer if cams else None,
-            cam_methods=[e.method for e in cams] or ("grad_cam",),
-            class_index=_explained_classes(
-                entry, own, subset, batch_size, strategy
-            ),
-            seed=seed,
-            batch_size=batch_size,
+            explanations=own,
+            class_index=_explained_classes(entry, own, subset, options),
+            seed=options.seed,
+            batch_size=options.batch_size,
             cascade=cascade,
-            strategy=strategy,
+            strategy=options.strategy,
         )
         by_name = {e.method_key: e for e in own}
-        labels = {
-            name: by_name[name].label if name in by_name else name
-            for name in result["maps"]
-        }
         result["short_labels"] = {
-            name: by_name[name].short_label if name in by_name else name
-            for name in result["maps"]
+            name: by_name[name].short_label for name in result["maps"]
         }
+        labels = {name: by_name[name].label for name in result["maps"]}
         for check in result["checks"]:
-            explanation = by_name.get(check["map"])
-            check["id"] = explanation.key if explanation else check["map"]
-            check["label"] = labels[check["map"]]
+            explanation = by_name[check["map"]]
+            check["id"] = explanation.key
+            check["label"] = explanation.label
             if not check["passed"]:
                 flags.append(_failure_sentence(check, result["threshold"]))
         results.append(
@@ -313,30 +293,34 @@ def _curve_rows(entry, own, curves, seed):
     return rows
 
 
-def _deletion(models, explanations, subset, seed, batch_size, steps,
-              strategy):  # fmt: skip
+def _deletion(models, explanations, subset, options, steps):
     rows, fractions = [], None
     for entry in models:
         own = _own(explanations, entry)
         if not own:
             continue
-        classes = _explained_classes(entry, own, subset, batch_size, strategy)
-        maps = Explainer(own, strategy=strategy)(
-            subset.images, class_index=classes, labels=subset.labels,
-            batch_size=batch_size,
-        )  # fmt: skip
+        classes = _explained_classes(entry, own, subset, options)
+        explainer = Explainer(own, strategy=options.strategy)
+        maps = explainer(
+            subset.images,
+            class_index=classes,
+            labels=subset.labels,
+            batch_size=options.batch_size,
+        )
         curves = deletion_insertion(
             entry.model,
             subset.images,
             classes,
             {e.key: maps[e] for e in own},
             steps=steps,
-            seed=seed,
-            batch_size=batch_size_for(subset.images.shape[1:], 4 * batch_size),
-            strategy=strategy,
+            seed=options.seed,
+            batch_size=batch_size_for(
+                subset.images.shape[1:], 4 * options.batch_size
+            ),
+            strategy=options.strategy,
         )
         fractions = curves["fractions"].tolist()
-        rows.extend(_curve_rows(entry, own, curves, seed))
+        rows.extend(_curve_rows(entry, own, curves, options.seed))
     return {"fractions": fractions, "rows": rows}
 
 
@@ -376,6 +360,32 @@ def _subsets(test, settings, seed, say):
     for note in notes:
         say(f"Faithfulness: {note}")
     return subsets, notes
+
+
+def _run_checks(models, explanations, subsets, settings, options, say):
+    """The three checks' results, each on its own subset, timed."""
+
+    def run(name, function, size, *more):
+        subset = subsets[size]
+        return _timed(
+            say, name, function, models, explanations, subset, options, *more
+        )
+
+    return (
+        run("interventions", _interventions, "intervention_images"),
+        run(
+            "randomisation",
+            _randomization,
+            "randomization_images",
+            settings.cascade,
+        ),
+        run(
+            "deletion and insertion",
+            _deletion,
+            "deletion_images",
+            settings.steps,
+        ),
+    )
 
 
 def faithfulness_section(
@@ -428,22 +438,15 @@ def faithfulness_section(
             "leave the section out."
         )
     subsets, size_notes = _subsets(test, settings, seed, say)
-    batch_size = batch_size_for(test.image_shape, batch_size)
-    interventions = _timed(
-        say, "interventions", _interventions,
-        models, explanations, subsets["intervention_images"], seed,
-        batch_size, strategy,
-    )  # fmt: skip
-    randomization, flags = _timed(
-        say, "randomisation", _randomization,
-        models, explanations, subsets["randomization_images"], seed,
-        batch_size, settings.cascade, strategy,
-    )  # fmt: skip
-    curves = _timed(
-        say, "deletion and insertion", _deletion,
-        models, explanations, subsets["deletion_images"], seed, batch_size,
-        settings.steps, strategy,
-    )  # fmt: skip
+    options = RunOptions(
+        batch_size=batch_size_for(test.image_shape, batch_size),
+        strategy=strategy,
+        seed=seed,
+    )
+
+    interventions, (randomization, flags), curves = _run_checks(
+        models, explanations, subsets, settings, options, say
+    )
     notes = list(
         dict.fromkeys(note for r in interventions for note in r["notes"])
     )

@@ -185,9 +185,12 @@ def set_layer_ticks(axis, layers, *, limit=MANY_LAYERS):
     for start in starts[1:]:
         axis.axvline(start - 0.5, color="gray", alpha=0.25, linewidth=0.8)
     axis.set_xticks(
-        starts, [blocks[i] for i in starts], rotation=35, ha="right",
+        starts,
+        [blocks[i] for i in starts],
+        rotation=35,
+        ha="right",
         fontsize=7,
-    )  # fmt: skip
+    )
     axis.set_xlabel(f"{len(layers)} layers, labelled by block", fontsize=8)
 
 

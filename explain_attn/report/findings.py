@@ -19,6 +19,8 @@ from the intervals only:
 
 import math
 
+from explain_attn.explanations.methods import get_method
+
 __all__ = ["findings"]
 
 
@@ -102,7 +104,7 @@ def _where_findings(data):
     reference_label = data["reference"]["label"]
     found = []
     for row in data["explanations"]:
-        if row["method"] != "attention":
+        if not get_method(row["method"]).is_attention:
             continue
         summary = row["summary"]["all"]
         if "mass_in_mask" in summary and baselines:

@@ -82,12 +82,12 @@ def _shown_explanations(report):
         return []
     explanations = list(report.gallery[0]["overlays"])
     reference = report.data["reference"]["id"]
-    attention = [e for e in explanations if e.method == "attention"]
+    attention = [e for e in explanations if e.is_attention]
     return attention + [e for e in explanations if e.key == reference]
 
 
 def _column_title(explanation):
-    if explanation.method == "attention":
+    if explanation.is_attention:
         return explanation.layer.rsplit("/", 1)[-1]
     return f"{explanation.model_key} {get_method(explanation.method).title}"
 
@@ -155,7 +155,7 @@ def _mass_rows(data):
     rows = [
         (_map_name(row, reference), row["summary"]["all"]["mass_in_mask"])
         for row in data["explanations"]
-        if (row["method"] == "attention" or row["id"] == reference)
+        if (get_method(row["method"]).is_attention or row["id"] == reference)
         and "mass_in_mask" in row["summary"]["all"]
     ]
     if not rows:

@@ -11,7 +11,7 @@ __all__ = ["choose_examples", "gallery"]
 
 def _candidates(explanations, reference, evaluation, labels, seed):
     """``[(reason, ordered image indices)]``, in the order they take turns."""
-    attention = [e for e in explanations if e.method == "attention"]
+    attention = [e for e in explanations if e.is_attention]
     first = attention[0] if attention else explanations[0]
     values = evaluation.values[first]
     candidates = []
@@ -65,9 +65,16 @@ def choose_examples(candidates, count):
 
 
 def gallery(
-    explanations, reference, evaluation, test, *, num_examples, seed,
-    batch_size, strategy=None,
-):  # fmt: skip
+    explanations,
+    reference,
+    evaluation,
+    test,
+    *,
+    num_examples,
+    seed,
+    batch_size,
+    strategy=None,
+):
     """Picks informative test images and computes their full-size maps.
 
     Only the chosen images are read from ``test`` (`take_images`): it may

@@ -8,7 +8,7 @@ run (`explain_attn.report.build`), a shard (`explain_attn.report.shards`)
 and a merge (`explain_attn.report.merge`) use these three.
 """
 
-from explain_attn.explanations.lookup import resolve_layers
+from explain_attn.models.lookup import resolve_layers
 from explain_attn.report.baselines import BaselineValues
 from explain_attn.report.channels import ChannelStatistics
 from explain_attn.report.evaluate import (

@@ -45,11 +45,9 @@ def _accuracy_rows(labels, predictions, models, num_classes):
     for model in models:
         predicted = np.asarray(predictions[model["key"]])
         rows[model["key"]] = [
-            metrics.accuracy_interval(
-                predicted[labels == label] == label
-            )
+            metrics.accuracy_interval(predicted[labels == label] == label)
             for label in range(num_classes)
-        ]  # fmt: skip
+        ]
     return rows
 
 
@@ -128,7 +126,7 @@ def per_class_section(data, *, seed=0):
             list(metrics.FOREGROUND_METRICS),
             num_classes,
             seed,
-        ),  # fmt: skip
+        ),
         "confusion": {
             key: confusion_matrix(labels, values, num_classes).tolist()
             for key, values in per_image["predictions"].items()

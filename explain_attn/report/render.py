@@ -10,10 +10,14 @@ from pathlib import Path
 
 import jinja2
 
+# The module, not its names (tests replace a figure function to interrupt
+# the rendering), by its full name: ``from explain_attn.report import
+# figures`` would import the package this module is part of, a cycle
+# (tests/test_architecture.py).
+import explain_attn.report.figures as figures
 from explain_attn.explanations.methods import get_method
 from explain_attn.metrics import FOREGROUND_METRICS, METRIC_DEFINITIONS
 from explain_attn.models.saving import atomic_path
-from explain_attn.report import figures
 from explain_attn.report.channels import channel_figures
 from explain_attn.report.faithfulness_figures import faithfulness_figures
 from explain_attn.report.first_screen import first_screen
@@ -22,8 +26,10 @@ from explain_attn.report.segmentation_render import segmentation_html
 from explain_attn.report.training_record import training_figures
 
 __all__ = [
+    "FRAME_HEIGHT",
     "comparison_html",
     "render_html",
+    "report_frame",
     "report_html",
     "template_directory",
     "template_environment",
@@ -237,3 +243,13 @@ def comparison_html(comparison, names):
     return template.render(
         comparison=comparison, names=list(names), version=__version__
     )
+
+
+FRAME_HEIGHT = 800
+"""Height of the report's frame in a notebook, in CSS pixels."""
+
+
+def report_frame(report, *, height=FRAME_HEIGHT):
+    """The report as HTML for a notebook: its page in an ``<iframe>``."""
+    template = template_environment().get_template("notebook_frame.html")
+    return template.render(html=report_html(report), height=height)

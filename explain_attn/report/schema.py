@@ -35,9 +35,16 @@ _TYPES = {
 }
 _ANNOTATIONS = {"$schema", "$id", "$defs", "title", "description", "version"}
 _KEYWORDS = {
-    "type", "enum", "required", "properties", "additionalProperties",
-    "items", "minimum", "maximum", "$ref",
-}  # fmt: skip
+    "type",
+    "enum",
+    "required",
+    "properties",
+    "additionalProperties",
+    "items",
+    "minimum",
+    "maximum",
+    "$ref",
+}
 
 
 @functools.cache

@@ -31,6 +31,7 @@ import datetime
 import numpy as np
 
 from explain_attn.data.loaders import take_images
+from explain_attn.explanations.methods import METHODS
 from explain_attn.faithfulness.segmentation import (
     explained_classes,
     gate_interventions,
@@ -300,7 +301,12 @@ def _findings(rows, differences, map_rows):
             f"{dice['mean_difference']:+.3f} [{dice['ci_low']:+.3f}, "
             f"{dice['ci_high']:+.3f}] — {verdict}."
         )
-    gates = [r for r in map_rows if r["method"] == "attention"]
+    # Rows of registered methods (the flat and centre maps are "baseline").
+    gates = [
+        r
+        for r in map_rows
+        if r["method"] in METHODS and METHODS[r["method"]].is_attention
+    ]
     for row in gates:
         findings.append(
             f"Gate {row['layer']} puts {row['mass_in_mask']['mean']:.1%} of "

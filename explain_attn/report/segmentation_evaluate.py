@@ -17,10 +17,10 @@ import tensorflow as tf
 from explain_attn.explanations.methods import get_method
 from explain_attn.explanations.seg_cam import SegGradCAM
 from explain_attn.faithfulness.segmentation import segmentation_gates
+from explain_attn.graph import flat_graph
 from explain_attn.metrics import segmentation as overlap
 from explain_attn.metrics.agreement import pearson
 from explain_attn.metrics.foreground import mass_in_mask
-from explain_attn.models.graph import flat_graph
 from explain_attn.models.task import pixel_probability_function
 from explain_attn.report.baselines import baseline_maps
 

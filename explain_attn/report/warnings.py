@@ -27,6 +27,7 @@ Each check returns warnings as dicts ``{"kind", "subject", "text",
 import numpy as np
 
 from explain_attn import metrics
+from explain_attn.explanations.methods import get_method
 from explain_attn.report.contributions import (
     Contributor,
     Part,
@@ -73,7 +74,7 @@ def _map_counts(explanation, values):
     flat = np.asarray(values, np.float64).reshape(len(values), -1)
     spread = flat.max(axis=1) - flat.min(axis=1)
     counts = [len(flat), int((spread <= 1e-7).sum()), 0, 0]
-    if explanation.method == "attention":
+    if explanation.is_attention:
         near = (flat <= SATURATION_TOLERANCE) | (
             flat >= 1 - SATURATION_TOLERANCE
         )
@@ -152,7 +153,7 @@ def map_warnings(statistics):
                     "the model looks; every foreground metric is at chance. "
                     "Choose an earlier layer (--layer).",
                     "explanations",
-                )  # fmt: skip
+                )
             )
             continue
         constant = row["constant"] / max(row["images"], 1)
@@ -165,7 +166,7 @@ def map_warnings(statistics):
                     f"{row['images']:,} test images, so it shows no place; "
                     "its metrics there are undefined or at chance.",
                     "explanations",
-                )  # fmt: skip
+                )
             )
             continue
         saturated = row["saturated"] / max(row["values"], 1)
@@ -179,7 +180,7 @@ def map_warnings(statistics):
                     "saturated and acts as an on/off switch, so small "
                     "differences in the map carry no information.",
                     "explanations",
-                )  # fmt: skip
+                )
             )
     return found
 
@@ -216,7 +217,7 @@ def majority_warnings(models, labels, class_names):
                     f"({counts[majority]:,} of {len(labels):,} test images). "
                     "Its maps explain a model that has not learnt the task.",
                     "models",
-                )  # fmt: skip
+                )
             )
     return found
 
@@ -280,7 +281,7 @@ def mask_area_warnings(shares):
                 "mass on the object there. Read the foreground metrics "
                 "against the flat map's row.",
                 "explanations",
-            )  # fmt: skip
+            )
         )
     if small >= MASK_SHARE:
         found.append(
@@ -291,7 +292,7 @@ def mask_area_warnings(shares):
                 f"{MASK_SMALL:.0%} of their image (empty masks give no "
                 "value): foreground metrics rest on a few pixels there.",
                 "explanations",
-            )  # fmt: skip
+            )
         )
     return found
 
@@ -327,7 +328,7 @@ def training_warnings(models):
                     "(batch normalisation, dropout) change the model the "
                     "maps explain.",
                     "models",
-                )  # fmt: skip
+                )
             )
     return found
 
@@ -357,7 +358,9 @@ def no_feature_map_warnings(models, explanations):
         explanations: The report's ``explanations`` rows (``model``,
             ``method``).
     """
-    with_cam = {e["model"] for e in explanations if e["method"] != "attention"}
+    with_cam = {
+        e["model"] for e in explanations if get_method(e["method"]).uses_class
+    }
     return [
         _warning(
             "no_feature_map",

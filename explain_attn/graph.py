@@ -15,7 +15,7 @@ import weakref
 
 import keras
 
-from explain_attn.models.tracing import (
+from explain_attn.tracing import (
     TracedPart,
     TraceFailure,
     is_traceable,
@@ -42,7 +42,7 @@ class Tap:
             for an operation such as ``x * 0.5``).
         keywords: The call's keyword arguments, as ``(name, value)`` pairs.
         opened: Whether the call's parts are taps too (a subclassed layer
-            or ``Lambda`` traced by `explain_attn.models.tracing`, whose
+            or ``Lambda`` traced by `explain_attn.tracing`, whose
             parts' paths start with ``path/``).
     """
 
@@ -238,7 +238,7 @@ class _Scope:
     """Where calls are recorded: a path prefix, the taps and the names.
 
     ``names`` maps ``id(layer)`` to the name a traced layer's parts get
-    (`explain_attn.models.tracing.part_names`); ``traced`` says whether
+    (`explain_attn.tracing.part_names`); ``traced`` says whether
     this scope is a traced call's, where operations get stable names and
     repeated names a counter.
     """

@@ -16,7 +16,7 @@ from explain_attn.attention.discovery import (
     discover_modules,
     unreadable_attention,
 )
-from explain_attn.models.graph import flat_graph
+from explain_attn.graph import flat_graph
 
 __all__ = [
     "ACTIVATION",

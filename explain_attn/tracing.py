@@ -8,12 +8,12 @@ subclassed model nested in it is one opaque call: its sublayers and the
 `keras.ops` then run symbolically, each leaving a node, and
 ``keras.Model(inputs, outputs)`` holds them as a functional graph of the
 *same* sublayer objects (weights shared, nothing copied or changed).
-`explain_attn.models.graph` flattens that graph like a nested model, so the
+`explain_attn.graph` flattens that graph like a nested model, so the
 parts are taps with paths ``outer/part``, read in the same forward pass.
 
 A trace is used only when it reproduces the layer: the traced graph and
 the layer are run on the same random input (a batch of two) and must
-agree. `explain_attn.models.graph` checks the whole flattened model at
+agree. `explain_attn.graph` checks the whole flattened model at
 once and, only if it disagrees, every traced layer on its own. A call
 that cannot be traced (TensorFlow functions applied to symbolic tensors,
 Python decisions on the batch size, the value of a tensor) or that traces
