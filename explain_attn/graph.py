@@ -171,7 +171,13 @@ def _reproduces_model(model, graph):
     """Whether the flat graph computes the model's outputs."""
 
     def structured(values):
-        return keras.tree.pack_sequence_as(model.input, values)
+        try:
+            structure = model.input
+        except AttributeError:
+            # A Sequential model's `input` raises until it is called, while
+            # its `inputs` list exists.
+            return values[0] if len(values) == 1 else values
+        return keras.tree.pack_sequence_as(structure, values)
 
     try:
         flat = keras.Model(graph.model_inputs, graph.outputs)
