@@ -82,7 +82,9 @@ class Progress:
     """A progress line with the time left, drawn on ``stream``.
 
     Args:
-        total: The amount of work (images, epochs, steps).
+        total: The amount of work (images, epochs, steps); ``None`` when
+            unknown (an iterable without a length): the line then counts
+            the work done, without a bar or the time left.
         description: What is being done, e.g. ``"evaluation"``.
         unit: The work's unit, plural (``"images"``).
         stream: Where to draw; standard error by default.
@@ -93,7 +95,7 @@ class Progress:
 
     def __init__(self, total, description, *, unit="", stream=None,
                  enabled=None, clock=time.perf_counter):  # fmt: skip
-        self.total = max(int(total), 0)
+        self.total = None if total is None else max(int(total), 0)
         self.description = description
         self.unit = unit
         self.stream = sys.stderr if stream is None else stream
@@ -106,11 +108,13 @@ class Progress:
 
     def line(self):
         """The progress line as text (without ``\\r``)."""
+        unit = f" {self.unit}" if self.unit else ""
+        if self.total is None:
+            return f"{self.description}  {self.done:,}{unit}"
         share = self.done / self.total if self.total else 1.0
         filled = round(WIDTH * min(share, 1.0))
         bar = "█" * filled + "░" * (WIDTH - filled)
         left = time_left(self._clock() - self._started, self.done, self.total)
-        unit = f" {self.unit}" if self.unit else ""
         return (
             f"{self.description}  {bar}  {self.done:,}/{self.total:,}{unit}"
             f" · {_duration(left)}"

@@ -482,7 +482,7 @@ def test_report_killed_while_evaluating(report_command, tools, tmp_path):
     arguments = [*report_command, "--no-faithfulness", "--output", output]
     result = _killed(
         arguments, tools, tmp_path, FAULT_SIGNAL="SIGKILL",
-        FAULT_AT="explain_attn.report.build:evaluate_chunks",
+        FAULT_AT="explain_attn.report.build:evaluate_parts",
     )  # fmt: skip
     assert result.returncode == -signal.SIGKILL
     assert _snapshot(tmp_path) == before

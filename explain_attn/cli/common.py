@@ -290,6 +290,9 @@ def quiet_option(function):
     )
     @functools.wraps(function)
     def wrapper(*args, quiet_run, **kwargs):
+        # explain_attn.progress imports Keras: TensorFlow first, quietly.
+        quiet_tensorflow_logs()
+        _import_tensorflow_quietly()
         from explain_attn.progress import quiet
 
         with quiet(quiet_run):
