@@ -119,7 +119,10 @@ class Thumbnails(Contributor):
 
     def contribute(self, start, images, maps, labels=None, masks=None):
         """Rows ``("images",)`` and ``(explanation key,)``: uint8 tiles."""
-        rows = {("images",): _image_thumbnails(images, self.image_shape)}
+        tiles = _image_thumbnails(images, self.image_shape)
+        if tiles.shape[-1] == 1:  # grayscale: shown as RGB, like colour
+            tiles = np.repeat(tiles, 3, axis=-1)
+        rows = {("images",): tiles}
         for explanation in self.explanations:
             values = maps[explanation]
             shape = _thumbnail_shape(values.shape[1:], MAP_SIZE)
