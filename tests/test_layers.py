@@ -196,18 +196,16 @@ def test_cbam_is_channel_then_spatial_attention():
 
 def test_cbam_weights_are_its_two_branches():
     layer = _built(LAYER_FACTORIES["cbam"])
-    # The layer's own name is "cbam", or "cbam_N" when an earlier test in
-    # the same process made one: its weights are under it.
-    prefix = f"{layer.name}/"
-    paths = sorted(w.path.removeprefix(prefix) for w in layer.weights)
-    assert layer.name.startswith("cbam")
+    # Keras names a layer "cbam", or "cbam_N" when an earlier test in the
+    # same process made one (its sublayers likewise): suffixes dropped.
+    paths = sorted(re.sub(r"_\d+(?=/)", "", w.path) for w in layer.weights)
     assert paths == [
-        "channel_attention/hidden_bias",
-        "channel_attention/hidden_kernel",
-        "channel_attention/output_bias",
-        "channel_attention/output_kernel",
-        "spatial_attention/conv/bias",
-        "spatial_attention/conv/kernel",
+        "cbam/channel_attention/hidden_bias",
+        "cbam/channel_attention/hidden_kernel",
+        "cbam/channel_attention/output_bias",
+        "cbam/channel_attention/output_kernel",
+        "cbam/spatial_attention/conv/bias",
+        "cbam/spatial_attention/conv/kernel",
     ]
 
 
