@@ -334,6 +334,8 @@ def atomic_files(paths, *, needed=None, kept=None):
             yield temporaries
             _write_commit(folder, paths)
         except Exception as error:
+            # Broad on purpose: h5py and Keras wrap ENOSPC in their own
+            # types; everything but a full disk is re-raised unchanged.
             if not is_disk_full(error):
                 raise
             raise _set_full(error, paths, temporaries, needed, kept) from None

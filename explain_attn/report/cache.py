@@ -325,6 +325,8 @@ def _write_entry(folder, model, meta, record):
             temporary.write_text(json.dumps(meta, indent=1))
         _replace_folder(staging, folder, meta["settings"])
     except Exception as error:
+        # Broad on purpose: h5py and Keras wrap ENOSPC in their own types;
+        # everything but a full disk is re-raised unchanged.
         if is_disk_full(error):
             raise disk_full(
                 folder,

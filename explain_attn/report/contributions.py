@@ -148,7 +148,10 @@ class Contributor:
         self._parts.append(self.contribute(start, images, maps, labels, masks))
 
     def contribute(self, start, images, maps, labels=None, masks=None):
-        raise NotImplementedError
+        """The `Part` of one chunk; every contributor overrides it."""
+        raise NotImplementedError(
+            f"{type(self).__name__} must override contribute()."
+        )
 
     def load(self, part):
         """Uses ``part`` (combined from every chunk) as the contributions."""
