@@ -196,16 +196,22 @@ def test_cbam_is_channel_then_spatial_attention():
 
 def test_cbam_weights_are_its_two_branches():
     layer = _built(LAYER_FACTORIES["cbam"])
-    # Keras names a layer "cbam", or "cbam_N" when an earlier test in the
-    # same process made one (its sublayers likewise): suffixes dropped.
-    paths = sorted(re.sub(r"_\d+(?=/)", "", w.path) for w in layer.weights)
+    # A weight's path starts with the name scopes open when it was built
+    # (an earlier test in the process can leave Keras' "functional" scope
+    # open) and Keras numbers repeated names ("cbam_2"): the paths are
+    # compared from the layer's own name on, without the numbers.
+    own = layer.name + "/"
+    paths = sorted(
+        re.sub(r"_\d+(?=/)", "", w.path[w.path.index(own) + len(own) :])
+        for w in layer.weights
+    )
     assert paths == [
-        "cbam/channel_attention/hidden_bias",
-        "cbam/channel_attention/hidden_kernel",
-        "cbam/channel_attention/output_bias",
-        "cbam/channel_attention/output_kernel",
-        "cbam/spatial_attention/conv/bias",
-        "cbam/spatial_attention/conv/kernel",
+        "channel_attention/hidden_bias",
+        "channel_attention/hidden_kernel",
+        "channel_attention/output_bias",
+        "channel_attention/output_kernel",
+        "spatial_attention/conv/bias",
+        "spatial_attention/conv/kernel",
     ]
 
 
