@@ -1,5 +1,7 @@
 """`explain-attn maps`: attention maps and CAMs of a dataset, to a file."""
 
+import dataclasses
+
 import click
 
 from explain_attn.cli.common import (
@@ -10,6 +12,8 @@ from explain_attn.cli.common import (
     layer_option,
     method_option,
     model_factory_option,
+    shard_options,
+    sharding,
     task_option,
     unsafe_load_option,
     user_errors,
@@ -87,6 +91,7 @@ EPILOG = (
     "name without a suffix, or ending in /) for one .npy per map written as "
     "it is made.",
 )
+@shard_options("batches")
 @model_factory_option
 @unsafe_load_option
 @import_option
@@ -107,6 +112,9 @@ def maps_command(
     limit,
     batch_size,
     output,
+    num_shards,
+    shard_index,
+    parts,
     model_factory,
     unsafe_load,
 ):
@@ -140,7 +148,11 @@ def maps_command(
     from explain_attn.explanations.inputs import open_for_model
     from explain_attn.models.saving import load_model
 
-    check_output(output)
+    job = sharding(num_shards, shard_index, parts).get("shard")
+    if job is None:
+        check_output(output)
+    else:
+        job = dataclasses.replace(job, run=_run_record(locals()))
     cam_class = check_cam_class(cam_class)
     strategy = make_strategy(devices)
     with strategy_scope(strategy):
@@ -155,7 +167,7 @@ def maps_command(
     summary = export_maps(
         model,
         source,
-        output,
+        None if job else output,
         layers=list(layer_names) or None,
         methods=methods,
         cam_layer=cam_layer,
@@ -165,9 +177,26 @@ def maps_command(
         input_scale=scale.scale,
         strategy=strategy,
         task=task,
+        shard=job,
     )
     for note in source.notes:
         click.echo(f"Note: {note}.")
     for path, shape in summary.items():
         click.echo(f"{path}: {shape}")
-    click.echo(output)
+    click.echo(f"Part: {job.folder}" if job else output)
+
+
+RUN_OPTIONS = frozenset(
+    "model_path data_source split layer_names with_grad_cam methods "
+    "cam_layer cam_class task image_size input_scale limit batch_size".split()
+)
+"""The `maps_command` arguments a part records (what ran it)."""
+
+
+def _run_record(arguments):
+    """The command's arguments that a part keeps, JSON-ready."""
+    return {
+        name: list(value) if isinstance(value, tuple) else value
+        for name, value in arguments.items()
+        if name in RUN_OPTIONS
+    }
