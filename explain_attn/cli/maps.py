@@ -99,24 +99,11 @@ EPILOG = (
 def maps_command(
     model_path,
     data_source,
-    split,
-    layer_names,
-    with_grad_cam,
-    methods,
-    cam_layer,
-    cam_class,
-    task,
-    image_size,
-    input_scale,
-    devices,
-    limit,
-    batch_size,
     output,
-    num_shards,
-    shard_index,
-    parts,
+    devices,
     model_factory,
     unsafe_load,
+    **options,
 ):
     """Write MODEL's attention maps (and CAMs) for a dataset.
 
@@ -134,6 +121,10 @@ def maps_command(
     names, input scale; a folder without it is incomplete). The folder must
     be new, empty or an earlier maps folder (replaced).
 
+    --shard-index I --parts DIR: shard I's images only (whole batches),
+    into DIR/shard-IIIII-of-NNNNN; then `explain-attn merge DIR --output
+    FOLDER` writes the maps folder of a single run, byte for byte.
+
     Images are read in batches, resized (--image-size), given the model's
     channels (gray repeated into RGB, or RGB made gray) and its input scale
     (--input-scale); what was assumed is printed. A model without attention
@@ -148,55 +139,56 @@ def maps_command(
     from explain_attn.explanations.inputs import open_for_model
     from explain_attn.models.saving import load_model
 
-    job = sharding(num_shards, shard_index, parts).get("shard")
+    job = _shard_job(options, model_path, data_source)
     if job is None:
         check_output(output)
-    else:
-        job = dataclasses.replace(job, run=_run_record(locals()))
-    cam_class = check_cam_class(cam_class)
+    cam_class = check_cam_class(options["cam_class"])
     strategy = make_strategy(devices)
     with strategy_scope(strategy):
         model = load_model(
             model_path, safe_mode=not unsafe_load, factory=model_factory
         )
     source, scale = open_for_model(
-        model, data_source, split=split, image_size=image_size, limit=limit,
-        input_scale=input_scale,
-    )  # fmt: skip
+        model,
+        data_source,
+        split=options["split"],
+        image_size=options["image_size"],
+        limit=options["limit"],
+        input_scale=options["input_scale"],
+    )
     click.echo(scale.note)
     summary = export_maps(
         model,
         source,
         None if job else output,
-        layers=list(layer_names) or None,
-        methods=methods,
-        cam_layer=cam_layer,
+        layers=list(options["layer_names"]) or None,
+        methods=options["methods"],
+        cam_layer=options["cam_layer"],
         cam_class=cam_class,
-        with_grad_cam=with_grad_cam,
-        batch_size=batch_size,
+        with_grad_cam=options["with_grad_cam"],
+        batch_size=options["batch_size"],
         input_scale=scale.scale,
         strategy=strategy,
-        task=task,
+        task=options["task"],
         shard=job,
     )
-    for note in source.notes:
-        click.echo(f"Note: {note}.")
-    for path, shape in summary.items():
-        click.echo(f"{path}: {shape}")
-    click.echo(f"Part: {job.folder}" if job else output)
+    lines = [f"Note: {note}." for note in source.notes]
+    lines += [f"{path}: {shape}" for path, shape in summary.items()]
+    click.echo("\n".join([*lines, f"Part: {job.folder}" if job else output]))
 
 
-RUN_OPTIONS = frozenset(
-    "model_path data_source split layer_names with_grad_cam methods "
-    "cam_layer cam_class task image_size input_scale limit batch_size".split()
-)
-"""The `maps_command` arguments a part records (what ran it)."""
-
-
-def _run_record(arguments):
-    """The command's arguments that a part keeps, JSON-ready."""
-    return {
-        name: list(value) if isinstance(value, tuple) else value
-        for name, value in arguments.items()
-        if name in RUN_OPTIONS
-    }
+def _shard_job(options, model_path, data_source):
+    """The `explain_attn.sharding.ShardJob` of ``--shard-index`` (``None``
+    for a whole run), which records the command's options; takes the
+    sharding options out of ``options``."""
+    job = sharding(
+        options.pop("num_shards"),
+        options.pop("shard_index"),
+        options.pop("parts"),
+    ).get("shard")
+    if job is None:
+        return None
+    run = {"model_path": model_path, "data_source": data_source}
+    for name, value in options.items():
+        run[name] = list(value) if isinstance(value, tuple) else value
+    return dataclasses.replace(job, run=run)

@@ -307,11 +307,9 @@ def export_maps(
         strategy: ``None`` or a `tf.distribute` strategy.
         task: ``None``, ``"classification"`` or ``"segmentation"``: see
             ``explain-attn maps --help``.
-        shard: ``None``, or an `explain_attn.sharding.ShardJob`: compute
-            only that shard's images (a run of whole batches) and write
-            them as its part, a folder in ``shard.parts`` (``path`` is not
-            used); `explain_attn.explanations.map_parts.merge_maps` then
-            writes the maps folder of a single run, byte for byte.
+        shard: ``None``, or an `explain_attn.sharding.ShardJob`: only its
+            images (whole batches), into its part in ``shard.parts``
+            (``path`` unused); see `explain_attn.explanations.map_parts`.
 
     Returns:
         A dict from each stored array's description to its shape.
@@ -330,52 +328,55 @@ def export_maps(
     methods = list(dict.fromkeys([*methods, *([shortcut] * with_grad_cam)]))
     explanations, channel = _explanations(model, layers, methods, cam_layer)
     outputs = _outputs(explanations, channel)
-    if shard is None:
-        writer = (_NpzWriter if kind == "npz" else FolderWriter)(
-            path, dataset, outputs
-        )
-    else:
-        settings = {
-            "cam_class": cam_class,
-            "batch_size": batch_size,
-            "input_scale": scale.scale,
-            "preprocess": getattr(preprocess, "__qualname__", preprocess),
-        }
-        writer = _part_writer(model, dataset, outputs, shard, settings)
+    settings = {
+        "cam_class": cam_class,
+        "batch_size": batch_size,
+        "input_scale": scale.scale,
+        "preprocess": preprocess,
+    }
+    writer = _writer(model, dataset, path, kind, outputs, shard, settings)
     writer.input_scale = scale
-    start, stop = writer.rows
     with writer:
-        if stop > start:
-            batches = model_batches(
-                model,
-                _images(dataset, batch_size, start, stop),
-                batch_size,
-                input_scale=scale.scale,
-                preprocess=preprocess,
-            )
+        if writer.rows[1] > writer.rows[0]:
             step = _step(model, explanations, channel, cam_class)
-            labels = np.asarray(dataset.labels, dtype=np.int64)[start:stop]
+            batches, labels = _rows(model, dataset, writer.rows, settings)
             _write(writer, batches, step, labels, strategy)
     return writer.summary
 
 
-def _images(dataset, batch_size, start, stop):
-    """Images ``start`` to ``stop - 1`` of ``dataset``, as `model_batches`
-    takes them: the source itself when that is all of it."""
-    if (start, stop) == (0, len(dataset)):
-        return dataset
-    chunks = dataset.batches(batch_size, start=start, stop=stop)
-    return (images for images, _, _ in chunks)
+def _rows(model, dataset, rows, settings):
+    """``(batches, labels)`` of images ``start`` to ``stop - 1`` (``rows``)
+    of ``dataset``, as the model takes them (`model_batches`)."""
+    start, stop = rows
+    batch_size = settings["batch_size"]
+    images = dataset
+    if (start, stop) != (0, len(dataset)):
+        chunks = dataset.batches(batch_size, start=start, stop=stop)
+        images = (chunk for chunk, _, _ in chunks)
+    batches = model_batches(
+        model,
+        images,
+        batch_size,
+        input_scale=settings["input_scale"],
+        preprocess=settings["preprocess"],
+    )
+    return batches, np.asarray(dataset.labels, dtype=np.int64)[start:stop]
 
 
-def _part_writer(model, dataset, outputs, shard, settings):
-    """The `FolderWriter` of shard ``shard``'s part: its rows (whole
+def _writer(model, dataset, path, kind, outputs, shard, settings):
+    """The writer of ``path`` (an `_NpzWriter` or a `FolderWriter`), or
+    with a ``shard``, the `FolderWriter` of its part: its rows (whole
     batches, `explain_attn.sharding.shard_range`) and its record."""
+    if shard is None:
+        writer = _NpzWriter if kind == "npz" else FolderWriter
+        return writer(path, dataset, outputs)
     rows = shard_range(
         len(dataset), settings["batch_size"], shard.num_shards, shard.index
     )
+    preprocess = settings["preprocess"]
     record = {
-        "options": settings,
+        "options": settings
+        | {"preprocess": getattr(preprocess, "__qualname__", preprocess)},
         "maps": [[o.key, o.method, o.layer] for o in outputs],
         "models": [weights_digest(model)],
         "images": len(dataset),
@@ -503,6 +504,7 @@ class _Writer:
         self.outputs = outputs
         self.keys = [output.key for output in outputs]
         self.summary = {}
+        self.rows = (0, len(dataset.labels))
 
     def __enter__(self):
         return self
@@ -584,7 +586,7 @@ class FolderWriter(_Writer):
 
     def __init__(self, path, dataset, outputs, *, rows=None, part=None):
         super().__init__(path, dataset, outputs)
-        self.rows = rows or (0, len(dataset.labels))
+        self.rows = rows or self.rows
         self.part = part
 
     def __enter__(self):
