@@ -13,6 +13,9 @@ Two formats:
   complete; the next run removes what a killed one left
   (`explain_attn.writing.clean_stale`).
 - an ``.npz`` file, built in memory: for small data.
+- a shard's part (``shard=``): a folder as above holding the shard's rows
+  (whole batches), which `explain_attn.explanations.map_parts` merges into
+  the folder of a single run.
 
 Predictions come from the forward pass that computes the attention maps
 (one model with both outputs); the CAMs explain those predicted classes.
@@ -235,8 +238,10 @@ def _ours(path, formats=(FORMAT,)):
 
 def check_part_folder(path):
     """Raises unless ``path`` can take a shard's part (new, empty or an
-    earlier part, which it replaces); creates its parent; returns it."""
+    earlier part, which it replaces); creates its parent; returns it.
+    The part is noted as the run's output (`watch_outputs`)."""
     path = Path(path)
+    watch_outputs(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as error:
