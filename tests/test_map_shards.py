@@ -198,8 +198,8 @@ def test_every_bad_maps_part_is_refused_with_one_line(
     [
         (["--num-shards", "2", "--shard-index", "2"], "must be 0 to 1"),
         (["--num-shards", "0", "--shard-index", "0"], "at least 1"),
-        (["--no-parts", "--shard-index", "0"], "need --parts"),
-        (["--num-shards", "2"], "needs --shard-index"),
+        (["--no-parts", "--shard-index", "0"], "--shard-index needs --parts"),
+        (["--num-shards", "2"], "needs --shard-index (run one shard)."),
     ],
 )
 def test_bad_maps_shard_options_fail_with_one_line(

@@ -223,10 +223,12 @@ devices_option = click.option(
 )
 
 
-def shard_options(unit):
+def shard_options(unit, *, with_dask=True):
     """``--num-shards``, ``--shard-index`` and ``--parts``: one shard (a
     run of whole ``unit``, by image index) written as a part, for
-    `explain-attn merge`. Checked together by `sharding`."""
+    `explain-attn merge`. Checked together by `sharding`; ``with_dask``
+    says whether the command also has ``--dask``."""
+    parts_with = "--shard-index or --dask" if with_dask else "--shard-index"
     options = [
         click.option(
             "--num-shards",
@@ -247,8 +249,7 @@ def shard_options(unit):
             "--parts",
             type=click.Path(file_okay=False),
             default=None,
-            help="The folder of the shards' parts (with --shard-index or "
-            "--dask).",
+            help=f"The folder of the shards' parts (with {parts_with}).",
         ),
     ]
 
@@ -260,10 +261,12 @@ def shard_options(unit):
     return decorate
 
 
-def sharding(num_shards, shard_index, parts, dask_address=None):
+def sharding(
+    num_shards, shard_index, parts, dask_address=None, *, with_dask=True
+):
     """The options of a sharded run: ``{"shard": ShardJob}`` for one shard,
     the Dask run's for every shard, ``{}`` for a whole run; refuses
-    options that do not go together."""
+    options that do not go together (``with_dask``: as `shard_options`)."""
     from explain_attn.sharding import ShardJob
 
     if num_shards < 1:
@@ -272,14 +275,16 @@ def sharding(num_shards, shard_index, parts, dask_address=None):
             f"{num_shards}"
         )
     if parts is None and (shard_index is not None or dask_address):
+        needs = "--shard-index needs"
+        if with_dask:
+            needs = "--shard-index and --dask need"
         raise ValueError(
-            "--shard-index and --dask need --parts, the folder the shards' "
-            "parts are written to."
+            f"{needs} --parts, the folder the shards' parts are written to."
         )
     if parts is not None and shard_index is None and not dask_address:
         raise ValueError(
-            "--parts needs --shard-index (run one shard) or --dask (run "
-            "every shard and merge)."
+            "--parts needs --shard-index (run one shard)"
+            + (" or --dask (run every shard and merge)." if with_dask else ".")
         )
     if shard_index is not None and dask_address:
         raise ValueError(

@@ -91,7 +91,7 @@ EPILOG = (
     "name without a suffix, or ending in /) for one .npy per map written as "
     "it is made.",
 )
-@shard_options("batches")
+@shard_options("batches", with_dask=False)
 @model_factory_option
 @unsafe_load_option
 @import_option
@@ -185,6 +185,7 @@ def _shard_job(options, model_path, data_source):
         options.pop("num_shards"),
         options.pop("shard_index"),
         options.pop("parts"),
+        with_dask=False,
     ).get("shard")
     if job is None:
         return None
