@@ -166,7 +166,7 @@ def test_the_tree_follows_the_data_path(package):
 DATA_PATH = [
     # What every stage may use: the version, stage records, devices,
     # argument checks and run options, atomic writes, progress lines, maps
-    # drawn over images.
+    # drawn over images, shards and their parts' checks.
     {
         "explain_attn",
         "stages",
@@ -175,6 +175,7 @@ DATA_PATH = [
         "writing",
         "progress",
         "overlays",
+        "sharding",
     },
     {"data"},
     # Pure functions over arrays: any later stage may score with them.

@@ -256,6 +256,7 @@ def test_an_unreachable_scheduler_fails_within_the_timeout(
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "Cannot reach a Dask scheduler" in lines[0]
     assert "within 2 s" in lines[0]
+    assert not (tmp_path / "p").exists()  # nothing written
 
 
 def test_a_complete_run_is_not_run_again(inputs, three_parts, tmp_path):

@@ -10,6 +10,7 @@ its type), saying what finished before it (`user_errors`).
 import functools
 import os
 import sys
+from pathlib import Path
 
 import click
 
@@ -220,6 +221,84 @@ devices_option = click.option(
     help="Devices of this machine to share each batch (GPUs, else CPUs), "
     "with tf.distribute.MirroredStrategy.",
 )
+
+
+def shard_options(unit, *, with_dask=True):
+    """``--num-shards``, ``--shard-index`` and ``--parts``: one shard (a
+    run of whole ``unit``, by image index) written as a part, for
+    `explain-attn merge`. Checked together by `sharding`; ``with_dask``
+    says whether the command also has ``--dask``."""
+    parts_with = "--shard-index or --dask" if with_dask else "--shard-index"
+    options = [
+        click.option(
+            "--num-shards",
+            type=int,
+            default=1,
+            show_default=True,
+            help=f"Cut the images into this many shards (runs of whole "
+            f"{unit}).",
+        ),
+        click.option(
+            "--shard-index",
+            type=int,
+            default=None,
+            help="Run only this shard (0 to --num-shards - 1) and write its "
+            "part to --parts; then `explain-attn merge PARTS` merges them.",
+        ),
+        click.option(
+            "--parts",
+            type=click.Path(file_okay=False),
+            default=None,
+            help=f"The folder of the shards' parts (with {parts_with}).",
+        ),
+    ]
+
+    def decorate(function):
+        for option in reversed(options):
+            function = option(function)
+        return function
+
+    return decorate
+
+
+def sharding(
+    num_shards, shard_index, parts, dask_address=None, *, with_dask=True
+):
+    """The options of a sharded run: ``{"shard": ShardJob}`` for one shard,
+    the Dask run's for every shard, ``{}`` for a whole run; refuses
+    options that do not go together (``with_dask``: as `shard_options`)."""
+    from explain_attn.sharding import ShardJob
+
+    if num_shards < 1:
+        raise ValueError(
+            f"--num-shards must be at least 1. Received: --num-shards "
+            f"{num_shards}"
+        )
+    if parts is None and (shard_index is not None or dask_address):
+        needs = "--shard-index needs"
+        if with_dask:
+            needs = "--shard-index and --dask need"
+        raise ValueError(
+            f"{needs} --parts, the folder the shards' parts are written to."
+        )
+    if parts is not None and shard_index is None and not dask_address:
+        raise ValueError(
+            "--parts needs --shard-index (run one shard)"
+            + (" or --dask (run every shard and merge)." if with_dask else ".")
+        )
+    if shard_index is not None and dask_address:
+        raise ValueError(
+            "Give --shard-index (one shard) or --dask (every shard), not both."
+        )
+    if dask_address:
+        return {
+            "address": dask_address,
+            "num_shards": num_shards,
+            "parts": Path(parts),
+        }
+    if shard_index is None:
+        return {}
+    return {"shard": ShardJob(num_shards, shard_index, Path(parts))}
 
 
 def method_option(function):

@@ -1,5 +1,7 @@
 """`explain-attn maps`: attention maps and CAMs of a dataset, to a file."""
 
+import dataclasses
+
 import click
 
 from explain_attn.cli.common import (
@@ -10,6 +12,8 @@ from explain_attn.cli.common import (
     layer_option,
     method_option,
     model_factory_option,
+    shard_options,
+    sharding,
     task_option,
     unsafe_load_option,
     user_errors,
@@ -87,6 +91,7 @@ EPILOG = (
     "name without a suffix, or ending in /) for one .npy per map written as "
     "it is made.",
 )
+@shard_options("batches", with_dask=False)
 @model_factory_option
 @unsafe_load_option
 @import_option
@@ -94,21 +99,11 @@ EPILOG = (
 def maps_command(
     model_path,
     data_source,
-    split,
-    layer_names,
-    with_grad_cam,
-    methods,
-    cam_layer,
-    cam_class,
-    task,
-    image_size,
-    input_scale,
-    devices,
-    limit,
-    batch_size,
     output,
+    devices,
     model_factory,
     unsafe_load,
+    **options,
 ):
     """Write MODEL's attention maps (and CAMs) for a dataset.
 
@@ -126,6 +121,10 @@ def maps_command(
     names, input scale; a folder without it is incomplete). The folder must
     be new, empty or an earlier maps folder (replaced).
 
+    --shard-index I --parts DIR: shard I's images only (whole batches),
+    into DIR/shard-IIIII-of-NNNNN; then `explain-attn merge DIR --output
+    FOLDER` writes the maps folder of a single run, byte for byte.
+
     Images are read in batches, resized (--image-size), given the model's
     channels (gray repeated into RGB, or RGB made gray) and its input scale
     (--input-scale); what was assumed is printed. A model without attention
@@ -140,34 +139,57 @@ def maps_command(
     from explain_attn.explanations.inputs import open_for_model
     from explain_attn.models.saving import load_model
 
-    check_output(output)
-    cam_class = check_cam_class(cam_class)
+    job = _shard_job(options, model_path, data_source)
+    if job is None:
+        check_output(output)
+    cam_class = check_cam_class(options["cam_class"])
     strategy = make_strategy(devices)
     with strategy_scope(strategy):
         model = load_model(
             model_path, safe_mode=not unsafe_load, factory=model_factory
         )
     source, scale = open_for_model(
-        model, data_source, split=split, image_size=image_size, limit=limit,
-        input_scale=input_scale,
-    )  # fmt: skip
+        model,
+        data_source,
+        split=options["split"],
+        image_size=options["image_size"],
+        limit=options["limit"],
+        input_scale=options["input_scale"],
+    )
     click.echo(scale.note)
     summary = export_maps(
         model,
         source,
-        output,
-        layers=list(layer_names) or None,
-        methods=methods,
-        cam_layer=cam_layer,
+        None if job else output,
+        layers=list(options["layer_names"]) or None,
+        methods=options["methods"],
+        cam_layer=options["cam_layer"],
         cam_class=cam_class,
-        with_grad_cam=with_grad_cam,
-        batch_size=batch_size,
+        with_grad_cam=options["with_grad_cam"],
+        batch_size=options["batch_size"],
         input_scale=scale.scale,
         strategy=strategy,
-        task=task,
+        task=options["task"],
+        shard=job,
     )
-    for note in source.notes:
-        click.echo(f"Note: {note}.")
-    for path, shape in summary.items():
-        click.echo(f"{path}: {shape}")
-    click.echo(output)
+    lines = [f"Note: {note}." for note in source.notes]
+    lines += [f"{path}: {shape}" for path, shape in summary.items()]
+    click.echo("\n".join([*lines, f"Part: {job.folder}" if job else output]))
+
+
+def _shard_job(options, model_path, data_source):
+    """The `explain_attn.sharding.ShardJob` of ``--shard-index`` (``None``
+    for a whole run), which records the command's options; takes the
+    sharding options out of ``options``."""
+    job = sharding(
+        options.pop("num_shards"),
+        options.pop("shard_index"),
+        options.pop("parts"),
+        with_dask=False,
+    ).get("shard")
+    if job is None:
+        return None
+    run = {"model_path": model_path, "data_source": data_source}
+    for name, value in options.items():
+        run[name] = list(value) if isinstance(value, tuple) else value
+    return dataclasses.replace(job, run=run)

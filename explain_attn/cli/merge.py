@@ -1,4 +1,4 @@
-"""`explain-attn merge`: the report of a sharded run, from its parts."""
+"""`explain-attn merge`: one run's output, from the parts of its shards."""
 
 import sys
 
@@ -12,28 +12,44 @@ from explain_attn.cli.report import outputs, single_threaded_blas, write_report
 @click.argument("parts", type=click.Path(file_okay=False))
 @click.option(
     "--output",
-    type=click.Path(dir_okay=False),
-    default="report.html",
-    show_default=True,
-    help="The HTML report; the numbers go beside it as .json.",
+    type=click.Path(),
+    default=None,
+    help="The HTML report (its numbers go beside it as .json) for a "
+    "report's parts; the maps folder for maps' parts [default: report.html "
+    "or maps/].",
 )
 @devices_option
 @single_threaded_blas
 @user_errors
 def merge_command(parts, output, devices):
-    """Merge the parts that `explain-attn report --shard-index I --parts
-    PARTS` wrote into one report.
+    """Merge the parts that `explain-attn report` or `explain-attn maps`
+    wrote with --shard-index I --parts PARTS into one report or maps
+    folder (which one, the parts say).
 
     Every shard of the run must have its part in PARTS; a missing,
     duplicated, truncated or foreign part (other models, data or settings)
-    is refused. The models and data recorded in the parts are loaded again
-    for the gallery and the faithfulness checks. The numbers are those of
-    a single run. The last line printed is the report's path.
+    is refused. For a report, the models and data recorded in the parts
+    are loaded again for the gallery and the faithfulness checks; maps are
+    copied from the parts. The result is that of a single run. The last
+    line printed is its path.
     """
+    from explain_attn.sharding import parts_kind
+
+    if parts_kind(parts) == "maps":
+        from explain_attn.explanations.map_parts import merge_maps
+
+        output = output or "maps/"
+        manifest = merge_maps(parts, output)
+        click.echo(
+            f"{len(manifest['shards'])} parts, {manifest['count']} images, "
+            f"{len(manifest['maps'])} maps"
+        )
+        click.echo(output)
+        return
     from explain_attn.devices import make_strategy
     from explain_attn.report.merge import merge_report
 
-    output_path, json_path = outputs(output)
+    output_path, json_path = outputs(output or "report.html")
     report = merge_report(
         parts,
         log=click.echo,

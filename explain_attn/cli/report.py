@@ -17,6 +17,8 @@ from explain_attn.cli.common import (
     method_option,
     quiet_option,
     seed_option,
+    shard_options,
+    sharding,
     task_option,
     unsafe_load_option,
     user_errors,
@@ -204,26 +206,7 @@ EPILOG = (
     help="Demo on --data sample only: probability that a training image's "
     "background tint gives its class away; the test split stays clean.",
 )
-@click.option(
-    "--num-shards",
-    type=int,
-    default=1,
-    show_default=True,
-    help="Cut the test set into this many shards (runs of whole chunks).",
-)
-@click.option(
-    "--shard-index",
-    type=int,
-    default=None,
-    help="Run only this shard (0 to --num-shards - 1) and write its part "
-    "to --parts; then `explain-attn merge PARTS` writes the report.",
-)
-@click.option(
-    "--parts",
-    type=click.Path(file_okay=False),
-    default=None,
-    help="The folder of the shards' parts (with --shard-index or --dask).",
-)
+@shard_options("chunks")
 @click.option(
     "--dask",
     "dask_address",
@@ -308,39 +291,6 @@ def report_command(
         click.echo(f"Part: {result}")
     else:
         write_report(result, *paths)
-
-
-def sharding(num_shards, shard_index, parts, dask_address):
-    """The options of a sharded run: ``{"shard": ShardJob}`` for one shard,
-    the Dask run's for every shard, ``{}`` for a whole run; refuses
-    options that do not go together."""
-    from explain_attn.report.shards import ShardJob
-
-    if num_shards < 1:
-        raise ValueError(
-            f"--num-shards must be at least 1. Received: --num-shards "
-            f"{num_shards}"
-        )
-    if parts is None and (shard_index is not None or dask_address):
-        raise ValueError(
-            "--shard-index and --dask need --parts, the folder the shards' "
-            "parts are written to."
-        )
-    if parts is not None and shard_index is None and not dask_address:
-        raise ValueError(
-            "--parts needs --shard-index (run one shard) or --dask (run "
-            "every shard and merge)."
-        )
-    if shard_index is not None and dask_address:
-        raise ValueError(
-            "Give --shard-index (one shard) or --dask (every shard), not both."
-        )
-    if dask_address:
-        return {"address": dask_address, "num_shards": num_shards,
-                "parts": Path(parts)}  # fmt: skip
-    if shard_index is None:
-        return {}
-    return {"shard": ShardJob(num_shards, shard_index, Path(parts))}
 
 
 def write_report(report, output_path, json_path):

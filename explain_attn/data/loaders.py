@@ -171,15 +171,17 @@ class Dataset:
     def has_masks(self):
         return self.masks is not None
 
-    def batches(self, batch_size=64):
-        """Yields ``(images, labels, masks)`` chunks (views, no copies)."""
+    def batches(self, batch_size=64, *, start=0, stop=None):
+        """Yields ``(images, labels, masks)`` chunks (views, no copies) of
+        images ``start`` to ``stop - 1`` (default: all)."""
         batch_size = check_positive_int("batch_size", batch_size)
-        for start in range(0, len(self), batch_size):
-            stop = start + batch_size
+        stop = len(self) if stop is None else min(stop, len(self))
+        for first in range(start, stop, batch_size):
+            last = min(first + batch_size, stop)
             yield (
-                self.images[start:stop],
-                self.labels[start:stop],
-                None if self.masks is None else self.masks[start:stop],
+                self.images[first:last],
+                self.labels[first:last],
+                None if self.masks is None else self.masks[first:last],
             )
 
     def read(self, position):

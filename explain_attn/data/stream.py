@@ -170,19 +170,20 @@ class ImageSource(abc.ABC):
         """``(image (H, W, C) float32, mask (H, W) bool or None)`` of the
         image at ``position`` (0 to ``len - 1``) in the source's order."""
 
-    def batches(self, batch_size=64):
-        """Yields ``(images, labels, masks)`` NumPy chunks; see the module.
+    def batches(self, batch_size=64, *, start=0, stop=None):
+        """Yields ``(images, labels, masks)`` NumPy chunks of images
+        ``start`` to ``stop - 1`` (default: all); see the module.
 
         A complete pass also computes `fingerprint`.
         """
         check_positive_int("batch_size", batch_size)
+        stop = len(self) if stop is None else min(stop, len(self))
         digest = None
-        if self._digest is None:
+        if self._digest is None and (start, stop) == (0, len(self)):
             digest = Fingerprint(
                 len(self), self.image_shape, self.has_masks, self.class_names
             )
-        start = 0
-        for images, masks in self._pipeline(batch_size):
+        for images, masks in self._pipeline(batch_size, start, stop):
             labels = self.labels[start : start + len(images)]
             masks = masks if self.has_masks else None
             start += len(images)
@@ -205,7 +206,7 @@ class ImageSource(abc.ABC):
         """Hook called after a complete pass (e.g. to warn once)."""
         return None
 
-    def _pipeline(self, batch_size):
+    def _pipeline(self, batch_size, start, stop):
         import tensorflow as tf
 
         height, width, channels = self.image_shape
@@ -231,7 +232,7 @@ class ImageSource(abc.ABC):
             return image, mask
 
         pipeline = (
-            tf.data.Dataset.range(len(self))
+            tf.data.Dataset.range(start, stop)
             .map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
             .batch(batch_size)
             .prefetch(2)

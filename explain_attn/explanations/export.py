@@ -13,6 +13,9 @@ Two formats:
   complete; the next run removes what a killed one left
   (`explain_attn.writing.clean_stale`).
 - an ``.npz`` file, built in memory: for small data.
+- a shard's part (``shard=``): a folder as above holding the shard's rows
+  (whole batches), which `explain_attn.explanations.map_parts` merges into
+  the folder of a single run.
 
 Predictions come from the forward pass that computes the attention maps
 (one model with both outputs); the CAMs explain those predicted classes.
@@ -52,6 +55,12 @@ from explain_attn.models.task import (
     check_task,
     unsupported_for_segmentation,
 )
+from explain_attn.sharding import (
+    run_digest,
+    shard_range,
+    weights_digest,
+    worker_record,
+)
 from explain_attn.stages import watch_outputs
 from explain_attn.writing import (
     atomic_path,
@@ -65,14 +74,20 @@ from explain_attn.writing import (
 
 __all__ = [
     "MANIFEST",
+    "PART_FORMAT",
+    "FolderWriter",
+    "MapOutput",
     "check_cam_class",
     "check_output",
+    "check_part_folder",
     "export_maps",
     "read_maps_folder",
 ]
 
 MANIFEST = "manifest.json"
 FORMAT = "explain-attn maps"
+PART_FORMAT = "explain-attn maps part 1"
+"""The ``format`` in the manifest of a shard's part (a folder)."""
 
 
 def _split_layers(model, layers):
@@ -213,12 +228,45 @@ def check_output(path):
     return "folder"
 
 
-def _ours(path):
+def _ours(path, formats=(FORMAT,)):
     try:
         manifest = json.loads((path / MANIFEST).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return False
-    return isinstance(manifest, dict) and manifest.get("format") == FORMAT
+    return isinstance(manifest, dict) and manifest.get("format") in formats
+
+
+def check_part_folder(path):
+    """Raises unless ``path`` can take a shard's part (new, empty or an
+    earlier part, which it replaces); creates its parent; returns it.
+    The part is noted as the run's output (`watch_outputs`)."""
+    path = Path(path)
+    watch_outputs(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise ValueError(
+            f"Cannot create the parts folder {str(path.parent)!r} "
+            f"({error.strerror}). Choose a writable --parts folder."
+        ) from None
+    clean_stale(path)
+    if path.exists() and not path.is_dir():
+        raise ValueError(
+            f"The part {path.name} in {str(path.parent)!r} is a file, not a "
+            "maps part. Remove it or choose another --parts folder."
+        )
+    if (
+        path.is_dir()
+        and any(path.iterdir())
+        and not _ours(path, (PART_FORMAT,))
+    ):
+        raise ValueError(
+            f"The part {path.name} in {str(path.parent)!r} holds files that "
+            "are not a maps part of explain-attn. Remove it or choose "
+            "another --parts folder."
+        )
+    check_writable(path.parent / f".{path.name}.probe")
+    return path
 
 
 def export_maps(
@@ -236,6 +284,7 @@ def export_maps(
     preprocess=None,
     strategy=None,
     task=None,
+    shard=None,
 ):
     """Computes maps for a dataset and writes them (see the module).
 
@@ -263,6 +312,9 @@ def export_maps(
         strategy: ``None`` or a `tf.distribute` strategy.
         task: ``None``, ``"classification"`` or ``"segmentation"``: see
             ``explain-attn maps --help``.
+        shard: ``None``, or an `explain_attn.sharding.ShardJob`: only its
+            images (whole batches), into its part in ``shard.parts``
+            (``path`` unused); see `explain_attn.explanations.map_parts`.
 
     Returns:
         A dict from each stored array's description to its shape.
@@ -273,7 +325,7 @@ def export_maps(
         ValueError: For a bad output (`check_output`), images that do not
             fit the model (before any work), unknown layers or methods.
     """
-    kind = check_output(path)
+    kind = "folder" if shard is not None else check_output(path)
     cam_class = check_cam_class(cam_class)
     shortcut = _check_segmentation(model, task, kind, cam_class)
     check_shape(dataset.image_shape, input_shape(model))
@@ -281,22 +333,72 @@ def export_maps(
     methods = list(dict.fromkeys([*methods, *([shortcut] * with_grad_cam)]))
     explanations, channel = _explanations(model, layers, methods, cam_layer)
     outputs = _outputs(explanations, channel)
-    step = _step(model, explanations, channel, cam_class)
-    labels = np.asarray(dataset.labels, dtype=np.int64)
-    writer = (_NpzWriter if kind == "npz" else _FolderWriter)(
-        path, dataset, outputs
-    )
+    settings = {
+        "cam_class": cam_class,
+        "batch_size": batch_size,
+        "input_scale": scale.scale,
+        "preprocess": preprocess,
+    }
+    writer = _writer(model, dataset, path, kind, outputs, shard, settings)
     writer.input_scale = scale
+    with writer:
+        if writer.rows[1] > writer.rows[0]:
+            step = _step(model, explanations, channel, cam_class)
+            batches, labels = _rows(model, dataset, writer.rows, settings)
+            _write(writer, batches, step, labels, strategy)
+    return writer.summary
+
+
+def _rows(model, dataset, rows, settings):
+    """``(batches, labels)`` of images ``start`` to ``stop - 1`` (``rows``)
+    of ``dataset``, as the model takes them (`model_batches`)."""
+    start, stop = rows
+    batch_size = settings["batch_size"]
+    images = dataset
+    if (start, stop) != (0, len(dataset)):
+        chunks = dataset.batches(batch_size, start=start, stop=stop)
+        images = (chunk for chunk, _, _ in chunks)
     batches = model_batches(
         model,
-        dataset,
+        images,
         batch_size,
-        input_scale=scale.scale,
-        preprocess=preprocess,
+        input_scale=settings["input_scale"],
+        preprocess=settings["preprocess"],
     )
-    with writer:
-        _write(writer, batches, step, labels, strategy)
-    return writer.summary
+    return batches, np.asarray(dataset.labels, dtype=np.int64)[start:stop]
+
+
+def _writer(model, dataset, path, kind, outputs, shard, settings):
+    """The writer of ``path`` (an `_NpzWriter` or a `FolderWriter`), or
+    with a ``shard``, the `FolderWriter` of its part: its rows (whole
+    batches, `explain_attn.sharding.shard_range`) and its record."""
+    if shard is None:
+        writer = _NpzWriter if kind == "npz" else FolderWriter
+        return writer(path, dataset, outputs)
+    rows = shard_range(
+        len(dataset), settings["batch_size"], shard.num_shards, shard.index
+    )
+    preprocess = settings["preprocess"]
+    record = {
+        "options": settings
+        | {"preprocess": getattr(preprocess, "__qualname__", preprocess)},
+        "maps": [[o.key, o.method, o.layer] for o in outputs],
+        "models": [weights_digest(model)],
+        "images": len(dataset),
+        "image_shape": [int(n) for n in dataset.image_shape],
+        "class_names": [str(name) for name in dataset.class_names],
+        "has_masks": bool(dataset.has_masks),
+    }
+    part = {
+        "fingerprint": run_digest(record, dataset.labels),
+        "num_shards": shard.num_shards,
+        "index": shard.index,
+        "batch_size": settings["batch_size"],
+        "run": shard.run,
+        "worker": worker_record(),
+    }
+    folder = check_part_folder(shard.folder)
+    return FolderWriter(folder, dataset, outputs, rows=rows, part=part)
 
 
 def _write(writer, batches, step, labels, strategy):
@@ -312,7 +414,7 @@ def _write(writer, batches, step, labels, strategy):
         start = stop
 
 
-class _Output(typing.NamedTuple):
+class MapOutput(typing.NamedTuple):
     """One array written per image: its key, method, layer and label.
 
     ``names`` is the key of the array of layer paths it is listed in
@@ -336,7 +438,7 @@ def _outputs(explanations, channel):
         index = counts.get(method.name, 0)
         counts[method.name] = index + 1
         outputs.append(
-            _Output(
+            MapOutput(
                 method.file_key(index),
                 method.name,
                 explanation.layer,
@@ -348,7 +450,7 @@ def _outputs(explanations, channel):
     for index, path in enumerate(channel):
         label = f"{path} (channel weights)"
         outputs.append(
-            _Output(
+            MapOutput(
                 f"channel_{index}",
                 "channel_weights",
                 path,
@@ -358,7 +460,7 @@ def _outputs(explanations, channel):
         )
     cams = [o for o in outputs if o.single]
     outputs += [
-        _Output(f"{o.method}_class", "classes", o.layer, None) for o in cams
+        MapOutput(f"{o.method}_class", "classes", o.layer, None) for o in cams
     ]
     return outputs
 
@@ -407,13 +509,14 @@ class _Writer:
         self.outputs = outputs
         self.keys = [output.key for output in outputs]
         self.summary = {}
+        self.rows = (0, len(dataset.labels))
 
     def __enter__(self):
         return self
 
     def _describe(self, shapes):
         for output, shape in zip(self.outputs, shapes, strict=True):
-            if output.label is not None:
+            if output.label is not None and shape is not None:
                 self.summary[output.label] = shape
 
     def _names(self):
@@ -465,7 +568,7 @@ class _NpzWriter(_Writer):
         return False
 
 
-class _FolderWriter(_Writer):
+class FolderWriter(_Writer):
     """Writes each batch into the ``.npy`` files of a folder.
 
     Each file is created with its header and its full size allocated
@@ -473,20 +576,37 @@ class _FolderWriter(_Writer):
     ``SIGBUS`` later), then each batch is written in place at its offset.
     Nothing stays mapped or held, so memory does not grow with the number
     of images.
+
+    Args:
+        path: The folder.
+        dataset: Its ``labels``, ``class_names`` and ``notes`` go in.
+        outputs: The `MapOutput` of each array, in the order of `write`.
+        rows: ``(start, stop)``: the images written (default: all); the
+            manifest describes all of them.
+        part: ``None``, or a shard's record: the folder is then the
+            shard's part, and its manifest is the record, with
+            `PART_FORMAT`, ``start``, ``stop`` and the manifest of the
+            whole run under ``"manifest"``.
     """
+
+    def __init__(self, path, dataset, outputs, *, rows=None, part=None):
+        super().__init__(path, dataset, outputs)
+        self.rows = rows or self.rows
+        self.part = part
 
     def __enter__(self):
         clean_stale(self.path)
         self.temporary = partial_name(self.path)
         if self.temporary.exists():
             shutil.rmtree(self.temporary)
-        self.count = len(self.dataset)
+        start, stop = self.rows
+        self.count = stop - start
         self.files = [self.temporary / f"{key}.npy" for key in self.keys]
         self.shapes = [None] * len(self.keys)
         self.offsets, self.sizes = {}, {}
         try:
             self.temporary.mkdir()
-            labels = np.asarray(self.dataset.labels)
+            labels = np.asarray(self.dataset.labels)[start:stop]
             self._create(self.temporary / "labels.npy", labels.dtype, ())
             self._put(self.temporary / "labels.npy", 0, labels)
             self._create(self.temporary / "predictions.npy", np.int64, ())
@@ -557,13 +677,14 @@ class _FolderWriter(_Writer):
         )
         return disk_full(self.path, needed=needed or None, kept=kept)
 
-    def _finish(self):
-        shapes = [tuple(shape) for shape in self.shapes]
-        self._describe(shapes)
-        manifest = {
+    def manifest(self, shapes):
+        """The manifest of the whole run, for the arrays' ``shapes`` (of
+        the images written; ``None`` for an array never written)."""
+        count = len(self.dataset.labels)
+        return {
             "format": FORMAT,
             "version": 1,
-            "count": self.count,
+            "count": count,
             "class_names": list(self.dataset.class_names),
             "labels": "labels.npy",
             "predictions": "predictions.npy",
@@ -572,7 +693,7 @@ class _FolderWriter(_Writer):
                     "file": f"{output.key}.npy",
                     "method": output.method,
                     "layer": output.layer,
-                    "shape": list(shape),
+                    "shape": None if shape is None else [count, *shape[1:]],
                 }
                 for output, shape in zip(self.outputs, shapes, strict=True)
             ],
@@ -582,6 +703,20 @@ class _FolderWriter(_Writer):
                 *getattr(self.dataset, "notes", ()),
             ],
         }
+
+    def _finish(self):
+        shapes = [None if s is None else tuple(s) for s in self.shapes]
+        self._describe(shapes)
+        manifest = self.manifest(shapes)
+        if self.part is not None:
+            start, stop = self.rows
+            manifest = {
+                "format": PART_FORMAT,
+                **self.part,
+                "start": start,
+                "stop": stop,
+                "manifest": manifest,
+            }
         with atomic_path(self.temporary / MANIFEST) as temporary:
             temporary.write_text(json.dumps(manifest, indent=1), "utf-8")
         old = self.path.with_name(f".{self.path.name}.old-{os.getpid()}")

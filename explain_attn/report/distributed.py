@@ -174,7 +174,6 @@ def dask_report(data="sample", *, address, num_shards, parts, **arguments):
     if say:
         say(f"Shards: {len(done)} of {num_shards} done, {len(missing)} to run")
     if missing:
-        Path(parts).mkdir(parents=True, exist_ok=True)
         _run_missing(address, sources, options, missing, num_shards, parts, run)
     keep = ("verbose", "log", "command_line", "strategy")
     return merge_report(
@@ -195,6 +194,7 @@ def _split_arguments(data, arguments):
 def _run_missing(address, sources, options, missing, num_shards, parts, run):
     client = dask_client(address)
     try:
+        Path(parts).mkdir(parents=True, exist_ok=True)  # Once connected.
         client.register_plugin(RunOnWorker(sources, _worker_options(options)))
         futures = client.map(
             _shard_task, [num_shards] * len(missing), missing,

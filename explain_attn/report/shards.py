@@ -21,10 +21,7 @@ Files hold NumPy arrays only (``np.savez``, read without pickle): rows
 """
 
 import dataclasses
-import hashlib
 import json
-import os
-import socket
 import zipfile
 from pathlib import Path
 
@@ -34,6 +31,15 @@ from explain_attn.data.loaders import take_images
 from explain_attn.report.contributions import Part, combine
 from explain_attn.report.evaluate import evaluate_parts
 from explain_attn.report.observed import report_chunk_size, report_contributors
+from explain_attn.sharding import (
+    ShardJob,
+    check_parts,
+    part_name,
+    run_digest,
+    shard_range,
+    weights_digest,
+    worker_record,
+)
 from explain_attn.writing import atomic_path
 
 __all__ = [
@@ -57,73 +63,6 @@ PART_FORMAT = "explain-attn part 1"
 """The ``format`` of a part's record."""
 
 
-def _check_count(name, value, low):
-    if isinstance(value, bool) or not isinstance(value, int | np.integer):
-        raise ValueError(
-            f"{name} must be an integer. Received: {name}={value!r}"
-        )
-    if value < low:
-        raise ValueError(
-            f"{name} must be at least {low}. Received: {name}={value}"
-        )
-
-
-@dataclasses.dataclass(frozen=True)
-class ShardJob:
-    """Which shard to run and where its part goes.
-
-    Args:
-        num_shards: How many shards the test set is cut into (at least 1).
-        index: This shard, ``0`` to ``num_shards - 1``.
-        parts: The folder of the parts (created if missing).
-    """
-
-    num_shards: int
-    index: int
-    parts: Path
-    run: dict = dataclasses.field(default_factory=dict, compare=False)
-    """The run's record (`explain_attn.report.build.report_from_sources`
-    fills it): options, data and model paths."""
-
-    def __post_init__(self):
-        _check_count("num_shards", self.num_shards, 1)
-        _check_count("shard_index", self.index, -(2**63))
-        if not 0 <= self.index < self.num_shards:
-            raise ValueError(
-                f"--shard-index must be 0 to {self.num_shards - 1} (shards "
-                "are numbered from 0). Received: "
-                f"--shard-index {self.index} with --num-shards "
-                f"{self.num_shards}"
-            )
-
-    @property
-    def path(self):
-        """The part's file."""
-        return Path(self.parts) / part_name(self.index, self.num_shards)
-
-
-def part_name(index, num_shards):
-    """``shard-00003-of-00008.npz``: the file of shard ``index``."""
-    return f"shard-{index:05d}-of-{num_shards:05d}.npz"
-
-
-def shard_range(num_images, chunk_size, num_shards, index):
-    """``(start, stop)``: the images of shard ``index`` of ``num_shards``.
-
-    The test set is cut into chunks of ``chunk_size`` images, as one pass
-    cuts it; shard ``i`` gets chunks ``floor(i K / N)`` to
-    ``floor((i + 1) K / N) - 1`` of the ``K`` chunks. With more shards than
-    chunks, some shards are empty.
-    """
-    num_chunks = -(-num_images // chunk_size)
-    first = index * num_chunks // num_shards
-    last = (index + 1) * num_chunks // num_shards
-    return (
-        min(first * chunk_size, num_images),
-        min(last * chunk_size, num_images),
-    )
-
-
 def shard_chunks(test, start, stop, chunk_size):
     """Yields ``(images, labels, masks)`` chunks of images ``start`` to
     ``stop - 1`` of any source: slices of an in-memory dataset, images read
@@ -138,13 +77,6 @@ def shard_chunks(test, start, stop, chunk_size):
             yield chunk.images, chunk.labels, chunk.masks
 
 
-def _weights_digest(model):
-    digest = hashlib.sha256()
-    for weight in model.weights:
-        digest.update(np.ascontiguousarray(weight.numpy()).tobytes())
-    return digest.hexdigest()
-
-
 def run_fingerprint(models, test, options):
     """SHA-256 hex digest of what a part's numbers depend on.
 
@@ -155,23 +87,15 @@ def run_fingerprint(models, test, options):
             images are not read again).
         options: The run's options that change numbers (JSON-ready).
     """
-    digest = hashlib.sha256()
     record = {
         "options": options,
-        "models": [[m.key, m.role, _weights_digest(m.model)] for m in models],
+        "models": [[m.key, m.role, weights_digest(m.model)] for m in models],
         "images": len(test.labels),
         "image_shape": [int(n) for n in test.image_shape],
         "class_names": [str(name) for name in test.class_names],
         "has_masks": bool(test.has_masks),
     }
-    digest.update(json.dumps(record, sort_keys=True).encode())
-    digest.update(np.asarray(test.labels, np.int64).tobytes())
-    return digest.hexdigest()
-
-
-def worker_record():
-    """``{"host", "pid"}`` of this process."""
-    return {"host": socket.gethostname(), "pid": os.getpid()}
+    return run_digest(record, test.labels)
 
 
 def write_part(path, part, meta):
@@ -260,36 +184,6 @@ def complete_shards(folder, fingerprint, num_shards):
     return done
 
 
-def _check_parts(found):
-    """Refuses foreign, duplicated and missing parts, naming one."""
-    first_path, first = found[0]
-    seen = {}
-    for path, meta in found:
-        if (meta["fingerprint"], meta["num_shards"]) != (
-            first["fingerprint"],
-            first["num_shards"],
-        ):
-            raise ValueError(
-                f"The part {path.name} belongs to another run (other "
-                f"models, data or settings) than {first_path.name}. Keep "
-                "one run's parts in a folder."
-            )
-        if meta["index"] in seen:
-            raise ValueError(
-                f"The parts {seen[meta['index']].name} and {path.name} are "
-                f"both shard {meta['index']}. Remove one of them."
-            )
-        seen[meta["index"]] = path
-    missing = sorted(set(range(first["num_shards"])) - set(seen))
-    if missing:
-        raise ValueError(
-            f"The part of shard {missing[0]} of {first['num_shards']} is "
-            f"missing ({len(missing)} missing in all: "
-            f"{part_name(missing[0], first['num_shards'])}). Run the missing "
-            "shards with the same options and --parts, then merge."
-        )
-
-
 def read_parts(folder):
     """``(Part, metas)``: every part of ``folder`` checked and combined.
 
@@ -304,7 +198,7 @@ def read_parts(folder):
             "(shard-*.npz). Run the shards with --parts first."
         )
     found = [(path, read_part(path)) for path in paths]
-    _check_parts([(path, meta) for path, (_, meta) in found])
+    check_parts([(path, meta) for path, (_, meta) in found])
     metas = sorted((meta for _, (_, meta) in found), key=lambda m: m["index"])
     return combine([part for _, (part, _) in found]), metas
 
