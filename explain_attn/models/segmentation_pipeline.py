@@ -64,10 +64,48 @@ def _test_dice(model, test, batch_size, seed):
     return summarize(image_scores(per_class), seed=seed)
 
 
+def _settings(given):
+    """The training settings: ``given``'s, `SEGMENTATION_TRAINING`'s for
+    the ones left ``None``; the loss checked."""
+    settings = {
+        key: given.get(key) or value
+        for key, value in SEGMENTATION_TRAINING.items()
+    }
+    if settings["loss"] not in LOSSES:
+        raise ValueError(
+            f"--loss must be one of {', '.join(LOSSES)}. Received: --loss "
+            f"{settings['loss']}"
+        )
+    return settings
+
+
+def _problems(model, dice, warn):
+    """The history's problems (each also given to ``warn``)."""
+    problems = []
+    if not dice["mean"] > 0:
+        problems.append(
+            f"Model {model.name!r} has a test Dice of {dice['mean']:.3f}: no "
+            "better than predicting the background everywhere."
+        )
+        warn(problems[-1])
+    return problems
+
+
 def train_segmentation_to_file(
-    train, test, output, *, data_source, architecture=None, control=False,
-    seed=0, record=True, record_images=8, say=print, warn=print, **settings,
-):  # fmt: skip
+    train,
+    test,
+    output,
+    *,
+    data_source,
+    architecture=None,
+    control=False,
+    seed=0,
+    record=True,
+    record_images=8,
+    say=print,
+    warn=print,
+    **settings,
+):
     """Builds, trains, checks and saves a U-Net; see the module.
 
     Args:
@@ -85,15 +123,7 @@ def train_segmentation_to_file(
         The JSON-ready dict written to ``<stem>.json``.
     """
     architecture = _architecture(architecture, control)
-    settings = {
-        key: settings.get(key) or value
-        for key, value in SEGMENTATION_TRAINING.items()
-    }
-    if settings["loss"] not in LOSSES:
-        raise ValueError(
-            f"--loss must be one of {', '.join(LOSSES)}. Received: --loss "
-            f"{settings['loss']}"
-        )
+    settings = _settings(settings)
     targets = _targets(train, "training")
     _targets(test, "test")
     model = build_model(
@@ -107,29 +137,38 @@ def train_segmentation_to_file(
     output = Path(output)
     callbacks = []
     if record:
-        callbacks.append(AttentionRecorder(
-            test, record_path(output), num_images=record_images, seed=seed,
-        ))  # fmt: skip
-    info = train_segmentation(
-        model, train.images, targets, seed=seed, callbacks=callbacks,
-        **settings,
-    )  # fmt: skip
-    dice = _test_dice(model, test, settings["batch_size"], seed)
-    problems = []
-    if not dice["mean"] > 0:
-        problems.append(
-            f"Model {model.name!r} has a test Dice of {dice['mean']:.3f}: no "
-            "better than predicting the background everywhere."
+        callbacks.append(
+            AttentionRecorder(
+                test,
+                record_path(output),
+                num_images=record_images,
+                seed=seed,
+            )
         )
-        warn(problems[-1])
+    info = train_segmentation(
+        model,
+        train.images,
+        targets,
+        seed=seed,
+        callbacks=callbacks,
+        **settings,
+    )
+    dice = _test_dice(model, test, settings["batch_size"], seed)
     history = {
-        "task": "segmentation", "architecture": architecture,
-        "data": str(data_source), "seed": seed, **settings, **info,
-        "test_dice": dice, "problems": problems,
-    }  # fmt: skip
+        "task": "segmentation",
+        "architecture": architecture,
+        "data": str(data_source),
+        "seed": seed,
+        **settings,
+        **info,
+        "test_dice": dice,
+        "problems": _problems(model, dice, warn),
+    }
     save_model(model, output)
     with atomic_path(output.with_suffix(".json")) as temporary:
         temporary.write_text(json.dumps(history, indent=1), encoding="utf-8")
-    say(f"Test Dice: {dice['mean']:.3f} [{dice['ci_low']:.3f}, "
-        f"{dice['ci_high']:.3f}]")  # fmt: skip
+    say(
+        f"Test Dice: {dice['mean']:.3f} [{dice['ci_low']:.3f}, "
+        f"{dice['ci_high']:.3f}]"
+    )
     return history

@@ -594,7 +594,7 @@ def _segmentation_report(given, sources, settings, options):
     wanted = ("cam_layer", "cam_class", "num_examples", "seed", "batch_size")
     checks = faithfulness_settings(options.get("faithfulness", True))
     with stage(f"the evaluation of {len(test.labels):,} test images"):
-        numbers, examples, created, records = segmentation_report(
+        numbers, examples, created, records, explorer = segmentation_report(
             models, test, source=data, versions=_versions(),
             settings={"epochs": settings["epochs"],
                       "command_line": settings["command_line"]},
@@ -602,7 +602,11 @@ def _segmentation_report(given, sources, settings, options):
             **{k: options[k] for k in wanted if k in options},
         )  # fmt: skip
     return Report(
-        data=numbers, gallery=examples, created=created, records=records
+        data=numbers,
+        gallery=examples,
+        created=created,
+        records=records,
+        explorer=explorer,
     )
 
 
