@@ -138,6 +138,12 @@ def test_report_scores_each_mask_label(folder, tmp_path):
     explorer = json.loads(html[start : html.index("</script>", start)])
     assert explorer["classes"] == list(NAMES)
     assert explorer["labels"] == [[0, 1], [1], [0], []]
+    # Not yet supported by `compare`: said in one line.
+    numbers = str(output.with_suffix(".json"))
+    refused = CliRunner().invoke(main, ["compare", numbers, numbers])
+    assert refused.exit_code == 2
+    assert refused.stderr.count("\n") == 1
+    assert "is a segmentation report" in refused.stderr
 
 
 def test_label_value_outside_the_classes_is_one_line(folder, tmp_path):
