@@ -248,6 +248,7 @@ def test_bad_input_is_one_line_and_nothing_written(
 ):
     names = {
         "data": folder / "data", "no_masks": folder / "no_masks",
+        "parts": tmp_path / "parts",
         **{n: folder / f"{n}.keras"
            for n in ("attention", "plain", "classifier", "coarse", "three")},
     }  # fmt: skip

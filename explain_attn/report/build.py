@@ -56,7 +56,10 @@ from explain_attn.report.observed import (
     report_contributors,
 )
 from explain_attn.report.per_class import per_class_section
-from explain_attn.report.segmentation import segmentation_report
+from explain_attn.report.segmentation import (
+    check_unsharded,
+    segmentation_report,
+)
 from explain_attn.report.segmentation_sources import (
     report_task,
     segmentation_demo,
@@ -562,6 +565,7 @@ def report_from_sources(
     ):
         given = open_run(sources, options)
     if report_task(given[0] if given else (), task) == SEGMENTATION:
+        check_unsharded(options)
         return _segmentation_report(given, sources, settings, options)
     models, test = given
     if isinstance(options.get("shard"), ShardJob):

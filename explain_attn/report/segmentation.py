@@ -53,7 +53,17 @@ from explain_attn.report.segmentation_explorer import (
 from explain_attn.report.segmentation_targets import target_encoding
 from explain_attn.report.training_record import find_record
 
-__all__ = ["segmentation_report", "training_records"]
+__all__ = ["check_unsharded", "segmentation_report", "training_records"]
+
+
+def check_unsharded(options):
+    """Refuses the shards of a segmentation report (``options["shard"]``:
+    ``--shard-index`` or ``--dask``), not supported yet."""
+    if options.get("shard") is not None:
+        raise ValueError(
+            "--shard-index and --dask do not support segmentation models yet "
+            "(their report is one pass). Run the report without them."
+        )
 
 
 def training_records(models):
