@@ -60,6 +60,7 @@ def folder(tmp_path_factory):
     keras.utils.set_random_seed(5)
     zoo_models.public_unet(gates=True, num_outputs=3).save(root / "a.keras")
     zoo_models.public_unet(gates=False, num_outputs=3).save(root / "b.keras")
+    zoo_models.baseline(32).save(root / "classifier.keras")
     return root
 
 
@@ -164,3 +165,55 @@ def test_label_value_outside_the_classes_is_one_line(folder, tmp_path):
         output,
         tmp_path,
     )
+
+
+def test_classification_report_refuses_label_masks(folder, tmp_path):
+    output = tmp_path / "out.html"
+    classifier = str(folder / "classifier.keras")
+    assert_bad_input(
+        [
+            "report",
+            "--data",
+            str(folder / "data"),
+            "--attention-model",
+            classifier,
+            "--baseline-model",
+            classifier,
+            "--output",
+            str(output),
+        ],
+        "has label masks (masks/labels.txt), which score segmentation",
+        output,
+        tmp_path,
+    )
+
+
+def test_train_on_label_masks_learns_every_label(folder, tmp_path):
+    output = tmp_path / "m.keras"
+    result = CliRunner().invoke(
+        main,
+        [
+            "train",
+            "--task",
+            "segmentation",
+            "--data",
+            str(folder / "data"),
+            "--epochs",
+            "1",
+            "--batch-size",
+            "4",
+            "--output",
+            str(output),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert "round, square against background" in result.output
+    model = keras.saving.load_model(output)
+    assert model.outputs[0].shape[-1] == 3  # background, round, square
+    # The recorder scores the gates against the foreground, any label.
+    with np.load(output.with_suffix(".record.npz")) as record:
+        masks = record["masks"]
+    assert masks.dtype == bool
+    foregrounds = _label_maps() > 0
+    for mask in masks:
+        assert any((mask == f).all() for f in foregrounds)

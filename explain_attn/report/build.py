@@ -568,11 +568,22 @@ def report_from_sources(
         check_unsharded(options)
         return _segmentation_report(given, sources, settings, options)
     models, test = given
+    _check_foreground_masks(test)
     if isinstance(options.get("shard"), ShardJob):
         job = options.pop("shard")
         job = dataclasses.replace(job, run=run_record(sources, options))
         return shard_part(models, test, job, **options)
     return build_report(models, test, source=data, settings=settings, **options)
+
+
+def _check_foreground_masks(test):
+    if getattr(test, "mask_labels", None) is not None:
+        raise ValueError(
+            f"The data {test.name!r} has label masks (masks/labels.txt), which "
+            "score segmentation models; a classification report reads "
+            "foreground masks. Remove masks/labels.txt or give segmentation "
+            "models."
+        )
 
 
 def _segmentation_report(given, sources, settings, options):
