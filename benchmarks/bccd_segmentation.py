@@ -110,7 +110,8 @@ def figures(data):
     result = {
         "models": {
             row["name"]: {
-                "dice": _summary(row["dice"]), "iou": _summary(row["iou"]),
+                "dice": _summary(row["dice"]),
+                "iou": _summary(row["iou"]),
                 "pixel_accuracy": _summary(row["pixel_accuracy"]),
             }
             for row in data["models"]
@@ -130,7 +131,7 @@ def figures(data):
         "mass_in_mask": {
             row["label"]: _summary(row["mass_in_mask"]) for row in data["maps"]
         },
-    }  # fmt: skip
+    }
     if data.get("faithfulness"):
         result["interventions"] = {
             f"{row['name']}:{gate['layer']}": {
@@ -143,8 +144,9 @@ def figures(data):
     return result
 
 
-def run(destination, *, source=None, epochs=20, cell="WBC", seed=0,
-        loss="dice"):  # fmt: skip
+def run(
+    destination, *, source=None, epochs=20, cell="WBC", seed=0, loss="dice"
+):
     """Writes the data, trains both U-Nets, reports; returns the figures."""
     destination = Path(destination)
     data = destination / "data"
@@ -152,22 +154,54 @@ def run(destination, *, source=None, epochs=20, cell="WBC", seed=0,
     command = [sys.executable, "-m", "explain_attn"]
     seconds = {}
     for name, extra in (("attention", []), ("baseline", ["--control"])):
-        seconds[f"train_{name}"] = _timed([
-            *command, "train", "--task", "segmentation", "--data", str(data),
-            "--architecture", "attention_unet", *extra, "--epochs",
-            str(epochs), "--seed", str(seed), "--batch-size", "8",
-            "--loss", loss,
-            "--output", str(destination / f"{name}.keras"),
-        ])  # fmt: skip
-    seconds["report"] = _timed([
-        *command, "report", "--data", str(data), "--attention-model",
-        str(destination / "attention.keras"), "--baseline-model",
-        str(destination / "baseline.keras"), "--seed", str(seed),
-        "--output", str(destination / "report.html"),
-    ])  # fmt: skip
+        seconds[f"train_{name}"] = _timed(
+            [
+                *command,
+                "train",
+                "--task",
+                "segmentation",
+                "--data",
+                str(data),
+                "--architecture",
+                "attention_unet",
+                *extra,
+                "--epochs",
+                str(epochs),
+                "--seed",
+                str(seed),
+                "--batch-size",
+                "8",
+                "--loss",
+                loss,
+                "--output",
+                str(destination / f"{name}.keras"),
+            ]
+        )
+    seconds["report"] = _timed(
+        [
+            *command,
+            "report",
+            "--data",
+            str(data),
+            "--attention-model",
+            str(destination / "attention.keras"),
+            "--baseline-model",
+            str(destination / "baseline.keras"),
+            "--seed",
+            str(seed),
+            "--output",
+            str(destination / "report.html"),
+        ]
+    )
     report = json.loads((destination / "report.json").read_text())
-    return {"cell": cell, "photos": counts, "epochs": epochs, "loss": loss,
-            "seconds": seconds, **figures(report)}  # fmt: skip
+    return {
+        "cell": cell,
+        "photos": counts,
+        "epochs": epochs,
+        "loss": loss,
+        "seconds": seconds,
+        **figures(report),
+    }
 
 
 def main(argv=None):
@@ -175,17 +209,22 @@ def main(argv=None):
     parser.add_argument("destination")
     parser.add_argument("--source", default=None)
     parser.add_argument("--epochs", type=int, default=20)
-    parser.add_argument("--cell", default="WBC",
-                        choices=("WBC", "RBC", "Platelets", "all"))  # fmt: skip
+    parser.add_argument(
+        "--cell", default="WBC", choices=("WBC", "RBC", "Platelets", "all")
+    )
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--loss", default="dice",
-                        choices=("dice", "cross_entropy"))  # fmt: skip
+    parser.add_argument(
+        "--loss", default="dice", choices=("dice", "cross_entropy")
+    )
     arguments = parser.parse_args(argv)
     result = run(
-        arguments.destination, source=arguments.source,
-        epochs=arguments.epochs, cell=arguments.cell, seed=arguments.seed,
+        arguments.destination,
+        source=arguments.source,
+        epochs=arguments.epochs,
+        cell=arguments.cell,
+        seed=arguments.seed,
         loss=arguments.loss,
-    )  # fmt: skip
+    )
     print(json.dumps(result))
 
 
