@@ -70,7 +70,7 @@ def test_thumbnails_keep_every_image_and_scaled_maps():
     assert kept[4].max() == 0
 
 
-def test_label_maps_kept_at_image_size_on_one_scale():
+def test_label_maps_kept_at_mask_size_on_one_scale():
     mask = _Explanation("data/mask/true")
     gate = _Explanation("m:gate")
     thumbnails = Thumbnails(
@@ -87,10 +87,10 @@ def test_label_maps_kept_at_image_size_on_one_scale():
     thumbnails(0, images, {mask: labels, gate: np.ones((2, 4, 4))})
     kept = thumbnails.maps[mask]
     assert list(thumbnails.maps) == [mask, gate]
-    # Nearest label at each 32 x 32 tile pixel, label k as k / 2 of 255.
-    expected = np.zeros((2, 32, 32), np.uint8)
-    expected[0, :16, :] = 255
-    expected[1, :, 16:] = 128
+    # Nearest label at each 16 x 16 tile pixel, label k as k / 2 of 255.
+    expected = np.zeros((2, 16, 16), np.uint8)
+    expected[0, :8, :] = 255
+    expected[1, :, 8:] = 128
     np.testing.assert_array_equal(kept, expected)
 
 

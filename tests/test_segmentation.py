@@ -182,7 +182,7 @@ def _check_explorer(html, data, baseline_dice, present):
         f"{baseline}/mask/predicted",
     ]
     assert maps[keys[2]]["column"] == dice[baseline]
-    assert maps[keys[0]]["size"] == [32, 32]
+    assert maps[keys[0]]["size"] == [16, 16]
     gates = [k for k in keys if "/attention/" in k]
     assert gates and any("/seg_grad_cam/" in k for k in keys)
     mass = data["per_image"]["mass_in_mask"][gates[0]]
