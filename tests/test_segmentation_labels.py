@@ -134,6 +134,9 @@ def test_report_scores_each_mask_label(folder, tmp_path):
         pairs = zip(predicted, target, strict=True)
         hand = [_dice_by_hand(p, t, k + 1) for p, t in pairs]
         assert row["dice"]["mean"] == pytest.approx(np.nanmean(hand), abs=1e-9)
+        # A class never predicted where it is gets a warning.
+        warned = f"b.keras: class '{NAMES[k]}' has a mean Dice of 0.000"
+        assert (warned in " ".join(data["warnings"])) == (np.nanmean(hand) == 0)
     html = output.read_text()
     start = html.index('id="explorer-data">') + len('id="explorer-data">')
     explorer = json.loads(html[start : html.index("</script>", start)])

@@ -342,6 +342,7 @@ def _warnings(rows, majority, map_rows):
                 f"predicting '{majority['label']}' everywhere (Dice "
                 f"{0.0:.3f} on the foreground): it has learnt nothing usable."
             )
+    warnings += _class_warnings(rows)
     for row in map_rows:
         zeros = row["mass_in_mask"]["nan_count"]
         if zeros and row["method"] != "baseline":
@@ -356,6 +357,20 @@ def _warnings(rows, majority, map_rows):
             f"{empty} test image(s) have no foreground, true or predicted by "
             f"{rows[0]['name']}: their Dice is undefined and left out."
         )
+    return warnings
+
+
+def _class_warnings(rows):
+    """A class whose mean Dice is 0: never predicted where it is (with
+    several classes, the image mean hides it)."""
+    warnings = []
+    for row in rows:
+        for item in row["per_class"] if len(row["per_class"]) > 1 else ():
+            if item["dice"]["mean"] == 0:
+                warnings.append(
+                    f"{row['name']}: class '{item['label']}' has a mean Dice "
+                    "of 0.000: the model never predicts it where it is."
+                )
     return warnings
 
 
