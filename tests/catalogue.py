@@ -84,6 +84,12 @@ SEGMENTATION_CASES = [
          "--baseline-model", "{plain}", "--cam-class", "2"],
         "--cam-class for a segmentation report is 'predicted'",
     ),
+    (
+        ["report", "--data", "{data}", "--attention-model", "{attention}",
+         "--baseline-model", "{plain}", "--num-shards", "2", "--shard-index",
+         "0", "--parts", "{parts}"],
+        "--shard-index and --dask do not support segmentation models yet",
+    ),
 ]  # fmt: skip
 """Command lines refused for segmentation models (`test_segmentation`):
 ``{name}`` are the models and folders of its fixture; the output is added."""

@@ -70,6 +70,30 @@ def test_thumbnails_keep_every_image_and_scaled_maps():
     assert kept[4].max() == 0
 
 
+def test_label_maps_kept_at_mask_size_on_one_scale():
+    mask = _Explanation("data/mask/true")
+    gate = _Explanation("m:gate")
+    thumbnails = Thumbnails(
+        [gate],
+        count=2,
+        image_shape=(64, 64),
+        label_maps=[mask],
+        num_labels=3,
+    )
+    labels = np.zeros((2, 64, 64), np.int64)
+    labels[0, :32, :] = 2  # top half class 2, bottom half background
+    labels[1, :, 32:] = 1  # right half class 1
+    images = np.zeros((2, 64, 64, 3), np.float32)
+    thumbnails(0, images, {mask: labels, gate: np.ones((2, 4, 4))})
+    kept = thumbnails.maps[mask]
+    assert list(thumbnails.maps) == [mask, gate]
+    # Nearest label at each 16 x 16 tile pixel, label k as k / 2 of 255.
+    expected = np.zeros((2, 16, 16), np.uint8)
+    expected[0, :8, :] = 255
+    expected[1, :, 8:] = 128
+    np.testing.assert_array_equal(kept, expected)
+
+
 def test_payload_columns_and_thousandths():
     data = {
         "dataset": {"class_names": ["a", "b"]},

@@ -157,6 +157,46 @@ def test_layers_names_the_task_and_the_seg_grad_cam_default(folder):
     assert "attention_gate" in result.output
 
 
+def _check_explorer(html, data, baseline_dice, present):
+    """The explorer's payload: each image's classes, the baseline's Dice
+    (the test's own count), its thumbnails in order, and the same numbers
+    in the JSON's ``per_image``."""
+    start = html.index('id="explorer-data">') + len('id="explorer-data">')
+    explorer = json.loads(html[start : html.index("</script>", start)])
+    assert explorer["predictions"] is None and explorer["metric"] == "dice"
+    assert explorer["labels"] == present == data["per_image"]["labels"]
+    assert explorer["classes"] == data["dataset"]["labels"][1:]
+    baseline = data["models"][-1]["key"]
+    dice = {
+        c["model"]: i
+        for i, c in enumerate(explorer["columns"])
+        if c["metric"] == "dice"
+    }
+    expected = [None if np.isnan(v) else round(1000 * v) for v in baseline_dice]
+    assert explorer["values"][dice[baseline]] == expected
+    maps = explorer["thumbnails"]["maps"]
+    keys = list(maps)
+    assert keys[:3] == [
+        "data/mask/true",
+        f"{data['models'][0]['key']}/mask/predicted",
+        f"{baseline}/mask/predicted",
+    ]
+    assert maps[keys[2]]["column"] == dice[baseline]
+    assert maps[keys[0]]["size"] == [16, 16]
+    gates = [k for k in keys if "/attention/" in k]
+    assert gates and any("/seg_grad_cam/" in k for k in keys)
+    mass = data["per_image"]["mass_in_mask"][gates[0]]
+    column = next(
+        i
+        for i, c in enumerate(explorer["columns"])
+        if c["explanation"] == gates[0] and c["metric"] == "mass in mask"
+    )
+    assert explorer["values"][column] == [
+        None if v is None else round(1000 * v) for v in mass
+    ]
+    assert "no explorer" not in " ".join(data["warnings"])
+
+
 @pytest.mark.parametrize("attention", ["attention", "sigmoid"])
 def test_cli_report_of_an_attention_unet_against_a_plain_one(
     folder, tmp_path, attention, unets
@@ -196,6 +236,8 @@ def test_cli_report_of_an_attention_unet_against_a_plain_one(
         scores.append(np.mean(per) if per else np.nan)
     reported = data["models"][-1]["dice"]["mean"]
     assert reported == pytest.approx(np.nanmean(scores), abs=1e-9)
+    present = [sorted({int(k) - 1 for k in np.unique(t) if k}) for t in target]
+    _check_explorer(html, data, scores, present)
     gates = [row for row in data["maps"] if row["method"] == "attention"]
     assert gates and all(0 <= r["mass_in_mask"]["mean"] <= 1 for r in gates)
 
@@ -206,6 +248,7 @@ def test_bad_input_is_one_line_and_nothing_written(
 ):
     names = {
         "data": folder / "data", "no_masks": folder / "no_masks",
+        "parts": tmp_path / "parts",
         **{n: folder / f"{n}.keras"
            for n in ("attention", "plain", "classifier", "coarse", "three")},
     }  # fmt: skip

@@ -4,6 +4,7 @@ A data folder ``DATA`` holds::
 
     DATA/images/<class>/<name>.<ext>      .png, .jpg, .jpeg or .bmp
     DATA/masks/<class>/<name>.png         optional masks, non-zero = fg
+    DATA/masks/labels.txt                 optional: masks are label maps
     DATA/annotations/<class>/<name>.xml   optional Pascal VOC boxes, or
     DATA/boxes.csv                        optional boxes, one per row
 
@@ -16,6 +17,12 @@ the mask wins: it is the finer outline of the same foreground. Use either
 matched to images by class and name without suffix, so one class may not
 hold two images of the same name (``a.png`` and ``a.jpg``) when they are
 used. Box coordinates: see `explain_attn.data.annotations`.
+
+Multi-class masks: with ``masks/labels.txt`` (one class name a line), each
+mask is a label map, a grey PNG whose pixel value is the pixel's class: 0
+the background, ``k`` the ``k``-th name of the file. An image may then hold
+several classes; a segmentation model is scored on them class by class.
+Label masks do not mix with boxes, and a value beyond the names is refused.
 """
 
 import collections
@@ -28,7 +35,12 @@ from explain_attn.data.annotations import (
     read_box_csv,
     read_voc,
 )
-from explain_attn.data.images import IMAGE_SUFFIXES, read_mask, resize_mask
+from explain_attn.data.images import (
+    IMAGE_SUFFIXES,
+    read_label_mask,
+    read_mask,
+    resize_mask,
+)
 
 __all__ = [
     "ANNOTATIONS",
@@ -40,6 +52,7 @@ __all__ = [
 ]
 
 MASKS = "masks"
+LABELS = "labels.txt"
 ANNOTATIONS = "annotations"
 BOX_CSV = "boxes.csv"
 
@@ -59,11 +72,14 @@ class Folder:
             ``{key: source}`` for every image, where a source is
             ``("mask", path)``, ``("voc", path)`` or ``("boxes", Boxes)``
             (from ``boxes.csv``); read it with `foreground_mask`.
+        mask_labels: The class names of label masks (``masks/labels.txt``),
+            or None for foreground masks.
     """
 
     class_names: tuple
     files: list
     foreground: dict | None
+    mask_labels: tuple | None = None
 
 
 def list_folder(directory):
@@ -102,7 +118,33 @@ def list_folder(directory):
             )
         files.extend((_key(class_name, p.stem), p, label) for p in found)
     foreground = _foreground(directory, files)
-    return Folder(tuple(classes), files, foreground)
+    mask_labels = _mask_labels(directory, foreground)
+    return Folder(tuple(classes), files, foreground, mask_labels)
+
+
+def _mask_labels(directory, foreground):
+    """The names of ``masks/labels.txt``, or None without the file."""
+    path = directory / MASKS / LABELS
+    if not path.is_file():
+        return None
+    names = tuple(
+        line.strip()
+        for line in path.read_text(encoding="utf-8").splitlines()
+        if line.strip()
+    )
+    if not names or len(set(names)) < len(names):
+        raise ValueError(
+            f"{str(path)!r} must name each class of the label masks once, "
+            f"one a line (value 1 the first). Received: {len(names)} "
+            f"name(s), {len(set(names))} distinct"
+        )
+    if any(kind != "mask" for kind, _ in foreground.values()):
+        raise ValueError(
+            f"{str(directory)!r} has label masks ({MASKS}/{LABELS}) and boxes; "
+            "boxes have no label value. Draw the boxes into the label masks "
+            f"or remove {MASKS}/{LABELS}."
+        )
+    return names
 
 
 def _unreadable(path, error):
@@ -221,14 +263,16 @@ def _matched(root, keys, kind):
     return found
 
 
-def foreground_mask(source, decoded, image_path, *, size=None):
-    """The ``bool`` foreground mask of one image from its source.
+def foreground_mask(source, decoded, image_path, *, size=None, labels=None):
+    """The ``bool`` foreground mask of one image from its source (with
+    ``labels``, the `Folder.mask_labels`: its ``uint8`` label map).
 
     Args:
         source: The image's entry in `Folder.foreground`.
         decoded: The image's `DecodedImage` (for its original size).
         image_path: The image file, for messages.
         size: ``(height, width)`` of the mask, or None for the image's.
+        labels: `Folder.mask_labels`, or None.
 
     Raises:
         ValueError: If a mask's size differs from its image's, or the boxes
@@ -237,7 +281,10 @@ def foreground_mask(source, decoded, image_path, *, size=None):
     original = tuple(decoded.original_size)
     kind, value = source
     if kind == "mask":
-        mask = read_mask(value)
+        if labels is None:
+            mask = read_mask(value)
+        else:
+            mask = read_label_mask(value, len(labels) + 1)
         if mask.shape != original:
             raise ValueError(
                 f"Mask {str(value)!r} is {_hw(mask.shape)} but its image "

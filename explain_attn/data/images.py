@@ -27,6 +27,7 @@ __all__ = [
     "match_channels",
     "orient",
     "read_image",
+    "read_label_mask",
     "read_mask",
     "resize_image",
     "resize_mask",
@@ -259,6 +260,49 @@ def read_mask(path):
     return orient(array != 0, orientation)
 
 
+def read_label_mask(path, num_labels):
+    """Reads a label mask as ``(H, W) uint8``: each pixel's value is its
+    label (0 the background, ``1 .. num_labels - 1`` the classes).
+
+    A grey (or palette, by index) PNG; the EXIF orientation is applied.
+
+    Raises:
+        ValueError: If the file is not a readable one-channel image, or a
+            value falls outside the labels (named, with the fix).
+    """
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as image:
+            orientation = image.getexif().get(_ORIENTATION_TAG, 1)
+            image.load()
+            array = np.asarray(image)
+    except (
+        OSError,
+        UnidentifiedImageError,
+        ValueError,
+        Image.DecompressionBombError,
+    ) as error:
+        raise ValueError(
+            f"Cannot read mask {str(path)!r}: it is corrupt or not an image "
+            f"({' '.join(str(error).split())[:100]}). Replace or remove it."
+        ) from None
+    if array.ndim != 2:
+        raise ValueError(
+            f"Label mask {str(path)!r} has {array.shape[-1]} channels; a "
+            "label mask is one channel (grey or palette), a label per "
+            "pixel. Save it as a grey PNG."
+        )
+    if array.size and int(array.max()) >= num_labels:
+        raise ValueError(
+            f"Label mask {str(path)!r} holds the label value "
+            f"{int(array.max())}, outside the {num_labels - 1} classes of "
+            "masks/labels.txt (and 0, the background). Add the class to "
+            "labels.txt or correct the mask."
+        )
+    return orient(array.astype(np.uint8), orientation)
+
+
 SCALES = ("unit", "byte", "symmetric")
 """Value scales of float images: [0, 1], [0, 255] and [-1, 1]."""
 
@@ -449,11 +493,12 @@ def resize_image(image, size):
 
 
 def resize_mask(mask, size):
-    """Resizes an ``(H, W) bool`` mask to ``size`` by nearest neighbour."""
+    """Resizes an ``(H, W)`` bool (or integer label) mask to ``size`` by
+    nearest neighbour; the dtype is kept."""
     from skimage.transform import resize
 
     if mask.shape == tuple(size):
         return mask
     return resize(
         mask, size, order=0, anti_aliasing=False, preserve_range=True
-    ).astype(bool)
+    ).astype(mask.dtype)

@@ -69,6 +69,7 @@ __all__ = [
     "IMAGE_SUFFIXES",
     "Dataset",
     "load_dataset",
+    "mask_dtype",
     "open_source",
     "sample_data_directory",
     "split_dataset",
@@ -101,10 +102,13 @@ class Dataset:
         name: A short name for reports, e.g. ``"sample"``.
         notes: Sentences on what the loader converted (channels), for the
             user to read.
+        mask_labels: The class names of label masks, or None. With them,
+            ``masks`` are ``(N, H, W)`` integer label maps (0 the
+            background, ``k`` the ``k``-th name), kept as ``uint8``.
 
     Raises:
         ValueError: If shapes disagree, values are NaN or outside [0, 1],
-            or labels fall outside ``class_names``.
+            or labels (or mask label values) fall outside their names.
     """
 
     images: np.ndarray
@@ -113,6 +117,7 @@ class Dataset:
     class_names: tuple
     name: str = "dataset"
     notes: tuple = ()
+    mask_labels: tuple | None = None
 
     def __post_init__(self):
         images = np.asarray(self.images, dtype=np.float32)
@@ -148,12 +153,15 @@ class Dataset:
                     f"(H, W) mask per image). Received: masks.shape="
                     f"{masks.shape} in {self.name!r}"
                 )
-            masks = masks.astype(bool, copy=False)
+            masks = _checked_masks(masks, self.mask_labels, self.name)
         object.__setattr__(self, "images", images)
         object.__setattr__(self, "labels", labels)
         object.__setattr__(self, "masks", masks)
         object.__setattr__(self, "class_names", class_names)
         object.__setattr__(self, "notes", tuple(self.notes))
+        if self.mask_labels is not None:
+            names = tuple(str(name) for name in self.mask_labels)
+            object.__setattr__(self, "mask_labels", names)
 
     def __len__(self):
         return len(self.images)
@@ -199,7 +207,11 @@ class Dataset:
         (no copy of the images), as a streamed source computes it.
         """
         digest = Fingerprint(
-            len(self), self.image_shape, self.has_masks, self.class_names
+            len(self),
+            self.image_shape,
+            self.has_masks,
+            self.class_names,
+            self.mask_labels,
         )
         for chunk in self.batches(256):
             digest.update(*chunk)
@@ -215,7 +227,33 @@ class Dataset:
             self.class_names,
             self.name if name is None else name,
             self.notes,
+            self.mask_labels,
         )
+
+
+def mask_dtype(source):
+    """The dtype of ``source``'s masks: ``uint8`` label maps with
+    ``mask_labels``, else ``bool``."""
+    return bool if source.mask_labels is None else np.uint8
+
+
+def _checked_masks(masks, mask_labels, name):
+    """Foreground masks as bool; label maps (with ``mask_labels``) checked
+    and kept as uint8."""
+    if mask_labels is None:
+        return masks.astype(bool, copy=False)
+    if not np.issubdtype(masks.dtype, np.integer):
+        raise ValueError(
+            "With `mask_labels`, `masks` are integer label maps. Received: "
+            f"masks.dtype={masks.dtype} in {name!r}"
+        )
+    if masks.size and (masks.min() < 0 or masks.max() > len(mask_labels)):
+        raise ValueError(
+            f"`masks` hold label values from {masks.min()} to {masks.max()}, "
+            f"outside 0 .. {len(mask_labels)} (the background and the "
+            f"{len(mask_labels)} mask labels). Received: masks in {name!r}"
+        )
+    return masks.astype(np.uint8, copy=False)
 
 
 def take_images(source, indices, *, name=None):
@@ -239,7 +277,7 @@ def take_images(source, indices, *, name=None):
     indices = np.asarray(indices, dtype=np.int64).reshape(-1)
     images = np.empty((len(indices), *source.image_shape), np.float32)
     masks = (
-        np.empty((len(indices), *source.image_shape[:2]), bool)
+        np.empty((len(indices), *source.image_shape[:2]), mask_dtype(source))
         if source.has_masks
         else None
     )
@@ -255,6 +293,7 @@ def take_images(source, indices, *, name=None):
         source.class_names,
         source.name if name is None else name,
         tuple(source.notes),
+        source.mask_labels,
     )
 
 
@@ -616,7 +655,9 @@ def _materialised(source):
     images = np.empty((len(source), *source.image_shape), np.float32)
     masks = None
     if source.has_masks:
-        masks = np.empty((len(source), *source.image_shape[:2]), bool)
+        masks = np.empty(
+            (len(source), *source.image_shape[:2]), mask_dtype(source)
+        )
     start = 0
     for chunk, _, chunk_masks in source.batches(64):
         images[start : start + len(chunk)] = chunk
@@ -630,6 +671,7 @@ def _materialised(source):
         source.class_names,
         source.name,
         tuple(source.notes),
+        source.mask_labels,
     )
 
 
@@ -660,6 +702,7 @@ def _with_channels(dataset, channels):
         dataset.class_names,
         dataset.name,
         (*dataset.notes, note),
+        dataset.mask_labels,
     )
 
 

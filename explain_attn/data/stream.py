@@ -76,13 +76,18 @@ class Fingerprint:
         image_shape: ``(H, W, C)``.
         has_masks: Whether masks will be fed.
         class_names: The class names.
+        mask_labels: The class names of label masks (fed as ``uint8``
+            label maps, hashed byte by byte with the names), or None.
     """
 
-    def __init__(self, count, image_shape, has_masks, class_names):
+    def __init__(
+        self, count, image_shape, has_masks, class_names, mask_labels=None
+    ):
         self.count = int(count)
         self.image_shape = tuple(int(n) for n in image_shape)
         self.has_masks = bool(has_masks)
         self.class_names = tuple(class_names)
+        self.mask_labels = mask_labels
         self._digest = hashlib.sha256()
         self._digest.update(_header(np.float32, (count, *self.image_shape)))
         self._labels = []
@@ -99,7 +104,9 @@ class Fingerprint:
             )
         self._digest.update(memoryview(images).cast("B"))
         self._labels.append(np.asarray(labels, dtype=np.int64).copy())
-        if self.has_masks:
+        if self.has_masks and self.mask_labels is not None:
+            self._masks.append(np.asarray(masks, np.uint8).tobytes())
+        elif self.has_masks:
             flat = np.asarray(masks, dtype=bool).reshape(len(images), -1)
             self._masks.append(np.packbits(flat, axis=1))
         self._seen += len(images)
@@ -115,7 +122,13 @@ class Fingerprint:
         labels = np.concatenate(self._labels) if self._labels else np.zeros(0)
         digest.update(_header(np.int64, labels.shape))
         digest.update(labels.astype(np.int64).tobytes())
-        if self.has_masks:
+        if self.mask_labels is not None:
+            height, width = self.image_shape[:2]
+            digest.update(_header(np.uint8, (self.count, height, width)))
+            for chunk in self._masks:
+                digest.update(chunk)
+            digest.update("\x00".join(self.mask_labels).encode() + b"\x01")
+        elif self.has_masks:
             height, width = self.image_shape[:2]
             digest.update(_header(bool, (self.count, height, width)))
             for packed in self._masks:
@@ -142,6 +155,9 @@ class ImageSource(abc.ABC):
         labels: ``(N,)`` int64, one per image, in order.
         image_shape: ``(H, W, C)`` of every image.
         has_masks: Whether `batches` yields masks.
+        mask_labels: The class names of label masks (masks are then
+            ``uint8`` label maps, 0 the background), or None (``bool``
+            foreground masks).
         notes: Sentences on what was converted (channels, scale), for the
             user to read.
     """
@@ -151,6 +167,7 @@ class ImageSource(abc.ABC):
     labels = np.zeros(0, np.int64)
     image_shape = ()
     has_masks = False
+    mask_labels = None
 
     def __init__(self):
         self.notes = []
@@ -181,7 +198,11 @@ class ImageSource(abc.ABC):
         digest = None
         if self._digest is None and (start, stop) == (0, len(self)):
             digest = Fingerprint(
-                len(self), self.image_shape, self.has_masks, self.class_names
+                len(self),
+                self.image_shape,
+                self.has_masks,
+                self.class_names,
+                self.mask_labels,
             )
         for images, masks in self._pipeline(batch_size, start, stop):
             labels = self.labels[start : start + len(images)]
@@ -211,6 +232,8 @@ class ImageSource(abc.ABC):
 
         height, width, channels = self.image_shape
         mask_shape = (height, width) if self.has_masks else (0, 0)
+        labelled = self.mask_labels is not None
+        mask_type = (np.uint8, tf.uint8) if labelled else (bool, tf.bool)
 
         def read(position):
             try:
@@ -220,12 +243,12 @@ class ImageSource(abc.ABC):
                     self._errors.append(error)
                 raise
             if mask is None:
-                mask = np.zeros(mask_shape, bool)
+                mask = np.zeros(mask_shape, mask_type[0])
             return image.astype(np.float32, copy=False), mask
 
         def load(position):
             image, mask = tf.numpy_function(
-                read, [position], [tf.float32, tf.bool], stateful=False
+                read, [position], [tf.float32, mask_type[1]], stateful=False
             )
             image.set_shape(self.image_shape)
             mask.set_shape(mask_shape)
@@ -285,6 +308,7 @@ class FolderSource(ImageSource):
         self.class_names = folder.class_names
         self.labels = labels[keep]
         self.has_masks = folder.foreground is not None
+        self.mask_labels = folder.mask_labels
         self._transparent = []
         self._converted = 0
         if size is None:
@@ -325,7 +349,11 @@ class FolderSource(ImageSource):
         mask = None
         if self.has_masks:
             mask = foreground_mask(
-                self._foreground[key], decoded, path, size=self._size
+                self._foreground[key],
+                decoded,
+                path,
+                size=self._size,
+                labels=self.mask_labels,
             )
         return decoded.pixels, mask
 

@@ -89,10 +89,14 @@ def gate_interventions(
             }
             for name, values in zip(INTERVENTIONS, variants[1:], strict=True)
         }
-        rows.append({
-            "layer": path, "map_shape": list(intervened.map_shape),
-            "dice": summarize(clean, seed=seed), "interventions": effects,
-        })  # fmt: skip
+        rows.append(
+            {
+                "layer": path,
+                "map_shape": list(intervened.map_shape),
+                "dice": summarize(clean, seed=seed),
+                "interventions": effects,
+            }
+        )
     return rows
 
 
@@ -122,12 +126,16 @@ def segmentation_randomization(
         ``final_ssim_median``, ``passed``) and the number of images.
     """
     result = randomization_check(
-        model, images, layers=segmentation_gates(model) or None,
+        model,
+        images,
+        layers=segmentation_gates(model) or None,
         grad_cam_layer=cam_layer or default_decoder_layer(model),
         class_index=explained_classes(model, images, encoding, batch_size),
-        cam_methods=("seg_grad_cam",), seed=seed, batch_size=batch_size,
+        cam_methods=("seg_grad_cam",),
+        seed=seed,
+        batch_size=batch_size,
         independent=False,
-    )  # fmt: skip
+    )
     return {"images": int(len(images)), "checks": result["checks"]}
 
 
@@ -142,8 +150,9 @@ def _region_scores(model, images, classes, regions, batch_size):
     return np.where(area > 0, total / np.where(area > 0, area, 1), np.nan)
 
 
-def region_deletion(model, images, maps, classes, regions, *, steps=8,
-                    batch_size=32):  # fmt: skip
+def region_deletion(
+    model, images, maps, classes, regions, *, steps=8, batch_size=32
+):
     """Deletion and insertion on the region score (Petsiuk et al., 2018).
 
     The pixels are taken in the order of ``maps`` (highest first); in

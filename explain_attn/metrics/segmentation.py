@@ -22,7 +22,8 @@ __all__ = [
 ]
 
 
-def _checked(predicted, target, num_labels):
+def _label_maps(predicted, target):
+    """Both as arrays, checked to be ``(N, H, W)`` maps of one shape."""
     predicted = np.asarray(predicted)
     target = np.asarray(target)
     if predicted.shape != target.shape or predicted.ndim != 3:
@@ -31,6 +32,11 @@ def _checked(predicted, target, num_labels):
             f"shape. Received: predicted.shape={predicted.shape}, "
             f"target.shape={target.shape}"
         )
+    return predicted, target
+
+
+def _checked(predicted, target, num_labels):
+    predicted, target = _label_maps(predicted, target)
     if isinstance(num_labels, bool) or not isinstance(num_labels, int):
         raise TypeError(f"Received: num_labels={num_labels!r}; expected int.")
     if num_labels < 2:
@@ -111,12 +117,5 @@ def image_scores(per_class):
 def pixel_accuracy(predicted, target):
     """Share of each image's pixels whose label is right: ``(N,)`` float64
     (background included)."""
-    predicted = np.asarray(predicted)
-    target = np.asarray(target)
-    if predicted.shape != target.shape or predicted.ndim != 3:
-        raise ValueError(
-            "`predicted` and `target` must be (N, H, W) label maps of one "
-            f"shape. Received: predicted.shape={predicted.shape}, "
-            f"target.shape={target.shape}"
-        )
+    predicted, target = _label_maps(predicted, target)
     return np.mean(predicted == target, axis=(1, 2), dtype=np.float64)

@@ -124,7 +124,8 @@ class AttentionRecorder(keras.callbacks.Callback):
         self.indices = probe_indices(labels, num_images, seed=seed)
         self.images = images[self.indices].astype(np.float32)
         self.labels = np.asarray(labels)[self.indices].astype(np.int64)
-        self.masks = None if masks is None else masks[self.indices]
+        # Label masks (several classes) count as foreground, any class.
+        self.masks = None if masks is None else masks[self.indices] > 0
         self.class_names = class_names
         self.metric_names = [
             name

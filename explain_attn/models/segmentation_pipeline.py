@@ -2,11 +2,13 @@
 
 The built-in `unet` or `attention_unet` (``--control`` turns the second
 into the first: its gates replaced by identity) learns each pixel's label,
-object (1) or background (0), from the data's masks, with a soft Dice loss
-or cross-entropy. The model, its history (``<stem>.json``: loss per epoch,
-the test Dice with its interval, the checks) and, with ``record``, its
-gates' maps on probe images after every epoch (``<stem>.record.npz``, the
-filmstrip of `explain_attn.models.recorder`) are written atomically.
+object (1) or background (0), from the data's masks (with multi-class
+masks, ``masks/labels.txt``: each pixel's class, 0 the background), with a
+soft Dice loss or cross-entropy. The model, its history (``<stem>.json``:
+loss per epoch, the test Dice with its interval, the checks) and, with
+``record``, its gates' maps on probe images after every epoch
+(``<stem>.record.npz``, the filmstrip of `explain_attn.models.recorder`) are
+written atomically.
 """
 
 import json
@@ -57,17 +59,85 @@ def _targets(dataset, name):
     return dataset.masks.astype(np.int64)
 
 
+def _num_labels(dataset):
+    """Labels per pixel, background included: 2 (object or not), or one
+    per mask label and the background."""
+    if dataset.mask_labels is None:
+        return 2
+    return len(dataset.mask_labels) + 1
+
+
+def _model(architecture, train, test):
+    """The U-Net to train, one output per label of ``train``'s masks."""
+    if train.mask_labels != test.mask_labels:
+        raise ValueError(
+            "The training and test masks must have the same labels "
+            f"(masks/labels.txt). Received: {train.mask_labels} and "
+            f"{test.mask_labels}"
+        )
+    return build_model(
+        architecture,
+        input_shape=tuple(train.images.shape[1:]),
+        num_classes=_num_labels(train),
+    )
+
+
+def _task(train):
+    if train.mask_labels is None:
+        return "object against background"
+    return f"{', '.join(train.mask_labels)} against background"
+
+
 def _test_dice(model, test, batch_size, seed):
     probabilities = model.predict(test.images, batch_size=batch_size, verbose=0)
     predicted = probabilities.argmax(-1)
-    per_class = dice_per_class(predicted, _targets(test, "test"), num_labels=2)
+    targets = _targets(test, "test")
+    per_class = dice_per_class(predicted, targets, num_labels=_num_labels(test))
     return summarize(image_scores(per_class), seed=seed)
 
 
+def _settings(given):
+    """The training settings: ``given``'s, `SEGMENTATION_TRAINING`'s for
+    the ones left ``None``; the loss checked."""
+    settings = {
+        key: given.get(key) or value
+        for key, value in SEGMENTATION_TRAINING.items()
+    }
+    if settings["loss"] not in LOSSES:
+        raise ValueError(
+            f"--loss must be one of {', '.join(LOSSES)}. Received: --loss "
+            f"{settings['loss']}"
+        )
+    return settings
+
+
+def _problems(model, dice, warn):
+    """The history's problems (each also given to ``warn``)."""
+    problems = []
+    if not dice["mean"] > 0:
+        problems.append(
+            f"Model {model.name!r} has a test Dice of {dice['mean']:.3f}: no "
+            "better than predicting the background everywhere."
+        )
+        warn(problems[-1])
+    return problems
+
+
 def train_segmentation_to_file(
-    train, test, output, *, data_source, architecture=None, control=False,
-    seed=0, record=True, record_images=8, say=print, warn=print, **settings,
-):  # fmt: skip
+    train,
+    test,
+    output,
+    *,
+    data_source,
+    architecture=None,
+    control=False,
+    seed=0,
+    record=True,
+    record_images=8,
+    say=print,
+    warn=print,
+    **settings,
+):
     """Builds, trains, checks and saves a U-Net; see the module.
 
     Args:
@@ -85,51 +155,50 @@ def train_segmentation_to_file(
         The JSON-ready dict written to ``<stem>.json``.
     """
     architecture = _architecture(architecture, control)
-    settings = {
-        key: settings.get(key) or value
-        for key, value in SEGMENTATION_TRAINING.items()
-    }
-    if settings["loss"] not in LOSSES:
-        raise ValueError(
-            f"--loss must be one of {', '.join(LOSSES)}. Received: --loss "
-            f"{settings['loss']}"
-        )
+    settings = _settings(settings)
     targets = _targets(train, "training")
     _targets(test, "test")
-    model = build_model(
-        architecture, input_shape=tuple(train.images.shape[1:]), num_classes=2
-    )
+    model = _model(architecture, train, test)
     say(
         f"Training {model.name} ({model.count_params():,} parameters) on "
-        f"{len(targets)} images of {data_source!r}, object against "
-        f"background, {settings['loss']} loss; testing on {len(test.labels)}"
+        f"{len(targets)} images of {data_source!r}, {_task(train)}, "
+        f"{settings['loss']} loss; testing on {len(test.labels)}"
     )
     output = Path(output)
     callbacks = []
     if record:
-        callbacks.append(AttentionRecorder(
-            test, record_path(output), num_images=record_images, seed=seed,
-        ))  # fmt: skip
-    info = train_segmentation(
-        model, train.images, targets, seed=seed, callbacks=callbacks,
-        **settings,
-    )  # fmt: skip
-    dice = _test_dice(model, test, settings["batch_size"], seed)
-    problems = []
-    if not dice["mean"] > 0:
-        problems.append(
-            f"Model {model.name!r} has a test Dice of {dice['mean']:.3f}: no "
-            "better than predicting the background everywhere."
+        callbacks.append(
+            AttentionRecorder(
+                test,
+                record_path(output),
+                num_images=record_images,
+                seed=seed,
+            )
         )
-        warn(problems[-1])
+    info = train_segmentation(
+        model,
+        train.images,
+        targets,
+        seed=seed,
+        callbacks=callbacks,
+        **settings,
+    )
+    dice = _test_dice(model, test, settings["batch_size"], seed)
     history = {
-        "task": "segmentation", "architecture": architecture,
-        "data": str(data_source), "seed": seed, **settings, **info,
-        "test_dice": dice, "problems": problems,
-    }  # fmt: skip
+        "task": "segmentation",
+        "architecture": architecture,
+        "data": str(data_source),
+        "seed": seed,
+        **settings,
+        **info,
+        "test_dice": dice,
+        "problems": _problems(model, dice, warn),
+    }
     save_model(model, output)
     with atomic_path(output.with_suffix(".json")) as temporary:
         temporary.write_text(json.dumps(history, indent=1), encoding="utf-8")
-    say(f"Test Dice: {dice['mean']:.3f} [{dice['ci_low']:.3f}, "
-        f"{dice['ci_high']:.3f}]")  # fmt: skip
+    say(
+        f"Test Dice: {dice['mean']:.3f} [{dice['ci_low']:.3f}, "
+        f"{dice['ci_high']:.3f}]"
+    )
     return history

@@ -63,9 +63,18 @@ def _loss(name, num_outputs):
 
 
 def train_segmentation(
-    model, images, targets, *, epochs=5, batch_size=32, loss="dice",
-    learning_rate=3e-3, seed=0, verbose=0, callbacks=(),
-):  # fmt: skip
+    model,
+    images,
+    targets,
+    *,
+    epochs=5,
+    batch_size=32,
+    loss="dice",
+    learning_rate=3e-3,
+    seed=0,
+    verbose=0,
+    callbacks=(),
+):
     """Trains ``model`` in place on label maps.
 
     Args:
@@ -89,9 +98,12 @@ def train_segmentation(
     history = model.fit(
         np.asarray(images, np.float32)[order],
         np.asarray(targets, np.int64)[order],
-        epochs=epochs, batch_size=batch_size, shuffle=True, verbose=verbose,
+        epochs=epochs,
+        batch_size=batch_size,
+        shuffle=True,
+        verbose=verbose,
         callbacks=list(callbacks),
-    )  # fmt: skip
+    )
     seconds = time.perf_counter() - started
     return {
         "loss_name": loss,

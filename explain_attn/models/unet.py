@@ -84,10 +84,12 @@ def build_unet(inputs, num_classes, *, with_attention=True):
     control = not with_attention
     first, second, bottom = UNET_FILTERS
     skip1 = _conv(inputs, first, "enc1_conv")
-    skip2 = _conv(layers.MaxPooling2D(2, name="pool1")(skip1), second,
-                  "enc2_conv")  # fmt: skip
-    x = _conv(layers.MaxPooling2D(2, name="pool2")(skip2), bottom,
-              "bottleneck_conv")  # fmt: skip
+    skip2 = _conv(
+        layers.MaxPooling2D(2, name="pool1")(skip1), second, "enc2_conv"
+    )
+    x = _conv(
+        layers.MaxPooling2D(2, name="pool2")(skip2), bottom, "bottleneck_conv"
+    )
     for depth, skip, filters in ((2, skip2, second), (1, skip1, first)):
         gated = attention_gate(skip, x, f"gate{depth}", control=control)
         up = layers.UpSampling2D(2, name=f"up{depth}")(x)

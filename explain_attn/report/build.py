@@ -56,7 +56,10 @@ from explain_attn.report.observed import (
     report_contributors,
 )
 from explain_attn.report.per_class import per_class_section
-from explain_attn.report.segmentation import segmentation_report
+from explain_attn.report.segmentation import (
+    check_unsharded,
+    segmentation_report,
+)
 from explain_attn.report.segmentation_sources import (
     report_task,
     segmentation_demo,
@@ -562,13 +565,25 @@ def report_from_sources(
     ):
         given = open_run(sources, options)
     if report_task(given[0] if given else (), task) == SEGMENTATION:
+        check_unsharded(options)
         return _segmentation_report(given, sources, settings, options)
     models, test = given
+    _check_foreground_masks(test)
     if isinstance(options.get("shard"), ShardJob):
         job = options.pop("shard")
         job = dataclasses.replace(job, run=run_record(sources, options))
         return shard_part(models, test, job, **options)
     return build_report(models, test, source=data, settings=settings, **options)
+
+
+def _check_foreground_masks(test):
+    if getattr(test, "mask_labels", None) is not None:
+        raise ValueError(
+            f"The data {test.name!r} has label masks (masks/labels.txt), which "
+            "score segmentation models; a classification report reads "
+            "foreground masks. Remove masks/labels.txt or give segmentation "
+            "models."
+        )
 
 
 def _segmentation_report(given, sources, settings, options):
@@ -594,7 +609,7 @@ def _segmentation_report(given, sources, settings, options):
     wanted = ("cam_layer", "cam_class", "num_examples", "seed", "batch_size")
     checks = faithfulness_settings(options.get("faithfulness", True))
     with stage(f"the evaluation of {len(test.labels):,} test images"):
-        numbers, examples, created, records = segmentation_report(
+        numbers, examples, created, records, explorer = segmentation_report(
             models, test, source=data, versions=_versions(),
             settings={"epochs": settings["epochs"],
                       "command_line": settings["command_line"]},
@@ -602,7 +617,11 @@ def _segmentation_report(given, sources, settings, options):
             **{k: options[k] for k in wanted if k in options},
         )  # fmt: skip
     return Report(
-        data=numbers, gallery=examples, created=created, records=records
+        data=numbers,
+        gallery=examples,
+        created=created,
+        records=records,
+        explorer=explorer,
     )
 
 

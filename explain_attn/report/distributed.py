@@ -24,12 +24,15 @@ try:
 except ImportError:  # Without the dask extra, `dask_report` says so.
     WorkerPlugin = object
 
+from explain_attn.models.task import SEGMENTATION
 from explain_attn.report.build import (
     open_run,
     run_record,
     shard_part,
 )
 from explain_attn.report.merge import merge_report
+from explain_attn.report.segmentation import check_unsharded
+from explain_attn.report.segmentation_sources import report_task
 from explain_attn.report.shards import (
     ShardJob,
     complete_shards,
@@ -166,6 +169,8 @@ def dask_report(data="sample", *, address, num_shards, parts, **arguments):
     _local_workers(address)
     sources, options = _split_arguments(data, arguments)
     models, test = open_run(sources, options)
+    if report_task(models, options.get("task")) == SEGMENTATION:
+        check_unsharded({"shard": "dask"})
     run = run_record(sources, options)
     fingerprint = run_fingerprint(models, test, numbers_options(run))
     done = complete_shards(parts, fingerprint, num_shards)

@@ -33,10 +33,13 @@ from explain_attn.report.contributions import Contributor, Part
 __all__ = [
     "IMAGE_SIZE",
     "MAP_SIZE",
+    "MASK_SIZE",
     "SIZE_BUDGET_BYTES",
     "Thumbnails",
     "explorer_payload",
     "sprite_sheets",
+    "thousandths",
+    "thumbnail_payload",
 ]
 
 SIZE_BUDGET_BYTES = 10_000_000
@@ -46,6 +49,10 @@ IMAGE_SIZE = 32
 """Side of an image thumbnail, in pixels (smaller images keep their size)."""
 MAP_SIZE = 12
 """Largest side of a map thumbnail, in pixels."""
+MASK_SIZE = 16
+"""Largest side of a label map's (true or predicted mask's) thumbnail: the
+demo's 1,000 masks of 16 x 16 take 0.1 MB of base64 JPEG, at 32 x 32
+0.38 MB."""
 SHEET_TILES = 32
 """Tiles per side of a sprite sheet (1,024 thumbnails a sheet)."""
 IMAGE_QUALITY, MAP_QUALITY = 70, 80
@@ -97,6 +104,18 @@ def _image_thumbnails(images, shape):
     return tiles
 
 
+def _label_tiles(label_maps, shape, num_labels):
+    """``(n, h, w) uint8`` tiles of ``(n, H, W)`` integer label maps: the
+    nearest label at each tile pixel, label ``k`` shown as
+    ``k / (num_labels - 1)`` of the scale (the same for every image)."""
+    label_maps = np.asarray(label_maps)
+    height, width = label_maps.shape[1:]
+    rows = (np.arange(shape[0]) + 0.5) * height / shape[0]
+    columns = (np.arange(shape[1]) + 0.5) * width / shape[1]
+    picked = label_maps[:, rows.astype(int)][:, :, columns.astype(int)]
+    return _to_uint8(picked / max(1, num_labels - 1))
+
+
 class Thumbnails(Contributor):
     """An `evaluate` contributor keeping small thumbnails of every image
     and map.
@@ -105,17 +124,26 @@ class Thumbnails(Contributor):
         explanations: The `Explanation` objects whose maps are kept.
         count: Number of test images (kept for the record).
         image_shape: ``(H, W)`` of the test images.
+        label_maps: Objects with ``key`` and ``label`` (true and predicted
+            masks) whose maps are integer label maps: kept at up to
+            `MASK_SIZE` pixels, on one scale of ``num_labels`` labels.
+        num_labels: Labels of the label maps, background (0) included.
 
     Attributes:
         images: ``(N, h, w, 3) uint8``.
-        maps: `Explanation` -> ``(N, h', w') uint8``.
+        maps: `Explanation` (label maps first) -> ``(N, h', w') uint8``.
     """
 
-    def __init__(self, explanations, *, count, image_shape):
+    def __init__(
+        self, explanations, *, count, image_shape, label_maps=(), num_labels=2
+    ):
         super().__init__()
+        self.label_maps = list(label_maps)
+        self.num_labels = num_labels
         self.explanations = list(explanations)
         self.count = count
         self.image_shape = _thumbnail_shape(image_shape, IMAGE_SIZE)
+        self.mask_shape = _thumbnail_shape(image_shape, MASK_SIZE)
 
     def contribute(self, start, images, maps, labels=None, masks=None):
         """Rows ``("images",)`` and ``(explanation key,)``: uint8 tiles."""
@@ -123,6 +151,10 @@ class Thumbnails(Contributor):
         if tiles.shape[-1] == 1:  # grayscale: shown as RGB, like colour
             tiles = np.repeat(tiles, 3, axis=-1)
         rows = {("images",): tiles}
+        for kept in self.label_maps:
+            rows[(kept.key,)] = _label_tiles(
+                maps[kept], self.mask_shape, self.num_labels
+            )
         for explanation in self.explanations:
             values = maps[explanation]
             shape = _thumbnail_shape(values.shape[1:], MAP_SIZE)
@@ -141,7 +173,8 @@ class Thumbnails(Contributor):
         total = self.total
         if total is None:
             return {}
-        return {e: total.rows[(e.key,)] for e in self.explanations}
+        kept = self.label_maps + self.explanations
+        return {e: total.rows[(e.key,)] for e in kept}
 
 
 def sprite_sheets(tiles, *, quality):
@@ -181,7 +214,8 @@ def sprite_sheets(tiles, *, quality):
     return sheets
 
 
-def _thousandths(values):
+def thousandths(values):
+    """Values as integers in thousandths, ``None`` where undefined."""
     return [
         None if v is None or not math.isfinite(v) else round(1000 * v)
         for v in values
@@ -207,13 +241,40 @@ def _columns(data):
                         "metric": prefix + metric.replace("_", " "),
                     }
                 )
-                values.append(_thousandths(numbers))
+                values.append(thousandths(numbers))
     return columns, values
 
 
 def _colormap():
     table = matplotlib.colormaps[OVERLAY_COLORMAP](np.linspace(0, 1, 256))
     return _to_uint8(table[:, :3]).ravel().tolist()
+
+
+def thumbnail_payload(thumbnails, captions=None):
+    """The payload's ``thumbnails``: sprite sheets of a filled `Thumbnails`.
+
+    Args:
+        thumbnails: A filled `Thumbnails`.
+        captions: Optional key -> column index: that map's caption shows
+            the image's value in the column (a predicted mask's Dice).
+    """
+    captions = captions or {}
+    maps = {}
+    for explanation, tiles in thumbnails.maps.items():
+        maps[explanation.key] = {
+            "label": explanation.label,
+            "size": list(tiles.shape[1:]),
+            "sheets": sprite_sheets(tiles, quality=MAP_QUALITY),
+        }
+        if explanation.key in captions:
+            maps[explanation.key]["column"] = captions[explanation.key]
+    return {
+        "tiles": SHEET_TILES,
+        "image_size": list(thumbnails.image_shape),
+        "images": sprite_sheets(thumbnails.images, quality=IMAGE_QUALITY),
+        "maps": maps,
+        "colormap": _colormap(),
+    }
 
 
 def explorer_payload(data, thumbnails=None):
@@ -225,12 +286,15 @@ def explorer_payload(data, thumbnails=None):
         thumbnails: A filled `Thumbnails`, or ``None`` for a table only.
 
     Returns:
-        A JSON-ready dict: ``classes``, ``labels``, ``models`` (``key``,
-        ``name``), ``predictions`` (model key -> list), ``columns`` and
-        ``values`` (column-major thousandths), ``thumbnails`` (or
-        ``None``): ``tiles`` (tiles per sheet side), ``images`` (sheets)
-        and ``image_size``, ``maps`` (explanation id -> ``{"size",
-        "sheets"}``), ``colormap`` (256 RGB triples, flattened).
+        A JSON-ready dict: ``classes``, ``labels`` (a class per image, or
+        for segmentation the list of classes in its true mask),
+        ``models`` (``key``, ``name``), ``predictions`` (model key ->
+        list; ``None`` for segmentation), ``columns`` and ``values``
+        (column-major thousandths), ``thumbnails`` (or ``None``):
+        ``tiles`` (tiles per sheet side), ``images`` (sheets) and
+        ``image_size``, ``maps`` (explanation id -> ``{"label", "size",
+        "sheets"}`` and optionally ``"column"``), ``colormap`` (256 RGB
+        triples, flattened); optionally ``metric``, the metric shown first.
     """
     per_image = data["per_image"]
     columns, values = _columns(data)
@@ -246,18 +310,5 @@ def explorer_payload(data, thumbnails=None):
         "thumbnails": None,
     }
     if thumbnails is not None:
-        payload["thumbnails"] = {
-            "tiles": SHEET_TILES,
-            "image_size": list(thumbnails.image_shape),
-            "images": sprite_sheets(thumbnails.images, quality=IMAGE_QUALITY),
-            "maps": {
-                explanation.key: {
-                    "label": explanation.label,
-                    "size": list(tiles.shape[1:]),
-                    "sheets": sprite_sheets(tiles, quality=MAP_QUALITY),
-                }
-                for explanation, tiles in thumbnails.maps.items()
-            },
-            "colormap": _colormap(),
-        }
+        payload["thumbnails"] = thumbnail_payload(thumbnails)
     return payload

@@ -129,6 +129,12 @@ def validate(document, schema=None):
 
 def check_report(document, name="report"):
     """Raises `ValueError` naming the first problems of an invalid report."""
+    if isinstance(document, dict) and document.get("task") == "segmentation":
+        raise ValueError(
+            f"{name} is a segmentation report, and `explain-attn compare` "
+            "does not support segmentation reports yet (their schema is "
+            "not declared). Compare classification reports."
+        )
     if not isinstance(document, dict) or "format" not in document:
         raise ValueError(
             f"{name} is not an explain-attn report.json (no 'format' key). "

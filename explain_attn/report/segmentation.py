@@ -22,8 +22,9 @@ The same questions as the classification report, asked of U-Nets:
   deletion and insertion on the region score, each map against a random
   one (`explain_attn.faithfulness.segmentation`).
 
-Not yet for segmentation: the explorer; the report says so in its
-warnings.
+- The explorer (`explain_attn.report.segmentation_explorer`): every test
+  image with its true and predicted masks, maps and per-image numbers
+  (also in the JSON's ``per_image``).
 """
 
 import datetime
@@ -45,12 +46,24 @@ from explain_attn.report.segmentation_evaluate import (
     PreparedModel,
     evaluate_segmentation,
 )
+from explain_attn.report.segmentation_explorer import (
+    segmentation_explorer,
+    segmentation_per_image,
+)
 from explain_attn.report.segmentation_targets import target_encoding
 from explain_attn.report.training_record import find_record
 
-__all__ = ["NOT_YET", "segmentation_report", "training_records"]
+__all__ = ["check_unsharded", "segmentation_report", "training_records"]
 
-NOT_YET = "Segmentation reports have no explorer yet."
+
+def check_unsharded(options):
+    """Refuses the shards of a segmentation report (``options["shard"]``:
+    ``--shard-index`` or ``--dask``), not supported yet."""
+    if options.get("shard") is not None:
+        raise ValueError(
+            "--shard-index and --dask do not support segmentation models yet "
+            "(their report is one pass). Run the report without them."
+        )
 
 
 def training_records(models):
@@ -64,12 +77,16 @@ def training_records(models):
         record = load_record(path)
         records[entry.key] = record
         layers = [
-            {"path": layer["path"], "index": index,
-             "mass_in_mask": np.nanmean(values["mass_in_mask"], 1).tolist()}
+            {
+                "path": layer["path"],
+                "index": index,
+                "mass_in_mask": np.nanmean(values["mass_in_mask"], 1).tolist(),
+            }
             for index, (layer, values) in enumerate(
-                zip(record.layers, record.metrics, strict=True))
+                zip(record.layers, record.metrics, strict=True)
+            )
             if layer["spatial"] and "mass_in_mask" in values
-        ]  # fmt: skip
+        ]
         row = {"key": entry.key, "name": entry.name, "layers": layers}
         if layers:  # A control's record holds no gate.
             rows.append({**row, "epochs": record.epoch.tolist()})
@@ -79,31 +96,45 @@ def training_records(models):
 def _faithfulness(models, test, encoding, settings, *, seed, batch_size):
     """The gate interventions on a seeded sample (``None``: off)."""
     gated = [
-        entry for entry in models
+        entry
+        for entry in models
         if entry.role == "attention" and segmentation_gates(entry.model)
-    ]  # fmt: skip
+    ]
     if settings is None or not gated:
         return None
     count = min(settings.intervention_images, len(test.labels))
     rng = np.random.default_rng(seed)
-    sample = take_images(test, sorted(rng.choice(len(test.labels), count,
-                                                 replace=False)))  # fmt: skip
+    sample = take_images(
+        test, sorted(rng.choice(len(test.labels), count, replace=False))
+    )
     targets = encoding(sample.labels, sample.masks)
     randomization = _randomization(
         models, test, encoding, settings, seed=seed, batch_size=batch_size
     )
     rows = [
-        {"key": entry.key, "name": entry.name,
-         "gates": gate_interventions(
-             entry.model, sample.images, targets, encoding, seed=seed,
-             batch_size=batch_size)}
+        {
+            "key": entry.key,
+            "name": entry.name,
+            "gates": gate_interventions(
+                entry.model,
+                sample.images,
+                targets,
+                encoding,
+                seed=seed,
+                batch_size=batch_size,
+            ),
+        }
         for entry in gated
-    ]  # fmt: skip
+    ]
     deletion = _deletion(
         models, test, encoding, settings, seed=seed, batch_size=batch_size
     )
-    return {"images": count, "models": rows, "randomization": randomization,
-            "deletion": deletion}  # fmt: skip
+    return {
+        "images": count,
+        "models": rows,
+        "randomization": randomization,
+        "deletion": deletion,
+    }
 
 
 def _deletion_rows(entry, images, encoding, settings, *, seed, batch_size):
@@ -123,14 +154,22 @@ def _deletion_rows(entry, images, encoding, settings, *, seed, batch_size):
     rows = []
     for label, values in labels.items():
         curves = region_deletion(
-            entry.model, images, values, classes, regions,
-            steps=settings.steps, batch_size=batch_size,
-        )  # fmt: skip
-        rows.append({
-            "label": label, "model": entry.key,
-            "deletion": summarize(curves["deletion"], seed=seed),
-            "insertion": summarize(curves["insertion"], seed=seed),
-        })  # fmt: skip
+            entry.model,
+            images,
+            values,
+            classes,
+            regions,
+            steps=settings.steps,
+            batch_size=batch_size,
+        )
+        rows.append(
+            {
+                "label": label,
+                "model": entry.key,
+                "deletion": summarize(curves["deletion"], seed=seed),
+                "insertion": summarize(curves["insertion"], seed=seed),
+            }
+        )
     return rows
 
 
@@ -155,15 +194,29 @@ def _randomization(models, test, encoding, settings, *, seed, batch_size):
     indices = sorted(rng.choice(len(test.labels), count, replace=False))
     images = take_images(test, indices).images
     return [
-        {"key": entry.key, "name": entry.name,
-         **segmentation_randomization(
-             entry.model, images, encoding, seed=seed, batch_size=batch_size,
-             cam_layer=None)}
+        {
+            "key": entry.key,
+            "name": entry.name,
+            **segmentation_randomization(
+                entry.model,
+                images,
+                encoding,
+                seed=seed,
+                batch_size=batch_size,
+                cam_layer=None,
+            ),
+        }
         for entry in models
-    ]  # fmt: skip
+    ]
 
 
-def _check_models(models):
+def _check_models(models, cam_class):
+    if cam_class not in ("predicted", "true"):
+        raise ValueError(
+            "--cam-class for a segmentation report is 'predicted' (the "
+            "predicted mask) or 'true' (the true mask). Received: "
+            f"--cam-class {cam_class}"
+        )
     encodings = {tuple(e.model.outputs[0].shape[1:]) for e in models}
     if len(encodings) > 1:
         raise ValueError(
@@ -178,20 +231,28 @@ def _model_rows(models, state, encoding, seed):
     for entry in models:
         dice = state.dice[entry.key]
         iou = state.iou[entry.key]
-        rows.append({
-            "key": entry.key, "name": entry.name, "role": entry.role,
-            "parameters": int(entry.model.count_params()),
-            "training": entry.training,
-            "dice": summarize(_image(dice), seed=seed),
-            "iou": summarize(_image(iou), seed=seed),
-            "pixel_accuracy": summarize(state.accuracy[entry.key], seed=seed),
-            "per_class": [
-                {"label": name,
-                 "dice": summarize(dice[:, k], seed=seed),
-                 "iou": summarize(iou[:, k], seed=seed)}
-                for k, name in enumerate(encoding.label_names[1:])
-            ],
-        })  # fmt: skip
+        rows.append(
+            {
+                "key": entry.key,
+                "name": entry.name,
+                "role": entry.role,
+                "parameters": int(entry.model.count_params()),
+                "training": entry.training,
+                "dice": summarize(_image(dice), seed=seed),
+                "iou": summarize(_image(iou), seed=seed),
+                "pixel_accuracy": summarize(
+                    state.accuracy[entry.key], seed=seed
+                ),
+                "per_class": [
+                    {
+                        "label": name,
+                        "dice": summarize(dice[:, k], seed=seed),
+                        "iou": summarize(iou[:, k], seed=seed),
+                    }
+                    for k, name in enumerate(encoding.label_names[1:])
+                ],
+            }
+        )
     return rows
 
 
@@ -232,27 +293,38 @@ def _map_rows(state, seed):
     rows = []
     for spec in state.specs:
         agreement = state.agreement.get(spec)
-        rows.append({
-            "model": spec.model_key, "method": spec.method,
-            "layer": spec.layer, "label": spec.label,
-            "reference": spec == state.reference,
-            "mass_in_mask": summarize(state.mass[spec], seed=seed),
-            "pearson_with_reference": (
-                None if agreement is None else summarize(agreement, seed=seed)
-            ),
-        })  # fmt: skip
+        rows.append(
+            {
+                "model": spec.model_key,
+                "method": spec.method,
+                "layer": spec.layer,
+                "label": spec.label,
+                "reference": spec == state.reference,
+                "mass_in_mask": summarize(state.mass[spec], seed=seed),
+                "pearson_with_reference": (
+                    None
+                    if agreement is None
+                    else summarize(agreement, seed=seed)
+                ),
+            }
+        )
     for name, values in state.baselines.items():
-        rows.append({
-            "model": None, "method": "baseline", "layer": name,
-            "label": f"{name} map (baseline)", "reference": False,
-            "mass_in_mask": summarize(values, seed=seed),
-            "pearson_with_reference": None,
-        })  # fmt: skip
+        rows.append(
+            {
+                "model": None,
+                "method": "baseline",
+                "layer": name,
+                "label": f"{name} map (baseline)",
+                "reference": False,
+                "mass_in_mask": summarize(values, seed=seed),
+                "pearson_with_reference": None,
+            }
+        )
     return rows
 
 
 def _warnings(rows, majority, map_rows):
-    warnings = [NOT_YET]
+    warnings = []
     for row in rows:
         accuracy = row["pixel_accuracy"]["mean"]
         if accuracy <= majority["pixel_accuracy"]:
@@ -270,6 +342,7 @@ def _warnings(rows, majority, map_rows):
                 f"predicting '{majority['label']}' everywhere (Dice "
                 f"{0.0:.3f} on the foreground): it has learnt nothing usable."
             )
+    warnings += _class_warnings(rows)
     for row in map_rows:
         zeros = row["mass_in_mask"]["nan_count"]
         if zeros and row["method"] != "baseline":
@@ -287,15 +360,31 @@ def _warnings(rows, majority, map_rows):
     return warnings
 
 
+def _class_warnings(rows):
+    """A class whose mean Dice is 0: never predicted where it is (with
+    several classes, the image mean hides it)."""
+    warnings = []
+    for row in rows:
+        for item in row["per_class"] if len(row["per_class"]) > 1 else ():
+            if item["dice"]["mean"] == 0:
+                warnings.append(
+                    f"{row['name']}: class '{item['label']}' has a mean Dice "
+                    "of 0.000: the model never predicts it where it is."
+                )
+    return warnings
+
+
 def _findings(rows, differences, map_rows):
     findings = []
     for row in differences:
         dice = row["dice"]
         verdict = (
-            "higher" if dice["ci_low"] > 0
-            else "lower" if dice["ci_high"] < 0
+            "higher"
+            if dice["ci_low"] > 0
+            else "lower"
+            if dice["ci_high"] < 0
             else "not clearly different"
-        )  # fmt: skip
+        )
         findings.append(
             f"{row['model']} vs {row['baseline']}: Dice difference "
             f"{dice['mean_difference']:+.3f} [{dice['ci_low']:+.3f}, "
@@ -315,11 +404,48 @@ def _findings(rows, differences, map_rows):
     return findings
 
 
+def _dataset(test, encoding, source):
+    return {
+        "name": test.name,
+        "source": str(source),
+        "num_images": len(test.labels),
+        "image_shape": [int(n) for n in test.image_shape],
+        "labels": list(encoding.label_names),
+    }
+
+
+def _numbers(models, state, encoding, seed):
+    """The report's summaries: models, differences, maps, the floor, the
+    findings and warnings."""
+    rows = _model_rows(models, state, encoding, seed)
+    differences = _differences(models, state, seed)
+    majority = _majority(state, encoding)
+    map_rows = _map_rows(state, seed)
+    return {
+        "task": "segmentation",
+        "models": rows,
+        "differences": differences,
+        "majority": majority,
+        "maps": map_rows,
+        "warnings": _warnings(rows, majority, map_rows),
+        "findings": _findings(rows, differences, map_rows),
+    }
+
+
 def segmentation_report(
-    models, test, *, cam_layer=None, cam_class="predicted", num_examples=6,
-    seed=0, batch_size=64, source=None, settings=None, versions=None,
+    models,
+    test,
+    *,
+    cam_layer=None,
+    cam_class="predicted",
+    num_examples=6,
+    seed=0,
+    batch_size=64,
+    source=None,
+    settings=None,
+    versions=None,
     faithfulness=None,
-):  # fmt: skip
+):
     """Evaluates segmentation models; returns the report's data and
     gallery (see the module).
 
@@ -335,47 +461,38 @@ def segmentation_report(
             ``intervention_images`` sample the gate interventions.
 
     Returns:
-        ``(data, gallery, created, records)``.
+        ``(data, gallery, created, records, explorer)``: the explorer's
+        payload (`explain_attn.report.segmentation_explorer`).
     """
-    _check_models(models)
-    if cam_class not in ("predicted", "true"):
-        raise ValueError(
-            "--cam-class for a segmentation report is 'predicted' (the "
-            "predicted mask) or 'true' (the true mask). Received: "
-            f"--cam-class {cam_class}"
-        )
+    _check_models(models, cam_class)
     encoding = target_encoding(models[-1].model, test)
     count = len(test.labels)
     rng = np.random.default_rng(seed)
     indices = sorted(rng.choice(count, min(num_examples, count), replace=False))
     state = evaluate_segmentation(
-        models, test, encoding, cam_layer=cam_layer, region=cam_class,
-        batch_size=batch_size, example_indices=indices,
-    )  # fmt: skip
-    rows = _model_rows(models, state, encoding, seed)
-    differences = _differences(models, state, seed)
-    majority = _majority(state, encoding)
-    map_rows = _map_rows(state, seed)
-    data = {
-        "task": "segmentation",
-        "dataset": {
-            "name": test.name, "source": str(source),
-            "num_images": count,
-            "image_shape": [int(n) for n in test.image_shape],
-            "labels": list(encoding.label_names),
-        },
-        "models": rows, "differences": differences, "majority": majority,
-        "maps": map_rows,
-        "warnings": _warnings(rows, majority, map_rows),
-        "findings": _findings(rows, differences, map_rows),
-        "settings": {"seed": seed, "cam_layer": cam_layer,
-                     "region": cam_class, "batch_size": batch_size,
-                     **(settings or {})},
-        "versions": versions or {},
-    }  # fmt: skip
+        models,
+        test,
+        encoding,
+        cam_layer=cam_layer,
+        region=cam_class,
+        batch_size=batch_size,
+        example_indices=indices,
+    )
+    data = _numbers(models, state, encoding, seed)
+    data["dataset"] = _dataset(test, encoding, source)
+    data["settings"] = {
+        "seed": seed,
+        "cam_layer": cam_layer,
+        "region": cam_class,
+        "batch_size": batch_size,
+        **(settings or {}),
+    }
+    data["versions"] = versions or {}
     data["faithfulness"] = _faithfulness(
         models, test, encoding, faithfulness, seed=seed, batch_size=batch_size
     )
     data["training_record"], records = training_records(models)
+    data["per_image"] = segmentation_per_image(state)
+    explorer = segmentation_explorer(data, state)
     created = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
-    return data, state.examples, created, records
+    return data, state.examples, created, records, explorer

@@ -23,11 +23,13 @@ from explain_attn.metrics.agreement import pearson
 from explain_attn.metrics.foreground import mass_in_mask
 from explain_attn.models.task import pixel_probability_function
 from explain_attn.report.baselines import baseline_maps
+from explain_attn.report.explorer import Thumbnails
 
 __all__ = [
     "MapSpec",
     "PreparedModel",
     "SegmentationPass",
+    "TRUE_MASK",
     "evaluate_segmentation",
 ]
 
@@ -40,6 +42,15 @@ class MapSpec:
     method: str
     layer: str
     label: str
+
+    @property
+    def key(self):
+        """A name unique in the report (the explorer's map id)."""
+        return f"{self.model_key}/{self.method}/{self.layer}"
+
+
+TRUE_MASK = MapSpec("data", "mask", "true", "true mask")
+"""The true label map, as the explorer's first map."""
 
 
 class PreparedModel:
@@ -61,6 +72,9 @@ class PreparedModel:
             self.attention = get_method("attention").prepare(
                 entry.model, self.gates, resize_to=shape
             )
+        self.mask = MapSpec(
+            entry.key, "mask", "predicted", f"{entry.key}: predicted mask"
+        )
         where = cam_layer if entry.role == "baseline" else None
         self.cam = SegGradCAM(entry.model, where)
         self.shape = shape
@@ -100,6 +114,11 @@ class SegmentationPass:
     true_labels: list = dataclasses.field(default_factory=list)
     label_counts: np.ndarray | None = None
     examples: list = dataclasses.field(default_factory=list)
+    present: list = dataclasses.field(default_factory=list)
+    """Per image, the foreground classes of its true label map (0-based:
+    class ``k`` is label ``k + 1``)."""
+    thumbnails: Thumbnails | None = None
+    """The explorer's thumbnails: images, true and predicted masks, maps."""
 
 
 def _explained(encoding, targets, labels, region):
@@ -121,32 +140,41 @@ def _append(store, key, values):
     store.setdefault(key, []).append(np.asarray(values, np.float64))
 
 
-def _score_chunk(state, prepared, encoding, chunk, region):
-    images, labels, masks = chunk
-    targets = encoding(labels, masks)
-    foreground = targets > 0
+def _score_model(state, model, encoding, images, targets):
+    """One model's Dice, IoU and pixel accuracy on a chunk; its predicted
+    label maps."""
+    predicted = encoding.predicted(model.probabilities(images))
+    key = model.entry.key
+    num = encoding.num_labels
+    dice = overlap.dice_per_class(predicted, targets, num_labels=num)
+    _append(state.dice, key, dice)
+    iou = overlap.iou_per_class(predicted, targets, num_labels=num)
+    _append(state.iou, key, iou)
+    _append(state.accuracy, key, overlap.pixel_accuracy(predicted, targets))
+    return predicted
+
+
+def _count_labels(state, encoding, labels, targets):
     state.true_labels.append(np.asarray(labels))
     counts = np.bincount(targets.ravel(), minlength=encoding.num_labels)
     state.label_counts = counts + (
         0 if state.label_counts is None else state.label_counts
     )
+    for target in targets:
+        state.present.append([int(k) - 1 for k in np.unique(target) if k > 0])
+
+
+def _score_chunk(state, prepared, encoding, chunk, region):
+    images, labels, masks = chunk
+    targets = encoding(labels, masks)
+    foreground = targets > 0
+    _count_labels(state, encoding, labels, targets)
     classes, regions = _explained(encoding, targets, labels, region)
-    found = {}
+    found, predicted = {}, {TRUE_MASK: targets}
     for model in prepared:
-        predicted = encoding.predicted(model.probabilities(images))
-        key = model.entry.key
-        num = encoding.num_labels
-        _append(
-            state.dice,
-            key,
-            overlap.dice_per_class(predicted, targets, num_labels=num),
+        predicted[model.mask] = _score_model(
+            state, model, encoding, images, targets
         )
-        _append(
-            state.iou,
-            key,
-            overlap.iou_per_class(predicted, targets, num_labels=num),
-        )
-        _append(state.accuracy, key, overlap.pixel_accuracy(predicted, targets))
         found.update(model.maps(images, classes, regions))
     reference = found[state.reference]
     for spec, values in found.items():
@@ -156,11 +184,12 @@ def _score_chunk(state, prepared, encoding, chunk, region):
     for name, template in baseline_maps(foreground.shape[1:]).items():
         maps = np.broadcast_to(template, foreground.shape)
         _append(state.baselines, name, mass_in_mask(maps, foreground))
-    return images, targets, found
+    return images, targets, found, predicted
 
 
 def _keep_examples(state, start, chunk_result, wanted):
-    images, targets, found = chunk_result
+    images, targets, found, predicted = chunk_result
+    state.thumbnails(start, images, {**predicted, **found})
     for offset in range(len(images)):
         if start + offset in wanted:
             maps = {spec: values[offset] for spec, values in found.items()}
@@ -170,9 +199,15 @@ def _keep_examples(state, start, chunk_result, wanted):
 
 
 def evaluate_segmentation(
-    models, test, encoding, *, cam_layer=None, region="predicted",
-    batch_size=64, example_indices=(),
-):  # fmt: skip
+    models,
+    test,
+    encoding,
+    *,
+    cam_layer=None,
+    region="predicted",
+    batch_size=64,
+    example_indices=(),
+):
     """One pass over ``test``: see the module.
 
     Args:
@@ -192,6 +227,13 @@ def evaluate_segmentation(
     prepared = [PreparedModel(entry, shape, cam_layer) for entry in models]
     specs = [spec for model in prepared for spec in model.specs()]
     state = SegmentationPass(specs=specs, reference=specs[-1])
+    state.thumbnails = Thumbnails(
+        specs,
+        count=len(test.labels),
+        image_shape=shape,
+        label_maps=[TRUE_MASK] + [model.mask for model in prepared],
+        num_labels=encoding.num_labels,
+    )
     wanted = set(int(i) for i in example_indices)
     start = 0
     for images, labels, masks in test.batches(batch_size):
@@ -201,8 +243,14 @@ def evaluate_segmentation(
         )
         _keep_examples(state, start, result, wanted)
         start += len(images)
-    for store in (state.dice, state.iou, state.accuracy, state.mass,
-                  state.agreement, state.baselines):  # fmt: skip
+    for store in (
+        state.dice,
+        state.iou,
+        state.accuracy,
+        state.mass,
+        state.agreement,
+        state.baselines,
+    ):
         for key, parts in store.items():
             store[key] = np.concatenate(parts)
     state.true_labels = np.concatenate(state.true_labels)

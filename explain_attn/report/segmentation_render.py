@@ -18,9 +18,11 @@ def _gallery(report):
         maps = example["maps"]
         titles = [spec.label.replace(": ", "\n", 1) for spec in maps]
         uri = example_figure(
-            example["image"], example["target"] > 0, list(maps.values()),
+            example["image"],
+            example["target"] > 0,
+            list(maps.values()),
             titles,
-        )  # fmt: skip
+        )
         entries.append({"index": example["index"], "figure": uri})
     return entries
 
@@ -46,5 +48,6 @@ def segmentation_html(report, environment):
         "version": data["versions"].get("explain_attn", ""),
         "gallery": _gallery(report),
         "filmstrips": _filmstrips(report),
+        "explorer": report.explorer,
     }
     return environment.get_template("segmentation.html").render(context)

@@ -69,10 +69,15 @@ def _train_one(architecture, train, encoding, settings, seed, say):
     )
     targets = encoding(train.labels, train.masks)
     info = train_segmentation(
-        model, train.images, targets, epochs=settings["epochs"],
-        batch_size=settings["batch_size"], loss=settings["loss"],
-        learning_rate=settings["learning_rate"], seed=seed,
-    )  # fmt: skip
+        model,
+        train.images,
+        targets,
+        epochs=settings["epochs"],
+        batch_size=settings["batch_size"],
+        loss=settings["loss"],
+        learning_rate=settings["learning_rate"],
+        seed=seed,
+    )
     say(
         f"{architecture}: trained ({settings['epochs']} epochs, "
         f"{len(targets)} images, {info['seconds_per_epoch']:.1f} s per epoch)"
@@ -81,8 +86,15 @@ def _train_one(architecture, train, encoding, settings, seed, say):
 
 
 def _cached(architecture, train, encoding, settings, seed, folder, say):
-    key = cache_key({"architecture": architecture, "seed": seed, "version": 2,
-                     "data": train.fingerprint(), **settings})  # fmt: skip
+    key = cache_key(
+        {
+            "architecture": architecture,
+            "seed": seed,
+            "version": 2,
+            "data": train.fingerprint(),
+            **settings,
+        }
+    )
     path = folder / f"segmentation-{architecture}-{key}.keras"
     meta = path.with_suffix(".json")
     if path.is_file() and meta.is_file():
@@ -105,11 +117,16 @@ def _training_subset(train, count):
     if isinstance(train, Dataset):
         return train.take(range(min(count, len(train.labels))))
     images, labels, masks = generate(
-        count, split="train", seed=SAMPLE_SEED, image_size=32,
-        clutter=DEFAULT_CLUTTER, spurious_correlation=0.0,
-    )  # fmt: skip
-    return Dataset(images / np.float32(255), labels, masks, CLASS_NAMES,
-                   name="sample")  # fmt: skip
+        count,
+        split="train",
+        seed=SAMPLE_SEED,
+        image_size=32,
+        clutter=DEFAULT_CLUTTER,
+        spurious_correlation=0.0,
+    )
+    return Dataset(
+        images / np.float32(255), labels, masks, CLASS_NAMES, name="sample"
+    )
 
 
 def segmentation_demo(train, *, epochs=None, seed=0, cache_dir=None, say):
@@ -133,13 +150,21 @@ def segmentation_demo(train, *, epochs=None, seed=0, cache_dir=None, say):
     encoding = TargetEncoding(settings["num_outputs"], subset.class_names)
     folder = cache_dir or cache_directory()
     models = []
-    for role, architecture in (("attention", "attention_unet"),
-                               ("baseline", "unet")):  # fmt: skip
+    for role, architecture in (
+        ("attention", "attention_unet"),
+        ("baseline", "unet"),
+    ):
         model, info = _cached(
             architecture, subset, encoding, settings, seed, folder, say
         )
-        models.append(ReportModel(
-            key=role, role=role, name=architecture, model=model,
-            architecture=architecture, training=info,
-        ))  # fmt: skip
+        models.append(
+            ReportModel(
+                key=role,
+                role=role,
+                name=architecture,
+                model=model,
+                architecture=architecture,
+                training=info,
+            )
+        )
     return models

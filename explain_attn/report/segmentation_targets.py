@@ -9,6 +9,11 @@ outputs per pixel the true label map is:
 - ``K = len(class_names) + 1``: ``label + 1`` on the mask, 0 elsewhere
   (class 0 is the background, class ``k + 1`` the data's class ``k``).
 
+With multi-class masks (``mask_labels``: ``masks/labels.txt``, see
+`explain_attn.data.folders`) the masks are the label maps themselves, with
+the mask labels as classes: ``K = len(mask_labels) + 1`` scores each class,
+``K = 1`` or ``2`` the foreground (any class) against the background.
+
 Anything else cannot be scored and is refused before any work.
 """
 
@@ -26,8 +31,11 @@ class TargetEncoding:
         label_names: Their names, background first.
     """
 
-    def __init__(self, num_outputs, class_names):
+    def __init__(self, num_outputs, class_names, mask_labels=None):
         self.num_outputs = int(num_outputs)
+        self.mask_labels = mask_labels
+        if mask_labels is not None:
+            class_names = tuple(mask_labels)
         self.per_class = self.num_outputs == len(class_names) + 1
         if self.per_class:
             self.label_names = ("background", *class_names)
@@ -38,8 +46,10 @@ class TargetEncoding:
 
     def __call__(self, labels, masks):
         """``(B, H, W)`` int64 true label maps of one chunk."""
+        if self.mask_labels is not None and self.per_class:
+            return np.asarray(masks, np.int64)
         masks = np.asarray(masks, bool)
-        if not self.per_class:
+        if not self.per_class or self.mask_labels is not None:
             return masks.astype(np.int64)
         labels = np.asarray(labels, np.int64)
         return np.where(masks, labels[:, None, None] + 1, 0)
@@ -75,7 +85,8 @@ def target_encoding(model, test):
             "they must match. Resize the data with --image-size "
             f"{output[0]}x{output[1]}."
         )
-    classes = len(test.class_names)
+    names = test.mask_labels or test.class_names
+    classes = len(names)
     if output[-1] not in (1, 2, classes + 1):
         raise ValueError(
             f"Model {model.name!r} has {output[-1]} classes per pixel, but "
@@ -84,4 +95,4 @@ def target_encoding(model, test):
             f"classes. Use a model with {classes + 1} classes (background "
             "first), 2 or 1 (foreground against background)."
         )
-    return TargetEncoding(output[-1], test.class_names)
+    return TargetEncoding(output[-1], test.class_names, test.mask_labels)
