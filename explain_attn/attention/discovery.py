@@ -65,10 +65,22 @@ __all__ = ["attention_module", "discover_modules", "unreadable_attention"]
 _CACHE = weakref.WeakKeyDictionary()
 
 _ELEMENTWISE = {
-    "Add", "Subtract", "Multiply", "Divide", "TrueDivide", "ReLU",
-    "Activation", "Sigmoid", "HardSigmoid", "Relu6", "Relu", "Tanh",
-    "Identity", "Cast", "Softmax",
-}  # fmt: skip
+    "Add",
+    "Subtract",
+    "Multiply",
+    "Divide",
+    "TrueDivide",
+    "ReLU",
+    "Activation",
+    "Sigmoid",
+    "HardSigmoid",
+    "Relu6",
+    "Relu",
+    "Tanh",
+    "Identity",
+    "Cast",
+    "Softmax",
+}
 """Calls that compute each output value from the same position's input."""
 
 
@@ -283,8 +295,10 @@ def _gated_multiplies(graph):
         if earlier is not None and len(axes) == 1:
             axes.insert(0, earlier[0])
         if len(axes) == 2 and {a[0] for a in axes} == {"height", "width"}:
-            yield _axis_module(tap, earlier[2] if earlier else features,
-                               axes), axes[0][3].path  # fmt: skip
+            yield (
+                _axis_module(tap, earlier[2] if earlier else features, axes),
+                axes[0][3].path,
+            )
         elif len(axes) == 1:
             pending[id(tap.output)] = (axes[0], tap, features)
         elif earlier is not None:

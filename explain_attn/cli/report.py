@@ -336,8 +336,11 @@ def sharding(num_shards, shard_index, parts, dask_address):
             "Give --shard-index (one shard) or --dask (every shard), not both."
         )
     if dask_address:
-        return {"address": dask_address, "num_shards": num_shards,
-                "parts": Path(parts)}  # fmt: skip
+        return {
+            "address": dask_address,
+            "num_shards": num_shards,
+            "parts": Path(parts),
+        }
     if shard_index is None:
         return {}
     return {"shard": ShardJob(num_shards, shard_index, Path(parts))}

@@ -182,7 +182,7 @@ class ChannelStatistics(Contributor):
         layers=None,
         batch_size=128,
         strategy=None,
-    ):  # fmt: skip
+    ):
         super().__init__()
         self.batch_size = batch_size
         self.strategy = strategy

@@ -29,9 +29,15 @@ __all__ = [
 
 
 def report_contributors(
-    models, explanations, reference, test, *, layers, batch_size,
+    models,
+    explanations,
+    reference,
+    test,
+    *,
+    layers,
+    batch_size,
     strategy=None,
-):  # fmt: skip
+):
     """Name -> `Contributor` of the report's pass: the scores, and
     everything else that needs every image (baselines, mask shares, map
     statistics, channel weights, thumbnails)."""
@@ -41,15 +47,18 @@ def report_contributors(
         "masks": MaskShares(),
         "maps": MapStatistics(explanations),
         "channels": ChannelStatistics(
-            models, num_classes=len(test.class_names),
-            layers=channel_paths(models, layers), batch_size=batch_size,
+            models,
+            num_classes=len(test.class_names),
+            layers=channel_paths(models, layers),
+            batch_size=batch_size,
             strategy=strategy,
         ),
         "thumbnails": Thumbnails(
-            explanations, count=len(test.labels),
+            explanations,
+            count=len(test.labels),
             image_shape=tuple(test.image_shape)[:2],
         ),
-    }  # fmt: skip
+    }
 
 
 def report_chunk_size(test, batch_size, chunk_size=None):
