@@ -25,7 +25,7 @@ from explain_attn.tracing import (
     trace_call,
 )
 
-__all__ = ["FlatGraph", "Tap", "flat_graph"]
+__all__ = ["FlatGraph", "ModelState", "Tap", "flat_graph", "model_state"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -109,25 +109,68 @@ class FlatGraph:
         return self.inputs[0] if len(self.inputs) == 1 else self.inputs
 
 
-_CACHE = weakref.WeakKeyDictionary()
+@dataclasses.dataclass(eq=False)
+class ModelState:
+    """What is built once per model and then read by every explanation,
+    check and report section: the model's flat graph, its attention
+    modules (`explain_attn.attention.discovery`) and its compiled functions
+    (`explain_attn.explanations.compiled`).
+
+    One object per model (`model_state`), built in the open: it is the
+    only per-model state the package keeps (the graph, the discovered
+    modules and the compiled functions were three separate caches before).
+
+    Attributes:
+        model: The `keras.Model`.
+        discovered: ``(modules, {path: why it has no map})`` once
+            discovery has run, else ``None``.
+        functions: Compiled functions by what determines them.
+    """
+
+    model: keras.Model
+    discovered: tuple | None = None
+    functions: dict = dataclasses.field(default_factory=dict)
+    _graph: FlatGraph | None = dataclasses.field(default=None, repr=False)
+
+    @property
+    def graph(self):
+        """The `FlatGraph`, built on first use (a model without one, e.g.
+        a subclassed model, can still have compiled functions)."""
+        if self._graph is None:
+            self._graph = _flatten(self.model)
+        return self._graph
 
 
-def flat_graph(model):
-    """Returns the `FlatGraph` of ``model``, built once and cached.
+_STATES = weakref.WeakKeyDictionary()
+
+
+def model_state(model):
+    """The `ModelState` of ``model``: one per model, kept while the model
+    lives.
 
     Raises:
         TypeError: If ``model`` is not a `keras.Model`.
-        ValueError: If the model is subclassed (it has no graph to read) or
-            is a Sequential model that was never built.
     """
     if not isinstance(model, keras.Model):
         raise TypeError(
             "Expected a keras.Model. Received: "
             f"model of type {type(model).__name__}"
         )
-    if model not in _CACHE:
-        _CACHE[model] = _flatten(model)
-    return _CACHE[model]
+    state = _STATES.get(model)
+    if state is None:
+        state = _STATES[model] = ModelState(model)
+    return state
+
+
+def flat_graph(model):
+    """Returns the `FlatGraph` of ``model`` (its `ModelState`'s).
+
+    Raises:
+        TypeError: If ``model`` is not a `keras.Model`.
+        ValueError: If the model is subclassed (it has no graph to read) or
+            is a Sequential model that was never built.
+    """
+    return model_state(model).graph
 
 
 def _flatten(model, check=False):

@@ -365,8 +365,10 @@ def _set_full(error, paths, temporaries, needed, kept):
 
 
 def _write_commit(folder, paths):
-    lines = [f"{'move' if (folder / p.name).exists() else 'remove'} {p.name}"
-             for p in paths]  # fmt: skip
+    lines = [
+        f"{'move' if (folder / p.name).exists() else 'remove'} {p.name}"
+        for p in paths
+    ]
     temporary = folder / ".COMMIT.tmp"
     temporary.write_text("\n".join(lines) + "\n", encoding="utf-8")
     temporary.rename(folder / "COMMIT")

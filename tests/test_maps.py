@@ -17,7 +17,7 @@ from explain_attn.explanations import (
     describe_layers,
     resolve_layers,
 )
-from explain_attn.explanations import compiled as compiled_module
+from explain_attn.graph import model_state
 
 
 def layer_input(model, name, images):
@@ -206,7 +206,7 @@ def test_resize_and_batches(layered_model, images):
 
 def test_extractor_is_built_once_per_layer_set(layered_model, images):
     attention_maps(layered_model, images, layers=["spatial", "cbam"])
-    cache = compiled_module._COMPILED[layered_model]
+    cache = model_state(layered_model).functions
     before = dict(cache)
     attention_maps(layered_model, images[:3], layers=["spatial", "cbam"])
     assert dict(cache) == before

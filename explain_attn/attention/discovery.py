@@ -37,8 +37,6 @@ outputs while rebuilding the forward pass with public APIs
 public objects (`keras.KerasTensor`, layer configs, operation class names).
 """
 
-import weakref
-
 from explain_attn.attention.kinds import (
     AttentionModule,
     AxisGates,
@@ -58,17 +56,27 @@ from explain_attn.attention.tokens import (
     rollout_module,
     softmax_modules,
 )
-from explain_attn.graph import Tap, flat_graph
+from explain_attn.graph import Tap, flat_graph, model_state
 
 __all__ = ["attention_module", "discover_modules", "unreadable_attention"]
 
-_CACHE = weakref.WeakKeyDictionary()
-
 _ELEMENTWISE = {
-    "Add", "Subtract", "Multiply", "Divide", "TrueDivide", "ReLU",
-    "Activation", "Sigmoid", "HardSigmoid", "Relu6", "Relu", "Tanh",
-    "Identity", "Cast", "Softmax",
-}  # fmt: skip
+    "Add",
+    "Subtract",
+    "Multiply",
+    "Divide",
+    "TrueDivide",
+    "ReLU",
+    "Activation",
+    "Sigmoid",
+    "HardSigmoid",
+    "Relu6",
+    "Relu",
+    "Tanh",
+    "Identity",
+    "Cast",
+    "Softmax",
+}
 """Calls that compute each output value from the same position's input."""
 
 
@@ -83,9 +91,15 @@ def discover_modules(model):
         A list of `explain_attn.attention.kinds.AttentionModule`, with
         ``shape``, ``value_range``, ``found_by`` and ``applied_at`` set.
     """
-    if model not in _CACHE:
-        _CACHE[model] = _discover(model)
-    return list(_CACHE[model][0])
+    return list(_discovered(model)[0])
+
+
+def _discovered(model):
+    """``(modules, reasons)`` of ``model``, kept in its `ModelState`."""
+    state = model_state(model)
+    if state.discovered is None:
+        state.discovered = _discover(state.graph)
+    return state.discovered
 
 
 def unreadable_attention(model, path):
@@ -97,8 +111,7 @@ def unreadable_attention(model, path):
     subclassed layer or ``Lambda`` whose call could not be traced
     (``outer/part``).
     """
-    discover_modules(model)
-    reasons = _CACHE[model][1]
+    reasons = _discovered(model)[1]
     if path in reasons:
         return reasons[path]
     for outer, failure in flat_graph(model).untraced.items():
@@ -118,9 +131,9 @@ def attention_module(model, path):
     return next((m for m in discover_modules(model) if m.path == path), None)
 
 
-def _discover(model):
-    """``(modules in call order, {path: why it has no map})``."""
-    graph = flat_graph(model)
+def _discover(graph):
+    """``(modules in call order, {path: why it has no map})`` of a model's
+    `FlatGraph`."""
     unreadable = {}
     found = {}
     for tap in graph.taps.values():
@@ -283,8 +296,10 @@ def _gated_multiplies(graph):
         if earlier is not None and len(axes) == 1:
             axes.insert(0, earlier[0])
         if len(axes) == 2 and {a[0] for a in axes} == {"height", "width"}:
-            yield _axis_module(tap, earlier[2] if earlier else features,
-                               axes), axes[0][3].path  # fmt: skip
+            yield (
+                _axis_module(tap, earlier[2] if earlier else features, axes),
+                axes[0][3].path,
+            )
         elif len(axes) == 1:
             pending[id(tap.output)] = (axes[0], tap, features)
         elif earlier is not None:

@@ -135,9 +135,13 @@ def summarize(
         result["median"] = float(np.median(values))
     if values.size >= 2:
         result["ci_low"], result["ci_high"] = _interval(
-            every, values, bootstrap, confidence=confidence,
-            num_resamples=num_resamples, seed=seed,
-        )  # fmt: skip
+            every,
+            values,
+            bootstrap,
+            confidence=confidence,
+            num_resamples=num_resamples,
+            seed=seed,
+        )
     return result
 
 
@@ -207,9 +211,13 @@ def paired_difference(
     if differences.size < 2:
         return result
     result["ci_low"], result["ci_high"] = _interval(
-        values_a - values_b, differences, bootstrap, confidence=confidence,
-        num_resamples=num_resamples, seed=seed,
-    )  # fmt: skip
+        values_a - values_b,
+        differences,
+        bootstrap,
+        confidence=confidence,
+        num_resamples=num_resamples,
+        seed=seed,
+    )
     if not differences.any():
         result["p_value"] = 1.0
     else:

@@ -5,9 +5,11 @@
 - Stages, in order: `evaluate` (stream the test set), `summaries`
   (tables with intervals), `gallery`, `faithfulness` (the section).
 - `demo` and `cache`: the demo pair, trained once and cached.
-- `render`, `figures`, `faithfulness_figures`: HTML and figures. A new
-  report section is a stage module here plus a ``templates/_name.html``
-  partial.
+- `section` and `sections`: the report as sections (one protocol: what
+  a section observes during the pass, what it computes, which partial
+  renders it), listed once in `sections.SECTIONS`. A new section is its
+  module here, a ``templates/_name.html`` partial and one line there.
+- `render`, `figures`, `faithfulness_figures`: HTML and figures.
 """
 
 from explain_attn.report.build import (

@@ -21,15 +21,19 @@ map is not above zero (the interval's lower end at or below 0).
 
 import numpy as np
 
+import explain_attn.report.figures as figures
 from explain_attn import metrics
+from explain_attn.metrics import METRIC_DEFINITIONS
 from explain_attn.report.contributions import (
     Contributor,
     Part,
     chunk_length,
 )
 from explain_attn.report.evaluate import score_slices
+from explain_attn.report.section import Section
 
 __all__ = [
+    "BaselinesSection",
     "BASELINES",
     "CENTRE_SIGMA_FRACTION",
     "BaselineValues",
@@ -235,3 +239,47 @@ def baselines_section(data, masks=None, *, seed=0, values=None, keyed=None):
             for name, difference in row["vs_flat"].items()
             if not difference["ci_low"] > 0
         ]
+
+
+class BaselinesSection(Section):
+    """The explanations' tables: the baselines (flat map, centre prior)
+    beside the explanations (`baselines_section`), their distributions."""
+
+    name = "baselines"
+    partial = "_explanations.html"
+
+    def contributors(self, run):
+        return {"baselines": BaselineValues()}
+
+    def compute(self, run, observed, data):
+        # Adds its per-image values and marks to the models section's rows.
+        baselines_section(
+            data,
+            values=observed["baselines"].values,
+            seed=run.seed,
+            keyed=run.keyed,
+        )
+        return {"baselines": data.pop("baselines")}
+
+    def context(self, report):
+        rows = report.data["explanations"]
+        return {
+            "metric_names": [
+                name
+                for name in METRIC_DEFINITIONS
+                if any(name in row["summary"]["all"] for row in rows)
+            ],
+            "distributions": distributions(report.data),
+        }
+
+
+def distributions(data):
+    """Box plots of every explanation and, where there are masks, of the
+    baselines (flat map, centre prior)."""
+    labels = {row["id"]: row["label"] for row in data["explanations"]}
+    series = dict(data["per_image"]["metrics"])
+    for row in data.get("baselines", []):
+        key = f"baseline:{row['id']}"
+        labels[key] = row["label"]
+        series[key] = data["per_image"]["baselines"][row["id"]]
+    return figures.metric_distributions(series, labels)

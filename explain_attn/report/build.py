@@ -1,29 +1,26 @@
 """The report: does attention help, where does it look, and is it the object?
 
 `build_report` takes trained models and a test set (in memory or
-streamed) and runs the stages: `explain_attn.report.evaluate` (one pass
-over the test set, keeping per-image numbers; the baselines, warnings,
-channel weights and thumbnails observe the same pass),
-`explain_attn.report.summaries` (tables with intervals),
-`explain_attn.report.gallery` (informative images with every map, read
-again one by one) and `explain_attn.report.faithfulness` (the
-Faithfulness section, on samples read the same way). Memory: per-image
-numbers, thumbnails and a few chunks, whatever the number of images.
-`report_from_sources` first loads the models and opens the data, or trains
-the demo pair (`explain_attn.report.demo`). `explain_attn.report.render` turns a
-`Report` into HTML, `write_json` into numbers.
+streamed), makes the `Run` every section reads, runs the one pass over
+the test set in which every section observes what it needs
+(`explain_attn.report.sections.contributors`, `explain_attn.report.
+evaluate`), then computes the description section by section
+(`explain_attn.report.sections.describe`: tables with intervals, the
+gallery and the faithfulness checks on images read again, the reading
+aids). Memory: per-image numbers, thumbnails and a few chunks, whatever
+the number of images. `report_from_sources` first loads the models and
+opens the data, or trains the demo pair (`explain_attn.report.demo`).
+`explain_attn.report.render` turns a `Report` into HTML, `write_json` into
+numbers.
 """
 
 import dataclasses
 import datetime
 import json
 import math
-import platform
-from pathlib import Path
 
 import numpy as np
 
-from explain_attn import __version__
 from explain_attn.data import load_dataset, open_source
 from explain_attn.devices import replica_count, strategy_scope
 from explain_attn.explanations.explanation import explanations_for
@@ -38,24 +35,19 @@ from explain_attn.models.lookup import (
 from explain_attn.models.saving import atomic_path
 from explain_attn.models.task import SEGMENTATION
 from explain_attn.options import check_positive_int
-from explain_attn.report.baselines import baselines_section
 from explain_attn.report.cache import cache_directory
 from explain_attn.report.demo import demo_data, demo_models
 from explain_attn.report.evaluate import evaluate_parts
-from explain_attn.report.explorer import explorer_payload
-from explain_attn.report.faithfulness import (
-    faithfulness_section,
-    faithfulness_settings,
-)
-from explain_attn.report.findings import findings
-from explain_attn.report.gallery import gallery
+from explain_attn.report.faithfulness import faithfulness_settings
 from explain_attn.report.models import load_report_models
 from explain_attn.report.observed import (
+    channel_paths,
     observed_from,
     report_chunk_size,
-    report_contributors,
 )
-from explain_attn.report.per_class import per_class_section
+from explain_attn.report.run_record import dataset_name, library_versions
+from explain_attn.report.section import Run
+from explain_attn.report.sections import contributors, describe
 from explain_attn.report.segmentation import (
     check_unsharded,
     segmentation_report,
@@ -70,20 +62,12 @@ from explain_attn.report.shards import (
     numbers_options,
     run_fingerprint,
 )
-from explain_attn.report.summaries import report_bootstrap, summaries
-from explain_attn.report.training_record import training_record_section
-from explain_attn.report.warnings import (
-    majority_warnings,
-    map_warnings,
-    mask_area_warnings,
-    no_feature_map_warnings,
-    skipped_section_warnings,
-    training_warnings,
-)
+from explain_attn.report.summaries import report_bootstrap
 from explain_attn.stages import stage
 
 __all__ = [
     "Report",
+    "dataset_name",
     "build_report",
     "open_run",
     "report_explanations",
@@ -206,9 +190,13 @@ def report_explanations(
             try:
                 _check_target(entry.model, cam_class)
                 explanations += explanations_for(
-                    entry.model, method, where, key=entry.key,
-                    name=entry.name, target=cam_class,
-                )  # fmt: skip
+                    entry.model,
+                    method,
+                    where,
+                    key=entry.key,
+                    name=entry.name,
+                    target=cam_class,
+                )
             except ValueError as error:
                 raise ValueError(
                     f"{entry.role.capitalize()} model: {error}"
@@ -221,18 +209,6 @@ def report_explanations(
     return explanations, reference
 
 
-def dataset_name(test, source):
-    """The data's name: its folder's name, not its split folder's.
-
-    ``DATA/test/images/...`` is named ``DATA``, not ``test``.
-    """
-    if source is not None and Path(str(source)).is_dir():
-        folder = Path(str(source)).resolve()
-        if folder.name != test.name and (folder / test.name).is_dir():
-            return folder.name
-    return test.name
-
-
 def _check_target(model, cam_class):
     if isinstance(cam_class, int) and not isinstance(cam_class, bool):
         num_classes = int(model.outputs[0].shape[-1])
@@ -241,46 +217,6 @@ def _check_target(model, cam_class):
                 f"--cam-class {cam_class} is not one of its {num_classes} "
                 f"classes (0 to {num_classes - 1})."
             )
-
-
-def _dataset_section(test, source):
-    """The data's record; a streamed source's fingerprint was computed
-    during the evaluation's pass."""
-    return {
-        "name": dataset_name(test, source),
-        "source": str(source),
-        "split": "test",
-        "num_images": int(len(test.labels)),
-        "image_shape": [int(n) for n in test.image_shape],
-        "class_names": list(test.class_names),
-        "has_masks": bool(test.has_masks),
-        "fingerprint": test.fingerprint(),
-    }
-
-
-def _gallery_section(examples, test):
-    return [
-        {
-            "index": example["index"],
-            "label": int(test.labels[example["index"]]),
-            "predictions": example["predictions"],
-            "reasons": example["reasons"],
-        }
-        for example in examples
-    ]
-
-
-def _versions():
-    import keras
-    import tensorflow as tf
-
-    return {
-        "explain_attn": __version__,
-        "tensorflow": tf.__version__,
-        "keras": keras.__version__,
-        "numpy": np.__version__,
-        "python": platform.python_version(),
-    }
 
 
 SETTINGS = ("seed", "num_examples", "cam_layer", "cam_class", "batch_size")
@@ -343,147 +279,86 @@ def build_report(
             whose input does not match the images.
     """
     faithfulness = _checked_options(num_examples, batch_size, faithfulness)
-    explanations, reference = report_explanations(
-        models, layers=layers, methods=methods, cam_layer=cam_layer,
-        cam_class=cam_class)  # fmt: skip
-    observed = _observed(
-        models, explanations, reference, test, layers, batch_size, verbose,
-        strategy, shard, chunk_size,
-    )  # fmt: skip
-    data = _numbers(models, explanations, reference, test, observed, source,
-                    seed=seed, merged=shard)  # fmt: skip
-    examples = gallery(explanations, reference, observed["evaluation"], test,
-        num_examples=num_examples, seed=seed, batch_size=batch_size,
-        strategy=strategy)  # fmt: skip
-    data["settings"] = {
-        **{name: value for name, value in locals().items()
-           if name in SETTINGS},
-        "layers": list(layers) if layers else None, "methods": list(methods),
-        "devices": replica_count(strategy), **(settings or {}),
-    }  # fmt: skip
-    if faithfulness is not None:
-        _add_faithfulness(data, models, explanations, test, faithfulness,
-            seed=seed, batch_size=batch_size, strategy=strategy,
-            say=log if verbose else _silent)  # fmt: skip
-    return _assembled(data, examples, models, test, observed, seed)
-
-
-def _assembled(data, examples, models, test, observed, seed):
-    """The `Report`: ``data`` with the gallery and the reading aids."""
-    data["gallery"] = _gallery_section(examples, test)
-    records = _reading_aids(data, models, test, observed, seed=seed)
+    given = dict(locals())
+    run = _run(models, test, given)
+    observed = _observed(run, verbose, chunk_size)
+    data, attachments = describe(run, observed)
     created = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
     return Report(
-        data=data, gallery=examples, created=created, records=records,
-        explorer=explorer_payload(data, observed["thumbnails"]),
-    )  # fmt: skip
-
-
-def _numbers(models, explanations, reference, test, observed, source, *,
-             seed, merged=None):  # fmt: skip
-    """The report's numbers from the evaluation's pass: `summaries`,
-    baselines, the data's record, the channel section, the library versions
-    and, for merged parts, the shards' record."""
-    keyed = report_bootstrap(len(test.labels), seed)
-    data = summaries(
-        models, explanations, reference, observed["evaluation"], test, seed,
-        keyed=keyed,
-    )  # fmt: skip
-    baselines_section(
-        data, values=observed["baselines"].values, seed=seed, keyed=keyed
+        data=data,
+        gallery=attachments.get("gallery", []),
+        created=created,
+        explorer=attachments.get("explorer"),
+        records=attachments.get("training_record", {}),
     )
-    data["dataset"] = _dataset_section(test, source)
-    data["channels"] = observed["channels"].section()
-    data["versions"] = _versions()
+
+
+def _run(models, test, given):
+    """The `Run` of `build_report`'s arguments ``given`` by name: the
+    explanations, the options the sections read and the recorded
+    settings."""
+    chosen = ("layers", "methods", "cam_layer", "cam_class")
+    explanations, reference = report_explanations(
+        models, **{name: given[name] for name in chosen}
+    )
+    layers, strategy = given["layers"], given["strategy"]
+    recorded = {k: v for k, v in given.items() if k in SETTINGS}
+    recorded |= {
+        "layers": list(layers) if layers else None,
+        "methods": list(given["methods"]),
+        "devices": replica_count(strategy),
+        **(given["settings"] or {}),
+    }
+    options = {name: given[name] for name in RUN_OPTIONS}
+    options |= {
+        "say": given["log"] if given["verbose"] else _silent,
+        "merged": given["shard"],
+        "channel_layers": channel_paths(models, layers),
+        "recorded": recorded,
+        "keyed": report_bootstrap(len(test.labels), given["seed"]),
+    }
+    return Run(models, explanations, reference, test, options)
+
+
+RUN_OPTIONS = (
+    "seed",
+    "batch_size",
+    "strategy",
+    "num_examples",
+    "faithfulness",
+    "source",
+)
+"""`build_report`'s arguments that the sections read as they are
+(`explain_attn.report.section.Run`)."""
+
+
+def _observed(run, verbose, chunk_size):
+    """The one pass over the test data, or the reduce of the merged parts
+    once their fingerprint is checked against these models and data:
+    every section's contributions (`observed_from`)."""
+    observing = contributors(run)
+    test, merged = run.test, run.merged
     if merged is not None:
-        data["shards"] = merged.record()
-    return data
-
-
-def _observed(
-    models, explanations, reference, test, layers, batch_size, verbose,
-    strategy, merged, chunk_size,
-):  # fmt: skip
-    """`_evaluate`, or the reduce of the merged parts (`observed_from`)
-    once their fingerprint is checked against these models and data."""
-    if merged is None:
-        return _evaluate(
-            models, explanations, reference, test, layers, batch_size,
-            verbose, strategy, chunk_size,
-        )  # fmt: skip
-    run = numbers_options(merged.metas[0]["run"])
-    if run_fingerprint(models, test, run) != merged.fingerprint:
-        raise ValueError(
-            "The models or data the parts were made with have changed since "
-            "(their fingerprint differs). Run the shards again."
-        )
-    contributors = report_contributors(
-        models, explanations, reference, test, layers=layers,
-        batch_size=batch_size, strategy=strategy,
-    )  # fmt: skip
-    return observed_from(contributors, merged.part)
-
-
-def _evaluate(
-    models, explanations, reference, test, layers, batch_size, verbose,
-    strategy=None, chunk_size=None,
-):  # fmt: skip
-    """The one pass over ``test`` (`evaluate_parts` with
-    `report_contributors`), reduced (`observed_from`).
-
-    Returns:
-        A dict: ``evaluation`` and each contributor by name.
-    """
-    contributors = report_contributors(
-        models, explanations, reference, test, layers=layers,
-        batch_size=batch_size, strategy=strategy,
-    )  # fmt: skip
-    chunk = report_chunk_size(test, batch_size, chunk_size)
+        options = numbers_options(merged.metas[0]["run"])
+        if run_fingerprint(run.models, test, options) != merged.fingerprint:
+            raise ValueError(
+                "The models or data the parts were made with have changed "
+                "since (their fingerprint differs). Run the shards again."
+            )
+        return observed_from(observing, merged.part)
+    chunk = report_chunk_size(test, run.batch_size, chunk_size)
     with stage(f"the evaluation of {len(test.labels):,} test images"):
         total = evaluate_parts(
-            models, explanations, test.batches(chunk),
-            contributors=contributors, batch_size=batch_size,
-            verbose=verbose, num_images=len(test.labels), strategy=strategy,
-        )  # fmt: skip
-    return observed_from(contributors, total)
-
-
-def _add_faithfulness(data, models, explanations, test, settings, **options):
-    """Adds the Faithfulness section to ``data``. Within a recording (the
-    CLI's, `explain_attn.stages`), a failure leaves the section out."""
-    with stage("the faithfulness checks", section="faithfulness"):
-        data["faithfulness"] = faithfulness_section(
-            models, explanations, test, settings=settings, **options
+            run.models,
+            run.explanations,
+            test.batches(chunk),
+            contributors=observing,
+            batch_size=run.batch_size,
+            verbose=verbose,
+            num_images=len(test.labels),
+            strategy=run.strategy,
         )
-
-
-def _reading_aids(data, models, test, observed, *, seed):
-    """Adds the training records, ``per_class``, ``warnings`` and
-    ``findings`` to ``data``; returns the records."""
-    records = _add_training_record(data, models)
-    data["per_class"] = per_class_section(data, seed=seed)
-    data["warnings"] = (
-        skipped_section_warnings()
-        + majority_warnings(data["models"], test.labels, test.class_names)
-        + training_warnings(data["models"])
-        + map_warnings(observed["maps"].counts)
-        + mask_area_warnings(observed["masks"].shares)
-        + no_feature_map_warnings(data["models"], data["explanations"])
-    )
-    data["findings"] = findings(data)
-    return records
-
-
-def _add_training_record(data, models):
-    """Adds "Attention during training" to ``data``; returns the records."""
-    section, records = training_record_section(models)
-    if section:
-        data["training_record"] = section
-    for row in data["models"]:  # The record's training check, for warnings.
-        check = getattr(records.get(row["key"]), "meta", {}).get("check")
-        if check and not (row.get("training") or {}).get("check"):
-            row["training"] = {**(row.get("training") or {}), "check": check}
-    return records
+    return observed_from(observing, total)
 
 
 def _check_sources(attention_models, baseline_model, spurious_correlation):
@@ -556,8 +431,11 @@ def report_from_sources(
     """
     sources = {k: v for k, v in locals().items() if k in SOURCE_ARGUMENTS}
     sources["attention_models"] = list(attention_models or ())
-    settings = {"epochs": epochs, "command_line": command_line,
-                "spurious_correlation": spurious_correlation}  # fmt: skip
+    settings = {
+        "epochs": epochs,
+        "command_line": command_line,
+        "spurious_correlation": spurious_correlation,
+    }
     task = options.pop("task", None)
     given = None
     if not (
@@ -601,21 +479,29 @@ def _segmentation_report(given, sources, settings, options):
             "training the demo models", kept=_cache_note(sources["cache_dir"])
         ):
             models = segmentation_demo(
-                train, epochs=sources["epochs"], seed=options.get("seed", 0),
-                cache_dir=sources["cache_dir"], say=say,
-            )  # fmt: skip
+                train,
+                epochs=sources["epochs"],
+                seed=options.get("seed", 0),
+                cache_dir=sources["cache_dir"],
+                say=say,
+            )
     else:
         models, test = given
     wanted = ("cam_layer", "cam_class", "num_examples", "seed", "batch_size")
     checks = faithfulness_settings(options.get("faithfulness", True))
     with stage(f"the evaluation of {len(test.labels):,} test images"):
         numbers, examples, created, records, explorer = segmentation_report(
-            models, test, source=data, versions=_versions(),
-            settings={"epochs": settings["epochs"],
-                      "command_line": settings["command_line"]},
+            models,
+            test,
+            source=data,
+            versions=library_versions(),
+            settings={
+                "epochs": settings["epochs"],
+                "command_line": settings["command_line"],
+            },
             faithfulness=checks,
             **{k: options[k] for k in wanted if k in options},
-        )  # fmt: skip
+        )
     return Report(
         data=numbers,
         gallery=examples,
@@ -639,18 +525,32 @@ def shard_part(models, test, job, **options):
     )
     check_positive_int("batch_size", options.get("batch_size", 128))
     return evaluate_shard(
-        models, explanations, reference, test, job,
-        layers=options.get("layers"), batch_size=options.get("batch_size", 128),
-        verbose=options.get("verbose", 1), strategy=options.get("strategy"),
+        models,
+        explanations,
+        reference,
+        test,
+        job,
+        layers=options.get("layers"),
+        batch_size=options.get("batch_size", 128),
+        verbose=options.get("verbose", 1),
+        strategy=options.get("strategy"),
         chunk_size=options.get("chunk_size"),
-    )  # fmt: skip
+    )
 
 
 SOURCE_ARGUMENTS = (
-    "data", "attention_models", "baseline_model", "image_size", "epochs",
-    "cache_dir", "safe_mode", "spurious_correlation", "attention_factory",
-    "baseline_factory", "input_scale",
-)  # fmt: skip
+    "data",
+    "attention_models",
+    "baseline_model",
+    "image_size",
+    "epochs",
+    "cache_dir",
+    "safe_mode",
+    "spurious_correlation",
+    "attention_factory",
+    "baseline_factory",
+    "input_scale",
+)
 """`report_from_sources`' arguments that say which models and data to
 load: a shard's part records them for the merge."""
 
@@ -670,43 +570,63 @@ def open_run(sources, options):
     counted = ("epochs", "num_examples", "batch_size")
     _check_counts(**{name: counts.get(name) for name in counted})
     given = _check_sources(
-        sources["attention_models"], sources["baseline_model"],
+        sources["attention_models"],
+        sources["baseline_model"],
         sources["spurious_correlation"],
-    )  # fmt: skip
+    )
     verbose = options.get("verbose", 1)
     say = options.get("log", print) if verbose else _silent
     strategy, seed = options.get("strategy"), options.get("seed", 0)
     data, image_size = sources["data"], sources["image_size"]
     if given:
         models, test = _given_models_and_data(
-            data, list(sources["attention_models"]),
-            sources["baseline_model"], image_size=image_size,
-            input_scale=sources["input_scale"], say=say,
+            data,
+            list(sources["attention_models"]),
+            sources["baseline_model"],
+            image_size=image_size,
+            input_scale=sources["input_scale"],
+            say=say,
             safe_mode=sources["safe_mode"],
             attention_factory=sources["attention_factory"],
-            baseline_factory=sources["baseline_factory"], strategy=strategy,
-        )  # fmt: skip
+            baseline_factory=sources["baseline_factory"],
+            strategy=strategy,
+        )
         say(_data_line(test))
         return models, test
     train, test = demo_data(
-        data, image_size=image_size, seed=seed,
+        data,
+        image_size=image_size,
+        seed=seed,
         spurious_correlation=sources["spurious_correlation"],
-    )  # fmt: skip
+    )
     say(_data_line(test))
     cache_dir = sources["cache_dir"]
     with stage("training the demo models", kept=_cache_note(cache_dir)):
         models = demo_models(
-            train, test, epochs=sources["epochs"], seed=seed,
-            cache_dir=cache_dir, verbose=verbose, say=say, strategy=strategy,
+            train,
+            test,
+            epochs=sources["epochs"],
+            seed=seed,
+            cache_dir=cache_dir,
+            verbose=verbose,
+            say=say,
+            strategy=strategy,
             retrain=retrain,
-        )  # fmt: skip
+        )
     return models, test
 
 
 RECORDED_OPTIONS = (
-    "layers", "methods", "cam_layer", "cam_class", "num_examples", "seed",
-    "batch_size", "faithfulness", "chunk_size",
-)  # fmt: skip
+    "layers",
+    "methods",
+    "cam_layer",
+    "cam_class",
+    "num_examples",
+    "seed",
+    "batch_size",
+    "faithfulness",
+    "chunk_size",
+)
 """The `build_report` options a shard's part records for the merge."""
 
 
@@ -738,21 +658,34 @@ def _data_line(test):
 
 
 def _given_models_and_data(
-    data, attention_models, baseline_model, *, image_size, input_scale, say,
-    strategy, **loading,
-):  # fmt: skip
+    data,
+    attention_models,
+    baseline_model,
+    *,
+    image_size,
+    input_scale,
+    say,
+    strategy,
+    **loading,
+):
     """The user's models (`load_report_models`, in ``strategy``'s scope),
     then the test split in their channels, opened for streaming
     (`open_source`: an in-memory `Dataset` for the small built-in sets)."""
     with strategy_scope(strategy):
         models = load_report_models(
-            attention_models, baseline_model, say=say, input_scale=input_scale,
+            attention_models,
+            baseline_model,
+            say=say,
+            input_scale=input_scale,
             **loading,
-        )  # fmt: skip
+        )
     test = open_source(
-        data, split="test", image_size=image_size,
-        channels=_channels_of(models), input_scale=input_scale or "unit",
-    )  # fmt: skip
+        data,
+        split="test",
+        image_size=image_size,
+        channels=_channels_of(models),
+        input_scale=input_scale or "unit",
+    )
     return models, test
 
 

@@ -27,8 +27,10 @@ from explain_attn.report.contributions import (
     chunk_length,
 )
 from explain_attn.report.evaluate import batch_size_for, chunk_size_for
+from explain_attn.report.section import Section
 
 __all__ = [
+    "ChannelsSection",
     "HEATMAPS",
     "ChannelStatistics",
     "channel_entropy",
@@ -182,7 +184,7 @@ class ChannelStatistics(Contributor):
         layers=None,
         batch_size=128,
         strategy=None,
-    ):  # fmt: skip
+    ):
         super().__init__()
         self.batch_size = batch_size
         self.strategy = strategy
@@ -332,3 +334,36 @@ def channel_figures(section, class_names):
         axes.set_xlabel("channel")
         figures[result["model"]] = _png(figure)
     return figures
+
+
+class ChannelsSection(Section):
+    """Channel attention (squeeze-and-excitation gates): weights per class,
+    observed during the pass (`ChannelStatistics`)."""
+
+    name = "channels"
+    partial = "_channels.html"
+
+    def contributors(self, run):
+        return {
+            "channels": ChannelStatistics(
+                run.models,
+                num_classes=len(run.test.class_names),
+                layers=run.channel_layers,
+                batch_size=run.batch_size,
+                strategy=run.strategy,
+            )
+        }
+
+    def compute(self, run, observed, data):
+        return {"channels": observed["channels"].section()}
+
+    def shown(self, report):
+        return bool(report.data.get("channels"))
+
+    def context(self, report):
+        return {
+            "channel_figures": channel_figures(
+                report.data.get("channels"),
+                report.data["dataset"]["class_names"],
+            )
+        }

@@ -45,11 +45,17 @@ __all__ = ["CONNECT_TIMEOUT", "RunOnWorker", "dask_client", "dask_report"]
 CONNECT_TIMEOUT = 10
 """Seconds to reach a scheduler before giving up."""
 SOURCES = {
-    "attention_models": (), "baseline_model": None, "image_size": None,
-    "epochs": None, "cache_dir": None, "safe_mode": True,
-    "spurious_correlation": None, "attention_factory": None,
-    "baseline_factory": None, "input_scale": None,
-}  # fmt: skip
+    "attention_models": (),
+    "baseline_model": None,
+    "image_size": None,
+    "epochs": None,
+    "cache_dir": None,
+    "safe_mode": True,
+    "spurious_correlation": None,
+    "attention_factory": None,
+    "baseline_factory": None,
+    "input_scale": None,
+}
 """`report_from_sources`' arguments naming the models and data, with
 their defaults."""
 PLUGIN_NAME = "explain-attn-run"
@@ -97,9 +103,11 @@ def dask_client(address, *, timeout=None):
     count = _local_workers(address)
     if count is not None:
         cluster = LocalCluster(
-            n_workers=count, threads_per_worker=1, processes=True,
+            n_workers=count,
+            threads_per_worker=1,
+            processes=True,
             dashboard_address=None,
-        )  # fmt: skip
+        )
         return Client(cluster)
     try:
         return Client(address, timeout=timeout)
@@ -202,9 +210,13 @@ def _run_missing(address, sources, options, missing, num_shards, parts, run):
         Path(parts).mkdir(parents=True, exist_ok=True)  # Once connected.
         client.register_plugin(RunOnWorker(sources, _worker_options(options)))
         futures = client.map(
-            _shard_task, [num_shards] * len(missing), missing,
-            [str(parts)] * len(missing), [run] * len(missing), pure=False,
-        )  # fmt: skip
+            _shard_task,
+            [num_shards] * len(missing),
+            missing,
+            [str(parts)] * len(missing),
+            [run] * len(missing),
+            pure=False,
+        )
         client.gather(futures)
     finally:
         cluster = client.cluster

@@ -275,9 +275,17 @@ def _predicted(predictor, images, batch_size):
 
 
 def evaluate(
-    models, explanations, reference, test, *, batch_size, verbose,
-    chunk_size=None, observers=(), strategy=None,
-):  # fmt: skip
+    models,
+    explanations,
+    reference,
+    test,
+    *,
+    batch_size,
+    verbose,
+    chunk_size=None,
+    observers=(),
+    strategy=None,
+):
     """Streams an in-memory test set: predictions and per-image numbers.
 
     `evaluate_chunks` over `chunks` of ``test``.
@@ -303,11 +311,16 @@ def evaluate(
     check_models_fit(models, test)
     batch_size = batch_size_for(test.images.shape[1:], batch_size)
     return evaluate_chunks(
-        models, explanations, reference,
+        models,
+        explanations,
+        reference,
         chunks(test, chunk_size, batch_size=batch_size),
-        num_images=len(test.labels), batch_size=batch_size, verbose=verbose,
-        observers=observers, strategy=strategy,
-    )  # fmt: skip
+        num_images=len(test.labels),
+        batch_size=batch_size,
+        verbose=verbose,
+        observers=observers,
+        strategy=strategy,
+    )
 
 
 class _Observer(Contributor):
@@ -323,9 +336,17 @@ class _Observer(Contributor):
 
 
 def evaluate_chunks(
-    models, explanations, reference, source, *, batch_size, verbose,
-    num_images=None, observers=(), strategy=None,
-):  # fmt: skip
+    models,
+    explanations,
+    reference,
+    source,
+    *,
+    batch_size,
+    verbose,
+    num_images=None,
+    observers=(),
+    strategy=None,
+):
     """Predictions and every per-image number, chunk by chunk.
 
     `evaluate_parts` with `Scores` as the contributor, reduced to an
@@ -342,10 +363,15 @@ def evaluate_chunks(
             observer = _Observer(observer)
         contributors[f"observer {position}"] = observer
     total = evaluate_parts(
-        models, explanations, source, contributors=contributors,
-        batch_size=batch_size, verbose=verbose, num_images=num_images,
+        models,
+        explanations,
+        source,
+        contributors=contributors,
+        batch_size=batch_size,
+        verbose=verbose,
+        num_images=num_images,
         strategy=strategy,
-    )  # fmt: skip
+    )
     for name, contributor in contributors.items():
         contributor.load(total.section(name))
     return scores.evaluation(predictions_of(total))
@@ -356,7 +382,19 @@ def predictions_of(total):
     return {key[1]: row for key, row in total.rows.items() if key[0] == "_"}
 
 
-def _chunk_part(contributors, start, images, maps, labels, masks, predicted):
+def _chunk_passes(models, predictors, explainer, images, labels, batch_size):
+    """One chunk's model passes: ``(images, labels, predicted, maps)``,
+    the images as the models take them (`check_model_images`)."""
+    images = check_model_images(models[0].model, images)
+    predicted = {
+        key: _predicted(predictor, images, batch_size)
+        for key, predictor in predictors.items()
+    }
+    maps = explainer(images, batch_size=batch_size, labels=labels)
+    return images, labels, predicted, maps
+
+
+def _chunk_part(contributors, start, images, labels, predicted, maps, masks):
     """The map step: one chunk's `Part`, every contributor's under its
     name, the predictions under ``("_", model key)``."""
     part = Part(start, start + len(images))
@@ -369,9 +407,17 @@ def _chunk_part(contributors, start, images, maps, labels, masks, predicted):
 
 
 def evaluate_parts(
-    models, explanations, source, *, contributors, batch_size, verbose,
-    num_images=None, start=0, strategy=None,
-):  # fmt: skip
+    models,
+    explanations,
+    source,
+    *,
+    contributors,
+    batch_size,
+    verbose,
+    num_images=None,
+    start=0,
+    strategy=None,
+):
     """The evaluation pass: chunks in, one combined `Part` out.
 
     Args:
@@ -409,26 +455,26 @@ def evaluate_parts(
         entry.key: Predictor(entry.model, strategy=strategy) for entry in models
     }
     explainer = Explainer(explanations, strategy=strategy)
-    progress = Progress(num_images, "evaluation", unit="images",
-                        enabled=None if verbose else False)  # fmt: skip
+    progress = Progress(
+        num_images,
+        "evaluation",
+        unit="images",
+        enabled=None if verbose else False,
+    )
     seen, pending, parts = 0, None, []
     with concurrent.futures.ThreadPoolExecutor(max_workers=1) as worker:
         for images, labels, masks in source:
             if seen == 0:
                 check_models_fit(models, images)
                 batch_size = batch_size_for(images.shape[1:], batch_size)
-            images = check_model_images(models[0].model, images)
-            predicted = {
-                key: _predicted(predictor, images, batch_size)
-                for key, predictor in predictors.items()
-            }
-            maps = explainer(images, batch_size=batch_size, labels=labels)
+            chunk = _chunk_passes(
+                models, predictors, explainer, images, labels, batch_size
+            )
             if pending is not None:
                 parts.append(pending.result())  # In order, one behind.
             pending = worker.submit(
-                _chunk_part, contributors, start + seen, images, maps,
-                labels, masks, predicted,
-            )  # fmt: skip
+                _chunk_part, contributors, start + seen, *chunk, masks
+            )
             seen += len(images)
             progress.update(seen)
         if pending is not None:

@@ -29,8 +29,10 @@ from PIL import Image
 from skimage.transform import resize
 
 from explain_attn.report.contributions import Contributor, Part
+from explain_attn.report.section import Computed, Section
 
 __all__ = [
+    "ExplorerSection",
     "IMAGE_SIZE",
     "MAP_SIZE",
     "MASK_SIZE",
@@ -312,3 +314,31 @@ def explorer_payload(data, thumbnails=None):
     if thumbnails is not None:
         payload["thumbnails"] = thumbnail_payload(thumbnails)
     return payload
+
+
+class ExplorerSection(Section):
+    """Every test image's numbers and thumbnails, in the page only (its
+    payload is the section's attachment; ``report.json`` has no key)."""
+
+    name = "explorer"
+    partial = "_explorer.html"
+    phase = "last"
+
+    def contributors(self, run):
+        return {
+            "thumbnails": Thumbnails(
+                run.explanations,
+                count=len(run.test.labels),
+                image_shape=tuple(run.test.image_shape)[:2],
+            )
+        }
+
+    def compute(self, run, observed, data):
+        payload = explorer_payload(data, observed["thumbnails"])
+        return Computed({}, attachment=payload)
+
+    def shown(self, report):
+        return bool(report.explorer)
+
+    def context(self, report):
+        return {"explorer": report.explorer}

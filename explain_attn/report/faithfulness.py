@@ -27,8 +27,12 @@ from explain_attn.faithfulness import (
 from explain_attn.options import RunOptions, check_choice, check_positive_int
 from explain_attn.progress import progress_bar
 from explain_attn.report.evaluate import batch_size_for
+from explain_attn.report.faithfulness_figures import faithfulness_figures
+from explain_attn.report.section import Section
+from explain_attn.stages import stage
 
 __all__ = [
+    "FaithfulnessSection",
     "FAITHFULNESS_CHOICES",
     "FAITHFULNESS_MODES",
     "FaithfulnessSettings",
@@ -328,8 +332,9 @@ def _timed(say, name, function, models, explanations, subset, *args):
     """Runs one check on ``subset`` (``(test, indices)``: those images are
     read now, and dropped after the check)."""
     started = time.perf_counter()
-    with progress_bar(len(models), f"faithfulness: {name}",
-                      unit="models") as bar:  # fmt: skip
+    with progress_bar(
+        len(models), f"faithfulness: {name}", unit="models"
+    ) as bar:
         result = function(
             _counted(models, bar), explanations, take_images(*subset), *args
         )
@@ -505,3 +510,36 @@ def _failure_sentence(check, threshold):
         + f" (threshold {threshold}). The map does not depend on what the "
         "model learnt."
     )
+
+
+class FaithfulnessSection(Section):
+    """The faithfulness checks on samples read again. Within a recording
+    (the CLI's, `explain_attn.stages`), a failure leaves the section out."""
+
+    name = "faithfulness"
+    partial = "_faithfulness.html"
+    phase = "samples"
+
+    def compute(self, run, observed, data):
+        if run.faithfulness is None:
+            return {}
+        keys = {}
+        with stage("the faithfulness checks", section="faithfulness"):
+            keys["faithfulness"] = faithfulness_section(
+                run.models,
+                run.explanations,
+                run.test,
+                settings=run.faithfulness,
+                seed=run.seed,
+                batch_size=run.batch_size,
+                strategy=run.strategy,
+                say=run.say,
+            )
+        return keys
+
+    def shown(self, report):
+        return bool(report.data.get("faithfulness"))
+
+    def context(self, report):
+        figures = faithfulness_figures(report.data.get("faithfulness"))
+        return {"faithfulness_figures": figures}

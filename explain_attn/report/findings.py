@@ -20,8 +20,9 @@ from the intervals only:
 import math
 
 from explain_attn.explanations.methods import get_method
+from explain_attn.report.section import Section
 
-__all__ = ["findings"]
+__all__ = ["FindingsSection", "findings"]
 
 
 def _finite(value):
@@ -238,3 +239,15 @@ def findings(data):
             + _randomization_findings(section)
         ]
     return found + _class_findings(data)
+
+
+class FindingsSection(Section):
+    """What the numbers say, in sentences (`findings`), from every other
+    section."""
+
+    name = "findings"
+    partial = "_findings.html"
+    phase = "last"
+
+    def compute(self, run, observed, data):
+        return {"findings": findings(data)}

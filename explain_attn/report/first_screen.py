@@ -19,8 +19,9 @@ from matplotlib.figure import Figure
 from explain_attn.explanations.methods import get_method
 from explain_attn.overlays import mask_outline, overlay_rgb
 from explain_attn.report.figures import to_data_uri
+from explain_attn.report.section import Section
 
-__all__ = ["FirstScreen", "first_screen"]
+__all__ = ["FirstScreenSection", "FirstScreen", "first_screen"]
 
 STRIP_PANELS = 8
 """Panels per row of the strip: two examples of image + 2 layers + CAM."""
@@ -242,3 +243,13 @@ def _interval_axis(axis, rows, title, *, percent=False):
     axis.set_xlim(0, scale * 1.1)
     axis.set_title(title, fontsize=9)
     axis.grid(axis="x", alpha=0.3)
+
+
+class FirstScreenSection(Section):
+    """The answer on one screen (`first_screen`): page only."""
+
+    name = "first_screen"
+    partial = "_first_screen.html"
+
+    def context(self, report):
+        return {"first_screen": first_screen(report)}

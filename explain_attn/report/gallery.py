@@ -2,11 +2,13 @@
 
 import numpy as np
 
+import explain_attn.report.figures as figures
 from explain_attn.data.loaders import take_images
 from explain_attn.explanations.explanation import Explainer
 from explain_attn.explanations.methods import get_method
+from explain_attn.report.section import Computed, Section
 
-__all__ = ["choose_examples", "gallery"]
+__all__ = ["GallerySection", "choose_examples", "gallery"]
 
 
 def _candidates(explanations, reference, evaluation, labels, seed):
@@ -115,3 +117,90 @@ def gallery(
         }
         for position, index in enumerate(indices)
     ]
+
+
+class GallerySection(Section):
+    """Informative images with every map, read again one by one; the
+    examples (images and maps) are the section's attachment."""
+
+    name = "gallery"
+    partial = "_gallery.html"
+    phase = "samples"
+
+    def compute(self, run, observed, data):
+        examples = gallery(
+            run.explanations,
+            run.reference,
+            observed["evaluation"],
+            run.test,
+            num_examples=run.num_examples,
+            seed=run.seed,
+            batch_size=run.batch_size,
+            strategy=run.strategy,
+        )
+        rows = [
+            {
+                "index": example["index"],
+                "label": int(run.test.labels[example["index"]]),
+                "predictions": example["predictions"],
+                "reasons": example["reasons"],
+            }
+            for example in examples
+        ]
+        return Computed({"gallery": rows}, attachment=examples)
+
+    def context(self, report):
+        data = report.data
+        models = {row["key"]: row for row in data["models"]}
+        return {
+            "gallery_legend": [row["label"] for row in data["explanations"]],
+            "gallery": [
+                gallery_entry(example, data, models)
+                for example in report.gallery
+            ],
+        }
+
+
+def _panel_names(explanation):
+    """The method's title for class-activation maps, then the layer's last
+    path component."""
+    method = get_method(explanation.method)
+    layer = explanation.layer.rsplit("/", 1)[-1]
+    return (method.title, layer) if method.uses_class else (layer,)
+
+
+def gallery_entry(example, data, models):
+    """What the template shows of one gallery example."""
+    explanations = list(example["overlays"])
+    per_image = data["per_image"]["metrics"]
+    index = example["index"]
+    class_names = data["dataset"]["class_names"]
+    return {
+        "figure": figures.example_figure(
+            example["image"],
+            example["mask"],
+            [example["overlays"][e] for e in explanations],
+            [
+                figures.panel_title(number, e.model_key, *_panel_names(e))
+                for number, e in enumerate(explanations, 1)
+            ],
+        ),
+        "index": index,
+        "true": class_names[data["per_image"]["labels"][index]],
+        "predictions": [
+            (models[key]["name"], class_names[value])
+            for key, value in example["predictions"].items()
+        ],
+        "reasons": example["reasons"],
+        "metrics": [
+            (
+                e.label,
+                {
+                    name: per_image[e.key][name][index]
+                    for name in ("entropy", "mass_in_mask")
+                    if name in per_image[e.key]
+                },
+            )
+            for e in explanations
+        ],
+    }

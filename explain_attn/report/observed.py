@@ -9,16 +9,13 @@ and a merge (`explain_attn.report.merge`) use these three.
 """
 
 from explain_attn.models.lookup import resolve_layers
-from explain_attn.report.baselines import BaselineValues
-from explain_attn.report.channels import ChannelStatistics
 from explain_attn.report.evaluate import (
-    Scores,
     batch_size_for,
     chunk_size_for,
     predictions_of,
 )
-from explain_attn.report.explorer import Thumbnails
-from explain_attn.report.warnings import MapStatistics, MaskShares
+from explain_attn.report.section import Run
+from explain_attn.report.sections import contributors
 
 __all__ = [
     "channel_paths",
@@ -29,27 +26,31 @@ __all__ = [
 
 
 def report_contributors(
-    models, explanations, reference, test, *, layers, batch_size,
+    models,
+    explanations,
+    reference,
+    test,
+    *,
+    layers,
+    batch_size,
     strategy=None,
-):  # fmt: skip
-    """Name -> `Contributor` of the report's pass: the scores, and
-    everything else that needs every image (baselines, mask shares, map
-    statistics, channel weights, thumbnails)."""
-    return {
-        "evaluation": Scores(explanations, reference),
-        "baselines": BaselineValues(),
-        "masks": MaskShares(),
-        "maps": MapStatistics(explanations),
-        "channels": ChannelStatistics(
-            models, num_classes=len(test.class_names),
-            layers=channel_paths(models, layers), batch_size=batch_size,
-            strategy=strategy,
-        ),
-        "thumbnails": Thumbnails(
-            explanations, count=len(test.labels),
-            image_shape=tuple(test.image_shape)[:2],
-        ),
-    }  # fmt: skip
+):
+    """Name -> `Contributor` of the report's pass: what every section of
+    `explain_attn.report.sections.SECTIONS` observes (the scores, the
+    baselines, mask shares and map statistics, channel weights and
+    thumbnails)."""
+    run = Run(
+        models,
+        explanations,
+        reference,
+        test,
+        {
+            "channel_layers": channel_paths(models, layers),
+            "batch_size": batch_size,
+            "strategy": strategy,
+        },
+    )
+    return contributors(run)
 
 
 def report_chunk_size(test, batch_size, chunk_size=None):

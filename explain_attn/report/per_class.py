@@ -9,8 +9,11 @@ since there are classes x explanations x metrics of them.
 import numpy as np
 
 from explain_attn import metrics
+from explain_attn.metrics import FOREGROUND_METRICS
+from explain_attn.report.section import Section
 
 __all__ = [
+    "PerClassSection",
     "PER_CLASS_RESAMPLES",
     "confusion_matrix",
     "per_class_resamples",
@@ -132,3 +135,20 @@ def per_class_section(data, *, seed=0):
             for key, values in per_image["predictions"].items()
         },
     }
+
+
+class PerClassSection(Section):
+    """Per-class accuracy, foreground metrics and confusion matrices."""
+
+    name = "per_class"
+    partial = "_per_class.html"
+    phase = "reading"
+
+    def compute(self, run, observed, data):
+        return {"per_class": per_class_section(data, seed=run.seed)}
+
+    def context(self, report):
+        return {
+            "per_class_resamples": PER_CLASS_RESAMPLES,
+            "foreground_metrics": list(FOREGROUND_METRICS),
+        }

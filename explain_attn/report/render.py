@@ -1,7 +1,8 @@
 """The last stage: a `Report` as one self-contained HTML page.
 
 One jinja2 environment (autoescape, undefined is an error) renders every
-page; the figures come from `explain_attn.report.figures`.
+page; each section's module computes what its partial shows
+(`explain_attn.report.sections`).
 """
 
 import functools
@@ -10,20 +11,9 @@ from pathlib import Path
 
 import jinja2
 
-# The module, not its names (tests replace a figure function to interrupt
-# the rendering), by its full name: ``from explain_attn.report import
-# figures`` would import the package this module is part of, a cycle
-# (tests/test_architecture.py).
-import explain_attn.report.figures as figures
-from explain_attn.explanations.methods import get_method
-from explain_attn.metrics import FOREGROUND_METRICS, METRIC_DEFINITIONS
 from explain_attn.models.saving import atomic_path
-from explain_attn.report.channels import channel_figures
-from explain_attn.report.faithfulness_figures import faithfulness_figures
-from explain_attn.report.first_screen import first_screen
-from explain_attn.report.per_class import PER_CLASS_RESAMPLES
+from explain_attn.report.sections import page_context
 from explain_attn.report.segmentation_render import segmentation_html
-from explain_attn.report.training_record import training_figures
 
 __all__ = [
     "FRAME_HEIGHT",
@@ -129,105 +119,13 @@ def render_html(report, path):
         temporary.write_text(html, encoding="utf-8")
 
 
-def _panel_names(explanation):
-    """The method's title for class-activation maps, then the layer's last
-    path component."""
-    method = get_method(explanation.method)
-    layer = explanation.layer.rsplit("/", 1)[-1]
-    return (method.title, layer) if method.uses_class else (layer,)
-
-
-def _gallery_entry(example, data, models):
-    """What the template shows of one gallery example."""
-    explanations = list(example["overlays"])
-    per_image = data["per_image"]["metrics"]
-    index = example["index"]
-    class_names = data["dataset"]["class_names"]
-    return {
-        "figure": figures.example_figure(
-            example["image"],
-            example["mask"],
-            [example["overlays"][e] for e in explanations],
-            [
-                figures.panel_title(number, e.model_key, *_panel_names(e))
-                for number, e in enumerate(explanations, 1)
-            ],
-        ),
-        "index": index,
-        "true": class_names[data["per_image"]["labels"][index]],
-        "predictions": [
-            (models[key]["name"], class_names[value])
-            for key, value in example["predictions"].items()
-        ],
-        "reasons": example["reasons"],
-        "metrics": [
-            (
-                e.label,
-                {
-                    name: per_image[e.key][name][index]
-                    for name in ("entropy", "mass_in_mask")
-                    if name in per_image[e.key]
-                },
-            )
-            for e in explanations
-        ],
-    }
-
-
-def _distributions(data):
-    """Box plots of every explanation and, where there are masks, of the
-    baselines (flat map, centre prior)."""
-    labels = {row["id"]: row["label"] for row in data["explanations"]}
-    series = dict(data["per_image"]["metrics"])
-    for row in data.get("baselines", []):
-        key = f"baseline:{row['id']}"
-        labels[key] = row["label"]
-        series[key] = data["per_image"]["baselines"][row["id"]]
-    return figures.metric_distributions(series, labels)
-
-
 def report_html(report):
-    """Returns the report's self-contained HTML page as a string."""
-    data = report.data
-    if data.get("task") == "segmentation":
+    """Returns the report's self-contained HTML page as a string: every
+    shown section's partial (`explain_attn.report.sections`)."""
+    if report.data.get("task") == "segmentation":
         return segmentation_html(report, template_environment())
-    explanations = data["explanations"]
-    models = {row["key"]: row for row in data["models"]}
-    metric_names = [
-        name
-        for name in METRIC_DEFINITIONS
-        if any(name in row["summary"]["all"] for row in explanations)
-    ]
-    histories = {
-        row["name"]: (row["training"] or {}).get("history")
-        for row in data["models"]
-    }
-    context = {
-        "data": data,
-        "first_screen": first_screen(report),
-        "explorer": report.explorer,
-        "per_class_resamples": PER_CLASS_RESAMPLES,
-        "foreground_metrics": list(FOREGROUND_METRICS),
-        "gallery_legend": [row["label"] for row in explanations],
-        "created": report.created,
-        "version": data["versions"]["explain_attn"],
-        "metric_names": metric_names,
-        "definitions": METRIC_DEFINITIONS,
-        "distributions": _distributions(data),
-        "curves": figures.training_curves(histories),
-        "gallery": [
-            _gallery_entry(example, data, models) for example in report.gallery
-        ],
-        "models_by_key": models,
-        "faithfulness_figures": faithfulness_figures(data.get("faithfulness")),
-        "training_figures": training_figures(
-            data.get("training_record"), report.records
-        ),
-        "channel_figures": channel_figures(
-            data.get("channels"), data["dataset"]["class_names"]
-        ),
-    }
-    return template_environment().get_template("report.html").render(context)
+    template = template_environment().get_template("report.html")
+    return template.render(page_context(report))
 
 
 def comparison_html(comparison, names):

@@ -11,10 +11,14 @@ import math
 
 import numpy as np
 
+import explain_attn.report.figures as figures
 from explain_attn import metrics
 from explain_attn.report.demo import DEMO_ARCHITECTURES
+from explain_attn.report.evaluate import Scores
+from explain_attn.report.section import Section
 
 __all__ = [
+    "ModelsSection",
     "BOOTSTRAP_DRAWS",
     "bootstrap_resamples",
     "report_bootstrap",
@@ -222,3 +226,32 @@ def summaries(
         "notes": notes,
         "per_image": _per_image(labels, predictions, evaluation),
     }
+
+
+class ModelsSection(Section):
+    """The models, their comparisons, the explanations' tables and the
+    per-image numbers (`summaries`), from the pass's scores."""
+
+    name = "models"
+    partial = "_models.html"
+
+    def contributors(self, run):
+        return {"evaluation": Scores(run.explanations, run.reference)}
+
+    def compute(self, run, observed, data):
+        return summaries(
+            run.models,
+            run.explanations,
+            run.reference,
+            observed["evaluation"],
+            run.test,
+            run.seed,
+            keyed=run.keyed,
+        )
+
+    def context(self, report):
+        histories = {
+            row["name"]: (row["training"] or {}).get("history")
+            for row in report.data["models"]
+        }
+        return {"curves": figures.training_curves(histories)}

@@ -24,8 +24,10 @@ from explain_attn.models.recorder import (
 )
 from explain_attn.overlays import OVERLAY_COLORMAP
 from explain_attn.report.figures import to_data_uri
+from explain_attn.report.section import Computed, Section
 
 __all__ = [
+    "TrainingSection",
     "THRESHOLDS",
     "find_record",
     "training_figures",
@@ -220,3 +222,33 @@ def filmstrip(record, layer_index):
         layer_index: Index of a spatial module in ``record.layers``.
     """
     return _filmstrip(record, layer_index)
+
+
+class TrainingSection(Section):
+    """ "Attention during training", for the models that carry a record;
+    its records (`TrainingRecord`) are the section's attachment."""
+
+    name = "training_record"
+    partial = "_training.html"
+
+    def compute(self, run, observed, data):
+        section, records = training_record_section(run.models)
+        for row in data["models"]:  # The record's check, for the warnings.
+            check = getattr(records.get(row["key"]), "meta", {}).get("check")
+            if check and not (row.get("training") or {}).get("check"):
+                row["training"] = {
+                    **(row.get("training") or {}),
+                    "check": check,
+                }
+        keys = {"training_record": section} if section else {}
+        return Computed(keys, attachment=records)
+
+    def shown(self, report):
+        return bool(report.data.get("training_record"))
+
+    def context(self, report):
+        return {
+            "training_figures": training_figures(
+                report.data.get("training_record"), report.records
+            )
+        }

@@ -34,9 +34,11 @@ from explain_attn.report.contributions import (
     block_sum,
     chunk_length,
 )
+from explain_attn.report.section import Section
 from explain_attn.stages import current_log
 
 __all__ = [
+    "WarningsSection",
     "MAJORITY_MARGIN",
     "MapStatistics",
     "MaskShares",
@@ -395,3 +397,29 @@ def skipped_section_warnings():
             )
         )
     return found
+
+
+class WarningsSection(Section):
+    """What may make the numbers misleading: skipped sections, majority
+    classes, training, maps and masks (observed during the pass)."""
+
+    name = "warnings"
+    partial = "_warnings.html"
+    phase = "reading"
+
+    def contributors(self, run):
+        return {
+            "masks": MaskShares(),
+            "maps": MapStatistics(run.explanations),
+        }
+
+    def compute(self, run, observed, data):
+        test = run.test
+        return {
+            "warnings": skipped_section_warnings()
+            + majority_warnings(data["models"], test.labels, test.class_names)
+            + training_warnings(data["models"])
+            + map_warnings(observed["maps"].counts)
+            + mask_area_warnings(observed["masks"].shares)
+            + no_feature_map_warnings(data["models"], data["explanations"])
+        }
