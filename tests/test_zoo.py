@@ -6,6 +6,7 @@ Models as public Keras code builds them (`zoo_models`), at tiny sizes.
 import collections
 import json
 import sys
+import warnings
 from pathlib import Path
 
 import keras
@@ -19,6 +20,7 @@ from explain_attn.explanations.attention import (
     attention_maps,
     channel_attention_weights,
 )
+from explain_attn.graph import flat_graph
 from explain_attn.metrics import entropy
 from explain_attn.models.preprocessing import describe_input
 
@@ -605,3 +607,99 @@ def test_report_of_residual_attention_built_by_its_factory(tmp_path):
     )
     _assert_every_module_shown(data, {"residual.weights.h5": model})
     assert "one_plus/add" in html
+
+
+# keras-hub backbones whose layers need the batch size as a number
+# (``ops.shape(x)[0]``): traced with a known one (explain_attn.batching).
+
+HUB_CLASSES = {"hub_swin": "SwinTransformerBackbone", "hub_mit": "MiTBackbone"}
+
+
+def _hub_model(name):
+    """A keras-hub zoo model, or a skip where this keras-hub lacks its
+    backbone class (SwinTransformerBackbone is not in keras-hub 0.25.1,
+    the lowest version tested)."""
+    keras_hub = _keras_hub()
+    if not hasattr(keras_hub.models, HUB_CLASSES[name]):
+        pytest.skip(
+            f"keras_hub.models.{HUB_CLASSES[name]} does not exist in "
+            f"keras-hub {keras_hub.__version__}"
+        )
+    with warnings.catch_warnings():
+        # Keras warns that Swin's blocks pass their attention a ``mask``
+        # it does not support, when keras-hub builds them.
+        warnings.filterwarnings("ignore", category=UserWarning, module="keras")
+        return getattr(zoo_models, name)()
+
+
+def _softmax_received(scores):
+    """Attention each key receives, averaged over heads and queries, on a
+    4 x 4 grid (scores ``(B, heads, queries, 16)``)."""
+    scores = np.asarray(scores)
+    return scores.mean(axis=(1, 2)).reshape(len(scores), 4, 4)
+
+
+def test_swin_window_attention_against_keras_hubs_own_scores():
+    model = _hub_model("hub_swin")
+    modules = discover_modules(model)
+    path = "swin_transformer_backbone/stage_1/blocks_0/attn/softmax"
+    assert [(m.path, m.kind.name, m.shape) for m in modules] == [
+        (path, "dot_product", (4, 4, 1))
+    ]
+    # Stage 0 attends within 4 windows per image: no map per image.
+    reason = (
+        flat_graph(model)
+        .untraced["swin_transformer_backbone/stage_0/blocks_0/attn"]
+        .reason
+    )
+    assert "4 rows per image" in reason
+    images = np.random.default_rng(0).random((2, 32, 32, 3), np.float32)
+    maps = attention_maps(model, images)
+    # One 4 x 4 window is the whole stage-1 map: keras-hub's own layer
+    # returns its scores (return_attns=True).
+    backbone = model.get_layer("swin_transformer_backbone")
+    stage = backbone.get_layer("stage_1")
+    block = stage.blocks[0]
+    tokens = keras.Model(backbone.inputs, stage.input)(images)
+    windows = keras.ops.reshape(block.norm1(tokens), (2, 16, -1))
+    _, scores = block.attn(windows, return_attns=True)
+    np.testing.assert_allclose(
+        maps[path], _softmax_received(scores), rtol=1e-5, atol=1e-6
+    )
+
+
+def test_mit_attention_against_numpy():
+    model = _hub_model("hub_mit")
+    modules = discover_modules(model)
+    # Stage 0's keys are spatially reduced (sr_ratio 2): 4 x 4 of 8 x 8.
+    assert [(m.path, m.kind.name, m.shape) for m in modules] == [
+        (
+            f"mi_t_backbone/hierarchical_encoder_{i}_0/attn/softmax",
+            "dot_product",
+            (4, 4, 1),
+        )
+        for i in (0, 1)
+    ]
+    assert flat_graph(model).untraced == {}
+    images = np.random.default_rng(0).random((2, 32, 32, 3), np.float32)
+    maps = attention_maps(model, images)
+    backbone = model.get_layer("mi_t_backbone")
+    encoder = backbone.get_layer("hierarchical_encoder_1_0")
+    tokens = keras.Model(backbone.inputs, encoder.input)(images)
+    normed = encoder.norm1(tokens)
+    attention = encoder.attn
+
+    def heads(dense):  # (2, 16 tokens, 2 heads, 8) -> (2, 2, 16, 8)
+        values = keras.ops.convert_to_numpy(dense(normed))
+        return values.reshape(2, 16, 2, 8).transpose(0, 2, 1, 3)
+
+    logits = heads(attention.q) @ heads(attention.k).transpose(0, 1, 3, 2)
+    logits = logits * attention.scale
+    scores = np.exp(logits - logits.max(axis=-1, keepdims=True))
+    scores /= scores.sum(axis=-1, keepdims=True)
+    np.testing.assert_allclose(
+        maps["mi_t_backbone/hierarchical_encoder_1_0/attn/softmax"],
+        _softmax_received(scores),
+        rtol=1e-5,
+        atol=1e-6,
+    )

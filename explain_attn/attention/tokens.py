@@ -15,7 +15,8 @@ map positions its tokens were made from:
 - attention rollout over a stack of self-attention layers of equal token
   count, per model (`explain_attn.attention.kinds.AttentionRollout`).
 
-The grid: the nearest 4-D tensor upstream whose ``h * w`` equals the token
+The grid: the nearest 4-D tensor upstream, not made by a reshape or a
+transpose (tokens split into heads), whose ``h * w`` equals the token
 count, less up to `MAX_EXTRA_TOKENS` leading class or register tokens;
 else a square. Tokens that fit no grid are not a map: discovery keeps the
 reason, for the error a user who asks for that layer gets.
@@ -91,6 +92,8 @@ def token_grid(graph, tensor, positions, *, per_token=1):
         height, width = source.shape[1], source.shape[2]
         if height is None or width is None or height * width < 2:
             continue
+        if _moved(graph, source):
+            continue
         if per_token > 1:
             side = math.isqrt(per_token)
             if side * side != per_token or height * width != (
@@ -108,6 +111,13 @@ def token_grid(graph, tensor, positions, *, per_token=1):
         if side > 1 and side * side == positions - extra:
             return (side, side), extra
     return None
+
+
+def _moved(graph, tensor):
+    """Whether a 4-D ``tensor`` only moves values of another (a reshape of
+    tokens into heads, ``(B, N, heads, d)``): not a map of positions."""
+    tap = graph.producer(tensor)
+    return tap is not None and type(tap.layer).__name__ in _MOVING
 
 
 def _upstream(graph, tensor, limit=200):
