@@ -660,7 +660,7 @@ def test_swin_window_attention_against_keras_hubs_own_scores():
     backbone = model.get_layer("swin_transformer_backbone")
     stage = backbone.get_layer("stage_1")
     block = stage.blocks[0]
-    tokens = keras.Model(backbone.inputs, stage.input)(images)
+    tokens = keras.Model(backbone.input, stage.input)(images)
     windows = keras.ops.reshape(block.norm1(tokens), (2, 16, -1))
     _, scores = block.attn(windows, return_attns=True)
     np.testing.assert_allclose(
@@ -685,7 +685,7 @@ def test_mit_attention_against_numpy():
     maps = attention_maps(model, images)
     backbone = model.get_layer("mi_t_backbone")
     encoder = backbone.get_layer("hierarchical_encoder_1_0")
-    tokens = keras.Model(backbone.inputs, encoder.input)(images)
+    tokens = keras.Model(backbone.input, encoder.input)(images)
     normed = encoder.norm1(tokens)
     attention = encoder.attn
 
