@@ -48,6 +48,7 @@ EXPECTED = {
     "vit_class_token": {"mha": 2, "rollout": 1},
     "subclassed_se": {"channel_gate": 1},
     "keras_attention_layers": {"keras_attention": 2, "rollout": 1},
+    "mha_two_axes": {"mha": 1},
 }
 """Modules by kind that discovery must find in each zoo model."""
 
@@ -680,7 +681,9 @@ def test_mit_attention_against_numpy():
         )
         for i in (0, 1)
     ]
-    assert flat_graph(model).untraced == {}
+    # Its attention is traced (keras-hub 0.25's DropPath, an identity at
+    # inference, is not: a trace must connect inputs to outputs).
+    assert not [p for p in flat_graph(model).untraced if "attn" in p]
     images = np.random.default_rng(0).random((2, 32, 32, 3), np.float32)
     maps = attention_maps(model, images)
     backbone = model.get_layer("mi_t_backbone")
@@ -700,6 +703,26 @@ def test_mit_attention_against_numpy():
     np.testing.assert_allclose(
         maps["mi_t_backbone/hierarchical_encoder_1_0/attn/softmax"],
         _softmax_received(scores),
+        rtol=1e-5,
+        atol=1e-6,
+    )
+
+
+def test_multi_head_attention_over_both_spatial_axes(zoo):
+    """``attention_axes=(1, 2)`` on ``(B, h, w, c)``: the map is the
+    attention each position receives, averaged over heads and queries."""
+    model = zoo["mha_two_axes"]
+    (module,) = discover_modules(model)
+    assert (module.path, module.shape) == ("mha", (8, 8, 1))
+    images = np.random.default_rng(0).random((2, 8, 8, 3), np.float32)
+    features = keras.Model(model.input, model.get_layer("stem").output)(images)
+    _, scores = model.get_layer("mha")(
+        features, features, return_attention_scores=True
+    )
+    expected = np.asarray(scores).reshape(2, 2, 64, 64).mean(axis=(1, 2))
+    np.testing.assert_allclose(
+        attention_maps(model, images)["mha"],
+        expected.reshape(2, 8, 8),
         rtol=1e-5,
         atol=1e-6,
     )

@@ -146,6 +146,17 @@ def hybrid_mha(size=16):
     return _head(inputs, x, "hybrid_mha")
 
 
+def mha_two_axes(size=8):
+    """MultiHeadAttention over both spatial axes of a 4-D feature map
+    (``attention_axes=(1, 2)``), as axial/2-D attention code writes it."""
+    inputs = keras.Input((size, size, 3))
+    x = layers.Conv2D(8, 3, padding="same", name="stem")(inputs)
+    attended = layers.MultiHeadAttention(
+        2, 4, attention_axes=(1, 2), name="mha"
+    )(x, x)
+    return _head(inputs, layers.Add()([x, attended]), "mha_two_axes")
+
+
 def rescaling_model(size=16):
     """A model trained on bytes: Rescaling(1/255) first."""
     inputs = keras.Input((size, size, 3))

@@ -160,7 +160,8 @@ def _call_arguments(tap):
 
 
 def _key_layout(layer, key):
-    """``(positions, per_token)`` of a key, or ``None`` (not one axis)."""
+    """``(positions, per_token)`` of a key, ``"grid"`` for attention over
+    both spatial axes of a 4-D key, or ``None`` (another layout)."""
     shape = tuple(key.shape)
     if any(size is None for size in shape[1:]):
         return None
@@ -170,6 +171,8 @@ def _key_layout(layer, key):
     if len(shape) != 4 or axes is None:
         return None
     axes = (axes,) if isinstance(axes, int) else tuple(axes)
+    if sorted(a % 4 for a in axes) == [1, 2]:
+        return "grid"
     if len(axes) != 1:
         return None
     axis = axes[0] % 4
@@ -196,7 +199,9 @@ def attention_layer_modules(graph, unreadable):
         key, inputs, keywords = _call_arguments(tap)
         layout = _key_layout(tap.layer, key)
         found = None
-        if layout is not None:
+        if layout == "grid":
+            found = tuple(int(size) for size in key.shape[1:3]), 0
+        elif layout is not None:
             found = token_grid(graph, key, layout[0], per_token=layout[1])
         if found is None:
             unreadable[tap.path] = _no_grid(tap, key)
@@ -207,7 +212,9 @@ def attention_layer_modules(graph, unreadable):
         modules.append(
             AttentionModule(
                 tap.path,
-                AttentionScores(grid, extra, query_kind, name),
+                AttentionScores(
+                    grid, extra, query_kind, name, 2 if layout == "grid" else 1
+                ),
                 Tap(tap.path, tap.layer, key, scores),
                 shape=(*grid, 1),
                 value_range=_SOFTMAX,
