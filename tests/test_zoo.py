@@ -22,6 +22,7 @@ from explain_attn.explanations.attention import (
 )
 from explain_attn.graph import flat_graph
 from explain_attn.metrics import entropy
+from explain_attn.models.lookup import cam_candidates, default_cam_layer
 from explain_attn.models.preprocessing import describe_input
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -87,6 +88,25 @@ def _keras_hub():
 
 
 HUB_SKIP = "keras-hub is an optional test dependency (pip install .[test])"
+
+HUB_CLASSES = {"hub_swin": "SwinTransformerBackbone", "hub_mit": "MiTBackbone"}
+
+
+def _hub_model(name):
+    """A keras-hub zoo model, or a skip where this keras-hub lacks its
+    backbone class (SwinTransformerBackbone is not in keras-hub 0.25.1,
+    the lowest version tested)."""
+    keras_hub = _keras_hub()
+    if not hasattr(keras_hub.models, HUB_CLASSES[name]):
+        pytest.skip(
+            f"keras_hub.models.{HUB_CLASSES[name]} does not exist in "
+            f"keras-hub {keras_hub.__version__}"
+        )
+    with warnings.catch_warnings():
+        # Keras warns that Swin's blocks pass their attention a ``mask``
+        # it does not support, when keras-hub builds them.
+        warnings.filterwarnings("ignore", category=UserWarning, module="keras")
+        return getattr(zoo_models, name)()
 
 
 @pytest.fixture(scope="module")
@@ -572,7 +592,13 @@ def test_report_of_keras_hub_backbones(hub_zoo, tmp_path):
     # config (its reloaded output has 320 channels, not 16): not reloadable
     # from .keras, so not in this report; its discovery is tested above.
     names = [n for n in HUB_EXPECTED if n != "hub_efficientnet"]
-    html, data, models = _report_of_many(names, hub_zoo, tmp_path)
+    builders = dict(hub_zoo)
+    for name, backbone in HUB_CLASSES.items():
+        # Swin and MiT where this keras-hub has them.
+        if hasattr(_keras_hub().models, backbone):
+            builders[name] = _hub_model(name)
+            names.append(name)
+    html, data, models = _report_of_many(names, builders, tmp_path)
     _assert_every_module_shown(data, models)
     warned = {
         w["subject"] for w in data["warnings"] if w["kind"] == "no_feature_map"
@@ -613,25 +639,6 @@ def test_report_of_residual_attention_built_by_its_factory(tmp_path):
 # keras-hub backbones whose layers need the batch size as a number
 # (``ops.shape(x)[0]``): traced with a known one (explain_attn.batching).
 
-HUB_CLASSES = {"hub_swin": "SwinTransformerBackbone", "hub_mit": "MiTBackbone"}
-
-
-def _hub_model(name):
-    """A keras-hub zoo model, or a skip where this keras-hub lacks its
-    backbone class (SwinTransformerBackbone is not in keras-hub 0.25.1,
-    the lowest version tested)."""
-    keras_hub = _keras_hub()
-    if not hasattr(keras_hub.models, HUB_CLASSES[name]):
-        pytest.skip(
-            f"keras_hub.models.{HUB_CLASSES[name]} does not exist in "
-            f"keras-hub {keras_hub.__version__}"
-        )
-    with warnings.catch_warnings():
-        # Keras warns that Swin's blocks pass their attention a ``mask``
-        # it does not support, when keras-hub builds them.
-        warnings.filterwarnings("ignore", category=UserWarning, module="keras")
-        return getattr(zoo_models, name)()
-
 
 def _softmax_received(scores):
     """Attention each key receives, averaged over heads and queries, on a
@@ -654,6 +661,9 @@ def test_swin_window_attention_against_keras_hubs_own_scores():
         .reason
     )
     assert "4 rows per image" in reason
+    # Its attention weights (dropout of a softmax) are no Grad-CAM map.
+    assert not [p for p in cam_candidates(model) if "/attn/" in p]
+    assert default_cam_layer(model).endswith("stage_0/downsample/reduction")
     images = np.random.default_rng(0).random((2, 32, 32, 3), np.float32)
     maps = attention_maps(model, images)
     # One 4 x 4 window is the whole stage-1 map: keras-hub's own layer
