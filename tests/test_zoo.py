@@ -603,9 +603,18 @@ def test_report_of_keras_hub_backbones(hub_zoo, tmp_path):
     warned = {
         w["subject"] for w in data["warnings"] if w["kind"] == "no_feature_map"
     }
-    # ViT and DINOv2 have no 4-D feature map: attention maps, no Grad-CAM.
-    assert warned == {"hub_vit.keras", "hub_dinov2.keras"}
-    assert "no Grad-CAM" in html
+    # ViT's and DINOv2's patch embeddings are traced (explain_attn.batching):
+    # their convolution's 4 x 4 patches are the 4-D map Grad-CAM weighs.
+    assert warned == set()
+    keys = {row["name"]: row["key"] for row in data["models"]}
+    cams = {
+        e["model"]: e["layer"]
+        for e in data["explanations"]
+        if e["method"] == "grad_cam"
+    }
+    assert "vit_patching_and_embedding/" in cams[keys["hub_vit.keras"]]
+    assert "patch_embeddings/" in cams[keys["hub_dinov2.keras"]]
+    assert "attention_rollout" in html
 
 
 def test_report_of_residual_attention_built_by_its_factory(tmp_path):
