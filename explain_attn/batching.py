@@ -9,7 +9,9 @@ so the layer stayed opaque. Two ways out: make ``ops.shape`` symbolic
 which Keras' operations do not, and ``ops.tile`` of a weight runs eagerly,
 outside any graph), or trace with a known batch size and make the graph
 general again. We do the second, only for a call that fails with an
-unknown batch size (what traced before is traced as before):
+unknown batch size or whose trace holds it as ``None`` in a shape (Keras
+accepts ``reshape(x, (None, n, c))`` symbolically; it cannot run). What
+traced before is traced as before.
 
 1. The call is traced on inputs of batch size `SENTINEL` (97, a prime
    that image models' sizes are not multiples of), so every size the code
@@ -28,7 +30,9 @@ unknown batch size (what traced before is traced as before):
 
 A size at another position, or a constant whose rows differ, is left as
 traced: the trace then computes other values than the layer at a batch of
-two, and `explain_attn.tracing`'s check keeps the layer opaque.
+two, and `explain_attn.tracing`'s check keeps the layer opaque. So does a
+layer whose rows are several per image (Swin's attention over 4 windows
+of each image): its parts' maps would be per window, not per image.
 """
 
 import math
