@@ -41,9 +41,24 @@ BACKBONES = {
         hidden_dim=384,
         mlp_dim=1536,
     ),
+    # Swin-T at 224 x 224: 12 blocks of windowed attention written by hand,
+    # every call reading the batch size (ops.shape(x)[0]).
+    "swin_tiny": dict(
+        image_shape=(224, 224, 3),
+        embed_dim=96,
+        depths=[2, 2, 6, 2],
+        num_heads=[3, 6, 12, 24],
+        window_size=7,
+        patch_size=4,
+        drop_path=0.0,
+    ),
 }
-"""ViTBackbone configurations (the largest keras-hub image backbone we
-build: attention in every encoder layer, inside subclassed layers)."""
+"""keras-hub backbone configurations: ViTBackbone (the largest image
+backbone we build: attention in every encoder layer, inside subclassed
+layers) and SwinTransformerBackbone (keras-hub >= 0.26)."""
+
+_CLASSES = {"swin_tiny": "SwinTransformerBackbone"}
+"""The keras-hub class of a configuration other than ViTBackbone."""
 
 
 def _child(name):
@@ -57,9 +72,17 @@ def _child(name):
     from explain_attn.graph import flat_graph
 
     start = time.perf_counter()
-    backbone = keras_hub.models.ViTBackbone(**BACKBONES[name])
+    backbone_class = getattr(
+        keras_hub.models, _CLASSES.get(name, "ViTBackbone")
+    )
+    backbone = backbone_class(**BACKBONES[name])
     inputs = keras.Input(BACKBONES[name]["image_shape"])
-    pooled = keras.layers.GlobalAveragePooling1D()(backbone(inputs))
+    features = backbone(inputs)
+    pooled = (
+        keras.layers.GlobalAveragePooling1D()(features)
+        if len(features.shape) == 3
+        else keras.layers.GlobalAveragePooling2D()(features)
+    )
     model = keras.Model(inputs, keras.layers.Dense(3)(pooled))
     built = time.perf_counter() - start
     start = time.perf_counter()

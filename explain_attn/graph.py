@@ -289,7 +289,8 @@ class _Scope:
     ``names`` maps ``id(layer)`` to the name a traced layer's parts get
     (`explain_attn.tracing.part_names`); ``traced`` says whether
     this scope is a traced call's, where operations get stable names and
-    repeated names a counter.
+    repeated names a counter; ``rows``, for a call traced with a known
+    batch size, the rows of its layers' arguments there.
     """
 
     prefix: str
@@ -300,6 +301,7 @@ class _Scope:
     check: bool = True
     produced: dict = dataclasses.field(default_factory=dict)
     counts: dict = dataclasses.field(default_factory=dict)
+    rows: dict = dataclasses.field(default_factory=dict)
 
     def inner(self, name, names=None, traced=False):
         return _Scope(
@@ -341,7 +343,8 @@ def _recorder(scope):
             inner = scope.inner(name)
             output = _run_graph(layer, keras.tree.flatten(args[0]), inner)
         else:
-            output = _traced(layer, args, kwargs, scope.inner(name), path)
+            rows = scope.rows.get(id(layer))
+            output = _traced(layer, args, kwargs, scope.inner(name), path, rows)
             opened = output is not None
             if output is None:
                 output = _call(layer, args, kwargs, scope, path)
@@ -401,16 +404,17 @@ def _clone(model, input_tensors, scope):
     )
 
 
-def _traced(layer, args, kwargs, scope, path):
+def _traced(layer, args, kwargs, scope, path, rows=None):
     """The output of ``layer``'s call traced into its parts (recorded in
-    ``scope``), or ``None`` when it is not traceable."""
+    ``scope``), or ``None`` when it is not traceable. ``rows``: see
+    `explain_attn.tracing.trace_call`."""
     if not is_traceable(layer):
         return None
-    traced = trace_call(layer, args, kwargs, check=scope.check)
+    traced = trace_call(layer, args, kwargs, check=scope.check, rows=rows)
     if isinstance(traced, TraceFailure):
         scope.untraced[path] = traced
         return None
-    model, tensors = traced
+    model, tensors, scope.rows = traced
     scope.names = part_names(layer)
     scope.traced = True
     try:

@@ -23,10 +23,19 @@ to something else stays one opaque call, and the reason is kept
 
 import dataclasses
 import re
+import sys
+import warnings
 
 import keras
 import numpy as np
 import tensorflow as tf
+
+from explain_attn.batching import (
+    SENTINEL,
+    holds_unknown_size,
+    rebatch,
+    sentinel_shape,
+)
 
 __all__ = [
     "TraceFailure",
@@ -124,7 +133,7 @@ def operation_name(operation):
     return re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", name).lower()
 
 
-def trace_call(layer, args, kwargs, *, check=True):
+def trace_call(layer, args, kwargs, *, check=True, rows=None):
     """Traces ``layer.call(*args, **kwargs)`` into a functional model.
 
     Args:
@@ -135,11 +144,16 @@ def trace_call(layer, args, kwargs, *, check=True):
         check: Whether to run the trace and the layer on a random batch
             and keep the trace only if they agree (``False`` when the
             caller checks the whole model at once, `same_outputs`).
+        rows: The rows its tensor arguments had where the enclosing
+            layer was traced with a known batch size (`rebatch`), or
+            ``None``.
 
     Returns:
-        ``(model, tensors)``: a functional `keras.Model` of the layer's
-        parts whose inputs stand for ``tensors`` (the symbolic tensors
-        among the arguments, in order), or a `TraceFailure`.
+        ``(model, tensors, sizes)``: a functional `keras.Model` of the
+        layer's parts whose inputs stand for ``tensors`` (the symbolic
+        tensors among the arguments, in order), and the rows of its
+        layers' arguments if it was traced with a known batch size (for
+        their own traces; else ``{}``); or a `TraceFailure`.
     """
     tensors = [
         value
@@ -148,20 +162,17 @@ def trace_call(layer, args, kwargs, *, check=True):
     ]
     if not tensors:
         return TraceFailure(type(layer).__name__, "no tensor argument")
-    fresh = {
-        id(tensor): keras.Input(batch_shape=tensor.shape, dtype=tensor.dtype)
-        for tensor in tensors
-    }
-
-    def replace(value):
-        return fresh.get(id(value), value)
-
-    try:
-        outputs = layer.call(
-            *keras.tree.map_structure(replace, list(args)),
-            **keras.tree.map_structure(replace, kwargs),
+    per_image = _rows_per_image(rows)
+    if per_image != 1:
+        # Swin's window attention: its batch axis holds windows, so its
+        # parts' maps would not be one per image.
+        return TraceFailure(
+            type(layer).__name__,
+            f"it runs on {per_image} rows per image (windows or patches of "
+            "each image), so its parts give no map per image",
         )
-        model = keras.Model([fresh[id(t)] for t in tensors], outputs)
+    try:
+        model, sizes = _traced_model(layer, args, kwargs, tensors, rows)
         agrees = not check or _reproduces(layer, model, tensors, args, kwargs)
     except _TRACE_ERRORS as error:
         return TraceFailure(type(layer).__name__, _one_line(error))
@@ -171,7 +182,69 @@ def trace_call(layer, args, kwargs, *, check=True):
             "its call traced symbolically computes other values than the "
             "layer (a decision on a tensor's value or the batch size)",
         )
-    return model, tensors
+    return model, tensors, sizes
+
+
+def _rows_per_image(rows):
+    """Rows per image of a call's first tensor traced with `SENTINEL`
+    images (``rows``, see `trace_call`); 1 when unknown."""
+    traced = [r for r in rows or () if r is not None]
+    if not traced or traced[0] % SENTINEL:
+        return 1
+    return traced[0] // SENTINEL
+
+
+def _traced_model(layer, args, kwargs, tensors, rows):
+    """The functional model of ``layer.call`` on fresh inputs shaped like
+    ``tensors``; if that fails with an unknown batch size, traced with a
+    known one and made general (`explain_attn.batching`)."""
+    unknown = any(t.shape and t.shape[0] is None for t in tensors)
+    try:
+        model = _symbolic_call(
+            layer, args, kwargs, tensors, lambda t: tuple(t.shape)
+        )
+    except _TRACE_ERRORS:
+        if not unknown:
+            raise
+        first = sys.exc_info()[1]
+    else:
+        if not (unknown and holds_unknown_size(model)):
+            return model, {}
+        first = ValueError("a shape holds the unknown batch size")
+    rows = rows or [None] * len(tensors)
+    known = {id(t): r for t, r in zip(tensors, rows, strict=False)}
+
+    def shaped(tensor):
+        return sentinel_shape(tensor.shape, known.get(id(tensor)))
+
+    try:
+        traced = _symbolic_call(layer, args, kwargs, tensors, shaped)
+        return rebatch(traced, tensors)
+    except _TRACE_ERRORS:
+        # The first error is the one the user's code would give.
+        raise first from None
+
+
+def _symbolic_call(layer, args, kwargs, tensors, shaped):
+    """``layer.call`` on new `keras.Input` tensors of shapes
+    ``shaped(tensor)``, as a functional model."""
+    fresh = {
+        id(t): keras.Input(batch_shape=shaped(t), dtype=t.dtype)
+        for t in tensors
+    }
+
+    def replace(value):
+        return fresh.get(id(value), value)
+
+    with warnings.catch_warnings():
+        # Keras' warnings about the user's layer (keras-hub's Swin blocks
+        # pass a ``mask`` their attention does not support) are not ours.
+        warnings.filterwarnings("ignore", category=UserWarning, module="keras")
+        outputs = layer.call(
+            *keras.tree.map_structure(replace, list(args)),
+            **keras.tree.map_structure(replace, kwargs),
+        )
+    return keras.Model([fresh[id(t)] for t in tensors], outputs)
 
 
 def _reproduces(layer, model, tensors, args, kwargs):

@@ -182,7 +182,7 @@ DATA_PATH = [
     {"metrics"},
     # Reading a Keras model's calls, nested models and traced layers
     # opened.
-    {"graph", "tracing"},
+    {"graph", "tracing", "batching"},
     # Attention layers, and attention found in a model's graph.
     {"attention"},
     {"models"},

@@ -6,6 +6,7 @@ Models as public Keras code builds them (`zoo_models`), at tiny sizes.
 import collections
 import json
 import sys
+import warnings
 from pathlib import Path
 
 import keras
@@ -19,7 +20,9 @@ from explain_attn.explanations.attention import (
     attention_maps,
     channel_attention_weights,
 )
+from explain_attn.graph import flat_graph
 from explain_attn.metrics import entropy
+from explain_attn.models.lookup import cam_candidates, default_cam_layer
 from explain_attn.models.preprocessing import describe_input
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -46,6 +49,7 @@ EXPECTED = {
     "vit_class_token": {"mha": 2, "rollout": 1},
     "subclassed_se": {"channel_gate": 1},
     "keras_attention_layers": {"keras_attention": 2, "rollout": 1},
+    "mha_two_axes": {"mha": 1},
 }
 """Modules by kind that discovery must find in each zoo model."""
 
@@ -84,6 +88,25 @@ def _keras_hub():
 
 
 HUB_SKIP = "keras-hub is an optional test dependency (pip install .[test])"
+
+HUB_CLASSES = {"hub_swin": "SwinTransformerBackbone", "hub_mit": "MiTBackbone"}
+
+
+def _hub_model(name):
+    """A keras-hub zoo model, or a skip where this keras-hub lacks its
+    backbone class (SwinTransformerBackbone is not in keras-hub 0.25.1,
+    the lowest version tested)."""
+    keras_hub = _keras_hub()
+    if not hasattr(keras_hub.models, HUB_CLASSES[name]):
+        pytest.skip(
+            f"keras_hub.models.{HUB_CLASSES[name]} does not exist in "
+            f"keras-hub {keras_hub.__version__}"
+        )
+    with warnings.catch_warnings():
+        # Keras warns that Swin's blocks pass their attention a ``mask``
+        # it does not support, when keras-hub builds them.
+        warnings.filterwarnings("ignore", category=UserWarning, module="keras")
+        return getattr(zoo_models, name)()
 
 
 @pytest.fixture(scope="module")
@@ -569,14 +592,29 @@ def test_report_of_keras_hub_backbones(hub_zoo, tmp_path):
     # config (its reloaded output has 320 channels, not 16): not reloadable
     # from .keras, so not in this report; its discovery is tested above.
     names = [n for n in HUB_EXPECTED if n != "hub_efficientnet"]
-    html, data, models = _report_of_many(names, hub_zoo, tmp_path)
+    builders = dict(hub_zoo)
+    for name, backbone in HUB_CLASSES.items():
+        # Swin and MiT where this keras-hub has them.
+        if hasattr(_keras_hub().models, backbone):
+            builders[name] = _hub_model(name)
+            names.append(name)
+    html, data, models = _report_of_many(names, builders, tmp_path)
     _assert_every_module_shown(data, models)
     warned = {
         w["subject"] for w in data["warnings"] if w["kind"] == "no_feature_map"
     }
-    # ViT and DINOv2 have no 4-D feature map: attention maps, no Grad-CAM.
-    assert warned == {"hub_vit.keras", "hub_dinov2.keras"}
-    assert "no Grad-CAM" in html
+    # ViT's and DINOv2's patch embeddings are traced (explain_attn.batching):
+    # their convolution's 4 x 4 patches are the 4-D map Grad-CAM weighs.
+    assert warned == set()
+    keys = {row["name"]: row["key"] for row in data["models"]}
+    cams = {
+        e["model"]: e["layer"]
+        for e in data["explanations"]
+        if e["method"] == "grad_cam"
+    }
+    assert "vit_patching_and_embedding/" in cams[keys["hub_vit.keras"]]
+    assert "patch_embeddings/" in cams[keys["hub_dinov2.keras"]]
+    assert "attention_rollout" in html
 
 
 def test_report_of_residual_attention_built_by_its_factory(tmp_path):
@@ -605,3 +643,105 @@ def test_report_of_residual_attention_built_by_its_factory(tmp_path):
     )
     _assert_every_module_shown(data, {"residual.weights.h5": model})
     assert "one_plus/add" in html
+
+
+# keras-hub backbones whose layers need the batch size as a number
+# (``ops.shape(x)[0]``): traced with a known one (explain_attn.batching).
+
+
+def _softmax_received(scores):
+    """Attention each key receives, averaged over heads and queries, on a
+    4 x 4 grid (scores ``(B, heads, queries, 16)``)."""
+    scores = np.asarray(scores)
+    return scores.mean(axis=(1, 2)).reshape(len(scores), 4, 4)
+
+
+def test_swin_window_attention_against_keras_hubs_own_scores():
+    model = _hub_model("hub_swin")
+    modules = discover_modules(model)
+    path = "swin_transformer_backbone/stage_1/blocks_0/attn/softmax"
+    assert [(m.path, m.kind.name, m.shape) for m in modules] == [
+        (path, "dot_product", (4, 4, 1))
+    ]
+    # Stage 0 attends within 4 windows per image: no map per image.
+    reason = (
+        flat_graph(model)
+        .untraced["swin_transformer_backbone/stage_0/blocks_0/attn"]
+        .reason
+    )
+    assert "4 rows per image" in reason
+    # Its attention weights (dropout of a softmax) are no Grad-CAM map.
+    assert not [p for p in cam_candidates(model) if "/attn/" in p]
+    assert default_cam_layer(model).endswith("stage_0/downsample/reduction")
+    images = np.random.default_rng(0).random((2, 32, 32, 3), np.float32)
+    maps = attention_maps(model, images)
+    # One 4 x 4 window is the whole stage-1 map: keras-hub's own layer
+    # returns its scores (return_attns=True).
+    backbone = model.get_layer("swin_transformer_backbone")
+    stage = backbone.get_layer("stage_1")
+    block = stage.blocks[0]
+    tokens = keras.Model(backbone.input, stage.input)(images)
+    windows = keras.ops.reshape(block.norm1(tokens), (2, 16, -1))
+    _, scores = block.attn(windows, return_attns=True)
+    np.testing.assert_allclose(
+        maps[path], _softmax_received(scores), rtol=1e-5, atol=1e-6
+    )
+
+
+def test_mit_attention_against_numpy():
+    model = _hub_model("hub_mit")
+    modules = discover_modules(model)
+    # Stage 0's keys are spatially reduced (sr_ratio 2): 4 x 4 of 8 x 8.
+    assert [(m.path, m.kind.name, m.shape) for m in modules] == [
+        (
+            f"mi_t_backbone/hierarchical_encoder_{i}_0/attn/softmax",
+            "dot_product",
+            (4, 4, 1),
+        )
+        for i in (0, 1)
+    ]
+    # Its attention is traced (keras-hub 0.25's DropPath, an identity at
+    # inference, is not: a trace must connect inputs to outputs).
+    assert not [p for p in flat_graph(model).untraced if "attn" in p]
+    images = np.random.default_rng(0).random((2, 32, 32, 3), np.float32)
+    maps = attention_maps(model, images)
+    backbone = model.get_layer("mi_t_backbone")
+    encoder = backbone.get_layer("hierarchical_encoder_1_0")
+    tokens = keras.Model(backbone.input, encoder.input)(images)
+    normed = encoder.norm1(tokens)
+    attention = encoder.attn
+
+    def heads(dense):  # (2, 16 tokens, 2 heads, 8) -> (2, 2, 16, 8)
+        values = keras.ops.convert_to_numpy(dense(normed))
+        return values.reshape(2, 16, 2, 8).transpose(0, 2, 1, 3)
+
+    logits = heads(attention.q) @ heads(attention.k).transpose(0, 1, 3, 2)
+    logits = logits * attention.scale
+    scores = np.exp(logits - logits.max(axis=-1, keepdims=True))
+    scores /= scores.sum(axis=-1, keepdims=True)
+    np.testing.assert_allclose(
+        maps["mi_t_backbone/hierarchical_encoder_1_0/attn/softmax"],
+        _softmax_received(scores),
+        rtol=1e-5,
+        atol=1e-6,
+    )
+
+
+def test_multi_head_attention_over_both_spatial_axes(zoo):
+    """``attention_axes=(1, 2)`` on ``(B, h, w, c)``: the map is the
+    attention each position receives, averaged over heads and queries."""
+    model = zoo["mha_two_axes"]
+    (module,) = discover_modules(model)
+    assert (module.path, module.shape) == ("mha", (8, 8, 1))
+    images = np.random.default_rng(0).random((2, 8, 8, 3), np.float32)
+    features = keras.Model(model.input, model.get_layer("stem").output)(images)
+    _, scores = model.get_layer("mha")(
+        features, features, return_attention_scores=True
+    )
+    expected = np.asarray(scores).reshape(2, 2, 64, 64).mean(axis=(1, 2))
+    np.testing.assert_allclose(
+        attention_maps(model, images)["mha"],
+        expected.reshape(2, 8, 8),
+        rtol=1e-5,
+        atol=1e-6,
+    )

@@ -146,6 +146,17 @@ def hybrid_mha(size=16):
     return _head(inputs, x, "hybrid_mha")
 
 
+def mha_two_axes(size=8):
+    """MultiHeadAttention over both spatial axes of a 4-D feature map
+    (``attention_axes=(1, 2)``), as axial/2-D attention code writes it."""
+    inputs = keras.Input((size, size, 3))
+    x = layers.Conv2D(8, 3, padding="same", name="stem")(inputs)
+    attended = layers.MultiHeadAttention(
+        2, 4, attention_axes=(1, 2), name="mha"
+    )(x, x)
+    return _head(inputs, layers.Add()([x, attended]), "mha_two_axes")
+
+
 def rescaling_model(size=16):
     """A model trained on bytes: Rescaling(1/255) first."""
     inputs = keras.Input((size, size, 3))
@@ -522,6 +533,43 @@ def hub_dinov2():
         position_embedding_shape=(32, 32, 3),
     )
     return _hub_classifier(backbone, "hub_dinov2")
+
+
+def hub_swin():
+    """keras-hub SwinTransformerBackbone (keras-hub >= 0.26): windowed
+    attention written by hand (softmax, matmul) in each block. Stage 0
+    runs on 4 windows of its 8 x 8 tokens, stage 1 on one 4 x 4 window."""
+    import keras_hub
+
+    backbone = keras_hub.models.SwinTransformerBackbone(
+        image_shape=(32, 32, 3),
+        embed_dim=8,
+        depths=[1, 1],
+        num_heads=[2, 2],
+        window_size=4,
+        patch_size=4,
+        drop_path=0.0,
+    )
+    return _hub_classifier(backbone, "hub_swin")
+
+
+def hub_mit():
+    """keras-hub MiTBackbone (SegFormer's encoder): attention written by
+    hand, keys spatially reduced (stage 0: 8 x 8 queries, 4 x 4 keys)."""
+    import keras_hub
+
+    backbone = keras_hub.models.MiTBackbone(
+        layerwise_depths=[1, 1],
+        num_layers=2,
+        layerwise_num_heads=[1, 2],
+        layerwise_sr_ratios=[2, 1],
+        max_drop_path_rate=0.0,
+        layerwise_patch_sizes=[7, 3],
+        layerwise_strides=[4, 2],
+        image_shape=(32, 32, 3),
+        hidden_dims=[8, 16],
+    )
+    return _hub_classifier(backbone, "hub_mit")
 
 
 def _public_gate(skip, gating, name):

@@ -318,23 +318,30 @@ class AttentionScores(_FoundGate):
     averaged over heads (``query="class"``: the first query's row). Leading
     class or register tokens (``extra``) are left out of the map. For
     attention along one axis of a 4-D input (MobileViT's unfolded patches)
-    the other axes are averaged too. Not replaceable inside the model: no
-    interventions.
+    the other axes are averaged too. For attention over both spatial axes
+    of a 4-D input (``attention_axes=(1, 2)``: scores ``(B, heads, h, w,
+    h, w)``) the keys are the grid itself. Not replaceable inside the
+    model: no interventions.
 
     Args:
         grid: ``(h, w)`` of the key positions.
         extra: Leading tokens that are not positions (class, registers).
         query: ``"mean"`` or ``"class"``.
         name: The kind's name: ``"mha"`` or ``"keras_attention"``.
+        key_axes: How many axes the keys span in the scores (1, or 2 for
+            ``attention_axes=(1, 2)``).
     """
 
     intervenable = False
 
-    def __init__(self, grid=None, extra=0, query="mean", name="mha"):
+    def __init__(
+        self, grid=None, extra=0, query="mean", name="mha", key_axes=1
+    ):
         self.grid = grid
         self.extra = extra
         self.query = query
         self.name = name
+        self.key_axes = key_axes
         who = (
             "the class token's attention to each patch"
             if (query == "class")
@@ -346,6 +353,9 @@ class AttentionScores(_FoundGate):
     def parts(self, tap, source):
         import keras
 
+        if self.key_axes == 2:
+            keys = self.grid[0] * self.grid[1]
+            source = keras.ops.reshape(source, (-1, *source.shape[1:-2], keys))
         if self.query == "class":
             source = source[..., 0, :]
         rank = len(source.shape)
@@ -356,7 +366,8 @@ class AttentionScores(_FoundGate):
     def __repr__(self):
         return (
             f"AttentionScores(grid={self.grid}, extra={self.extra}, "
-            f"query={self.query!r}, name={self.name!r})"
+            f"query={self.query!r}, name={self.name!r}"
+            + (f", key_axes={self.key_axes})" if self.key_axes != 1 else ")")
         )
 
 

@@ -15,7 +15,8 @@ map positions its tokens were made from:
 - attention rollout over a stack of self-attention layers of equal token
   count, per model (`explain_attn.attention.kinds.AttentionRollout`).
 
-The grid: the nearest 4-D tensor upstream whose ``h * w`` equals the token
+The grid: the nearest 4-D tensor upstream, not made by a reshape or a
+transpose (tokens split into heads), whose ``h * w`` equals the token
 count, less up to `MAX_EXTRA_TOKENS` leading class or register tokens;
 else a square. Tokens that fit no grid are not a map: discovery keeps the
 reason, for the error a user who asks for that layer gets.
@@ -91,6 +92,8 @@ def token_grid(graph, tensor, positions, *, per_token=1):
         height, width = source.shape[1], source.shape[2]
         if height is None or width is None or height * width < 2:
             continue
+        if _moved(graph, source):
+            continue
         if per_token > 1:
             side = math.isqrt(per_token)
             if side * side != per_token or height * width != (
@@ -108,6 +111,13 @@ def token_grid(graph, tensor, positions, *, per_token=1):
         if side > 1 and side * side == positions - extra:
             return (side, side), extra
     return None
+
+
+def _moved(graph, tensor):
+    """Whether a 4-D ``tensor`` only moves values of another (a reshape of
+    tokens into heads, ``(B, N, heads, d)``): not a map of positions."""
+    tap = graph.producer(tensor)
+    return tap is not None and type(tap.layer).__name__ in _MOVING
 
 
 def _upstream(graph, tensor, limit=200):
@@ -150,7 +160,8 @@ def _call_arguments(tap):
 
 
 def _key_layout(layer, key):
-    """``(positions, per_token)`` of a key, or ``None`` (not one axis)."""
+    """``(positions, per_token)`` of a key, ``"grid"`` for attention over
+    both spatial axes of a 4-D key, or ``None`` (another layout)."""
     shape = tuple(key.shape)
     if any(size is None for size in shape[1:]):
         return None
@@ -160,6 +171,8 @@ def _key_layout(layer, key):
     if len(shape) != 4 or axes is None:
         return None
     axes = (axes,) if isinstance(axes, int) else tuple(axes)
+    if sorted(a % 4 for a in axes) == [1, 2]:
+        return "grid"
     if len(axes) != 1:
         return None
     axis = axes[0] % 4
@@ -186,7 +199,9 @@ def attention_layer_modules(graph, unreadable):
         key, inputs, keywords = _call_arguments(tap)
         layout = _key_layout(tap.layer, key)
         found = None
-        if layout is not None:
+        if layout == "grid":
+            found = tuple(int(size) for size in key.shape[1:3]), 0
+        elif layout is not None:
             found = token_grid(graph, key, layout[0], per_token=layout[1])
         if found is None:
             unreadable[tap.path] = _no_grid(tap, key)
@@ -197,7 +212,9 @@ def attention_layer_modules(graph, unreadable):
         modules.append(
             AttentionModule(
                 tap.path,
-                AttentionScores(grid, extra, query_kind, name),
+                AttentionScores(
+                    grid, extra, query_kind, name, 2 if layout == "grid" else 1
+                ),
                 Tap(tap.path, tap.layer, key, scores),
                 shape=(*grid, 1),
                 value_range=_SOFTMAX,

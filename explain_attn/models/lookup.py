@@ -223,16 +223,34 @@ def cam_candidates(model):
     a 4-D output whose map is at least 2×2 (or of unknown size): a 1×1
     map has no spatial structure, and its normalised CAM is all zeros.
     """
+    graph = flat_graph(model)
     candidates = []
-    for tap in flat_graph(model).taps.values():
+    for tap in graph.taps.values():
         if not tap.is_spatial or not isinstance(tap.layer, keras.layers.Layer):
             continue
         if isinstance(tap.layer, keras.layers.InputLayer | keras.Model):
             continue
-        if _too_small(tap):
+        if _too_small(tap) or _passes_softmax_weights(graph, tap):
             continue
         candidates.append(tap.path)
     return candidates
+
+
+_PASSING = {"Dropout", "Identity", "Cast"}
+"""Layers that pass their input on unchanged at inference."""
+
+
+def _passes_softmax_weights(graph, tap):
+    """Whether ``tap`` (a dropout inside a traced attention layer, as in
+    keras-hub's Swin and MiT) passes on a softmax's weights: ``(B, heads,
+    queries, keys)`` is not a feature map."""
+    while type(tap.layer).__name__ in _PASSING:
+        tap = graph.producer(tap.input)
+        if tap is None:
+            return False
+        if type(tap.layer).__name__ == "Softmax":
+            return True
+    return False
 
 
 def _too_small(tap):
