@@ -45,7 +45,12 @@ def _upsampled(maps, size):
 
 
 class _Curves:
-    """One compiled call: every order x curve x step of a batch of images."""
+    """One compiled call: every order x curve x step of a batch of images.
+
+    The first and last steps of every order and curve are the image itself
+    or its blurred copy (nothing or everything replaced): each goes through
+    the model once, and only the steps in between once per order and curve.
+    """
 
     def __init__(self, model):
         self.model = model
@@ -53,20 +58,28 @@ class _Curves:
         self.function = tf.function(self._run, reduce_retracing=True)
 
     def _run(self, images, blurred, ranks, counts, labels):
-        # ranks (K, B, H, W); counts (S,) -> removed (K, S, B, H, W, 1).
+        # ranks (K, B, H, W); counts (S,) of the steps between the ends.
         removed = (
             ranks[:, None, ..., None] < counts[None, :, None, None, None, None]
         )
         deleted = tf.where(removed, blurred[None, None], images[None, None])
         inserted = tf.where(removed, images[None, None], blurred[None, None])
-        stacked = tf.stack([deleted, inserted], axis=1)
-        shape = tf.shape(stacked)
-        batch = tf.reshape(stacked, (-1, *images.shape[1:]))
+        middle = tf.stack([deleted, inserted], axis=1)  # (K, 2, S, B, ...)
+        batch = tf.concat(
+            [images, blurred, tf.reshape(middle, (-1, *images.shape[1:]))], 0
+        )
+        count = tf.shape(images)[0]
         outputs = self.model(batch, training=False)
         scores = self.probabilities(tf.cast(outputs, tf.float32))
-        scores = tf.reshape(scores, (shape[0], 2, shape[2], shape[3], -1))
+        scores = tf.reshape(scores, (-1, count, tf.shape(scores)[-1]))
         chosen = tf.one_hot(labels, tf.shape(scores)[-1], dtype=scores.dtype)
-        return tf.reduce_sum(scores * chosen, axis=-1)
+        scores = tf.reduce_sum(scores * chosen, axis=-1)  # (2 + K*2*S, B)
+        shape = tf.shape(middle)
+        middle = tf.reshape(scores[2:], (shape[0], 2, shape[2], count))
+        ends = tf.broadcast_to(scores[:2, None], (shape[0], 2, 1, count))
+        # Deletion starts at the image and ends at the blur; insertion the
+        # other way round.
+        return tf.concat([ends, middle, ends[:, ::-1]], axis=2)
 
 
 def _orders(maps, count, size, random_order, rng):
@@ -104,7 +117,7 @@ def _probabilities(
             tf.constant(images),
             tf.constant(blurred),
             tf.transpose(tf.constant(ranks), (1, 0, 2, 3)),
-            tf.constant(counts),
+            tf.constant(counts[1:-1]),
             tf.constant(labels),
         )
         return np.moveaxis(values.numpy(), -1, 0)
@@ -197,7 +210,8 @@ def deletion_insertion(
     fractions = counts / pixels
     names = list(orders)
     stacked = np.stack([orders[name] for name in names])  # (K, N, H, W)
-    chunk = max(1, batch_size // (2 * len(names) * (steps + 1)))
+    passes = 2 + 2 * len(names) * (steps - 1)  # per image
+    chunk = max(1, batch_size // passes)
     probabilities = _probabilities(
         model, images, blurred, stacked, counts, labels, chunk, strategy
     )
