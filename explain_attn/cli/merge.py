@@ -4,7 +4,7 @@ import sys
 
 import click
 
-from explain_attn.cli.common import devices_option, user_errors
+from explain_attn.cli.common import devices_option, quiet_option, user_errors
 from explain_attn.cli.report import outputs, single_threaded_blas, write_report
 
 
@@ -18,6 +18,7 @@ from explain_attn.cli.report import outputs, single_threaded_blas, write_report
     help="The HTML report; the numbers go beside it as .json.",
 )
 @devices_option
+@quiet_option
 @single_threaded_blas
 @user_errors
 def merge_command(parts, output, devices):
@@ -28,7 +29,9 @@ def merge_command(parts, output, devices):
     duplicated, truncated or foreign part (other models, data or settings)
     is refused. The models and data recorded in the parts are loaded again
     for the gallery and the faithfulness checks. The numbers are those of
-    a single run. The last line printed is the report's path.
+    a single run. On a terminal, reading the parts and each faithfulness
+    check show progress with the time left (--quiet: none). The last line
+    printed is the report's path.
     """
     from explain_attn.devices import make_strategy
     from explain_attn.report.merge import merge_report
