@@ -236,3 +236,15 @@ def recording_model(seed=0):
     x = keras.layers.GlobalAveragePooling2D(name="gap")(x)
     outputs = keras.layers.Dense(2, activation="softmax", name="predictions")(x)
     return keras.Model(inputs, outputs, name="tiny_attention")
+
+
+def train_recorded(data, recorder, *, model=None, **options):
+    """Trains ``model`` (else a new `recording_model`) on ``data`` with the
+    ``recorder`` callback: 2 epochs of batches of 8 at a learning rate of
+    0.05 unless ``options`` say otherwise. Returns ``(model, history)``."""
+    from explain_attn.models.training import train
+
+    model = model or recording_model()
+    settings = {"epochs": 2, "batch_size": 8, "learning_rate": 0.05}
+    settings |= {"verbose": 0, "callbacks": [recorder], **options}
+    return model, train(model, data, **settings)

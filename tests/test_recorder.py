@@ -4,7 +4,7 @@ import json
 
 import numpy as np
 import pytest
-from conftest import IMAGE_SHAPE, recording_model
+from conftest import IMAGE_SHAPE, recording_model, train_recorded
 
 from explain_attn import AttentionRecorder, attention_maps, metrics
 from explain_attn.models.recorder import (
@@ -39,18 +39,8 @@ def test_probe_indices_take_the_classes_in_turn():
 @pytest.fixture(scope="module")
 def recorded(data, tmp_path_factory):
     path = tmp_path_factory.mktemp("record") / "m.record.npz"
-    model = recording_model()
     recorder = AttentionRecorder(data, path, num_images=4)
-    history = train(
-        model,
-        data,
-        validation_data=data,
-        epochs=2,
-        batch_size=8,
-        learning_rate=0.05,
-        verbose=0,
-        callbacks=[recorder],
-    )
+    model, history = train_recorded(data, recorder, validation_data=data)
     return model, history, load_record(path), recorder
 
 

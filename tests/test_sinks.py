@@ -9,14 +9,13 @@ import io
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from conftest import IMAGE_SHAPE, recording_model
+from conftest import IMAGE_SHAPE, train_recorded
 from PIL import Image
 
 from explain_attn import AttentionRecorder
 from explain_attn.cli import main
 from explain_attn.models.recorder import load_record
 from explain_attn.models.sinks import SinkWarning, TensorBoardSink
-from explain_attn.models.training import train
 
 pytestmark = pytest.mark.filterwarnings(
     "ignore::explain_attn.models.training.TrainingWarning"
@@ -52,16 +51,7 @@ def logged(data, tmp_path_factory):
     recorder = AttentionRecorder(
         data, path, num_images=PROBE, sinks=[TensorBoardSink(folder)]
     )
-    history = train(
-        recording_model(),
-        data,
-        validation_data=data,
-        epochs=2,
-        batch_size=8,
-        learning_rate=0.05,
-        verbose=0,
-        callbacks=[recorder],
-    )
+    _, history = train_recorded(data, recorder, validation_data=data)
     return _events(folder / "attention"), load_record(path), history
 
 
@@ -124,15 +114,7 @@ def test_a_failing_tracker_is_dropped_with_one_warning(data, tmp_path):
     path = tmp_path / "m.record.npz"
     recorder = AttentionRecorder(data, path, num_images=PROBE, sinks=[broken])
     with pytest.warns(SinkWarning, match="tracker unreachable") as caught:
-        train(
-            recording_model(),
-            data,
-            epochs=2,
-            batch_size=8,
-            learning_rate=0.05,
-            verbose=0,
-            callbacks=[recorder],
-        )
+        train_recorded(data, recorder)
     assert len([w for w in caught if w.category is SinkWarning]) == 1
     assert broken.calls == 1  # dropped after its first failure
     assert load_record(path).epoch.tolist() == [0.0, 1.0, 2.0]  # kept
@@ -236,15 +218,7 @@ def test_mlflow_receives_metrics_images_and_the_record(
     run_id = sink.run.info.run_id
     path = tmp_path / "m.record.npz"
     recorder = AttentionRecorder(data, path, num_images=PROBE, sinks=[sink])
-    train(
-        recording_model(),
-        data,
-        epochs=2,
-        batch_size=8,
-        learning_rate=0.05,
-        verbose=0,
-        callbacks=[recorder],
-    )
+    train_recorded(data, recorder)
     record = load_record(path)
     client = mlflow.tracking.MlflowClient(uri)
     history = client.get_metric_history(run_id, "probe_accuracy")
@@ -280,15 +254,7 @@ def test_wandb_offline_receives_a_table_per_record(data, tmp_path):
     sink = WandbSink(directory=tmp_path)
     path = tmp_path / "m.record.npz"
     recorder = AttentionRecorder(data, path, num_images=PROBE, sinks=[sink])
-    train(
-        recording_model(),
-        data,
-        epochs=1,
-        batch_size=8,
-        learning_rate=0.05,
-        verbose=0,
-        callbacks=[recorder],
-    )
+    train_recorded(data, recorder, epochs=1)
     tables = sorted(tmp_path.rglob("attention_*.table.json"))
     assert len(tables) == 2  # before training and after the epoch
     table = json.loads(tables[-1].read_text())
