@@ -93,8 +93,16 @@ class Progress:
         clock: Returns seconds; `time.perf_counter` by default.
     """
 
-    def __init__(self, total, description, *, unit="", stream=None,
-                 enabled=None, clock=time.perf_counter):  # fmt: skip
+    def __init__(
+        self,
+        total,
+        description,
+        *,
+        unit="",
+        stream=None,
+        enabled=None,
+        clock=time.perf_counter,
+    ):
         self.total = None if total is None else max(int(total), 0)
         self.description = description
         self.unit = unit
@@ -169,8 +177,9 @@ class EpochProgress(keras.callbacks.Callback):
 
     def on_train_begin(self, logs=None):
         epochs = self.params.get("epochs") or 1
-        self.bar = Progress(epochs, self.description, unit="epochs",
-                            **self.options)  # fmt: skip
+        self.bar = Progress(
+            epochs, self.description, unit="epochs", **self.options
+        )
 
     def on_epoch_end(self, epoch, logs=None):
         self.bar.update(epoch + 1)

@@ -208,3 +208,43 @@ def report_command(report_inputs):
         "--baseline-model",
         str(report_inputs["baseline"]),
     ]
+
+
+@pytest.fixture(scope="session")
+def recording_data():
+    """24 images of `IMAGE_SHAPE` for recorder and tracker tests: dim noise,
+    class 1 brighter inside the same rectangular mask, classes alternating.
+    """
+    from explain_attn.data import Dataset
+
+    rng = np.random.default_rng(0)
+    labels = np.arange(24) % 2
+    images = rng.random((24, *IMAGE_SHAPE), dtype=np.float32) * 0.3
+    masks = np.zeros((24, *IMAGE_SHAPE[:2]), bool)
+    masks[:, 2:8, 3:9] = True
+    images[masks & (labels[:, None, None] == 1)] += 0.6
+    return Dataset(images, labels, masks, ("dark", "bright"), "tiny")
+
+
+def recording_model(seed=0):
+    """A new seeded conv + `SpatialAttention` ("attention") + softmax model
+    of `IMAGE_SHAPE` inputs and two classes, for tests that train it."""
+    keras.utils.set_random_seed(seed)
+    inputs = keras.Input(IMAGE_SHAPE)
+    x = keras.layers.Conv2D(4, 3, padding="same", name="conv")(inputs)
+    x = SpatialAttention(3, name="attention")(x)
+    x = keras.layers.GlobalAveragePooling2D(name="gap")(x)
+    outputs = keras.layers.Dense(2, activation="softmax", name="predictions")(x)
+    return keras.Model(inputs, outputs, name="tiny_attention")
+
+
+def train_recorded(data, recorder, *, model=None, **options):
+    """Trains ``model`` (else a new `recording_model`) on ``data`` with the
+    ``recorder`` callback: 2 epochs of batches of 8 at a learning rate of
+    0.05 unless ``options`` say otherwise. Returns ``(model, history)``."""
+    from explain_attn.models.training import train
+
+    model = model or recording_model()
+    settings = {"epochs": 2, "batch_size": 8, "learning_rate": 0.05}
+    settings |= {"verbose": 0, "callbacks": [recorder], **options}
+    return model, train(model, data, **settings)

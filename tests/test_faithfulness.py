@@ -265,6 +265,30 @@ def test_map_similarity_degenerate_cases():
         map_similarity(maps, maps[:2])
 
 
+@pytest.mark.parametrize("shape", [(6, 12, 10), (4, 5, 6)])
+def test_map_similarity_ssim_is_skimage_per_image(shape):
+    from skimage.metrics import structural_similarity
+
+    rng = np.random.default_rng(3)
+    original = rng.random(shape)
+    changed = original + rng.normal(0, 0.2, shape)
+    changed[1] = 7.0  # a constant map scales to zeros
+    _, ssim = map_similarity(original, changed)
+    window = 7 if min(shape[1:]) >= 7 else 5
+    expected = []
+    for before, after in zip(original, changed, strict=True):
+        unit = [
+            (m - m.min()) / np.ptp(m) if np.ptp(m) else np.zeros_like(m)
+            for m in (before, after)
+        ]
+        _, full = structural_similarity(
+            *unit, data_range=1.0, win_size=window, full=True
+        )
+        pad = window // 2
+        expected.append(full[pad:-pad, pad:-pad].mean())
+    np.testing.assert_allclose(ssim, expected, rtol=1e-12)
+
+
 def _region_model(size, region, scale):
     """Class-1 logit = scale * mean of the pixels in ``region``; class 0: 0."""
     inputs = keras.Input((size, size, 1), name="image")

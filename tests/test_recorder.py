@@ -2,13 +2,11 @@
 
 import json
 
-import keras
 import numpy as np
 import pytest
+from conftest import IMAGE_SHAPE, recording_model, train_recorded
 
 from explain_attn import AttentionRecorder, attention_maps, metrics
-from explain_attn.attention import SpatialAttention
-from explain_attn.data import Dataset
 from explain_attn.models.recorder import (
     epochs_to_reach,
     load_record,
@@ -21,28 +19,12 @@ pytestmark = pytest.mark.filterwarnings(
     "ignore::explain_attn.models.training.TrainingWarning"
 )
 
-SIZE = 12
+SIZE = IMAGE_SHAPE[0]
 
 
 @pytest.fixture(scope="module")
-def data():
-    rng = np.random.default_rng(0)
-    labels = np.arange(24) % 2
-    images = rng.random((24, SIZE, SIZE, 3), dtype=np.float32) * 0.3
-    masks = np.zeros((24, SIZE, SIZE), bool)
-    masks[:, 2:8, 3:9] = True
-    images[masks & (labels[:, None, None] == 1)] += 0.6
-    return Dataset(images, labels, masks, ("dark", "bright"), "tiny")
-
-
-def _model(seed=0):
-    keras.utils.set_random_seed(seed)
-    inputs = keras.Input((SIZE, SIZE, 3))
-    x = keras.layers.Conv2D(4, 3, padding="same", name="conv")(inputs)
-    x = SpatialAttention(3, name="attention")(x)
-    x = keras.layers.GlobalAveragePooling2D(name="gap")(x)
-    outputs = keras.layers.Dense(2, activation="softmax", name="predictions")(x)
-    return keras.Model(inputs, outputs, name="tiny_attention")
+def data(recording_data):
+    return recording_data
 
 
 def test_probe_indices_take_the_classes_in_turn():
@@ -57,11 +39,8 @@ def test_probe_indices_take_the_classes_in_turn():
 @pytest.fixture(scope="module")
 def recorded(data, tmp_path_factory):
     path = tmp_path_factory.mktemp("record") / "m.record.npz"
-    model = _model()
     recorder = AttentionRecorder(data, path, num_images=4)
-    history = train(model, data, validation_data=data, epochs=2,
-                    batch_size=8, learning_rate=0.05, verbose=0,
-                    callbacks=[recorder])  # fmt: skip
+    model, history = train_recorded(data, recorder, validation_data=data)
     return model, history, load_record(path), recorder
 
 
@@ -85,8 +64,9 @@ def test_record_holds_maps_metrics_and_logs_per_epoch(data, recorded):
     masks = data.masks[recorder.indices]
     np.testing.assert_allclose(
         record.metrics[0]["mass_in_mask"][-1],
-        metrics.mass_in_mask(expected, masks), rtol=1e-5,
-    )  # fmt: skip
+        metrics.mass_in_mask(expected, masks),
+        rtol=1e-5,
+    )
     assert np.isnan(record.logs["loss"][0])
     np.testing.assert_allclose(record.logs["loss"][1:], history.history["loss"])
     predictions = model.predict(probe, verbose=0).argmax(-1)
@@ -97,23 +77,40 @@ def test_record_holds_maps_metrics_and_logs_per_epoch(data, recorded):
 def test_every_steps_and_resume(data, tmp_path):
     path = tmp_path / "steps.record.npz"
     recorder = AttentionRecorder(data, path, num_images=2, every_steps=2)
-    train(_model(), data, epochs=2, batch_size=6, verbose=0,
-          callbacks=[recorder])  # fmt: skip
+    train(
+        recording_model(),
+        data,
+        epochs=2,
+        batch_size=6,
+        verbose=0,
+        callbacks=[recorder],
+    )
     # 24 images in batches of 6: 4 steps per epoch, a record every 2.
     assert load_record(path).epoch.tolist() == [0, 0.5, 1, 1.5, 2]
     assert load_record(path).step.tolist() == [0, 2, 4, 6, 8]
 
     path = tmp_path / "resumed.record.npz"
-    model = _model()
+    model = recording_model()
     model.compile(
         "adam", "sparse_categorical_crossentropy", metrics=["accuracy"]
     )
-    model.fit(data.images, data.labels, epochs=3, verbose=0,
-              callbacks=[AttentionRecorder(data, path)])  # fmt: skip
+    model.fit(
+        data.images,
+        data.labels,
+        epochs=3,
+        verbose=0,
+        callbacks=[AttentionRecorder(data, path)],
+    )
     # Resumed from epoch 1: records after it are dropped, then continued.
     resumed = AttentionRecorder(data, path, resume=True)
-    model.fit(data.images, data.labels, epochs=3, initial_epoch=1,
-              verbose=0, callbacks=[resumed])  # fmt: skip
+    model.fit(
+        data.images,
+        data.labels,
+        epochs=3,
+        initial_epoch=1,
+        verbose=0,
+        callbacks=[resumed],
+    )
     assert load_record(path).epoch.tolist() == [0, 1, 2, 3]
 
 
@@ -143,13 +140,17 @@ def test_a_report_shows_the_record_beside_a_model(data, recorded, tmp_path):
     save_model(model, attention)
     record_path(attention).write_bytes(recorder.path.read_bytes())
     baseline = tmp_path / "baseline.keras"
-    save_model(_model(seed=1), baseline)
+    save_model(recording_model(seed=1), baseline)
     npz = tmp_path / "data.npz"
     np.savez(npz, images=data.images, labels=data.labels, masks=data.masks)
     report = report_from_sources(
-        str(npz), attention_models=[attention], baseline_model=baseline,
-        num_examples=2, faithfulness=False, verbose=0,
-    )  # fmt: skip
+        str(npz),
+        attention_models=[attention],
+        baseline_model=baseline,
+        num_examples=2,
+        faithfulness=False,
+        verbose=0,
+    )
     section = report.data["training_record"]["models"]
     assert [row["name"] for row in section] == ["attention.keras"]
     assert section[0]["epochs"] == [0.0, 1.0, 2.0]
@@ -166,15 +167,21 @@ def test_the_demo_cache_keeps_each_models_record(data, tmp_path):
     from explain_attn.report.cache import train_or_load
 
     settings = {
-        "validation_data": data, "epochs": 1, "seed": 0, "batch_size": 8,
-        "learning_rate": 0.01, "cache_dir": tmp_path, "verbose": 0,
-    }  # fmt: skip
+        "validation_data": data,
+        "epochs": 1,
+        "seed": 0,
+        "batch_size": 8,
+        "learning_rate": 0.01,
+        "cache_dir": tmp_path,
+        "verbose": 0,
+    }
     _, first = train_or_load("small_attention", data, **settings)
     record = load_record(first["record_file"])
     assert record.epoch.tolist() == [0.0, 1.0]
     assert [layer["path"] for layer in record.layers] == [
-        "block2_attention", "block3_attention",
-    ]  # fmt: skip
+        "block2_attention",
+        "block3_attention",
+    ]
     assert record.meta["check"] == first["check"]
     _, second = train_or_load("small_attention", data, **settings)
     assert second["source"] == "cache"

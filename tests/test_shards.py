@@ -2,6 +2,7 @@
 bad parts and bad options are refused with one line; Dask runs the shards,
 survives a killed worker and resumes."""
 
+import io
 import json
 import os
 import random
@@ -17,6 +18,7 @@ from click.testing import CliRunner
 
 from explain_attn import build_model, save_model
 from explain_attn.cli import main
+from explain_attn.progress import quiet
 from explain_attn.report import report_from_sources, write_json
 from explain_attn.report.contributions import Part, combine
 from explain_attn.report.merge import merge_report
@@ -26,6 +28,7 @@ from explain_attn.report.shards import (
     complete_shards,
     part_name,
     part_record,
+    read_parts,
     shard_range,
 )
 
@@ -164,6 +167,30 @@ def _merge_error(folder, tmp_path):
     assert len(lines) == 1 and lines[0].startswith("Error: "), result.stderr
     assert list(output.parent.iterdir()) == []  # nothing written
     return lines[0]
+
+
+class _Terminal(io.StringIO):
+    def isatty(self):
+        return True
+
+
+def test_merge_shows_its_progress_on_a_terminal_only(
+    three_parts, monkeypatch, tmp_path
+):
+    terminal = _Terminal()
+    monkeypatch.setattr("sys.stderr", terminal)
+    read_parts(three_parts)
+    lines = terminal.getvalue().split("\r")
+    assert "merge: reading parts" in lines[1] and "1/3 parts" in lines[1]
+    assert "3/3 parts · 0 s left" in lines[-1]
+    terminal = _Terminal()
+    monkeypatch.setattr("sys.stderr", terminal)
+    with quiet():
+        read_parts(three_parts)
+    assert terminal.getvalue() == ""
+    # The command takes --quiet (here with no part: its one-line error).
+    result = CliRunner().invoke(main, ["merge", str(tmp_path), "--quiet"])
+    assert result.exit_code == 2 and "holds no part" in result.stderr
 
 
 def test_every_bad_part_is_refused_with_one_line(inputs, three_parts, tmp_path):

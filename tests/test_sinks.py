@@ -6,47 +6,28 @@ line's tracker flags fail in one line without their package or folder."""
 import importlib.util
 import io
 
-import keras
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from conftest import IMAGE_SHAPE, train_recorded
 from PIL import Image
 
 from explain_attn import AttentionRecorder
-from explain_attn.attention import SpatialAttention
 from explain_attn.cli import main
-from explain_attn.data import Dataset
 from explain_attn.models.recorder import load_record
 from explain_attn.models.sinks import SinkWarning, TensorBoardSink
-from explain_attn.models.training import train
 
 pytestmark = pytest.mark.filterwarnings(
     "ignore::explain_attn.models.training.TrainingWarning"
 )
 
-SIZE = 12
+SIZE = IMAGE_SHAPE[0]
 PROBE = 4
 
 
 @pytest.fixture(scope="module")
-def data():
-    rng = np.random.default_rng(0)
-    labels = np.arange(16) % 2
-    images = rng.random((16, SIZE, SIZE, 3), dtype=np.float32) * 0.3
-    masks = np.zeros((16, SIZE, SIZE), bool)
-    masks[:, 2:8, 3:9] = True
-    images[masks & (labels[:, None, None] == 1)] += 0.6
-    return Dataset(images, labels, masks, ("dark", "bright"), "tiny")
-
-
-def _model():
-    keras.utils.set_random_seed(0)
-    inputs = keras.Input((SIZE, SIZE, 3))
-    x = keras.layers.Conv2D(4, 3, padding="same", name="conv")(inputs)
-    x = SpatialAttention(3, name="attention")(x)
-    x = keras.layers.GlobalAveragePooling2D(name="gap")(x)
-    outputs = keras.layers.Dense(2, activation="softmax", name="out")(x)
-    return keras.Model(inputs, outputs, name="tiny_attention")
+def data(recording_data):
+    return recording_data
 
 
 def _events(folder):
@@ -70,9 +51,7 @@ def logged(data, tmp_path_factory):
     recorder = AttentionRecorder(
         data, path, num_images=PROBE, sinks=[TensorBoardSink(folder)]
     )
-    history = train(_model(), data, validation_data=data, epochs=2,
-                    batch_size=8, learning_rate=0.05, verbose=0,
-                    callbacks=[recorder])  # fmt: skip
+    _, history = train_recorded(data, recorder, validation_data=data)
     return _events(folder / "attention"), load_record(path), history
 
 
@@ -135,8 +114,7 @@ def test_a_failing_tracker_is_dropped_with_one_warning(data, tmp_path):
     path = tmp_path / "m.record.npz"
     recorder = AttentionRecorder(data, path, num_images=PROBE, sinks=[broken])
     with pytest.warns(SinkWarning, match="tracker unreachable") as caught:
-        train(_model(), data, epochs=2, batch_size=8, learning_rate=0.05,
-              verbose=0, callbacks=[recorder])  # fmt: skip
+        train_recorded(data, recorder)
     assert len([w for w in caught if w.category is SinkWarning]) == 1
     assert broken.calls == 1  # dropped after its first failure
     assert load_record(path).epoch.tolist() == [0.0, 1.0, 2.0]  # kept
@@ -156,10 +134,21 @@ def npz(tmp_path_factory):
 
 def _train(npz, folder, *extra):
     arguments = [
-        "train", "--architecture", "small_attention", "--data", str(npz),
-        "--epochs", "1", "--record-images", "2", "--validation-split", "0",
-        "--output", str(folder / "m.keras"), *extra,
-    ]  # fmt: skip
+        "train",
+        "--architecture",
+        "small_attention",
+        "--data",
+        str(npz),
+        "--epochs",
+        "1",
+        "--record-images",
+        "2",
+        "--validation-split",
+        "0",
+        "--output",
+        str(folder / "m.keras"),
+        *extra,
+    ]
     return CliRunner().invoke(main, arguments)
 
 
@@ -229,8 +218,7 @@ def test_mlflow_receives_metrics_images_and_the_record(
     run_id = sink.run.info.run_id
     path = tmp_path / "m.record.npz"
     recorder = AttentionRecorder(data, path, num_images=PROBE, sinks=[sink])
-    train(_model(), data, epochs=2, batch_size=8, learning_rate=0.05,
-          verbose=0, callbacks=[recorder])  # fmt: skip
+    train_recorded(data, recorder)
     record = load_record(path)
     client = mlflow.tracking.MlflowClient(uri)
     history = client.get_metric_history(run_id, "probe_accuracy")
@@ -266,8 +254,7 @@ def test_wandb_offline_receives_a_table_per_record(data, tmp_path):
     sink = WandbSink(directory=tmp_path)
     path = tmp_path / "m.record.npz"
     recorder = AttentionRecorder(data, path, num_images=PROBE, sinks=[sink])
-    train(_model(), data, epochs=1, batch_size=8, learning_rate=0.05,
-          verbose=0, callbacks=[recorder])  # fmt: skip
+    train_recorded(data, recorder, epochs=1)
     tables = sorted(tmp_path.rglob("attention_*.table.json"))
     assert len(tables) == 2  # before training and after the epoch
     table = json.loads(tables[-1].read_text())

@@ -4,7 +4,7 @@ import sys
 
 import click
 
-from explain_attn.cli.common import devices_option, user_errors
+from explain_attn.cli.common import devices_option, quiet_option, user_errors
 from explain_attn.cli.report import outputs, single_threaded_blas, write_report
 
 
@@ -19,6 +19,7 @@ from explain_attn.cli.report import outputs, single_threaded_blas, write_report
     "or maps/].",
 )
 @devices_option
+@quiet_option
 @single_threaded_blas
 @user_errors
 def merge_command(parts, output, devices):
@@ -30,8 +31,10 @@ def merge_command(parts, output, devices):
     duplicated, truncated or foreign part (other models, data or settings)
     is refused. For a report, the models and data recorded in the parts
     are loaded again for the gallery and the faithfulness checks; maps are
-    copied from the parts. The result is that of a single run. The last
-    line printed is its path.
+    copied from the parts. The result is that of a single run. On a
+    terminal, reading a report's parts and each faithfulness check show
+    progress with the time left (--quiet: none). The last line printed is
+    the result's path.
     """
     from explain_attn.sharding import parts_kind
 

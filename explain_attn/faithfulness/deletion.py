@@ -45,28 +45,51 @@ def _upsampled(maps, size):
 
 
 class _Curves:
-    """One compiled call: every order x curve x step of a batch of images."""
+    """One compiled call: every order x curve x step of a batch of images.
+
+    The first and last steps of every order and curve are the image itself
+    or its blurred copy (nothing or everything replaced): each goes through
+    the model once, and only the steps in between once per order and curve.
+    """
 
     def __init__(self, model):
         self.model = model
         self.probabilities = probability_function(model)
-        self.function = tf.function(self._run, reduce_retracing=True)
+        shape = tuple(single_input_graph(model).inputs[0].shape[1:])
+        # One trace for every chunk size (a last, smaller chunk included).
+        self.function = tf.function(
+            self._run,
+            input_signature=[
+                tf.TensorSpec((None, *shape), tf.float32),
+                tf.TensorSpec((None, *shape), tf.float32),
+                tf.TensorSpec((None, None, *shape[:2]), tf.int32),
+                tf.TensorSpec((None,), tf.int32),
+                tf.TensorSpec((None,), tf.int32),
+            ],
+        )
 
     def _run(self, images, blurred, ranks, counts, labels):
-        # ranks (K, B, H, W); counts (S,) -> removed (K, S, B, H, W, 1).
+        # ranks (K, B, H, W); counts (S,) of the steps between the ends.
         removed = (
             ranks[:, None, ..., None] < counts[None, :, None, None, None, None]
         )
         deleted = tf.where(removed, blurred[None, None], images[None, None])
         inserted = tf.where(removed, images[None, None], blurred[None, None])
-        stacked = tf.stack([deleted, inserted], axis=1)
-        shape = tf.shape(stacked)
-        batch = tf.reshape(stacked, (-1, *images.shape[1:]))
+        middle = tf.stack([deleted, inserted], axis=1)  # (K, 2, S, B, ...)
+        flat = tf.reshape(middle, tf.concat([[-1], tf.shape(images)[1:]], 0))
+        batch = tf.concat([images, blurred, flat], 0)  # images' static shape
+        count = tf.shape(images)[0]
         outputs = self.model(batch, training=False)
         scores = self.probabilities(tf.cast(outputs, tf.float32))
-        scores = tf.reshape(scores, (shape[0], 2, shape[2], shape[3], -1))
+        scores = tf.reshape(scores, (-1, count, tf.shape(scores)[-1]))
         chosen = tf.one_hot(labels, tf.shape(scores)[-1], dtype=scores.dtype)
-        return tf.reduce_sum(scores * chosen, axis=-1)
+        scores = tf.reduce_sum(scores * chosen, axis=-1)  # (2 + K*2*S, B)
+        shape = tf.shape(middle)
+        middle = tf.reshape(scores[2:], (shape[0], 2, shape[2], count))
+        ends = tf.broadcast_to(scores[:2, None], (shape[0], 2, 1, count))
+        # Deletion starts at the image and ends at the blur; insertion the
+        # other way round.
+        return tf.concat([ends, middle, ends[:, ::-1]], axis=2)
 
 
 def _orders(maps, count, size, random_order, rng):
@@ -101,11 +124,11 @@ def _probabilities(
 
     def images_first(images, blurred, ranks, labels):
         values = curves.function(
-            tf.constant(images),
-            tf.constant(blurred),
-            tf.transpose(tf.constant(ranks), (1, 0, 2, 3)),
-            tf.constant(counts),
-            tf.constant(labels),
+            tf.constant(images, tf.float32),
+            tf.constant(blurred, tf.float32),
+            tf.transpose(tf.constant(ranks, tf.int32), (1, 0, 2, 3)),
+            tf.constant(counts[1:-1], tf.int32),
+            tf.constant(labels, tf.int32),
         )
         return np.moveaxis(values.numpy(), -1, 0)
 
@@ -197,7 +220,7 @@ def deletion_insertion(
     fractions = counts / pixels
     names = list(orders)
     stacked = np.stack([orders[name] for name in names])  # (K, N, H, W)
-    chunk = max(1, batch_size // (2 * len(names) * (steps + 1)))
+    chunk = _chunk_size(batch_size, len(names), steps)
     probabilities = _probabilities(
         model, images, blurred, stacked, counts, labels, chunk, strategy
     )
@@ -205,6 +228,12 @@ def deletion_insertion(
     for index, name in enumerate(names):
         output[name] = _areas(probabilities[index], fractions)
     return output
+
+
+def _chunk_size(batch_size, orders, steps):
+    """Images per call: each is ``2 + 2 * orders * (steps - 1)`` model
+    inputs (`_Curves`), about ``batch_size`` in all."""
+    return max(1, batch_size // (2 + 2 * orders * (steps - 1)))
 
 
 def _blurred(images, sigma):

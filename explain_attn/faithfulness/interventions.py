@@ -58,7 +58,17 @@ class Intervened:
         self.probabilities = probability_function(model)
         self.map_shape = tuple(int(s) for s in module.tap.output.shape[1:3])
         self.with_mask = with_mask
-        self.function = tf.function(self._run, reduce_retracing=True)
+        # One trace for every batch size (a last, smaller batch included).
+        self.function = tf.function(
+            self._run,
+            input_signature=[
+                tf.TensorSpec((None, *graph.inputs[0].shape[1:]), tf.float32),
+                tf.TensorSpec(
+                    (None, self.map_shape[0] * self.map_shape[1]), tf.int32
+                ),
+                tf.TensorSpec((None, *self.map_shape, 1), tf.float32),
+            ],
+        )
 
     def _run(self, images, permutation, mask):
         features, attention = self.module.parts(
@@ -127,7 +137,9 @@ class Intervened:
     def _images_first(self, images, permutation, mask):
         """One batch's ``(B, variants, classes)`` probabilities."""
         scores = self.function(
-            tf.constant(images), tf.constant(permutation), tf.constant(mask)
+            tf.constant(images, tf.float32),
+            tf.constant(permutation, tf.int32),
+            tf.constant(mask, tf.float32),
         )
         return np.moveaxis(scores.numpy(), 1, 0)
 

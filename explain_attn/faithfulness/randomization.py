@@ -11,6 +11,7 @@ import re
 
 import keras
 import numpy as np
+from scipy.ndimage import uniform_filter
 
 from explain_attn.devices import strategy_scope
 from explain_attn.explanations.explanation import Explainer, Explanation
@@ -212,8 +213,6 @@ def map_similarity(original, changed):
         a window of 7 pixels or the largest odd size that fits (NaN below
         3 pixels), averaged over the window positions of each image.
     """
-    from skimage.metrics import structural_similarity
-
     original = np.asarray(original, dtype=np.float64)
     changed = np.asarray(changed, dtype=np.float64)
     if original.shape != changed.shape or original.ndim != 3:
@@ -230,17 +229,34 @@ def map_similarity(original, changed):
     window = min(7, size if size % 2 else size - 1)
     if window < 3 or len(original) == 0:
         return rho, np.full(len(original), np.nan)
-    _, full = structural_similarity(
-        np.moveaxis(_unit_scaled(original), 0, -1),
-        np.moveaxis(_unit_scaled(changed), 0, -1),
-        data_range=1.0,
-        channel_axis=-1,
-        win_size=window,
-        full=True,
-    )
+    full = _ssim_image(_unit_scaled(original), _unit_scaled(changed), window)
     pad = (window - 1) // 2
     cropped = full[pad : full.shape[0] - pad, pad : full.shape[1] - pad]
     return rho, cropped.mean(axis=(0, 1))
+
+
+def _ssim_image(first, second, window):
+    """SSIM images ``(H, W, N)`` of two ``(N, H, W)`` stacks in [0, 1].
+
+    `skimage.metrics.structural_similarity` (``data_range=1``, uniform
+    ``window``, sample covariance, ``full=True``) of every image at once:
+    its formula on each image, and the same arithmetic, so the values are
+    identical to calling it with ``channel_axis=-1`` (one call per image).
+    """
+    first = np.moveaxis(first, 0, -1)
+    second = np.moveaxis(second, 0, -1)
+
+    def mean(values):  # Over each image's window, not across images.
+        return uniform_filter(values, size=(window, window, 1))
+
+    cov_norm = window**2 / (window**2 - 1)
+    ux, uy = mean(first), mean(second)
+    vx = cov_norm * (mean(first * first) - ux * ux)
+    vy = cov_norm * (mean(second * second) - uy * uy)
+    vxy = cov_norm * (mean(first * second) - ux * uy)
+    c1, c2 = 0.01**2, 0.03**2
+    numerator = (2 * ux * uy + c1) * (2 * vxy + c2)
+    return numerator / ((ux**2 + uy**2 + c1) * (vx + vy + c2))
 
 
 class _Maps:

@@ -170,9 +170,11 @@ def _scalar(tag, value, step):
     import tensorflow as tf
 
     tf.summary.write(
-        tag, tf.constant(value, tf.float32), step=step,
+        tag,
+        tf.constant(value, tf.float32),
+        step=step,
         metadata=_metadata("scalars"),
-    )  # fmt: skip
+    )
 
 
 def _histogram(tag, values, step, *, buckets=HISTOGRAM_BUCKETS):
@@ -187,8 +189,9 @@ def _histogram(tag, values, step, *, buckets=HISTOGRAM_BUCKETS):
         table = np.stack([edges[:-1], edges[1:], counts], axis=1)
     else:
         table = np.array([[low, high, values.size]], np.float64)
-    tf.summary.write(tag, tf.constant(table), step=step,
-                     metadata=_metadata("histograms"))  # fmt: skip
+    tf.summary.write(
+        tag, tf.constant(table), step=step, metadata=_metadata("histograms")
+    )
 
 
 def _images(tag, images, step):
@@ -221,7 +224,7 @@ class WandbSink:
             project="explain-attn",
             mode=os.environ.get("WANDB_MODE", "offline"),
             dir=None if directory is None else str(directory),
-        )  # fmt: skip
+        )
 
     def write(self, entry):
         wandb = self._wandb
@@ -234,10 +237,11 @@ class WandbSink:
         table = wandb.Table(columns=columns)
         for position, image in enumerate(entry.outlined_images()):
             table.add_data(
-                wandb.Image(image), int(entry.labels[position]),
+                wandb.Image(image),
+                int(entry.labels[position]),
                 int(entry.predictions[position]),
                 *(wandb.Image(overlays[i][position]) for i in spatial),
-            )  # fmt: skip
+            )
         self.run.log(
             {"attention": table, "epoch": entry.epoch, **entry.scalars()},
             step=entry.tracker_step,
@@ -276,9 +280,10 @@ class MLflowSink:
             if layer["spatial"]:
                 tiles = np.concatenate(list(entry.overlays(index)), axis=1)
                 mlflow.log_image(
-                    tiles, key=_metric_name(f"attention/{layer['path']}"),
+                    tiles,
+                    key=_metric_name(f"attention/{layer['path']}"),
                     step=step,
-                )  # fmt: skip
+                )
 
     def close(self, files=()):
         for path in files:

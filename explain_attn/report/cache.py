@@ -106,29 +106,30 @@ def train_or_load(
         ``check`` (`TrainingCheck.as_dict`), ``record_file`` (the record's
         path) and ``key``.
     """
-    settings = _settings(
-        architecture, train_data, validation_data, epochs=epochs, seed=seed,
-        batch_size=batch_size, learning_rate=learning_rate, strategy=strategy,
-    )  # fmt: skip
+    training = {"epochs": epochs, "seed": seed, "batch_size": batch_size}
+    training |= {"learning_rate": learning_rate, "strategy": strategy}
+    settings = _settings(architecture, train_data, validation_data, **training)
     key = cache_key(settings)
     say = say or (lambda text: None)
     folder = Path(cache_dir or cache_directory()) / f"{architecture}-{key}"
-    model, meta, damage = _lookup(architecture, settings, folder, strategy,
-                                  retrain)  # fmt: skip
+    found = _lookup(architecture, settings, folder, strategy, retrain)
+    model, meta, damage = found
     if damage is not None:
         say(f"Cache entry {folder} is damaged ({damage}): training it again.")
     if model is not None:
-        return model, {**meta, "source": "cache", "key": key,
-                       "record_file": str(folder / "record.npz")}  # fmt: skip
-
+        return model, _info(meta, "cache", key, folder)
     if hasattr(train_data, "load"):
         train_data = train_data.load()
-    model, meta = _train_entry(
-        folder, architecture, train_data, validation_data, settings,
-        verbose=verbose, strategy=strategy,
-    )  # fmt: skip
-    return model, {**meta, "source": "trained", "key": key,
-                   "record_file": str(folder / "record.npz")}  # fmt: skip
+    data = (train_data, validation_data)
+    options = {"verbose": verbose, "strategy": strategy}
+    model, meta = _train_entry(folder, architecture, *data, settings, **options)
+    return model, _info(meta, "trained", key, folder)
+
+
+def _info(meta, source, key, folder):
+    """What `train_or_load` returns beside the model."""
+    record = str(folder / "record.npz")
+    return {**meta, "source": source, "key": key, "record_file": record}
 
 
 def _lookup(architecture, settings, folder, strategy, retrain):
@@ -162,15 +163,24 @@ def _copy_entry(source, folder, settings):
             shutil.copyfile(source / name, staging / name)
         meta = json.loads((source / "meta.json").read_text(encoding="utf-8"))
         with atomic_path(staging / "meta.json") as temporary:
-            temporary.write_text(json.dumps({**meta, "settings": settings},
-                                            indent=1))  # fmt: skip
+            temporary.write_text(
+                json.dumps({**meta, "settings": settings}, indent=1)
+            )
         _replace_folder(staging, folder, settings)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
 
 
-def _train_entry(folder, architecture, train_data, validation_data, settings,
-                 *, verbose, strategy):  # fmt: skip
+def _train_entry(
+    folder,
+    architecture,
+    train_data,
+    validation_data,
+    settings,
+    *,
+    verbose,
+    strategy,
+):
     """Trains the model of ``settings``, writes its entry into ``folder``;
     returns ``(model, meta)``."""
     import tempfile
@@ -185,11 +195,17 @@ def _train_entry(folder, architecture, train_data, validation_data, settings,
         )
         start = time.perf_counter()
         model, history = train_architecture(
-            architecture, train_data, validation_data=validation_data,
-            epochs=epochs, batch_size=settings["batch_size"],
-            learning_rate=settings["learning_rate"], seed=settings["seed"],
-            verbose=verbose, callbacks=[recorder], strategy=strategy,
-        )  # fmt: skip
+            architecture,
+            train_data,
+            validation_data=validation_data,
+            epochs=epochs,
+            batch_size=settings["batch_size"],
+            learning_rate=settings["learning_rate"],
+            seed=settings["seed"],
+            verbose=verbose,
+            callbacks=[recorder],
+            strategy=strategy,
+        )
         meta = {
             "settings": settings,
             "seconds_per_epoch": (time.perf_counter() - start) / epochs,
@@ -199,8 +215,11 @@ def _train_entry(folder, architecture, train_data, validation_data, settings,
             },
             "check": history.check.as_dict(),
         }
-        add_to_record(recorder.path, check=meta["check"],
-                      warnings=list(history.check.problems))  # fmt: skip
+        add_to_record(
+            recorder.path,
+            check=meta["check"],
+            warnings=list(history.check.problems),
+        )
         _write_entry(folder, model, meta, recorder.path)
     return model, meta
 

@@ -101,9 +101,17 @@ def _count(train):
 
 
 def demo_models(
-    train, test, *, epochs, seed, cache_dir, verbose, say, strategy=None,
+    train,
+    test,
+    *,
+    epochs,
+    seed,
+    cache_dir,
+    verbose,
+    say,
+    strategy=None,
     retrain=False,
-):  # fmt: skip
+):
     """Trains the demo pair on ``train`` (or loads it from the cache).
 
     ``retrain`` trains anew, where a cache miss otherwise takes the
@@ -115,22 +123,18 @@ def demo_models(
         A list of `ReportModel`: the attention model, then the baseline.
     """
     epochs = epochs or training.DEMO_EPOCHS
+    options = {"validation_data": test, "epochs": epochs, "seed": seed}
+    options |= {"cache_dir": cache_dir, "verbose": verbose, "say": say}
+    options |= {"strategy": strategy, "retrain": retrain}
     models = []
     for role in ("baseline", "attention"):
         architecture = DEMO_ARCHITECTURES[role]
         model, info = train_or_load(
             architecture,
             train,
-            validation_data=test,
-            epochs=epochs,
-            seed=seed,
             batch_size=training.DEMO_BATCH_SIZE,
             learning_rate=training.DEMO_LEARNING_RATE,
-            cache_dir=cache_dir,
-            verbose=verbose,
-            strategy=strategy,
-            say=say,
-            retrain=retrain,
+            **options,
         )
         verb = "loaded from cache" if info["source"] == "cache" else "trained"
         say(
@@ -138,22 +142,27 @@ def demo_models(
             f"({epochs} epochs, {_count(train)} training images, "
             f"{info['seconds_per_epoch']:.1f} s per epoch; key {info['key']})"
         )
-        models.append(
-            ReportModel(
-                key=role,
-                role=role,
-                name=architecture,
-                model=model,
-                architecture=architecture,
-                training={
-                    "source": info["source"],
-                    "epochs": epochs,
-                    "training_images": _count(train),
-                    "seconds_per_epoch": info["seconds_per_epoch"],
-                    "history": info["history"],
-                    "check": info.get("check"),
-                    "record_file": info.get("record_file"),
-                },
-            )
-        )
+        info = {**info, "epochs": epochs, "training_images": _count(train)}
+        models.append(_report_model(role, architecture, model, info))
     return models[::-1]  # attention first, baseline last
+
+
+def _report_model(role, architecture, model, info):
+    """The `ReportModel` of one demo model ``train_or_load`` returned."""
+    trained = {
+        "source": info["source"],
+        "epochs": info["epochs"],
+        "training_images": info["training_images"],
+        "seconds_per_epoch": info["seconds_per_epoch"],
+        "history": info["history"],
+        "check": info.get("check"),
+        "record_file": info.get("record_file"),
+    }
+    return ReportModel(
+        key=role,
+        role=role,
+        name=architecture,
+        model=model,
+        architecture=architecture,
+        training=trained,
+    )

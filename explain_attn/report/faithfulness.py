@@ -332,9 +332,8 @@ def _timed(say, name, function, models, explanations, subset, *args):
     """Runs one check on ``subset`` (``(test, indices)``: those images are
     read now, and dropped after the check)."""
     started = time.perf_counter()
-    with progress_bar(
-        len(models), f"faithfulness: {name}", unit="models"
-    ) as bar:
+    progress = progress_bar(len(models), f"faithfulness: {name}", unit="models")
+    with progress as bar:
         result = function(
             _counted(models, bar), explanations, take_images(*subset), *args
         )

@@ -203,21 +203,25 @@ def _headline_figure(data):
     rows = max(len(accuracy), len(mass) - 2 if mass else 0)
     axes_count = 2 if mass else 1
     figure = Figure(figsize=(11, 0.55 + 0.27 * rows))
-    axes = figure.subplots(
-        1, axes_count, squeeze=False,
-        gridspec_kw={"width_ratios": [1, 1.6][:axes_count]},
-    )[0]  # fmt: skip
-    _interval_axis(axes[0], accuracy, "test accuracy", percent=True)
+    ratios = {"width_ratios": [1, 1.6][:axes_count]}
+    axes = figure.subplots(1, axes_count, squeeze=False, gridspec_kw=ratios)
+    _interval_axis(axes[0][0], accuracy, "test accuracy", percent=True)
     if mass:
-        maps = [(label, s["mean"], s) for label, s in mass[:-2] if s]
-        _interval_axis(axes[1], maps, "mass in mask")
-        for (label, summary), style in zip(mass[-2:], ("--", ":"), strict=True):
-            axes[1].axvline(summary["mean"], color="gray", linestyle=style,
-                            label=f"{label} {summary['mean']:.2f}")  # fmt: skip
-        axes[1].legend(fontsize=7, loc="lower right", frameon=False)
-    figure.subplots_adjust(left=0.1, right=0.99, top=0.8, bottom=0.2,
-                           wspace=0.55)  # fmt: skip
+        _mass_axis(axes[0][1], mass)
+    margins = {"left": 0.1, "right": 0.99, "top": 0.8, "bottom": 0.2}
+    figure.subplots_adjust(wspace=0.55, **margins)
     return to_data_uri(figure, dpi=DPI)
+
+
+def _mass_axis(axis, mass):
+    """Mass in mask of each map, the last two rows (the flat and centre
+    baselines) as vertical lines."""
+    maps = [(label, s["mean"], s) for label, s in mass[:-2] if s]
+    _interval_axis(axis, maps, "mass in mask")
+    for (label, summary), style in zip(mass[-2:], ("--", ":"), strict=True):
+        line = f"{label} {summary['mean']:.2f}"
+        axis.axvline(summary["mean"], color="gray", linestyle=style, label=line)
+    axis.legend(fontsize=7, loc="lower right", frameon=False)
 
 
 def _interval_axis(axis, rows, title, *, percent=False):
@@ -228,21 +232,29 @@ def _interval_axis(axis, rows, title, *, percent=False):
     for position, (_, value, summary) in zip(positions, rows, strict=True):
         if value is None or not math.isfinite(value):
             continue
-        low, high = summary["ci_low"], summary["ci_high"]
-        axis.errorbar(
-            scale * value, position, fmt="o", color="#0969da", markersize=4,
-            xerr=[[scale * (value - low)], [scale * (high - value)]],
-            capsize=2,
-        )  # fmt: skip
+        _interval_dot(axis, position, scale * value, summary, scale)
         text = f"{scale * value:.1f}%" if percent else f"{value:.2f}"
-        axis.annotate(text, (scale * high, position), xytext=(4, -3),
-                      textcoords="offset points", fontsize=7)  # fmt: skip
+        _annotate(axis, text, (scale * summary["ci_high"], position))
     axis.set_yticks(positions, [_short(label, 30) for label, *_ in rows])
     axis.tick_params(labelsize=7)
     axis.set_ylim(len(rows) - 0.5, -0.5)
     axis.set_xlim(0, scale * 1.1)
     axis.set_title(title, fontsize=9)
     axis.grid(axis="x", alpha=0.3)
+
+
+def _interval_dot(axis, position, value, summary, scale):
+    """A dot at ``value`` with the summary's interval (times ``scale``)."""
+    low, high = scale * summary["ci_low"], scale * summary["ci_high"]
+    error = [[value - low], [high - value]]
+    style = {"fmt": "o", "color": "#0969da", "markersize": 4, "capsize": 2}
+    axis.errorbar(value, position, xerr=error, **style)
+
+
+def _annotate(axis, text, point):
+    """``text`` a little right of ``point``, small."""
+    offset = {"xytext": (4, -3), "textcoords": "offset points"}
+    axis.annotate(text, point, fontsize=7, **offset)
 
 
 class FirstScreenSection(Section):

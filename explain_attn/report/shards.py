@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from explain_attn.data.loaders import take_images
+from explain_attn.progress import progress_bar
 from explain_attn.report.contributions import Part, combine
 from explain_attn.report.evaluate import evaluate_parts
 from explain_attn.report.observed import report_chunk_size, report_contributors
@@ -197,10 +198,21 @@ def read_parts(folder):
             f"The parts folder {str(folder)!r} holds no part "
             "(shard-*.npz). Run the shards with --parts first."
         )
-    found = [(path, read_part(path)) for path in paths]
+    found = _read_all(paths)
     check_parts([(path, meta) for path, (_, meta) in found])
     metas = sorted((meta for _, (_, meta) in found), key=lambda m: m["index"])
     return combine([part for _, (part, _) in found]), metas
+
+
+def _read_all(paths):
+    """``[(path, (Part, meta))]`` of every part file, with progress on a
+    terminal (`explain_attn.progress`)."""
+    found = []
+    with progress_bar(len(paths), "merge: reading parts", unit="parts") as bar:
+        for path in paths:
+            found.append((path, read_part(path)))
+            bar.add()
+    return found
 
 
 RUN_PATHS = ("data", "attention_models", "baseline_model", "cache_dir")
