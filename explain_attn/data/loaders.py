@@ -56,8 +56,9 @@ from explain_attn.data.images import (
     resize_mask,
     to_unit_float,
 )
+from explain_attn.data.pipeline import fit_pipeline, positions
+from explain_attn.data.source import ArraySource
 from explain_attn.data.stream import (
-    Fingerprint,
     FolderSource,
     NpzSource,
     balanced,
@@ -83,15 +84,18 @@ _SHOWN = 3  # How many offending file names an error message lists.
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
-class Dataset:
+class Dataset(ArraySource):
     """Images, labels and optional foreground masks of one data set.
 
     The constructor validates and converts; it never changes the arrays it
     is given (a conversion makes a copy, a matching array is used as is).
 
-    It offers the interface of the streamed sources
-    (`explain_attn.data.stream`): `batches`, `read`, `fingerprint`,
-    ``labels``, ``class_names``, ``image_shape``, ``has_masks``, ``notes``.
+    The checked in-memory `explain_attn.data.source.Source`: `batches`
+    (views, no copies), `read`, `subset` (also `take`), `fingerprint` (a
+    stable SHA-256: equal data give equal digests across runs and
+    machines, the name not included, so a trained model can be cached
+    under it), ``labels``, ``class_names``, ``image_shape``,
+    ``has_masks``, ``notes``.
 
     Args:
         images: ``(N, H, W, C) float32`` in [0, 1], C = 3 (RGB) or 1 (gray).
@@ -113,6 +117,8 @@ class Dataset:
     class_names: tuple
     name: str = "dataset"
     notes: tuple = ()
+
+    in_unit = True
 
     def __post_init__(self):
         images = np.asarray(self.images, dtype=np.float32)
@@ -155,55 +161,7 @@ class Dataset:
         object.__setattr__(self, "class_names", class_names)
         object.__setattr__(self, "notes", tuple(self.notes))
 
-    def __len__(self):
-        return len(self.images)
-
-    @property
-    def image_shape(self):
-        """``(H, W, C)``, the shape a model's input must have."""
-        return self.images.shape[1:]
-
-    @property
-    def num_classes(self):
-        return len(self.class_names)
-
-    @property
-    def has_masks(self):
-        return self.masks is not None
-
-    def batches(self, batch_size=64):
-        """Yields ``(images, labels, masks)`` chunks (views, no copies)."""
-        batch_size = check_positive_int("batch_size", batch_size)
-        for start in range(0, len(self), batch_size):
-            stop = start + batch_size
-            yield (
-                self.images[start:stop],
-                self.labels[start:stop],
-                None if self.masks is None else self.masks[start:stop],
-            )
-
-    def read(self, position):
-        """``(image (H, W, C), mask (H, W) or None)`` at ``position``, as a
-        streamed source's `read` gives them (views, no copies)."""
-        mask = None if self.masks is None else self.masks[position]
-        return self.images[position], mask
-
-    def fingerprint(self):
-        """A stable SHA-256 hex digest of the arrays and class names.
-
-        Equal data give equal digests across runs and machines (the name is
-        not included), so a trained model can be cached under it. Computed
-        by `explain_attn.data.stream.Fingerprint` over chunks of the arrays
-        (no copy of the images), as a streamed source computes it.
-        """
-        digest = Fingerprint(
-            len(self), self.image_shape, self.has_masks, self.class_names
-        )
-        for chunk in self.batches(256):
-            digest.update(*chunk)
-        return digest.hexdigest()
-
-    def take(self, indices, *, name=None):
+    def subset(self, indices, *, name=None):
         """Returns the images at ``indices`` as a new `Dataset`."""
         indices = np.asarray(indices, dtype=np.int64)
         return Dataset(
@@ -214,6 +172,8 @@ class Dataset:
             self.name if name is None else name,
             self.notes,
         )
+
+    take = subset
 
 
 def take_images(source, indices, *, name=None):
@@ -525,26 +485,19 @@ def tf_dataset(dataset, *, batch_size=64, shuffle=False, seed=0):
     """A batched, prefetched `tf.data.Dataset` of ``(images, labels)``.
 
     Args:
-        dataset: A `Dataset`.
+        dataset: A `Dataset` or any labelled source read by index (a
+            streamed folder or ``.npz`` is decoded as it is iterated;
+            `explain_attn.data.pipeline.fit_pipeline`).
         batch_size: Positive batch size; the last batch may be smaller.
         shuffle: Reshuffle every epoch, with all images in the buffer.
         seed: The shuffle's seed: equal seeds give equal orders.
 
     Returns:
         A `tf.data.Dataset` yielding ``float32 (B, H, W, 3)`` and
-        ``int64 (B,)``. The arrays are copied into TensorFlow.
+        ``int64 (B,)``. In-memory arrays are copied into TensorFlow.
     """
-    import tensorflow as tf
-
-    check_positive_int("batch_size", batch_size)
-    pipeline = tf.data.Dataset.from_tensor_slices(
-        (dataset.images, dataset.labels)
-    )
-    if shuffle:
-        pipeline = pipeline.shuffle(
-            len(dataset), seed=seed, reshuffle_each_iteration=True
-        )
-    return pipeline.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+    order = positions(len(dataset), shuffle=shuffle, seed=seed)
+    return fit_pipeline(dataset, order, batch_size)
 
 
 # ---------------------------------------------------------------- sources
