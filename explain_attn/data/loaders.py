@@ -183,10 +183,9 @@ def take_images(source, indices, *, name=None):
     examples, the faithfulness checks' samples) after streaming the rest.
 
     Args:
-        source: A `Dataset` or a streamed source
-            (`explain_attn.data.stream.ImageSource`): anything with
-            ``read``, ``labels``, ``class_names``, ``image_shape``,
-            ``has_masks``, ``name`` and ``notes``.
+        source: A labelled `explain_attn.data.source.Source` in [0, 1]
+            (a `Dataset`, a streamed folder or ``.npz``); its `subset`
+            is read.
         indices: Positions of the images, in the order wanted.
         name: The new dataset's name (default: the source's).
 
@@ -194,26 +193,8 @@ def take_images(source, indices, *, name=None):
         A `Dataset` of ``len(indices)`` images (none: a ValueError, as for
         an empty `Dataset`).
     """
-    indices = np.asarray(indices, dtype=np.int64).reshape(-1)
-    images = np.empty((len(indices), *source.image_shape), np.float32)
-    masks = (
-        np.empty((len(indices), *source.image_shape[:2]), bool)
-        if source.has_masks
-        else None
-    )
-    for position, index in enumerate(indices):
-        image, mask = source.read(int(index))
-        images[position] = image
-        if masks is not None:
-            masks[position] = mask
-    return Dataset(
-        images,
-        np.asarray(source.labels)[indices],
-        masks,
-        source.class_names,
-        source.name if name is None else name,
-        tuple(source.notes),
-    )
+    chosen = source.subset(np.asarray(indices, np.int64).reshape(-1), name=name)
+    return chosen if isinstance(chosen, Dataset) else _materialised(chosen)
 
 
 def load_dataset(

@@ -39,7 +39,7 @@ import numpy as np
 
 from explain_attn.options import check_positive_int
 
-__all__ = ["ArraySource", "Fingerprint", "Source"]
+__all__ = ["ArraySource", "Fingerprint", "Source", "read_arrays"]
 
 
 class Source(abc.ABC):
@@ -162,6 +162,21 @@ class ArraySource(Source):
         for chunk in self.batches(256):
             digest.update(*chunk)
         return digest.hexdigest()
+
+
+def read_arrays(source, batch_size=256):
+    """``(images, labels, masks)`` of a whole source, as arrays.
+
+    An `ArraySource` gives its own arrays (no copy); any other source is
+    read once, batch by batch. For the few images a check perturbs, not
+    for a whole data set.
+    """
+    if isinstance(source, ArraySource):
+        return source.images, source.labels, source.masks
+    parts = list(zip(*source.batches(batch_size), strict=True))
+    labels = None if parts[1][0] is None else np.concatenate(parts[1])
+    masks = None if parts[2][0] is None else np.concatenate(parts[2])
+    return np.concatenate(parts[0]), labels, masks
 
 
 def _checked_pair(name, images, labels):
