@@ -242,6 +242,13 @@ def _tracker_options(function):
     default=None,
     help="Use at most this many images of each split.",
 )
+@click.option(
+    "--stream",
+    is_flag=True,
+    help="Read a folder or .npz batch by batch while training instead of "
+    "loading it (memory flat in the number of images; every pass decodes "
+    "the images again).",
+)
 @_training_options
 @_tracker_options
 @devices_option
@@ -289,7 +296,12 @@ def train_command(
         output_path, output_path.with_suffix(".json"), record_path(output_path)
     )
 
+    stream = options.pop("stream")
     if _segmentation_task(options):
+        if stream:
+            raise ValueError(
+                "--stream is not supported with --task segmentation yet."
+            )
         return _train_segmentation(
             output_path, data_source, image_size, seed, devices, options
         )
@@ -307,7 +319,11 @@ def train_command(
         )
     options["sinks"], options["callbacks"] = _trackers(options)
     train, test = train_test_datasets(
-        data_source, image_size=image_size, limit=limit, seed=seed
+        data_source,
+        image_size=image_size,
+        limit=limit,
+        seed=seed,
+        stream=stream,
     )
     train_to_file(
         train,

@@ -378,20 +378,21 @@ def sample_data_directory():
 
 
 def split_dataset(dataset, *, test_fraction=0.2, seed=0):
-    """Splits a `Dataset` into stratified train and test parts.
+    """Splits a labelled source into stratified train and test parts.
 
     Every class puts ``round(test_fraction * count)`` of its images (at
     least one when it has two or more) into the test part, chosen by a
     seeded shuffle; both parts keep the original order.
 
     Args:
-        dataset: The `Dataset` to split.
+        dataset: The `Dataset` to split, or a streamed source (its parts
+            are subsets, still read lazily).
         test_fraction: Fraction in (0, 1) held out for testing.
         seed: Seed of the shuffle.
 
     Returns:
-        ``(train, test)`` Datasets named ``"<name>:train"`` and
-        ``"<name>:test"``.
+        ``(train, test)`` of the source's kind, named ``"<name>:train"``
+        and ``"<name>:test"``.
 
     Raises:
         ValueError: If ``test_fraction`` is outside (0, 1) or either part
@@ -419,8 +420,8 @@ def split_dataset(dataset, *, test_fraction=0.2, seed=0):
             "split (DIR/train and DIR/test)."
         )
     return (
-        dataset.take(np.flatnonzero(~is_test), name=f"{dataset.name}:train"),
-        dataset.take(np.flatnonzero(is_test), name=f"{dataset.name}:test"),
+        dataset.subset(np.flatnonzero(~is_test), name=f"{dataset.name}:train"),
+        dataset.subset(np.flatnonzero(is_test), name=f"{dataset.name}:test"),
     )
 
 
@@ -432,6 +433,7 @@ def train_test_datasets(
     test_fraction=0.2,
     seed=0,
     spurious_correlation=None,
+    stream=False,
 ):
     """Loads training and test data for `source`, as the CLI does.
 
@@ -439,26 +441,25 @@ def train_test_datasets(
     use their own splits; any other folder or ``.npz`` is split with
     `split_dataset`. ``limit`` applies to each loaded set.
     ``spurious_correlation`` (``"sample"`` only, see `load_dataset`) acts on
-    the training split.
+    the training split. With ``stream``, folders and ``.npz`` files are
+    opened (`open_source`), not loaded: training reads them batch by batch.
 
     Returns:
-        ``(train, test)`` Datasets.
+        ``(train, test)`` Datasets (streamed sources with ``stream``).
     """
     path = None if source in ("sample", "cifar10") else Path(source)
     _check_spurious_correlation(source, spurious_correlation)
+    load = open_source if stream and path is not None else load_dataset
     if path is None or (path / "train" / "images").is_dir():
-        train = load_dataset(
-            source,
-            split="train",
-            image_size=image_size,
-            limit=limit,
-            spurious_correlation=spurious_correlation,
+        extra = {}
+        if load is load_dataset:
+            extra["spurious_correlation"] = spurious_correlation
+        train = load(
+            source, split="train", image_size=image_size, limit=limit, **extra
         )
-        test = load_dataset(
-            source, split="test", image_size=image_size, limit=limit
-        )
+        test = load(source, split="test", image_size=image_size, limit=limit)
         return train, test
-    dataset = load_dataset(source, image_size=image_size, limit=limit)
+    dataset = load(source, image_size=image_size, limit=limit)
     return split_dataset(dataset, test_fraction=test_fraction, seed=seed)
 
 
