@@ -34,10 +34,23 @@ ARCHITECTURE_NAMES = [
 ]
 
 SEGMENTATION_REFUSED = (
-    "backbone", "weights", "freeze_backbone", "alpha", "model_factory",
-    "attention", "after", "early_stopping", "restore_best", "resume",
-    "record_every_steps", "limit", "tensorboard", "wandb", "mlflow",
-)  # fmt: skip
+    "backbone",
+    "weights",
+    "freeze_backbone",
+    "alpha",
+    "model_factory",
+    "attention",
+    "after",
+    "early_stopping",
+    "restore_best",
+    "resume",
+    "record_every_steps",
+    "limit",
+    "tensorboard",
+    "wandb",
+    "mlflow",
+    "stream",
+)
 """Options ``--task segmentation`` does not take (yet)."""
 
 
@@ -296,12 +309,7 @@ def train_command(
         output_path, output_path.with_suffix(".json"), record_path(output_path)
     )
 
-    stream = options.pop("stream")
     if _segmentation_task(options):
-        if stream:
-            raise ValueError(
-                "--stream is not supported with --task segmentation yet."
-            )
         return _train_segmentation(
             output_path, data_source, image_size, seed, devices, options
         )
@@ -323,7 +331,7 @@ def train_command(
         image_size=image_size,
         limit=limit,
         seed=seed,
-        stream=stream,
+        stream=options.pop("stream"),
     )
     train_to_file(
         train,
@@ -356,8 +364,9 @@ def _segmentation_task(options):
     return task == "segmentation" or segmentation
 
 
-def _train_segmentation(output_path, data_source, image_size, seed, devices,
-                        options):  # fmt: skip
+def _train_segmentation(
+    output_path, data_source, image_size, seed, devices, options
+):
     """``--task segmentation``: `train_segmentation_to_file`."""
     from explain_attn.data import train_test_datasets
     from explain_attn.models.segmentation_pipeline import (
@@ -379,14 +388,22 @@ def _train_segmentation(output_path, data_source, image_size, seed, devices,
         data_source, image_size=image_size, seed=seed
     )
     train_segmentation_to_file(
-        train, test, output_path, data_source=data_source, seed=seed,
-        architecture=options["architecture"], control=options["control"],
-        record=options["record"], record_images=options["record_images"],
-        epochs=options["epochs"], batch_size=options["batch_size"],
+        train,
+        test,
+        output_path,
+        data_source=data_source,
+        seed=seed,
+        architecture=options["architecture"],
+        control=options["control"],
+        record=options["record"],
+        record_images=options["record_images"],
+        epochs=options["epochs"],
+        batch_size=options["batch_size"],
         learning_rate=options["learning_rate"],
-        loss=options["segmentation_loss"], say=click.echo,
+        loss=options["segmentation_loss"],
+        say=click.echo,
         warn=lambda text: click.echo(f"Warning: {text}", err=True),
-    )  # fmt: skip
+    )
 
 
 def _trackers(options):

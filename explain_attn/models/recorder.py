@@ -230,16 +230,21 @@ class AttentionRecorder(keras.callbacks.Callback):
 
     def _entry(self, row):
         return RecordEntry(
-            epoch=row["epoch"], step=row["step"],
-            per_epoch=not self.every_steps, images=self.images,
-            masks=self.masks, labels=self.labels,
+            epoch=row["epoch"],
+            step=row["step"],
+            per_epoch=not self.every_steps,
+            images=self.images,
+            masks=self.masks,
+            labels=self.labels,
             predictions=row["predictions"],
             layers=[
                 {"path": m.path, "spatial": bool(m.kind.spatial)}
                 for m in self.modules
             ],
-            maps=row["maps"], metrics=row["metrics"], logs=row["logs"],
-        )  # fmt: skip
+            maps=row["maps"],
+            metrics=row["metrics"],
+            logs=row["logs"],
+        )
 
     def _metrics(self, maps):
         values = {}
