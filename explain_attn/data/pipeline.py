@@ -7,8 +7,8 @@
 image positions (in any order: the seeded epoch orders of training, a
 shuffle, or ``0..N-1``) becomes batches of ``(images, labels)``.
 
-- Arrays in memory are copied into TensorFlow once and gathered batch by
-  batch.
+- Arrays in memory are indexed batch by batch in NumPy (never copied
+  whole into TensorFlow).
 - A streamed source (`explain_attn.data.stream.ImageSource`: a folder, an
   ``.npz``) is decoded image by image, in parallel and in order, as the
   batches are needed (`ImageSource.decode`): memory stays flat in the
@@ -67,9 +67,8 @@ def fit_pipeline(source, order, batch_size, *, prefetch=True):
         )
     labels = tf.constant(np.asarray(source.labels, dtype=np.int64))
     if isinstance(source, ArraySource):
-        images = tf.constant(np.asarray(source.images, dtype=np.float32))
         pipeline = order.batch(batch_size).map(
-            lambda batch: (tf.gather(images, batch), tf.gather(labels, batch))
+            lambda batch: (_rows(source, batch), tf.gather(labels, batch))
         )
     else:
         load = source.reader()
@@ -79,3 +78,17 @@ def fit_pipeline(source, order, batch_size, *, prefetch=True):
             deterministic=True,
         ).batch(batch_size)
     return pipeline.prefetch(tf.data.AUTOTUNE) if prefetch else pipeline
+
+
+def _rows(source, batch):
+    """The images at the positions ``batch`` of an in-memory source, taken
+    from its NumPy array batch by batch (never copied whole into
+    TensorFlow)."""
+    import tensorflow as tf
+
+    images = np.asarray(source.images, dtype=np.float32)
+    rows = tf.numpy_function(
+        lambda positions: images[positions], [batch], tf.float32, stateful=False
+    )
+    rows.set_shape((None, *images.shape[1:]))
+    return rows
