@@ -27,7 +27,7 @@ import tensorflow as tf
 from explain_attn.data.adapter import as_source
 from explain_attn.data.images import SCALES, check_scale
 from explain_attn.data.loaders import open_source
-from explain_attn.data.source import ArraySource, Source
+from explain_attn.data.source import ArraySource, Source, read_arrays
 from explain_attn.graph import flat_graph
 from explain_attn.options import check_positive_int
 
@@ -40,6 +40,7 @@ __all__ = [
     "ClassBatches",
     "InputScale",
     "SCALE_FROM_UNIT",
+    "all_images",
     "batches",
     "check_batch_size",
     "check_class_index",
@@ -211,6 +212,13 @@ def model_batches(
         )
     if count == 0:
         raise ValueError("No images given. Pass at least one image.")
+
+
+def all_images(data, shape=None):
+    """Every image of ``data`` (any input of `as_source`) as one array: an
+    array is returned as it is; other inputs are read whole. For the few
+    images a faithfulness check perturbs, not for a whole data set."""
+    return read_arrays(as_source(data, image_shape=shape, name="images"))[0]
 
 
 def input_shape(model):
