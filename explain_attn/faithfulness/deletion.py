@@ -11,7 +11,7 @@ import tensorflow as tf
 
 from explain_attn.devices import run_replicated
 from explain_attn.explanations.compiled import compiled
-from explain_attn.explanations.inputs import all_images, check_images
+from explain_attn.explanations.inputs import check_images
 from explain_attn.faithfulness.common import as_labels
 from explain_attn.models.heads import probability_function, single_input_graph
 from explain_attn.options import check_positive_int
@@ -156,8 +156,7 @@ def deletion_insertion(
     Args:
         model: A `keras.Model` with one image input and class scores out
             (probabilities, or logits turned into them with a softmax).
-        images: ``(N, H, W, C)`` images, or any input of
-            `explain_attn.data.adapter.as_source` (read whole).
+        images: ``(N, H, W, C)`` images.
         labels: ``(N,)`` the class whose probability is recorded.
         maps: A dict from explanation name to ``(N, h, w)`` maps.
         steps: Number of steps, at least 1 (``steps + 1`` points).
@@ -185,8 +184,7 @@ def deletion_insertion(
     check_positive_int("steps", steps)
     check_positive_int("batch_size", batch_size)
     graph = single_input_graph(model)
-    shape = tuple(graph.inputs[0].shape[1:])
-    images = check_images(all_images(images, shape), shape)
+    images = check_images(images, tuple(graph.inputs[0].shape[1:]))
     num_classes = int(graph.outputs[0].shape[-1])
     labels = as_labels(labels, len(images), num_classes)
     size = images.shape[1:3]

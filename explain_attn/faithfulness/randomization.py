@@ -448,8 +448,7 @@ def randomization_check(
 
     Args:
         model: A functional or built Sequential `keras.Model`.
-        images: ``(N, H, W, C)`` images matching the model's input, or any
-            input of `explain_attn.data.adapter.as_source` (read whole).
+        images: Images fitting the model (an array or any `as_source` input).
         explanations: The `Explanation` objects of ``model`` to check (the
             results are keyed by their ``method_key``), or ``None``: those
             that ``layers``, ``grad_cam_layer`` and ``cam_methods`` name.
