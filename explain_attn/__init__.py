@@ -24,7 +24,7 @@ _EXPORTS = {
         "ChannelAttention",
         "SpatialAttention",
     ),
-    "explain_attn.data": ("Dataset", "load_dataset"),
+    "explain_attn.data": ("Dataset", "Source", "as_source", "load_dataset"),
     "explain_attn.models": (
         "ARCHITECTURES",
         "build_model",

@@ -129,3 +129,40 @@ def test_bad_input_is_one_line_exit_2_and_nothing_written(
     assert len(lines) == 1 and lines[0].startswith("Error:")
     assert message in lines[0]
     assert list(tmp_path.iterdir()) == []
+
+
+def test_train_with_stream_reads_the_folder_batch_by_batch_to_the_same_model(
+    image_folder, tmp_path
+):
+    """``--stream`` trains on the folder decoded batch by batch: the same
+    seeded batches, so the same losses and test accuracy as in memory."""
+    histories = []
+    for stream in ([], ["--stream"]):
+        output = tmp_path / f"model{len(histories)}.keras"
+        result = CliRunner().invoke(
+            main,
+            [
+                "train",
+                "--architecture",
+                "baseline",
+                "--data",
+                str(image_folder),
+                "--epochs",
+                "2",
+                "--batch-size",
+                "8",
+                "--no-record",
+                "--output",
+                str(output),
+                *stream,
+            ],
+        )
+        assert result.exit_code == 0, result.output
+        assert "on 14 images" in result.output
+        histories.append(json.loads(output.with_suffix(".json").read_text()))
+    in_memory, streamed = histories
+    np.testing.assert_allclose(
+        streamed["history"]["loss"], in_memory["history"]["loss"], rtol=1e-5
+    )
+    assert streamed["test_accuracy"] == in_memory["test_accuracy"]
+    assert streamed["check"] == in_memory["check"]

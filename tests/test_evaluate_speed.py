@@ -13,6 +13,7 @@ import pytest
 
 from explain_attn import metrics
 from explain_attn.data import load_dataset
+from explain_attn.data.source import ArraySource
 from explain_attn.metrics import foreground
 from explain_attn.report import evaluate as evaluate_module
 from explain_attn.report.build import report_explanations
@@ -121,15 +122,12 @@ def test_score_slices_cover_every_image_once():
     assert score_slices(0, 5) == []
 
 
-class _Data:
-    def __init__(self, images, labels, masks):
-        self.images, self.labels, self.masks = images, labels, masks
-
-
 def test_chunks_cut_the_dataset_in_order():
     rng = np.random.default_rng(2)
-    data = _Data(
-        rng.random((7, 4, 4, 3)), np.arange(7) % 2, rng.random((7, 4, 4)) > 0.5
+    data = ArraySource(
+        rng.random((7, 4, 4, 3)),
+        np.arange(7) % 2,
+        masks=rng.random((7, 4, 4)) > 0.5,
     )
     parts = list(chunks(data, 3))
     assert [len(images) for images, _, _ in parts] == [3, 3, 1]

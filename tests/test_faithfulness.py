@@ -6,14 +6,13 @@ deletion/insertion curves of a model whose output is a known function of
 the pixels.
 """
 
-import types
-
 import keras
 import numpy as np
 import pytest
 from conftest import numpy_channel_weights, sigmoid
 
 from explain_attn.attention.layers import CBAM, SpatialAttention
+from explain_attn.data.source import ArraySource
 from explain_attn.faithfulness import (
     attention_interventions,
     deletion_insertion,
@@ -73,9 +72,7 @@ def _data(count=8, *, masks=True, seed=5):
         row, column = rng.integers(0, 4, size=2)
         mask[index, row : row + 3, column : column + 3] = True
     labels = np.arange(count) % 2
-    return types.SimpleNamespace(
-        images=images, labels=labels, masks=mask if masks else None
-    )
+    return ArraySource(images, labels, masks=mask if masks else None)
 
 
 def _expected(model, features):
@@ -172,7 +169,7 @@ def test_without_masks_the_mask_intervention_is_left_out():
 
 def test_gates_and_other_layers(nested_gate_model, images):
     labels = np.arange(len(images)) % 3
-    data = types.SimpleNamespace(images=images, labels=labels, masks=None)
+    data = ArraySource(images, labels)
     result = attention_interventions(
         nested_gate_model, data, layers=["inner/gate", "stem"]
     )

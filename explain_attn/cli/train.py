@@ -49,6 +49,7 @@ SEGMENTATION_REFUSED = (
     "tensorboard",
     "wandb",
     "mlflow",
+    "stream",
 )
 """Options ``--task segmentation`` does not take (yet)."""
 
@@ -254,6 +255,13 @@ def _tracker_options(function):
     default=None,
     help="Use at most this many images of each split.",
 )
+@click.option(
+    "--stream",
+    is_flag=True,
+    help="Read a folder or .npz batch by batch while training instead of "
+    "loading it (memory flat in the number of images; every pass decodes "
+    "the images again).",
+)
 @_training_options
 @_tracker_options
 @devices_option
@@ -319,7 +327,11 @@ def train_command(
         )
     options["sinks"], options["callbacks"] = _trackers(options)
     train, test = train_test_datasets(
-        data_source, image_size=image_size, limit=limit, seed=seed
+        data_source,
+        image_size=image_size,
+        limit=limit,
+        seed=seed,
+        stream=options.pop("stream"),
     )
     train_to_file(
         train,

@@ -1,5 +1,13 @@
 """Data in: image folders, ``.npz`` files, the sample data, CIFAR-10.
 
+- `source`: `Source`, the one interface of every image collection (length,
+  labels, class names, image shape, masks, read by index, batches, a
+  subset, fingerprint), and `ArraySource` (arrays in memory).
+- `adapter`: `as_source`, the one way in: arrays, ``(images, labels)``, a
+  path, ``"sample"``, a ``tf.data.Dataset``, a list of files or a
+  generator become a `Source`.
+- `pipeline`: `fit_pipeline`, the one ``tf.data`` pipeline that feeds
+  Keras (training, validation, prediction), in memory or streamed.
 - `loaders`: `load_dataset` and the `Dataset` it returns (images, labels,
   optional foreground masks), `open_source` (the same data, streamed),
   splits, and `tf.data` pipelines.
@@ -15,6 +23,7 @@
   cluttered backgrounds, with exact masks).
 """
 
+from explain_attn.data.adapter import as_source
 from explain_attn.data.images import AlphaDroppedWarning
 from explain_attn.data.loaders import (
     IMAGE_SUFFIXES,
@@ -26,11 +35,15 @@ from explain_attn.data.loaders import (
     tf_dataset,
     train_test_datasets,
 )
+from explain_attn.data.source import ArraySource, Source
 
 __all__ = [
     "IMAGE_SUFFIXES",
     "AlphaDroppedWarning",
+    "ArraySource",
     "Dataset",
+    "Source",
+    "as_source",
     "load_dataset",
     "open_source",
     "sample_data_directory",

@@ -56,8 +56,9 @@ from explain_attn.data.images import (
     resize_mask,
     to_unit_float,
 )
+from explain_attn.data.pipeline import fit_pipeline, positions
+from explain_attn.data.source import ArraySource
 from explain_attn.data.stream import (
-    Fingerprint,
     FolderSource,
     NpzSource,
     balanced,
@@ -84,15 +85,18 @@ _SHOWN = 3  # How many offending file names an error message lists.
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
-class Dataset:
+class Dataset(ArraySource):
     """Images, labels and optional foreground masks of one data set.
 
     The constructor validates and converts; it never changes the arrays it
     is given (a conversion makes a copy, a matching array is used as is).
 
-    It offers the interface of the streamed sources
-    (`explain_attn.data.stream`): `batches`, `read`, `fingerprint`,
-    ``labels``, ``class_names``, ``image_shape``, ``has_masks``, ``notes``.
+    The checked in-memory `explain_attn.data.source.Source`: `batches`
+    (views, no copies), `read`, `subset` (also `take`), `fingerprint` (a
+    stable SHA-256: equal data give equal digests across runs and
+    machines, the name not included, so a trained model can be cached
+    under it), ``labels``, ``class_names``, ``image_shape``,
+    ``has_masks``, ``notes``.
 
     Args:
         images: ``(N, H, W, C) float32`` in [0, 1], C = 3 (RGB) or 1 (gray).
@@ -118,6 +122,8 @@ class Dataset:
     name: str = "dataset"
     notes: tuple = ()
     mask_labels: tuple | None = None
+
+    in_unit = True
 
     def __post_init__(self):
         images = np.asarray(self.images, dtype=np.float32)
@@ -163,61 +169,7 @@ class Dataset:
             names = tuple(str(name) for name in self.mask_labels)
             object.__setattr__(self, "mask_labels", names)
 
-    def __len__(self):
-        return len(self.images)
-
-    @property
-    def image_shape(self):
-        """``(H, W, C)``, the shape a model's input must have."""
-        return self.images.shape[1:]
-
-    @property
-    def num_classes(self):
-        return len(self.class_names)
-
-    @property
-    def has_masks(self):
-        return self.masks is not None
-
-    def batches(self, batch_size=64, *, start=0, stop=None):
-        """Yields ``(images, labels, masks)`` chunks (views, no copies) of
-        images ``start`` to ``stop - 1`` (default: all)."""
-        batch_size = check_positive_int("batch_size", batch_size)
-        stop = len(self) if stop is None else min(stop, len(self))
-        for first in range(start, stop, batch_size):
-            last = min(first + batch_size, stop)
-            yield (
-                self.images[first:last],
-                self.labels[first:last],
-                None if self.masks is None else self.masks[first:last],
-            )
-
-    def read(self, position):
-        """``(image (H, W, C), mask (H, W) or None)`` at ``position``, as a
-        streamed source's `read` gives them (views, no copies)."""
-        mask = None if self.masks is None else self.masks[position]
-        return self.images[position], mask
-
-    def fingerprint(self):
-        """A stable SHA-256 hex digest of the arrays and class names.
-
-        Equal data give equal digests across runs and machines (the name is
-        not included), so a trained model can be cached under it. Computed
-        by `explain_attn.data.stream.Fingerprint` over chunks of the arrays
-        (no copy of the images), as a streamed source computes it.
-        """
-        digest = Fingerprint(
-            len(self),
-            self.image_shape,
-            self.has_masks,
-            self.class_names,
-            self.mask_labels,
-        )
-        for chunk in self.batches(256):
-            digest.update(*chunk)
-        return digest.hexdigest()
-
-    def take(self, indices, *, name=None):
+    def subset(self, indices, *, name=None):
         """Returns the images at ``indices`` as a new `Dataset`."""
         indices = np.asarray(indices, dtype=np.int64)
         return Dataset(
@@ -229,6 +181,8 @@ class Dataset:
             self.notes,
             self.mask_labels,
         )
+
+    take = subset
 
 
 def mask_dtype(source):
@@ -263,10 +217,9 @@ def take_images(source, indices, *, name=None):
     examples, the faithfulness checks' samples) after streaming the rest.
 
     Args:
-        source: A `Dataset` or a streamed source
-            (`explain_attn.data.stream.ImageSource`): anything with
-            ``read``, ``labels``, ``class_names``, ``image_shape``,
-            ``has_masks``, ``name`` and ``notes``.
+        source: A labelled `explain_attn.data.source.Source` in [0, 1]
+            (a `Dataset`, a streamed folder or ``.npz``); its `subset`
+            is read.
         indices: Positions of the images, in the order wanted.
         name: The new dataset's name (default: the source's).
 
@@ -274,27 +227,8 @@ def take_images(source, indices, *, name=None):
         A `Dataset` of ``len(indices)`` images (none: a ValueError, as for
         an empty `Dataset`).
     """
-    indices = np.asarray(indices, dtype=np.int64).reshape(-1)
-    images = np.empty((len(indices), *source.image_shape), np.float32)
-    masks = (
-        np.empty((len(indices), *source.image_shape[:2]), mask_dtype(source))
-        if source.has_masks
-        else None
-    )
-    for position, index in enumerate(indices):
-        image, mask = source.read(int(index))
-        images[position] = image
-        if masks is not None:
-            masks[position] = mask
-    return Dataset(
-        images,
-        np.asarray(source.labels)[indices],
-        masks,
-        source.class_names,
-        source.name if name is None else name,
-        tuple(source.notes),
-        source.mask_labels,
-    )
+    chosen = source.subset(np.asarray(indices, np.int64).reshape(-1), name=name)
+    return chosen if isinstance(chosen, Dataset) else _materialised(chosen)
 
 
 def load_dataset(
@@ -478,20 +412,21 @@ def sample_data_directory():
 
 
 def split_dataset(dataset, *, test_fraction=0.2, seed=0):
-    """Splits a `Dataset` into stratified train and test parts.
+    """Splits a labelled source into stratified train and test parts.
 
     Every class puts ``round(test_fraction * count)`` of its images (at
     least one when it has two or more) into the test part, chosen by a
     seeded shuffle; both parts keep the original order.
 
     Args:
-        dataset: The `Dataset` to split.
+        dataset: The `Dataset` to split, or a streamed source (its parts
+            are subsets, still read lazily).
         test_fraction: Fraction in (0, 1) held out for testing.
         seed: Seed of the shuffle.
 
     Returns:
-        ``(train, test)`` Datasets named ``"<name>:train"`` and
-        ``"<name>:test"``.
+        ``(train, test)`` of the source's kind, named ``"<name>:train"``
+        and ``"<name>:test"``.
 
     Raises:
         ValueError: If ``test_fraction`` is outside (0, 1) or either part
@@ -519,8 +454,8 @@ def split_dataset(dataset, *, test_fraction=0.2, seed=0):
             "split (DIR/train and DIR/test)."
         )
     return (
-        dataset.take(np.flatnonzero(~is_test), name=f"{dataset.name}:train"),
-        dataset.take(np.flatnonzero(is_test), name=f"{dataset.name}:test"),
+        dataset.subset(np.flatnonzero(~is_test), name=f"{dataset.name}:train"),
+        dataset.subset(np.flatnonzero(is_test), name=f"{dataset.name}:test"),
     )
 
 
@@ -532,6 +467,7 @@ def train_test_datasets(
     test_fraction=0.2,
     seed=0,
     spurious_correlation=None,
+    stream=False,
 ):
     """Loads training and test data for `source`, as the CLI does.
 
@@ -539,26 +475,25 @@ def train_test_datasets(
     use their own splits; any other folder or ``.npz`` is split with
     `split_dataset`. ``limit`` applies to each loaded set.
     ``spurious_correlation`` (``"sample"`` only, see `load_dataset`) acts on
-    the training split.
+    the training split. With ``stream``, folders and ``.npz`` files are
+    opened (`open_source`), not loaded: training reads them batch by batch.
 
     Returns:
-        ``(train, test)`` Datasets.
+        ``(train, test)`` Datasets (streamed sources with ``stream``).
     """
     path = None if source in ("sample", "cifar10") else Path(source)
     _check_spurious_correlation(source, spurious_correlation)
+    load = open_source if stream and path is not None else load_dataset
     if path is None or (path / "train" / "images").is_dir():
-        train = load_dataset(
-            source,
-            split="train",
-            image_size=image_size,
-            limit=limit,
-            spurious_correlation=spurious_correlation,
+        extra = {}
+        if load is load_dataset:
+            extra["spurious_correlation"] = spurious_correlation
+        train = load(
+            source, split="train", image_size=image_size, limit=limit, **extra
         )
-        test = load_dataset(
-            source, split="test", image_size=image_size, limit=limit
-        )
+        test = load(source, split="test", image_size=image_size, limit=limit)
         return train, test
-    dataset = load_dataset(source, image_size=image_size, limit=limit)
+    dataset = load(source, image_size=image_size, limit=limit)
     return split_dataset(dataset, test_fraction=test_fraction, seed=seed)
 
 
@@ -566,26 +501,19 @@ def tf_dataset(dataset, *, batch_size=64, shuffle=False, seed=0):
     """A batched, prefetched `tf.data.Dataset` of ``(images, labels)``.
 
     Args:
-        dataset: A `Dataset`.
+        dataset: A `Dataset` or any labelled source read by index (a
+            streamed folder or ``.npz`` is decoded as it is iterated;
+            `explain_attn.data.pipeline.fit_pipeline`).
         batch_size: Positive batch size; the last batch may be smaller.
         shuffle: Reshuffle every epoch, with all images in the buffer.
         seed: The shuffle's seed: equal seeds give equal orders.
 
     Returns:
         A `tf.data.Dataset` yielding ``float32 (B, H, W, 3)`` and
-        ``int64 (B,)``. The arrays are copied into TensorFlow.
+        ``int64 (B,)``. In-memory arrays are copied into TensorFlow.
     """
-    import tensorflow as tf
-
-    check_positive_int("batch_size", batch_size)
-    pipeline = tf.data.Dataset.from_tensor_slices(
-        (dataset.images, dataset.labels)
-    )
-    if shuffle:
-        pipeline = pipeline.shuffle(
-            len(dataset), seed=seed, reshuffle_each_iteration=True
-        )
-    return pipeline.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+    order = positions(len(dataset), shuffle=shuffle, seed=seed)
+    return fit_pipeline(dataset, order, batch_size)
 
 
 # ---------------------------------------------------------------- sources

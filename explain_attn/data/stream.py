@@ -1,19 +1,14 @@
-"""Image folders and ``.npz`` files read lazily, in batches, by `tf.data`.
+"""Image folders, ``.npz`` files and image files read lazily by `tf.data`.
 
-A *source* is what the explanation functions, ``explain-attn maps`` and the
-report iterate: `FolderSource` and `NpzSource` here, and the in-memory
-`explain_attn.data.Dataset`. All of them offer the same small interface:
-
-- ``len(source)``, ``source.class_names``, ``source.labels`` (``(N,)``
-  int64, known before any image is read), ``source.image_shape``
-  (``(H, W, C)``), ``source.has_masks``, ``source.name``,
-  ``source.notes`` (what was converted, for the user to read);
-- ``source.batches(batch_size)``: ``(images, labels, masks)`` NumPy chunks
-  in order: ``(B, H, W, C) float32`` in [0, 1], ``(B,) int64`` and
-  ``(B, H, W) bool`` or None;
-- ``source.fingerprint()``: the SHA-256 of the data, equal to
-  `Dataset.fingerprint` of the same data; a complete pass of `batches`
-  computes it on the way, batch by batch, so it costs no second pass.
+The streamed implementations of `explain_attn.data.source.Source`:
+`FolderSource`, `NpzSource`, `FileSource` (a list of image files) and any
+`ImageSource.subset` of them. ``source.batches(batch_size)`` yields
+``(B, H, W, C) float32`` in [0, 1], ``(B,) int64`` (None for files without
+labels) and ``(B, H, W) bool`` or None; a complete pass computes
+``source.fingerprint()`` on the way, batch by batch, so it costs no second
+pass. `ImageSource.decode` is the same decoding as a ``tf.data`` pipeline
+over any order of indices: training's pipeline
+(`explain_attn.models.training`) reads a streamed source through it.
 
 Only a few batches are held at a time: files are decoded in parallel by a
 ``tf.data`` map over image indices (``deterministic=True``, so the order is
@@ -25,8 +20,6 @@ until a batch is made float); one saved with
 own dtype (a uint8 image takes a quarter of its float32 size).
 """
 
-import abc
-import hashlib
 import os
 import threading
 import warnings
@@ -47,9 +40,11 @@ from explain_attn.data.images import (
     resize_mask,
     to_unit_float,
 )
+from explain_attn.data.source import Fingerprint, Source
 from explain_attn.options import check_positive_int
 
 __all__ = [
+    "FileSource",
     "Fingerprint",
     "FolderSource",
     "ImageSource",
@@ -62,88 +57,7 @@ _SHOWN = 3  # How many offending names an error message lists.
 _SCAN = 256  # Images per chunk when an .npz's value range is checked.
 
 
-class Fingerprint:
-    """A SHA-256 digest of images, labels and masks fed chunk by chunk.
-
-    Fed the chunks of a data set in order, it gives the digest of
-    `explain_attn.data.Dataset.fingerprint` for the same arrays: the images
-    go into the hash as they come; labels (8 bytes per image) and masks
-    (packed to 1 bit per pixel) are kept until the end, where the format
-    puts them.
-
-    Args:
-        count: Number of images that will be fed.
-        image_shape: ``(H, W, C)``.
-        has_masks: Whether masks will be fed.
-        class_names: The class names.
-        mask_labels: The class names of label masks (fed as ``uint8``
-            label maps, hashed byte by byte with the names), or None.
-    """
-
-    def __init__(
-        self, count, image_shape, has_masks, class_names, mask_labels=None
-    ):
-        self.count = int(count)
-        self.image_shape = tuple(int(n) for n in image_shape)
-        self.has_masks = bool(has_masks)
-        self.class_names = tuple(class_names)
-        self.mask_labels = mask_labels
-        self._digest = hashlib.sha256()
-        self._digest.update(_header(np.float32, (count, *self.image_shape)))
-        self._labels = []
-        self._masks = []
-        self._seen = 0
-
-    def update(self, images, labels, masks=None):
-        """Adds the next chunk: ``(B, H, W, C)``, ``(B,)``, ``(B, H, W)``."""
-        images = np.ascontiguousarray(images, dtype=np.float32)
-        if images.shape[1:] != self.image_shape:
-            raise ValueError(
-                f"Chunk of shape {images.shape[1:]} per image does not match "
-                f"the fingerprint's {self.image_shape}."
-            )
-        self._digest.update(memoryview(images).cast("B"))
-        self._labels.append(np.asarray(labels, dtype=np.int64).copy())
-        if self.has_masks and self.mask_labels is not None:
-            self._masks.append(np.asarray(masks, np.uint8).tobytes())
-        elif self.has_masks:
-            flat = np.asarray(masks, dtype=bool).reshape(len(images), -1)
-            self._masks.append(np.packbits(flat, axis=1))
-        self._seen += len(images)
-
-    def hexdigest(self):
-        """The digest; raises if fewer or more images came than announced."""
-        if self._seen != self.count:
-            raise ValueError(
-                f"The fingerprint expected {self.count} images and was fed "
-                f"{self._seen}."
-            )
-        digest = self._digest.copy()
-        labels = np.concatenate(self._labels) if self._labels else np.zeros(0)
-        digest.update(_header(np.int64, labels.shape))
-        digest.update(labels.astype(np.int64).tobytes())
-        if self.mask_labels is not None:
-            height, width = self.image_shape[:2]
-            digest.update(_header(np.uint8, (self.count, height, width)))
-            for chunk in self._masks:
-                digest.update(chunk)
-            digest.update("\x00".join(self.mask_labels).encode() + b"\x01")
-        elif self.has_masks:
-            height, width = self.image_shape[:2]
-            digest.update(_header(bool, (self.count, height, width)))
-            for packed in self._masks:
-                bits = np.unpackbits(packed, axis=1, count=height * width)
-                digest.update(bits.tobytes())  # 0/1 bytes, as bool is.
-        digest.update(repr(not self.has_masks).encode())
-        digest.update("\x00".join(self.class_names).encode())
-        return digest.hexdigest()
-
-
-def _header(dtype, shape):
-    return f"{np.dtype(dtype).str}{tuple(shape)}".encode()
-
-
-class ImageSource(abc.ABC):
+class ImageSource(Source):
     """Images read on demand, with labels and optional masks.
 
     Subclasses set the attributes below in ``__init__`` and define
@@ -178,15 +92,6 @@ class ImageSource(abc.ABC):
     def __len__(self):
         return len(self.labels)
 
-    @property
-    def num_classes(self):
-        return len(self.class_names)
-
-    @abc.abstractmethod
-    def read(self, position):
-        """``(image (H, W, C) float32, mask (H, W) bool or None)`` of the
-        image at ``position`` (0 to ``len - 1``) in the source's order."""
-
     def batches(self, batch_size=64, *, start=0, stop=None):
         """Yields ``(images, labels, masks)`` NumPy chunks of images
         ``start`` to ``stop - 1`` (default: all); see the module.
@@ -205,7 +110,9 @@ class ImageSource(abc.ABC):
                 self.mask_labels,
             )
         for images, masks in self._pipeline(batch_size, start, stop):
-            labels = self.labels[start : start + len(images)]
+            labels = None
+            if self.labels is not None:
+                labels = self.labels[start : start + len(images)]
             masks = masks if self.has_masks else None
             start += len(images)
             if digest is not None:
@@ -223,14 +130,40 @@ class ImageSource(abc.ABC):
                 pass
         return self._digest
 
+    def subset(self, indices, *, name=None):
+        """The images at ``indices``, still read lazily from this source."""
+        return _Subset(self, indices, name)
+
     def finished(self):
         """Hook called after a complete pass (e.g. to warn once)."""
         return None
 
-    def _pipeline(self, batch_size, start, stop):
+    def decode(self, positions):
+        """A ``tf.data`` map from int64 positions to ``(image, mask)``.
+
+        Args:
+            positions: A `tf.data.Dataset` of scalar int64 positions, in
+                any order (images are decoded in parallel, in that order).
+
+        Returns:
+            A `tf.data.Dataset` of ``float32 (H, W, C)`` images and
+            ``bool (H, W)`` masks (``(0, 0)`` when the source has none).
+        """
         import tensorflow as tf
 
-        height, width, channels = self.image_shape
+        return positions.map(
+            self.reader(),
+            num_parallel_calls=tf.data.AUTOTUNE,
+            deterministic=True,
+        )
+
+    def reader(self):
+        """A function for ``tf.data`` maps: an int64 position tensor to
+        ``(image, mask)`` tensors, read by `read` (errors are kept for
+        `read_error`)."""
+        import tensorflow as tf
+
+        height, width, _ = self.image_shape
         mask_shape = (height, width) if self.has_masks else (0, 0)
         labelled = self.mask_labels is not None
         mask_type = (np.uint8, tf.uint8) if labelled else (bool, tf.bool)
@@ -254,12 +187,13 @@ class ImageSource(abc.ABC):
             mask.set_shape(mask_shape)
             return image, mask
 
-        pipeline = (
-            tf.data.Dataset.range(start, stop)
-            .map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-            .batch(batch_size)
-            .prefetch(2)
-        )
+        return load
+
+    def _pipeline(self, batch_size, start, stop):
+        import tensorflow as tf
+
+        positions = tf.data.Dataset.range(start, stop)
+        pipeline = self.decode(positions).batch(batch_size).prefetch(2)
         iterator = iter(pipeline.as_numpy_iterator())
         while True:
             try:
@@ -267,12 +201,80 @@ class ImageSource(abc.ABC):
             except StopIteration:
                 return
             except tf.errors.OpError as error:
-                if self._errors:
-                    raise self._errors[0] from None
-                raise ValueError(
-                    f"Reading {self.name!r} failed: {error.message}"
-                ) from None
+                raise self.read_error(error) from None
             yield images, masks
+
+    def read_failed(self):
+        """Whether a `read` raised a `ValueError` (kept for `read_error`)."""
+        return bool(self._errors)
+
+    def read_error(self, error):
+        """The `ValueError` to raise for a failed ``tf.data`` read: the
+        source's own message when a read raised one."""
+        if self._errors:
+            return self._errors[0]
+        return ValueError(f"Reading {self.name!r} failed: {error.message}")
+
+
+class _Subset(ImageSource):
+    """Some images of an `ImageSource`, read lazily from it."""
+
+    def __init__(self, parent, indices, name):
+        super().__init__()
+        self._parent = parent
+        self._indices = np.asarray(indices, dtype=np.int64).reshape(-1)
+        self.name = parent.name if name is None else name
+        self.notes = parent.notes
+        self.class_names = parent.class_names
+        self.labels = None
+        if parent.labels is not None:
+            self.labels = np.asarray(parent.labels)[self._indices]
+        self.image_shape = parent.image_shape
+        self.has_masks = parent.has_masks
+
+    def __len__(self):
+        return len(self._indices)
+
+    def read(self, position):
+        return self._parent.read(int(self._indices[position]))
+
+
+class FileSource(ImageSource):
+    """A list of image files, read at one size and channel count.
+
+    Args:
+        paths: The files (`explain_attn.data.images.read_image` reads
+            them; values in [0, 1]).
+        size: ``(height, width)`` to resize to, or None to keep the size
+            (then every image must have the first one's size).
+        channels: 3 (RGB) or 1 (gray).
+
+    The files have no labels (``labels`` is None) and no masks.
+    """
+
+    def __init__(self, paths, *, size=None, channels=3):
+        super().__init__()
+        self._paths = [Path(path) for path in paths]
+        self._size, self._channels = size, channels
+        self.name = "files"
+        self.labels = None
+        first = read_image(self._paths[0], size=size, channels=channels)
+        self.image_shape = first.pixels.shape
+
+    def __len__(self):
+        return len(self._paths)
+
+    def read(self, position):
+        path = self._paths[position]
+        pixels = read_image(path, size=self._size, channels=self._channels)
+        if pixels.pixels.shape != self.image_shape:
+            raise ValueError(
+                f"Image files have different sizes (e.g. "
+                f"{_hw(self.image_shape)} and {_hw(pixels.pixels.shape)} for "
+                f"{str(path)!r}). Resize them to one size or use a model "
+                "with a fixed input size."
+            )
+        return pixels.pixels, None
 
 
 class FolderSource(ImageSource):

@@ -20,6 +20,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from explain_attn.data.adapter import as_source
 from explain_attn.devices import run_replicated
 from explain_attn.explanations.compiled import compiled
 from explain_attn.explanations.inputs import (
@@ -178,6 +179,7 @@ class BaseCAM(abc.ABC):
     ):
         """Computes the maps; see `grad_cam` for the arguments."""
         target = resize_target(self._input_shape, resize_to)
+        images = as_source(images, image_shape=self._input_shape, name="images")
         classes = ClassBatches(class_index, images, self.num_classes)
         chunks = [
             run_replicated(

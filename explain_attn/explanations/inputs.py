@@ -4,19 +4,14 @@ Shared by every explanation method, prediction and the faithfulness checks,
 so that each checks images the same way and says the same thing when they
 do not fit.
 
-`model_batches` is the one adapter from whatever holds the images to
-batches the model takes. Accepted inputs:
-
-- a NumPy array ``(N, H, W, C)``, fed as given (unless ``input_scale``);
-- a `tf.data.Dataset` of images or of ``(images, ...)`` tuples, batched
-  (rank-4 elements) or not (rank 3, batched here), fed as given;
-- any other iterable of ``(B, H, W, C)`` arrays (e.g. a generator), fed as
-  given;
-- a list or tuple of image file paths, read at the model's input size and
-  channel count (`explain_attn.data.images.read_image`), values in [0, 1];
-- a project data source: an `explain_attn.data.Dataset` or a streamed
-  `explain_attn.data.stream.ImageSource` (from
-  `explain_attn.data.open_source`), values in [0, 1].
+`model_batches` gives the batches the model takes, from whatever holds
+the images: `explain_attn.data.adapter.as_source` makes it a `Source`
+(its docstring lists what is accepted; files are read at the model's input
+size and channel count) and the source's ``batches`` are checked against
+the model's input. NumPy arrays, ``tf.data`` datasets and other iterables
+are fed as given (unless ``input_scale``); files and data sources
+(`explain_attn.data.Dataset`, `explain_attn.data.open_source`) are in
+[0, 1].
 
 Images in [0, 1] (files, sources, or any input with ``input_scale`` given)
 are brought into the model's input scale (`InputScale`): ``"unit"`` as is,
@@ -25,13 +20,14 @@ if given, is applied to each batch.
 """
 
 import dataclasses
-from pathlib import Path
 
 import numpy as np
 import tensorflow as tf
 
-from explain_attn.data.images import SCALES, check_scale, read_image
+from explain_attn.data.adapter import as_source
+from explain_attn.data.images import SCALES, check_scale
 from explain_attn.data.loaders import open_source
+from explain_attn.data.source import ArraySource, Source, read_arrays
 from explain_attn.graph import flat_graph
 from explain_attn.options import check_positive_int
 
@@ -44,6 +40,7 @@ __all__ = [
     "ClassBatches",
     "InputScale",
     "SCALE_FROM_UNIT",
+    "all_images",
     "batches",
     "check_batch_size",
     "check_class_index",
@@ -151,26 +148,18 @@ def model_channels(model):
 
 
 def is_source(data):
-    """True for a project data source (`Dataset` or a streamed source)."""
-    return hasattr(data, "batches") and hasattr(data, "class_names")
+    """True for a `explain_attn.data.source.Source`."""
+    return isinstance(data, Source)
 
 
 def image_count(data):
     """The number of images in ``data``, or None when it is not known."""
-    if isinstance(data, np.ndarray) or is_source(data):
-        return len(data)
-    if isinstance(data, list | tuple) and _are_paths(data):
-        return len(data)
     if isinstance(data, tf.data.Dataset):
         return None
     try:
         return len(data)
     except TypeError:
         return None
-
-
-def _are_paths(data):
-    return bool(data) and all(isinstance(p, str | Path) for p in data)
 
 
 def model_batches(
@@ -199,12 +188,12 @@ def model_batches(
     """
     check_batch_size(batch_size)
     shape = input_shape(model)
-    raw, in_unit = _raw_batches(data, batch_size, shape)
+    source = as_source(data, image_shape=shape, name="images")
     scale = None
-    if input_scale is not None or in_unit:
+    if input_scale is not None or source.in_unit:
         scale = resolve_input_scale(model, input_scale).scale
     count = 0
-    for batch in raw:
+    for batch, _, _ in source.batches(batch_size):
         checked = (
             check_images(batch, shape)
             if not tf.is_tensor(batch)
@@ -223,6 +212,13 @@ def model_batches(
         )
     if count == 0:
         raise ValueError("No images given. Pass at least one image.")
+
+
+def all_images(data, shape=None):
+    """Every image of ``data`` (any input of `as_source`) as one array: an
+    array is returned as it is; other inputs are read whole. For the few
+    images a faithfulness check perturbs, not for a whole data set."""
+    return read_arrays(as_source(data, image_shape=shape, name="images"))[0]
 
 
 def input_shape(model):
@@ -320,61 +316,6 @@ def _check_tensor(batch, expected):
     return tf.cast(batch, tf.float32)
 
 
-def _raw_batches(data, batch_size, shape):
-    """``(iterable of batches, whether they are in [0, 1])``."""
-    if isinstance(data, np.ndarray):
-        return _slices(data, batch_size), False
-    if is_source(data):
-        return (images for images, _, _ in data.batches(batch_size)), True
-    if isinstance(data, tf.data.Dataset):
-        return _dataset_batches(data, batch_size), False
-    if isinstance(data, list | tuple) and _are_paths(data):
-        return _file_batches(data, batch_size, shape), True
-    if isinstance(data, str | bytes | Path) or not hasattr(data, "__iter__"):
-        raise TypeError(
-            "Images must be an (N, H, W, C) array, a tf.data.Dataset, an "
-            "iterable of batches, a list of image files or a data source "
-            f"(explain_attn.data.open_source). Received: {type(data).__name__}"
-        )
-    if isinstance(data, list | tuple) and data and np.ndim(data[0]) == 3:
-        return _slices(np.asarray(data), batch_size), False
-    return (np.asarray(batch) for batch in data), False
-
-
-def _slices(images, batch_size):
-    for start in range(0, len(images), batch_size):
-        yield images[start : start + batch_size]
-
-
-def _dataset_batches(dataset, batch_size):
-    spec = dataset.element_spec
-    if isinstance(spec, tuple | list):
-        dataset = dataset.map(lambda *parts: parts[0])
-        spec = spec[0]
-    if isinstance(spec, dict) or spec.shape.rank not in (3, 4):
-        raise TypeError(
-            "A tf.data.Dataset of images must yield (H, W, C) or "
-            "(B, H, W, C) tensors, or tuples starting with them. Received: "
-            f"element_spec={spec}"
-        )
-    if spec.shape.rank == 3:
-        dataset = dataset.batch(batch_size)
-    yield from dataset.prefetch(tf.data.AUTOTUNE)
-
-
-def _file_batches(paths, batch_size, shape):
-    height, width, channels = shape
-    size = None if height is None or width is None else (height, width)
-    channels = channels if channels in (1, 3) else 3
-    for start in range(0, len(paths), batch_size):
-        yield np.stack(
-            [
-                read_image(path, size=size, channels=channels).pixels
-                for path in paths[start : start + batch_size]
-            ]
-        )
-
-
 def resize_target(shape, resize_to):
     """Turns ``resize_to`` into ``None`` or ``(height, width)``.
 
@@ -416,9 +357,8 @@ def check_batch_size(batch_size):
 
 def batches(images, batch_size):
     """Yields ``images`` in consecutive tensors of ``batch_size`` images."""
-    check_batch_size(batch_size)
-    for start in range(0, len(images), batch_size):
-        yield tf.constant(images[start : start + batch_size])
+    for chunk, _, _ in ArraySource(images).batches(batch_size):
+        yield tf.constant(chunk)
 
 
 def check_class_index(class_index, count, num_classes=None):

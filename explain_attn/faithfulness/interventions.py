@@ -9,6 +9,8 @@ import numpy as np
 import tensorflow as tf
 
 from explain_attn.attention.discovery import attention_module
+from explain_attn.data.adapter import as_source
+from explain_attn.data.source import read_arrays
 from explain_attn.devices import run_replicated
 from explain_attn.explanations.inputs import check_model_images
 from explain_attn.faithfulness.common import as_labels
@@ -230,10 +232,10 @@ def _clean(model, graph, images, labels, options):
 def _inputs(model, dataset):
     """``(graph, images, labels, masks or None, notes)``, checked."""
     graph = single_input_graph(model)
-    images = check_model_images(model, dataset.images)
+    images, labels, masks = read_arrays(as_source(dataset, name="dataset"))
+    images = check_model_images(model, images)
     num_classes = int(graph.outputs[0].shape[-1])
-    labels = as_labels(dataset.labels, len(images), num_classes)
-    masks = getattr(dataset, "masks", None)
+    labels = as_labels(labels, len(images), num_classes)
     notes = []
     if masks is None:
         notes.append(
@@ -298,8 +300,9 @@ def attention_interventions(
         model: A `keras.Model` with one image input and one class-score
             output (probabilities, or logits that a softmax turns into
             probabilities).
-        dataset: An `explain_attn.data.Dataset` (or any object with
-            ``images``, ``labels`` and ``masks`` or ``None``).
+        dataset: The images with labels and optional masks: any labelled
+            input of `explain_attn.data.adapter.as_source` (a `Dataset`,
+            an ``(images, labels)`` tuple, a folder...), read whole.
         explanations: `Explanation` objects of ``model``: the layers of those
             whose maps are attention weights (``is_attention``) are
             intervened on, instead of ``layers``.

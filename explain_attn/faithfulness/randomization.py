@@ -15,7 +15,11 @@ from scipy.ndimage import uniform_filter
 
 from explain_attn.devices import strategy_scope
 from explain_attn.explanations.explanation import Explainer, Explanation
-from explain_attn.explanations.inputs import check_model_images
+from explain_attn.explanations.inputs import (
+    all_images,
+    check_model_images,
+    input_shape,
+)
 from explain_attn.explanations.methods import ATTENTION
 from explain_attn.explanations.predict import predict_classes
 from explain_attn.faithfulness.common import finite_median
@@ -460,7 +464,7 @@ def randomization_check(
 
     Args:
         model: A functional or built Sequential `keras.Model`.
-        images: ``(N, H, W, C)`` images matching the model's input.
+        images: Images fitting the model (an array or any `as_source` input).
         explanations: The `Explanation` objects of ``model`` to check (the
             results are keyed by their ``method_key``), or ``None``: those
             that ``layers``, ``grad_cam_layer`` and ``cam_methods`` name.
@@ -493,7 +497,7 @@ def randomization_check(
         ``independent_spearman_median`` and ``passed``.
     """
     options = RunOptions(batch_size=batch_size, strategy=strategy, seed=seed)
-    images = check_model_images(model, images)
+    images = check_model_images(model, all_images(images, input_shape(model)))
     checked = _checked(model, explanations, layers, grad_cam_layer, cam_methods)
     cams = [e.layer for e in checked if e.uses_class]
     original, cascade, independent_results = _check_clone(

@@ -71,18 +71,50 @@ def build_network(
 
     _check_options(architecture, backbone, weights, freeze_backbone, alpha)
     _check_attention(attention, after, control)
+    keras.utils.set_random_seed(seed)
+    model, description = _base_network(
+        train,
+        architecture,
+        backbone,
+        model_factory,
+        {"weights": weights, "freeze": freeze_backbone, "alpha": alpha},
+    )
+    if attention is not None:
+        original = model.count_params()
+        model = add_attention(
+            model, list(after), kind=attention, control=control
+        )
+        description["attention"] = {
+            "kind": attention,
+            "after": list(after),
+            "control": control,
+            "parameters_added": model.count_params() - original,
+        }
+    return model, description
+
+
+def _base_network(
+    train, architecture, backbone, model_factory, backbone_options
+):
+    """``(model, description)`` before attention: a backbone, the user's
+    factory or a built-in architecture, for ``train``'s shape and classes."""
     input_shape = tuple(int(n) for n in train.image_shape)
     num_classes = max(train.num_classes, 2)
-    keras.utils.set_random_seed(seed)
     if backbone is not None:
         from explain_attn.models.backbones import build_backbone
 
         model = build_backbone(
-            backbone, input_shape=input_shape, num_classes=num_classes,
-            weights=weights, freeze=freeze_backbone, alpha=alpha,
-        )  # fmt: skip
-        description = {"backbone": backbone, "weights": weights}
-        description |= {"freeze_backbone": freeze_backbone, "alpha": alpha}
+            backbone,
+            input_shape=input_shape,
+            num_classes=num_classes,
+            **backbone_options,
+        )
+        description = {
+            "backbone": backbone,
+            "weights": backbone_options["weights"],
+            "freeze_backbone": backbone_options["freeze"],
+            "alpha": backbone_options["alpha"],
+        }
     elif model_factory is not None:
         from explain_attn.models.user_code import build_from_factory
 
@@ -98,16 +130,6 @@ def build_network(
             architecture, input_shape=input_shape, num_classes=num_classes
         )
         description = {"architecture": architecture}
-    if attention is not None:
-        original = model.count_params()
-        model = add_attention(model, list(after), kind=attention,
-                              control=control)  # fmt: skip
-        description["attention"] = {
-            "kind": attention,
-            "after": list(after),
-            "control": control,
-            "parameters_added": model.count_params() - original,
-        }
     return model, description
 
 
@@ -221,8 +243,9 @@ def _save_set(model, record, output, staging, options):
     paths = [output, history_path, record_path(output), weights_path(output)]
     needed = model_bytes(model)
     if options["record"]:
-        add_to_record(recorded, check=record["check"],
-                      warnings=record["warnings"])  # fmt: skip
+        add_to_record(
+            recorded, check=record["check"], warnings=record["warnings"]
+        )
         needed += recorded.stat().st_size
     with atomic_files(
         paths, needed=needed, kept=_earlier(output)
@@ -267,10 +290,15 @@ def _fit(model, fitting, validation, output, settings, options, warn):
         warnings.simplefilter("always", SinkWarning)
         try:
             history = training.train(
-                model, fitting, validation_data=validation, verbose=1,
-                callbacks=callbacks, seed=options["seed"],
-                strategy=options.get("strategy"), **settings,
-            )  # fmt: skip
+                model,
+                fitting,
+                validation_data=validation,
+                verbose=1,
+                callbacks=callbacks,
+                seed=options["seed"],
+                strategy=options.get("strategy"),
+                **settings,
+            )
         except DiskFullError as error:  # The record or progress.
             raise DiskFullError(
                 f"{error} Training stopped; {_earlier(output)}."
@@ -280,14 +308,17 @@ def _fit(model, fitting, validation, output, settings, options, warn):
             warn(str(warning.message))
         else:
             warnings.warn_explicit(
-                warning.message, warning.category, warning.filename,
+                warning.message,
+                warning.category,
+                warning.filename,
                 warning.lineno,
-            )  # fmt: skip
+            )
     return history
 
 
-def train_to_file(train, test, output, *, data_source, say=print,
-                  warn=print, **options):  # fmt: skip
+def train_to_file(
+    train, test, output, *, data_source, say=print, warn=print, **options
+):
     """Builds, trains, checks and saves a network; see the module docstring.
 
     Args:
@@ -313,47 +344,71 @@ def train_to_file(train, test, output, *, data_source, say=print,
     )
     settings = _settings(options)
     with _staging(output, options["resume"]) as staging:
-        progress = TrainingProgress(staging / "progress.json",
-                                    resume=options["resume"])  # fmt: skip
-        options = {**options, "epochs": settings["epochs"], "staging": staging,
-                   "progress": progress}  # fmt: skip
+        progress = TrainingProgress(
+            staging / "progress.json", resume=options["resume"]
+        )
+        options = {
+            **options,
+            "epochs": settings["epochs"],
+            "staging": staging,
+            "progress": progress,
+        }
         standardize = (
             options["model_factory"] is None and not options["weights"]
         )
-        model, description = _prepared_network(train, fitting, standardize,
-                                               options)  # fmt: skip
-        say(
-            f"Training {model.name} ({model.count_params():,} parameters) on "
-            f"{len(fitting)} images of {data_source!r} ({train.num_classes} "
-            f"classes), validating on {len(validation) if validation else 0}, "
-            f"testing on {len(test)}"
-            + _on_devices(replica_count(options.get("strategy")))
+        options |= {"data_source": data_source, "standardize": standardize}
+        model, description = _prepared_network(
+            train, fitting, standardize, options
         )
+        splits = (train, fitting, validation, test)
+        say(_announcement(model, splits, data_source, options))
         start = time.perf_counter()
-        history = _fit(model, fitting, validation, output, settings, options,
-                       warn)  # fmt: skip
+        history = _fit(
+            model, fitting, validation, output, settings, options, warn
+        )
         history.history = progress.history  # The whole run's, when resumed.
         seconds = progress.earlier_seconds + time.perf_counter() - start
-        accuracy, majority, problems = _tested(model, test, history, warn)
+        tested = _tested(model, test, history, warn)
         record = _history_record(
-            model, description, history, train, fitting, validation, test,
-            settings, options, data_source, standardize,
-        ) | {
-            "test_accuracy": accuracy,
-            "test_majority_rate": majority,
-            "warnings": problems,
-            "training_seconds": round(seconds, 1),
-            "devices": replica_count(options.get("strategy")),
-        }  # fmt: skip
+            model, description, history, splits, settings, options
+        ) | _results(tested, seconds, options)
         with stage(f"saving {output}", kept=f"the trained model in {output}"):
             _save_set(model, record, output, staging, options)
+    _say_written(say, seconds, tested[0], test, output, options)
+    return record
+
+
+def _announcement(model, splits, data_source, options):
+    """The line that starts a run: the model, the data and the devices."""
+    train, fitting, validation, test = splits
+    return (
+        f"Training {model.name} ({model.count_params():,} parameters) on "
+        f"{len(fitting)} images of {data_source!r} ({train.num_classes} "
+        f"classes), validating on {len(validation) if validation else 0}, "
+        f"testing on {len(test)}"
+        + _on_devices(replica_count(options.get("strategy")))
+    )
+
+
+def _results(tested, seconds, options):
+    """The record's entries on the test split, the time and the devices."""
+    accuracy, majority, problems = tested
+    return {
+        "test_accuracy": accuracy,
+        "test_majority_rate": majority,
+        "warnings": problems,
+        "training_seconds": round(seconds, 1),
+        "devices": replica_count(options.get("strategy")),
+    }
+
+
+def _say_written(say, seconds, accuracy, test, output, options):
     say(f"Trained in {seconds:.1f} s.")
     say(f"Test accuracy: {accuracy:.4f} ({len(test)} images)")
     say(f"History: {output.with_suffix('.json')}")
     if options["record"]:
         say(f"Attention record: {record_path(output)}")
     say(str(output))
-    return record
 
 
 def _tested(model, test, history, warn):
@@ -378,9 +433,16 @@ def _prepared_network(train, fitting, standardize, options):
     from explain_attn.devices import strategy_scope
 
     build_keys = (
-        "architecture", "backbone", "weights", "freeze_backbone", "alpha",
-        "model_factory", "attention", "after", "control",
-    )  # fmt: skip
+        "architecture",
+        "backbone",
+        "weights",
+        "freeze_backbone",
+        "alpha",
+        "model_factory",
+        "attention",
+        "after",
+        "control",
+    )
     with strategy_scope(options.get("strategy")):
         model, description = build_network(
             train, seed=options["seed"], **{k: options[k] for k in build_keys}
@@ -422,21 +484,22 @@ def _settings(options):
     }
 
 
-def _history_record(model, description, history, train, fitting,
-                    validation, test, settings, options, data_source,
-                    standardize):  # fmt: skip
+def _history_record(model, description, history, splits, settings, options):
+    """The record's description of the run (``options["data_source"]`` and
+    ``options["standardize"]`` included) and its history."""
+    train, fitting, validation, test = splits
     return {
         **description,
         "name": model.name,
         "parameters": int(model.count_params()),
-        "data": str(data_source),
+        "data": str(options["data_source"]),
         "class_names": list(train.class_names),
         "training_images": len(fitting),
         "validation_images": len(validation) if validation else 0,
         "test_images": len(test),
         **settings,
         "seed": options["seed"],
-        "standardized_inputs": standardize,
+        "standardized_inputs": options["standardize"],
         "history": {
             key: [float(value) for value in values]
             for key, values in history.history.items()

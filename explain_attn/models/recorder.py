@@ -26,6 +26,7 @@ import keras
 import numpy as np
 
 from explain_attn import metrics
+from explain_attn.data.adapter import as_source
 from explain_attn.models.saving import atomic_path
 from explain_attn.models.sinks import RecordEntry, emit
 from explain_attn.options import check_positive_int
@@ -78,8 +79,10 @@ class AttentionRecorder(keras.callbacks.Callback):
     """Records attention, metrics and logs on a fixed probe set.
 
     Args:
-        probe: A `explain_attn.data.Dataset` (masks are used when present)
-            or ``(images, labels)`` arrays, fitting the model's input.
+        probe: A labelled source (`explain_attn.data.adapter.as_source`:
+            a `explain_attn.data.Dataset`, a streamed folder or ``.npz``;
+            masks are used when present) or ``(images, labels)`` arrays,
+            fitting the model's input; only the probe images are read.
         path: The ``.npz`` file to write (see `record_path`).
         num_images: How many probe images to keep (`probe_indices`).
         metrics: Names of per-image metrics of `explain_attn.metrics`
@@ -114,19 +117,17 @@ class AttentionRecorder(keras.callbacks.Callback):
     ):
         super().__init__()
         check_positive_int("every_steps", every_steps, allow_none=True)
-        images = np.asarray(getattr(probe, "images", None))
-        if not hasattr(probe, "images"):
-            images, labels = (np.asarray(a) for a in probe)
-            masks, class_names = None, None
-        else:
-            labels, masks = probe.labels, probe.masks
-            class_names = list(probe.class_names)
-        self.indices = probe_indices(labels, num_images, seed=seed)
-        self.images = images[self.indices].astype(np.float32)
-        self.labels = np.asarray(labels)[self.indices].astype(np.int64)
+        source = as_source(probe, name="probe")
+        self.indices = probe_indices(source.labels, num_images, seed=seed)
+        chosen = source.subset(self.indices)
+        images, labels, masks = next(chosen.batches(len(chosen)))
+        self.images = np.asarray(images, dtype=np.float32)
+        self.labels = np.asarray(labels).astype(np.int64)
         # Label masks (several classes) count as foreground, any class.
-        self.masks = None if masks is None else masks[self.indices] > 0
-        self.class_names = class_names
+        self.masks = None if masks is None else np.asarray(masks) > 0
+        self.class_names = (
+            None if isinstance(probe, tuple) else list(source.class_names)
+        )
         self.metric_names = [
             name
             for name in metrics
@@ -230,16 +231,21 @@ class AttentionRecorder(keras.callbacks.Callback):
 
     def _entry(self, row):
         return RecordEntry(
-            epoch=row["epoch"], step=row["step"],
-            per_epoch=not self.every_steps, images=self.images,
-            masks=self.masks, labels=self.labels,
+            epoch=row["epoch"],
+            step=row["step"],
+            per_epoch=not self.every_steps,
+            images=self.images,
+            masks=self.masks,
+            labels=self.labels,
             predictions=row["predictions"],
             layers=[
                 {"path": m.path, "spatial": bool(m.kind.spatial)}
                 for m in self.modules
             ],
-            maps=row["maps"], metrics=row["metrics"], logs=row["logs"],
-        )  # fmt: skip
+            maps=row["maps"],
+            metrics=row["metrics"],
+            logs=row["logs"],
+        )
 
     def _metrics(self, maps):
         values = {}

@@ -37,7 +37,10 @@ import warnings
 import keras
 import numpy as np
 
-from explain_attn.data.loaders import Dataset, tf_dataset
+from explain_attn.data.adapter import as_source
+from explain_attn.data.pipeline import fit_pipeline, positions
+from explain_attn.data.source import ArraySource
+from explain_attn.data.stream import ImageSource
 from explain_attn.devices import replica_count, run_replicated, strategy_scope
 from explain_attn.options import RunOptions, check_positive_int
 from explain_attn.progress import EpochProgress, keras_verbose
@@ -76,66 +79,30 @@ class TrainingWarning(UserWarning):
     """A trained model that should not be trusted (see `check_training`)."""
 
 
-@dataclasses.dataclass(frozen=True, eq=False)
-class ArraySplit:
-    """Images and labels given as arrays, with any number of channels.
-
-    `train` and `evaluate` accept ``(images, labels)`` tuples and turn them
-    into this; a `Dataset` is used as it is.
-
-    Attributes:
-        images: ``(N, H, W, C) float32``.
-        labels: ``(N,) int64``.
-        class_names: One name per class (``"0"``, ``"1"``... when built
-            from a tuple).
-        name: A short name for messages.
-    """
-
-    images: np.ndarray
-    labels: np.ndarray
-    class_names: tuple
-    name: str = "arrays"
-
-    def __len__(self):
-        return len(self.images)
-
-    @property
-    def image_shape(self):
-        return self.images.shape[1:]
-
-    @property
-    def num_classes(self):
-        return len(self.class_names)
+ArraySplit = ArraySource
+"""The former name of `explain_attn.data.source.ArraySource` (arrays with
+labels, any number of channels), kept importable."""
 
 
 def _as_split(name, value):
-    """A `Dataset` as it is, an ``(images, labels)`` tuple as `ArraySplit`."""
-    if isinstance(value, Dataset | ArraySplit):
-        return value
-    if isinstance(value, tuple) and len(value) == 2:
-        images = np.asarray(value[0], dtype=np.float32)
-        labels = np.asarray(value[1])
-        if images.ndim != 4 or len(images) == 0:
-            raise ValueError(
-                f"`{name}` images must be a non-empty (N, H, W, C) array. "
-                f"Received: shape {images.shape}"
-            )
-        if labels.shape != (len(images),) or not np.issubdtype(
-            labels.dtype, np.integer
-        ):
-            raise ValueError(
-                f"`{name}` labels must be {len(images)} integers. Received: "
-                f"shape {labels.shape}, dtype {labels.dtype}"
-            )
-        if labels.min() < 0:
-            raise ValueError(f"`{name}` labels must be non-negative.")
-        classes = tuple(str(k) for k in range(int(labels.max()) + 1))
-        return ArraySplit(images, labels.astype(np.int64), classes, name)
-    raise TypeError(
-        f"`{name}` must be an explain_attn.data.Dataset (see load_dataset) "
-        f"or an (images, labels) tuple of arrays. Received: {name} of type "
-        f"{type(value).__name__}"
-    )
+    """``value`` as a labelled `Source` that training can read by index
+    (`explain_attn.data.adapter.as_source`)."""
+    try:
+        source = as_source(value, name=name)
+    except TypeError:
+        source = None
+    if (
+        source is None
+        or source.labels is None
+        or not isinstance(source, ArraySource | ImageSource)
+    ):
+        raise TypeError(
+            f"`{name}` must be an explain_attn.data.Dataset (see "
+            "load_dataset), a streamed folder or .npz (open_source) or an "
+            f"(images, labels) tuple of arrays. Received: {name} of type "
+            f"{type(value).__name__}"
+        )
+    return source
 
 
 def standardize_inputs(model, train_data, *, batch_size=256):
@@ -159,7 +126,6 @@ def standardize_inputs(model, train_data, *, batch_size=256):
     Raises:
         ValueError: If the model already has a layer of that name.
     """
-    import tensorflow as tf
 
     from explain_attn.models.insert import rebuild
 
@@ -174,8 +140,9 @@ def standardize_inputs(model, train_data, *, batch_size=256):
     normalization = keras.layers.Normalization(
         axis=-1, name=STANDARDIZATION_LAYER
     )
+    order = positions(len(train_data))
     normalization.adapt(
-        tf.data.Dataset.from_tensor_slices(train_data.images).batch(batch_size)
+        fit_pipeline(train_data, order, batch_size).map(lambda x, _: x)
     )
     return rebuild(model, before=normalization)
 
@@ -226,8 +193,7 @@ def recalibrate_batch_norm(model, data, *, batch_size=64):
         for layer in layers:
             layer.momentum = 0.0
         step = tf.function(lambda x: model(x, training=True))
-        for start in range(0, len(data), batch_size):
-            batch = data.images[start : start + batch_size]
+        for batch, _, _ in data.batches(batch_size):
             step(tf.constant(batch))
             size = len(batch)
             count += size
@@ -394,8 +360,9 @@ def train(
         if not model.compiled:
             steps = epochs * -(-len(train_data) // batch_size)
             _compile_like_the_tutorial(model, learning_rate, steps)
-        history = model.fit(
-            **data,
+        history = _fit(
+            model,
+            data,
             epochs=epochs,
             verbose=_fit_verbose(verbose),
             shuffle=False,  # The pipeline shuffles, with the seed.
@@ -403,6 +370,23 @@ def train(
         )
         _after_fit(model, train_data, history, recalibrate, check, batch_size)
     return history
+
+
+def _fit(model, data, **settings):
+    """``model.fit``; a streamed source's read error (a file that cannot
+    be decoded) is raised as the source's own `ValueError`, not as
+    TensorFlow's."""
+    import tensorflow as tf
+
+    data = dict(data)
+    sources = data.pop("sources")
+    try:
+        return model.fit(**data, **settings)
+    except tf.errors.OpError as error:
+        for source in sources:
+            if isinstance(source, ImageSource) and source.read_failed():
+                raise source.read_error(error) from None
+        raise
 
 
 def _fit_verbose(verbose):
@@ -417,9 +401,11 @@ def _fit_data(train_data, validation_data, epochs, options):
     validation = None
     if validation_data is not None:
         size = _validation_batch_size(len(validation_data), options)
-        validation = tf_dataset(validation_data, batch_size=size)
+        order = positions(len(validation_data))
+        validation = fit_pipeline(validation_data, order, size)
     batches, order = _training_batches(train_data, epochs, options)
-    return {"x": batches, "validation_data": validation}, order
+    data = {"x": batches, "validation_data": validation}
+    return data | {"sources": (train_data, validation_data)}, order
 
 
 def _model_strategy(model):
@@ -563,20 +549,15 @@ def _training_batches(data, epochs, options):
         )
     )
     epoch = tf.Variable(0, dtype=tf.int64, trainable=False)
-    images = tf.constant(data.images)
-    labels = tf.constant(data.labels)
-    batches = (
-        tf.data.Dataset.range(1)
-        .flat_map(
-            lambda _: tf.data.Dataset.from_tensor_slices(
-                tf.gather(orders, epoch.read_value())
-            ).batch(batch_size)
+    order = tf.data.Dataset.range(1).flat_map(
+        lambda _: tf.data.Dataset.from_tensor_slices(
+            tf.gather(orders, epoch.read_value())
         )
-        .apply(tf.data.experimental.assert_cardinality(-(-count // batch_size)))
     )
-    return batches.map(
-        lambda batch: (tf.gather(images, batch), tf.gather(labels, batch))
-    ).prefetch(tf.data.AUTOTUNE), _EpochOrder(epoch)
+    batches = fit_pipeline(data, order, batch_size, prefetch=False).apply(
+        tf.data.experimental.assert_cardinality(-(-count // batch_size))
+    )
+    return batches.prefetch(tf.data.AUTOTUNE), _EpochOrder(epoch)
 
 
 def _after_fit(model, train_data, history, recalibrate, check, batch_size):
@@ -700,8 +681,9 @@ def evaluate(model, dataset, *, batch_size=256):
     _check_model(model, dataset)
     strategy = _model_strategy(model)
     if strategy is None:
+        order = positions(len(dataset))
         scores = model.predict(
-            tf_dataset(dataset, batch_size=batch_size), verbose=0
+            fit_pipeline(dataset, order, batch_size), verbose=0
         )
     else:  # Keras' predict fails on a batch smaller than the replicas.
         scores = np.concatenate(
@@ -709,9 +691,9 @@ def evaluate(model, dataset, *, batch_size=256):
                 run_replicated(
                     strategy,
                     lambda batch: model(batch, training=False).numpy(),
-                    dataset.images[start : start + batch_size],
+                    images,
                 )
-                for start in range(0, len(dataset), batch_size)
+                for images, _, _ in dataset.batches(batch_size)
             ]
         )
     return float((scores.argmax(axis=-1) == dataset.labels).mean())

@@ -107,9 +107,9 @@ def check_models_fit(models, test):
 
     Args:
         models: The report's `ReportModel` list.
-        test: A dataset, or an ``(N, H, W, C)`` array of images.
+        test: A source, or an ``(N, H, W, C)`` array of images.
     """
-    images = test if isinstance(test, np.ndarray) else test.images
+    images = test if isinstance(test, np.ndarray) else test.read(0)[0][None]
     for entry in models:
         try:
             check_model_images(entry.model, images[:1])
@@ -151,29 +151,22 @@ def batch_size_for(image_shape, batch_size):
 
 
 def chunks(test, chunk_size=None, *, batch_size=1):
-    """Yields ``(images, labels, masks)`` chunks of an in-memory dataset.
+    """Yields ``(images, labels, masks)`` chunks of a source.
 
     Args:
-        test: An `explain_attn.data.Dataset` (``images``, ``labels`` and
-            ``masks`` or ``None``).
+        test: An `explain_attn.data.source.Source` (an in-memory dataset
+            gives views, not copies; a streamed one reads as it goes).
         chunk_size: Images per chunk; ``None`` for `chunk_size_for` the
             images' shape.
         batch_size: Passed to `chunk_size_for`.
 
     Yields:
         ``images`` ``(n, H, W, C)``, ``labels`` ``(n,)`` and ``masks``
-        ``(n, H, W)`` bool or ``None``; views, not copies.
+        ``(n, H, W)`` bool or ``None``: ``test.batches(chunk_size)``.
     """
     if chunk_size is None:
-        chunk_size = chunk_size_for(
-            test.images.shape[1:], batch_size=batch_size
-        )
-    count = len(test.labels)
-    labels = np.asarray(test.labels)
-    for start in range(0, count, chunk_size):
-        stop = min(start + chunk_size, count)
-        masks = None if test.masks is None else test.masks[start:stop]
-        yield test.images[start:stop], labels[start:stop], masks
+        chunk_size = chunk_size_for(test.image_shape, batch_size=batch_size)
+    yield from test.batches(chunk_size)
 
 
 def score_slices(num_images, pixels, budget=None):
@@ -309,7 +302,7 @@ def evaluate(
         An `Evaluation`.
     """
     check_models_fit(models, test)
-    batch_size = batch_size_for(test.images.shape[1:], batch_size)
+    batch_size = batch_size_for(test.image_shape, batch_size)
     return evaluate_chunks(
         models,
         explanations,
