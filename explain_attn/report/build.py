@@ -381,13 +381,22 @@ def _numbers(models, explanations, reference, test, observed, source, *,
     """The report's numbers from the evaluation's pass: `summaries`,
     baselines, the data's record, the channel section, the library versions
     and, for merged parts, the shards' record."""
-    keyed = report_bootstrap(len(test.labels), seed)
+    # Merged parts bring their interval sums: no counts of all images.
+    keyed = sums = None
+    if merged is None:
+        keyed = report_bootstrap(len(test.labels), seed)
+    else:
+        sums = merged.sums
     data = summaries(
         models, explanations, reference, observed["evaluation"], test, seed,
-        keyed=keyed,
+        keyed=keyed, sums=sums,
     )  # fmt: skip
     baselines_section(
-        data, values=observed["baselines"].values, seed=seed, keyed=keyed
+        data,
+        values=observed["baselines"].values,
+        seed=seed,
+        keyed=keyed,
+        sums=sums,
     )
     data["dataset"] = _dataset_section(test, source)
     data["channels"] = observed["channels"].section()
@@ -623,7 +632,7 @@ def shard_part(models, test, job, **options):
         models, explanations, reference, test, job,
         layers=options.get("layers"), batch_size=options.get("batch_size", 128),
         verbose=options.get("verbose", 1), strategy=options.get("strategy"),
-        chunk_size=options.get("chunk_size"),
+        chunk_size=options.get("chunk_size"), seed=options.get("seed", 0),
     )  # fmt: skip
 
 
