@@ -147,7 +147,10 @@ def _digits(values):
     for k in range(1, 4):
         part = (whole >> (DIGIT_BITS * k - shift)) & mask
         digits[rows, column + k] = sign * part
-    return digits, first
+    # Bins without a digit (e.g. below float32 values' 24 bits) cost a
+    # column of every product: dropped.
+    kept = np.nonzero(digits.any(axis=0))[0]
+    return digits[:, kept[0] : kept[-1] + 1], first + int(kept[0])
 
 
 @dataclasses.dataclass
