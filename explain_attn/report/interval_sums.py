@@ -43,75 +43,73 @@ def _difference(values_a, values_b):
 def _explanation_vectors(explanation, evaluation, reference, correct):
     own = evaluation.values[explanation]
     chosen = correct[explanation.model_key]
-    vectors = {}
     for name, values in own.items():
         values = np.asarray(values, float)
         key = ("summary", explanation.key)
-        vectors[(*key, "all", name)] = values
-        vectors[(*key, "correct", name)] = np.where(chosen, values, np.nan)
-        vectors[(*key, "wrong", name)] = np.where(chosen, np.nan, values)
+        yield (*key, "all", name), values
+        yield (*key, "correct", name), np.where(chosen, values, np.nan)
+        yield (*key, "wrong", name), np.where(chosen, np.nan, values)
     if explanation in evaluation.agreement:
         for name, values in evaluation.agreement[explanation].items():
-            vectors[("agreement", explanation.key, name)] = values
+            yield ("agreement", explanation.key, name), values
         reference_mass = evaluation.values[reference].get("mass_in_mask")
         if reference_mass is not None:
-            vectors[("vs_reference", explanation.key)] = _difference(
-                own["mass_in_mask"], reference_mass
+            yield (
+                ("vs_reference", explanation.key),
+                _difference(own["mass_in_mask"], reference_mass),
             )
-    return vectors
 
 
 def interval_vectors(models, explanations, reference, evaluation, labels):
-    """Key (a tuple of strings) -> ``(N,)`` float vector of each mean
-    `summaries` puts an interval on, over the images of ``evaluation``
-    (an `explain_attn.report.evaluate.Evaluation`) with ``labels``."""
+    """Yields ``(key, vector)``: a tuple of strings and the ``(N,)`` float
+    vector of each mean `summaries` puts an interval on, over the images
+    of ``evaluation`` (an `explain_attn.report.evaluate.Evaluation`) with
+    ``labels``; one vector at a time, so that only one is held."""
     labels = np.asarray(labels)
     correct = {
         key: np.asarray(predicted) == labels
         for key, predicted in evaluation.predictions.items()
     }
     baseline = next(m.key for m in models if m.role == "baseline")
-    vectors = {
-        ("comparison", m.key): _difference(correct[m.key], correct[baseline])
-        for m in models
-        if m.role == "attention"
-    }
+    for m in models:
+        if m.role == "attention":
+            difference = _difference(correct[m.key], correct[baseline])
+            yield ("comparison", m.key), difference
     for explanation in explanations:
-        vectors.update(
-            _explanation_vectors(explanation, evaluation, reference, correct)
+        yield from _explanation_vectors(
+            explanation, evaluation, reference, correct
         )
-    return vectors
 
 
 def baseline_vectors(values, own_metrics):
     """The vectors of `explain_attn.report.baselines.baselines_section`:
     ``(shown, marks)``, the baselines' metrics and each explanation's
-    difference with the flat map.
+    difference with the flat map, each yielding ``(key, vector)``.
 
     Args:
         values: Baseline key -> metric -> ``(N,)`` values (``flat`` among
             them).
         own_metrics: Explanation id -> metric -> ``(N,)`` values.
     """
-    shown = {
-        ("baseline", key, name): np.asarray(row, float)
+    shown = (
+        (("baseline", key, name), np.asarray(row, float))
         for key, rows in values.items()
         for name, row in rows.items()
-    }
-    marks = {
-        ("vs_flat", explanation_id, name): _difference(own[name], flat)
+    )
+    marks = (
+        (("vs_flat", explanation_id, name), _difference(own[name], flat))
         for explanation_id, own in own_metrics.items()
         for name, flat in values["flat"].items()
         if name in own
-    }
+    )
     return shown, marks
 
 
 def interval_sums(vectors, keyed):
-    """Key -> `explain_attn.metrics.BootstrapSums` of each vector under
-    ``keyed`` (the `explain_attn.metrics.PoissonBootstrap` of the vectors'
-    images)."""
-    return {key: keyed.keyed_sums(vector) for key, vector in vectors.items()}
+    """Key -> `explain_attn.metrics.BootstrapSums` of each ``(key,
+    vector)`` of ``vectors`` under ``keyed`` (the
+    `explain_attn.metrics.PoissonBootstrap` of the vectors' images)."""
+    return {key: keyed.keyed_sums(vector) for key, vector in vectors}
 
 
 def add_sums(parts):
