@@ -6,11 +6,23 @@ of resamples, and counts how often it contains the true mean (the nominal
 rate is 0.95; with 1,000 trials a rate is known to about +-0.014). Also
 reports the median interval width of each method.
 
-Run: ``python -m benchmarks.bench_bootstrap [--trials 1000]``.
+With ``--merge N``, measures instead what the merge of a sharded report
+pays for its intervals over ``N`` images (``--statistics`` of them, cut
+into ``--shards`` parts): the counts of all images drawn at the merge and
+each statistic's sums computed there (what the merge did before the
+shards wrote their sums), against the shards' exact sums
+(`metrics.BootstrapSums`) added and read; and what the shards pay for
+their sums, float (before) or exact. CPU seconds (``time.process_time``)
+and the peak of NumPy's allocations (``tracemalloc``).
+
+Run: ``python -m benchmarks.bench_bootstrap [--trials 1000]`` or
+``python -m benchmarks.bench_bootstrap --merge 1000000``.
 """
 
 import argparse
+import json
 import time
+import tracemalloc
 
 import numpy as np
 
@@ -46,11 +58,78 @@ def _coverage(draw, mean, n, trials, resamples, rng):
     }
 
 
+def _measured(work):
+    """``(result, cpu_seconds, peak_mib)`` of ``work()``."""
+    tracemalloc.start()
+    started = time.process_time()
+    result = work()
+    seconds = time.process_time() - started
+    peak = tracemalloc.get_traced_memory()[1] / 2**20
+    tracemalloc.stop()
+    return result, seconds, peak
+
+
+def merge_cost(count, statistics, shards):
+    """The merge's interval cost over ``count`` images, before and now."""
+    from explain_attn.report.interval_sums import add_sums
+    from explain_attn.report.summaries import report_bootstrap
+
+    rng = np.random.default_rng(0)
+    values = rng.random((statistics, count), dtype=np.float32).astype(float)
+    values[rng.random(values.shape) < 0.05] = np.nan
+    cuts = np.linspace(0, count, shards + 1).astype(int)
+    ranges = [range(a, b) for a, b in zip(cuts, cuts[1:], strict=False)]
+
+    def shard_sums(exact):
+        parts = []
+        for images in ranges:
+            keyed = report_bootstrap(count, 0, images)
+            chosen = values[:, images.start : images.stop]
+            parts.append(
+                {s: (keyed.keyed_sums if exact else keyed.sums)(chosen[s])
+                 for s in range(statistics)}
+            )  # fmt: skip
+        return parts
+
+    _, float_shards, _ = _measured(lambda: shard_sums(False))
+    parts, exact_shards, _ = _measured(lambda: shard_sums(True))
+
+    def before():
+        keyed = report_bootstrap(count, 0)
+        return [keyed.interval(row) for row in values]
+
+    def now():
+        total = add_sums(parts)
+        return [total[s].interval() for s in range(statistics)]
+
+    old, before_s, before_mib = _measured(before)
+    new, now_s, now_mib = _measured(now)
+    stored = sum(s.digits.nbytes + s.counts.nbytes
+                 for part in parts for s in part.values())  # fmt: skip
+    return {
+        "images": count, "statistics": statistics, "shards": shards,
+        "resamples": parts[0][0].counts.size,
+        "merge_before_cpu_s": before_s, "merge_before_peak_mib": before_mib,
+        "merge_now_cpu_s": now_s, "merge_now_peak_mib": now_mib,
+        "shards_float_sums_cpu_s": float_shards,
+        "shards_exact_sums_cpu_s": exact_shards,
+        "sums_stored_mib": stored / 2**20,
+        "largest_interval_change": float(np.max(np.abs(np.subtract(old, new)))),
+    }  # fmt: skip
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--trials", type=int, default=1000)
     parser.add_argument("--resamples", type=int, default=1000)
+    parser.add_argument("--merge", type=int, default=None)
+    parser.add_argument("--statistics", type=int, default=20)
+    parser.add_argument("--shards", type=int, default=8)
     options = parser.parse_args()
+    if options.merge:
+        found = merge_cost(options.merge, options.statistics, options.shards)
+        print(json.dumps(found))
+        return
     rng = np.random.default_rng(2026)
     print(
         f"| distribution | n | percentile coverage | Poisson coverage | "

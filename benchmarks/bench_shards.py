@@ -5,7 +5,8 @@
   images, models and options (faithfulness off), wall time of the whole
   command (models loaded, pass, merge, report).
 - ``merge``: the merge's own cost (`read_parts`: read, check and combine)
-  for one run's contributions cut into 1 to 64 parts.
+  for one run's contributions cut into 1 to 64 parts (without interval
+  sums; ``bench_bootstrap --merge`` measures those).
 - ``memory``: the absolute peak RSS of a child process that loads the
   models and runs one shard at 224 x 224 (what one Dask worker holds).
 
@@ -104,6 +105,7 @@ def merge(count=4096, total_parts=(1, 2, 4, 8, 16, 32, 64)):
     job = ShardJob(1, 0, folder / "one")
     path = report_from_sources(paths["data"], **options, shard=job)
     whole, meta = read_part(path)
+    meta.pop("interval_sums")  # Not sliced: these parts carry no sums.
     rows = []
     for parts in total_parts:
         target = folder / f"n{parts}"

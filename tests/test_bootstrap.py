@@ -2,6 +2,7 @@
 split, sums that add up, intervals checked by hand."""
 
 import math
+from fractions import Fraction
 
 import numpy as np
 import pytest
@@ -94,3 +95,71 @@ def test_paired_difference_and_degenerate_cases():
         metrics.summarize([1.0, 2.0], bootstrap="poisson")
     with pytest.raises(ValueError, match="image_ids"):
         metrics.poisson_weights([-1, 2], num_resamples=2)
+
+
+def _exact_means(weights, values):
+    """Replicate means from exact rational sums (Fractions), then rounded:
+    an independent computation of what `BootstrapSums` keeps exact."""
+    means = []
+    for row in weights.tolist():
+        pairs = [(w, x) for w, x in zip(row, values, strict=True) if x == x]
+        count = sum(w for w, _ in pairs)
+        if count:
+            total = sum(Fraction(w) * Fraction(x) for w, x in pairs)
+            means.append(float(total / count))
+    return means
+
+
+def test_sums_of_three_and_four_images_give_the_whole_interval():
+    # 7 images split 3 + 4, values of very different sizes and signs.
+    values = np.array([0.25, -3.5e-7, np.nan, 1e12, 2.0**-60, -1e12, 7.125])
+    keyed = metrics.PoissonBootstrap(7, num_resamples=400, seed=11)
+    first, second = slice(0, 3), slice(3, 7)
+    parts = [
+        keyed.take(part).keyed_sums(values[part]) for part in (first, second)
+    ]
+    whole = keyed.keyed_sums(values)
+    for summed in (parts[0] + parts[1], parts[1] + parts[0]):
+        assert summed.size == whole.size == 6
+        np.testing.assert_array_equal(summed.counts, whole.counts)
+        np.testing.assert_array_equal(summed.totals(), whole.totals())
+        assert summed.interval() == whole.interval()
+    # The totals are the exact sums (to rounding); the counts sum(w).
+    exact = [
+        sum(
+            Fraction(w) * Fraction(x)
+            for w, x in zip(row, values, strict=True)
+            if x == x
+        )
+        for row in keyed.weights.tolist()
+    ]
+    np.testing.assert_allclose(
+        whole.totals(), [float(t) for t in exact], rtol=1e-15, atol=0
+    )
+    present = ~np.isnan(values)
+    np.testing.assert_array_equal(
+        whole.counts, keyed.weights[:, present].sum(axis=1)
+    )
+    means = _exact_means(keyed.weights, values)
+    low, high = np.quantile(means, [0.025, 0.975])
+    summary = metrics.summarize(values, bootstrap=parts[0] + parts[1])
+    assert summary["ci_low"] == pytest.approx(low, rel=1e-12)
+    assert summary["ci_high"] == pytest.approx(high, rel=1e-12)
+    assert summary == metrics.summarize(values, bootstrap=keyed)
+
+
+def test_paired_sums_and_sums_of_other_values_refused():
+    a = np.array([0.5, 0.7, 0.9, 0.4, np.nan, 0.3, 0.8])
+    b = np.array([0.5, 0.6, 0.5, 0.1, 0.2, np.nan, 0.1])
+    keyed = metrics.PoissonBootstrap(7, num_resamples=300, seed=2)
+    halves = [slice(0, 3), slice(3, 7)]
+    sums = [keyed.take(h).keyed_sums(a[h] - b[h]) for h in halves]
+    merged = metrics.paired_difference(a, b, bootstrap=sums[0] + sums[1])
+    assert merged == metrics.paired_difference(a, b, bootstrap=keyed)
+    assert merged["n"] == 5
+    means = _exact_means(keyed.weights, a - b)
+    low, high = np.quantile(means, [0.025, 0.975])
+    assert merged["ci_low"] == pytest.approx(low, rel=1e-12)
+    assert merged["ci_high"] == pytest.approx(high, rel=1e-12)
+    with pytest.raises(ValueError, match="sums of 2 values and 5 values"):
+        metrics.paired_difference(a, b, bootstrap=sums[1])

@@ -49,6 +49,7 @@ from explain_attn.metrics.agreement import (
 )
 from explain_attn.metrics.arrays import DEFAULT_FRACTION
 from explain_attn.metrics.bootstrap import (
+    BootstrapSums,
     PoissonBootstrap,
     interval_from_sums,
     poisson_weights,
@@ -83,6 +84,7 @@ __all__ = [
     "FOREGROUND_METRICS",
     "METRIC_DEFINITIONS",
     "PER_IMAGE_METRICS",
+    "BootstrapSums",
     "PoissonBootstrap",
     "accuracy_interval",
     "entropy",

@@ -17,13 +17,33 @@ The counts come from a counter-based generator: SplitMix64 (Steele, Lea
 and Flood, 2014) applied to the seed, then the image id, then the
 replicate, gives 53 uniform bits, turned into a Poisson(1) count by its
 inverse distribution function.
+
+Sums that add up bit for bit: a shard's float sums would round
+differently from the whole set's, so `PoissonBootstrap.keyed_sums` keeps
+``sum_i w[b, i] x_i`` exact, as integer digits on a fixed grid of
+`DIGIT_BITS`-bit bins (`BootstrapSums`). Each value ``x = m 2^e`` (``m`` an
+integer below ``2^53``) is cut into four signed digits of bins
+``floor(e / DIGIT_BITS)`` and up; a replicate's digit sums are products of
+counts below 19 and digits below ``2^20`` added over images, exact in a
+float64 matrix product up to 477 million images and exact in int64 when
+parts are added. Only the final ``totals`` rounds, the same way for the
+same digits: intervals from summed parts equal the whole set's exactly.
 """
 
+import dataclasses
 import math
 
 import numpy as np
 
-__all__ = ["PoissonBootstrap", "interval_from_sums", "poisson_weights"]
+__all__ = [
+    "BootstrapSums",
+    "PoissonBootstrap",
+    "interval_from_sums",
+    "poisson_weights",
+]
+
+DIGIT_BITS = 20
+"""Bits of one digit of `BootstrapSums`."""
 
 _GAMMA = np.uint64(0x9E3779B97F4A7C15)
 _MIX1 = np.uint64(0xBF58476D1CE4E5B9)
@@ -102,6 +122,91 @@ def interval_from_sums(totals, counts, *, confidence=0.95):
     return float(low), float(high)
 
 
+def _digits(values):
+    """``(digits, first)``: ``(n, k)`` float64 signed integers below
+    ``2^DIGIT_BITS`` with ``values[i] = sum_j digits[i, j] 2^(DIGIT_BITS
+    (first + j))`` exactly (NaN: 0)."""
+    values = np.where(np.isnan(values), 0.0, values)
+    fraction, exponent = np.frexp(values)
+    whole = np.abs(np.ldexp(fraction, 53)).astype(np.int64)
+    low = exponent.astype(np.int64) - 53
+    bins, shift = np.divmod(low, DIGIT_BITS)
+    used = whole > 0
+    if not used.any():
+        return np.zeros((len(values), 1)), 0
+    first = int(bins[used].min())
+    width = int(bins[used].max()) - first + 4
+    digits = np.zeros((len(values), width))
+    rows = np.nonzero(used)[0]
+    whole, shift, column = whole[used], shift[used], bins[used] - first
+    sign = np.sign(values[used])
+    mask = (1 << DIGIT_BITS) - 1
+    digits[rows, column] = sign * (
+        (whole & ((1 << (DIGIT_BITS - shift)) - 1)) << shift
+    )
+    for k in range(1, 4):
+        part = (whole >> (DIGIT_BITS * k - shift)) & mask
+        digits[rows, column + k] = sign * part
+    # Bins without a digit (e.g. below float32 values' 24 bits) cost a
+    # column of every product: dropped.
+    kept = np.nonzero(digits.any(axis=0))[0]
+    return digits[:, kept[0] : kept[-1] + 1], first + int(kept[0])
+
+
+@dataclasses.dataclass
+class BootstrapSums:
+    """Exact per-replicate sums of one statistic over a set of images.
+
+    Attributes:
+        digits: ``(num_resamples, k)`` int64: replicate ``b``'s
+            ``sum_i w[b, i] x_i`` is ``sum_j digits[b, j] 2^(DIGIT_BITS
+            (first + j))``.
+        first: The bin of ``digits[:, 0]``.
+        counts: ``(num_resamples,)`` int64, ``sum_i w[b, i]`` over the
+            images with a value.
+        size: The number of images with a value.
+
+    ``a + b`` are the sums of the union of two disjoint image sets, exact
+    and in any order.
+    """
+
+    digits: np.ndarray
+    first: int
+    counts: np.ndarray
+    size: int
+
+    def __add__(self, other):
+        first = min(self.first, other.first)
+        stop = max(
+            self.first + self.digits.shape[1],
+            other.first + other.digits.shape[1],
+        )
+        digits = np.zeros((len(self.counts), stop - first), np.int64)
+        for sums in (self, other):
+            start = sums.first - first
+            digits[:, start : start + sums.digits.shape[1]] += sums.digits
+        return BootstrapSums(
+            digits, first, self.counts + other.counts, self.size + other.size
+        )
+
+    def totals(self):
+        """``(num_resamples,)`` float64 ``sum_i w[b, i] x_i``."""
+        used = np.nonzero(self.digits.any(axis=0))[0]
+        if not used.size:
+            return np.zeros(len(self.counts))
+        # Zero bins at either end are dropped: the same digits give the
+        # same additions whatever bins the parts spanned.
+        digits = self.digits[:, used[0] : used[-1] + 1].astype(np.float64)
+        scales = DIGIT_BITS * (self.first + used[0] + np.arange(len(digits[0])))
+        return np.ldexp(digits, scales).sum(axis=1)
+
+    def interval(self, *, confidence=0.95):
+        """The percentile interval of the replicate means."""
+        return interval_from_sums(
+            self.totals(), self.counts, confidence=confidence
+        )
+
+
 class PoissonBootstrap:
     """The Poisson bootstrap's counts for a set of images, drawn once.
 
@@ -145,17 +250,21 @@ class PoissonBootstrap:
         taken.weights = self.weights[: taken.num_resamples]
         return taken
 
-    def sums(self, values):
-        """``(totals, counts)``, each ``(num_resamples,)`` float64:
-        ``sum_i w[b, i] x_i`` and ``sum_i w[b, i]`` over the finite values
-        (NaN marks a missing value, left out). Sums of disjoint image sets
-        add up to the sums of their union."""
+    def _checked(self, values):
         values = np.asarray(values, np.float64)
         if values.shape != (len(self),):
             raise ValueError(
                 f"`values` must hold one value per image ({len(self)}). "
                 f"Received: values.shape={values.shape}"
             )
+        return values
+
+    def sums(self, values):
+        """``(totals, counts)``, each ``(num_resamples,)`` float64:
+        ``sum_i w[b, i] x_i`` and ``sum_i w[b, i]`` over the finite values
+        (NaN marks a missing value, left out). Sums of disjoint image sets
+        add up to the sums of their union."""
+        values = self._checked(values)
         present = ~np.isnan(values)
         columns = np.stack([np.where(present, values, 0.0), present], axis=1)
         sums = np.empty((self.num_resamples, 2))
@@ -165,7 +274,23 @@ class PoissonBootstrap:
             sums[start : start + step] = block @ columns
         return sums[:, 0], sums[:, 1]
 
+    def keyed_sums(self, values):
+        """The exact `BootstrapSums` of ``values`` (one per image; NaN
+        marks a missing value, left out)."""
+        values = self._checked(values)
+        digits, first = _digits(values)
+        columns = np.concatenate([digits, ~np.isnan(values)[:, None]], 1)
+        sums = np.empty((self.num_resamples, columns.shape[1]))
+        step = max(1, 2_000_000 // max(len(self), 1))
+        for start in range(0, self.num_resamples, step):
+            block = self.weights[start : start + step].astype(np.float64)
+            sums[start : start + step] = block @ columns
+        sums = sums.astype(np.int64)
+        return BootstrapSums(
+            sums[:, :-1], first, sums[:, -1], int((~np.isnan(values)).sum())
+        )
+
     def interval(self, values, *, confidence=0.95):
-        """The percentile interval of the replicate means of ``values``."""
-        totals, counts = self.sums(values)
-        return interval_from_sums(totals, counts, confidence=confidence)
+        """The percentile interval of the replicate means of ``values``
+        (from their exact `keyed_sums`)."""
+        return self.keyed_sums(values).interval(confidence=confidence)

@@ -10,7 +10,7 @@ import numpy as np
 from scipy import stats
 
 from explain_attn.metrics.arrays import check_real
-from explain_attn.metrics.bootstrap import PoissonBootstrap
+from explain_attn.metrics.bootstrap import BootstrapSums, PoissonBootstrap
 from explain_attn.options import check_positive_int, check_share
 
 
@@ -80,7 +80,15 @@ def _keyed_interval(bootstrap, values, confidence):
 
 def _interval(every, finite, bootstrap, **options):
     """The keyed interval of ``every`` value (NaN left out) with a
-    `PoissonBootstrap`, else the percentile interval of the ``finite``."""
+    `PoissonBootstrap` or from its `BootstrapSums` (summed elsewhere, e.g.
+    by shards), else the percentile interval of the ``finite``."""
+    if isinstance(bootstrap, BootstrapSums):
+        if bootstrap.size != len(finite):
+            raise ValueError(
+                "`bootstrap` sums must cover the values used. Received: "
+                f"sums of {bootstrap.size} values and {len(finite)} values"
+            )
+        return bootstrap.interval(confidence=options["confidence"])
     if bootstrap is not None:
         return _keyed_interval(bootstrap, every, options["confidence"])
     return _bootstrap_mean_interval(finite, **options)
@@ -101,7 +109,9 @@ def summarize(
         bootstrap: ``None`` for the percentile bootstrap, or a
             `explain_attn.metrics.PoissonBootstrap` of the values' images
             (its seed and resamples are used; ``seed`` and
-            ``num_resamples`` are ignored): an interval keyed by image.
+            ``num_resamples`` are ignored): an interval keyed by image; or
+            the `explain_attn.metrics.BootstrapSums` of the values (e.g.
+            added up from shards), which give that interval.
 
     Returns:
         A dict of plain Python numbers: `n` (int, values used), `nan_count`

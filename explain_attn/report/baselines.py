@@ -31,6 +31,7 @@ from explain_attn.report.contributions import (
 )
 from explain_attn.report.evaluate import score_slices
 from explain_attn.report.section import Section
+from explain_attn.report.interval_sums import baseline_vectors, interval_sums
 
 __all__ = [
     "BaselinesSection",
@@ -39,6 +40,7 @@ __all__ = [
     "BaselineValues",
     "baseline_maps",
     "baselines_section",
+    "baseline_sums",
     "baseline_values",
     "centre_prior",
     "flat_map",
@@ -173,7 +175,19 @@ def _as_array(values):
     return np.array([np.nan if v is None else v for v in values], float)
 
 
-def baselines_section(data, masks=None, *, seed=0, values=None, keyed=None):
+def baseline_sums(values, own_metrics, keyed):
+    """The `interval_sums` of `baseline_vectors` ``(values, own_metrics)``
+    under ``keyed``: the differences with the flat map with its first
+    `MARK_RESAMPLES` replicates only."""
+    shown, marks = baseline_vectors(values, own_metrics)
+    return interval_sums(shown, keyed) | interval_sums(
+        marks, keyed.first(MARK_RESAMPLES)
+    )
+
+
+def baselines_section(
+    data, masks=None, *, seed=0, values=None, keyed=None, sums=None
+):
     """Adds the baselines to the report's numbers, in place.
 
     Sets ``data["baselines"]`` (a list of rows: ``id``, ``label``,
@@ -194,19 +208,22 @@ def baselines_section(data, masks=None, *, seed=0, values=None, keyed=None):
             (`BaselineValues.values`), in place of ``masks``.
         keyed: The report's `metrics.PoissonBootstrap` of the test images
             (drawn from ``seed`` when ``None``).
+        sums: The `baseline_sums` (added up from shards), or ``None`` to
+            compute them here with ``keyed``.
     """
     data["baselines"] = []
     if values is None and masks is not None:
         values = baseline_values(masks)
     if values is None:
         return
-    if keyed is None:
-        keyed = metrics.PoissonBootstrap(
-            len(next(iter(values["flat"].values()))),
-            num_resamples=data["bootstrap_resamples"],
-            seed=seed,
-        )
-    marks = keyed.first(MARK_RESAMPLES)
+    if sums is None:
+        if keyed is None:
+            keyed = metrics.PoissonBootstrap(
+                len(next(iter(values["flat"].values()))),
+                num_resamples=data["bootstrap_resamples"],
+                seed=seed,
+            )
+        sums = baseline_sums(values, data["per_image"]["metrics"], keyed)
     for key, (label, definition) in BASELINES.items():
         data["baselines"].append(
             {
@@ -215,7 +232,9 @@ def baselines_section(data, masks=None, *, seed=0, values=None, keyed=None):
                 "definition": definition,
                 "summary": {
                     "all": {
-                        name: metrics.summarize(row, bootstrap=keyed)
+                        name: metrics.summarize(
+                            row, bootstrap=sums[("baseline", key, name)]
+                        )
                         for name, row in values[key].items()
                     }
                 },
@@ -229,7 +248,9 @@ def baselines_section(data, masks=None, *, seed=0, values=None, keyed=None):
         own = data["per_image"]["metrics"][row["id"]]
         row["vs_flat"] = {
             name: metrics.paired_difference(
-                _as_array(own[name]), flat, bootstrap=marks
+                _as_array(own[name]),
+                flat,
+                bootstrap=sums[("vs_flat", row["id"], name)],
             )
             for name, flat in values["flat"].items()
             if name in own
@@ -258,6 +279,7 @@ class BaselinesSection(Section):
             values=observed["baselines"].values,
             seed=run.seed,
             keyed=run.keyed,
+            sums=run.sums,
         )
         return {"baselines": data.pop("baselines")}
 

@@ -315,9 +315,18 @@ def _run(models, test, given):
         "merged": given["shard"],
         "channel_layers": channel_paths(models, layers),
         "recorded": recorded,
-        "keyed": report_bootstrap(len(test.labels), given["seed"]),
+        **_interval_draws(test, given["seed"], given["shard"]),
     }
     return Run(models, explanations, reference, test, options)
+
+
+def _interval_draws(test, seed, merged):
+    """``keyed``: the bootstrap's counts of every image for a single run;
+    ``sums``: merged parts' interval sums in their place (no counts of all
+    images are drawn for a merge)."""
+    if merged is None:
+        return {"keyed": report_bootstrap(len(test.labels), seed), "sums": None}
+    return {"keyed": None, "sums": merged.sums}
 
 
 RUN_OPTIONS = (
@@ -535,6 +544,7 @@ def shard_part(models, test, job, **options):
         verbose=options.get("verbose", 1),
         strategy=options.get("strategy"),
         chunk_size=options.get("chunk_size"),
+        seed=options.get("seed", 0),
     )
 
 

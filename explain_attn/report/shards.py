@@ -16,8 +16,13 @@ and classes), the run's options (so that the merge can load the same
 models and data again for the gallery and the faithfulness checks), its
 images and the worker (host, pid) that wrote it.
 
+A part also holds the exact Poisson-bootstrap sums of its images for
+every interval of the report (`explain_attn.report.interval_sums`): the
+merge adds them and never draws the counts of all images at once.
+
 Files hold NumPy arrays only (``np.savez``, read without pickle): rows
-``r<k>`` and blocks ``b<k>`` with their keys in the JSON record ``meta``.
+``r<k>``, blocks ``b<k>``, and the sums' digits ``s<k>`` and counts
+``c<k>``, with their keys in the JSON record ``meta``.
 """
 
 import dataclasses
@@ -29,9 +34,21 @@ import numpy as np
 
 from explain_attn.data.loaders import take_images
 from explain_attn.progress import progress_bar
+from explain_attn.metrics import BootstrapSums
+from explain_attn.report.baselines import baseline_sums
 from explain_attn.report.contributions import Part, combine
 from explain_attn.report.evaluate import evaluate_parts
-from explain_attn.report.observed import report_chunk_size, report_contributors
+from explain_attn.report.interval_sums import (
+    add_sums,
+    interval_sums,
+    interval_vectors,
+)
+from explain_attn.report.observed import (
+    observed_from,
+    report_chunk_size,
+    report_contributors,
+)
+from explain_attn.report.summaries import report_bootstrap
 from explain_attn.sharding import (
     ShardJob,
     check_parts,
@@ -56,11 +73,12 @@ __all__ = [
     "read_parts",
     "run_fingerprint",
     "shard_chunks",
+    "shard_sums",
     "shard_range",
     "write_part",
 ]
 
-PART_FORMAT = "explain-attn part 1"
+PART_FORMAT = "explain-attn part 2"
 """The ``format`` of a part's record."""
 
 
@@ -99,9 +117,11 @@ def run_fingerprint(models, test, options):
     return run_digest(record, test.labels)
 
 
-def write_part(path, part, meta):
-    """Writes ``part`` with its record ``meta`` to ``path``, atomically."""
+def write_part(path, part, meta, sums=None):
+    """Writes ``part`` with its record ``meta`` and its images' interval
+    sums ``sums`` (key -> `BootstrapSums`) to ``path``, atomically."""
     rows, blocks = list(part.rows.items()), list(part.blocks.items())
+    sums = list((sums or {}).items())
     record = {
         **meta,
         "format": PART_FORMAT,
@@ -109,9 +129,12 @@ def write_part(path, part, meta):
         "stop": int(part.stop),
         "rows": [list(key) for key, _ in rows],
         "blocks": [list(key) for key, _ in blocks],
+        "sums": [[list(key), s.first, s.size] for key, s in sums],
     }
     arrays = {f"r{k}": value for k, (_, value) in enumerate(rows)}
     arrays.update({f"b{k}": value for k, (_, value) in enumerate(blocks)})
+    arrays.update({f"s{k}": s.digits for k, (_, s) in enumerate(sums)})
+    arrays.update({f"c{k}": s.counts for k, (_, s) in enumerate(sums)})
     arrays["meta"] = np.frombuffer(json.dumps(record).encode(), np.uint8)
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(path) as temporary:
@@ -124,8 +147,16 @@ def part_record(path):
     return read_part(path)[1]
 
 
+def _stored_sums(stored, meta):
+    return {
+        tuple(key): BootstrapSums(stored[f"s{k}"], first, stored[f"c{k}"], size)
+        for k, (key, first, size) in enumerate(meta.get("sums", []))
+    }
+
+
 def read_part(path):
-    """``(Part, meta)`` of one part file.
+    """``(Part, meta)`` of one part file; ``meta["interval_sums"]`` holds
+    its interval sums (key -> `BootstrapSums`).
 
     Raises:
         ValueError: When the file is truncated, unreadable or not a part.
@@ -141,6 +172,7 @@ def read_part(path):
                 tuple(key): stored[f"b{k}"]
                 for k, key in enumerate(meta["blocks"])
             }
+            sums = _stored_sums(stored, meta)
     except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
         raise ValueError(
             f"The part {Path(path).name} in {Path(path).parent} is truncated "
@@ -152,6 +184,7 @@ def read_part(path):
             f"The part {Path(path).name} is not an explain-attn part "
             f"({PART_FORMAT!r}). Received: format={meta.get('format')!r}"
         )
+    meta["interval_sums"] = sums
     return Part(meta["start"], meta["stop"], rows, blocks), meta
 
 
@@ -186,7 +219,8 @@ def complete_shards(folder, fingerprint, num_shards):
 
 
 def read_parts(folder):
-    """``(Part, metas)``: every part of ``folder`` checked and combined.
+    """``(Part, metas, sums)``: every part of ``folder`` checked and
+    combined, and their interval sums added (`add_sums`).
 
     Raises:
         ValueError: (one line naming the part) for no part, a truncated or
@@ -201,7 +235,8 @@ def read_parts(folder):
     found = _read_all(paths)
     check_parts([(path, meta) for path, (_, meta) in found])
     metas = sorted((meta for _, (_, meta) in found), key=lambda m: m["index"])
-    return combine([part for _, (part, _) in found]), metas
+    sums = add_sums(meta.pop("interval_sums") for meta in metas)
+    return combine([part for _, (part, _) in found]), metas, sums
 
 
 def _read_all(paths):
@@ -233,10 +268,12 @@ class Merged:
     Attributes:
         part: The combined `Part`.
         metas: The parts' records, by shard index.
+        sums: The parts' interval sums, added up.
     """
 
     part: Part
     metas: list
+    sums: dict = dataclasses.field(default_factory=dict)
 
     @property
     def fingerprint(self):
@@ -257,6 +294,26 @@ class Merged:
         ]
 
 
+def shard_sums(
+    models, explanations, reference, test, observed, *, images, seed
+):
+    """The interval sums (`explain_attn.report.interval_sums`) of the
+    test images ``images`` (a ``range``), from ``observed``, their reduce
+    (`observed_from`), under the report's bootstrap of ``seed``."""
+    keyed = report_bootstrap(len(test.labels), seed, images)
+    evaluation = observed["evaluation"]
+    labels = np.asarray(test.labels)[images.start : images.stop]
+    sums = interval_sums(
+        interval_vectors(models, explanations, reference, evaluation, labels),
+        keyed,
+    )
+    values = observed["baselines"].values
+    if values is not None:
+        own = {e.key: evaluation.values[e] for e in explanations}
+        sums |= baseline_sums(values, own, keyed)
+    return sums
+
+
 def evaluate_shard(models, explanations, reference, test, job, **options):
     """The map side: evaluates shard ``job`` and writes its part.
 
@@ -264,7 +321,7 @@ def evaluate_shard(models, explanations, reference, test, job, **options):
         models, explanations, reference, test: As `build_report` has them.
         job: The `ShardJob`; ``job.run`` is the run's record.
         **options: ``layers``, ``batch_size``, ``verbose``, ``strategy``,
-            ``chunk_size``.
+            ``chunk_size``, ``seed`` (of the bootstrap; 0 when left out).
 
     Returns:
         The part's path.
@@ -278,7 +335,7 @@ def evaluate_shard(models, explanations, reference, test, job, **options):
         models, explanations, reference, test, layers=options["layers"],
         batch_size=batch_size, strategy=options.get("strategy"),
     )  # fmt: skip
-    part = Part(start, start)
+    part, sums = Part(start, start), {}
     if stop > start:
         part = evaluate_parts(
             models, explanations, shard_chunks(test, start, stop, chunk),
@@ -286,6 +343,15 @@ def evaluate_shard(models, explanations, reference, test, job, **options):
             verbose=options.get("verbose", 0), num_images=stop - start,
             start=start, strategy=options.get("strategy"),
         )  # fmt: skip
+        sums = shard_sums(
+            models,
+            explanations,
+            reference,
+            test,
+            observed_from(contributors, part),
+            images=range(start, stop),
+            seed=options.get("seed", 0),
+        )
     meta = {
         "fingerprint": run_fingerprint(models, test, numbers_options(job.run)),
         "num_shards": job.num_shards,
@@ -294,5 +360,5 @@ def evaluate_shard(models, explanations, reference, test, job, **options):
         "run": job.run,
         "worker": worker_record(),
     }
-    write_part(job.path, part, meta)
+    write_part(job.path, part, meta, sums)
     return job.path

@@ -4,7 +4,9 @@ Accuracies with Wilson intervals, the paired comparison of each attention
 model with the baseline, and per explanation every metric's mean with a
 bootstrap interval, over all, correctly and wrongly classified images.
 Every interval is a Poisson bootstrap keyed by image
-(`explain_attn.metrics.bootstrap`, `report_bootstrap`).
+(`explain_attn.metrics.bootstrap`, `report_bootstrap`), read from the
+exact sums of its replicates (`explain_attn.report.interval_sums`), which
+shards add up.
 """
 
 import math
@@ -16,6 +18,7 @@ from explain_attn import metrics
 from explain_attn.report.demo import DEMO_ARCHITECTURES
 from explain_attn.report.evaluate import Scores
 from explain_attn.report.section import Section
+from explain_attn.report.interval_sums import interval_sums, interval_vectors
 
 __all__ = [
     "ModelsSection",
@@ -93,7 +96,7 @@ def comparison_sentence(attention, baseline, difference):
     return sentence
 
 
-def _comparisons(model_rows, correct, bootstrap):
+def _comparisons(model_rows, correct, sums):
     baseline = next(m for m in model_rows if m["role"] == "baseline")
     comparisons = []
     for row in model_rows:
@@ -102,7 +105,7 @@ def _comparisons(model_rows, correct, bootstrap):
         difference = metrics.paired_difference(
             correct[row["key"]].astype(float),
             correct[baseline["key"]].astype(float),
-            bootstrap=bootstrap["bootstrap"],
+            bootstrap=sums[("comparison", row["key"])],
         )
         comparisons.append(
             {
@@ -115,17 +118,18 @@ def _comparisons(model_rows, correct, bootstrap):
     return comparisons
 
 
-def _subset_summary(own, chosen, keyed):
-    """Metric -> `metrics.summarize` of the images ``chosen`` (a mask)."""
+def _subset_summary(own, chosen, sums):
+    """Metric -> `metrics.summarize` of the images ``chosen`` (a mask),
+    with the interval from ``sums`` (metric -> `metrics.BootstrapSums`)."""
     return {
-        name: metrics.summarize(values[chosen], bootstrap=keyed)
+        name: metrics.summarize(values[chosen], bootstrap=sums[name])
         for name, values in own.items()
     }
 
 
-def _explanation_row(explanation, evaluation, reference, correct, bootstrap):
+def _explanation_row(explanation, evaluation, reference, correct, sums):
     own = evaluation.values[explanation]
-    keyed = bootstrap["bootstrap"]
+    key = explanation.key
     subsets = {
         "all": np.ones(len(correct[explanation.model_key]), bool),
         "correct": correct[explanation.model_key],
@@ -139,19 +143,25 @@ def _explanation_row(explanation, evaluation, reference, correct, bootstrap):
         "method": explanation.method,
         "layer": explanation.layer,
         "summary": {
-            subset: _subset_summary(own, chosen, keyed.take(chosen))
+            subset: _subset_summary(
+                own, chosen, {n: sums[("summary", key, subset, n)] for n in own}
+            )
             for subset, chosen in subsets.items()
         },
     }
     if explanation in evaluation.agreement:
         row["agreement_with_reference"] = {
-            name: metrics.summarize(values, bootstrap=keyed)
+            name: metrics.summarize(
+                values, bootstrap=sums[("agreement", key, name)]
+            )
             for name, values in evaluation.agreement[explanation].items()
         }
         reference_mass = evaluation.values[reference].get("mass_in_mask")
         if reference_mass is not None:
             row["mass_in_mask_vs_reference"] = metrics.paired_difference(
-                own["mass_in_mask"], reference_mass, bootstrap=keyed
+                own["mass_in_mask"],
+                reference_mass,
+                bootstrap=sums[("vs_reference", key)],
             )
     return row
 
@@ -171,24 +181,37 @@ def _per_image(labels, predictions, evaluation):
     }
 
 
-def report_bootstrap(num_images, seed):
+def report_bootstrap(num_images, seed, images=None):
     """The report's `metrics.PoissonBootstrap` over images ``0`` to
-    ``num_images - 1``, with `bootstrap_resamples` replicates: every
-    interval of the report is keyed by image, so it is the same however
-    the images were split into shards."""
+    ``num_images - 1`` (or the test set's images ``images``, e.g. a
+    shard's ``range(start, stop)``), with `bootstrap_resamples` of
+    ``num_images`` replicates: every interval of the report is keyed by
+    image, so it is the same however the images were split into shards."""
     return metrics.PoissonBootstrap(
-        num_images, num_resamples=bootstrap_resamples(num_images), seed=seed
+        np.arange(num_images) if images is None else np.asarray(images),
+        num_resamples=bootstrap_resamples(num_images),
+        seed=seed,
     )
 
 
 def summaries(
-    models, explanations, reference, evaluation, test, seed, *, keyed=None
+    models,
+    explanations,
+    reference,
+    evaluation,
+    test,
+    seed,
+    *,
+    keyed=None,
+    sums=None,
 ):
     """The report's numbers: models, comparisons, explanations, per image.
 
     Args:
         keyed: The `report_bootstrap` of the test images (drawn when
             ``None``).
+        sums: The `interval_sums` of every `interval_vectors` (added up
+            from shards), or ``None`` to compute them here with ``keyed``.
 
     Returns:
         A JSON-ready dict (see `explain_attn.report.write_json`).
@@ -197,9 +220,14 @@ def summaries(
     predictions = evaluation.predictions
     correct = {key: predictions[key] == labels for key in predictions}
     model_rows = _model_rows(models, correct)
-    if keyed is None:
-        keyed = report_bootstrap(len(labels), seed)
-    bootstrap = {"bootstrap": keyed, "num_resamples": keyed.num_resamples}
+    if sums is None:
+        if keyed is None:
+            keyed = report_bootstrap(len(labels), seed)
+        vectors = interval_vectors(
+            models, explanations, reference, evaluation, labels
+        )
+        sums = interval_sums(vectors, keyed)
+    resamples = bootstrap_resamples(len(labels))
     notes = []
     if not test.has_masks:
         notes.append(
@@ -209,10 +237,10 @@ def summaries(
         )
     return {
         "format": "explain-attn report 1",
-        "bootstrap_resamples": bootstrap["num_resamples"],
+        "bootstrap_resamples": resamples,
         "bootstrap": "poisson",
         "models": model_rows,
-        "comparisons": _comparisons(model_rows, correct, bootstrap),
+        "comparisons": _comparisons(model_rows, correct, sums),
         "reference": {
             "id": reference.key,
             "label": reference.label,
@@ -220,7 +248,7 @@ def summaries(
             "layer": reference.layer,
         },
         "explanations": [
-            _explanation_row(e, evaluation, reference, correct, bootstrap)
+            _explanation_row(e, evaluation, reference, correct, sums)
             for e in explanations
         ],
         "notes": notes,
@@ -247,6 +275,7 @@ class ModelsSection(Section):
             run.test,
             run.seed,
             keyed=run.keyed,
+            sums=run.sums,
         )
 
     def context(self, report):
