@@ -30,8 +30,8 @@ from explain_attn.report.contributions import (
     chunk_length,
 )
 from explain_attn.report.evaluate import score_slices
-from explain_attn.report.section import Section
 from explain_attn.report.interval_sums import baseline_vectors, interval_sums
+from explain_attn.report.section import Section
 
 __all__ = [
     "BaselinesSection",

@@ -33,8 +33,8 @@ from pathlib import Path
 import numpy as np
 
 from explain_attn.data.loaders import take_images
-from explain_attn.progress import progress_bar
 from explain_attn.metrics import BootstrapSums
+from explain_attn.progress import progress_bar
 from explain_attn.report.baselines import baseline_sums
 from explain_attn.report.contributions import Part, combine
 from explain_attn.report.evaluate import evaluate_parts

@@ -17,8 +17,8 @@ import explain_attn.report.figures as figures
 from explain_attn import metrics
 from explain_attn.report.demo import DEMO_ARCHITECTURES
 from explain_attn.report.evaluate import Scores
-from explain_attn.report.section import Section
 from explain_attn.report.interval_sums import interval_sums, interval_vectors
+from explain_attn.report.section import Section
 
 __all__ = [
     "ModelsSection",
