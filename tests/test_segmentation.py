@@ -16,7 +16,7 @@ import tensorflow as tf
 from click.testing import CliRunner
 
 from explain_attn.cli import main
-from explain_attn.data import synthetic
+from explain_attn.data import load_dataset, split_dataset, synthetic
 from explain_attn.explanations.seg_cam import SegGradCAM
 from explain_attn.faithfulness.segmentation import region_deletion
 from explain_attn.metrics.segmentation import (
@@ -342,3 +342,46 @@ def test_region_deletion_by_hand_on_a_pixelwise_model():
     np.testing.assert_allclose(ours["deletion"], expected_deletion, rtol=1e-5)
     np.testing.assert_allclose(ours["insertion"], expected_insertion, rtol=1e-5)
     assert (ours["deletion"] < ours["insertion"]).all()
+
+
+def test_demo_pair_on_a_folder_is_scored_on_held_out_images(
+    tmp_path, monkeypatch
+):
+    """`report --task segmentation` without models trains the U-Net pair
+    on the folder's training split (1 epoch here), scores it on the
+    held-out split only, and a second run loads the pair from the cache
+    and gives the same numbers."""
+    images, labels, masks = synthetic.generate(20, split="train", seed=4)
+    names = [f"img{i}" for i in range(20)]
+    synthetic.write_split(tmp_path / "data", images, labels, masks, names)
+    monkeypatch.setenv("EXPLAIN_ATTN_CACHE_DIR", str(tmp_path / "cache"))
+    reports = []
+    for run in (1, 2):
+        output = tmp_path / f"demo{run}.html"
+        options = ["--epochs", 1, "--num-examples", 1, "--no-faithfulness"]
+        result = _run(
+            "report",
+            "--task",
+            "segmentation",
+            "--data",
+            tmp_path / "data",
+            *options,
+            "--output",
+            output,
+        )
+        assert result.exit_code == 0, result.output
+        reports.append(json.loads(output.with_suffix(".json").read_text()))
+    first, second = reports
+    held_out = split_dataset(load_dataset(tmp_path / "data"))[1]
+    assert 0 < first["dataset"]["num_images"] == len(held_out.labels) < 20
+    assert [m["name"] for m in first["models"]] == ["attention_unet", "unet"]
+    assert [m["training"]["source"] for m in first["models"]] == ["trained"] * 2
+    assert [m["training"]["source"] for m in second["models"]] == ["cache"] * 2
+    for row in first["models"]:
+        dice = row["dice"]
+        assert dice["ci_low"] <= dice["mean"] <= dice["ci_high"]
+    assert [m["dice"] for m in second["models"]] == [
+        m["dice"] for m in first["models"]
+    ]
+    gates = [row for row in first["maps"] if row["method"] == "attention"]
+    assert gates, first["maps"]

@@ -21,7 +21,7 @@ import math
 
 import numpy as np
 
-from explain_attn.data import load_dataset, open_source
+from explain_attn.data import load_dataset, open_source, train_test_datasets
 from explain_attn.devices import replica_count, strategy_scope
 from explain_attn.explanations.explanation import explanations_for
 from explain_attn.explanations.inputs import input_shape, model_channels
@@ -473,17 +473,27 @@ def _check_foreground_masks(test):
         )
 
 
+def _segmentation_demo_data(data, image_size, options):
+    """``(train, test)`` of the segmentation demo: ``"sample"`` (its
+    training stream is generated on demand) and its test split, or the
+    user's data split as the classification demo splits it (a folder
+    without ``train/`` and ``test/`` is one set: the models must not be
+    scored on the images they were trained on)."""
+    if data == "sample":
+        return data, load_dataset(data, split="test", image_size=image_size)
+    return train_test_datasets(
+        data, image_size=image_size, seed=options.get("seed", 0)
+    )
+
+
 def _segmentation_report(given, sources, settings, options):
     """`segmentation_report` of the given ``(models, test)``, or of the
     demo pair trained on the data's training split (``given`` None)."""
     data, image_size = sources["data"], sources["image_size"]
     say = options.get("log", print) if options.get("verbose", 1) else _silent
     if given is None:
-        test = load_dataset(data, split="test", image_size=image_size)
+        train, test = _segmentation_demo_data(data, image_size, options)
         say(_data_line(test))
-        train = data
-        if data != "sample":
-            train = load_dataset(data, split="train", image_size=image_size)
         with stage(
             "training the demo models", kept=_cache_note(sources["cache_dir"])
         ):
