@@ -314,6 +314,23 @@ def shard_sums(
     return sums
 
 
+def _shard_pass(models, explanations, test, contributors, span, options):
+    """`evaluate_parts` over the shard's images: ``span`` is ``(start,
+    stop, images per chunk)``."""
+    start, stop, chunk = span
+    return evaluate_parts(
+        models,
+        explanations,
+        shard_chunks(test, start, stop, chunk),
+        contributors=contributors,
+        batch_size=options["batch_size"],
+        verbose=options.get("verbose", 0),
+        num_images=stop - start,
+        start=start,
+        strategy=options.get("strategy"),
+    )
+
+
 def evaluate_shard(models, explanations, reference, test, job, **options):
     """The map side: evaluates shard ``job`` and writes its part.
 
@@ -332,17 +349,24 @@ def evaluate_shard(models, explanations, reference, test, job, **options):
         len(test.labels), chunk, job.num_shards, job.index
     )
     contributors = report_contributors(
-        models, explanations, reference, test, layers=options["layers"],
-        batch_size=batch_size, strategy=options.get("strategy"),
-    )  # fmt: skip
+        models,
+        explanations,
+        reference,
+        test,
+        layers=options["layers"],
+        batch_size=batch_size,
+        strategy=options.get("strategy"),
+    )
     part, sums = Part(start, start), {}
     if stop > start:
-        part = evaluate_parts(
-            models, explanations, shard_chunks(test, start, stop, chunk),
-            contributors=contributors, batch_size=batch_size,
-            verbose=options.get("verbose", 0), num_images=stop - start,
-            start=start, strategy=options.get("strategy"),
-        )  # fmt: skip
+        part = _shard_pass(
+            models,
+            explanations,
+            test,
+            contributors,
+            (start, stop, chunk),
+            options,
+        )
         sums = shard_sums(
             models,
             explanations,
