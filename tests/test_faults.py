@@ -106,8 +106,10 @@ def _one_line(text, start):
     ]
     assert len(lines) == 1, text
     assert lines[0].startswith(start), lines[0]
-    # Long only by the test's temporary paths.
-    assert len(re.sub(r"/\S*?pytest-\d+/[^/ ']+", "~", lines[0])) <= 450
+    # Long only by the test's temporary paths (pytest-xdist puts each
+    # worker's under popen-gwN/).
+    temporary = r"/\S*?pytest-\d+/(popen-gw\d+/)?[^/ ']+"
+    assert len(re.sub(temporary, "~", lines[0])) <= 450
 
     assert "Traceback" not in text and 'File "' not in text, text
     return lines[0]
