@@ -141,12 +141,12 @@ def _report_arguments(report_command, output):
 def test_a_failing_faithfulness_check_leaves_the_rest_written(
     report_command, tmp_path, monkeypatch
 ):
-    from explain_attn.report import build
+    from explain_attn.report import faithfulness
 
     def failing(*args, **kwargs):
         raise RuntimeError("injected in the randomisation check")
 
-    monkeypatch.setattr(build, "faithfulness_section", failing)
+    monkeypatch.setattr(faithfulness, "faithfulness_section", failing)
     output = tmp_path / "report.html"
     result = CliRunner().invoke(main, _report_arguments(report_command, output))
     line = _one_error_line(result)

@@ -549,6 +549,9 @@ def hub_swin():
         window_size=4,
         patch_size=4,
         drop_path=0.0,
+        # Named, so that the paths do not depend on how many were built
+        # before in the process (Keras numbers generated names).
+        name="swin_transformer_backbone",
     )
     return _hub_classifier(backbone, "hub_swin")
 
@@ -568,6 +571,7 @@ def hub_mit():
         layerwise_strides=[4, 2],
         image_shape=(32, 32, 3),
         hidden_dims=[8, 16],
+        name="mi_t_backbone",
     )
     return _hub_classifier(backbone, "hub_mit")
 
