@@ -22,7 +22,9 @@ from explain_attn.tracing import (
     operation_name,
     part_names,
     same_outputs,
+    tensor_outputs,
     trace_call,
+    without_none,
 )
 
 __all__ = ["FlatGraph", "ModelState", "Tap", "flat_graph", "model_state"]
@@ -348,6 +350,9 @@ def _recorder(scope):
             opened = output is not None
             if output is None:
                 output = _call(layer, args, kwargs, scope, path)
+        # As Keras recorded the call's node in a traced graph: without
+        # its ``None`` outputs (`explain_attn.tracing.without_none`).
+        output = tensor_outputs(output)
         scope.taps[path] = Tap(
             path,
             layer,
@@ -414,11 +419,12 @@ def _traced(layer, args, kwargs, scope, path, rows=None):
     if isinstance(traced, TraceFailure):
         scope.untraced[path] = traced
         return None
-    model, tensors, scope.rows = traced
+    model, tensors, scope.rows, restore = traced
     scope.names = part_names(layer)
     scope.traced = True
     try:
-        return _run_graph(model, tensors, scope)
+        with without_none():
+            return restore(_run_graph(model, tensors, scope))
     except ValueError as error:  # The parts ran differently: kept opaque.
         for part in [p for p in scope.taps if p.startswith(scope.prefix)]:
             del scope.taps[part]

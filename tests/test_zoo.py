@@ -727,6 +727,49 @@ def test_mit_attention_against_numpy():
     )
 
 
+def test_deit_attention_and_rollout_against_keras_own_scores():
+    """DeiT's blocks return ``(y, None)`` (tracing keeps the ``None``); its
+    class token's attention to the patches, after a distillation token."""
+    _keras_hub()
+    model = zoo_models.hub_deit()
+    modules = discover_modules(model)
+    encoder = "dei_t_backbone/deit_encoder"
+    assert [(m.path, m.kind.name, m.kind.extra) for m in modules] == [
+        (f"{encoder}/encoder_layers_0/mha", "mha", 2),
+        (f"{encoder}/encoder_layers_1/mha", "mha", 2),
+        ("attention_rollout", "rollout", 2),
+    ]
+    assert not flat_graph(model).untraced
+    images = np.random.default_rng(0).random((2, 32, 32, 3), np.float32)
+    maps = attention_maps(model, images)
+    # Keras' own layer, called eagerly block after block.
+    backbone = model.get_layer("dei_t_backbone")
+    tokens = backbone.get_layer("deit_patching_and_embedding")(images)
+    rollout = np.eye(18)  # class, distillation and 16 patch tokens
+    for index, block in enumerate(
+        backbone.get_layer("deit_encoder").encoder_layers
+    ):
+        normed = block.layer_norm_1(tokens)
+        _, scores = block.mha(normed, normed, return_attention_scores=True)
+        scores = np.asarray(scores, dtype=np.float64)  # (2, 2, 18, 18)
+        np.testing.assert_allclose(
+            maps[f"{encoder}/encoder_layers_{index}/mha"],
+            scores[:, :, 0, 2:].mean(axis=1).reshape(2, 4, 4),
+            rtol=0,
+            atol=1e-5,
+        )
+        mixed = 0.5 * scores.mean(axis=1) + 0.5 * np.eye(18)
+        rollout = mixed / mixed.sum(axis=-1, keepdims=True) @ rollout
+        tokens, none = block(tokens)
+        assert none is None
+    np.testing.assert_allclose(
+        maps["attention_rollout"],
+        rollout[:, 0, 2:].reshape(2, 4, 4),
+        rtol=0,
+        atol=1e-5,
+    )
+
+
 def test_multi_head_attention_over_both_spatial_axes(zoo):
     """``attention_axes=(1, 2)`` on ``(B, h, w, c)``: the map is the
     attention each position receives, averaged over heads and queries."""

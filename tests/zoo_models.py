@@ -535,6 +535,22 @@ def hub_dinov2():
     return _hub_classifier(backbone, "hub_dinov2")
 
 
+def hub_deit():
+    """keras-hub DeiTBackbone: a class and a distillation token; its
+    encoder blocks return ``(y, None)``."""
+    import keras_hub
+
+    backbone = keras_hub.models.DeiTBackbone(
+        image_shape=(32, 32, 3),
+        patch_size=8,
+        num_layers=2,
+        num_heads=2,
+        hidden_dim=16,
+        intermediate_dim=32,
+    )
+    return _hub_classifier(backbone, "hub_deit")
+
+
 def hub_swin():
     """keras-hub SwinTransformerBackbone (keras-hub >= 0.26): windowed
     attention written by hand (softmax, matmul) in each block. Stage 0
