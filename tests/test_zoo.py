@@ -58,6 +58,7 @@ HUB_EXPECTED = {
     "hub_efficientnet": {"channel_gate": 3},
     "hub_vit": {"mha": 2, "rollout": 1},
     "hub_dinov2": {"mha": 2, "rollout": 1},
+    "hub_deit": {"mha": 2, "rollout": 1},
 }
 """keras-hub backbones (tiny configs): SE blocks counted from the configs
 (MobileNet: the depthwise block's and two of three inverted residual
@@ -603,7 +604,8 @@ def test_report_of_keras_hub_backbones(hub_zoo, tmp_path):
     warned = {
         w["subject"] for w in data["warnings"] if w["kind"] == "no_feature_map"
     }
-    # ViT's and DINOv2's patch embeddings are traced (explain_attn.batching):
+    # ViT's, DINOv2's and DeiT's patch embeddings are traced
+    # (explain_attn.batching):
     # their convolution's 4 x 4 patches are the 4-D map Grad-CAM weighs.
     assert warned == set()
     keys = {row["name"]: row["key"] for row in data["models"]}
@@ -614,6 +616,7 @@ def test_report_of_keras_hub_backbones(hub_zoo, tmp_path):
     }
     assert "vit_patching_and_embedding/" in cams[keys["hub_vit.keras"]]
     assert "patch_embeddings/" in cams[keys["hub_dinov2.keras"]]
+    assert "deit_patching_and_embedding/" in cams[keys["hub_deit.keras"]]
     assert "attention_rollout" in html
 
 

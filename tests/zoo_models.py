@@ -440,7 +440,8 @@ def keras_attention_layers(size=16):
 
 
 # keras-hub backbones from configs, random weights, tiny (nothing
-# downloaded). Each is wrapped with a classification head.
+# downloaded). Each is wrapped with a classification head. Those whose
+# paths tests name are named, not numbered by how many were built before.
 
 
 def _hub_classifier(backbone, name):
@@ -547,6 +548,7 @@ def hub_deit():
         num_heads=2,
         hidden_dim=16,
         intermediate_dim=32,
+        name="dei_t_backbone",
     )
     return _hub_classifier(backbone, "hub_deit")
 
@@ -565,6 +567,7 @@ def hub_swin():
         window_size=4,
         patch_size=4,
         drop_path=0.0,
+        name="swin_transformer_backbone",
     )
     return _hub_classifier(backbone, "hub_swin")
 
@@ -584,6 +587,7 @@ def hub_mit():
         layerwise_strides=[4, 2],
         image_shape=(32, 32, 3),
         hidden_dims=[8, 16],
+        name="mi_t_backbone",
     )
     return _hub_classifier(backbone, "hub_mit")
 
