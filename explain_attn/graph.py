@@ -195,12 +195,7 @@ def _flatten(model, check=False):
 
 def _flatten_functional(model, scope):
     if not _is_functional(model):
-        raise ValueError(
-            f"Model {model.name!r} is a subclassed keras.Model "
-            f"({type(model).__name__}) without a functional graph, so its "
-            "layers' inputs and outputs cannot be read. Build it with the "
-            "functional API (keras.Model(inputs, outputs)) or keras.Sequential."
-        )
+        return _flatten_subclassed(model, scope)
     inputs = [
         keras.Input(
             batch_shape=tensor.shape, dtype=tensor.dtype, name=tensor.name
@@ -210,6 +205,35 @@ def _flatten_functional(model, scope):
     outputs = _run_graph(model, inputs, scope)
     outputs = outputs if isinstance(outputs, list) else [outputs]
     return FlatGraph(inputs, outputs, scope.taps, scope.untraced)
+
+
+def _flatten_subclassed(model, scope):
+    """A subclassed model's ``call`` traced like a subclassed layer's
+    (`explain_attn.tracing`), on an input shaped as the one it was built
+    with; its parts' paths are the attributes holding them."""
+    shape = (model.get_build_config() or {}).get("input_shape")
+    if not model.built or not isinstance(shape, tuple | list):
+        reason = (
+            "it was never called on one image batch, so its input is unknown"
+        )
+    else:
+        inputs = [keras.Input(batch_shape=(None, *tuple(shape)[1:]))]
+        traced = trace_call(model, inputs, {}, check=scope.check)
+        if not isinstance(traced, TraceFailure):
+            graph, tensors, scope.rows, restore = traced
+            scope.names, scope.traced = part_names(model), True
+            with without_none():
+                outputs = restore(_run_graph(graph, tensors, scope))
+            outputs = outputs if isinstance(outputs, list) else [outputs]
+            return FlatGraph(inputs, outputs, scope.taps, scope.untraced)
+        reason = f"its call cannot be traced ({traced.reason})"
+    raise ValueError(
+        f"Model {model.name!r} is a subclassed keras.Model "
+        f"({type(model).__name__}) without a functional graph, and {reason}, "
+        "so its layers' inputs and outputs cannot be read. Call it once on "
+        "a batch of images, or build it with the functional API "
+        "(keras.Model(inputs, outputs)) or keras.Sequential."
+    )
 
 
 def _reproduces_model(model, graph):

@@ -773,6 +773,23 @@ def test_deit_attention_and_rollout_against_keras_own_scores():
     )
 
 
+def test_gate_inside_a_subclassed_model():
+    """A top-level model whose ``call`` is Python: its call is traced; the
+    gate's path is the attribute holding it."""
+    model = zoo_models.subclassed_model()
+    (module,) = discover_modules(model)
+    assert (module.path, module.kind.name, module.shape) == (
+        "gate",
+        "gate",
+        (16, 16, 1),
+    )
+    images = np.random.default_rng(0).random((2, 16, 16, 3), np.float32)
+    expected = np.asarray(model.gate(model.stem(images)))[..., 0]
+    np.testing.assert_allclose(
+        attention_maps(model, images)["gate"], expected, rtol=1e-5, atol=1e-6
+    )
+
+
 def test_multi_head_attention_over_both_spatial_axes(zoo):
     """``attention_axes=(1, 2)`` on ``(B, h, w, c)``: the map is the
     attention each position receives, averaged over heads and queries."""

@@ -629,3 +629,26 @@ def public_unet(size=32, num_outputs=5, *, gates=True, sigmoid=False):
         )(x)
     name = ("attention_" if gates else "") + "unet"
     return keras.Model(inputs, outputs, name=name)
+
+
+class GatedNet(keras.Model):
+    """A subclassed model (its ``call`` is Python, no functional graph)
+    with a spatial gate: ``features * sigmoid(conv(features))``."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.stem = layers.Conv2D(8, 3, padding="same", activation="relu")
+        self.gate = layers.Conv2D(1, 1, activation="sigmoid")
+        self.pool = layers.GlobalAveragePooling2D()
+        self.classify = layers.Dense(NUM_CLASSES, activation="softmax")
+
+    def call(self, inputs):
+        features = self.stem(inputs)
+        return self.classify(self.pool(features * self.gate(features)))
+
+
+def subclassed_model(size=16):
+    """`GatedNet`, built by one call on a batch of ``size`` x ``size``."""
+    model = GatedNet(name="gated_net")
+    model(ops.zeros((1, size, size, 3)))
+    return model
