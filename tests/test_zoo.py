@@ -773,10 +773,23 @@ def test_deit_attention_and_rollout_against_keras_own_scores():
     )
 
 
-def test_gate_inside_a_subclassed_model():
+def test_gate_inside_a_subclassed_model(tmp_path):
     """A top-level model whose ``call`` is Python: its call is traced; the
     gate's path is the attribute holding it."""
     model = zoo_models.subclassed_model()
+    model.save_weights(tmp_path / "gated.weights.h5")
+    factory = f"{Path(zoo_models.__file__)}:subclassed_model"
+    result = CliRunner().invoke(
+        main,
+        [
+            "layers",
+            str(tmp_path / "gated.weights.h5"),
+            "--model-factory",
+            factory,
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert "Attention modules: 1 (1 gate)" in result.output
     (module,) = discover_modules(model)
     assert (module.path, module.kind.name, module.shape) == (
         "gate",
