@@ -211,11 +211,12 @@ def _flatten_subclassed(model, scope):
     """A subclassed model's ``call`` traced like a subclassed layer's
     (`explain_attn.tracing`), on an input shaped as the one it was built
     with; its parts' paths are the attributes holding them."""
-    shape = (model.get_build_config() or {}).get("input_shape")
-    if not model.built or not isinstance(shape, tuple | list):
-        reason = (
-            "it was never called on one image batch, so its input is unknown"
-        )
+    built = model.get_build_config() if model.built else None
+    shape = (built or {}).get("input_shape")
+    if not built:
+        reason = "it was never called on a batch, so its input is unknown"
+    elif not isinstance(shape, tuple | list):
+        reason = "it takes several inputs, where one batch of images is read"
     else:
         inputs = [keras.Input(batch_shape=(None, *tuple(shape)[1:]))]
         traced = trace_call(model, inputs, {}, check=scope.check)
