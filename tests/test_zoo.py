@@ -801,6 +801,29 @@ def test_gate_inside_a_subclassed_model(tmp_path):
     np.testing.assert_allclose(
         attention_maps(model, images)["gate"], expected, rtol=1e-5, atol=1e-6
     )
+    # A report from the CLI: the gate's map, Grad-CAM on its stem.
+    zoo_models.baseline(16).save(tmp_path / "baseline.keras")
+    np.savez(
+        tmp_path / "data.npz",
+        images=np.random.default_rng(1).random((8, 16, 16, 3), np.float32),
+        labels=np.arange(8) % 3,
+        class_names=np.array(["a", "b", "c"]),
+    )
+    _, data = _report(
+        tmp_path,
+        "--no-faithfulness",
+        "--attention-model",
+        str(tmp_path / "gated.weights.h5"),
+        "--attention-factory",
+        factory,
+        "--baseline-model",
+        str(tmp_path / "baseline.keras"),
+    )
+    assert {
+        (e["method"], e["layer"])
+        for e in data["explanations"]
+        if e["model"] == "attention"
+    } == {("attention", "gate"), ("grad_cam", "stem")}
 
 
 def test_multi_head_attention_over_both_spatial_axes(zoo):
