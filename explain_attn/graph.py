@@ -219,15 +219,14 @@ def _flatten_subclassed(model, scope):
         reason = "it takes several inputs, where one batch of images is read"
     else:
         inputs = [keras.Input(batch_shape=(None, *tuple(shape)[1:]))]
-        traced = trace_call(model, inputs, {}, check=scope.check)
-        if not isinstance(traced, TraceFailure):
-            graph, tensors, scope.rows, restore = traced
-            scope.names, scope.traced = part_names(model), True
-            with without_none():
-                outputs = restore(_run_graph(graph, tensors, scope))
+        outputs = _traced(model, inputs, {}, scope, model.name)
+        if outputs is not None:
             outputs = outputs if isinstance(outputs, list) else [outputs]
             return FlatGraph(inputs, outputs, scope.taps, scope.untraced)
-        reason = f"its call cannot be traced ({traced.reason})"
+        failure = scope.untraced.pop(model.name, None)
+        reason = "its call cannot be traced" + (
+            f" ({failure.reason})" if failure else ""
+        )
     raise ValueError(
         f"Model {model.name!r} is a subclassed keras.Model "
         f"({type(model).__name__}) without a functional graph, and {reason}, "
