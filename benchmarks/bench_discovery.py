@@ -52,12 +52,25 @@ BACKBONES = {
         patch_size=4,
         drop_path=0.0,
     ),
+    # DeiT-Ti/16: a class and a distillation token; blocks return
+    # (y, None).
+    "deit_tiny": dict(
+        image_shape=(224, 224, 3),
+        patch_size=16,
+        num_layers=12,
+        num_heads=3,
+        hidden_dim=192,
+        intermediate_dim=768,
+    ),
 }
 """keras-hub backbone configurations: ViTBackbone (the largest image
 backbone we build: attention in every encoder layer, inside subclassed
 layers) and SwinTransformerBackbone (keras-hub >= 0.26)."""
 
-_CLASSES = {"swin_tiny": "SwinTransformerBackbone"}
+_CLASSES = {
+    "swin_tiny": "SwinTransformerBackbone",
+    "deit_tiny": "DeiTBackbone",
+}
 """The keras-hub class of a configuration other than ViTBackbone."""
 
 

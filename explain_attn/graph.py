@@ -22,7 +22,9 @@ from explain_attn.tracing import (
     operation_name,
     part_names,
     same_outputs,
+    tensor_outputs,
     trace_call,
+    without_none,
 )
 
 __all__ = ["FlatGraph", "ModelState", "Tap", "flat_graph", "model_state"]
@@ -193,12 +195,7 @@ def _flatten(model, check=False):
 
 def _flatten_functional(model, scope):
     if not _is_functional(model):
-        raise ValueError(
-            f"Model {model.name!r} is a subclassed keras.Model "
-            f"({type(model).__name__}) without a functional graph, so its "
-            "layers' inputs and outputs cannot be read. Build it with the "
-            "functional API (keras.Model(inputs, outputs)) or keras.Sequential."
-        )
+        return _flatten_subclassed(model, scope)
     inputs = [
         keras.Input(
             batch_shape=tensor.shape, dtype=tensor.dtype, name=tensor.name
@@ -208,6 +205,35 @@ def _flatten_functional(model, scope):
     outputs = _run_graph(model, inputs, scope)
     outputs = outputs if isinstance(outputs, list) else [outputs]
     return FlatGraph(inputs, outputs, scope.taps, scope.untraced)
+
+
+def _flatten_subclassed(model, scope):
+    """A subclassed model's ``call`` traced like a subclassed layer's
+    (`explain_attn.tracing`), on an input shaped as the one it was built
+    with; its parts' paths are the attributes holding them."""
+    built = model.get_build_config() if model.built else None
+    shape = (built or {}).get("input_shape")
+    if not built:
+        reason = "it was never called on a batch, so its input is unknown"
+    elif not isinstance(shape, tuple | list):
+        reason = "it takes several inputs, where one batch of images is read"
+    else:
+        inputs = [keras.Input(batch_shape=(None, *tuple(shape)[1:]))]
+        outputs = _traced(model, inputs, {}, scope, model.name)
+        if outputs is not None:
+            outputs = outputs if isinstance(outputs, list) else [outputs]
+            return FlatGraph(inputs, outputs, scope.taps, scope.untraced)
+        failure = scope.untraced.pop(model.name, None)
+        reason = "its call cannot be traced" + (
+            f" ({failure.reason})" if failure else ""
+        )
+    raise ValueError(
+        f"Model {model.name!r} is a subclassed keras.Model "
+        f"({type(model).__name__}) without a functional graph, and {reason}, "
+        "so its layers' inputs and outputs cannot be read. Call it once on "
+        "a batch of images, or build it with the functional API "
+        "(keras.Model(inputs, outputs)) or keras.Sequential."
+    )
 
 
 def _reproduces_model(model, graph):
@@ -348,6 +374,9 @@ def _recorder(scope):
             opened = output is not None
             if output is None:
                 output = _call(layer, args, kwargs, scope, path)
+        # As Keras recorded the call's node in a traced graph: without
+        # its ``None`` outputs (`explain_attn.tracing.without_none`).
+        output = tensor_outputs(output)
         scope.taps[path] = Tap(
             path,
             layer,
@@ -414,11 +443,12 @@ def _traced(layer, args, kwargs, scope, path, rows=None):
     if isinstance(traced, TraceFailure):
         scope.untraced[path] = traced
         return None
-    model, tensors, scope.rows = traced
+    model, tensors, scope.rows, restore = traced
     scope.names = part_names(layer)
     scope.traced = True
     try:
-        return _run_graph(model, tensors, scope)
+        with without_none():
+            return restore(_run_graph(model, tensors, scope))
     except ValueError as error:  # The parts ran differently: kept opaque.
         for part in [p for p in scope.taps if p.startswith(scope.prefix)]:
             del scope.taps[part]

@@ -19,8 +19,18 @@ that cannot be traced (TensorFlow functions applied to symbolic tensors,
 Python decisions on the batch size, the value of a tensor) or that traces
 to something else stays one opaque call, and the reason is kept
 (`TraceFailure`) so that errors can name it.
+
+A call may return ``None`` or a constant among its outputs (keras-hub's
+DeiT blocks return ``(y, None)``, its encoder empty tensors for the
+attention scores it was not asked for). Keras refuses both as outputs
+of a graph, and refuses ``None`` as the output of a layer called
+symbolically inside the call being traced. The trace keeps the symbolic
+outputs only and puts the others back where they were (`trace_call`'s
+``restore``); while a call is traced, a layer returning ``None`` among
+its outputs records the others only (`without_none`).
 """
 
+import contextlib
 import dataclasses
 import re
 import sys
@@ -44,7 +54,9 @@ __all__ = [
     "operation_name",
     "part_names",
     "same_outputs",
+    "tensor_outputs",
     "trace_call",
+    "without_none",
 ]
 
 _TRACE_ERRORS = (
@@ -149,11 +161,13 @@ def trace_call(layer, args, kwargs, *, check=True, rows=None):
             ``None``.
 
     Returns:
-        ``(model, tensors, sizes)``: a functional `keras.Model` of the
-        layer's parts whose inputs stand for ``tensors`` (the symbolic
-        tensors among the arguments, in order), and the rows of its
+        ``(model, tensors, sizes, restore)``: a functional `keras.Model`
+        of the layer's parts whose inputs stand for ``tensors`` (the
+        symbolic tensors among the arguments, in order), the rows of its
         layers' arguments if it was traced with a known batch size (for
-        their own traces; else ``{}``); or a `TraceFailure`.
+        their own traces; else ``{}``) and a function giving the call's
+        outputs from the model's (its ``None`` and constant outputs put
+        back); or a `TraceFailure`.
     """
     tensors = [
         value
@@ -172,8 +186,12 @@ def trace_call(layer, args, kwargs, *, check=True, rows=None):
             "each image), so its parts give no map per image",
         )
     try:
-        model, sizes = _traced_model(layer, args, kwargs, tensors, rows)
-        agrees = not check or _reproduces(layer, model, tensors, args, kwargs)
+        (model, restore), sizes = _traced_model(
+            layer, args, kwargs, tensors, rows
+        )
+        agrees = not check or _reproduces(
+            layer, (model, restore), tensors, args, kwargs
+        )
     except _TRACE_ERRORS as error:
         return TraceFailure(type(layer).__name__, _one_line(error))
     if not agrees:
@@ -182,7 +200,7 @@ def trace_call(layer, args, kwargs, *, check=True, rows=None):
             "its call traced symbolically computes other values than the "
             "layer (a decision on a tensor's value or the batch size)",
         )
-    return model, tensors, sizes
+    return model, tensors, sizes, restore
 
 
 def _rows_per_image(rows):
@@ -200,7 +218,7 @@ def _traced_model(layer, args, kwargs, tensors, rows):
     known one and made general (`explain_attn.batching`)."""
     unknown = any(t.shape and t.shape[0] is None for t in tensors)
     try:
-        model = _symbolic_call(
+        traced = _symbolic_call(
             layer, args, kwargs, tensors, lambda t: tuple(t.shape)
         )
     except _TRACE_ERRORS:
@@ -208,8 +226,8 @@ def _traced_model(layer, args, kwargs, tensors, rows):
             raise
         first = sys.exc_info()[1]
     else:
-        if not (unknown and holds_unknown_size(model)):
-            return model, {}
+        if not (unknown and holds_unknown_size(traced[0])):
+            return traced, {}
         first = ValueError("a shape holds the unknown batch size")
     rows = rows or [None] * len(tensors)
     known = {id(t): r for t, r in zip(tensors, rows, strict=False)}
@@ -218,8 +236,9 @@ def _traced_model(layer, args, kwargs, tensors, rows):
         return sentinel_shape(tensor.shape, known.get(id(tensor)))
 
     try:
-        traced = _symbolic_call(layer, args, kwargs, tensors, shaped)
-        return rebatch(traced, tensors)
+        traced, restore = _symbolic_call(layer, args, kwargs, tensors, shaped)
+        model, sizes = rebatch(traced, tensors)
+        return (model, restore), sizes
     except _TRACE_ERRORS:
         # The first error is the one the user's code would give.
         raise first from None
@@ -227,7 +246,8 @@ def _traced_model(layer, args, kwargs, tensors, rows):
 
 def _symbolic_call(layer, args, kwargs, tensors, shaped):
     """``layer.call`` on new `keras.Input` tensors of shapes
-    ``shaped(tensor)``, as a functional model."""
+    ``shaped(tensor)``, as a functional model of its symbolic outputs, and
+    the function that puts its other outputs back (`_restorer`)."""
     fresh = {
         id(t): keras.Input(batch_shape=shaped(t), dtype=t.dtype)
         for t in tensors
@@ -240,15 +260,93 @@ def _symbolic_call(layer, args, kwargs, tensors, shaped):
         # Keras' warnings about the user's layer (keras-hub's Swin blocks
         # pass a ``mask`` their attention does not support) are not ours.
         warnings.filterwarnings("ignore", category=UserWarning, module="keras")
-        outputs = layer.call(
-            *keras.tree.map_structure(replace, list(args)),
-            **keras.tree.map_structure(replace, kwargs),
+        with without_none():
+            outputs = layer.call(
+                *keras.tree.map_structure(replace, list(args)),
+                **keras.tree.map_structure(replace, kwargs),
+            )
+    inputs = [fresh[id(t)] for t in tensors]
+    leaves = keras.tree.flatten(outputs)
+    symbolic = [v for v in leaves if isinstance(v, keras.KerasTensor)]
+    if len(symbolic) == len(leaves):
+        return keras.Model(inputs, outputs), _same
+    if not symbolic:
+        raise ValueError("it returns no tensor computed from its inputs")
+    return keras.Model(inputs, symbolic), _restorer(outputs)
+
+
+def _same(outputs):
+    return outputs
+
+
+def _restorer(outputs):
+    """``restore(model_outputs)``: ``outputs``' structure, its symbolic
+    leaves taken from the model's outputs in order, the others (``None``,
+    constants) as they were."""
+    leaves = keras.tree.flatten(outputs)
+
+    def restore(values):
+        values = iter(values if isinstance(values, list) else [values])
+        return keras.tree.pack_sequence_as(
+            outputs,
+            [
+                next(values) if isinstance(v, keras.KerasTensor) else v
+                for v in leaves
+            ],
         )
-    return keras.Model([fresh[id(t)] for t in tensors], outputs)
+
+    return restore
 
 
-def _reproduces(layer, model, tensors, args, kwargs):
-    """Whether ``model`` computes what ``layer`` does on a random input."""
+@contextlib.contextmanager
+def without_none():
+    """While active, a layer called on symbolic tensors that returns
+    ``None`` among its outputs (keras-hub's DeiT blocks: ``(y, None)``)
+    records a graph node of its other outputs, where Keras raises
+    "All operation outputs must be tensors". Keras' runner pairs a node's
+    outputs with the call's flattened ones in order, so a ``None`` before
+    a tensor must be dropped there too (`tensor_outputs`).
+
+    Keras creates the node at the end of ``Layer.__call__`` with the
+    ``Node`` class that ``keras.src.layers.layer`` imported; that name
+    is replaced for the duration and restored after.
+    """
+    try:
+        from keras.src.layers import layer as module  # noqa: PLC0415
+    except ImportError:
+        module = None
+    original = getattr(module, "Node", None)
+    if original is None:  # Another Keras layout: ``None`` stays refused.
+        yield
+        return
+
+    class _Node(original):
+        def __init__(
+            self, operation, call_args=None, call_kwargs=None, outputs=None
+        ):
+            if outputs is not None:
+                outputs = tensor_outputs(outputs)
+            super().__init__(operation, call_args, call_kwargs, outputs)
+
+    module.Node = _Node
+    try:
+        yield
+    finally:
+        module.Node = original
+
+
+def tensor_outputs(outputs):
+    """``outputs`` without its ``None`` leaves, flattened if it had any."""
+    leaves = keras.tree.flatten(outputs)
+    if all(v is not None for v in leaves):
+        return outputs
+    return [v for v in leaves if v is not None]
+
+
+def _reproduces(layer, traced, tensors, args, kwargs):
+    """Whether ``traced`` (a model and its `restore` function) computes
+    what ``layer`` does on a random input."""
+    model, restore = traced
 
     def called(values):
         concrete = {id(t): v for t, v in zip(tensors, values, strict=True)}
@@ -261,7 +359,11 @@ def _reproduces(layer, model, tensors, args, kwargs):
             **keras.tree.map_structure(replace, kwargs),
         )
 
-    return same_outputs(called, model, tensors)
+    return same_outputs(
+        called,
+        lambda values, training: restore(model(values, training=training)),
+        tensors,
+    )
 
 
 def same_outputs(first, second, tensors):
@@ -286,11 +388,16 @@ def same_outputs(first, second, tensors):
     if len(expected) != len(traced):
         return False
     return all(
-        np.allclose(
-            keras.ops.convert_to_numpy(a),
-            keras.ops.convert_to_numpy(b),
-            rtol=1e-4,
-            atol=1e-5,
+        (a is None and b is None)
+        or (
+            a is not None
+            and b is not None
+            and np.allclose(
+                keras.ops.convert_to_numpy(a),
+                keras.ops.convert_to_numpy(b),
+                rtol=1e-4,
+                atol=1e-5,
+            )
         )
         for a, b in zip(expected, traced, strict=True)
     )

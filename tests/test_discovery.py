@@ -485,3 +485,52 @@ def test_a_trace_that_computes_other_values_is_kept_opaque():
     assert [m.path for m in discover_modules(model)] == ["gate"]
     maps = attention_maps(model, _images(model, 2))["gate"]
     assert maps.shape == (2, 6, 6) and np.all((maps > 0) & (maps < 1))
+
+
+class GatedBlockWithNone(keras.layers.Layer):
+    """Returns its output with ``None`` (as keras-hub's DeiT blocks do),
+    before or after it."""
+
+    def __init__(self, none_first, **kwargs):
+        super().__init__(**kwargs)
+        self.none_first = none_first
+        self.gate = layers.Conv2D(1, 1, activation="sigmoid")
+
+    def call(self, inputs):
+        gated = inputs * self.gate(inputs)
+        return (None, gated) if self.none_first else (gated, None)
+
+
+class EncoderWithNone(keras.layers.Layer):
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.blocks = [GatedBlockWithNone(True), GatedBlockWithNone(False)]
+
+    def call(self, inputs):
+        _, x = self.blocks[0](inputs)
+        x, _ = self.blocks[1](x)
+        # A constant beside it, as DeiT's encoder returns empty scores.
+        return x, ops.zeros((0,))
+
+
+def test_calls_returning_none_among_their_outputs_are_opened():
+    inputs = keras.Input((8, 8, 3))
+    x = layers.Conv2D(4, 3, padding="same", name="conv")(inputs)
+    x = EncoderWithNone(name="encoder")(x)[0]
+    outputs = layers.GlobalAveragePooling2D()(x)
+    model = keras.Model(inputs, outputs)
+    from explain_attn.graph import flat_graph
+
+    assert flat_graph(model).untraced == {}
+    paths = [m.path for m in discover_modules(model)]
+    assert paths == ["encoder/blocks_0/gate", "encoder/blocks_1/gate"]
+    images = _images(model, 2)
+    features = model.get_layer("conv")(images)
+    first, second = model.get_layer("encoder").blocks
+    expected = [np.asarray(first.gate(features))[..., 0]]
+    expected.append(
+        np.asarray(second.gate(features * first.gate(features)))[..., 0]
+    )
+    maps = attention_maps(model, images)
+    for path, values in zip(paths, expected, strict=True):
+        np.testing.assert_allclose(maps[path], values, rtol=1e-5, atol=1e-6)

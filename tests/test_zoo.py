@@ -58,6 +58,7 @@ HUB_EXPECTED = {
     "hub_efficientnet": {"channel_gate": 3},
     "hub_vit": {"mha": 2, "rollout": 1},
     "hub_dinov2": {"mha": 2, "rollout": 1},
+    "hub_deit": {"mha": 2, "rollout": 1},
 }
 """keras-hub backbones (tiny configs): SE blocks counted from the configs
 (MobileNet: the depthwise block's and two of three inverted residual
@@ -603,7 +604,8 @@ def test_report_of_keras_hub_backbones(hub_zoo, tmp_path):
     warned = {
         w["subject"] for w in data["warnings"] if w["kind"] == "no_feature_map"
     }
-    # ViT's and DINOv2's patch embeddings are traced (explain_attn.batching):
+    # ViT's, DINOv2's and DeiT's patch embeddings are traced
+    # (explain_attn.batching):
     # their convolution's 4 x 4 patches are the 4-D map Grad-CAM weighs.
     assert warned == set()
     keys = {row["name"]: row["key"] for row in data["models"]}
@@ -614,6 +616,7 @@ def test_report_of_keras_hub_backbones(hub_zoo, tmp_path):
     }
     assert "vit_patching_and_embedding/" in cams[keys["hub_vit.keras"]]
     assert "patch_embeddings/" in cams[keys["hub_dinov2.keras"]]
+    assert "deit_patching_and_embedding/" in cams[keys["hub_deit.keras"]]
     assert "attention_rollout" in html
 
 
@@ -725,6 +728,102 @@ def test_mit_attention_against_numpy():
         rtol=1e-5,
         atol=1e-6,
     )
+
+
+def test_deit_attention_and_rollout_against_keras_own_scores():
+    """DeiT's blocks return ``(y, None)`` (tracing keeps the ``None``); its
+    class token's attention to the patches, after a distillation token."""
+    _keras_hub()
+    model = zoo_models.hub_deit()
+    modules = discover_modules(model)
+    encoder = "dei_t_backbone/deit_encoder"
+    assert [(m.path, m.kind.name, m.kind.extra) for m in modules] == [
+        (f"{encoder}/encoder_layers_0/mha", "mha", 2),
+        (f"{encoder}/encoder_layers_1/mha", "mha", 2),
+        ("attention_rollout", "rollout", 2),
+    ]
+    assert not flat_graph(model).untraced
+    images = np.random.default_rng(0).random((2, 32, 32, 3), np.float32)
+    maps = attention_maps(model, images)
+    # Keras' own layer, called eagerly block after block.
+    backbone = model.get_layer("dei_t_backbone")
+    tokens = backbone.get_layer("deit_patching_and_embedding")(images)
+    rollout = np.eye(18)  # class, distillation and 16 patch tokens
+    for index, block in enumerate(
+        backbone.get_layer("deit_encoder").encoder_layers
+    ):
+        normed = block.layer_norm_1(tokens)
+        _, scores = block.mha(normed, normed, return_attention_scores=True)
+        scores = np.asarray(scores, dtype=np.float64)  # (2, 2, 18, 18)
+        np.testing.assert_allclose(
+            maps[f"{encoder}/encoder_layers_{index}/mha"],
+            scores[:, :, 0, 2:].mean(axis=1).reshape(2, 4, 4),
+            rtol=0,
+            atol=1e-5,
+        )
+        mixed = 0.5 * scores.mean(axis=1) + 0.5 * np.eye(18)
+        rollout = mixed / mixed.sum(axis=-1, keepdims=True) @ rollout
+        tokens, none = block(tokens)
+        assert none is None
+    np.testing.assert_allclose(
+        maps["attention_rollout"],
+        rollout[:, 0, 2:].reshape(2, 4, 4),
+        rtol=0,
+        atol=1e-5,
+    )
+
+
+def test_gate_inside_a_subclassed_model(tmp_path):
+    """A top-level model whose ``call`` is Python: its call is traced; the
+    gate's path is the attribute holding it."""
+    model = zoo_models.subclassed_model()
+    model.save_weights(tmp_path / "gated.weights.h5")
+    factory = f"{Path(zoo_models.__file__)}:subclassed_model"
+    result = CliRunner().invoke(
+        main,
+        [
+            "layers",
+            str(tmp_path / "gated.weights.h5"),
+            "--model-factory",
+            factory,
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert "Attention modules: 1 (1 gate)" in result.output
+    (module,) = discover_modules(model)
+    assert (module.path, module.kind.name, module.shape) == (
+        "gate",
+        "gate",
+        (16, 16, 1),
+    )
+    images = np.random.default_rng(0).random((2, 16, 16, 3), np.float32)
+    expected = np.asarray(model.gate(model.stem(images)))[..., 0]
+    np.testing.assert_allclose(
+        attention_maps(model, images)["gate"], expected, rtol=1e-5, atol=1e-6
+    )
+    # A report from the CLI: the gate's map, Grad-CAM on its stem.
+    zoo_models.baseline(16).save(tmp_path / "baseline.keras")
+    np.savez(
+        tmp_path / "data.npz",
+        images=np.random.default_rng(1).random((8, 16, 16, 3), np.float32),
+        labels=np.arange(8) % 3,
+        class_names=np.array(["a", "b", "c"]),
+    )
+    _, data = _report(
+        tmp_path,
+        "--no-faithfulness",
+        "--attention-model",
+        str(tmp_path / "gated.weights.h5"),
+        "--attention-factory",
+        factory,
+        "--baseline-model",
+        str(tmp_path / "baseline.keras"),
+    )
+    assert {
+        (e["method"], e["layer"])
+        for e in data["explanations"]
+        if e["model"] == "attention"
+    } == {("attention", "gate"), ("grad_cam", "stem")}
 
 
 def test_multi_head_attention_over_both_spatial_axes(zoo):

@@ -440,7 +440,8 @@ def keras_attention_layers(size=16):
 
 
 # keras-hub backbones from configs, random weights, tiny (nothing
-# downloaded). Each is wrapped with a classification head.
+# downloaded). Each is wrapped with a classification head. Those whose
+# paths tests name are named, not numbered by how many were built before.
 
 
 def _hub_classifier(backbone, name):
@@ -535,6 +536,23 @@ def hub_dinov2():
     return _hub_classifier(backbone, "hub_dinov2")
 
 
+def hub_deit():
+    """keras-hub DeiTBackbone: a class and a distillation token; its
+    encoder blocks return ``(y, None)``."""
+    import keras_hub
+
+    backbone = keras_hub.models.DeiTBackbone(
+        image_shape=(32, 32, 3),
+        patch_size=8,
+        num_layers=2,
+        num_heads=2,
+        hidden_dim=16,
+        intermediate_dim=32,
+        name="dei_t_backbone",
+    )
+    return _hub_classifier(backbone, "hub_deit")
+
+
 def hub_swin():
     """keras-hub SwinTransformerBackbone (keras-hub >= 0.26): windowed
     attention written by hand (softmax, matmul) in each block. Stage 0
@@ -613,3 +631,26 @@ def public_unet(size=32, num_outputs=5, *, gates=True, sigmoid=False):
         )(x)
     name = ("attention_" if gates else "") + "unet"
     return keras.Model(inputs, outputs, name=name)
+
+
+class GatedNet(keras.Model):
+    """A subclassed model (its ``call`` is Python, no functional graph)
+    with a spatial gate: ``features * sigmoid(conv(features))``."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.stem = layers.Conv2D(8, 3, padding="same", activation="relu")
+        self.gate = layers.Conv2D(1, 1, activation="sigmoid")
+        self.pool = layers.GlobalAveragePooling2D()
+        self.classify = layers.Dense(NUM_CLASSES, activation="softmax")
+
+    def call(self, inputs):
+        features = self.stem(inputs)
+        return self.classify(self.pool(features * self.gate(features)))
+
+
+def subclassed_model(size=16):
+    """`GatedNet`, built by one call on a batch of ``size`` x ``size``."""
+    model = GatedNet(name="gated_net")
+    model(ops.zeros((1, size, size, 3)))
+    return model

@@ -103,7 +103,10 @@ def layers_command(model_path, show_all, task, model_factory, unsafe_load):
 
 
 def _task_line(model, task):
-    shape = tuple(model.outputs[0].shape[1:])
+    from explain_attn.graph import flat_graph
+
+    # The flat graph's output: a subclassed model has no ``outputs``.
+    shape = tuple(flat_graph(model).outputs[0].shape[1:])
     if task == "classification":
         return f"classification (one prediction per image, {shape})"
     return (
