@@ -227,11 +227,9 @@ def _has_transparency(array):
     return bool((array[..., -1] < opaque).any())
 
 
-def read_mask(path):
-    """Reads a mask file as ``(H, W) bool``: non-zero is foreground.
-
-    The EXIF orientation, if any, is applied, as for images. A colour mask
-    is foreground where any colour channel is non-zero.
+def _mask_pixels(path, *, palette_as_colours):
+    """``(pixels as stored, EXIF orientation)`` of a mask file; a palette
+    image as its colours or (label masks) as its indices.
 
     Raises:
         ValueError: If the file is not a readable image (named).
@@ -242,9 +240,9 @@ def read_mask(path):
         with Image.open(path) as image:
             orientation = image.getexif().get(_ORIENTATION_TAG, 1)
             image.load()
-            if image.mode == "P":
+            if palette_as_colours and image.mode == "P":
                 image = image.convert("RGB")
-            array = np.asarray(image)
+            return np.asarray(image), orientation
     except (
         OSError,
         UnidentifiedImageError,
@@ -255,6 +253,18 @@ def read_mask(path):
             f"Cannot read mask {str(path)!r}: it is corrupt or not an image "
             f"({' '.join(str(error).split())[:100]}). Replace or remove it."
         ) from None
+
+
+def read_mask(path):
+    """Reads a mask file as ``(H, W) bool``: non-zero is foreground.
+
+    The EXIF orientation, if any, is applied, as for images. A colour mask
+    is foreground where any colour channel is non-zero.
+
+    Raises:
+        ValueError: If the file is not a readable image (named).
+    """
+    array, orientation = _mask_pixels(path, palette_as_colours=True)
     if array.ndim == 3:
         array = array[..., : 1 if array.shape[-1] == 2 else 3].any(axis=-1)
     return orient(array != 0, orientation)
@@ -270,23 +280,7 @@ def read_label_mask(path, num_labels):
         ValueError: If the file is not a readable one-channel image, or a
             value falls outside the labels (named, with the fix).
     """
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        with Image.open(path) as image:
-            orientation = image.getexif().get(_ORIENTATION_TAG, 1)
-            image.load()
-            array = np.asarray(image)
-    except (
-        OSError,
-        UnidentifiedImageError,
-        ValueError,
-        Image.DecompressionBombError,
-    ) as error:
-        raise ValueError(
-            f"Cannot read mask {str(path)!r}: it is corrupt or not an image "
-            f"({' '.join(str(error).split())[:100]}). Replace or remove it."
-        ) from None
+    array, orientation = _mask_pixels(path, palette_as_colours=False)
     if array.ndim != 2:
         raise ValueError(
             f"Label mask {str(path)!r} has {array.shape[-1]} channels; a "
