@@ -378,7 +378,8 @@ def emit(sinks, entry):
         except Exception as error:  # A tracker's failure never stops training.
             warnings.warn(
                 f"{type(sink).__name__} failed and was turned off for the rest "
-                f"of training ({type(error).__name__}: {error}); the attention "
+                f"of training ({type(error).__name__}: "
+                f"{' '.join(str(error).split())[:200]}); the attention "
                 "record file is still written.",
                 SinkWarning,
                 stacklevel=2,

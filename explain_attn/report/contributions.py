@@ -19,6 +19,7 @@ numbers, provided they cut the test set into the same chunks: shards are
 runs of whole chunks (`explain_attn.report.shards`).
 """
 
+import abc
 import dataclasses
 
 import numpy as np
@@ -132,7 +133,7 @@ def block_sum(blocks):
     return total
 
 
-class Contributor:
+class Contributor(abc.ABC):
     """Base of the evaluation pass's contributors (see the module).
 
     Subclasses define ``contribute(start, images, maps, labels, masks)``
@@ -147,11 +148,9 @@ class Contributor:
     def __call__(self, start, images, maps, labels=None, masks=None):
         self._parts.append(self.contribute(start, images, maps, labels, masks))
 
+    @abc.abstractmethod
     def contribute(self, start, images, maps, labels=None, masks=None):
-        """The `Part` of one chunk; every contributor overrides it."""
-        raise NotImplementedError(
-            f"{type(self).__name__} must override contribute()."
-        )
+        """The `Part` of one chunk."""
 
     def load(self, part):
         """Uses ``part`` (combined from every chunk) as the contributions."""
