@@ -42,6 +42,7 @@ from explain_attn.faithfulness.segmentation import (
 )
 from explain_attn.metrics.statistics import paired_difference, summarize
 from explain_attn.models.recorder import load_record
+from explain_attn.options import RunOptions
 from explain_attn.report.segmentation_evaluate import (
     PreparedModel,
     evaluate_segmentation,
@@ -93,7 +94,7 @@ def training_records(models):
     return rows, records
 
 
-def _faithfulness(models, test, encoding, settings, *, seed, batch_size):
+def _faithfulness(models, test, encoding, settings, options):
     """The gate interventions on a seeded sample (``None``: off)."""
     gated = [
         entry
@@ -103,14 +104,12 @@ def _faithfulness(models, test, encoding, settings, *, seed, batch_size):
     if settings is None or not gated:
         return None
     count = min(settings.intervention_images, len(test.labels))
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(options.seed)
     sample = take_images(
         test, sorted(rng.choice(len(test.labels), count, replace=False))
     )
     targets = encoding(sample.labels, sample.masks)
-    randomization = _randomization(
-        models, test, encoding, settings, seed=seed, batch_size=batch_size
-    )
+    randomization = _randomization(models, test, encoding, settings, options)
     rows = [
         {
             "key": entry.key,
@@ -120,15 +119,13 @@ def _faithfulness(models, test, encoding, settings, *, seed, batch_size):
                 sample.images,
                 targets,
                 encoding,
-                seed=seed,
-                batch_size=batch_size,
+                seed=options.seed,
+                batch_size=options.batch_size,
             ),
         }
         for entry in gated
     ]
-    deletion = _deletion(
-        models, test, encoding, settings, seed=seed, batch_size=batch_size
-    )
+    deletion = _deletion(models, test, encoding, settings, options)
     return {
         "images": count,
         "models": rows,
@@ -137,19 +134,21 @@ def _faithfulness(models, test, encoding, settings, *, seed, batch_size):
     }
 
 
-def _deletion_rows(entry, images, encoding, settings, *, seed, batch_size):
+def _deletion_rows(entry, images, encoding, settings, options):
     """One model's maps (and a random map) on the region score's curves."""
     shape = images.shape[1:3]
     prepared = PreparedModel(entry, shape, None)
-    classes = explained_classes(entry.model, images, encoding, batch_size)
+    classes = explained_classes(
+        entry.model, images, encoding, options.batch_size
+    )
     predicted = encoding.predicted(
-        entry.model.predict(images, batch_size=batch_size, verbose=0)
+        entry.model.predict(images, batch_size=options.batch_size, verbose=0)
     )
     wanted = classes if encoding.num_outputs > 1 else np.ones_like(classes)
     regions = predicted == wanted[:, None, None]
     maps = prepared.maps(images, classes.astype(np.int32), None)
     labels = {spec.label: values for spec, values in maps.items()}
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(options.seed)
     labels[f"{entry.key}: random map"] = rng.random(regions.shape)
     rows = []
     for label, values in labels.items():
@@ -160,37 +159,35 @@ def _deletion_rows(entry, images, encoding, settings, *, seed, batch_size):
             classes,
             regions,
             steps=settings.steps,
-            batch_size=batch_size,
+            batch_size=options.batch_size,
         )
         rows.append(
             {
                 "label": label,
                 "model": entry.key,
-                "deletion": summarize(curves["deletion"], seed=seed),
-                "insertion": summarize(curves["insertion"], seed=seed),
+                "deletion": summarize(curves["deletion"], seed=options.seed),
+                "insertion": summarize(curves["insertion"], seed=options.seed),
             }
         )
     return rows
 
 
-def _deletion(models, test, encoding, settings, *, seed, batch_size):
+def _deletion(models, test, encoding, settings, options):
     """Deletion and insertion on each model's region score."""
     count = min(settings.deletion_images, len(test.labels))
-    rng = np.random.default_rng(seed + 2)
+    rng = np.random.default_rng(options.seed + 2)
     indices = sorted(rng.choice(len(test.labels), count, replace=False))
     images = take_images(test, indices).images
     rows = []
     for entry in models:
-        rows += _deletion_rows(
-            entry, images, encoding, settings, seed=seed, batch_size=batch_size
-        )
+        rows += _deletion_rows(entry, images, encoding, settings, options)
     return {"images": count, "steps": settings.steps, "rows": rows}
 
 
-def _randomization(models, test, encoding, settings, *, seed, batch_size):
+def _randomization(models, test, encoding, settings, options):
     """Each model's randomisation checks on a seeded sample."""
     count = min(settings.randomization_images, len(test.labels))
-    rng = np.random.default_rng(seed + 1)
+    rng = np.random.default_rng(options.seed + 1)
     indices = sorted(rng.choice(len(test.labels), count, replace=False))
     images = take_images(test, indices).images
     return [
@@ -201,8 +198,8 @@ def _randomization(models, test, encoding, settings, *, seed, batch_size):
                 entry.model,
                 images,
                 encoding,
-                seed=seed,
-                batch_size=batch_size,
+                seed=options.seed,
+                batch_size=options.batch_size,
                 cam_layer=None,
             ),
         }
@@ -488,8 +485,9 @@ def segmentation_report(
         **(settings or {}),
     }
     data["versions"] = versions or {}
+    options = RunOptions(batch_size=batch_size, seed=seed)
     data["faithfulness"] = _faithfulness(
-        models, test, encoding, faithfulness, seed=seed, batch_size=batch_size
+        models, test, encoding, faithfulness, options
     )
     data["training_record"], records = training_records(models)
     data["per_image"] = segmentation_per_image(state)
