@@ -31,9 +31,11 @@ from explain_attn.attention.kinds import (
     AttentionRollout,
     AttentionScores,
     SoftmaxAttention,
+    WindowAttention,
     layer_config,
 )
 from explain_attn.attention.ranges import ValueRange
+from explain_attn.attention.windows import window_layout
 from explain_attn.graph import Tap
 
 __all__ = [
@@ -325,6 +327,10 @@ def softmax_modules(graph, unreadable):
         axis = axis % len(shape)
         if axis == 0 or shape[axis] is None:
             continue
+        layout = window_layout(graph, tap.output, int(shape[axis]))
+        if layout is not None and not layout.is_identity:
+            modules.append(_window_module(tap, layout, axis))
+            continue
         found = token_grid(graph, tap.output, int(shape[axis]))
         if found is None:
             unreadable[tap.path] = _no_grid(tap, tap.output)
@@ -345,6 +351,22 @@ def softmax_modules(graph, unreadable):
             )
         )
     return modules
+
+
+def _window_module(tap, layout, axis):
+    """A `WindowAttention` module of a softmax over windows."""
+    side = math.isqrt(layout.tokens)
+    window = f"{side}×{side}" if side * side == layout.tokens else layout.tokens
+    return AttentionModule(
+        tap.path,
+        WindowAttention(layout, axis),
+        tap,
+        shape=(*layout.grid, 1),
+        value_range=_SOFTMAX,
+        found_by=f"softmax within {layout.windows} windows of {window} "
+        f"positions per image, applied by a matrix product, put back on "
+        f"the {layout.grid[0]}×{layout.grid[1]} grid",
+    )
 
 
 def _softmax_axis(tap):
