@@ -24,6 +24,7 @@ from explain_attn.graph import flat_graph
 from explain_attn.metrics import entropy
 from explain_attn.models.lookup import cam_candidates, default_cam_layer
 from explain_attn.models.preprocessing import describe_input
+from explain_attn.models.saving import load_model
 
 sys.path.insert(0, str(Path(__file__).parent))
 import zoo_models  # noqa: E402
@@ -532,9 +533,7 @@ def _report_of_many(names, builders, folder):
         model.save(folder / f"{name}.keras")
         arguments += ["--attention-model", str(folder / f"{name}.keras")]
         # As the report reads it (keras-hub renames some layers on reload).
-        models[f"{name}.keras"] = keras.models.load_model(
-            folder / f"{name}.keras"
-        )
+        models[f"{name}.keras"] = load_model(folder / f"{name}.keras")
     height, width, channels = model.inputs[0].shape[1:]
     zoo_models.baseline(height, channels).save(folder / "baseline.keras")
     rng = np.random.default_rng(1)
