@@ -15,6 +15,11 @@ map positions its tokens were made from:
 - attention rollout over a stack of self-attention layers of equal token
   count, per model (`explain_attn.attention.kinds.AttentionRollout`).
 
+A softmax over windows whose rows are in the batch axis (Swin's window
+attention) is put back in the image, kind
+`explain_attn.attention.kinds.WindowAttention`
+(`explain_attn.attention.windows`).
+
 The grid: the nearest 4-D tensor upstream, not made by a reshape or a
 transpose (tokens split into heads), whose ``h * w`` equals the token
 count, less up to `MAX_EXTRA_TOKENS` leading class or register tokens;
@@ -328,6 +333,13 @@ def softmax_modules(graph, unreadable):
         if axis == 0 or shape[axis] is None:
             continue
         layout = window_layout(graph, tap.output, int(shape[axis]))
+        if isinstance(layout, str):
+            unreadable[tap.path] = (
+                f"Softmax {tap.path!r} attends within windows: {layout}, "
+                "so it has no map per image. Choose another layer "
+                "(explain-attn layers MODEL lists them)."
+            )
+            continue
         if layout is not None and not layout.is_identity:
             modules.append(_window_module(tap, layout, axis))
             continue

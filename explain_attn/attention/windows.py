@@ -78,23 +78,31 @@ class WindowLayout:
 
 
 def window_layout(graph, tensor, tokens):
-    """The `WindowLayout` of ``tokens`` positions ``tensor`` is
-    computed from, or ``None`` when its tokens are not found made by
-    moving a per-image tensor's values.
+    """Where the ``tokens`` positions ``tensor`` is computed from lie in
+    the image.
 
     Args:
         graph: The flat graph (`explain_attn.graph.FlatGraph`).
         tensor: The softmax's output.
         tokens: The softmax's positions.
+
+    Returns:
+        A `WindowLayout`; a string saying why not, when the tokens come
+        several rows per image and the image's positions cannot be
+        recovered from them (a position lost, repeated or mixed with
+        another's); ``None`` when no tokens made by moving a per-image
+        tensor's values are found.
     """
+    reason = None
     for windows in _window_tensors(graph, tensor, tokens):
         chain = _moving_chain(graph, windows)
         if not chain:
             continue
         found = _probe(chain, windows, tokens)
-        if found is not None:
+        if isinstance(found, WindowLayout):
             return found
-    return None
+        reason = reason or found
+    return reason
 
 
 def _moves_values(tap):
@@ -162,8 +170,9 @@ def _replay(chain, probe, images):
 
 
 def _probe(chain, windows, tokens):
-    """The layout read by running ``chain`` on numbered positions, or
-    ``None`` (unknown sizes, values mixed, a position lost or doubled)."""
+    """The layout read by running ``chain`` on numbered positions; else
+    why not, for tokens several rows per image (`window_layout`), or
+    ``None``."""
     source = chain[0].arguments[0]
     shape = tuple(source.shape[1:])
     if None in shape or len(shape) < 2 or None in windows.shape[1:]:
@@ -181,10 +190,18 @@ def _probe(chain, windows, tokens):
     except (ValueError, TypeError, IndexError):
         return None
     moved = moved.reshape(-1, tokens, moved.shape[-1])
-    if moved.shape[0] % 2 or not np.all(moved == moved[..., :1]):
-        return None
-    per_image = moved[..., 0].reshape(2, -1)  # (image, window · token).
-    return _layout(per_image, grid, moved.shape[0] // 2, tokens)
+    rows = moved.shape[0] // 2 if moved.shape[0] % 2 == 0 else 0
+    found = None
+    if rows and np.all(moved == moved[..., :1]):
+        # (image, window · token): each image's position numbers.
+        found = _layout(moved[..., 0].reshape(2, -1), grid, rows, tokens)
+    if found is None and rows > 1:
+        return (
+            f"its batch axis holds {rows} rows of {tokens} tokens per "
+            f"image, which do not hold each of the image's {grid[0]}×"
+            f"{grid[1]} positions once"
+        )
+    return found
 
 
 def _layout(numbers, grid, windows, tokens):
