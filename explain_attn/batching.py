@@ -30,9 +30,11 @@ traced before is traced as before.
 
 A size at another position, or a constant whose rows differ, is left as
 traced: the trace then computes other values than the layer at a batch of
-two, and `explain_attn.tracing`'s check keeps the layer opaque. So does a
-layer whose rows are several per image (Swin's attention over 4 windows
-of each image): its parts' maps would be per window, not per image.
+two, and `explain_attn.tracing`'s check keeps the layer opaque. A layer
+whose rows are several per image (Swin's attention over 4 windows of
+each image) is traced too, and checked on two images' rows; its softmax
+is a map per window, which `explain_attn.attention.windows` puts back
+in the image.
 """
 
 import math

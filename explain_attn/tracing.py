@@ -176,21 +176,15 @@ def trace_call(layer, args, kwargs, *, check=True, rows=None):
     ]
     if not tensors:
         return TraceFailure(type(layer).__name__, "no tensor argument")
-    per_image = _rows_per_image(rows)
-    if per_image != 1:
-        # Swin's window attention: its batch axis holds windows, so its
-        # parts' maps would not be one per image.
-        return TraceFailure(
-            type(layer).__name__,
-            f"it runs on {per_image} rows per image (windows or patches of "
-            "each image), so its parts give no map per image",
-        )
     try:
         (model, restore), sizes = _traced_model(
             layer, args, kwargs, tensors, rows
         )
         agrees = not check or _reproduces(
-            layer, (model, restore), tensors, args, kwargs
+            layer,
+            (model, restore),
+            (tensors, args, kwargs),
+            2 * _rows_per_image(rows),
         )
     except _TRACE_ERRORS as error:
         return TraceFailure(type(layer).__name__, _one_line(error))
@@ -205,7 +199,8 @@ def trace_call(layer, args, kwargs, *, check=True, rows=None):
 
 def _rows_per_image(rows):
     """Rows per image of a call's first tensor traced with `SENTINEL`
-    images (``rows``, see `trace_call`); 1 when unknown."""
+    images (``rows``, see `trace_call`; Swin's window attention: its
+    windows); 1 when unknown."""
     traced = [r for r in rows or () if r is not None]
     if not traced or traced[0] % SENTINEL:
         return 1
@@ -237,7 +232,12 @@ def _traced_model(layer, args, kwargs, tensors, rows):
 
     try:
         traced, restore = _symbolic_call(layer, args, kwargs, tensors, shaped)
-        model, sizes = rebatch(traced, tensors)
+        with warnings.catch_warnings():
+            # As in `_symbolic_call`: the user's layers, run again.
+            warnings.filterwarnings(
+                "ignore", category=UserWarning, module="keras"
+            )
+            model, sizes = rebatch(traced, tensors)
         return (model, restore), sizes
     except _TRACE_ERRORS:
         # The first error is the one the user's code would give.
@@ -343,10 +343,12 @@ def tensor_outputs(outputs):
     return [v for v in leaves if v is not None]
 
 
-def _reproduces(layer, traced, tensors, args, kwargs):
+def _reproduces(layer, traced, call, batch):
     """Whether ``traced`` (a model and its `restore` function) computes
-    what ``layer`` does on a random input."""
+    what ``layer`` does on a random input of ``batch`` rows (two images'
+    worth: Swin's window attention takes whole images' windows)."""
     model, restore = traced
+    tensors, args, kwargs = call
 
     def called(values):
         concrete = {id(t): v for t, v in zip(tensors, values, strict=True)}
@@ -363,17 +365,19 @@ def _reproduces(layer, traced, tensors, args, kwargs):
         called,
         lambda values, training: restore(model(values, training=training)),
         tensors,
+        batch=batch,
     )
 
 
-def same_outputs(first, second, tensors):
+def same_outputs(first, second, tensors, *, batch=2):
     """Whether ``first(values)`` and ``second(values)`` agree (``rtol``
     1e-4, ``atol`` 1e-5) on random values shaped like ``tensors``; ``True``
     when a size other than the batch is unknown (nothing to run).
 
-    A batch of two: a trace that baked the batch size in does not agree.
+    A batch of two (images): a trace that baked the batch size in does
+    not agree.
     """
-    shapes = [(2, *tensor.shape[1:]) for tensor in tensors]
+    shapes = [(batch, *tensor.shape[1:]) for tensor in tensors]
     if any(size is None for shape in shapes for size in shape):
         return True
     rng = np.random.default_rng(0)

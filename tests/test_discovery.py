@@ -270,6 +270,63 @@ def test_hand_written_dot_product_and_pooling_by_hand():
     )
 
 
+def _band_windows(shift=(0, 0), step=1):
+    """Window attention written with `keras.ops`: the 8 x 8 map rolled by
+    ``-shift``, every ``step``-th row kept, cut into windows of two rows
+    (16 positions) that become rows of the batch axis."""
+    inputs = keras.Input((8, 8, 3))
+    x = layers.Conv2D(4, 1, name="features")(inputs)
+    x = ops.roll(x, shift=(-shift[0], -shift[1]), axis=(1, 2))[:, ::step]
+    windows = ops.reshape(x, (-1, 16, 4))
+    query = layers.Dense(4, name="query")(windows)
+    key = layers.Dense(4, name="key")(windows)
+    weights = layers.Softmax(name="window_softmax")(
+        ops.matmul(query, ops.transpose(key, (0, 2, 1)))
+    )
+    x = ops.reshape(ops.matmul(weights, windows), (-1, 8 // step, 8, 4))
+    outputs = layers.Dense(2)(layers.GlobalAveragePooling2D()(x))
+    return keras.Model(inputs, outputs)
+
+
+@pytest.mark.parametrize("shift", [(0, 0), (1, 3)])
+def test_window_attention_put_back_in_the_image(shift):
+    model = _band_windows(shift)
+    (module,) = discover_modules(model)
+    assert (module.kind.name, module.shape) == ("window", (8, 8, 1))
+    assert "not comparable across windows" in module.kind.description
+    images = _images(model, 2)
+    (weights,) = _outputs(model, ["window_softmax"], images)
+    assert weights.shape == (8, 16, 16)  # 4 windows per image.
+    # Received per key within its window; windows are rows 0-1, 2-3...
+    rolled = weights.mean(axis=1).reshape(2, 8, 8)
+    expected = np.roll(rolled, shift, axis=(1, 2))
+    found = attention_maps(model, images)["window_softmax"]
+    np.testing.assert_allclose(found, expected, rtol=1e-5, atol=1e-7)
+    if shift != (0, 0):
+        assert not np.allclose(found, rolled, atol=1e-4)
+
+
+def test_windows_that_lose_positions_have_no_map(tmp_path, data_8x8):
+    model = _band_windows(step=2)  # Half the rows are never attended.
+    assert discover_modules(model) == []
+    model.save(tmp_path / "windows.keras")
+    output = tmp_path / "maps.npz"
+    result = _cli(
+        "maps",
+        tmp_path / "windows.keras",
+        "--data",
+        data_8x8,
+        "--layer",
+        "window_softmax",
+        "--output",
+        output,
+    )
+    _assert_one_line_error(
+        result, "'window_softmax' attends within windows", "2 rows of 16"
+    )
+    assert not output.exists()
+
+
 def test_mobilevit_attention_along_the_patch_axis():
     model = zoo_models.mobilevit_block()
     images = _images(model, 2)

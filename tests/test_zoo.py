@@ -24,6 +24,7 @@ from explain_attn.graph import flat_graph
 from explain_attn.metrics import entropy
 from explain_attn.models.lookup import cam_candidates, default_cam_layer
 from explain_attn.models.preprocessing import describe_input
+from explain_attn.models.saving import load_model
 
 sys.path.insert(0, str(Path(__file__).parent))
 import zoo_models  # noqa: E402
@@ -532,9 +533,7 @@ def _report_of_many(names, builders, folder):
         model.save(folder / f"{name}.keras")
         arguments += ["--attention-model", str(folder / f"{name}.keras")]
         # As the report reads it (keras-hub renames some layers on reload).
-        models[f"{name}.keras"] = keras.models.load_model(
-            folder / f"{name}.keras"
-        )
+        models[f"{name}.keras"] = load_model(folder / f"{name}.keras")
     height, width, channels = model.inputs[0].shape[1:]
     zoo_models.baseline(height, channels).save(folder / "baseline.keras")
     rng = np.random.default_rng(1)
@@ -659,35 +658,107 @@ def _softmax_received(scores):
     return scores.mean(axis=(1, 2)).reshape(len(scores), 4, 4)
 
 
-def test_swin_window_attention_against_keras_hubs_own_scores():
+SWIN = "swin_transformer_backbone"
+
+
+@pytest.fixture(scope="module")
+def swin():
+    """The zoo's Swin, its maps of two images and the images."""
     model = _hub_model("hub_swin")
-    modules = discover_modules(model)
-    path = "swin_transformer_backbone/stage_1/blocks_0/attn/softmax"
-    assert [(m.path, m.kind.name, m.shape) for m in modules] == [
-        (path, "dot_product", (4, 4, 1))
+    images = np.random.default_rng(0).random((2, 32, 32, 3), np.float32)
+    return model, images, attention_maps(model, images)
+
+
+def _partition(grid, window=4):
+    """``(B, 8, 8, C)`` -> ``(B * 4, 16, C)``: 4 x 4 windows, row-major
+    over the 2 x 2 windows of each image (Swin's layout)."""
+    batch, channels = grid.shape[0], grid.shape[-1]
+    grid = grid.reshape(batch, 2, window, 2, window, channels)
+    return grid.transpose(0, 1, 3, 2, 4, 5).reshape(-1, window**2, channels)
+
+
+def _unpartition(windows, window=4):
+    """``(B * 4, 16)`` -> ``(B, 8, 8)``, the inverse of `_partition`."""
+    windows = windows.reshape(-1, 2, 2, window, window)
+    return windows.transpose(0, 1, 3, 2, 4).reshape(-1, 8, 8)
+
+
+def _shift_mask(shift=2, size=8, window=4):
+    """Shifted-window attention's mask: -100 between positions of a
+    window that came from different regions of the rolled map (Swin)."""
+    bounds = [0, size - window, size - shift, size]
+    regions = np.zeros((1, size, size, 1), np.float32)
+    for i in range(3):
+        for j in range(3):
+            rows = slice(bounds[i], bounds[i + 1])
+            cols = slice(bounds[j], bounds[j + 1])
+            regions[0, rows, cols, 0] = 3 * i + j
+    labels = _partition(regions)[..., 0]  # (4 windows, 16).
+    return (labels[:, None, :] != labels[:, :, None]) * -100.0
+
+
+def _window_received(block, tokens, shift):
+    """Attention received per position of ``block`` (stage 0: 8 x 8),
+    from keras-hub's own scores (``return_attns=True``), windows put back
+    and the shift undone in NumPy; and the same left rolled."""
+    normed = keras.ops.convert_to_numpy(block.norm1(tokens))
+    grid = np.roll(normed.reshape(2, 8, 8, -1), (-shift, -shift), (1, 2))
+    mask = _shift_mask() if shift else None
+    _, scores = block.attn(_partition(grid), mask=mask, return_attns=True)
+    received = keras.ops.convert_to_numpy(scores).mean(axis=(1, 2))
+    rolled = _unpartition(received)
+    return np.roll(rolled, (shift, shift), (1, 2)), rolled
+
+
+def test_swin_modules_of_every_stage(swin):
+    model, _, maps = swin
+    blocks = [f"{SWIN}/stage_{s}/blocks_{b}" for s, b in ((0, 0), (0, 1))]
+    assert [
+        (m.path, m.kind.name, m.shape) for m in discover_modules(model)
+    ] == [
+        (f"{blocks[0]}/attn/softmax", "window", (8, 8, 1)),
+        (f"{blocks[1]}/attn/softmax", "window", (8, 8, 1)),
+        (f"{SWIN}/stage_1/blocks_0/attn/softmax", "dot_product", (4, 4, 1)),
     ]
-    # Stage 0 attends within 4 windows per image: no map per image.
-    reason = (
-        flat_graph(model)
-        .untraced["swin_transformer_backbone/stage_0/blocks_0/attn"]
-        .reason
-    )
-    assert "4 rows per image" in reason
+    assert not flat_graph(model).untraced
+    assert {maps[p].shape for p in maps} == {(2, 8, 8), (2, 4, 4)}
     # Its attention weights (dropout of a softmax) are no Grad-CAM map.
     assert not [p for p in cam_candidates(model) if "/attn/" in p]
     assert default_cam_layer(model).endswith("stage_0/downsample/reduction")
-    images = np.random.default_rng(0).random((2, 32, 32, 3), np.float32)
-    maps = attention_maps(model, images)
-    # One 4 x 4 window is the whole stage-1 map: keras-hub's own layer
-    # returns its scores (return_attns=True).
-    backbone = model.get_layer("swin_transformer_backbone")
+
+
+# Keras warns that Swin's blocks pass their attention a ``mask`` keyword,
+# which it takes for a Keras mask the layer does not support.
+@pytest.mark.filterwarnings("ignore::UserWarning:keras")
+def test_swin_window_attention_against_keras_hubs_own_scores(swin):
+    model, images, maps = swin
+    backbone = model.get_layer(SWIN)
+    stage = backbone.get_layer("stage_0")
+    tokens = keras.Model(backbone.input, stage.input)(images)
+    # Stage 0: 4 windows per image; its second block's shifted by 2.
+    for block, shift in zip(stage.blocks, (0, 2), strict=True):
+        expected, rolled = _window_received(block, tokens, shift)
+        found = maps[f"{SWIN}/stage_0/{block.name}/attn/softmax"]
+        np.testing.assert_allclose(found, expected, rtol=1e-5, atol=1e-6)
+        # Each window's values average to 1 / 16 (normalised per window).
+        windows = np.roll(found, (-shift, -shift), (1, 2))[..., None]
+        np.testing.assert_allclose(
+            _partition(windows).mean(axis=(1, 2)), 1 / 16, rtol=1e-5
+        )
+        if shift:  # The shift is undone: not the rolled windows.
+            assert not np.allclose(found, rolled, atol=1e-4)
+        tokens = block(tokens)
+    # One 4 x 4 window is the whole stage-1 map.
     stage = backbone.get_layer("stage_1")
     block = stage.blocks[0]
     tokens = keras.Model(backbone.input, stage.input)(images)
     windows = keras.ops.reshape(block.norm1(tokens), (2, 16, -1))
     _, scores = block.attn(windows, return_attns=True)
     np.testing.assert_allclose(
-        maps[path], _softmax_received(scores), rtol=1e-5, atol=1e-6
+        maps[f"{SWIN}/stage_1/blocks_0/attn/softmax"],
+        _softmax_received(scores),
+        rtol=1e-5,
+        atol=1e-6,
     )
 
 

@@ -556,13 +556,14 @@ def hub_deit():
 def hub_swin():
     """keras-hub SwinTransformerBackbone (keras-hub >= 0.26): windowed
     attention written by hand (softmax, matmul) in each block. Stage 0
-    runs on 4 windows of its 8 x 8 tokens, stage 1 on one 4 x 4 window."""
+    runs on 4 windows of its 8 x 8 tokens (its second block's windows
+    shifted by 2), stage 1 on one 4 x 4 window."""
     import keras_hub
 
     backbone = keras_hub.models.SwinTransformerBackbone(
         image_shape=(32, 32, 3),
         embed_dim=8,
-        depths=[1, 1],
+        depths=[2, 1],
         num_heads=[2, 2],
         window_size=4,
         patch_size=4,

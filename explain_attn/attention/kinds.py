@@ -39,6 +39,7 @@ __all__ = [
     "SoftmaxAttention",
     "SpatialGate",
     "SpatialLayer",
+    "WindowAttention",
     "find_kind",
     "layer_config",
 ]
@@ -404,13 +405,65 @@ class SoftmaxAttention(_FoundGate):
         )
 
     def parts(self, tap, source):
+        return None, _on_grid(self.received(source), self.grid, self.extra)
+
+    def received(self, source):
+        """``(rows, positions)``: the softmax ``source`` averaged over
+        every axis but the batch and its own."""
         import keras
 
         source = keras.ops.moveaxis(source, self.axis, -1)
         rank = len(source.shape)
         if rank > 2:
             source = keras.ops.mean(source, axis=tuple(range(1, rank - 1)))
-        return None, _on_grid(source, self.grid, self.extra)
+        return source
+
+
+class WindowAttention(SoftmaxAttention):
+    """Dot-product attention within windows whose rows are in the batch
+    axis (Swin Transformer's window attention, shifted or not).
+
+    The softmax ``(B · windows, heads, tokens, tokens)`` is reduced as
+    `SoftmaxAttention` reduces it, to the attention each token receives,
+    averaged over heads and its window's queries; then each image's
+    windows are put back in place: position ``i · W + j`` takes the value
+    of the token ``layout.index`` names (window partition and cyclic
+    shift undone, `explain_attn.attention.windows`). The softmax
+    normalises within each window: values of different windows are not
+    on one scale (a window's values average to ``1 / tokens``).
+
+    Args:
+        layout: Its `explain_attn.attention.windows.WindowLayout`.
+        axis: The softmax's axis.
+    """
+
+    def __init__(self, layout=None, axis=-1):
+        super().__init__(layout.grid if layout else None, axis, 0, "window")
+        self.layout = layout
+        self.description = (
+            "window attention (softmax then matmul within windows, as in "
+            "Swin): attention received per position within its window, "
+            "averaged over heads and the window's queries, windows put "
+            "back in place and the cyclic shift undone; normalised per "
+            "window, so values are not comparable across windows"
+        )
+
+    def parts(self, tap, source):
+        import keras
+
+        layout = self.layout
+        per_image = keras.ops.reshape(
+            self.received(source), (-1, layout.windows * layout.tokens)
+        )
+        placed = keras.ops.take(per_image, layout.index, axis=1)
+        return None, keras.ops.reshape(placed, (-1, *layout.grid, 1))
+
+    def __repr__(self):
+        layout = self.layout
+        return (
+            f"WindowAttention(grid={layout.grid}, windows={layout.windows}, "
+            f"tokens={layout.tokens})"
+        )
 
 
 class AttentionRollout(_FoundGate):

@@ -15,6 +15,11 @@ map positions its tokens were made from:
 - attention rollout over a stack of self-attention layers of equal token
   count, per model (`explain_attn.attention.kinds.AttentionRollout`).
 
+A softmax over windows whose rows are in the batch axis (Swin's window
+attention) is put back in the image, kind
+`explain_attn.attention.kinds.WindowAttention`
+(`explain_attn.attention.windows`).
+
 The grid: the nearest 4-D tensor upstream, not made by a reshape or a
 transpose (tokens split into heads), whose ``h * w`` equals the token
 count, less up to `MAX_EXTRA_TOKENS` leading class or register tokens;
@@ -31,9 +36,11 @@ from explain_attn.attention.kinds import (
     AttentionRollout,
     AttentionScores,
     SoftmaxAttention,
+    WindowAttention,
     layer_config,
 )
 from explain_attn.attention.ranges import ValueRange
+from explain_attn.attention.windows import window_layout
 from explain_attn.graph import Tap
 
 __all__ = [
@@ -325,6 +332,17 @@ def softmax_modules(graph, unreadable):
         axis = axis % len(shape)
         if axis == 0 or shape[axis] is None:
             continue
+        layout = window_layout(graph, tap.output, int(shape[axis]))
+        if isinstance(layout, str):
+            unreadable[tap.path] = (
+                f"Softmax {tap.path!r} attends within windows: {layout}, "
+                "so it has no map per image. Choose another layer "
+                "(explain-attn layers MODEL lists them)."
+            )
+            continue
+        if layout is not None and not layout.is_identity:
+            modules.append(_window_module(tap, layout, axis))
+            continue
         found = token_grid(graph, tap.output, int(shape[axis]))
         if found is None:
             unreadable[tap.path] = _no_grid(tap, tap.output)
@@ -345,6 +363,22 @@ def softmax_modules(graph, unreadable):
             )
         )
     return modules
+
+
+def _window_module(tap, layout, axis):
+    """A `WindowAttention` module of a softmax over windows."""
+    side = math.isqrt(layout.tokens)
+    window = f"{side}×{side}" if side * side == layout.tokens else layout.tokens
+    return AttentionModule(
+        tap.path,
+        WindowAttention(layout, axis),
+        tap,
+        shape=(*layout.grid, 1),
+        value_range=_SOFTMAX,
+        found_by=f"softmax within {layout.windows} windows of {window} "
+        f"positions per image, applied by a matrix product, put back on "
+        f"the {layout.grid[0]}×{layout.grid[1]} grid",
+    )
 
 
 def _softmax_axis(tap):

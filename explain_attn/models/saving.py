@@ -1,6 +1,7 @@
 """Saving and loading models, with errors a user can act on."""
 
 import re
+import warnings
 import zipfile
 from pathlib import Path
 
@@ -121,10 +122,19 @@ def load_model(path, *, safe_mode=True, factory=None):
             "Re-save the model with model.save('model.keras')."
         )
     try:
-        return keras.models.load_model(path, safe_mode=safe_mode)
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", _MASK_WARNING, UserWarning)
+            return keras.models.load_model(path, safe_mode=safe_mode)
     except Exception as error:  # Keras raises many types; we explain them.
         raise ValueError(_explain_load_error(shown, error)) from error
 
+
+_MASK_WARNING = (
+    r"Layer '[^']*' \(of type \w+\) was passed an input with a mask attached"
+)
+"""Keras' warning, on every build of keras-hub's Swin, that its blocks
+pass their attention a ``mask`` keyword (the shifted windows' mask, not a
+Keras mask): nothing the user can act on."""
 
 _UNKNOWN_CLASS = re.compile(
     r"Unknown layer|Could not locate|Could not deserialize (?:class|function) "
