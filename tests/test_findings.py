@@ -165,8 +165,9 @@ def test_map_statistics_find_saturated_constant_and_one_pixel_maps():
             healthy: rng.uniform(0.2, 0.8, (4, 5, 5)),
         },
     )
-    assert statistics.counts[saturated]["saturated"] == 4 * 24
-    kinds = {w["subject"]: w["kind"] for w in map_warnings(statistics.counts)}
+    counts = statistics.result
+    assert counts[saturated]["saturated"] == 4 * 24
+    kinds = {w["subject"]: w["kind"] for w in map_warnings(counts)}
     assert kinds == {
         "gate": "saturated_map",
         "cam": "constant_map",

@@ -60,6 +60,7 @@ __all__ = [
     "evaluate_chunks",
     "evaluate_parts",
     "score_slices",
+    "with_predictions",
 ]
 
 CHUNK_BYTES = 32 * 2**20
@@ -246,16 +247,16 @@ class Scores(Contributor):
         rows = _score(maps, masks, self.explanations, self.reference)
         return Part(start, start + len(next(iter(maps.values()))), rows)
 
-    def evaluation(self, predictions):
-        """The `Evaluation`, with ``predictions`` (model key -> ``(N,)``)."""
-        total = self.total
+    def reduce(self, total):
+        """The `Evaluation`; its ``predictions`` are the pass's own (not
+        this contributor's): `observed_from` adds them (`predictions_of`)."""
         values = {e: {} for e in self.explanations}
         agreement = {e: {} for e in self.explanations if e.is_attention}
         by_key = {e.key: e for e in self.explanations}
         for (kind, key, name), row in total.rows.items():
             chosen = values if kind == "values" else agreement
             chosen[by_key[key]][name] = row
-        return Evaluation(predictions, values, agreement)
+        return Evaluation({}, values, agreement)
 
 
 def _predicted(predictor, images, batch_size):
@@ -327,6 +328,9 @@ class _Observer(Contributor):
         self.observer(start, images, maps, labels, masks)
         return Part(start, start + len(images))
 
+    def reduce(self, total):
+        return None  # The observer keeps what it saw.
+
 
 def evaluate_chunks(
     models,
@@ -367,12 +371,18 @@ def evaluate_chunks(
     )
     for name, contributor in contributors.items():
         contributor.load(total.section(name))
-    return scores.evaluation(predictions_of(total))
+    return with_predictions(scores.result, total)
 
 
 def predictions_of(total):
     """Model key -> ``(N,)`` predicted classes of a combined `Part`."""
     return {key[1]: row for key, row in total.rows.items() if key[0] == "_"}
+
+
+def with_predictions(evaluation, total):
+    """The `Scores` result ``evaluation`` with the predictions of the
+    combined `Part` ``total`` (`predictions_of`)."""
+    return dataclasses.replace(evaluation, predictions=predictions_of(total))
 
 
 def _chunk_passes(models, predictors, explainer, images, labels, batch_size):

@@ -307,7 +307,7 @@ def shard_sums(
         interval_vectors(models, explanations, reference, evaluation, labels),
         keyed,
     )
-    values = observed["baselines"].values
+    values = observed["baselines"]
     if values is not None:
         own = {e.key: evaluation.values[e] for e in explanations}
         sums |= baseline_sums(values, own, keyed)
