@@ -39,6 +39,7 @@ import dataclasses
 import numpy as np
 
 from explain_attn import metrics
+from explain_attn.data.source import ArraySource
 from explain_attn.explanations.explanation import Explainer
 from explain_attn.explanations.inputs import check_model_images
 from explain_attn.explanations.predict import Predictor
@@ -179,6 +180,8 @@ def score_slices(num_images, pixels, budget=None):
     """
     budget = METRIC_PIXELS if budget is None else budget
     step = max(1, budget // max(1, int(pixels)))
+    # Slices, not `Source.batches`: one plan cuts several aligned arrays
+    # (every explanation's maps, the masks) by a pixel budget.
     return [
         slice(start, min(start + step, num_images))
         for start in range(0, num_images, step)
@@ -262,8 +265,8 @@ class Scores(Contributor):
 def _predicted(predictor, images, batch_size):
     return np.concatenate(
         [
-            predictor(images[i : i + batch_size])
-            for i in range(0, len(images), batch_size)
+            predictor(batch)
+            for batch, _, _ in ArraySource(images).batches(batch_size)
         ]
     )
 

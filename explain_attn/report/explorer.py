@@ -29,6 +29,7 @@ import numpy as np
 from PIL import Image
 from skimage.transform import resize
 
+from explain_attn.data.source import ArraySource
 from explain_attn.report.contributions import Contributor, Part
 from explain_attn.report.section import Computed, Section
 
@@ -204,8 +205,7 @@ def sprite_sheets(tiles, *, quality):
     height, width = tiles.shape[1:3]
     per_sheet = SHEET_TILES * SHEET_TILES
     sheets = []
-    for start in range(0, len(tiles), per_sheet):
-        chunk = tiles[start : start + per_sheet]
+    for chunk, _, _ in ArraySource(tiles).batches(per_sheet):
         rows = math.ceil(len(chunk) / SHEET_TILES)
         columns = min(len(chunk), SHEET_TILES)
         sheet = np.zeros(

@@ -164,7 +164,7 @@ def _undeclared(value, schema, root, where):
                 )
             elif isinstance(extra, dict):
                 yield from _undeclared(item, extra, root, f"{where}.{key}")
-            elif extra is None:
+            else:  # No schema for it (``false`` refuses it too).
                 yield f"{where}.{key}"
     elif isinstance(value, list) and isinstance(schema.get("items"), dict):
         for index, item in enumerate(value):
