@@ -6,11 +6,14 @@ explanation's maps are computed once, and each contributor (`Scores`: the
 metrics and agreements; the baselines, mask shares, map statistics,
 channel weights and thumbnails of the report) turns the chunk into a
 `Part`: per-image rows and per-chunk sums. `evaluate_parts` combines the
-chunks' parts into one `Part`; each contributor reduces it to what the
-report shows (`Scores.evaluation` gives an `Evaluation`). The contract:
+chunks' parts into one `Part`; each contributor's ``reduce`` turns its
+share of it into what the report shows, its one kind of result (`Scores`
+gives an `Evaluation`, completed with the pass's predictions by
+`with_predictions`). The contract:
 
 - a contribution is a function of one chunk and the chunk's first index
   only (no state carried from chunk to chunk);
+- a result is a function of the combined part only (``reduce(part)``);
 - contributions combine by concatenation in image order, and sums are
   added in chunk order (`explain_attn.report.contributions.block_sum`);
 - so a pass over the chunks of images ``a`` to ``b`` and one over ``b``
