@@ -53,6 +53,7 @@ from explain_attn.report.sections import (
     describe,
 )
 from explain_attn.report.segmentation import (
+    SegmentationDescription,
     check_unsharded,
     segmentation_report,
 )
@@ -98,7 +99,7 @@ class Report:
             every test image's numbers and thumbnails; HTML only.
     """
 
-    description: object
+    description: ReportDescription | SegmentationDescription
     gallery: list
     created: str
     explorer: dict | None = None
