@@ -36,6 +36,7 @@ __all__ = [
     "SECTIONS",
     "MethodsSection",
     "ReportDescription",
+    "computing_order",
     "contributors",
     "describe",
     "page_context",
