@@ -56,6 +56,7 @@ def test_thumbnails_keep_every_image_and_scaled_maps():
     maps[4] = 2.0  # constant: all zero after scaling
     thumbnails(0, images[:3], {explanation: maps[:3]})
     thumbnails(3, images[3:], {explanation: maps[3:]})
+    thumbnails = thumbnails.result  # The `Tiles` of every image.
     assert thumbnails.images.shape == (5, 32, 32, 3)
     # Area-like averaging of 2 x 2 blocks, to within rounding.
     expected = images.reshape(5, 32, 2, 32, 2, 3).mean(axis=(2, 4))
@@ -85,6 +86,7 @@ def test_label_maps_kept_at_mask_size_on_one_scale():
     labels[1, :, 32:] = 1  # right half class 1
     images = np.zeros((2, 64, 64, 3), np.float32)
     thumbnails(0, images, {mask: labels, gate: np.ones((2, 4, 4))})
+    thumbnails = thumbnails.result
     kept = thumbnails.maps[mask]
     assert list(thumbnails.maps) == [mask, gate]
     # Nearest label at each 16 x 16 tile pixel, label k as k / 2 of 255.

@@ -3,12 +3,15 @@
 Every expected value is computed by hand or by an independent route.
 """
 
+import copy
+
 import numpy as np
 import pytest
 
 from explain_attn import metrics
 from explain_attn.explanations.methods import get_method
 from explain_attn.report.baselines import (
+    baseline_results,
     baseline_values,
     baselines_section,
     centre_prior,
@@ -98,6 +101,23 @@ def test_baselines_section_marks_values_not_above_the_flat_map():
     assert len(data["per_image"]["baselines"]["centre"]["roc_auc"]) == 40
 
 
+def test_baseline_results_leave_the_models_numbers_unchanged():
+    masks = np.zeros((40, 8, 8), bool)
+    masks[:, :4, :] = True
+    data = _data(np.full(40, 0.9), masks)
+    before = copy.deepcopy(data)
+    result = baseline_results(data, masks, seed=0)
+    assert data == before  # A result, not a change to another section's.
+    assert result.vs_flat["a:layer"]["mass_in_mask"][
+        "mean_difference"
+    ] == pytest.approx(0.4)
+    assert result.at_chance == {"a:layer": ["roc_auc"]}
+    keys = result.keys(data)  # The rows report.json writes, marks added.
+    assert keys["explanations"][0]["at_chance"] == ["roc_auc"]
+    assert "vs_flat" not in data["explanations"][0]
+    assert list(keys["per_image"]) == ["metrics", "baselines"]
+
+
 def test_baselines_section_without_masks_adds_an_empty_list():
     data = _data([0.5], np.zeros((1, 2, 2), bool))
     baselines_section(data, None)
@@ -165,8 +185,9 @@ def test_map_statistics_find_saturated_constant_and_one_pixel_maps():
             healthy: rng.uniform(0.2, 0.8, (4, 5, 5)),
         },
     )
-    assert statistics.counts[saturated]["saturated"] == 4 * 24
-    kinds = {w["subject"]: w["kind"] for w in map_warnings(statistics.counts)}
+    counts = statistics.result
+    assert counts[saturated]["saturated"] == 4 * 24
+    kinds = {w["subject"]: w["kind"] for w in map_warnings(counts)}
     assert kinds == {
         "gate": "saturated_map",
         "cam": "constant_map",

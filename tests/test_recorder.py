@@ -14,6 +14,7 @@ from explain_attn.models.recorder import (
     record_path,
 )
 from explain_attn.models.training import train
+from explain_attn.report.schema import undeclared
 
 pytestmark = pytest.mark.filterwarnings(
     "ignore::explain_attn.models.training.TrainingWarning"
@@ -151,6 +152,7 @@ def test_a_report_shows_the_record_beside_a_model(data, recorded, tmp_path):
         faithfulness=False,
         verbose=0,
     )
+    assert undeclared(report.data) == []  # training_record's keys too
     section = report.data["training_record"]["models"]
     assert [row["name"] for row in section] == ["attention.keras"]
     assert section[0]["epochs"] == [0.0, 1.0, 2.0]

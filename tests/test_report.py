@@ -11,6 +11,7 @@ from conftest import XSS_CLASS
 from explain_attn import attention_maps, grad_cam, load_model, metrics
 from explain_attn.cli import main
 from explain_attn.report import render_html, report_from_sources
+from explain_attn.report.schema import undeclared
 
 
 def test_models_and_accuracy(tiny_report, report_inputs):
@@ -251,3 +252,5 @@ def test_demo_on_sample_data_generates_training_images_only_to_train(
     } == {48}
     assert second.data["dataset"]["num_images"] == 1000
     assert first.data["per_image"] == second.data["per_image"]
+    # The demo's training rows (history, check, record) are declared too.
+    assert undeclared(first.data) == [] and undeclared(second.data) == []

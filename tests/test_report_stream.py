@@ -176,18 +176,18 @@ def test_observers_equal_the_whole_array_computations():
     expected = baseline_values(masks)
     for key, row in expected.items():
         for name, values in row.items():
-            np.testing.assert_array_equal(baselines.values[key][name], values)
+            np.testing.assert_array_equal(baselines.result[key][name], values)
     np.testing.assert_array_equal(
-        shares.shares, masks.reshape(10, -1).mean(axis=1)
+        shares.result, masks.reshape(10, -1).mean(axis=1)
     )
     empty = MaskShares()
     empty(0, None, {}, None, None)
-    assert empty.shares is None and BaselineValues().values is None
+    assert empty.result is None and BaselineValues().result is None
     # Almost every mask tiny: the warning from shares is the masks' own.
     small = np.zeros((4, 10, 10), bool)
     observed = MaskShares()
     observed(0, None, {}, None, small)
-    assert mask_area_warnings(observed.shares) == mask_warnings(small)
+    assert mask_area_warnings(observed.result) == mask_warnings(small)
 
 
 def test_channel_statistics_in_chunks_equal_the_whole_weights(
@@ -200,7 +200,7 @@ def test_channel_statistics_in_chunks_equal_the_whole_weights(
     statistics = ChannelStatistics([entry], num_classes=3, batch_size=2)
     for part in _chunks(len(images), 3):
         statistics(part.start, images[part], {}, labels[part], None)
-    section = statistics.section()
+    section = statistics.result
     rows = {row["layer"]: row for row in section["models"][0]["modules"]}
     assert rows
     for path, row in rows.items():

@@ -26,6 +26,7 @@ from explain_attn.metrics.segmentation import (
     pixel_accuracy,
 )
 from explain_attn.models.task import check_task, model_task
+from explain_attn.report.schema import report_schema, undeclared, validate
 
 sys.path.insert(0, str(Path(__file__).parent))
 import zoo_models  # noqa: E402
@@ -212,6 +213,8 @@ def test_cli_report_of_an_attention_unet_against_a_plain_one(
     assert result.exit_code == 0, result.output
     data = json.loads(output.with_suffix(".json").read_text())
     assert data["task"] == "segmentation"
+    schema = report_schema("segmentation")
+    assert validate(data, schema) == [] and undeclared(data, schema) == []
     html = output.read_text()
     assert "Seg-Grad-CAM" in html and "Paired difference" in html
     # Dice of the baseline by an independent route: predict, encode, count.
@@ -289,6 +292,8 @@ def test_train_then_report_with_record_and_interventions(folder, tmp_path):
     )  # fmt: skip
     assert result.exit_code == 0, result.output
     report = json.loads(output.with_suffix(".json").read_text())
+    schema = report_schema("segmentation")  # With a record and the checks:
+    assert validate(report, schema) == [] and undeclared(report, schema) == []
     (recorded,) = report["training_record"]
     assert recorded["epochs"] == [0.0, 1.0]
     assert {layer["path"] for layer in recorded["layers"]} == {

@@ -22,7 +22,7 @@ from explain_attn.progress import quiet
 from explain_attn.report import report_from_sources, write_json
 from explain_attn.report.contributions import Part, combine
 from explain_attn.report.merge import merge_report
-from explain_attn.report.schema import validate
+from explain_attn.report.schema import undeclared, validate
 from explain_attn.report.shards import (
     ShardJob,
     complete_shards,
@@ -301,6 +301,7 @@ def test_a_complete_run_is_not_run_again(inputs, three_parts, tmp_path):
         parts=folder, **_options(inputs),
     )  # fmt: skip
     assert len(report.data["shards"]) == 3
+    assert undeclared(report.data) == []  # shards' keys too
 
 
 def _kill_a_worker_when_a_part_appears(folder, known, killed):

@@ -25,6 +25,7 @@ from explain_attn.metrics import entropy
 from explain_attn.models.lookup import cam_candidates, default_cam_layer
 from explain_attn.models.preprocessing import describe_input
 from explain_attn.models.saving import load_model
+from explain_attn.report.schema import undeclared, validate
 
 sys.path.insert(0, str(Path(__file__).parent))
 import zoo_models  # noqa: E402
@@ -284,6 +285,7 @@ def _assert_shows_modules_and_accuracy(model, html, data):
     ]
     assert listed == channel
     assert ('id="channels"' in html) == bool(channel)
+    assert validate(data) == [] and undeclared(data) == []  # channels too
     for row in data["models"]:
         assert row["accuracy"]["n"] == 8
         assert 0.0 <= row["accuracy"]["accuracy"] <= 1.0

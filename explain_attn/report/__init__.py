@@ -7,8 +7,10 @@
 - `demo` and `cache`: the demo pair, trained once and cached.
 - `section` and `sections`: the report as sections (one protocol: what
   a section observes during the pass, what it computes, which partial
-  renders it), listed once in `sections.SECTIONS`. A new section is its
-  module here, a ``templates/_name.html`` partial and one line there.
+  renders it), listed once as the fields of `sections.ReportDescription`
+  (a `Report`'s typed ``description``; ``report.json`` is its
+  ``to_json``). A new section is its module here, a
+  ``templates/_name.html`` partial and one field there.
 - `render`, `figures`, `faithfulness_figures`: HTML and figures.
 """
 
@@ -21,9 +23,11 @@ from explain_attn.report.build import (
 )
 from explain_attn.report.models import ReportModel
 from explain_attn.report.render import render_html, report_html
+from explain_attn.report.sections import ReportDescription
 
 __all__ = [
     "Report",
+    "ReportDescription",
     "ReportModel",
     "build_report",
     "render_html",

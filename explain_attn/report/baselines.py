@@ -19,6 +19,8 @@ The report marks a foreground metric whose paired difference with the flat
 map is not above zero (the interval's lower end at or below 0).
 """
 
+import dataclasses
+
 import numpy as np
 
 import explain_attn.report.figures as figures
@@ -38,7 +40,9 @@ __all__ = [
     "BASELINES",
     "CENTRE_SIGMA_FRACTION",
     "BaselineValues",
+    "Baselines",
     "baseline_maps",
+    "baseline_results",
     "baselines_section",
     "baseline_sums",
     "baseline_values",
@@ -137,9 +141,8 @@ class BaselineValues(Contributor):
     masks, so the masks need not be kept (`baseline_values`, chunk by
     chunk: the same per-image numbers).
 
-    Attributes:
-        values: Baseline key -> metric name -> ``(N,)`` values, or
-            ``None`` when the data has no masks.
+    Its result (`reduce`): baseline key -> metric name -> ``(N,)``
+    values, or ``None`` when the data has no masks.
     """
 
     def __init__(self, metric_functions=None):
@@ -160,9 +163,7 @@ class BaselineValues(Contributor):
         }
         return Part(start, stop, rows)
 
-    @property
-    def values(self):
-        total = self.total
+    def reduce(self, total):
         if total is None or not total.rows:
             return None
         values = {}
@@ -185,37 +186,99 @@ def baseline_sums(values, own_metrics, keyed):
     )
 
 
-def baselines_section(
+@dataclasses.dataclass(frozen=True)
+class Baselines:
+    """The baselines section's result (`baseline_results`).
+
+    Attributes:
+        rows: The baselines' rows (``report.json``'s ``baselines``): ``id``,
+            ``label``, ``definition``, ``summary`` with the ``all`` subset,
+            as explanation rows have; empty without masks.
+        per_image: Baseline id -> metric -> per-image values (``per_image.
+            baselines``), or ``None`` without masks.
+        vs_flat: Explanation id -> metric -> `metrics.paired_difference`
+            of the explanation minus the flat map on the same images
+            (`MARK_RESAMPLES` resamples).
+        at_chance: Explanation id -> the foreground metrics whose
+            difference's interval does not lie above 0.
+    """
+
+    rows: list
+    per_image: dict | None = None
+    vs_flat: dict = dataclasses.field(default_factory=dict)
+    at_chance: dict = dataclasses.field(default_factory=dict)
+
+    def keys(self, data):
+        """``report.json``'s keys: ``baselines``; with masks also
+        ``per_image`` and ``explanations`` of ``data`` (the models
+        section's) with the baselines' values and marks added."""
+        keys = {"baselines": self.rows}
+        if self.per_image is None:
+            return keys
+        keys["per_image"] = {**data["per_image"], "baselines": self.per_image}
+        keys["explanations"] = [
+            {
+                **row,
+                "vs_flat": self.vs_flat[row["id"]],
+                "at_chance": self.at_chance[row["id"]],
+            }
+            for row in data["explanations"]
+        ]
+        return keys
+
+
+def _baseline_rows(values, sums):
+    return [
+        {
+            "id": key,
+            "label": label,
+            "definition": definition,
+            "summary": {
+                "all": {
+                    name: metrics.summarize(
+                        row, bootstrap=sums[("baseline", key, name)]
+                    )
+                    for name, row in values[key].items()
+                }
+            },
+        }
+        for key, (label, definition) in BASELINES.items()
+    ]
+
+
+def _vs_flat(row, own, values, sums):
+    return {
+        name: metrics.paired_difference(
+            _as_array(own[name]),
+            flat,
+            bootstrap=sums[("vs_flat", row["id"], name)],
+        )
+        for name, flat in values["flat"].items()
+        if name in own
+    }
+
+
+def baseline_results(
     data, masks=None, *, seed=0, values=None, keyed=None, sums=None
 ):
-    """Adds the baselines to the report's numbers, in place.
-
-    Sets ``data["baselines"]`` (a list of rows: ``id``, ``label``,
-    ``definition``, ``summary`` with the ``all`` subset, as explanation
-    rows have), ``data["per_image"]["baselines"]`` (baseline id -> metric
-    -> per-image values), and on every explanation row ``vs_flat`` (metric
-    -> `metrics.paired_difference` of the explanation minus the flat map on
-    the same images, `MARK_RESAMPLES` resamples) and ``at_chance`` (the
-    foreground metrics whose difference's interval does not lie above 0).
-    Without masks, ``data["baselines"]`` is an empty list and nothing else
-    changes.
+    """The baselines section's result (`Baselines`), from the models
+    section's numbers ``data`` (read only).
 
     Args:
         data: The report's numbers from `explain_attn.report.summaries`.
         masks: ``(N, H, W)`` bool test masks, or ``None``.
         seed: Seed of the bootstrap intervals.
         values: The baselines' per-image values already computed
-            (`BaselineValues.values`), in place of ``masks``.
+            (`BaselineValues` result), in place of ``masks``.
         keyed: The report's `metrics.PoissonBootstrap` of the test images
             (drawn from ``seed`` when ``None``).
         sums: The `baseline_sums` (added up from shards), or ``None`` to
             compute them here with ``keyed``.
     """
-    data["baselines"] = []
     if values is None and masks is not None:
         values = baseline_values(masks)
     if values is None:
-        return
+        return Baselines([])
     if sums is None:
         if keyed is None:
             keyed = metrics.PoissonBootstrap(
@@ -224,42 +287,30 @@ def baselines_section(
                 seed=seed,
             )
         sums = baseline_sums(values, data["per_image"]["metrics"], keyed)
-    for key, (label, definition) in BASELINES.items():
-        data["baselines"].append(
-            {
-                "id": key,
-                "label": label,
-                "definition": definition,
-                "summary": {
-                    "all": {
-                        name: metrics.summarize(
-                            row, bootstrap=sums[("baseline", key, name)]
-                        )
-                        for name, row in values[key].items()
-                    }
-                },
-            }
-        )
-    data["per_image"]["baselines"] = {
-        key: {name: row.tolist() for name, row in rows.items()}
-        for key, rows in values.items()
+    per_image = data["per_image"]["metrics"]
+    vs_flat = {
+        row["id"]: _vs_flat(row, per_image[row["id"]], values, sums)
+        for row in data["explanations"]
     }
-    for row in data["explanations"]:
-        own = data["per_image"]["metrics"][row["id"]]
-        row["vs_flat"] = {
-            name: metrics.paired_difference(
-                _as_array(own[name]),
-                flat,
-                bootstrap=sums[("vs_flat", row["id"], name)],
-            )
-            for name, flat in values["flat"].items()
-            if name in own
-        }
-        row["at_chance"] = [
-            name
-            for name, difference in row["vs_flat"].items()
-            if not difference["ci_low"] > 0
-        ]
+    return Baselines(
+        _baseline_rows(values, sums),
+        {
+            key: {name: row.tolist() for name, row in rows.items()}
+            for key, rows in values.items()
+        },
+        vs_flat,
+        {
+            key: [name for name, d in rows.items() if not d["ci_low"] > 0]
+            for key, rows in vs_flat.items()
+        },
+    )
+
+
+def baselines_section(data, masks=None, **options):
+    """Adds the baselines to a plain dict of the report's numbers, in
+    place (`baseline_results`, then its `Baselines.keys`); the report
+    itself keeps the result in its description."""
+    data.update(baseline_results(data, masks, **options).keys(data))
 
 
 class BaselinesSection(Section):
@@ -273,15 +324,17 @@ class BaselinesSection(Section):
         return {"baselines": BaselineValues()}
 
     def compute(self, run, observed, data):
-        # Adds its per-image values and marks to the models section's rows.
-        baselines_section(
+        return baseline_results(
             data,
-            values=observed["baselines"].values,
+            values=observed["baselines"],
             seed=run.seed,
             keyed=run.keyed,
             sums=run.sums,
         )
-        return {"baselines": data.pop("baselines")}
+
+    def keys(self, result, data):
+        # Its per-image values and marks join the models section's rows.
+        return result.keys(data)
 
     def context(self, report):
         rows = report.data["explanations"]

@@ -47,8 +47,13 @@ from explain_attn.report.observed import (
 )
 from explain_attn.report.run_record import dataset_name, library_versions
 from explain_attn.report.section import Run
-from explain_attn.report.sections import contributors, describe
+from explain_attn.report.sections import (
+    ReportDescription,
+    contributors,
+    describe,
+)
 from explain_attn.report.segmentation import (
+    SegmentationDescription,
     check_unsharded,
     segmentation_report,
 )
@@ -81,7 +86,9 @@ class Report:
     """What `build_report` found.
 
     Attributes:
-        data: Every number of the report, JSON-ready (see `write_json`).
+        description: The typed description (`explain_attn.report.sections.
+            ReportDescription`, or a `explain_attn.report.segmentation.
+            SegmentationDescription`): one field per section, never changed.
         gallery: The gallery examples: dicts with ``index``, ``image``
             ``(H, W, C)``, ``mask`` ``(H, W)`` or ``None``, ``overlays``
             (`Explanation` -> ``(H, W)`` map at input resolution),
@@ -92,13 +99,19 @@ class Report:
             every test image's numbers and thumbnails; HTML only.
     """
 
-    data: dict
+    description: ReportDescription | SegmentationDescription
     gallery: list
     created: str
     explorer: dict | None = None
     records: dict = dataclasses.field(default_factory=dict)
     """Model key -> `explain_attn.models.recorder.TrainingRecord`, for
     the models that carry one (the "Attention during training" figures)."""
+
+    @property
+    def data(self):
+        """Every number of the report, JSON-ready (see `write_json`): the
+        description's `to_json`, read only."""
+        return self.description.to_json()
 
     def _repr_html_(self):
         """The report, inline in Jupyter (the same templates as the file)."""
@@ -282,10 +295,10 @@ def build_report(
     given = dict(locals())
     run = _run(models, test, given)
     observed = _observed(run, verbose, chunk_size)
-    data, attachments = describe(run, observed)
+    results, attachments = describe(run, observed)
     created = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
     return Report(
-        data=data,
+        description=ReportDescription(**results),
         gallery=attachments.get("gallery", []),
         created=created,
         explorer=attachments.get("explorer"),
@@ -509,7 +522,7 @@ def _segmentation_report(given, sources, settings, options):
     wanted = ("cam_layer", "cam_class", "num_examples", "seed", "batch_size")
     checks = faithfulness_settings(options.get("faithfulness", True))
     with stage(f"the evaluation of {len(test.labels):,} test images"):
-        numbers, examples, created, records, explorer = segmentation_report(
+        description, examples, created, records, explorer = segmentation_report(
             models,
             test,
             source=data,
@@ -522,7 +535,7 @@ def _segmentation_report(given, sources, settings, options):
             **{k: options[k] for k in wanted if k in options},
         )
     return Report(
-        data=numbers,
+        description=description,
         gallery=examples,
         created=created,
         records=records,

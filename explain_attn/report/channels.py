@@ -163,8 +163,10 @@ def _module_row(model, path, module):
 
 class ChannelStatistics(Contributor):
     """An `evaluate` contributor: the channel weights of every attention
-    model's channel modules, reduced chunk by chunk to what
-    `ChannelStatistics.section` reports (no ``(N, C)`` array is kept).
+    model's channel modules, reduced chunk by chunk to what its result
+    (`reduce`: the section's JSON-ready dict, see `channel_section`, or
+    ``None`` when no model has channel modules) reports (no ``(N, C)``
+    array is kept).
 
     Args:
         models: The report's `explain_attn.report.models.ReportModel` list.
@@ -236,10 +238,7 @@ class ChannelStatistics(Contributor):
             block_sum(total.blocks[key, path, "counts"]),
         )
 
-    def section(self):
-        """The section's JSON-ready dict (see `channel_section`), or
-        ``None`` when no model has channel modules."""
-        total = self.total
+    def reduce(self, total):
         if total is None:
             return None
         results = [
@@ -293,7 +292,7 @@ def channel_section(models, test, *, layers=None, batch_size=128):
     for images, labels, _ in test.batches(chunk):
         statistics(start, images, None, labels)
         start += len(images)
-    return statistics.section()
+    return statistics.result
 
 
 def _png(figure):
@@ -355,15 +354,18 @@ class ChannelsSection(Section):
         }
 
     def compute(self, run, observed, data):
-        return {"channels": observed["channels"].section()}
+        return observed["channels"]
+
+    def keys(self, result, data):
+        return {"channels": result}  # ``null`` without channel modules.
 
     def shown(self, report):
-        return bool(report.data.get("channels"))
+        return bool(report.description.channels)
 
     def context(self, report):
         return {
             "channel_figures": channel_figures(
-                report.data.get("channels"),
-                report.data["dataset"]["class_names"],
+                report.description.channels,
+                report.description.run["dataset"]["class_names"],
             )
         }

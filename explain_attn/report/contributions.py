@@ -10,9 +10,10 @@ The evaluation pass is a map and a reduce:
 - **reduce**: `combine` joins parts in image order: rows and blocks are
   concatenated, which is exact and associative, and the parts may arrive
   in any order. A contributor's ``reduce(part)`` then turns the combined
-  part into what the report shows; sums over blocks are added in block
-  order (`block_sum`), so the same chunks give the same bits however they
-  were grouped into shards.
+  part into what the report shows (its result: the one way every
+  contributor returns what it observed); sums over blocks are added in
+  block order (`block_sum`), so the same chunks give the same bits however
+  they were grouped into shards.
 
 So one process, several threads or many machines produce the same
 numbers, provided they cut the test set into the same chunks: shards are
@@ -137,9 +138,12 @@ class Contributor(abc.ABC):
     """Base of the evaluation pass's contributors (see the module).
 
     Subclasses define ``contribute(start, images, maps, labels, masks)``
-    returning a `Part`. Calling the object with a chunk (the `evaluate`
-    observer protocol) keeps the chunk's part; `total` combines the parts
-    kept, and `load` replaces them by a part combined elsewhere (a merge).
+    returning a `Part` (the map) and ``reduce(part)`` returning what the
+    report reads from the combined part (the reduce; ``part`` is ``None``
+    when no chunk had images). Calling the object with a chunk (the
+    `evaluate` observer protocol) keeps the chunk's part; `total` combines
+    the parts kept, `load` replaces them by a part combined elsewhere (a
+    merge), and `result` is the reduce of `total`.
     """
 
     def __init__(self):
@@ -151,6 +155,16 @@ class Contributor(abc.ABC):
     @abc.abstractmethod
     def contribute(self, start, images, maps, labels=None, masks=None):
         """The `Part` of one chunk."""
+
+    @abc.abstractmethod
+    def reduce(self, part):
+        """What the report reads from ``part`` (the combined `Part` of
+        every chunk, or ``None`` when there was none)."""
+
+    @property
+    def result(self):
+        """`reduce` of the parts kept (`total`)."""
+        return self.reduce(self.total)
 
     def load(self, part):
         """Uses ``part`` (combined from every chunk) as the contributions."""

@@ -6,11 +6,14 @@ explanation's maps are computed once, and each contributor (`Scores`: the
 metrics and agreements; the baselines, mask shares, map statistics,
 channel weights and thumbnails of the report) turns the chunk into a
 `Part`: per-image rows and per-chunk sums. `evaluate_parts` combines the
-chunks' parts into one `Part`; each contributor reduces it to what the
-report shows (`Scores.evaluation` gives an `Evaluation`). The contract:
+chunks' parts into one `Part`; each contributor's ``reduce`` turns its
+share of it into what the report shows, its one kind of result (`Scores`
+gives an `Evaluation`, completed with the pass's predictions by
+`with_predictions`). The contract:
 
 - a contribution is a function of one chunk and the chunk's first index
   only (no state carried from chunk to chunk);
+- a result is a function of the combined part only (``reduce(part)``);
 - contributions combine by concatenation in image order, and sums are
   added in chunk order (`explain_attn.report.contributions.block_sum`);
 - so a pass over the chunks of images ``a`` to ``b`` and one over ``b``
@@ -39,6 +42,7 @@ import dataclasses
 import numpy as np
 
 from explain_attn import metrics
+from explain_attn.data.source import ArraySource
 from explain_attn.explanations.explanation import Explainer
 from explain_attn.explanations.inputs import check_model_images
 from explain_attn.explanations.predict import Predictor
@@ -60,6 +64,7 @@ __all__ = [
     "evaluate_chunks",
     "evaluate_parts",
     "score_slices",
+    "with_predictions",
 ]
 
 CHUNK_BYTES = 32 * 2**20
@@ -178,6 +183,8 @@ def score_slices(num_images, pixels, budget=None):
     """
     budget = METRIC_PIXELS if budget is None else budget
     step = max(1, budget // max(1, int(pixels)))
+    # Slices, not `Source.batches`: one plan cuts several aligned arrays
+    # (every explanation's maps, the masks) by a pixel budget.
     return [
         slice(start, min(start + step, num_images))
         for start in range(0, num_images, step)
@@ -246,23 +253,23 @@ class Scores(Contributor):
         rows = _score(maps, masks, self.explanations, self.reference)
         return Part(start, start + len(next(iter(maps.values()))), rows)
 
-    def evaluation(self, predictions):
-        """The `Evaluation`, with ``predictions`` (model key -> ``(N,)``)."""
-        total = self.total
+    def reduce(self, total):
+        """The `Evaluation`; its ``predictions`` are the pass's own (not
+        this contributor's): `observed_from` adds them (`predictions_of`)."""
         values = {e: {} for e in self.explanations}
         agreement = {e: {} for e in self.explanations if e.is_attention}
         by_key = {e.key: e for e in self.explanations}
         for (kind, key, name), row in total.rows.items():
             chosen = values if kind == "values" else agreement
             chosen[by_key[key]][name] = row
-        return Evaluation(predictions, values, agreement)
+        return Evaluation({}, values, agreement)
 
 
 def _predicted(predictor, images, batch_size):
     return np.concatenate(
         [
-            predictor(images[i : i + batch_size])
-            for i in range(0, len(images), batch_size)
+            predictor(batch)
+            for batch, _, _ in ArraySource(images).batches(batch_size)
         ]
     )
 
@@ -327,6 +334,9 @@ class _Observer(Contributor):
         self.observer(start, images, maps, labels, masks)
         return Part(start, start + len(images))
 
+    def reduce(self, total):
+        return None  # The observer keeps what it saw.
+
 
 def evaluate_chunks(
     models,
@@ -367,12 +377,18 @@ def evaluate_chunks(
     )
     for name, contributor in contributors.items():
         contributor.load(total.section(name))
-    return scores.evaluation(predictions_of(total))
+    return with_predictions(scores.result, total)
 
 
 def predictions_of(total):
     """Model key -> ``(N,)`` predicted classes of a combined `Part`."""
     return {key[1]: row for key, row in total.rows.items() if key[0] == "_"}
+
+
+def with_predictions(evaluation, total):
+    """The `Scores` result ``evaluation`` with the predictions of the
+    combined `Part` ``total`` (`predictions_of`)."""
+    return dataclasses.replace(evaluation, predictions=predictions_of(total))
 
 
 def _chunk_passes(models, predictors, explainer, images, labels, batch_size):

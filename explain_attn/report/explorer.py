@@ -20,6 +20,7 @@ Size budget: **at most 10 MB of HTML at 10,000 test images** (measured by
 """
 
 import base64
+import dataclasses
 import io
 import math
 
@@ -28,6 +29,7 @@ import numpy as np
 from PIL import Image
 from skimage.transform import resize
 
+from explain_attn.data.source import ArraySource
 from explain_attn.report.contributions import Contributor, Part
 from explain_attn.report.section import Computed, Section
 
@@ -38,6 +40,7 @@ __all__ = [
     "MASK_SIZE",
     "SIZE_BUDGET_BYTES",
     "Thumbnails",
+    "Tiles",
     "explorer_payload",
     "sprite_sheets",
     "thousandths",
@@ -131,9 +134,7 @@ class Thumbnails(Contributor):
             `MASK_SIZE` pixels, on one scale of ``num_labels`` labels.
         num_labels: Labels of the label maps, background (0) included.
 
-    Attributes:
-        images: ``(N, h, w, 3) uint8``.
-        maps: `Explanation` (label maps first) -> ``(N, h', w') uint8``.
+    Its result (`reduce`) is a `Tiles`.
     """
 
     def __init__(
@@ -163,20 +164,28 @@ class Thumbnails(Contributor):
             rows[(explanation.key,)] = _scaled_maps(values, shape)
         return Part(start, start + len(images), rows)
 
-    @property
-    def images(self):
-        total = self.total
-        if total is None:
-            return np.zeros((0, *self.image_shape, 3), np.uint8)
-        return total.rows["images",]
-
-    @property
-    def maps(self):
-        total = self.total
-        if total is None:
-            return {}
+    def reduce(self, total):
         kept = self.label_maps + self.explanations
-        return {e: total.rows[(e.key,)] for e in kept}
+        if total is None:
+            empty = np.zeros((0, *self.image_shape, 3), np.uint8)
+            return Tiles(empty, {}, self.image_shape)
+        maps = {e: total.rows[(e.key,)] for e in kept}
+        return Tiles(total.rows["images",], maps, self.image_shape)
+
+
+@dataclasses.dataclass(frozen=True)
+class Tiles:
+    """The thumbnails of every image (`Thumbnails`' result).
+
+    Attributes:
+        images: ``(N, h, w, 3) uint8``.
+        maps: `Explanation` (label maps first) -> ``(N, h', w') uint8``.
+        image_shape: ``(h, w)`` of the image tiles.
+    """
+
+    images: np.ndarray
+    maps: dict
+    image_shape: tuple
 
 
 def sprite_sheets(tiles, *, quality):
@@ -196,8 +205,7 @@ def sprite_sheets(tiles, *, quality):
     height, width = tiles.shape[1:3]
     per_sheet = SHEET_TILES * SHEET_TILES
     sheets = []
-    for start in range(0, len(tiles), per_sheet):
-        chunk = tiles[start : start + per_sheet]
+    for chunk, _, _ in ArraySource(tiles).batches(per_sheet):
         rows = math.ceil(len(chunk) / SHEET_TILES)
         columns = min(len(chunk), SHEET_TILES)
         sheet = np.zeros(
@@ -253,10 +261,10 @@ def _colormap():
 
 
 def thumbnail_payload(thumbnails, captions=None):
-    """The payload's ``thumbnails``: sprite sheets of a filled `Thumbnails`.
+    """The payload's ``thumbnails``: sprite sheets of `Tiles`.
 
     Args:
-        thumbnails: A filled `Thumbnails`.
+        thumbnails: The `Tiles` (a `Thumbnails` result).
         captions: Optional key -> column index: that map's caption shows
             the image's value in the column (a predicted mask's Dice).
     """
@@ -285,7 +293,8 @@ def explorer_payload(data, thumbnails=None):
     Args:
         data: The report's numbers (``per_image``, ``models``,
             ``explanations``, ``dataset``).
-        thumbnails: A filled `Thumbnails`, or ``None`` for a table only.
+        thumbnails: `Tiles` (a `Thumbnails` result), or ``None`` for a
+            table only.
 
     Returns:
         A JSON-ready dict: ``classes``, ``labels`` (a class per image, or
@@ -335,7 +344,7 @@ class ExplorerSection(Section):
 
     def compute(self, run, observed, data):
         payload = explorer_payload(data, observed["thumbnails"])
-        return Computed({}, attachment=payload)
+        return Computed(None, attachment=payload)
 
     def shown(self, report):
         return bool(report.explorer)

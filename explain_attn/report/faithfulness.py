@@ -521,10 +521,10 @@ class FaithfulnessSection(Section):
 
     def compute(self, run, observed, data):
         if run.faithfulness is None:
-            return {}
-        keys = {}
+            return None
+        result = None  # A failure in a recording leaves the section out.
         with stage("the faithfulness checks", section="faithfulness"):
-            keys["faithfulness"] = faithfulness_section(
+            result = faithfulness_section(
                 run.models,
                 run.explanations,
                 run.test,
@@ -534,11 +534,11 @@ class FaithfulnessSection(Section):
                 strategy=run.strategy,
                 say=run.say,
             )
-        return keys
+        return result
 
     def shown(self, report):
-        return bool(report.data.get("faithfulness"))
+        return bool(report.description.faithfulness)
 
     def context(self, report):
-        figures = faithfulness_figures(report.data.get("faithfulness"))
+        figures = faithfulness_figures(report.description.faithfulness)
         return {"faithfulness_figures": figures}

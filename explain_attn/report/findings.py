@@ -250,4 +250,4 @@ class FindingsSection(Section):
     phase = "last"
 
     def compute(self, run, observed, data):
-        return {"findings": findings(data)}
+        return findings(data)

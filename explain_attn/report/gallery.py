@@ -1,5 +1,7 @@
 """The report's gallery: informative test images with every map overlaid."""
 
+from typing import TypedDict
+
 import numpy as np
 
 import explain_attn.report.figures as figures
@@ -8,7 +10,19 @@ from explain_attn.explanations.explanation import Explainer
 from explain_attn.explanations.methods import get_method
 from explain_attn.report.section import Computed, Section
 
-__all__ = ["GallerySection", "choose_examples", "gallery"]
+__all__ = ["GalleryRow", "GallerySection", "choose_examples", "gallery"]
+
+
+class GalleryRow(TypedDict):
+    """One gallery image in ``report.json`` (the gallery's result is a
+    list of them; the images and maps are the section's attachment)."""
+
+    index: int
+    label: int
+    predictions: dict
+    """Model key -> predicted class."""
+    reasons: list
+    """Why the image was chosen."""
 
 
 def _candidates(explanations, reference, evaluation, labels, seed):
@@ -139,15 +153,15 @@ class GallerySection(Section):
             strategy=run.strategy,
         )
         rows = [
-            {
-                "index": example["index"],
-                "label": int(run.test.labels[example["index"]]),
-                "predictions": example["predictions"],
-                "reasons": example["reasons"],
-            }
+            GalleryRow(
+                index=example["index"],
+                label=int(run.test.labels[example["index"]]),
+                predictions=example["predictions"],
+                reasons=example["reasons"],
+            )
             for example in examples
         ]
-        return Computed({"gallery": rows}, attachment=examples)
+        return Computed(rows, attachment=examples)
 
     def context(self, report):
         data = report.data

@@ -12,7 +12,7 @@ from explain_attn.models.lookup import resolve_layers
 from explain_attn.report.evaluate import (
     batch_size_for,
     chunk_size_for,
-    predictions_of,
+    with_predictions,
 )
 from explain_attn.report.section import Run
 from explain_attn.report.sections import contributors
@@ -63,15 +63,14 @@ def report_chunk_size(test, batch_size, chunk_size=None):
 
 
 def observed_from(contributors, total):
-    """The reduce: each contributor reads its share of the combined `Part`
-    ``total``; returns the contributors by name, and ``evaluation`` (an
-    `Evaluation`) in place of the scores."""
-    for name, contributor in contributors.items():
-        contributor.load(total.section(name))
-    observed = dict(contributors)
-    observed["evaluation"] = contributors["evaluation"].evaluation(
-        predictions_of(total)
-    )
+    """The reduce: name -> each contributor's result (`Contributor.reduce`
+    of its share of the combined `Part` ``total``); ``evaluation`` (an
+    `Evaluation`) gets the pass's predictions."""
+    observed = {
+        name: contributor.reduce(total.section(name))
+        for name, contributor in contributors.items()
+    }
+    observed["evaluation"] = with_predictions(observed["evaluation"], total)
     return observed
 
 

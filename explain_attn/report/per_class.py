@@ -145,7 +145,7 @@ class PerClassSection(Section):
     phase = "reading"
 
     def compute(self, run, observed, data):
-        return {"per_class": per_class_section(data, seed=run.seed)}
+        return per_class_section(data, seed=run.seed)
 
     def context(self, report):
         return {

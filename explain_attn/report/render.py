@@ -13,6 +13,7 @@ import jinja2
 
 from explain_attn.models.saving import atomic_path
 from explain_attn.report.sections import page_context
+from explain_attn.report.segmentation import SegmentationDescription
 from explain_attn.report.segmentation_render import segmentation_html
 
 __all__ = [
@@ -122,7 +123,7 @@ def render_html(report, path):
 def report_html(report):
     """Returns the report's self-contained HTML page as a string: every
     shown section's partial (`explain_attn.report.sections`)."""
-    if report.data.get("task") == "segmentation":
+    if isinstance(report.description, SegmentationDescription):
         return segmentation_html(report, template_environment())
     template = template_environment().get_template("report.html")
     return template.render(page_context(report))

@@ -3,13 +3,28 @@ for merged parts, the shards (the page's "Run" table and its notes)."""
 
 import platform
 from pathlib import Path
+from typing import NotRequired, TypedDict
 
 import numpy as np
 
 from explain_attn import __version__
 from explain_attn.report.section import Section
 
-__all__ = ["RunSection", "dataset_name", "library_versions"]
+__all__ = ["RunRecord", "RunSection", "dataset_name", "library_versions"]
+
+
+class RunRecord(TypedDict):
+    """The run section's result: its keys of ``report.json``."""
+
+    dataset: dict
+    """`dataset_record`: name, source, split, counts, shape, classes,
+    masks and fingerprint."""
+    settings: dict
+    """`build_report`'s arguments as given (`Run.recorded`)."""
+    versions: dict
+    """`library_versions`."""
+    shards: NotRequired[list]
+    """For merged parts: one row per shard."""
 
 
 def dataset_name(test, source):
@@ -61,11 +76,13 @@ class RunSection(Section):
     partial = "_header.html"
 
     def compute(self, run, observed, data):
-        keys = {
-            "dataset": dataset_record(run.test, run.source),
-            "settings": run.recorded,
-            "versions": library_versions(),
-        }
-        if run.merged is not None:
-            keys["shards"] = run.merged.record()
-        return keys
+        merged = run.merged
+        return RunRecord(
+            dataset=dataset_record(run.test, run.source),
+            settings=run.recorded,
+            versions=library_versions(),
+            **({} if merged is None else {"shards": merged.record()}),
+        )
+
+    def keys(self, result, data):
+        return dict(result)

@@ -16,9 +16,17 @@ import json
 import math
 from pathlib import Path
 
-__all__ = ["SCHEMA_PATH", "check_report", "report_schema", "validate"]
+__all__ = [
+    "SCHEMA_PATH",
+    "SEGMENTATION_SCHEMA_PATH",
+    "check_report",
+    "report_schema",
+    "undeclared",
+    "validate",
+]
 
 SCHEMA_PATH = Path(__file__).with_name("report.schema.json")
+SEGMENTATION_SCHEMA_PATH = Path(__file__).with_name("segmentation.schema.json")
 
 _TYPES = {
     "object": lambda v: isinstance(v, dict),
@@ -48,9 +56,11 @@ _KEYWORDS = {
 
 
 @functools.cache
-def report_schema():
-    """The shipped schema of ``report.json``, as a dict."""
-    return json.loads(SCHEMA_PATH.read_text(encoding="utf-8"))
+def report_schema(task="classification"):
+    """The shipped schema of ``report.json``, as a dict: a classification
+    report's, or (``task="segmentation"``) a segmentation report's."""
+    path = SEGMENTATION_SCHEMA_PATH if task == "segmentation" else SCHEMA_PATH
+    return json.loads(path.read_text(encoding="utf-8"))
 
 
 def _resolve(reference, root):
@@ -127,13 +137,49 @@ def validate(document, schema=None):
     return _errors(document, schema, schema, "$")
 
 
+def undeclared(document, schema=None):
+    """The paths of the keys of ``document`` that ``schema`` (the
+    report's by default) does not declare: not in ``properties`` and not
+    covered by an ``additionalProperties`` schema. An object schema that
+    says nothing about a key lets `validate` pass it, so this is how a
+    section the schema forgot is found.
+
+    Returns:
+        A list of ``"$.path.key"``; empty when every key is declared.
+    """
+    schema = report_schema() if schema is None else schema
+    return list(_undeclared(document, schema, schema, "$"))
+
+
+def _undeclared(value, schema, root, where):
+    while "$ref" in schema:
+        schema = _resolve(schema["$ref"], root)
+    if isinstance(value, dict):
+        declared = schema.get("properties", {})
+        extra = schema.get("additionalProperties")
+        for key, item in value.items():
+            if key in declared:
+                yield from _undeclared(
+                    item, declared[key], root, f"{where}.{key}"
+                )
+            elif isinstance(extra, dict):
+                yield from _undeclared(item, extra, root, f"{where}.{key}")
+            else:  # No schema for it (``false`` refuses it too).
+                yield f"{where}.{key}"
+    elif isinstance(value, list) and isinstance(schema.get("items"), dict):
+        for index, item in enumerate(value):
+            yield from _undeclared(
+                item, schema["items"], root, f"{where}[{index}]"
+            )
+
+
 def check_report(document, name="report"):
     """Raises `ValueError` naming the first problems of an invalid report."""
     if isinstance(document, dict) and document.get("task") == "segmentation":
         raise ValueError(
             f"{name} is a segmentation report, and `explain-attn compare` "
-            "does not support segmentation reports yet (their schema is "
-            "not declared). Compare classification reports."
+            "does not support segmentation reports yet. Compare "
+            "classification reports."
         )
     if not isinstance(document, dict) or "format" not in document:
         raise ValueError(

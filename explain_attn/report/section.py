@@ -2,25 +2,31 @@
 
 A report is a description, then a structure, then rendering (as in
 ydata-profiling: ``model/description.py``, ``report/structure/``): the
-description is ``report.json``'s numbers, one group of keys per section;
-the structure is `explain_attn.report.sections.SECTIONS`, the sections in
-page order, listed once; rendering includes each section's partial.
+description is a `explain_attn.report.sections.ReportDescription`, one
+typed field per section holding that section's result, built once and
+never changed; its fields, in page order, are the structure (the section
+list, `explain_attn.report.sections.SECTIONS`); ``report.json`` is written
+from it (`ReportDescription.to_json`); rendering includes each section's
+partial.
 
 A `Section` says, for its part of the report:
 
 - what it **observes** during the evaluation's pass (`Section.
   contributors`: `explain_attn.report.contributions.Contributor` objects
   by name; their combined contributions come back in ``observed``);
-- what it **computes** (`Section.compute`: its keys of the description,
-  from the `Run`, the observed contributions and the sections computed
-  before it, in `Section.phase` order);
+- what it **computes** (`Section.compute`: its result, the value of its
+  field of the description, from the `Run`, the observed contributions and
+  the ``report.json`` keys of the sections computed before it, in
+  `Section.phase` order), and which keys of ``report.json`` its result
+  writes (`Section.keys`);
 - which partial **renders** it (`Section.partial`, a template of
   ``templates/``) and what that partial reads beyond ``data``
   (`Section.context`).
 
-Adding a section is its module (a `Section` subclass), its partial and one
-line in `SECTIONS`; its keys are declared in ``report.schema.json``
-(`tests/test_schema.py` checks that every section's keys are).
+Adding a section is its module (a `Section` subclass and its result's
+type), its partial and one line, its field of `ReportDescription`; its
+keys are declared in ``report.schema.json`` (`tests/test_schema.py` checks
+that every key a report writes is).
 """
 
 import dataclasses
@@ -64,11 +70,12 @@ class Run:
 
 @dataclasses.dataclass(frozen=True)
 class Computed:
-    """A section's keys of the description, and what its page shows
-    beside the numbers (``attachment``: e.g. the gallery's images), kept
-    in `explain_attn.report.build.Report` under the section's name."""
+    """A section's result (its field of the description), and what its
+    page shows beside the numbers (``attachment``: e.g. the gallery's
+    images), kept in `explain_attn.report.build.Report` under the
+    section's name."""
 
-    keys: dict
+    result: object
     attachment: object = None
 
 
@@ -90,10 +97,18 @@ class Section:
         return {}
 
     def compute(self, run, observed, data):
-        """The section's keys: a dict, or a `Computed`; empty when the
-        report goes without it. ``data`` holds the sections computed
-        before (read only)."""
-        return {}
+        """The section's result, or a `Computed` (the result and an
+        attachment); ``None`` when the report goes without it. ``data``
+        holds the ``report.json`` keys of the sections computed before
+        (read only)."""
+        return None
+
+    def keys(self, result, data):
+        """The ``report.json`` keys that ``result`` writes, given those of
+        the sections computed before (``data``, read only): a key already
+        there is replaced in its place. By default the result under the
+        section's name, nothing for ``None``."""
+        return {} if result is None else {self.name: result}
 
     def shown(self, report):
         """Whether the page shows the section: by default, when it has a

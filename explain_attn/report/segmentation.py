@@ -27,6 +27,7 @@ The same questions as the classification report, asked of U-Nets:
   (also in the JSON's ``per_image``).
 """
 
+import dataclasses
 import datetime
 
 import numpy as np
@@ -54,7 +55,43 @@ from explain_attn.report.segmentation_explorer import (
 from explain_attn.report.segmentation_targets import target_encoding
 from explain_attn.report.training_record import find_record
 
-__all__ = ["check_unsharded", "segmentation_report", "training_records"]
+__all__ = [
+    "SegmentationDescription",
+    "check_unsharded",
+    "segmentation_report",
+    "training_records",
+]
+
+
+@dataclasses.dataclass(frozen=True)
+class SegmentationDescription:
+    """What a segmentation report found: its keys of ``report.json``, in
+    order, built once (`segmentation_report`) and never changed."""
+
+    task: str
+    models: list
+    """One row per model: Dice, IoU, pixel accuracy, per class, training."""
+    differences: list
+    """Each attention model minus the baseline, paired per image."""
+    majority: dict
+    """The floor: the majority label predicted everywhere."""
+    maps: list
+    """Every gate's and Seg-Grad-CAM's mass in mask, with baselines."""
+    warnings: list
+    findings: list
+    dataset: dict
+    settings: dict
+    versions: dict
+    faithfulness: dict | None
+    training_record: list | None
+    per_image: dict
+
+    def to_json(self):
+        """``report.json``'s numbers (the fields, in order)."""
+        return {
+            field.name: getattr(self, field.name)
+            for field in dataclasses.fields(self)
+        }
 
 
 def check_unsharded(options):
@@ -426,7 +463,7 @@ def _numbers(models, state, encoding, seed):
         "maps": map_rows,
         "warnings": _warnings(rows, majority, map_rows),
         "findings": _findings(rows, differences, map_rows),
-    }
+    }  # The first fields of a `SegmentationDescription`.
 
 
 def segmentation_report(
@@ -458,8 +495,9 @@ def segmentation_report(
             ``intervention_images`` sample the gate interventions.
 
     Returns:
-        ``(data, gallery, created, records, explorer)``: the explorer's
-        payload (`explain_attn.report.segmentation_explorer`).
+        ``(description, gallery, created, records, explorer)``: a
+        `SegmentationDescription`, and the explorer's payload
+        (`explain_attn.report.segmentation_explorer`).
     """
     _check_models(models, cam_class)
     encoding = target_encoding(models[-1].model, test)
@@ -475,22 +513,28 @@ def segmentation_report(
         batch_size=batch_size,
         example_indices=indices,
     )
-    data = _numbers(models, state, encoding, seed)
-    data["dataset"] = _dataset(test, encoding, source)
-    data["settings"] = {
-        "seed": seed,
-        "cam_layer": cam_layer,
-        "region": cam_class,
-        "batch_size": batch_size,
-        **(settings or {}),
-    }
-    data["versions"] = versions or {}
-    options = RunOptions(batch_size=batch_size, seed=seed)
-    data["faithfulness"] = _faithfulness(
-        models, test, encoding, faithfulness, options
+    training, records = training_records(models)
+    description = SegmentationDescription(
+        **_numbers(models, state, encoding, seed),
+        dataset=_dataset(test, encoding, source),
+        settings={
+            "seed": seed,
+            "cam_layer": cam_layer,
+            "region": cam_class,
+            "batch_size": batch_size,
+            **(settings or {}),
+        },
+        versions=versions or {},
+        faithfulness=_faithfulness(
+            models,
+            test,
+            encoding,
+            faithfulness,
+            RunOptions(batch_size=batch_size, seed=seed),
+        ),
+        training_record=training,
+        per_image=segmentation_per_image(state),
     )
-    data["training_record"], records = training_records(models)
-    data["per_image"] = segmentation_per_image(state)
-    explorer = segmentation_explorer(data, state)
+    explorer = segmentation_explorer(description.to_json(), state)
     created = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
-    return data, state.examples, created, records, explorer
+    return description, state.examples, created, records, explorer

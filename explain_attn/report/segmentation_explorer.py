@@ -81,6 +81,6 @@ def segmentation_explorer(data, state):
         "predictions": None,
         "columns": columns,
         "values": values,
-        "thumbnails": thumbnail_payload(state.thumbnails, captions),
+        "thumbnails": thumbnail_payload(state.thumbnails.result, captions),
         "metric": "dice",
     }

@@ -30,7 +30,7 @@ def _gallery(report):
 def _filmstrips(report):
     """``(model name, layer path, data URI)`` of every recorded gate."""
     strips = []
-    for row in report.data.get("training_record") or []:
+    for row in report.description.training_record or []:
         record = report.records[row["key"]]
         for layer in row["layers"]:
             uri = filmstrip(record, layer["index"])
@@ -41,11 +41,11 @@ def _filmstrips(report):
 def segmentation_html(report, environment):
     """The page of a segmentation `Report`, rendered with ``environment``
     (`explain_attn.report.render.template_environment`)."""
-    data = report.data
+    description = report.description
     context = {
-        "data": data,
+        "data": description.to_json(),
         "created": report.created,
-        "version": data["versions"].get("explain_attn", ""),
+        "version": description.versions.get("explain_attn", ""),
         "gallery": _gallery(report),
         "filmstrips": _filmstrips(report),
         "explorer": report.explorer,

@@ -32,7 +32,6 @@ from pathlib import Path
 
 import numpy as np
 
-from explain_attn.data.loaders import take_images
 from explain_attn.metrics import BootstrapSums
 from explain_attn.progress import progress_bar
 from explain_attn.report.baselines import baseline_sums
@@ -84,16 +83,9 @@ PART_FORMAT = "explain-attn part 2"
 
 def shard_chunks(test, start, stop, chunk_size):
     """Yields ``(images, labels, masks)`` chunks of images ``start`` to
-    ``stop - 1`` of any source: slices of an in-memory dataset, images read
-    by index (`explain_attn.data.loaders.take_images`) from a stream."""
-    for first in range(start, stop, chunk_size):
-        last = min(first + chunk_size, stop)
-        if hasattr(test, "images"):
-            masks = None if test.masks is None else test.masks[first:last]
-            yield test.images[first:last], test.labels[first:last], masks
-        else:
-            chunk = take_images(test, np.arange(first, last))
-            yield chunk.images, chunk.labels, chunk.masks
+    ``stop - 1`` of any source (``test.batches``: the chunks a single run's
+    pass reads, since ``start`` is a multiple of ``chunk_size``)."""
+    yield from test.batches(chunk_size, start=start, stop=stop)
 
 
 def run_fingerprint(models, test, options):
@@ -307,7 +299,7 @@ def shard_sums(
         interval_vectors(models, explanations, reference, evaluation, labels),
         keyed,
     )
-    values = observed["baselines"].values
+    values = observed["baselines"]
     if values is not None:
         own = {e.key: evaluation.values[e] for e in explanations}
         sums |= baseline_sums(values, own, keyed)

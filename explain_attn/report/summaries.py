@@ -10,6 +10,7 @@ shards add up.
 """
 
 import math
+from typing import TypedDict
 
 import numpy as np
 
@@ -21,6 +22,7 @@ from explain_attn.report.interval_sums import interval_sums, interval_vectors
 from explain_attn.report.section import Section
 
 __all__ = [
+    "ModelSummaries",
     "ModelsSection",
     "BOOTSTRAP_DRAWS",
     "bootstrap_resamples",
@@ -42,6 +44,26 @@ def bootstrap_resamples(count):
     images), never fewer than 1,000; the report states the number.
     """
     return int(min(10_000, max(1_000, BOOTSTRAP_DRAWS // max(count, 1))))
+
+
+class ModelSummaries(TypedDict):
+    """The models section's result (`summaries`): its keys of
+    ``report.json``, in order."""
+
+    format: str
+    bootstrap_resamples: int
+    bootstrap: str
+    models: list
+    """One row per model: key, role, name, file, parameters, accuracy,
+    training, input."""
+    comparisons: list
+    """Each attention model against the baseline (paired accuracy)."""
+    reference: dict
+    explanations: list
+    """One row per explanation: its summaries and agreement."""
+    notes: list
+    per_image: dict
+    """Labels, predictions, metrics and agreement of every image."""
 
 
 def _model_rows(models, correct):
@@ -214,7 +236,7 @@ def summaries(
             from shards), or ``None`` to compute them here with ``keyed``.
 
     Returns:
-        A JSON-ready dict (see `explain_attn.report.write_json`).
+        `ModelSummaries`: JSON-ready (see `explain_attn.report.write_json`).
     """
     labels = np.asarray(test.labels)
     predictions = evaluation.predictions
@@ -235,25 +257,25 @@ def summaries(
             "(mass in mask, pointing game, rank accuracy, ROC AUC, top-20% "
             "IoU) are left out."
         )
-    return {
-        "format": "explain-attn report 1",
-        "bootstrap_resamples": resamples,
-        "bootstrap": "poisson",
-        "models": model_rows,
-        "comparisons": _comparisons(model_rows, correct, sums),
-        "reference": {
+    return ModelSummaries(
+        format="explain-attn report 1",
+        bootstrap_resamples=resamples,
+        bootstrap="poisson",
+        models=model_rows,
+        comparisons=_comparisons(model_rows, correct, sums),
+        reference={
             "id": reference.key,
             "label": reference.label,
             "method": reference.method,
             "layer": reference.layer,
         },
-        "explanations": [
+        explanations=[
             _explanation_row(e, evaluation, reference, correct, sums)
             for e in explanations
         ],
-        "notes": notes,
-        "per_image": _per_image(labels, predictions, evaluation),
-    }
+        notes=notes,
+        per_image=_per_image(labels, predictions, evaluation),
+    )
 
 
 class ModelsSection(Section):
@@ -278,9 +300,12 @@ class ModelsSection(Section):
             sums=run.sums,
         )
 
+    def keys(self, result, data):
+        return dict(result)
+
     def context(self, report):
         histories = {
             row["name"]: (row["training"] or {}).get("history")
-            for row in report.data["models"]
+            for row in report.description.models["models"]
         }
         return {"curves": figures.training_curves(histories)}

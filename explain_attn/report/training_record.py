@@ -11,6 +11,7 @@ faster"); and, drawn by `training_figures`, a filmstrip of probe images'
 maps across epochs and the curves.
 """
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +28,7 @@ from explain_attn.report.figures import to_data_uri
 from explain_attn.report.section import Computed, Section
 
 __all__ = [
+    "TrainingRecords",
     "TrainingSection",
     "THRESHOLDS",
     "find_record",
@@ -224,6 +226,40 @@ def filmstrip(record, layer_index):
     return _filmstrip(record, layer_index)
 
 
+@dataclasses.dataclass(frozen=True)
+class TrainingRecords:
+    """The "Attention during training" section's result.
+
+    Attributes:
+        section: ``report.json``'s ``training_record`` (``{"models":
+            [...]}``, see `training_record_section`), empty when no model
+            has a record.
+        checks: Model key -> the record's check of the attention during
+            training, for the models whose training information has none
+            (it joins their ``training`` row, which the warnings read).
+    """
+
+    section: dict
+    checks: dict
+
+    def keys(self, data):
+        """``training_record`` (when a model has one) and ``data``'s
+        ``models`` with the checks in their ``training``."""
+        keys = {"training_record": self.section} if self.section else {}
+        if self.checks:
+            keys["models"] = [
+                _with_check(row, self.checks.get(row["key"]))
+                for row in data["models"]
+            ]
+        return keys
+
+
+def _with_check(row, check):
+    if not check:
+        return row
+    return {**row, "training": {**(row.get("training") or {}), "check": check}}
+
+
 class TrainingSection(Section):
     """ "Attention during training", for the models that carry a record;
     its records (`TrainingRecord`) are the section's attachment."""
@@ -233,22 +269,24 @@ class TrainingSection(Section):
 
     def compute(self, run, observed, data):
         section, records = training_record_section(run.models)
+        checks = {}
         for row in data["models"]:  # The record's check, for the warnings.
             check = getattr(records.get(row["key"]), "meta", {}).get("check")
             if check and not (row.get("training") or {}).get("check"):
-                row["training"] = {
-                    **(row.get("training") or {}),
-                    "check": check,
-                }
-        keys = {"training_record": section} if section else {}
-        return Computed(keys, attachment=records)
+                checks[row["key"]] = check
+        result = TrainingRecords(section, checks)
+        return Computed(result, attachment=records)
+
+    def keys(self, result, data):
+        return result.keys(data)
 
     def shown(self, report):
-        return bool(report.data.get("training_record"))
+        return bool(report.description.training_record.section)
 
     def context(self, report):
         return {
             "training_figures": training_figures(
-                report.data.get("training_record"), report.records
+                report.description.training_record.section or None,
+                report.records,
             )
         }

@@ -93,11 +93,10 @@ class MapStatistics(Contributor):
             those of the maps seen, in their order); needed to read back a
             part combined elsewhere.
 
-    Attributes:
-        counts: `Explanation` -> dict with ``images``, ``constant``
-            (images whose map is constant), ``values``, ``saturated``
-            (values within `SATURATION_TOLERANCE` of 0 or 1; attention
-            only) and ``shape`` (the maps' ``(h, w)``).
+    Its result (`reduce`): `Explanation` -> dict with ``images``,
+    ``constant`` (images whose map is constant), ``values``,
+    ``saturated`` (values within `SATURATION_TOLERANCE` of 0 or 1;
+    attention only) and ``shape`` (the maps' ``(h, w)``).
     """
 
     def __init__(self, explanations=()):
@@ -117,9 +116,7 @@ class MapStatistics(Contributor):
         length = chunk_length(*maps.values(), images, labels, masks)
         return Part(start, start + length, blocks=blocks)
 
-    @property
-    def counts(self):
-        total = self.total
+    def reduce(self, total):
         if total is None:
             return {}
         found = {}
@@ -141,7 +138,7 @@ def map_warnings(statistics):
     """Warnings for constant, saturated and 1 x 1 maps.
 
     Args:
-        statistics: `MapStatistics.counts`.
+        statistics: The `MapStatistics` result.
     """
     found = []
     for explanation, row in statistics.items():
@@ -235,8 +232,8 @@ class MaskShares(Contributor):
     """An `evaluate` contributor keeping each test mask's foreground share
     (`mask_shares`), all that `mask_area_warnings` needs.
 
-    Attributes:
-        shares: ``(N,)`` float64, or ``None`` when the data has no masks.
+    Its result (`reduce`): ``(N,)`` float64, or ``None`` when the data
+    has no masks.
     """
 
     def contribute(self, start, images, maps, labels=None, masks=None):
@@ -246,9 +243,7 @@ class MaskShares(Contributor):
             return Part(start, stop)
         return Part(start, stop, {("shares",): mask_shares(masks)})
 
-    @property
-    def shares(self):
-        total = self.total
+    def reduce(self, total):
         return None if total is None else total.rows.get(("shares",))
 
 
@@ -415,11 +410,11 @@ class WarningsSection(Section):
 
     def compute(self, run, observed, data):
         test = run.test
-        return {
-            "warnings": skipped_section_warnings()
+        return (
+            skipped_section_warnings()
             + majority_warnings(data["models"], test.labels, test.class_names)
             + training_warnings(data["models"])
-            + map_warnings(observed["maps"].counts)
-            + mask_area_warnings(observed["masks"].shares)
+            + map_warnings(observed["maps"])
+            + mask_area_warnings(observed["masks"])
             + no_feature_map_warnings(data["models"], data["explanations"])
-        }
+        )
