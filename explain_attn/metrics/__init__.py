@@ -16,7 +16,8 @@ Three families, one module each (all names are re-exported here):
   `spearman`, `pearson`, `top_fraction_overlap`, each `(N,)` float64.
 - **Statistics** that feed every number a report shows (`statistics`):
   `summarize`, `paired_difference`, `accuracy_interval`, each returning a
-  dict of plain Python numbers (JSON-ready; NaN where undefined).
+  dict of plain Python numbers (JSON-ready; NaN where undefined);
+  `paired_differences` for many pairs at once (sharing the draws).
 
 The metrics by name and their plain-language definitions are in `registry`;
 validation and the shared array helpers in `arrays`.
@@ -74,6 +75,7 @@ from explain_attn.metrics.registry import (
 from explain_attn.metrics.statistics import (
     accuracy_interval,
     paired_difference,
+    paired_differences,
     summarize,
 )
 
@@ -93,6 +95,7 @@ __all__ = [
     "interval_from_sums",
     "mass_in_mask",
     "paired_difference",
+    "paired_differences",
     "pearson",
     "poisson_weights",
     "pointing_game",
