@@ -13,7 +13,8 @@ Three families, one module each (all names are re-exported here):
   `top_fraction_iou`; `foreground_metrics` computes all five at once,
   resizing the maps once and sharing one sort.
 - **Agreement** between two explanations of the same images (`agreement`):
-  `spearman`, `pearson`, `top_fraction_overlap`, each `(N,)` float64.
+  `spearman`, `pearson`, `top_fraction_overlap`, each `(N,)` float64;
+  `SpearmanReference` ranks one set of maps once for many comparisons.
 - **Statistics** that feed every number a report shows (`statistics`):
   `summarize`, `paired_difference`, `accuracy_interval`, each returning a
   dict of plain Python numbers (JSON-ready; NaN where undefined);
@@ -44,6 +45,7 @@ Conventions shared by every per-image metric:
 """
 
 from explain_attn.metrics.agreement import (
+    SpearmanReference,
     pearson,
     spearman,
     top_fraction_overlap,
@@ -88,6 +90,7 @@ __all__ = [
     "PER_IMAGE_METRICS",
     "BootstrapSums",
     "PoissonBootstrap",
+    "SpearmanReference",
     "accuracy_interval",
     "entropy",
     "foreground_metrics",
