@@ -60,7 +60,7 @@ def _bootstrap_mean_intervals(rows, *, confidence, num_resamples, seed):
     The draws depend on ``seed`` and the length only, so rows of one
     length share them; each row's means are taken from the same indices
     with the same operations as alone, so its interval is the same to the
-    bit. Drawing once for 16 rows of 1,000 values: 1.5 s -> 0.5 s
+    bit. Drawing once for 16 rows of 1,000 values: 0.9-1.0 -> 0.4-0.5 CPU s
     (`benchmarks/RESULTS.md`, issue 27, third round).
     """
     rng = np.random.default_rng(seed)
