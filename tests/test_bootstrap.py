@@ -163,3 +163,42 @@ def test_paired_sums_and_sums_of_other_values_refused():
     assert merged["ci_high"] == pytest.approx(high, rel=1e-12)
     with pytest.raises(ValueError, match="sums of 2 values and 5 values"):
         metrics.paired_difference(a, b, bootstrap=sums[1])
+
+
+def test_sums_of_many_vectors_are_each_vectors_exact_sums():
+    # 70 vectors of 5 images (NaN, tiny and huge values among them): more
+    # digit columns than one stacked product holds (256), so several.
+    rng = np.random.default_rng(4)
+    vectors = [
+        rng.normal(size=5) * 10.0 ** rng.integers(-9, 9) for _ in range(70)
+    ]
+    vectors[3][1] = np.nan
+    vectors[40][:] = np.nan
+    vectors[41][:] = 0.0
+    keyed = metrics.PoissonBootstrap(5, num_resamples=30, seed=1)
+    found = keyed.keyed_sums_of(vectors)
+    assert len(found) == 70
+    assert sum(s.digits.shape[1] + 1 for s in found) > 256
+    for values, sums in zip(vectors, found, strict=True):
+        present = ~np.isnan(values)
+        exact = [
+            sum(
+                Fraction(w) * Fraction(x)
+                for w, x in zip(row, values, strict=True)
+                if x == x
+            )
+            for row in keyed.weights.tolist()
+        ]
+        # The digits hold the exact sums (Fractions): nothing was rounded.
+        held = [
+            sum(
+                Fraction(int(d)) * Fraction(2) ** (20 * (sums.first + j))
+                for j, d in enumerate(row)
+            )
+            for row in sums.digits.tolist()
+        ]
+        assert held == exact
+        np.testing.assert_array_equal(
+            sums.counts, keyed.weights[:, present].sum(axis=1)
+        )
+        assert sums.size == present.sum()

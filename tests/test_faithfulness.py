@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from conftest import numpy_channel_weights, sigmoid
 
+from explain_attn import metrics
 from explain_attn.attention.layers import CBAM, SpatialAttention
 from explain_attn.data.source import ArraySource
 from explain_attn.faithfulness import (
@@ -21,6 +22,7 @@ from explain_attn.faithfulness import (
     randomization,
     randomization_check,
 )
+from explain_attn.faithfulness.randomization import MapSimilarity
 
 SHAPE = (6, 6, 2)
 
@@ -284,6 +286,36 @@ def test_map_similarity_ssim_is_skimage_per_image(shape):
         pad = window // 2
         expected.append(full[pad:-pad, pad:-pad].mean())
     np.testing.assert_allclose(ssim, expected, rtol=1e-12)
+
+
+def test_prepared_original_gives_each_comparisons_values():
+    # One original against several changed sets (as the cascade does):
+    # each equal to map_similarity alone, Spearman to SciPy's per image.
+    from scipy.stats import spearmanr
+
+    rng = np.random.default_rng(5)
+    original = rng.random((4, 8, 8))
+    original[2] = 0.3  # constant: NaN
+    prepared = MapSimilarity(original)
+    for noise in (0.05, 0.5, 3.0):
+        changed = np.round(original + rng.normal(0, noise, original.shape), 1)
+        rho, ssim = prepared(changed)
+        alone = map_similarity(original, changed)
+        np.testing.assert_array_equal(rho, alone[0])
+        np.testing.assert_array_equal(ssim, alone[1])
+        for index in (0, 1, 3):
+            expected = spearmanr(
+                original[index].ravel(), changed[index].ravel()
+            )
+            assert rho[index] == pytest.approx(expected.statistic, abs=1e-12)
+        assert np.isnan(rho[2])
+    with pytest.raises(ValueError, match="same shape"):
+        prepared(original[:, :4])
+    other = rng.random((4, 4, 4))  # Another size: resized, as `spearman`.
+    np.testing.assert_array_equal(
+        metrics.SpearmanReference(original)(other),
+        metrics.spearman(original, other),
+    )
 
 
 def _region_model(size, region, scale):

@@ -816,6 +816,31 @@ class TestPairedDifference:
         with pytest.raises(ValueError, match="values_b.shape=\\(2,\\)"):
             metrics.paired_difference([1.0, 2.0, 3.0], [1.0, 2.0])
 
+    def test_many_pairs_at_once_are_each_pairs_result(self):
+        rng = np.random.default_rng(19)
+        a, b = rng.random((2, 6, 40))
+        a[1, :5] = math.nan  # 35 complete pairs: its own draws.
+        b[2] = a[2]  # All differences zero.
+        pairs = [*zip(a, b, strict=True), ([2.0], [0.5]), ([], [])]
+        found = metrics.paired_differences(pairs, seed=3, num_resamples=2000)
+        assert found == [
+            metrics.paired_difference(x, y, seed=3, num_resamples=2000)
+            for x, y in pairs
+        ]
+        # Independently: SciPy's percentile bootstrap draws the same
+        # resamples from the same generator (its endpoints round
+        # differently, within 1e-15).
+        expected = stats.bootstrap(
+            (a[0] - b[0],),
+            np.mean,
+            n_resamples=2000,
+            method="percentile",
+            rng=np.random.default_rng(3),
+        ).confidence_interval
+        assert found[0]["ci_low"] == pytest.approx(expected.low, abs=1e-12)
+        assert found[0]["ci_high"] == pytest.approx(expected.high, abs=1e-12)
+        assert found[1]["n"] == 35 and found[2]["p_value"] == 1.0
+
 
 class TestAccuracyInterval:
     def test_hand_computed(self):

@@ -14,7 +14,7 @@ from explain_attn.data.source import read_arrays
 from explain_attn.devices import run_replicated
 from explain_attn.explanations.inputs import check_model_images
 from explain_attn.faithfulness.common import as_labels
-from explain_attn.metrics import paired_difference
+from explain_attn.metrics import paired_differences
 from explain_attn.models.heads import probability_function, single_input_graph
 from explain_attn.models.lookup import reading_kind, resolve_layers
 from explain_attn.options import RunOptions
@@ -162,19 +162,26 @@ def _effects(scores, labels, names, bootstrap):
         "accuracy": float(correct[0].mean()),
         "mean_true_class_probability": float(probabilities[0].mean()),
     }
+    # One call for every variant's changes: their intervals share the
+    # bootstrap's draws (the same dicts as one paired_difference each).
+    changes = paired_differences(
+        [
+            pair
+            for index in range(1, len(names) + 1)
+            for pair in (
+                (correct[index].astype(float), correct[0].astype(float)),
+                (probabilities[index], probabilities[0]),
+            )
+        ],
+        **bootstrap,
+    )
     results = {}
     for index, name in enumerate(names, start=1):
         results[name] = {
             "accuracy": float(correct[index].mean()),
             "mean_true_class_probability": float(probabilities[index].mean()),
-            "accuracy_change": paired_difference(
-                correct[index].astype(float),
-                correct[0].astype(float),
-                **bootstrap,
-            ),
-            "probability_change": paired_difference(
-                probabilities[index], probabilities[0], **bootstrap
-            ),
+            "accuracy_change": changes[2 * index - 2],
+            "probability_change": changes[2 * index - 1],
         }
     return clean, results
 

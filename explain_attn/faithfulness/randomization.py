@@ -24,7 +24,7 @@ from explain_attn.explanations.methods import ATTENTION
 from explain_attn.explanations.predict import predict_classes
 from explain_attn.faithfulness.common import finite_median
 from explain_attn.graph import flat_graph
-from explain_attn.metrics import spearman
+from explain_attn.metrics import SpearmanReference
 from explain_attn.models.lookup import default_cam_layer, resolve_layers
 from explain_attn.options import RunOptions, check_choice
 
@@ -32,6 +32,7 @@ __all__ = [
     "CASCADE_UNITS",
     "FAILURE_THRESHOLD",
     "LAYERWISE_LIMIT",
+    "MapSimilarity",
     "cascade_steps",
     "map_similarity",
     "randomization_check",
@@ -224,43 +225,89 @@ def map_similarity(original, changed):
             "Expected two (N, H, W) arrays of the same shape. Received: "
             f"{original.shape} and {changed.shape}"
         )
-    constant_before = np.ptp(original, axis=(1, 2)) == 0
-    constant_after = np.ptp(changed, axis=(1, 2)) == 0
-    rho = spearman(original, changed)
-    rho = np.where(constant_after & ~constant_before, 0.0, rho)
-    rho = np.where(constant_before, np.nan, rho)
-    size = min(original.shape[1:])
-    window = min(7, size if size % 2 else size - 1)
-    if window < 3 or len(original) == 0:
-        return rho, np.full(len(original), np.nan)
-    full = _ssim_image(_unit_scaled(original), _unit_scaled(changed), window)
-    pad = (window - 1) // 2
-    cropped = full[pad : full.shape[0] - pad, pad : full.shape[1] - pad]
-    return rho, cropped.mean(axis=(0, 1))
+    return MapSimilarity(original)(changed)
 
 
-def _ssim_image(first, second, window):
-    """SSIM images ``(H, W, N)`` of two ``(N, H, W)`` stacks in [0, 1].
+class MapSimilarity:
+    """`map_similarity` against one set of original maps, prepared once.
+
+    ``MapSimilarity(original)(changed)`` equals ``map_similarity(original,
+    changed)`` to the bit. What depends on the original alone (its ranks,
+    its min-max scaling, its SSIM window means) is computed once: the
+    cascade compares one original with twenty-odd changed sets
+    (`benchmarks/RESULTS.md`, issue 27, third round).
+
+    Args:
+        original: ``(N, H, W)`` maps before the change.
+    """
+
+    def __init__(self, original):
+        original = np.asarray(original, dtype=np.float64)
+        if original.ndim != 3:
+            raise ValueError(
+                f"Expected (N, H, W) maps. Received: shape {original.shape}"
+            )
+        self.original = original
+        self._constant = np.ptp(original, axis=(1, 2)) == 0
+        self._spearman = SpearmanReference(original)
+        size = min(original.shape[1:])
+        self._window = min(7, size if size % 2 else size - 1)
+        self._ssim = None
+        if self._window >= 3 and len(original):
+            self._ssim = _SsimReference(_unit_scaled(original), self._window)
+
+    def __call__(self, changed):
+        """``(spearman, ssim)``, each ``(N,)`` float64 (`map_similarity`)."""
+        original = self.original
+        changed = np.asarray(changed, dtype=np.float64)
+        if original.shape != changed.shape:
+            raise ValueError(
+                "Expected two (N, H, W) arrays of the same shape. Received: "
+                f"{original.shape} and {changed.shape}"
+            )
+        constant_after = np.ptp(changed, axis=(1, 2)) == 0
+        rho = self._spearman(changed)
+        rho = np.where(constant_after & ~self._constant, 0.0, rho)
+        rho = np.where(self._constant, np.nan, rho)
+        if self._ssim is None:
+            return rho, np.full(len(original), np.nan)
+        full = self._ssim(_unit_scaled(changed))
+        pad = (self._window - 1) // 2
+        cropped = full[pad : full.shape[0] - pad, pad : full.shape[1] - pad]
+        return rho, cropped.mean(axis=(0, 1))
+
+
+class _SsimReference:
+    """SSIM images ``(H, W, N)`` of an ``(N, H, W)`` stack in [0, 1]
+    against others.
 
     `skimage.metrics.structural_similarity` (``data_range=1``, uniform
     ``window``, sample covariance, ``full=True``) of every image at once:
     its formula on each image, and the same arithmetic, so the values are
     identical to calling it with ``channel_axis=-1`` (one call per image).
+    The first stack's window means are computed once.
     """
-    first = np.moveaxis(first, 0, -1)
-    second = np.moveaxis(second, 0, -1)
 
-    def mean(values):  # Over each image's window, not across images.
-        return uniform_filter(values, size=(window, window, 1))
+    def __init__(self, first, window):
+        self.window = window
+        self.first = np.moveaxis(first, 0, -1)
+        self.cov_norm = window**2 / (window**2 - 1)
+        self.ux = self._mean(self.first)
+        self.mean_xx = self._mean(self.first * self.first)
 
-    cov_norm = window**2 / (window**2 - 1)
-    ux, uy = mean(first), mean(second)
-    vx = cov_norm * (mean(first * first) - ux * ux)
-    vy = cov_norm * (mean(second * second) - uy * uy)
-    vxy = cov_norm * (mean(first * second) - ux * uy)
-    c1, c2 = 0.01**2, 0.03**2
-    numerator = (2 * ux * uy + c1) * (2 * vxy + c2)
-    return numerator / ((ux**2 + uy**2 + c1) * (vx + vy + c2))
+    def _mean(self, values):  # Over each image's window, not across images.
+        return uniform_filter(values, size=(self.window, self.window, 1))
+
+    def __call__(self, second):
+        first, second, mean = self.first, np.moveaxis(second, 0, -1), self._mean
+        cov_norm, ux = self.cov_norm, self.ux
+        uy = mean(second)
+        vx = cov_norm * (self.mean_xx - ux * ux)
+        vy = cov_norm * (mean(second * second) - uy * uy)
+        vxy = cov_norm * (mean(first * second) - ux * uy)
+        c1, c2 = 0.01**2, 0.03**2
+        numerator = (2 * ux * uy + c1) * (2 * vxy + c2)
+        return numerator / ((ux**2 + uy**2 + c1) * (vx + vy + c2))
 
 
 class _Maps:
@@ -284,10 +331,11 @@ class _Maps:
 
 
 def _similarities(original, current):
-    """``{name: (median Spearman, median SSIM, per-image Spearman)}``."""
+    """``{name: (median Spearman, median SSIM, per-image Spearman)}`` of
+    ``current`` maps against ``original`` (`MapSimilarity` by name)."""
     result = {}
-    for name in original:
-        rho, ssim = map_similarity(original[name], current[name])
+    for name, similarity in original.items():
+        rho, ssim = similarity(current[name])
         result[name] = (finite_median(rho), finite_median(ssim), rho)
     return result
 
@@ -342,10 +390,12 @@ def _independent(model, clone, by_path, paths, compute, original, rng):
 def _run(model, clone, compute, paths, steps, seed, independent):
     """``(original maps, cascade, independent results)`` on the clone."""
     original = compute()
+    # Prepared once: every step's maps are compared with these.
+    similar = {name: MapSimilarity(maps) for name, maps in original.items()}
     rng = np.random.default_rng(seed)
-    cascade, by_path = _cascade(clone, compute, original, rng, steps)
+    cascade, by_path = _cascade(clone, compute, similar, rng, steps)
     results = (
-        _independent(model, clone, by_path, paths, compute, original, rng)
+        _independent(model, clone, by_path, paths, compute, similar, rng)
         if independent
         else {}
     )

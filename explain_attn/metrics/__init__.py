@@ -13,10 +13,12 @@ Three families, one module each (all names are re-exported here):
   `top_fraction_iou`; `foreground_metrics` computes all five at once,
   resizing the maps once and sharing one sort.
 - **Agreement** between two explanations of the same images (`agreement`):
-  `spearman`, `pearson`, `top_fraction_overlap`, each `(N,)` float64.
+  `spearman`, `pearson`, `top_fraction_overlap`, each `(N,)` float64;
+  `SpearmanReference` ranks one set of maps once for many comparisons.
 - **Statistics** that feed every number a report shows (`statistics`):
   `summarize`, `paired_difference`, `accuracy_interval`, each returning a
-  dict of plain Python numbers (JSON-ready; NaN where undefined).
+  dict of plain Python numbers (JSON-ready; NaN where undefined);
+  `paired_differences` for many pairs at once (sharing the draws).
 
 The metrics by name and their plain-language definitions are in `registry`;
 validation and the shared array helpers in `arrays`.
@@ -43,6 +45,7 @@ Conventions shared by every per-image metric:
 """
 
 from explain_attn.metrics.agreement import (
+    SpearmanReference,
     pearson,
     spearman,
     top_fraction_overlap,
@@ -74,6 +77,7 @@ from explain_attn.metrics.registry import (
 from explain_attn.metrics.statistics import (
     accuracy_interval,
     paired_difference,
+    paired_differences,
     summarize,
 )
 
@@ -86,6 +90,7 @@ __all__ = [
     "PER_IMAGE_METRICS",
     "BootstrapSums",
     "PoissonBootstrap",
+    "SpearmanReference",
     "accuracy_interval",
     "entropy",
     "foreground_metrics",
@@ -93,6 +98,7 @@ __all__ = [
     "interval_from_sums",
     "mass_in_mask",
     "paired_difference",
+    "paired_differences",
     "pearson",
     "poisson_weights",
     "pointing_game",

@@ -130,6 +130,35 @@ def spearman(maps_a, maps_b):
     )
 
 
+class SpearmanReference:
+    """One set of maps ranked once, for `spearman` against many others.
+
+    ``SpearmanReference(maps_a)(maps_b)`` equals ``spearman(maps_a,
+    maps_b)`` to the bit; when ``maps_b`` has the shape of ``maps_a``, the
+    ranks of ``maps_a`` are not computed again (other shapes go through
+    `spearman`). The randomisation check compares its original maps with
+    those of every step of its cascade: half the ranking work there.
+
+    Args:
+        maps_a: `(N, H, W)` finite maps.
+    """
+
+    def __init__(self, maps_a):
+        self.maps_a = as_maps(maps_a, "maps_a", non_negative=False)
+        flat = self.maps_a.reshape(len(self.maps_a), -1)
+        self._constant = flat.max(axis=1) == flat.min(axis=1)
+        self._ranks = _average_ranks(flat)
+
+    def __call__(self, maps_b):
+        """`(N,)` float64: `spearman` of ``maps_a`` and ``maps_b``."""
+        maps_b = as_maps(maps_b, "maps_b", non_negative=False)
+        if maps_b.shape != self.maps_a.shape:
+            return spearman(self.maps_a, maps_b)
+        flat_b = maps_b.reshape(len(maps_b), -1)
+        constant = self._constant | (flat_b.max(axis=1) == flat_b.min(axis=1))
+        return _pearson_rows(self._ranks, _average_ranks(flat_b), constant)
+
+
 def top_fraction_overlap(maps_a, maps_b, *, fraction=DEFAULT_FRACTION):
     """IoU between the top `fraction` of pixels of two maps of each image.
 

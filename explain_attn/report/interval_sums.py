@@ -109,7 +109,9 @@ def interval_sums(vectors, keyed):
     """Key -> `explain_attn.metrics.BootstrapSums` of each ``(key,
     vector)`` of ``vectors`` under ``keyed`` (the
     `explain_attn.metrics.PoissonBootstrap` of the vectors' images)."""
-    return {key: keyed.keyed_sums(vector) for key, vector in vectors}
+    pairs = list(vectors)
+    found = keyed.keyed_sums_of([vector for _, vector in pairs])
+    return {key: sums for (key, _), sums in zip(pairs, found, strict=True)}
 
 
 def add_sums(parts):
