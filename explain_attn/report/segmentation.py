@@ -98,7 +98,7 @@ def _faithfulness(models, test, encoding, settings, *, seed, batch_size):
     gated = [
         entry
         for entry in models
-        if entry.role == "attention" and segmentation_gates(entry.model)
+        if entry.role == "attention" and segmentation_gates(entry.state)
     ]
     if settings is None or not gated:
         return None
@@ -116,7 +116,7 @@ def _faithfulness(models, test, encoding, settings, *, seed, batch_size):
             "key": entry.key,
             "name": entry.name,
             "gates": gate_interventions(
-                entry.model,
+                entry.state,
                 sample.images,
                 targets,
                 encoding,
@@ -141,7 +141,7 @@ def _deletion_rows(entry, images, encoding, settings, *, seed, batch_size):
     """One model's maps (and a random map) on the region score's curves."""
     shape = images.shape[1:3]
     prepared = PreparedModel(entry, shape, None)
-    classes = explained_classes(entry.model, images, encoding, batch_size)
+    classes = explained_classes(entry.state, images, encoding, batch_size)
     predicted = encoding.predicted(
         entry.model.predict(images, batch_size=batch_size, verbose=0)
     )
@@ -154,7 +154,7 @@ def _deletion_rows(entry, images, encoding, settings, *, seed, batch_size):
     rows = []
     for label, values in labels.items():
         curves = region_deletion(
-            entry.model,
+            entry.state,
             images,
             values,
             classes,
@@ -198,7 +198,7 @@ def _randomization(models, test, encoding, settings, *, seed, batch_size):
             "key": entry.key,
             "name": entry.name,
             **segmentation_randomization(
-                entry.model,
+                entry.state,
                 images,
                 encoding,
                 seed=seed,
