@@ -137,6 +137,7 @@ def maps_command(
         export_maps,
     )
     from explain_attn.explanations.inputs import open_for_model
+    from explain_attn.graph import model_state
     from explain_attn.models.saving import load_model
 
     job = _shard_job(options, model_path, data_source)
@@ -148,8 +149,9 @@ def maps_command(
         model = load_model(
             model_path, safe_mode=not unsafe_load, factory=model_factory
         )
+    state = model_state(model)  # The model's graph, built once.
     source, scale = open_for_model(
-        model,
+        state,
         data_source,
         split=options["split"],
         image_size=options["image_size"],
@@ -158,7 +160,7 @@ def maps_command(
     )
     click.echo(scale.note)
     summary = export_maps(
-        model,
+        state,
         source,
         None if job else output,
         layers=list(options["layer_names"]) or None,
