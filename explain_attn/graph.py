@@ -124,9 +124,12 @@ class ModelState:
     keeps no per-model state anywhere else: a public function given a
     `keras.Model` builds a new state for that call, so repeated one-shot
     calls rebuild the graph and retrace their functions; pass a state (or
-    use an `Explainer`) to share them. Building the state itself costs
-    nothing; its graph is built on first use (about 0.01 s for a model of
-    a dozen layers, 0.5 s for ``keras.applications.MobileNetV2``).
+    use an `Explainer`) to share them. Building the state costs nothing;
+    its graph is built on first use, and the compiled functions cost more.
+    Measured (CPU seconds, 2 shared cores): the graph of the 15-call
+    ``small_attention`` 0.014 s, of ``keras.applications.MobileNetV2``
+    (155 calls) 0.07 s; ``grad_cam`` of 2 images given the model 0.49 s
+    and 2.3 s, given its state 0.006 s and 0.03 s.
 
     Attributes:
         model: The `keras.Model`.

@@ -137,8 +137,6 @@ def maps_command(
         export_maps,
     )
     from explain_attn.explanations.inputs import open_for_model
-    from explain_attn.graph import model_state
-    from explain_attn.models.saving import load_model
 
     job = _shard_job(options, model_path, data_source)
     if job is None:
@@ -146,10 +144,7 @@ def maps_command(
     cam_class = check_cam_class(options["cam_class"])
     strategy = make_strategy(devices)
     with strategy_scope(strategy):
-        model = load_model(
-            model_path, safe_mode=not unsafe_load, factory=model_factory
-        )
-    state = model_state(model)  # The model's graph, built once.
+        state = _loaded(model_path, unsafe_load, model_factory)
     source, scale = open_for_model(
         state,
         data_source,
@@ -177,6 +172,17 @@ def maps_command(
     lines = [f"Note: {note}." for note in source.notes]
     lines += [f"{path}: {shape}" for path, shape in summary.items()]
     click.echo("\n".join([*lines, f"Part: {job.folder}" if job else output]))
+
+
+def _loaded(model_path, unsafe_load, model_factory):
+    """The `explain_attn.graph.ModelState` of the loaded model, built once
+    for the command."""
+    from explain_attn.graph import model_state
+    from explain_attn.models.saving import load_model
+
+    return model_state(
+        load_model(model_path, safe_mode=not unsafe_load, factory=model_factory)
+    )
 
 
 def _shard_job(options, model_path, data_source):

@@ -162,12 +162,15 @@ def attention_maps(
       *activation map*, not an attention map).
 
     All requested layers come out of one forward pass per batch, through a
-    compiled function built once per model and layer set and cached. The
-    model and the images are not modified.
+    compiled function built once per layer set and kept in the model's
+    `explain_attn.graph.ModelState`: given a model, each call builds a
+    state (graph and function) again; given a state
+    (`explain_attn.graph.model_state`), calls share them. The model and the
+    images are not modified.
 
     Args:
         model: A functional or built Sequential `keras.Model` (nested models
-            are searched).
+            are searched), or its `explain_attn.graph.ModelState`.
         images: ``(N, H, W, C)`` array matching the model's input shape,
             or a `tf.data.Dataset`, an iterable of batches, a list of image
             files or a data source (`explain_attn.explanations.inputs`).

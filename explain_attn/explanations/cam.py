@@ -342,7 +342,7 @@ grad_cam = _public_function(
             work. It is not modified. Or its `explain_attn.graph.ModelState`
             (`explain_attn.graph.model_state`): given a model, each call
             builds the model's graph and compiles its function again
-            (0.01 s to 0.5 s, see `ModelState`); pass a state, or use an
+            (0.5 s to 2.3 s, see `ModelState`); pass a state, or use an
             `explain_attn.explanations.explanation.Explainer`, to build
             them once.
         images: ``(N, H, W, C)`` array matching the model's input, or a

@@ -289,9 +289,8 @@ def export_maps(
     """Computes maps for a dataset and writes them (see the module).
 
     Args:
-        model: The model, or its `explain_attn.graph.ModelState`; the
-            call builds one state (one flat graph) for a model and passes
-            it to every step.
+        model: The model, or its `explain_attn.graph.ModelState` (else
+            one is built, and passed to every step).
         dataset: A data source: an `explain_attn.data.Dataset` or a
             streamed one (`explain_attn.data.open_source`).
         path: An ``.npz`` file, or a folder (see the module).
@@ -328,7 +327,6 @@ def export_maps(
             fit the model (before any work), unknown layers or methods.
     """
     state = model_state(model)
-    model = state.model
     kind = "folder" if shard is not None else check_output(path)
     cam_class = check_cam_class(cam_class)
     shortcut = _check_segmentation(state, task, kind, cam_class)
@@ -343,7 +341,7 @@ def export_maps(
         "input_scale": scale.scale,
         "preprocess": preprocess,
     }
-    writer = _writer(model, dataset, path, kind, outputs, shard, settings)
+    writer = _writer(state.model, dataset, path, kind, outputs, shard, settings)
     writer.input_scale = scale
     with writer:
         if writer.rows[1] > writer.rows[0]:

@@ -183,9 +183,8 @@ def deletion_insertion(
         model: A `keras.Model` with one image input and class scores out
             (probabilities, or logits turned into them with a softmax), or
             its `explain_attn.graph.ModelState`.
-        images: ``(N, H, W, C)`` images, or any input of
-            `explain_attn.data.adapter.as_source` (a `Source`, an
-            ``(images, labels)`` tuple, a folder...), read whole.
+        images: ``(N, H, W, C)`` images, or any input of `as_source` (a
+            `Source`, ``(images, labels)``, a folder...), read whole.
         labels: ``(N,)`` the class whose probability is recorded; ``None``
             for the labels of ``images``.
         maps: A dict from explanation name to ``(N, h, w)`` maps.
@@ -213,13 +212,7 @@ def deletion_insertion(
     """
     check_positive_int("steps", steps)
     check_positive_int("batch_size", batch_size)
-    state = model_state(model)
-    graph = single_input_graph(state)
-    shape = tuple(graph.inputs[0].shape[1:])
-    images, labels = _images_and_labels(images, labels, shape)
-    images = check_images(images, shape)
-    num_classes = int(graph.outputs[0].shape[-1])
-    labels = as_labels(labels, len(images), num_classes)
+    state, images, labels = _checked_inputs(model, images, labels)
     size = images.shape[1:3]
     rng = np.random.default_rng(seed)
     orders = _orders(maps, len(images), size, random_order, rng)
@@ -240,19 +233,26 @@ def deletion_insertion(
     return output
 
 
-def _images_and_labels(images, labels, shape):
-    """``(images, labels)``: an array as given, any other input of
-    `as_source` read whole (its labels unless ``labels`` are given)."""
-    if isinstance(images, np.ndarray):
-        return images, labels
-    found, own, _ = read_arrays(as_source(images, image_shape=shape))
-    if labels is None and own is None:
-        raise ValueError(
-            "`labels` are needed: the images have none. Pass labels= or "
-            "labelled images (a Source with labels, an (images, labels) "
-            "tuple, a class folder)."
-        )
-    return found, own if labels is None else labels
+def _checked_inputs(model, images, labels):
+    """``(state, images, labels)``, checked against the model's state:
+    images as an array (any other input of `as_source` read whole) and
+    labels (the images' own unless ``labels`` are given)."""
+    state = model_state(model)
+    graph = single_input_graph(state)
+    shape = tuple(graph.inputs[0].shape[1:])
+    if not isinstance(images, np.ndarray):
+        source = as_source(images, image_shape=shape)
+        images, own, _ = read_arrays(source)
+        if labels is None and own is None:
+            raise ValueError(
+                "`labels` are needed: the images have none. Pass labels= "
+                "or labelled images (a Source with labels, an (images, "
+                "labels) tuple, a class folder)."
+            )
+        labels = own if labels is None else labels
+    images = check_images(images, shape)
+    num_classes = int(graph.outputs[0].shape[-1])
+    return state, images, as_labels(labels, len(images), num_classes)
 
 
 def _chunk_size(batch_size, orders, steps):

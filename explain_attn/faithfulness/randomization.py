@@ -472,8 +472,7 @@ def randomization_check(
     its own weights alone were re-initialised.
 
     Args:
-        model: A functional or built Sequential `keras.Model`, or its
-            `explain_attn.graph.ModelState` (the clone gets one of its own).
+        model: A `keras.Model` (functional or built Sequential) or `ModelState`.
         images: Images fitting the model (an array or any `as_source` input).
         explanations: The `Explanation` objects of ``model`` to check (the
             results are keyed by their ``method_key``), or ``None``: those
@@ -495,12 +494,11 @@ def randomization_check(
     Returns:
         A JSON-ready dict: ``maps`` (the checked explanations'
         ``method_key``: attention layer paths, CAM methods' names);
-        ``cascade`` with ``layers`` (the steps' names, in
-        order; step ``k`` of every curve is after the first ``k``, step 0
-        the original), ``steps`` (the layer paths of each step), ``unit``
-        (``"layers"`` or ``"blocks"``) and per map ``spearman_median`` and
-        ``ssim_median`` (lists over the steps) and ``spearman_per_image``
-        (last step);
+        ``cascade`` with ``layers`` (the steps' names, in order; step ``k`` of
+        every curve is after the first ``k``, step 0 the original), ``steps``
+        (the layer paths of each step), ``unit`` (``"layers"`` or ``"blocks"``)
+        and per map ``spearman_median`` and ``ssim_median`` (lists over the
+        steps) and ``spearman_per_image`` (last step);
         ``independent`` (layer -> map -> ``spearman_median``,
         ``ssim_median``); ``checks``, one per map with ``map``,
         ``final_spearman_median``, ``final_ssim_median``,
