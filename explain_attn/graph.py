@@ -126,10 +126,11 @@ class ModelState:
     calls rebuild the graph and retrace their functions; pass a state (or
     use an `Explainer`) to share them. Building the state costs nothing;
     its graph is built on first use, and the compiled functions cost more.
-    Measured (CPU seconds, 2 shared cores): the graph of the 15-call
-    ``small_attention`` 0.014 s, of ``keras.applications.MobileNetV2``
-    (155 calls) 0.07 s; ``grad_cam`` of 2 images given the model 0.49 s
-    and 2.3 s, given its state 0.006 s and 0.03 s.
+    Measured (CPU seconds, 2 shared cores, `benchmarks.bench_state`): the
+    graph of the 15-call ``small_attention`` 0.012-0.014 s, of
+    ``keras.applications.MobileNetV2`` (155 calls) 0.07-0.08 s;
+    ``grad_cam`` of 2 images given the model 0.41-0.49 s and 2.3-2.9 s,
+    given its state 0.006 s and 0.03-0.04 s.
 
     Attributes:
         model: The `keras.Model`.
