@@ -178,22 +178,42 @@ def report_inputs(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def tiny_report(report_inputs, tmp_path_factory):
-    """A report built and rendered once from `report_inputs`."""
+def tiny_report_and_builds(report_inputs, tmp_path_factory):
+    """`tiny_report`, and ``(model, count)`` of the flat graphs built while
+    the report was built (`tests/test_model_state.py`)."""
+    import explain_attn.graph as graph
     from explain_attn.report import render_html, report_from_sources, write_json
 
-    report = report_from_sources(
-        str(report_inputs["data"]),
-        attention_models=[str(report_inputs["attention"])],
-        baseline_model=str(report_inputs["baseline"]),
-        num_examples=3,
-        seed=0,
-        verbose=0,
-    )
+    builds, build = {}, graph._flatten
+
+    def counting(model, check=False):
+        if not check:  # The re-check of a traced graph is the same build.
+            builds[id(model)] = (model, builds.get(id(model), (0, 0))[1] + 1)
+        return build(model, check)
+
+    graph._flatten = counting
+    try:
+        report = report_from_sources(
+            str(report_inputs["data"]),
+            attention_models=[str(report_inputs["attention"])],
+            baseline_model=str(report_inputs["baseline"]),
+            num_examples=3,
+            seed=0,
+            verbose=0,
+        )
+    finally:
+        graph._flatten = build
     folder = tmp_path_factory.mktemp("report")
     render_html(report, folder / "report.html")
     write_json(report, folder / "report.json")
-    return report, folder / "report.html", folder / "report.json"
+    paths = folder / "report.html", folder / "report.json"
+    return (report, *paths), list(builds.values())
+
+
+@pytest.fixture(scope="session")
+def tiny_report(tiny_report_and_builds):
+    """A report built and rendered once from `report_inputs`."""
+    return tiny_report_and_builds[0]
 
 
 @pytest.fixture(scope="session")

@@ -8,6 +8,9 @@
 - No module imports from a later stage of the data path (`DATA_PATH`).
 - The module tree follows the data path, and a new CAM method is one
   registered subclass.
+- No hidden per-model cache: no module- or class-level weak dictionary and
+  no `functools` cache over a function taking a model (per-model state is
+  an `explain_attn.graph.ModelState`, built and passed in the open).
 """
 
 import ast
@@ -118,6 +121,24 @@ def test_the_checker_finds_a_cycle():
     assert _cycle({"a": {"b"}, "b": set()}) is None
 
 
+def test_the_import_graph_counts_function_and_package_imports():
+    modules = _modules()
+    inside = ast.parse(
+        "def f():\n    from explain_attn.data import synthetic\n"
+    )
+    found = [target for target, _ in _imports(inside, modules)]
+    assert found == ["explain_attn.data.synthetic", "explain_attn.data"]
+    # Importing a submodule runs its package's ``__init__`` first, unless
+    # the importer is inside that package.
+    runs = _packages_run_first(
+        "explain_attn.report.build", "explain_attn.data.x"
+    )
+    assert list(runs) == ["explain_attn.data"]
+    assert not list(
+        _packages_run_first("explain_attn.data.a", "explain_attn.data.b")
+    )
+
+
 def test_no_import_cycle_between_modules():
     graph, _ = _graph()
     assert len(graph) > 30
@@ -220,3 +241,70 @@ def test_no_module_imports_from_a_later_stage():
         if _stage(target) > _stage(name)
     ]
     assert late == []
+
+
+_WEAK = {"WeakKeyDictionary", "WeakValueDictionary", "WeakSet"}
+_CACHES = {"cache", "lru_cache", "cached_property"}
+_MODEL_WORDS = ("model", "state", "network", "clone", "backbone", "entry")
+
+
+def _name(node):
+    """``"b"`` of ``a.b``, ``b`` or ``a.b(...)``."""
+    if isinstance(node, ast.Call):
+        node = node.func
+    if isinstance(node, ast.Attribute):
+        return node.attr
+    return getattr(node, "id", "")
+
+
+def _hidden_caches(source, module="module"):
+    """Weak dictionaries at module or class level, and `functools` caches
+    over functions with a parameter naming a model, in ``source``."""
+    tree = ast.parse(source)
+    scopes = [tree, *(n for n in ast.walk(tree) if isinstance(n, ast.ClassDef))]
+    for scope in scopes:
+        for node in scope.body:
+            value = getattr(node, "value", None)
+            if isinstance(node, ast.Assign | ast.AnnAssign) and value:
+                if isinstance(value, ast.Call) and _name(value) in _WEAK:
+                    yield f"{module}:{node.lineno} {_name(value)}"
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+            continue
+        cached = [d for d in node.decorator_list if _name(d) in _CACHES]
+        arguments = [
+            a.arg for a in ast.walk(node.args) if isinstance(a, ast.arg)
+        ]
+        if cached and any(w in a for a in arguments for w in _MODEL_WORDS):
+            yield f"{module}:{node.lineno} cache over {node.name}"
+
+
+def test_the_cache_checker_finds_hidden_caches():
+    source = (
+        "import functools, weakref\n"
+        "_STATES = weakref.WeakKeyDictionary()\n"
+        "class Keeper:\n"
+        "    kept = WeakValueDictionary()\n"
+        "@functools.lru_cache(maxsize=None)\n"
+        "def graph_of(model):\n"
+        "    return model\n"
+        "@functools.cache\n"
+        "def schema():\n"
+        "    return {}\n"
+        "def local():\n"
+        "    seen = weakref.WeakKeyDictionary()\n"
+    )
+    assert list(_hidden_caches(source)) == [
+        "module:2 WeakKeyDictionary",
+        "module:4 WeakValueDictionary",
+        "module:6 cache over graph_of",
+    ]
+
+
+def test_no_hidden_per_model_cache():
+    found = [
+        cache
+        for name, path in _modules().items()
+        for cache in _hidden_caches(path.read_text(encoding="utf-8"), name)
+    ]
+    assert found == []

@@ -517,11 +517,12 @@ def test_the_checks_explain_the_reports_cam_class(report_inputs, monkeypatch):
     seen = {}
 
     def deletion_spy(model, images, labels, maps, **options):
-        seen[("deletion", model.name)] = (images, labels, maps)
+        # The report passes each model's state (`ModelState`).
+        seen[("deletion", model.model.name)] = (images, labels, maps)
         return deletion_insertion(model, images, labels, maps, **options)
 
     def randomization_spy(model, images, **options):
-        seen[("randomization", model.name)] = options["class_index"]
+        seen[("randomization", model.model.name)] = options["class_index"]
         return randomization_check(model, images, **options)
 
     monkeypatch.setattr(section_module, "deletion_insertion", deletion_spy)

@@ -207,10 +207,15 @@ def test_resize_and_batches(layered_model, images):
 
 
 def test_extractor_is_built_once_per_layer_set(layered_model, images):
-    attention_maps(layered_model, images, layers=["spatial", "cbam"])
-    cache = model_state(layered_model).functions
+    state = model_state(layered_model)
+    first = attention_maps(state, images, layers=["spatial", "cbam"])
+    cache = state.functions
     before = dict(cache)
-    attention_maps(layered_model, images[:3], layers=["spatial", "cbam"])
+    again = attention_maps(state, images[:3], layers=["spatial", "cbam"])
+    assert dict(cache) == before
+    np.testing.assert_allclose(again["cbam"], first["cbam"][:3], atol=1e-6)
+    # A model, not its state: a state of its own, the given one untouched.
+    attention_maps(layered_model, images[:3], layers=["spatial"])
     assert dict(cache) == before
 
 

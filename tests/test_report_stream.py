@@ -7,7 +7,6 @@ never builds the whole test split in memory.
 """
 
 import json
-import types
 
 import numpy as np
 import pytest
@@ -26,7 +25,7 @@ from explain_attn.report.channels import (
     class_similarity,
 )
 from explain_attn.report.faithfulness import faithfulness_settings
-from explain_attn.report.models import load_report_models
+from explain_attn.report.models import ReportModel, load_report_models
 from explain_attn.report.warnings import (
     MaskShares,
     mask_area_warnings,
@@ -194,8 +193,8 @@ def test_channel_statistics_in_chunks_equal_the_whole_weights(
     layered_model, images
 ):
     labels = np.arange(len(images)) % 3
-    entry = types.SimpleNamespace(
-        role="attention", key="m", name="M", model=layered_model
+    entry = ReportModel(
+        key="m", role="attention", name="M", model=layered_model
     )
     statistics = ChannelStatistics([entry], num_classes=3, batch_size=2)
     for part in _chunks(len(images), 3):

@@ -56,7 +56,7 @@ from explain_attn.attention.tokens import (
     rollout_module,
     softmax_modules,
 )
-from explain_attn.graph import Tap, flat_graph, model_state
+from explain_attn.graph import Tap, model_state
 
 __all__ = ["attention_module", "discover_modules", "unreadable_attention"]
 
@@ -84,19 +84,19 @@ def discover_modules(model):
     """Every attention module of ``model``, in call order, found once.
 
     Args:
-        model: A functional or built Sequential `keras.Model`; nested
-            models are searched.
+        model: A functional or built Sequential `keras.Model` (nested
+            models are searched), or its `explain_attn.graph.ModelState`
+            (whose modules are found once).
 
     Returns:
         A list of `explain_attn.attention.kinds.AttentionModule`, with
         ``shape``, ``value_range``, ``found_by`` and ``applied_at`` set.
     """
-    return list(_discovered(model)[0])
+    return list(_discovered(model_state(model))[0])
 
 
-def _discovered(model):
-    """``(modules, reasons)`` of ``model``, kept in its `ModelState`."""
-    state = model_state(model)
+def _discovered(state):
+    """``(modules, reasons)`` of a `ModelState`, kept in it."""
     if state.discovered is None:
         state.discovered = _discover(state.graph)
     return state.discovered
@@ -111,10 +111,11 @@ def unreadable_attention(model, path):
     subclassed layer or ``Lambda`` whose call could not be traced
     (``outer/part``).
     """
-    reasons = _discovered(model)[1]
+    state = model_state(model)
+    reasons = _discovered(state)[1]
     if path in reasons:
         return reasons[path]
-    for outer, failure in flat_graph(model).untraced.items():
+    for outer, failure in state.graph.untraced.items():
         if path.startswith(f"{outer}/"):
             return (
                 f"Layer {outer!r} ({failure.class_name}) is a custom layer "

@@ -45,6 +45,7 @@ def layers_command(model_path, show_all, task, model_factory, unsafe_load):
     gives a coarser map).
     """
     from explain_attn.explanations.seg_cam import default_decoder_layer
+    from explain_attn.graph import model_state
     from explain_attn.models.lookup import (
         default_cam_layer,
         describe_layers,
@@ -56,11 +57,12 @@ def layers_command(model_path, show_all, task, model_factory, unsafe_load):
     model = load_model(
         model_path, safe_mode=not unsafe_load, factory=model_factory
     )
-    task = check_task(model, task)
-    rows = describe_layers(model)
-    expectation = describe_input(model)
+    state = model_state(model)  # The model's graph, built once.
+    task = check_task(state, task)
+    rows = describe_layers(state)
+    expectation = describe_input(state)
     click.echo(f"Model {model.name!r}: {model.count_params():,} parameters")
-    click.echo(f"Task: {_task_line(model, task)}")
+    click.echo(f"Task: {_task_line(state, task)}")
     click.echo(f"Input: {_input_line(expectation)}")
     modules = [row["module"] for row in rows if row["module"] is not None]
     click.echo(f"Attention modules: {_counts(modules)}")
@@ -76,7 +78,7 @@ def layers_command(model_path, show_all, task, model_factory, unsafe_load):
     if candidates:
         default = (
             default_decoder_layer if segmentation else default_cam_layer
-        )(model)
+        )(state)
     shown = candidates if show_all else candidates[-SHOWN_CANDIDATES:]
     shown = [r for r in candidates if r["path"] == default and r not in shown]
     shown += candidates if show_all else candidates[-SHOWN_CANDIDATES:]
@@ -102,11 +104,9 @@ def layers_command(model_path, show_all, task, model_factory, unsafe_load):
         click.echo(line)
 
 
-def _task_line(model, task):
-    from explain_attn.graph import flat_graph
-
+def _task_line(state, task):
     # The flat graph's output: a subclassed model has no ``outputs``.
-    shape = tuple(flat_graph(model).outputs[0].shape[1:])
+    shape = tuple(state.graph.outputs[0].shape[1:])
     if task == "classification":
         return f"classification (one prediction per image, {shape})"
     return (

@@ -137,7 +137,6 @@ def maps_command(
         export_maps,
     )
     from explain_attn.explanations.inputs import open_for_model
-    from explain_attn.models.saving import load_model
 
     job = _shard_job(options, model_path, data_source)
     if job is None:
@@ -145,11 +144,9 @@ def maps_command(
     cam_class = check_cam_class(options["cam_class"])
     strategy = make_strategy(devices)
     with strategy_scope(strategy):
-        model = load_model(
-            model_path, safe_mode=not unsafe_load, factory=model_factory
-        )
+        state = _loaded(model_path, unsafe_load, model_factory)
     source, scale = open_for_model(
-        model,
+        state,
         data_source,
         split=options["split"],
         image_size=options["image_size"],
@@ -158,7 +155,7 @@ def maps_command(
     )
     click.echo(scale.note)
     summary = export_maps(
-        model,
+        state,
         source,
         None if job else output,
         layers=list(options["layer_names"]) or None,
@@ -175,6 +172,17 @@ def maps_command(
     lines = [f"Note: {note}." for note in source.notes]
     lines += [f"{path}: {shape}" for path, shape in summary.items()]
     click.echo("\n".join([*lines, f"Part: {job.folder}" if job else output]))
+
+
+def _loaded(model_path, unsafe_load, model_factory):
+    """The `explain_attn.graph.ModelState` of the loaded model, built once
+    for the command."""
+    from explain_attn.graph import model_state
+    from explain_attn.models.saving import load_model
+
+    return model_state(
+        load_model(model_path, safe_mode=not unsafe_load, factory=model_factory)
+    )
 
 
 def _shard_job(options, model_path, data_source):

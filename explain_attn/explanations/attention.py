@@ -24,7 +24,7 @@ from explain_attn.explanations.inputs import (
     model_batches,
     resize_target,
 )
-from explain_attn.graph import flat_graph
+from explain_attn.graph import model_state
 from explain_attn.models.lookup import resolve_layers, single_layer
 from explain_attn.models.task import predicted_labels
 
@@ -36,9 +36,9 @@ __all__ = [
 ]
 
 
-def _reading(model, tap):
+def _reading(state, tap):
     """``(tensor to fetch, function of it giving (B, h, w, 1))`` for a tap."""
-    module = attention_module(model, tap.path)
+    module = attention_module(state, tap.path)
     if module is not None:
         kind = module.kind
         if not kind.spatial:
@@ -50,7 +50,7 @@ def _reading(model, tap):
                 "--method channel_weighted."
             )
         return module.source(), lambda source: module.parts(source)[1]
-    reason = unreadable_attention(model, tap.path)
+    reason = unreadable_attention(state, tap.path)
     if reason is not None:
         raise ValueError(reason)
     if not tap.is_spatial or isinstance(tap.layer, keras.layers.InputLayer):
@@ -88,9 +88,10 @@ class AttentionExtractor:
     """
 
     def __init__(self, model, paths, resize_to=None, *, predictions=False):
-        graph = flat_graph(model)
+        state = model_state(model)
+        graph = state.graph
         self.paths = list(paths)
-        readings = [_reading(model, graph.taps[path]) for path in self.paths]
+        readings = [_reading(state, graph.taps[path]) for path in self.paths]
         self._functions = [function for _, function in readings]
         self.predictions = predictions
         # A reading may fetch several tensors (coordinate attention's two
@@ -161,12 +162,15 @@ def attention_maps(
       *activation map*, not an attention map).
 
     All requested layers come out of one forward pass per batch, through a
-    compiled function built once per model and layer set and cached. The
-    model and the images are not modified.
+    compiled function built once per layer set and kept in the model's
+    `explain_attn.graph.ModelState`: given a model, each call builds a
+    state (graph and function) again; given a state
+    (`explain_attn.graph.model_state`), calls share them. The model and the
+    images are not modified.
 
     Args:
         model: A functional or built Sequential `keras.Model` (nested models
-            are searched).
+            are searched), or its `explain_attn.graph.ModelState`.
         images: ``(N, H, W, C)`` array matching the model's input shape,
             or a `tf.data.Dataset`, an iterable of batches, a list of image
             files or a data source (`explain_attn.explanations.inputs`).
@@ -190,16 +194,17 @@ def attention_maps(
         ValueError: For unknown layers, layers without a spatial map, or
             images whose shape does not match the model's input.
     """
-    paths = resolve_layers(model, layers)
-    target = resize_target(input_shape(model), resize_to)
+    state = model_state(model)
+    paths = resolve_layers(state, layers)
+    target = resize_target(input_shape(state), resize_to)
     extractor = compiled(
-        model,
+        state,
         (tuple(paths), target),
-        lambda: AttentionExtractor(model, paths, target),
+        lambda: AttentionExtractor(state, paths, target),
     )
     chunks = {path: [] for path in paths}
     for batch in model_batches(
-        model,
+        state,
         images,
         batch_size,
         input_scale=input_scale,
@@ -225,8 +230,9 @@ class ChannelWeights:
     """
 
     def __init__(self, model, path):
-        graph = flat_graph(model)
-        module = attention_module(model, path)
+        state = model_state(model)
+        graph = state.graph
+        module = attention_module(state, path)
         if module is None or not module.kind.has_channel_weights(module.tap):
             raise ValueError(
                 f"Layer {path!r} is a "
@@ -268,11 +274,12 @@ def channel_attention_weights(model, images, layer, *, batch_size=128):
         ``(N, channels)`` float32 weights, in the module's value range
         (see `explain_attn.attention.discovery.discover_modules`).
     """
-    path = single_layer(model, layer)
+    state = model_state(model)
+    path = single_layer(state, layer)
     weights = compiled(
-        model, ("channel", path), lambda: ChannelWeights(model, path)
+        state, ("channel", path), lambda: ChannelWeights(state, path)
     )
-    images = check_model_images(model, images)
+    images = check_model_images(state, images)
     return np.concatenate(
         [weights(batch) for batch in batches(images, batch_size)]
     )

@@ -30,7 +30,7 @@ from explain_attn.explanations.inputs import (
     resize_target,
 )
 from explain_attn.explanations.methods import register_cam
-from explain_attn.graph import flat_graph
+from explain_attn.graph import model_state
 from explain_attn.models.heads import score_head
 from explain_attn.models.lookup import default_cam_layer, single_layer
 
@@ -64,7 +64,8 @@ class BaseCAM(abc.ABC):
     zeros, never NaN.
 
     Args:
-        model: A functional or built Sequential `keras.Model`.
+        model: A functional or built Sequential `keras.Model`, or its
+            `explain_attn.graph.ModelState`.
         layer: Name, path or pattern of one layer with a 4-D output;
             ``None`` picks the last 4-D layer (before global pooling).
     """
@@ -73,20 +74,23 @@ class BaseCAM(abc.ABC):
     """The method's name in `explain_attn.explanations.methods`."""
 
     head = staticmethod(score_head)
-    """Hook: ``model -> (tensor, function)`` giving the scores."""
+    """Hook: ``model -> (tensor, function)`` giving the scores (given the
+    model's `explain_attn.graph.ModelState`)."""
 
     default_layer = staticmethod(default_cam_layer)
-    """Hook: ``model -> path`` of the layer explained by default."""
+    """Hook: ``model -> path`` of the layer explained by default (given the
+    model's `explain_attn.graph.ModelState`)."""
 
     title = ""
     """How reports name the method."""
 
     def __init__(self, model, layer=None):
-        graph = flat_graph(model)
+        state = self._state = model_state(model)
+        graph = state.graph
         if layer is None:
-            self.path = self.default_layer(model)
+            self.path = self.default_layer(state)
         else:
-            self.path = single_layer(model, layer)
+            self.path = single_layer(state, layer)
         tap = graph.taps[self.path]
         if not tap.is_spatial:
             raise ValueError(
@@ -104,7 +108,7 @@ class BaseCAM(abc.ABC):
                 "zeros). Choose a layer whose output is at least 2×2 (see "
                 "`explain-attn layers MODEL`)."
             )
-        features, self._logits = self.head(model)
+        features, self._logits = self.head(state)
         # When the layer is the scores' input, one output serves as both.
         self._shared = features is tap.output
         outputs = [tap.output] + [features] * (not self._shared)
@@ -189,7 +193,7 @@ class BaseCAM(abc.ABC):
                 classes.take(len(batch)),
             )
             for batch in model_batches(
-                self._model,
+                self._state,
                 images,
                 batch_size,
                 input_scale=input_scale,
@@ -292,8 +296,10 @@ class HiResCAM(BaseCAM):
 
 def cached_cam(method, model, layer=None):
     """The `BaseCAM` subclass ``method`` for ``model`` and ``layer``, built
-    once and kept as long as the model lives."""
-    return compiled(model, (method, layer), lambda: method(model, layer))
+    once per `explain_attn.graph.ModelState` (a `keras.Model`: built for
+    this call)."""
+    state = model_state(model)
+    return compiled(state, (method, layer), lambda: method(state, layer))
 
 
 def _public_function(method, doc):
@@ -333,7 +339,12 @@ grad_cam = _public_function(
 
     Args:
         model: A functional or built Sequential `keras.Model`; nested models
-            work. It is not modified.
+            work. It is not modified. Or its `explain_attn.graph.ModelState`
+            (`explain_attn.graph.model_state`): given a model, each call
+            builds the model's graph and compiles its function again
+            (0.5 s to 2.3 s, see `ModelState`); pass a state, or use an
+            `explain_attn.explanations.explanation.Explainer`, to build
+            them once.
         images: ``(N, H, W, C)`` array matching the model's input, or a
             `tf.data.Dataset`, an iterable of batches, a list of image files
             or a data source (`explain_attn.explanations.inputs`).

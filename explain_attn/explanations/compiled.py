@@ -1,11 +1,12 @@
-"""Compiled functions kept per model, so that they are traced once.
+"""Compiled functions kept in a model's state, so that they are traced once.
 
 Building an extractor, a CAM or a predictor traces a `tf.function`, which
-costs about as much as hundreds of images. The public convenience
-functions and every `Explainer` of a report (evaluation, gallery,
-faithfulness) share them through `compiled`, keyed by what determines the
-function, in the model's `explain_attn.graph.ModelState` (its one
-per-model state: the functions go when the model does).
+costs about as much as hundreds of images. Every `Explainer` of a report
+(evaluation, gallery, faithfulness) shares them through `compiled`, keyed
+by what determines the function, in the `explain_attn.graph.ModelState`
+it is given (the functions go when the state does). A public convenience
+function given a `keras.Model` builds a new state, so its functions are
+traced again at each call.
 """
 
 from explain_attn.graph import model_state
@@ -17,7 +18,8 @@ def compiled(model, key, build):
     """``build()``'s result for ``model`` and ``key``, built once.
 
     Args:
-        model: The `keras.Model` the function belongs to.
+        model: The `explain_attn.graph.ModelState` the function is kept
+            in (a `keras.Model`: a new state, so ``build()`` runs).
         key: A hashable description of the function (its class, layers,
             size).
         build: Called without arguments when there is no entry yet.

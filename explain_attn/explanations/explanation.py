@@ -23,6 +23,7 @@ from explain_attn.explanations.inputs import (
 )
 from explain_attn.explanations.methods import get_method
 from explain_attn.explanations.predict import Predictor
+from explain_attn.graph import ModelState, model_state
 
 __all__ = ["Explainer", "Explanation", "explain", "explanations_for"]
 
@@ -32,7 +33,9 @@ class Explanation:
     """One map per image: a model, explained by a method at a layer.
 
     Attributes:
-        model: The `keras.Model` explained (not part of equality).
+        model: The `keras.Model` explained (not part of equality). Given
+            its `explain_attn.graph.ModelState`, the state is kept in
+            ``state`` and ``model`` is the state's model.
         method: Name of a registered method, e.g. ``"attention"`` or
             ``"grad_cam"`` (see `explain_attn.explanations.methods`).
         layer: Path of the layer in the model's flat graph.
@@ -43,6 +46,9 @@ class Explanation:
             ``"predicted"`` (each image's predicted class, or the classes the
             caller passes), ``"true"`` (the labels passed to `Explainer`)
             or a class index for every image.
+        state: The model's `explain_attn.graph.ModelState` that `Explainer`
+            prepares the maps with, or ``None`` (it builds one per model;
+            not part of equality).
 
     Example:
 
@@ -57,8 +63,14 @@ class Explanation:
     model_key: str = ""
     model_name: str = ""
     target: str | int = "predicted"
+    state: ModelState | None = dataclasses.field(
+        default=None, compare=False, repr=False
+    )
 
     def __post_init__(self):
+        if isinstance(self.model, ModelState):
+            object.__setattr__(self, "state", self.model)
+            object.__setattr__(self, "model", self.model.model)
         get_method(self.method)  # Unknown methods fail here, by name.
         if self.target not in ("predicted", "true") and (
             isinstance(self.target, bool)
@@ -121,7 +133,8 @@ def explanations_for(
     """The explanations of ``model`` by ``method`` at ``layers``.
 
     Args:
-        model: The model.
+        model: The model, or its `explain_attn.graph.ModelState` (kept in
+            each explanation, see `Explanation`).
         method: A registered method's name.
         layers: ``None`` for the method's default layers (every attention
             layer; the last 4-D layer for CAMs), or names, paths, patterns.
@@ -132,9 +145,10 @@ def explanations_for(
     Returns:
         A list of `Explanation`, in layer order.
     """
-    paths = get_method(method).layers(model, layers)
+    state = model_state(model)
+    paths = get_method(method).layers(state, layers)
     return [
-        Explanation(model, method, path, key, name, target) for path in paths
+        Explanation(state, method, path, key, name, target) for path in paths
     ]
 
 
@@ -143,7 +157,10 @@ class Explainer:
 
     Prepared once (one compiled function per model and method, all of a
     model's attention layers in one forward pass), then called on as many
-    images as needed.
+    images as needed. Each model's graph and functions are kept in its
+    `explain_attn.graph.ModelState`: the explanations' ``state`` when they
+    carry one (so that the Explainers of one report share them), else one
+    built here per model.
 
     Args:
         explanations: `Explanation` objects, of one model or several taking
@@ -155,6 +172,9 @@ class Explainer:
             models should be built or loaded in its scope.
         predictions: Also prepare the model's predicted classes for
             `batch_with_predictions` (explanations of one model only).
+
+    Attributes:
+        states: ``{id(model): ModelState}`` of the explanations' models.
     """
 
     def __init__(
@@ -176,9 +196,10 @@ class Explainer:
         # predicted classes in the same pass returns ``(maps, classes)``.
         self._predicting = self._predictor = None
         predicted_model = self._one_model() if predictions else None
+        self.states = _states(self.explanations)
         self._groups = []
         for members in grouped.values():
-            model = members[0].model
+            model = self.states[id(members[0].model)]
             method = get_method(members[0].method)
             target = resize_target(input_shape(model), resize_to)
             layers = list(dict.fromkeys(e.layer for e in members))
@@ -193,10 +214,9 @@ class Explainer:
                 function = method.prepare(model, layers, target)
             self._groups.append((members, function))
         if predictions and self._predicting is None:
+            predicted = self.states[id(predicted_model)]
             self._predictor = compiled(
-                predicted_model,
-                Predictor,
-                lambda: Predictor(predicted_model),
+                predicted, Predictor, lambda: Predictor(predicted)
             )
 
     def _one_model(self):
@@ -290,8 +310,8 @@ class Explainer:
                 is ``"true"``.
         """
         check_batch_size(batch_size)
-        for model in {id(e.model): e.model for e in self.explanations}.values():
-            images = check_model_images(model, images)
+        for state in self.states.values():
+            images = check_model_images(state, images)
         classes = check_class_index(class_index, len(images))
         if labels is not None:
             labels = check_class_index(labels, len(images))
@@ -307,6 +327,19 @@ class Explainer:
                 chunks[explanation].append(maps)
             start = stop
         return {e: np.concatenate(chunks[e]) for e in self.explanations}
+
+
+def _states(explanations):
+    """``{id(model): ModelState}`` of the explanations' models: the first
+    state an explanation of the model carries, else a new one."""
+    states = {}
+    for explanation in explanations:
+        if explanation.state is not None:
+            states.setdefault(id(explanation.model), explanation.state)
+    for explanation in explanations:
+        if id(explanation.model) not in states:
+            states[id(explanation.model)] = model_state(explanation.model)
+    return states
 
 
 def explain(

@@ -44,7 +44,7 @@ from explain_attn.explanations.inputs import (
 )
 from explain_attn.explanations.methods import ATTENTION, get_method
 from explain_attn.explanations.predict import Predictor
-from explain_attn.graph import flat_graph
+from explain_attn.graph import model_state
 from explain_attn.models.lookup import (
     attention_layer_names,
     channel_module_names,
@@ -90,25 +90,25 @@ PART_FORMAT = "explain-attn maps part 1"
 """The ``format`` in the manifest of a shard's part (a folder)."""
 
 
-def _split_layers(model, layers):
+def _split_layers(state, layers):
     """``(spatial layers or None, channel-module paths)`` to export."""
-    channel = set(channel_module_names(model))
+    channel = set(channel_module_names(state))
     if layers is None:
-        spatial = attention_layer_names(model)
-        return (spatial or None), sorted(channel, key=_order(model))
-    paths = resolve_layers(model, layers)
+        spatial = attention_layer_names(state)
+        return (spatial or None), sorted(channel, key=_order(state))
+    paths = resolve_layers(state, layers)
     return (
         [p for p in paths if p not in channel] or None,
         [p for p in paths if p in channel],
     )
 
 
-def _order(model):
-    order = list(flat_graph(model).taps)
+def _order(state):
+    order = list(state.graph.taps)
     return order.index
 
 
-def _explanations(model, layers, methods, cam_layer):
+def _explanations(state, layers, methods, cam_layer):
     for method in methods:
         if get_method(method).is_attention:
             raise ValueError(
@@ -116,21 +116,21 @@ def _explanations(model, layers, methods, cam_layer):
                 "are always written (choose layers with --layer). Choose a "
                 "class-activation method such as grad_cam."
             )
-    spatial, channel = _split_layers(model, layers)
+    spatial, channel = _split_layers(state, layers)
     chosen = []
     if spatial is not None or (not methods and not channel):
-        chosen.extend(explanations_for(model, ATTENTION, spatial))
+        chosen.extend(explanations_for(state, ATTENTION, spatial))
     for method in methods:
         uses_class = get_method(method).uses_class
         where = cam_layer if uses_class else None
-        chosen.extend(explanations_for(model, method, where))
+        chosen.extend(explanations_for(state, method, where))
     return chosen, channel
 
 
-def _check_segmentation(model, task, kind, cam_class):
+def _check_segmentation(state, task, kind, cam_class):
     """Checks what a segmentation export supports; returns the method
     ``with_grad_cam`` stands for."""
-    if check_task(model, task) != SEGMENTATION:
+    if check_task(state, task) != SEGMENTATION:
         return "grad_cam"
     if kind != "npz":
         raise unsupported_for_segmentation(
@@ -289,7 +289,8 @@ def export_maps(
     """Computes maps for a dataset and writes them (see the module).
 
     Args:
-        model: The model.
+        model: The model, or its `explain_attn.graph.ModelState` (else
+            one is built, and passed to every step).
         dataset: A data source: an `explain_attn.data.Dataset` or a
             streamed one (`explain_attn.data.open_source`).
         path: An ``.npz`` file, or a folder (see the module).
@@ -325,13 +326,14 @@ def export_maps(
         ValueError: For a bad output (`check_output`), images that do not
             fit the model (before any work), unknown layers or methods.
     """
+    state = model_state(model)
     kind = "folder" if shard is not None else check_output(path)
     cam_class = check_cam_class(cam_class)
-    shortcut = _check_segmentation(model, task, kind, cam_class)
-    check_shape(dataset.image_shape, input_shape(model))
-    scale = resolve_input_scale(model, input_scale)
+    shortcut = _check_segmentation(state, task, kind, cam_class)
+    check_shape(dataset.image_shape, input_shape(state))
+    scale = resolve_input_scale(state, input_scale)
     methods = list(dict.fromkeys([*methods, *([shortcut] * with_grad_cam)]))
-    explanations, channel = _explanations(model, layers, methods, cam_layer)
+    explanations, channel = _explanations(state, layers, methods, cam_layer)
     outputs = _outputs(explanations, channel)
     settings = {
         "cam_class": cam_class,
@@ -339,17 +341,17 @@ def export_maps(
         "input_scale": scale.scale,
         "preprocess": preprocess,
     }
-    writer = _writer(model, dataset, path, kind, outputs, shard, settings)
+    writer = _writer(state.model, dataset, path, kind, outputs, shard, settings)
     writer.input_scale = scale
     with writer:
         if writer.rows[1] > writer.rows[0]:
-            step = _step(model, explanations, channel, cam_class)
-            batches, labels = _rows(model, dataset, writer.rows, settings)
+            step = _step(state, explanations, channel, cam_class)
+            batches, labels = _rows(state, dataset, writer.rows, settings)
             _write(writer, batches, step, labels, strategy)
     return writer.summary
 
 
-def _rows(model, dataset, rows, settings):
+def _rows(state, dataset, rows, settings):
     """``(batches, labels)`` of images ``start`` to ``stop - 1`` (``rows``)
     of ``dataset``, as the model takes them (`model_batches`)."""
     start, stop = rows
@@ -359,7 +361,7 @@ def _rows(model, dataset, rows, settings):
         chunks = dataset.batches(batch_size, start=start, stop=stop)
         images = (chunk for chunk, _, _ in chunks)
     batches = model_batches(
-        model,
+        state,
         images,
         batch_size,
         input_scale=settings["input_scale"],
@@ -465,16 +467,16 @@ def _outputs(explanations, channel):
     return outputs
 
 
-def _step(model, explanations, channel, cam_class):
+def _step(state, explanations, channel, cam_class):
     """``function(batch, labels) -> [predictions, *arrays of `_outputs`]``."""
     explainer = (
         Explainer(explanations, predictions=True) if explanations else None
     )
     weights = [
-        compiled(model, ("channel", p), lambda p=p: ChannelWeights(model, p))
+        compiled(state, ("channel", p), lambda p=p: ChannelWeights(state, p))
         for p in channel
     ]
-    num_classes = int(flat_graph(model).outputs[0].shape[-1])
+    num_classes = int(state.graph.outputs[0].shape[-1])
     num_cams = sum(e.uses_class for e in explanations)
 
     def step(batch, labels):
@@ -484,7 +486,7 @@ def _step(model, explanations, channel, cam_class):
             ).astype(np.int64)
 
         if explainer is None:
-            predictions = compiled(model, Predictor, lambda: Predictor(model))(
+            predictions = compiled(state, Predictor, lambda: Predictor(state))(
                 batch
             )
             found = {}

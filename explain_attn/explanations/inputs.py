@@ -28,7 +28,7 @@ from explain_attn.data.adapter import as_source
 from explain_attn.data.images import SCALES, check_scale
 from explain_attn.data.loaders import open_source
 from explain_attn.data.source import ArraySource, Source, read_arrays
-from explain_attn.graph import flat_graph
+from explain_attn.graph import flat_graph, model_state
 from explain_attn.options import check_positive_int
 
 try:  # Added by the input-expectation work; absent until it lands.
@@ -186,12 +186,13 @@ def model_batches(
             the model's input (checked on the first batch, before any work
             on it; the message names both shapes and the fix).
     """
+    state = model_state(model)
     check_batch_size(batch_size)
-    shape = input_shape(model)
+    shape = input_shape(state)
     source = as_source(data, image_shape=shape, name="images")
     scale = None
     if input_scale is not None or source.in_unit:
-        scale = resolve_input_scale(model, input_scale).scale
+        scale = resolve_input_scale(state, input_scale).scale
     count = 0
     for batch, _, _ in source.batches(batch_size):
         checked = (
@@ -460,14 +461,15 @@ def open_for_model(
         ``(source, scale)``: a data source (`explain_attn.data.open_source`)
         and the `InputScale`, whose ``note`` says what was assumed.
     """
-    expected = input_shape(model)
-    scale = resolve_input_scale(model, input_scale)
+    state = model_state(model)
+    expected = input_shape(state)
+    scale = resolve_input_scale(state, input_scale)
     source = open_source(
         data,
         split=split,
         image_size=image_size,
         limit=limit,
-        channels=model_channels(model),
+        channels=model_channels(state),
         input_scale=scale.scale,
     )
     check_shape(source.image_shape, expected)

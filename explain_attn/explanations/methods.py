@@ -13,7 +13,7 @@ import abc
 from explain_attn.attention.discovery import attention_module
 from explain_attn.explanations.attention import AttentionExtractor
 from explain_attn.explanations.compiled import compiled
-from explain_attn.graph import flat_graph
+from explain_attn.graph import flat_graph, model_state
 from explain_attn.models.lookup import (
     channel_module_names,
     resolve_layers,
@@ -58,7 +58,8 @@ class Method(abc.ABC):
         """The layer paths of ``model`` it explains.
 
         Args:
-            model: The model.
+            model: The model, or its `explain_attn.graph.ModelState` (as
+                `Explainer` passes it).
             requested: ``None`` for the method's default, or names, paths
                 or patterns.
         """
@@ -67,8 +68,10 @@ class Method(abc.ABC):
     def prepare(self, model, layers, resize_to=None):
         """Returns ``function(batch, classes) -> {layer: (B, h, w) maps}``.
 
-        Its compiled parts are shared per model
-        (`explain_attn.explanations.compiled`); call it for every batch.
+        ``model`` is the model's `explain_attn.graph.ModelState` (or a
+        `keras.Model`, for which one is built): its compiled parts are kept
+        in it (`explain_attn.explanations.compiled`); call the function for
+        every batch.
         ``classes`` is ``(B,)`` int32 with -1 for the predicted class.
         """
 
@@ -108,19 +111,21 @@ class AttentionMethod(Method):
         return resolve_layers(model, requested)
 
     def prepare(self, model, layers, resize_to=None):
+        state = model_state(model)
         key = (AttentionExtractor, tuple(layers), resize_to)
         extractor = compiled(
-            model, key, lambda: AttentionExtractor(model, layers, resize_to)
+            state, key, lambda: AttentionExtractor(state, layers, resize_to)
         )
         return lambda batch, classes: extractor(batch)
 
     def prepare_with_predictions(self, model, layers, resize_to=None):
+        state = model_state(model)
         layers = tuple(layers)
         extractor = compiled(
-            model,
+            state,
             (AttentionExtractor, layers, resize_to, "predictions"),
             lambda: AttentionExtractor(
-                model, layers, resize_to, predictions=True
+                state, layers, resize_to, predictions=True
             ),
         )
         return lambda batch, classes: extractor.maps_and_predictions(batch)
@@ -150,18 +155,20 @@ class CAMMethod(Method):
         self.title = cam_class.title
 
     def layers(self, model, requested=None):
+        state = model_state(model)
         if requested is None:
-            return [self.cam_class.default_layer(model)]
+            return [self.cam_class.default_layer(state)]
         if isinstance(requested, str):
             requested = [requested]
-        return [single_layer(model, layer) for layer in requested]
+        return [single_layer(state, layer) for layer in requested]
 
     def prepare(self, model, layers, resize_to=None):
+        state = model_state(model)
         cams = {
             layer: compiled(
-                model,
+                state,
                 (self.cam_class, layer),
-                lambda layer=layer: self.cam_class(model, layer),
+                lambda layer=layer: self.cam_class(state, layer),
             )
             for layer in layers
         }
@@ -245,20 +252,22 @@ class ChannelWeightedMethod(Method):
     title = "channel-weighted activations"
 
     def layers(self, model, requested=None):
+        state = model_state(model)
+        model = state.model
         if requested is None:
-            paths = channel_module_names(model)
+            paths = channel_module_names(state)
         else:
-            paths = resolve_layers(model, requested)
+            paths = resolve_layers(state, requested)
         readable = []
         for path in paths:
-            module = attention_module(model, path)
+            module = attention_module(state, path)
             if module is None or module.kind.spatial or not module.applied_at:
                 raise ValueError(
                     f"Layer {path!r} is not a channel gate, so it has no "
                     "channel-weighted activations. Choose one of: "
-                    f"{', '.join(channel_module_names(model)) or 'none'}."
+                    f"{', '.join(channel_module_names(state)) or 'none'}."
                 )
-            height, width = self._output(model, module).shape[1:3]
+            height, width = self._output(state, module).shape[1:3]
             if height is None or width is None or height * width > 1:
                 readable.append(path)
         if not readable:
@@ -274,13 +283,14 @@ class ChannelWeightedMethod(Method):
         return flat_graph(model).taps[module.applied_at].output
 
     def prepare(self, model, layers, resize_to=None):
+        state = model_state(model)
         applied = {
-            layer: attention_module(model, layer).applied_at for layer in layers
+            layer: attention_module(state, layer).applied_at for layer in layers
         }
         targets = tuple(applied.values())
         key = (AttentionExtractor, targets, resize_to)
         extractor = compiled(
-            model, key, lambda: AttentionExtractor(model, targets, resize_to)
+            state, key, lambda: AttentionExtractor(state, targets, resize_to)
         )
 
         def maps(batch, classes):

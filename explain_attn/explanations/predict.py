@@ -7,7 +7,7 @@ import tensorflow as tf
 from explain_attn.devices import run_replicated
 from explain_attn.explanations.compiled import compiled
 from explain_attn.explanations.inputs import model_batches
-from explain_attn.graph import flat_graph
+from explain_attn.graph import flat_graph, model_state
 from explain_attn.models.task import predicted_labels
 
 __all__ = ["Predictor", "predict_classes"]
@@ -68,12 +68,13 @@ def predict_classes(
         strategy: ``None`` or a `tf.distribute` strategy
             (`explain_attn.devices.make_strategy`).
     """
-    predictor = compiled(model, Predictor, lambda: Predictor(model))
+    state = model_state(model)
+    predictor = compiled(state, Predictor, lambda: Predictor(state))
     return np.concatenate(
         [
             run_replicated(strategy, predictor, batch)
             for batch in model_batches(
-                model,
+                state,
                 images,
                 batch_size,
                 input_scale=input_scale,

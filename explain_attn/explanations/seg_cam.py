@@ -20,7 +20,7 @@ import tensorflow as tf
 
 from explain_attn.explanations.cam import GradCAM
 from explain_attn.explanations.methods import register_cam
-from explain_attn.graph import flat_graph
+from explain_attn.graph import model_state
 from explain_attn.models.lookup import cam_candidates
 from explain_attn.models.task import pixel_score_head
 
@@ -46,15 +46,17 @@ def default_decoder_layer(model):
         ValueError: If the model is no segmentation model or has no such
             layer.
     """
-    graph = flat_graph(model)
-    head, _ = pixel_score_head(model)
+    state = model_state(model)
+    model = state.model
+    graph = state.graph
+    head, _ = pixel_score_head(state)
     num_classes = graph.outputs[0].shape[-1]
     excluded = {graph.outputs[0].name}
     if head.shape[-1] == num_classes:
         excluded.add(head.name)
     candidates = [
         path
-        for path in cam_candidates(model)
+        for path in cam_candidates(state)
         if graph.taps[path].output.name not in excluded
         and graph.taps[path].output.shape[-1] != 1
     ]
@@ -127,12 +129,12 @@ class SegGradCAM(GradCAM):
 
     def __init__(self, model, layer=None):
         super().__init__(model, layer)
-        graph = flat_graph(model)
+        graph = self._state.graph
         if graph.taps[self.path].output is graph.outputs[0]:
             raise ValueError(
                 f"Layer {self.path!r} is the model's output, after its "
                 "logits: Seg-Grad-CAM weighs a layer before them. Choose a "
-                f"decoder layer such as {default_decoder_layer(model)!r} "
+                f"decoder layer such as {default_decoder_layer(self._state)!r} "
                 "(see `explain-attn layers MODEL`)."
             )
         height, width = graph.outputs[0].shape[1:3]

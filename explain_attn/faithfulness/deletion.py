@@ -9,10 +9,13 @@ reference.
 import numpy as np
 import tensorflow as tf
 
+from explain_attn.data.adapter import as_source
+from explain_attn.data.source import read_arrays
 from explain_attn.devices import run_replicated
 from explain_attn.explanations.compiled import compiled
 from explain_attn.explanations.inputs import check_images
 from explain_attn.faithfulness.common import as_labels
+from explain_attn.graph import model_state
 from explain_attn.models.heads import probability_function, single_input_graph
 from explain_attn.options import check_positive_int
 
@@ -52,10 +55,10 @@ class _Curves:
     the model once, and only the steps in between once per order and curve.
     """
 
-    def __init__(self, model):
-        self.model = model
-        self.probabilities = probability_function(model)
-        shape = tuple(single_input_graph(model).inputs[0].shape[1:])
+    def __init__(self, state):
+        self.model = state.model
+        self.probabilities = probability_function(state)
+        shape = tuple(single_input_graph(state).inputs[0].shape[1:])
         # One trace for every chunk size (a last, smaller chunk included).
         self.function = tf.function(
             self._run,
@@ -116,11 +119,11 @@ def _orders(maps, count, size, random_order, rng):
 
 
 def _probabilities(
-    model, images, blurred, stacked, counts, labels, chunk, strategy
+    state, images, blurred, stacked, counts, labels, chunk, strategy
 ):
     """``(K, 2, S, N)`` true-class probabilities, chunk by chunk, each
     chunk split across the replicas of ``strategy`` (if any)."""
-    curves = compiled(model, _Curves, lambda: _Curves(model))
+    curves = compiled(state, _Curves, lambda: _Curves(state))
 
     def images_first(images, blurred, ranks, labels):
         values = curves.function(
@@ -151,8 +154,8 @@ def _probabilities(
 def deletion_insertion(
     model,
     images,
-    labels,
-    maps,
+    labels=None,
+    maps=None,
     *,
     steps=DEFAULT_STEPS,
     blur_sigma=None,
@@ -178,9 +181,12 @@ def deletion_insertion(
 
     Args:
         model: A `keras.Model` with one image input and class scores out
-            (probabilities, or logits turned into them with a softmax).
-        images: ``(N, H, W, C)`` images.
-        labels: ``(N,)`` the class whose probability is recorded.
+            (probabilities, or logits turned into them with a softmax), or
+            its `explain_attn.graph.ModelState`.
+        images: ``(N, H, W, C)`` images, or any input of `as_source` (a
+            `Source`, ``(images, labels)``, a folder...), read whole.
+        labels: ``(N,)`` the class whose probability is recorded; ``None``
+            for the labels of ``images``.
         maps: A dict from explanation name to ``(N, h, w)`` maps.
         steps: Number of steps, at least 1 (``steps + 1`` points).
         blur_sigma: Standard deviation in pixels of the Gaussian blur
@@ -206,10 +212,7 @@ def deletion_insertion(
     """
     check_positive_int("steps", steps)
     check_positive_int("batch_size", batch_size)
-    graph = single_input_graph(model)
-    images = check_images(images, tuple(graph.inputs[0].shape[1:]))
-    num_classes = int(graph.outputs[0].shape[-1])
-    labels = as_labels(labels, len(images), num_classes)
+    state, images, labels = _checked_inputs(model, images, labels)
     size = images.shape[1:3]
     rng = np.random.default_rng(seed)
     orders = _orders(maps, len(images), size, random_order, rng)
@@ -222,12 +225,34 @@ def deletion_insertion(
     stacked = np.stack([orders[name] for name in names])  # (K, N, H, W)
     chunk = _chunk_size(batch_size, len(names), steps)
     probabilities = _probabilities(
-        model, images, blurred, stacked, counts, labels, chunk, strategy
+        state, images, blurred, stacked, counts, labels, chunk, strategy
     )
     output = {"fractions": fractions, "blur_sigma": float(blur_sigma)}
     for index, name in enumerate(names):
         output[name] = _areas(probabilities[index], fractions)
     return output
+
+
+def _checked_inputs(model, images, labels):
+    """``(state, images, labels)``, checked against the model's state:
+    images as an array (any other input of `as_source` read whole) and
+    labels (the images' own unless ``labels`` are given)."""
+    state = model_state(model)
+    graph = single_input_graph(state)
+    shape = tuple(graph.inputs[0].shape[1:])
+    if not isinstance(images, np.ndarray):
+        source = as_source(images, image_shape=shape)
+        images, own, _ = read_arrays(source)
+        if labels is None and own is None:
+            raise ValueError(
+                "`labels` are needed: the images have none. Pass labels= "
+                "or labelled images (a Source with labels, an (images, "
+                "labels) tuple, a class folder)."
+            )
+        labels = own if labels is None else labels
+    images = check_images(images, shape)
+    num_classes = int(graph.outputs[0].shape[-1])
+    return state, images, as_labels(labels, len(images), num_classes)
 
 
 def _chunk_size(batch_size, orders, steps):

@@ -14,6 +14,7 @@ from explain_attn.data.source import read_arrays
 from explain_attn.devices import run_replicated
 from explain_attn.explanations.inputs import check_model_images
 from explain_attn.faithfulness.common import as_labels
+from explain_attn.graph import model_state
 from explain_attn.metrics import paired_differences
 from explain_attn.models.heads import probability_function, single_input_graph
 from explain_attn.models.lookup import reading_kind, resolve_layers
@@ -45,19 +46,20 @@ class Intervened:
     unmodified output first, then one per intervention.
 
     Args:
-        model: The model.
+        model: The model, or its `explain_attn.graph.ModelState`.
         module: An `explain_attn.attention.kinds.AttentionModule` of it.
         with_mask: Whether a mask replacement is passed to each call.
     """
 
     def __init__(self, model, module, *, with_mask):
-        graph = single_input_graph(model)
+        state = model_state(model)
+        graph = single_input_graph(state)
         self.module = module
         self.head = keras.Model(graph.model_inputs, module.source())
         self.tail = keras.Model(
             [graph.inputs[0], module.tap.output], graph.outputs
         )
-        self.probabilities = probability_function(model)
+        self.probabilities = probability_function(state)
         self.map_shape = tuple(int(s) for s in module.tap.output.shape[1:3])
         self.with_mask = with_mask
         # One trace for every batch size (a last, smaller batch included).
@@ -213,11 +215,11 @@ def _no_map_row(path, tap, module=None):
     }
 
 
-def _clean(model, graph, images, labels, options):
+def _clean(state, graph, images, labels, options):
     """Accuracy and mean true-class probability of the unmodified model."""
     batch_size, strategy = options.batch_size, options.strategy
     forward = keras.Model(graph.model_inputs, graph.outputs[0])
-    probabilities = probability_function(model)
+    probabilities = probability_function(state)
 
     def scores_of(batch):
         return probabilities(tf.cast(forward(batch), tf.float32)).numpy()
@@ -236,11 +238,11 @@ def _clean(model, graph, images, labels, options):
     }
 
 
-def _inputs(model, dataset):
+def _inputs(state, dataset):
     """``(graph, images, labels, masks or None, notes)``, checked."""
-    graph = single_input_graph(model)
+    graph = single_input_graph(state)
     images, labels, masks = read_arrays(as_source(dataset, name="dataset"))
-    images = check_model_images(model, images)
+    images = check_model_images(state, images)
     num_classes = int(graph.outputs[0].shape[-1])
     labels = as_labels(labels, len(images), num_classes)
     notes = []
@@ -254,20 +256,20 @@ def _inputs(model, dataset):
     return graph, images, labels, masks, notes
 
 
-def _layer_rows(model, paths, inputs, bootstrap, options):
+def _layer_rows(state, paths, inputs, bootstrap, options):
     """One row per layer (its effects, or why it has none), and the
     unmodified model's scores (``None`` when no layer had a map)."""
     graph, images, labels, masks = inputs
     names = [n for n in INTERVENTIONS if n != "mask" or masks is not None]
     rows, clean = [], None
     for position, path in enumerate(paths):
-        module = attention_module(model, path)
+        module = attention_module(state, path)
         if module is None or not (
             module.kind.spatial and module.kind.intervenable
         ):
             rows.append(_no_map_row(path, graph.taps[path], module))
             continue
-        intervened = Intervened(model, module, with_mask=masks is not None)
+        intervened = Intervened(state, module, with_mask=masks is not None)
         scores = intervened.scores(
             images,
             masks,
@@ -306,7 +308,7 @@ def attention_interventions(
     Args:
         model: A `keras.Model` with one image input and one class-score
             output (probabilities, or logits that a softmax turns into
-            probabilities).
+            probabilities), or its `explain_attn.graph.ModelState`.
         dataset: The images with labels and optional masks: any labelled
             input of `explain_attn.data.adapter.as_source` (a `Dataset`,
             an ``(images, labels)`` tuple, a folder...), read whole.
@@ -339,18 +341,19 @@ def attention_interventions(
     options = RunOptions(batch_size=batch_size, strategy=strategy, seed=seed)
     if explanations is not None:
         layers = [e.layer for e in explanations if e.is_attention]
-    paths = resolve_layers(model, layers)
-    graph, images, labels, masks, notes = _inputs(model, dataset)
+    state = model_state(model)
+    paths = resolve_layers(state, layers)
+    graph, images, labels, masks, notes = _inputs(state, dataset)
     bootstrap = {
         "seed": seed,
         "confidence": confidence,
         "num_resamples": num_resamples,
     }
     rows, clean = _layer_rows(
-        model, paths, (graph, images, labels, masks), bootstrap, options
+        state, paths, (graph, images, labels, masks), bootstrap, options
     )
     if clean is None:  # No layer had a map to replace.
-        clean = _clean(model, graph, images, labels, options)
+        clean = _clean(state, graph, images, labels, options)
     return {
         "num_images": int(len(images)),
         "clean": clean,

@@ -23,7 +23,7 @@ from explain_attn.explanations.inputs import (
 from explain_attn.explanations.methods import ATTENTION
 from explain_attn.explanations.predict import predict_classes
 from explain_attn.faithfulness.common import finite_median
-from explain_attn.graph import flat_graph
+from explain_attn.graph import flat_graph, model_state
 from explain_attn.metrics import SpearmanReference
 from explain_attn.models.lookup import default_cam_layer, resolve_layers
 from explain_attn.options import RunOptions, check_choice
@@ -341,7 +341,8 @@ def _similarities(original, current):
 
 
 def _cascade(clone, compute, original, rng, steps):
-    """Re-initialises the clone's steps from the output down, cumulatively."""
+    """Re-initialises the clone's steps from the output down, cumulatively
+    (``clone``: its `ModelState`)."""
     by_path = dict(_weighted_layers(clone))
     order = steps[::-1]
     spearman_curves = {name: [1.0] for name in original}
@@ -388,14 +389,15 @@ def _independent(model, clone, by_path, paths, compute, original, rng):
 
 
 def _run(model, clone, compute, paths, steps, seed, independent):
-    """``(original maps, cascade, independent results)`` on the clone."""
+    """``(original maps, cascade, independent results)`` on the clone
+    (its `ModelState`)."""
     original = compute()
     # Prepared once: every step's maps are compared with these.
     similar = {name: MapSimilarity(maps) for name, maps in original.items()}
     rng = np.random.default_rng(seed)
     cascade, by_path = _cascade(clone, compute, similar, rng, steps)
     results = (
-        _independent(model, clone, by_path, paths, compute, similar, rng)
+        _independent(model, clone.model, by_path, paths, compute, similar, rng)
         if independent
         else {}
     )
@@ -423,12 +425,14 @@ def _checks(cascade, independent, threshold):
     return checks
 
 
-def _clone(model, images, class_index, options):
-    """A clone of ``model`` (in the options' strategy's scope), and the
-    classes its CAMs explain (``class_index``, else the predicted ones)."""
+def _clone(state, images, class_index, options):
+    """A clone of the state's model (in the options' strategy's scope), and
+    the classes its CAMs explain (``class_index``, else the predicted
+    ones)."""
+    model = state.model
     if class_index is None:
         class_index = predict_classes(
-            model,
+            state,
             images,
             batch_size=options.batch_size,
             strategy=options.strategy,
@@ -439,29 +443,30 @@ def _clone(model, images, class_index, options):
     return clone, class_index
 
 
-def _attention_paths(model, layers):
+def _attention_paths(state, layers):
     """The layers to check; none when the model has no attention layer."""
     try:
-        return resolve_layers(model, layers)
+        return resolve_layers(state, layers)
     except ValueError:
         if layers is not None:
             raise
         return []
 
 
-def _checked(model, explanations, layers, grad_cam_layer, cam_methods):
+def _checked(state, explanations, layers, grad_cam_layer, cam_methods):
     """The explanations to check: ``explanations``, else those that
     ``layers``, ``grad_cam_layer`` and ``cam_methods`` name."""
     if explanations is None:
-        cam_layer = grad_cam_layer or default_cam_layer(model)
+        cam_layer = grad_cam_layer or default_cam_layer(state)
         return [
             *(
-                Explanation(model, ATTENTION, path)
-                for path in _attention_paths(model, layers)
+                Explanation(state, ATTENTION, path)
+                for path in _attention_paths(state, layers)
             ),
-            *(Explanation(model, method, cam_layer) for method in cam_methods),
+            *(Explanation(state, method, cam_layer) for method in cam_methods),
         ]
     explanations = list(explanations)
+    model = state.model
     if not explanations or any(e.model is not model for e in explanations):
         raise ValueError(
             "`explanations` must be explanations of `model`, at least one. "
@@ -470,16 +475,20 @@ def _checked(model, explanations, layers, grad_cam_layer, cam_methods):
     return explanations
 
 
-def _check_clone(model, checked, inputs, unit, independent, options):
+def _check_clone(state, checked, inputs, unit, independent, options):
     """``(original maps, cascade, independent results)`` of ``checked``
-    (`Explanation` objects of ``model``) computed on a clone."""
+    (`Explanation` objects of the state's model) computed on a clone,
+    which gets a `ModelState` of its own."""
     images, class_index = inputs
-    clone, classes = _clone(model, images, class_index, options)
+    clone, classes = _clone(state, images, class_index, options)
+    clone = model_state(clone)
     paths = [e.layer for e in checked if e.is_attention]
     steps = cascade_steps(clone, unit, own=paths)
     maps = _Maps(clone, checked, classes, options.strategy)
     compute = functools.partial(maps, images, options.batch_size)
-    return _run(model, clone, compute, paths, steps, options.seed, independent)
+    return _run(
+        state.model, clone, compute, paths, steps, options.seed, independent
+    )
 
 
 def randomization_check(
@@ -513,7 +522,7 @@ def randomization_check(
     its own weights alone were re-initialised.
 
     Args:
-        model: A functional or built Sequential `keras.Model`.
+        model: A `keras.Model` (functional or built Sequential) or `ModelState`.
         images: Images fitting the model (an array or any `as_source` input).
         explanations: The `Explanation` objects of ``model`` to check (the
             results are keyed by their ``method_key``), or ``None``: those
@@ -535,27 +544,27 @@ def randomization_check(
     Returns:
         A JSON-ready dict: ``maps`` (the checked explanations'
         ``method_key``: attention layer paths, CAM methods' names);
-        ``cascade`` with ``layers`` (the steps' names, in
-        order; step ``k`` of every curve is after the first ``k``, step 0
-        the original), ``steps`` (the layer paths of each step), ``unit``
-        (``"layers"`` or ``"blocks"``) and per map ``spearman_median`` and
-        ``ssim_median`` (lists over the steps) and ``spearman_per_image``
-        (last step);
+        ``cascade`` with ``layers`` (the steps' names, in order; step ``k`` of
+        every curve is after the first ``k``, step 0 the original), ``steps``
+        (the layer paths of each step), ``unit`` (``"layers"`` or ``"blocks"``)
+        and per map ``spearman_median`` and ``ssim_median`` (lists over the
+        steps) and ``spearman_per_image`` (last step);
         ``independent`` (layer -> map -> ``spearman_median``,
         ``ssim_median``); ``checks``, one per map with ``map``,
         ``final_spearman_median``, ``final_ssim_median``,
         ``independent_spearman_median`` and ``passed``.
     """
     options = RunOptions(batch_size=batch_size, strategy=strategy, seed=seed)
-    images = check_model_images(model, all_images(images, input_shape(model)))
-    checked = _checked(model, explanations, layers, grad_cam_layer, cam_methods)
+    state = model_state(model)
+    images = check_model_images(state, all_images(images, input_shape(state)))
+    checked = _checked(state, explanations, layers, grad_cam_layer, cam_methods)
     cams = [e.layer for e in checked if e.uses_class]
     original, cascade, independent_results = _check_clone(
-        model, checked, (images, class_index), cascade, independent, options
+        state, checked, (images, class_index), cascade, independent, options
     )
     return {
         "maps": list(original),
-        "grad_cam_layer": cams[0] if cams else default_cam_layer(model),
+        "grad_cam_layer": cams[0] if cams else default_cam_layer(state),
         "num_images": int(len(images)),
         "threshold": threshold,
         "cascade": cascade,

@@ -11,10 +11,11 @@ costs Dice when uniform, shuffled or inverted; the true mask may help.
 import numpy as np
 
 from explain_attn.attention.discovery import attention_module
+from explain_attn.explanations.inputs import all_images, input_shape
 from explain_attn.explanations.seg_cam import default_decoder_layer
 from explain_attn.faithfulness.interventions import INTERVENTIONS, Intervened
 from explain_attn.faithfulness.randomization import randomization_check
-from explain_attn.graph import flat_graph
+from explain_attn.graph import model_state
 from explain_attn.metrics.segmentation import dice_per_class, image_scores
 from explain_attn.metrics.statistics import paired_difference, summarize
 from explain_attn.models.lookup import attention_layer_names
@@ -31,12 +32,14 @@ __all__ = [
 def segmentation_gates(model):
     """The spatial attention modules of a segmentation model, but its
     output: a sigmoid output ``(N, H, W, 1)`` has a gate's shape and range
-    (discovery lists it) yet gates nothing."""
-    output = flat_graph(model).outputs[0]
+    (discovery lists it) yet gates nothing. ``model``: a `keras.Model`
+    or its `explain_attn.graph.ModelState`."""
+    state = model_state(model)
+    output = state.graph.outputs[0]
     return [
         path
-        for path in attention_layer_names(model)
-        if attention_module(model, path).tap.output is not output
+        for path in attention_layer_names(state)
+        if attention_module(state, path).tap.output is not output
     ]
 
 
@@ -54,8 +57,10 @@ def gate_interventions(
     """Each gate's interventions, measured as the change in Dice.
 
     Args:
-        model: A segmentation model with spatial attention modules.
-        images: ``(N, H, W, C)`` float32 in the model's scale.
+        model: A segmentation model with spatial attention modules, or
+            its `explain_attn.graph.ModelState`.
+        images: ``(N, H, W, C)`` float32 in the model's scale, or any
+            input of `explain_attn.data.adapter.as_source`, read whole.
         targets: ``(N, H, W)`` int true label maps (`TargetEncoding`).
         encoding: Their `explain_attn.report.segmentation_targets.
             TargetEncoding`.
@@ -71,11 +76,13 @@ def gate_interventions(
         ``inverted`` and ``mask``. Images whose Dice is undefined (no
         foreground, true or predicted) drop out of the pairs.
     """
+    state = model_state(model)
+    images = all_images(images, input_shape(state))
     rows = []
     height, width = targets.shape[1:]
-    for path in layers or segmentation_gates(model):
-        module = attention_module(model, path)
-        intervened = Intervened(model, module, with_mask=True)
+    for path in layers or segmentation_gates(state):
+        module = attention_module(state, path)
+        intervened = Intervened(state, module, with_mask=True)
         scores = intervened.scores(images, targets > 0, seed, batch_size)
         shape = (len(scores), len(images), height, width, -1)
         variants = [
@@ -103,6 +110,7 @@ def gate_interventions(
 def explained_classes(model, images, encoding, batch_size):
     """Per image, the class Seg-Grad-CAM explains by default: the
     foreground class of largest predicted area (0 for a sigmoid)."""
+    model = model_state(model).model
     probabilities = model.predict(images, batch_size=batch_size, verbose=0)
     predicted = encoding.predicted(probabilities).reshape(len(images), -1)
     if encoding.num_outputs == 1:
@@ -121,16 +129,22 @@ def segmentation_randomization(
     randomization_check` on the cascade from the output down), Seg-Grad-CAM
     explaining each image's class of largest predicted area.
 
+    ``model``: a `keras.Model` or its `explain_attn.graph.ModelState`;
+    ``images``: an array or any input of `explain_attn.data.adapter.
+    as_source`, read whole.
+
     Returns:
         Its ``checks`` (one per map: ``map``, ``final_spearman_median``,
         ``final_ssim_median``, ``passed``) and the number of images.
     """
+    state = model_state(model)
+    images = all_images(images, input_shape(state))
     result = randomization_check(
-        model,
+        state,
         images,
-        layers=segmentation_gates(model) or None,
-        grad_cam_layer=cam_layer or default_decoder_layer(model),
-        class_index=explained_classes(model, images, encoding, batch_size),
+        layers=segmentation_gates(state) or None,
+        grad_cam_layer=cam_layer or default_decoder_layer(state),
+        class_index=explained_classes(state, images, encoding, batch_size),
         cam_methods=("seg_grad_cam",),
         seed=seed,
         batch_size=batch_size,
@@ -163,8 +177,9 @@ def region_deletion(
     fast (a low area under the curve) and insertion rise fast (a high one).
 
     Args:
-        model: A segmentation model.
-        images: ``(N, H, W, C)`` float32.
+        model: A segmentation model, or its `explain_attn.graph.ModelState`.
+        images: ``(N, H, W, C)`` float32, or any input of
+            `explain_attn.data.adapter.as_source`, read whole.
         maps: ``(N, H, W)`` maps at the images' resolution.
         classes: ``(N,)`` int classes explained.
         regions: ``(N, H, W)`` bool regions of the score (e.g. the
@@ -177,6 +192,8 @@ def region_deletion(
         curves (trapezoid over the fraction of pixels, in [0, 1]); NaN for
         an image with an empty region.
     """
+    state = model_state(model)
+    model, images = state.model, all_images(images, input_shape(state))
     count, height, width = maps.shape
     order = np.argsort(-maps.reshape(count, -1), axis=1, kind="stable")
     ranks = np.empty_like(order)

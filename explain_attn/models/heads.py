@@ -8,7 +8,7 @@ own last layer, with its own live weights; the model is never modified.
 import keras
 import tensorflow as tf
 
-from explain_attn.graph import flat_graph
+from explain_attn.graph import model_state
 from explain_attn.models.task import pixel_probability_function
 
 __all__ = ["probability_function", "score_head", "single_input_graph"]
@@ -36,7 +36,9 @@ def score_head(model):
             gives one prediction per pixel (a segmentation model: see
             `explain_attn.models.task.pixel_score_head`).
     """
-    graph = flat_graph(model)
+    state = model_state(model)
+    model = state.model
+    graph = state.graph
     output = graph.outputs[0]
     if len(output.shape) == 4:
         raise ValueError(
@@ -78,10 +80,11 @@ def probability_function(model):
     other output is taken as logits: softmax. A segmentation model's
     (per pixel) is `explain_attn.models.task.pixel_probability_function`.
     """
-    graph = flat_graph(model)
+    state = model_state(model)
+    graph = state.graph
     if len(graph.outputs[0].shape) == 4:
-        return pixel_probability_function(model)
-    tensor, _ = score_head(model)
+        return pixel_probability_function(state)
+    tensor, _ = score_head(state)
     return tf.nn.softmax if tensor is graph.outputs[0] else _identity
 
 
@@ -91,7 +94,9 @@ def single_input_graph(model):
     Raises:
         ValueError: If the model has several inputs or outputs.
     """
-    graph = flat_graph(model)
+    state = model_state(model)
+    model = state.model
+    graph = state.graph
     if len(graph.inputs) != 1 or len(graph.outputs) != 1:
         raise ValueError(
             f"Model {model.name!r} has {len(graph.inputs)} inputs and "

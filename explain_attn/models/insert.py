@@ -43,7 +43,7 @@ from explain_attn.attention.layers import (
     ChannelAttention,
     SpatialAttention,
 )
-from explain_attn.graph import flat_graph
+from explain_attn.graph import model_state
 from explain_attn.models.lookup import resolve_layers
 from explain_attn.options import check_positive_int
 
@@ -124,8 +124,9 @@ def _targets(model, after):
             "`after` must name at least one layer (a name, an outer/inner "
             "path or a glob pattern). Received: after=[]"
         )
-    graph = flat_graph(model)
-    paths = resolve_layers(model, list(after))
+    state = model_state(model)
+    graph = state.graph
+    paths = resolve_layers(state, list(after))
     for path in paths:
         tap = graph.taps[path]
         shape = tuple(tap.output.shape) if tap.is_spatial else None

@@ -5,6 +5,10 @@ is always named: by its path in the model's flat graph (``outer/inner`` for
 nested models), by its bare name when that is unique, or by a glob pattern.
 What a layer *is* (attention, gate, channel attention) comes from
 `explain_attn.attention.kinds`.
+
+Every function takes a `keras.Model` (its flat graph is then built for the
+call) or the model's `explain_attn.graph.ModelState` (built once and
+passed on by the caller).
 """
 
 import difflib
@@ -16,7 +20,7 @@ from explain_attn.attention.discovery import (
     discover_modules,
     unreadable_attention,
 )
-from explain_attn.graph import flat_graph
+from explain_attn.graph import model_state
 
 __all__ = [
     "ACTIVATION",
@@ -70,10 +74,11 @@ def describe_layers(model):
         ``cam_candidate`` (whether Grad-CAM can use it: a layer with a map
         of at least 2×2).
     """
-    modules = {module.path: module for module in discover_modules(model)}
-    candidates = set(cam_candidates(model))
+    state = model_state(model)
+    modules = {module.path: module for module in discover_modules(state)}
+    candidates = set(cam_candidates(state))
     rows = []
-    for tap in flat_graph(model).taps.values():
+    for tap in state.graph.taps.values():
         module = modules.get(tap.path)
         kind = reading_kind(tap, module)
         if kind is None:
@@ -165,11 +170,12 @@ def resolve_layers(model, layers=None):
             model's attention layers and the closest names), a bare name is
             ambiguous, or a pattern matches nothing.
     """
-    graph = flat_graph(model)
+    state = model_state(model)
+    graph = state.graph
     if layers is None:
-        paths = attention_layer_names(model)
+        paths = attention_layer_names(state)
         if not paths:
-            channel = channel_module_names(model)
+            channel = channel_module_names(state)
             extra = (
                 f" It has {len(channel)} channel-attention module(s) (e.g. "
                 f"{channel[0]!r}), which weigh channels and have no spatial "
@@ -178,11 +184,11 @@ def resolve_layers(model, layers=None):
                 else ""
             )
             raise ValueError(
-                f"Model {model.name!r} has no attention layer with a "
+                f"Model {state.model.name!r} has no attention layer with a "
                 "spatial map (no SpatialAttention, CBAM, spatial or axis "
                 "gate, or "
                 f"MultiHeadAttention over positions).{extra}"
-                f"{_untraced_note(model)} Name the layers to read with "
+                f"{_untraced_note(state)} Name the layers to read with "
                 "--layer (API: layers=; see `explain-attn layers MODEL`)."
             )
         return paths
@@ -196,7 +202,7 @@ def resolve_layers(model, layers=None):
                 "Layer names must be non-empty strings. Received: "
                 f"layers={layers!r}"
             )
-        found.extend(_match(model, graph, request))
+        found.extend(_match(state, request))
     unique = dict.fromkeys(found)
     return sorted(unique, key=order.index)
 
@@ -223,7 +229,7 @@ def cam_candidates(model):
     a 4-D output whose map is at least 2×2 (or of unknown size): a 1×1
     map has no spatial structure, and its normalised CAM is all zeros.
     """
-    graph = flat_graph(model)
+    graph = model_state(model).graph
     candidates = []
     for tap in graph.taps.values():
         if not tap.is_spatial or not isinstance(tap.layer, keras.layers.Layer):
@@ -266,19 +272,21 @@ def default_cam_layer(model):
         ValueError: If the model has no layer with a 4-D output of at least
             2×2.
     """
-    taps = flat_graph(model).taps
-    candidates = cam_candidates(model)
+    state = model_state(model)
+    taps = state.graph.taps
+    candidates = cam_candidates(state)
     several = [p for p in candidates if taps[p].output.shape[-1] != 1]
     if not (several or candidates):
         raise ValueError(
-            f"Model {model.name!r} has no layer with a 4-D output (batch, H, "
-            "W, C) of at least 2×2, so Grad-CAM has no feature map to weigh. "
-            "Use a convolutional model, or larger input images."
+            f"Model {state.model.name!r} has no layer with a 4-D output "
+            "(batch, H, W, C) of at least 2×2, so Grad-CAM has no feature "
+            "map to weigh. Use a convolutional model, or larger input images."
         )
     return (several or candidates)[-1]
 
 
-def _match(model, graph, request):
+def _match(state, request):
+    graph, model = state.graph, state.model
     if request in graph.taps:
         return [request]
     if any(character in request for character in "*?["):
@@ -291,7 +299,7 @@ def _match(model, graph, request):
             return matches
         raise ValueError(
             f"Layer pattern {request!r} matches no 4-D layer of model "
-            f"{model.name!r}. {_candidates(model, graph, request)}"
+            f"{model.name!r}. {_candidates(state, request)}"
         )
     by_name = [path for path in graph.taps if path.split("/")[-1] == request]
     if len(by_name) == 1:
@@ -301,18 +309,18 @@ def _match(model, graph, request):
             f"Layer name {request!r} is ambiguous in model {model.name!r}: "
             f"{', '.join(by_name)}. Give the full path."
         )
-    reason = unreadable_attention(model, request)
+    reason = unreadable_attention(state, request)
     if reason is not None:
         raise ValueError(reason)
     raise ValueError(
         f"No layer named {request!r} in model {model.name!r}. "
-        f"{_candidates(model, graph, request)}"
+        f"{_candidates(state, request)}"
     )
 
 
-def _untraced_note(model):
+def _untraced_note(state):
     """A sentence naming the layers whose calls could not be traced."""
-    untraced = flat_graph(model).untraced
+    untraced = state.graph.untraced
     if not untraced:
         return ""
     names = ", ".join(
@@ -324,8 +332,9 @@ def _untraced_note(model):
     )
 
 
-def _candidates(model, graph, request):
-    attention = [m.path for m in discover_modules(model)]
+def _candidates(state, request):
+    graph = state.graph
+    attention = [m.path for m in discover_modules(state)]
     names = list(
         dict.fromkeys([*graph.taps, *(p.split("/")[-1] for p in graph.taps)])
     )

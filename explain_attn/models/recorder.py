@@ -178,11 +178,13 @@ class AttentionRecorder(keras.callbacks.Callback):
     def _prepare(self):
         import tensorflow as tf
 
-        from explain_attn.graph import flat_graph
+        from explain_attn.graph import model_state
         from explain_attn.models.lookup import attention_modules
 
-        graph = flat_graph(self.model)
-        self.modules = attention_modules(self.model, spatial=False)
+        # The model's state, built once when training begins.
+        self.state = model_state(self.model)
+        graph = self.state.graph
+        self.modules = attention_modules(self.state, spatial=False)
         reader = keras.Model(
             graph.model_inputs,
             [m.source() for m in self.modules] + list(graph.outputs[:1]),

@@ -13,7 +13,7 @@ score_head` does for classifiers; the model is never modified.
 import keras
 import tensorflow as tf
 
-from explain_attn.graph import flat_graph
+from explain_attn.graph import model_state
 
 __all__ = [
     "CLASSIFICATION",
@@ -33,7 +33,8 @@ TASKS = (CLASSIFICATION, SEGMENTATION)
 
 
 def _output_shape(model):
-    return tuple(flat_graph(model).outputs[0].shape)
+    state = model_state(model)
+    return tuple(state.graph.outputs[0].shape)
 
 
 def model_task(model):
@@ -49,7 +50,9 @@ def model_task(model):
     Raises:
         ValueError: For any other output rank (no task is known for it).
     """
-    shape = _output_shape(model)
+    state = model_state(model)
+    model = state.model
+    shape = _output_shape(state)
     if len(shape) == 4:
         return SEGMENTATION
     if len(shape) == 2:
@@ -75,13 +78,15 @@ def check_task(model, task=None):
     Raises:
         ValueError: If ``task`` is unknown or the output contradicts it.
     """
+    state = model_state(model)
+    model = state.model
     if task is not None and task not in TASKS:
         raise ValueError(
             f"--task must be one of {', '.join(TASKS)}. Received: --task {task}"
         )
-    found = model_task(model)
+    found = model_task(state)
     if task is not None and task != found:
-        shape = _output_shape(model)
+        shape = _output_shape(state)
         what = (
             "one prediction per pixel"
             if found == SEGMENTATION
@@ -141,7 +146,9 @@ def pixel_score_head(model):
         ValueError: If the model is no segmentation model, or ends in a
             layer other than ``Conv2D`` with a softmax or sigmoid.
     """
-    graph = flat_graph(model)
+    state = model_state(model)
+    model = state.model
+    graph = state.graph
     output = graph.outputs[0]
     if len(output.shape) != 4:
         raise unsupported_segmentation_head(model, output)
@@ -179,8 +186,9 @@ def pixel_probability_function(model):
     """The function turning the model's output into per-pixel
     probabilities: identity when the model ends in its softmax or sigmoid,
     else a softmax over ``K >= 2`` classes or a sigmoid for ``K = 1``."""
-    graph = flat_graph(model)
-    tensor, _ = pixel_score_head(model)
+    state = model_state(model)
+    graph = state.graph
+    tensor, _ = pixel_score_head(state)
     if tensor is not graph.outputs[0]:
         return _identity
     return tf.sigmoid if graph.outputs[0].shape[-1] == 1 else tf.nn.softmax

@@ -141,20 +141,20 @@ def _silent(*args, **kwargs):
 def _attention_explanations(entry, layers):
     """The spatial attention explanations of one attention model; channel
     modules are left to the channel section."""
-    channel = set(channel_module_names(entry.model))
+    channel = set(channel_module_names(entry.state))
     if layers is None:
-        spatial = attention_layer_names(entry.model)
+        spatial = attention_layer_names(entry.state)
         if not spatial and channel:
             return []
         spatial = None if not spatial else spatial
     else:
         spatial = [
-            p for p in resolve_layers(entry.model, layers) if p not in channel
+            p for p in resolve_layers(entry.state, layers) if p not in channel
         ]
         if not spatial:
             return []
     return explanations_for(
-        entry.model, "attention", spatial, key=entry.key, name=entry.name
+        entry.state, "attention", spatial, key=entry.key, name=entry.name
     )
 
 
@@ -192,7 +192,7 @@ def report_explanations(
             ) from None
     for entry in models:
         where = cam_layer if entry.role == "baseline" else None
-        if entry.role == "attention" and not cam_candidates(entry.model):
+        if entry.role == "attention" and not cam_candidates(entry.state):
             continue  # A pure transformer: its attention maps alone.
         for method in methods:
             if not get_method(method).uses_class:
@@ -203,7 +203,7 @@ def report_explanations(
             try:
                 _check_target(entry.model, cam_class)
                 explanations += explanations_for(
-                    entry.model,
+                    entry.state,
                     method,
                     where,
                     key=entry.key,
@@ -724,14 +724,14 @@ def _given_models_and_data(
 
 def _channels_of(models):
     """The channels of the models' images (1 or 3): the same for all."""
-    channels = {input_shape(entry.model)[-1] for entry in models}
+    channels = {input_shape(entry.state)[-1] for entry in models}
     if len(channels) > 1:
         raise ValueError(
             "The models take images with different channels "
             f"({', '.join(map(str, sorted(channels)))}); a report compares "
             "models on the same images. Give models of one kind."
         )
-    return model_channels(models[0].model)
+    return model_channels(models[0].state)
 
 
 def _json_ready(value):

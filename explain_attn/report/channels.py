@@ -89,20 +89,20 @@ def class_similarity(means):
     return float(cosine[upper].mean())
 
 
-def _functions(model, paths):
+def _functions(state, paths):
     return {
         path: compiled(
-            model, ("channel", path), lambda p=path: ChannelWeights(model, p)
+            state, ("channel", path), lambda p=path: ChannelWeights(state, p)
         )
         for path in paths
     }
 
 
-def _weights(model, functions, images, options):
+def _weights(state, functions, images, options):
     """Path -> ``(n, C)`` weights of ``images``, the options' batch size
     at a time (each batch split across the replicas of its strategy)."""
     chunks = {path: [] for path in functions}
-    images = check_model_images(model, images)
+    images = check_model_images(state, images)
     for batch in batches(images, options.batch_size):
         for path, function in functions.items():
             weights = run_replicated(options.strategy, function, batch)
@@ -134,12 +134,12 @@ def _module_part(weights, labels, num_classes):
     }
 
 
-def _module_row(model, path, module):
+def _module_row(state, path, module):
     entropy = np.concatenate(module.entropy)
     finite = entropy[np.isfinite(entropy)]
     present = [k for k in range(module.num_classes) if module.counts[k] > 0]
     means = module.sums[present] / module.counts[present, None]
-    attention = attention_module(model, path)
+    attention = attention_module(state, path)
     return {
         "layer": path,
         "kind": attention.kind.name,
@@ -195,11 +195,11 @@ class ChannelStatistics(Contributor):
         for entry in models:
             if entry.role != "attention":
                 continue
-            paths = channel_module_names(entry.model)
+            paths = channel_module_names(entry.state)
             if layers is not None:
                 paths = [p for p in paths if p in layers]
             if paths:
-                functions = _functions(entry.model, paths)
+                functions = _functions(entry.state, paths)
                 self._entries.append((entry, functions, paths))
 
     def __bool__(self):
@@ -215,7 +215,7 @@ class ChannelStatistics(Contributor):
         batch_size = batch_size_for(images.shape[1:], self.batch_size)
         for entry, functions, paths in self._entries:
             weights = _weights(
-                entry.model,
+                entry.state,
                 functions,
                 images,
                 RunOptions(batch_size=batch_size, strategy=self.strategy),
@@ -247,7 +247,7 @@ class ChannelStatistics(Contributor):
                 "name": entry.name,
                 "modules": [
                     _module_row(
-                        entry.model, path, self._module(total, entry.key, path)
+                        entry.state, path, self._module(total, entry.key, path)
                     )
                     for path in paths
                 ],

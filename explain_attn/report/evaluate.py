@@ -117,7 +117,7 @@ def check_models_fit(models, test):
     images = test if isinstance(test, np.ndarray) else test.read(0)[0][None]
     for entry in models:
         try:
-            check_model_images(entry.model, images[:1])
+            check_model_images(entry.state, images[:1])
         except ValueError as error:
             raise ValueError(
                 f"{entry.role.capitalize()} model {entry.name!r}: {error}"
@@ -394,7 +394,7 @@ def with_predictions(evaluation, total):
 def _chunk_passes(models, predictors, explainer, images, labels, batch_size):
     """One chunk's model passes: ``(images, labels, predicted, maps)``,
     the images as the models take them (`check_model_images`)."""
-    images = check_model_images(models[0].model, images)
+    images = check_model_images(models[0].state, images)
     predicted = {
         key: _predicted(predictor, images, batch_size)
         for key, predictor in predictors.items()
@@ -461,7 +461,7 @@ def evaluate_parts(
             source yields no image.
     """
     predictors = {
-        entry.key: Predictor(entry.model, strategy=strategy) for entry in models
+        entry.key: Predictor(entry.state, strategy=strategy) for entry in models
     }
     explainer = Explainer(explanations, strategy=strategy)
     progress = Progress(

@@ -201,7 +201,7 @@ def _explained_classes(entry, own, subset, options):
         return np.asarray(subset.labels, np.int32)
     if target == "predicted":
         predicted = predict_classes(
-            entry.model,
+            entry.state,
             subset.images,
             batch_size=options.batch_size,
             strategy=options.strategy,
@@ -217,7 +217,7 @@ def _interventions(models, explanations, subset, options):
         if not own:
             continue
         result = attention_interventions(
-            entry.model,
+            entry.state,
             subset,
             explanations=own.values(),
             seed=options.seed,
@@ -238,7 +238,7 @@ def _randomization(models, explanations, subset, options, cascade):
         if not own:
             continue
         result = randomization_check(
-            entry.model,
+            entry.state,
             subset.images,
             explanations=own,
             class_index=_explained_classes(entry, own, subset, options),
@@ -312,7 +312,7 @@ def _deletion(models, explanations, subset, options, steps):
             batch_size=options.batch_size,
         )
         curves = deletion_insertion(
-            entry.model,
+            entry.state,
             subset.images,
             classes,
             {e.key: maps[e] for e in own},

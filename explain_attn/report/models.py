@@ -9,6 +9,7 @@ from explain_attn.explanations.inputs import (
     SCALE_FROM_UNIT,
     resolve_input_scale,
 )
+from explain_attn.graph import model_state
 from explain_attn.models.saving import load_model
 
 __all__ = ["ReportModel", "in_unit_scale", "load_report_models"]
@@ -29,6 +30,10 @@ class ReportModel:
         architecture: The built-in architecture it was built from, if any.
         training: What is known of its training (a JSON-ready dict), if any.
         input_note: How images are fed to it, when not as loaded ([0, 1]).
+        state: The model's `explain_attn.graph.ModelState` (its graph,
+            attention modules and compiled functions), built on first use
+            and passed by every section to what it calls: one per model
+            and report.
     """
 
     key: str
@@ -39,6 +44,16 @@ class ReportModel:
     architecture: str | None = None
     training: dict | None = None
     input_note: str | None = None
+    _state: object = dataclasses.field(
+        default=None, init=False, repr=False, compare=False
+    )
+
+    @property
+    def state(self):
+        """The `ModelState` of ``model`` (again when ``model`` changes)."""
+        if self._state is None or self._state.model is not self.model:
+            self._state = model_state(self.model)
+        return self._state
 
 
 def load_report_models(
@@ -91,7 +106,7 @@ def load_report_models(
     )
     say(f"Baseline model: {baseline_path} (loaded, safe_mode={safe_mode})")
     for entry in models:
-        scale = resolve_input_scale(entry.model, input_scale)
+        scale = resolve_input_scale(entry.state, input_scale)
         if scale.scale != "unit" or scale.chosen:
             say(f"{entry.name}: {scale.note}")
             entry.input_note = scale.note

@@ -81,5 +81,5 @@ def channel_paths(models, layers):
     paths = []
     for entry in models:
         if entry.role == "attention":
-            paths += resolve_layers(entry.model, layers)
+            paths += resolve_layers(entry.state, layers)
     return paths

@@ -136,7 +136,7 @@ def _faithfulness(models, test, encoding, settings, options):
     gated = [
         entry
         for entry in models
-        if entry.role == "attention" and segmentation_gates(entry.model)
+        if entry.role == "attention" and segmentation_gates(entry.state)
     ]
     if settings is None or not gated:
         return None
@@ -152,7 +152,7 @@ def _faithfulness(models, test, encoding, settings, options):
             "key": entry.key,
             "name": entry.name,
             "gates": gate_interventions(
-                entry.model,
+                entry.state,
                 sample.images,
                 targets,
                 encoding,
@@ -176,7 +176,7 @@ def _deletion_rows(entry, images, encoding, settings, options):
     shape = images.shape[1:3]
     prepared = PreparedModel(entry, shape, None)
     classes = explained_classes(
-        entry.model, images, encoding, options.batch_size
+        entry.state, images, encoding, options.batch_size
     )
     predicted = encoding.predicted(
         entry.model.predict(images, batch_size=options.batch_size, verbose=0)
@@ -190,7 +190,7 @@ def _deletion_rows(entry, images, encoding, settings, options):
     rows = []
     for label, values in labels.items():
         curves = region_deletion(
-            entry.model,
+            entry.state,
             images,
             values,
             classes,
@@ -232,7 +232,7 @@ def _randomization(models, test, encoding, settings, options):
             "key": entry.key,
             "name": entry.name,
             **segmentation_randomization(
-                entry.model,
+                entry.state,
                 images,
                 encoding,
                 seed=options.seed,

@@ -17,7 +17,6 @@ import tensorflow as tf
 from explain_attn.explanations.methods import get_method
 from explain_attn.explanations.seg_cam import SegGradCAM
 from explain_attn.faithfulness.segmentation import segmentation_gates
-from explain_attn.graph import flat_graph
 from explain_attn.metrics import segmentation as overlap
 from explain_attn.metrics.agreement import pearson
 from explain_attn.metrics.foreground import mass_in_mask
@@ -58,25 +57,25 @@ class PreparedModel:
 
     def __init__(self, entry, shape, cam_layer):
         self.entry = entry
-        graph = flat_graph(entry.model)
+        graph = entry.state.graph
         forward = keras.Model(graph.model_inputs, graph.outputs[0])
-        to_probabilities = pixel_probability_function(entry.model)
+        to_probabilities = pixel_probability_function(entry.state)
         self.probabilities = tf.function(
             lambda batch: to_probabilities(forward(batch, training=False))
         )
         self.gates = []
         if entry.role == "attention":
-            self.gates = segmentation_gates(entry.model)
+            self.gates = segmentation_gates(entry.state)
         self.attention = None
         if self.gates:
             self.attention = get_method("attention").prepare(
-                entry.model, self.gates, resize_to=shape
+                entry.state, self.gates, resize_to=shape
             )
         self.mask = MapSpec(
             entry.key, "mask", "predicted", f"{entry.key}: predicted mask"
         )
         where = cam_layer if entry.role == "baseline" else None
-        self.cam = SegGradCAM(entry.model, where)
+        self.cam = SegGradCAM(entry.state, where)
         self.shape = shape
 
     def specs(self):

@@ -52,7 +52,7 @@ def report_task(models, task):
     ``task``; ``task`` itself (default classification) without models."""
     if not models:
         return task or CLASSIFICATION
-    found = {check_task(entry.model, task) for entry in models}
+    found = {check_task(entry.state, task) for entry in models}
     if len(found) > 1:
         raise ValueError(
             "The models do not share a task: some predict one class per "
