@@ -28,6 +28,7 @@ from explain_attn.models.segmentation_training import (
     LOSSES,
     train_segmentation,
 )
+from explain_attn.options import RunOptions
 
 __all__ = ["SEGMENTATION_TRAINING", "train_segmentation_to_file"]
 
@@ -88,12 +89,15 @@ def _task(train):
     return f"{', '.join(train.mask_labels)} against background"
 
 
-def _test_dice(model, test, batch_size, seed):
-    probabilities = model.predict(test.images, batch_size=batch_size, verbose=0)
+def _test_dice(model, test, options):
+    """The test images' Dice summary (`RunOptions`: batch size, seed)."""
+    probabilities = model.predict(
+        test.images, batch_size=options.batch_size, verbose=0
+    )
     predicted = probabilities.argmax(-1)
     targets = _targets(test, "test")
     per_class = dice_per_class(predicted, targets, num_labels=_num_labels(test))
-    return summarize(image_scores(per_class), seed=seed)
+    return summarize(image_scores(per_class), seed=options.seed)
 
 
 def _settings(given):
@@ -183,7 +187,8 @@ def train_segmentation_to_file(
         callbacks=callbacks,
         **settings,
     )
-    dice = _test_dice(model, test, settings["batch_size"], seed)
+    options = RunOptions(batch_size=settings["batch_size"], seed=seed)
+    dice = _test_dice(model, test, options)
     history = {
         "task": "segmentation",
         "architecture": architecture,
