@@ -8,7 +8,9 @@ import base64
 import io
 import re
 
+import matplotlib
 import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from explain_attn.overlays import mask_outline, overlay_rgb
@@ -39,11 +41,39 @@ DISTRIBUTION_METRICS = (
 
 
 def to_data_uri(figure, *, dpi=90):
-    """Renders ``figure`` as a PNG ``data:`` URI."""
+    """Renders ``figure`` as a PNG ``data:`` URI, cropped to its artists.
+
+    The same PNG as ``savefig(..., bbox_inches="tight")`` with one draw
+    instead of two: matplotlib finds the tight box after a whole draw that
+    renders nothing; here the box is measured directly (`tight_box`).
+    """
+    box = tight_box(figure, dpi)
     buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=dpi, bbox_inches="tight")
+    figure.savefig(buffer, format="png", dpi=dpi, bbox_inches=box)
     encoded = base64.b64encode(buffer.getvalue()).decode("ascii")
     return f"data:image/png;base64,{encoded}"
+
+
+def tight_box(figure, dpi):
+    """The box ``bbox_inches="tight"`` crops ``figure`` to at ``dpi``.
+
+    `Figure.get_tightbbox` measured with an Agg renderer at ``dpi``, padded
+    by ``savefig.pad_inches``. Measuring also lays the axes out as a draw
+    would (ticks, titles, image aspect), which is what matplotlib's
+    draw before the measure is for; the figure's layout engine is dropped
+    (`Figure.tight_layout` leaves a placeholder), so `Figure.savefig`
+    given the box draws once.
+    """
+    original = figure.dpi
+    canvas = FigureCanvasAgg(figure)
+    figure.set_dpi(dpi)
+    try:
+        box = figure.get_tightbbox(canvas.get_renderer())
+    finally:
+        figure.set_dpi(original)
+    figure.set_layout_engine(None)
+    pad = matplotlib.rcParams["savefig.pad_inches"]
+    return box.padded(pad, pad)
 
 
 def metric_distributions(per_image_metrics, labels):
