@@ -57,12 +57,12 @@ def _one_line(message):
     return " ".join(str(message).split())
 
 
-KERAS_EXTRAS_LEFT_OUT = ("sklearn", "pandas", "matplotlib.pyplot")
+KERAS_EXTRAS_LEFT_OUT = ("sklearn", "pandas", "matplotlib.pyplot", "cv2")
 """Optional packages that Keras imports when it loads, for APIs no command
 uses (`keras.wrappers`' scikit-learn estimators, slicing pandas frames in
-`fit`, `keras.visualization`'s pyplot galleries): about 1.2 s of the
-demo's start on 2 cores. The command line loads Keras without them
-(`import_keras`)."""
+`fit`, `keras.visualization`'s pyplot galleries and OpenCV boxes): about
+1 s of the demo's start on 2 cores where they are installed. The command
+line loads Keras without them (`import_keras`)."""
 
 
 def import_keras():
