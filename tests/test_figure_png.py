@@ -28,6 +28,11 @@ def _figure(kind):
             axis.set_xticks([])
             axis.set_yticks([])
         figure.colorbar(image, ax=axes, shrink=0.8)
+    elif kind == "constrained":
+        figure.set_layout_engine("constrained")
+        for axis in figure.subplots(1, 3):
+            axis.imshow(rng.random((8, 8)))
+            axis.set_title("a title")
     else:
         axis = figure.subplots()
         for name in ("deletion", "insertion"):
@@ -39,7 +44,7 @@ def _figure(kind):
     return figure
 
 
-@pytest.mark.parametrize("kind", ["panels", "curves"])
+@pytest.mark.parametrize("kind", ["panels", "curves", "constrained"])
 @pytest.mark.parametrize("dpi", [90, 100])
 def test_data_uri_is_the_tight_png(kind, dpi):
     expected = _tight_png(_figure(kind), dpi)

@@ -12,6 +12,7 @@ import matplotlib
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.layout_engine import PlaceHolderLayoutEngine
 
 from explain_attn.overlays import mask_outline, overlay_rgb
 
@@ -60,10 +61,15 @@ def tight_box(figure, dpi):
     `Figure.get_tightbbox` measured with an Agg renderer at ``dpi``, padded
     by ``savefig.pad_inches``. Measuring also lays the axes out as a draw
     would (ticks, titles, image aspect), which is what matplotlib's
-    draw before the measure is for; the figure's layout engine is dropped
-    (`Figure.tight_layout` leaves a placeholder), so `Figure.savefig`
-    given the box draws once.
+    draw before the measure is for; the figure's placeholder layout
+    engine (what `Figure.tight_layout` leaves) is dropped, so
+    `Figure.savefig` given the box draws once. A figure with a layout
+    engine (``layout="constrained"``) is laid out as it draws: for it,
+    ``"tight"``, matplotlib's own way.
     """
+    engine = figure.get_layout_engine()
+    if engine is not None and not isinstance(engine, PlaceHolderLayoutEngine):
+        return "tight"
     original = figure.dpi
     canvas = FigureCanvasAgg(figure)
     figure.set_dpi(dpi)
