@@ -31,7 +31,9 @@ CHILD = r"""
 import json, sys, time, types
 clock = time.process_time if sys.argv[2] == "cpu" else time.perf_counter
 started = clock()
-import explain_attn.cli  # noqa: F401 (what the command imports first)
+import explain_attn.cli.common as common  # what the command imports first
+# Keras as the command loads it (issue 27, fourth round; absent before).
+getattr(common, "import_keras", lambda: None)()
 from explain_attn.report import report_from_sources, report_html, write_json
 from explain_attn import stages
 from explain_attn.stages import recording, stage

@@ -1,4 +1,5 @@
-"""Issue 27, third round: the demo's cut costs, old and new interleaved.
+"""Issue 27, third and fourth rounds: the demo's cut costs, old and new
+interleaved.
 
 Each cut computes the same numbers with less work. This script times the
 old way (reproduced here as it was before the cut) against the new one in
@@ -15,12 +16,21 @@ results are equal to the bit:
 - **map similarity**: 22 comparisons of 256 maps with one original (one
   model's randomisation cascade): `map_similarity` as it was (the
   original ranked, scaled and filtered every time) against one
-  `MapSimilarity`.
+  `MapSimilarity`;
+- **Poisson counts** (fourth round): the report's 10,000 x 1,000 bootstrap
+  counts, the whole array at once (as before) against `poisson_weights`
+  (cache-sized blocks, in place);
+- **figures** (fourth round): a 2 x 28-panel filmstrip and a curves figure
+  as PNG URIs, ``savefig(bbox_inches="tight")`` (a blank draw to find the
+  box, then the draw) against `to_data_uri` (the box measured, one draw);
+  the PNGs are compared byte for byte.
 
 Run: ``python -m benchmarks.bench_demo_parts --rounds 3``.
 """
 
 import argparse
+import base64
+import io
 import time
 
 import numpy as np
@@ -31,7 +41,14 @@ from explain_attn.faithfulness.randomization import (
     MapSimilarity,
     _unit_scaled,
 )
-from explain_attn.metrics.bootstrap import BootstrapSums, _digits
+from explain_attn.metrics.bootstrap import (
+    _POISSON_CDF,
+    BootstrapSums,
+    _as_ids,
+    _digits,
+    _mix,
+)
+from explain_attn.report.figures import to_data_uri
 
 
 def _old_keyed_sums(keyed, values):
@@ -147,10 +164,74 @@ def similarity_case(rng):
     return old, new, equal
 
 
+def _old_poisson_weights(image_ids, *, num_resamples, seed=0, first=0):
+    """`poisson_weights` before the cut (the whole array at once)."""
+    ids = _as_ids(image_ids)
+    key = _mix(np.array([seed], np.uint64))
+    per_image = _mix(key ^ ids)
+    replicates = np.arange(first, first + num_resamples, dtype=np.uint64)
+    bits = _mix(per_image[None, :] ^ _mix(replicates)[:, None])
+    uniform = (bits >> np.uint64(11)).astype(np.float64) * 2.0**-53
+    counts = np.searchsorted(_POISSON_CDF, uniform, side="right")
+    return counts.astype(np.uint8)
+
+
+def poisson_case(rng):
+    ids = np.arange(1000)
+
+    def old():
+        return _old_poisson_weights(ids, num_resamples=10_000)
+
+    def new():
+        return metrics.poisson_weights(ids, num_resamples=10_000)
+
+    return old, new, np.array_equal
+
+
+def _figures(rng):
+    from matplotlib.figure import Figure
+
+    filmstrip = Figure(figsize=(1.4 * 29, 1.4 * 2))
+    for axis in filmstrip.subplots(2, 28).flat:
+        axis.imshow(rng.random((16, 16)), cmap="magma", vmin=0, vmax=1)
+        axis.set_title("epoch 3", fontsize=7)
+        axis.set_axis_off()
+    filmstrip.tight_layout()
+    curves = Figure(figsize=(10, 3))
+    for axis in curves.subplots(1, 2):
+        axis.plot(np.linspace(0, 1, 11), rng.random((11, 4)))
+        axis.set_xlabel("fraction of pixels")
+        axis.legend(["a", "b", "c", "random"], fontsize=7)
+    curves.tight_layout()
+    return filmstrip, curves
+
+
+def _old_uri(figure, dpi=90):
+    """`to_data_uri` before the cut."""
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=dpi, bbox_inches="tight")
+    encoded = base64.b64encode(buffer.getvalue()).decode("ascii")
+    return f"data:image/png;base64,{encoded}"
+
+
+def figures_case(rng):
+    seed = int(rng.integers(1 << 30))
+
+    def old():
+        return [_old_uri(f) for f in _figures(np.random.default_rng(seed))]
+
+    def new():
+        return [to_data_uri(f) for f in _figures(np.random.default_rng(seed))]
+
+    return old, new, lambda a, b: a == b
+
+
 CASES = {
     "keyed sums (121 vectors, 1,000 images)": keyed_sums_case,
     "paired differences (16 pairs, 1,000 images)": paired_case,
     "map similarity (22 x 256 maps of 32x32)": similarity_case,
+    "Poisson counts (10,000 x 1,000)": poisson_case,
+    "figures (a 56-panel filmstrip and curves, PNG)": figures_case,
 }
 
 

@@ -29,6 +29,37 @@ def test_weights_depend_on_seed_image_and_replicate_only():
     assert (other != weights).any()
 
 
+def _splitmix(value):
+    """SplitMix64's output function on one Python int (mod 2**64)."""
+    mask = 2**64 - 1
+    z = (value + 0x9E3779B97F4A7C15) & mask
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & mask
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & mask
+    return z ^ (z >> 31)
+
+
+def test_weights_are_splitmix_counts_by_hand():
+    # Seed, then image id, then replicate, one number at a time in Python
+    # integers; 53 bits to a uniform, inverted through Poisson(1)'s
+    # distribution function. More replicates and images than one block
+    # of the vectorised draw, so block edges are covered.
+    ids = [0, 3, 70_000, 2**40 + 1]
+    cdf = np.cumsum([math.exp(-1) / math.factorial(k) for k in range(19)])
+    first, replicates = 5, 16_500
+    weights = metrics.poisson_weights(
+        ids, num_resamples=replicates, seed=11, first=first
+    )
+    rows = [0, 1, 16_383, 16_384, 16_499]
+    for b in rows:
+        for j, image in enumerate(ids):
+            per_image = _splitmix(_splitmix(11) ^ image)
+            bits = _splitmix(per_image ^ _splitmix(first + b))
+            uniform = (bits >> 11) * 2.0**-53
+            expected = int(np.searchsorted(cdf, uniform, side="right"))
+            assert weights[b, j] == expected, (b, j)
+    assert weights.shape == (replicates, 4)
+
+
 def test_weights_follow_poisson_one():
     weights = metrics.poisson_weights(
         np.arange(20_000), num_resamples=10, seed=0

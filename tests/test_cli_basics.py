@@ -61,3 +61,34 @@ def test_python_dash_m_reports_the_version(tmp_path):
     )
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout == f"explain-attn, version {VERSION}\n"
+
+
+LEAN_KERAS = """
+import importlib, importlib.util, sys
+from explain_attn.cli.common import KERAS_EXTRAS_LEFT_OUT, import_keras
+installed = [
+    name for name in KERAS_EXTRAS_LEFT_OUT
+    if importlib.util.find_spec(name.split(".")[0]) is not None
+]
+import_keras()
+import keras
+print(sorted(name for name in KERAS_EXTRAS_LEFT_OUT if name in sys.modules))
+print(keras.layers.Dense(2)(keras.ops.ones((1, 3))).shape)
+imported = [importlib.import_module(name).__name__ for name in installed]
+print(imported == installed)
+"""
+
+
+def test_command_line_loads_keras_without_its_unused_extras(tmp_path):
+    # What Keras imports for APIs no command uses stays out; Keras works,
+    # and those of the packages that are installed import normally after.
+    result = subprocess.run(
+        [sys.executable, "-c", LEAN_KERAS],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.splitlines() == ["[]", "(1, 2)", "True"]

@@ -57,6 +57,38 @@ def _one_line(message):
     return " ".join(str(message).split())
 
 
+KERAS_EXTRAS_LEFT_OUT = ("sklearn", "pandas", "matplotlib.pyplot", "cv2")
+"""Optional packages that Keras imports when it loads, for APIs no command
+uses (`keras.wrappers`' scikit-learn estimators, slicing pandas frames in
+`fit`, `keras.visualization`'s pyplot galleries and OpenCV boxes): about
+1 s of the demo's start on 2 cores where they are installed. The command
+line loads Keras without them (`import_keras`)."""
+
+
+def import_keras():
+    """Imports Keras as the command line uses it, without
+    `KERAS_EXTRAS_LEFT_OUT`.
+
+    Keras imports each of them in ``try: ... except ImportError``; while
+    Keras loads, those not imported yet are marked absent in
+    `sys.modules` (so importing them raises `ImportError`), and unmarked
+    after: a later ``import sklearn`` (a user's module, a command's own
+    code) imports the real package. In this process Keras' scikit-learn
+    wrappers then say scikit-learn is missing.
+    """
+    if "keras" in sys.modules:
+        return
+    hidden = [name for name in KERAS_EXTRAS_LEFT_OUT if name not in sys.modules]
+    for name in hidden:
+        sys.modules[name] = None
+    try:
+        import keras  # noqa: F401
+    finally:
+        for name in hidden:
+            if sys.modules.get(name, False) is None:
+                del sys.modules[name]
+
+
 def _import_tensorflow_quietly():
     """Imports TensorFlow with its C++ start-up logs kept off stderr.
 
@@ -68,14 +100,17 @@ def _import_tensorflow_quietly():
     user, because the descriptor is restored before they propagate. Set
     ``EXPLAIN_ATTN_TF_LOGS=1`` to see the logs.
     """
-    if "tensorflow" in sys.modules or os.environ.get("EXPLAIN_ATTN_TF_LOGS"):
+    if "tensorflow" in sys.modules:
+        return
+    if os.environ.get("EXPLAIN_ATTN_TF_LOGS"):
+        import_keras()
         return
     saved = os.dup(2)
     try:
         silent = os.open(os.devnull, os.O_WRONLY)
         os.dup2(silent, 2)
         os.close(silent)
-        import keras  # noqa: F401
+        import_keras()
         import tensorflow as tf
 
         tf.config.list_physical_devices()

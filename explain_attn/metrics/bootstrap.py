@@ -62,6 +62,21 @@ def _mix(state):
     return z ^ (z >> np.uint64(31))
 
 
+_WEIGHT_BLOCK = 65_536
+"""Counts `poisson_weights` draws at a time (512 KiB of ``uint64``)."""
+
+
+def _mix_in_place(z, scratch):
+    """`_mix` of ``z`` into ``z`` (``scratch``: a buffer of its shape)."""
+    np.add(z, _GAMMA, out=z)
+    for shift, factor in ((30, _MIX1), (27, _MIX2), (31, None)):
+        np.right_shift(z, np.uint64(shift), out=scratch)
+        np.bitwise_xor(z, scratch, out=z)
+        if factor is not None:
+            np.multiply(z, factor, out=z)
+    return z
+
+
 def _as_ids(image_ids):
     ids = np.asarray(image_ids)
     if ids.ndim != 1 or (ids.size and not np.issubdtype(ids.dtype, np.integer)):
@@ -95,11 +110,25 @@ def poisson_weights(image_ids, *, num_resamples, seed=0, first=0):
     ids = _as_ids(image_ids)
     key = _mix(np.array([seed], np.uint64))
     per_image = _mix(key ^ ids)
-    replicates = np.arange(first, first + num_resamples, dtype=np.uint64)
-    bits = _mix(per_image[None, :] ^ _mix(replicates)[:, None])
-    uniform = (bits >> np.uint64(11)).astype(np.float64) * 2.0**-53
-    counts = np.searchsorted(_POISSON_CDF, uniform, side="right")
-    return counts.astype(np.uint8)
+    replicates = _mix(np.arange(first, first + num_resamples, dtype=np.uint64))
+    counts = np.empty((len(replicates), len(ids)), np.uint8)
+    # A few replicates at a time, in place: the same operations on each
+    # element as on the whole array, in buffers that stay in the cache.
+    rows = max(1, _WEIGHT_BLOCK // max(len(ids), 1))
+    bits = np.empty((min(rows, len(replicates)), len(ids)), np.uint64)
+    scratch = np.empty_like(bits)
+    uniform = np.empty(bits.shape, np.float64)
+    for start in range(0, len(replicates), rows):
+        block = replicates[start : start + rows, None]
+        z, u = bits[: len(block)], uniform[: len(block)]
+        np.bitwise_xor(per_image[None, :], block, out=z)
+        _mix_in_place(z, scratch[: len(block)])
+        np.right_shift(z, np.uint64(11), out=z)
+        np.multiply(z, 2.0**-53, out=u)
+        counts[start : start + len(block)] = np.searchsorted(
+            _POISSON_CDF, u, side="right"
+        )
+    return counts
 
 
 def interval_from_sums(totals, counts, *, confidence=0.95):

@@ -38,11 +38,14 @@ resized to the masks' size, about ten of them at a time.
 
 import concurrent.futures
 import dataclasses
+import functools
 
 import numpy as np
 
 from explain_attn import metrics
 from explain_attn.data.source import ArraySource
+from explain_attn.devices import run_replicated
+from explain_attn.explanations.compiled import compiled
 from explain_attn.explanations.explanation import Explainer
 from explain_attn.explanations.inputs import check_model_images
 from explain_attn.explanations.predict import Predictor
@@ -265,6 +268,14 @@ class Scores(Contributor):
         return Evaluation({}, values, agreement)
 
 
+def _predictor(state, strategy):
+    """The state's `Predictor` (`compiled`: the one the faithfulness
+    checks' `predict_classes` use, traced once), split across the replicas
+    of ``strategy``."""
+    predictor = compiled(state, Predictor, lambda: Predictor(state))
+    return functools.partial(run_replicated, strategy, predictor)
+
+
 def _predicted(predictor, images, batch_size):
     return np.concatenate(
         [
@@ -461,7 +472,7 @@ def evaluate_parts(
             source yields no image.
     """
     predictors = {
-        entry.key: Predictor(entry.state, strategy=strategy) for entry in models
+        entry.key: _predictor(entry.state, strategy) for entry in models
     }
     explainer = Explainer(explanations, strategy=strategy)
     progress = Progress(

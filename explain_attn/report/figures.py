@@ -8,8 +8,11 @@ import base64
 import io
 import re
 
+import matplotlib
 import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.layout_engine import PlaceHolderLayoutEngine
 
 from explain_attn.overlays import mask_outline, overlay_rgb
 
@@ -39,11 +42,44 @@ DISTRIBUTION_METRICS = (
 
 
 def to_data_uri(figure, *, dpi=90):
-    """Renders ``figure`` as a PNG ``data:`` URI."""
+    """Renders ``figure`` as a PNG ``data:`` URI, cropped to its artists.
+
+    The same PNG as ``savefig(..., bbox_inches="tight")`` with one draw
+    instead of two: matplotlib finds the tight box after a whole draw that
+    renders nothing; here the box is measured directly (`tight_box`).
+    """
+    box = tight_box(figure, dpi)
     buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=dpi, bbox_inches="tight")
+    figure.savefig(buffer, format="png", dpi=dpi, bbox_inches=box)
     encoded = base64.b64encode(buffer.getvalue()).decode("ascii")
     return f"data:image/png;base64,{encoded}"
+
+
+def tight_box(figure, dpi):
+    """The box ``bbox_inches="tight"`` crops ``figure`` to at ``dpi``.
+
+    `Figure.get_tightbbox` measured with an Agg renderer at ``dpi``, padded
+    by ``savefig.pad_inches``. Measuring also lays the axes out as a draw
+    would (ticks, titles, image aspect), which is what matplotlib's
+    draw before the measure is for; the figure's placeholder layout
+    engine (what `Figure.tight_layout` leaves) is dropped, so
+    `Figure.savefig` given the box draws once. A figure with a layout
+    engine (``layout="constrained"``) is laid out as it draws: for it,
+    ``"tight"``, matplotlib's own way.
+    """
+    engine = figure.get_layout_engine()
+    if engine is not None and not isinstance(engine, PlaceHolderLayoutEngine):
+        return "tight"
+    original = figure.dpi
+    canvas = FigureCanvasAgg(figure)
+    figure.set_dpi(dpi)
+    try:
+        box = figure.get_tightbbox(canvas.get_renderer())
+    finally:
+        figure.set_dpi(original)
+    figure.set_layout_engine(None)
+    pad = matplotlib.rcParams["savefig.pad_inches"]
+    return box.padded(pad, pad)
 
 
 def metric_distributions(per_image_metrics, labels):
