@@ -14,6 +14,7 @@ import warnings
 
 import keras
 
+from explain_attn.batching import SENTINEL
 from explain_attn.tracing import (
     TracedPart,
     TraceFailure,
@@ -45,6 +46,9 @@ class Tap:
         opened: Whether the call's parts are taps too (a subclassed layer
             or ``Lambda`` traced by `explain_attn.tracing`, whose
             parts' paths start with ``path/``).
+        rows: For a call inside a layer traced with a known batch size
+            (`explain_attn.batching`), the rows of its tensor arguments in
+            that trace, multiples of ``SENTINEL`` images; else ``()``.
     """
 
     path: str
@@ -54,6 +58,7 @@ class Tap:
     arguments: tuple = ()
     keywords: tuple = ()
     opened: bool = False
+    rows: tuple = ()
 
     @property
     def tensors(self):
@@ -62,6 +67,17 @@ class Tap:
             [list(self.arguments), [v for _, v in self.keywords]]
         )
         return [v for v in values if isinstance(v, keras.KerasTensor)]
+
+    @property
+    def rows_per_image(self):
+        """Rows per image of the call's first tensor argument in the
+        trace of the layer it is in, or ``None`` where not known (`rows`
+        empty): 4 for Swin's window attention over 4 windows of each
+        image, ``windows × heads`` for ViTDet's, which folds its heads
+        into the batch axis too."""
+        if not self.rows or self.rows[0] is None or self.rows[0] % SENTINEL:
+            return None
+        return self.rows[0] // SENTINEL
 
     @property
     def is_spatial(self):
@@ -371,13 +387,14 @@ def _recorder(scope):
         path = scope.path(layer)
         name = path[len(scope.prefix) :]
         opened = True
+        # A call rewritten for any batch size is named by its original.
+        rows = scope.rows.get(id(getattr(layer, "rebatched_from", layer)))
         if isinstance(layer, keras.Sequential):
             output = _run_layers(layer, args[0], _recorder(scope.inner(name)))
         elif _is_functional(layer):
             inner = scope.inner(name)
             output = _run_graph(layer, keras.tree.flatten(args[0]), inner)
         else:
-            rows = scope.rows.get(id(layer))
             output = _traced(layer, args, kwargs, scope.inner(name), path, rows)
             opened = output is not None
             if output is None:
@@ -393,6 +410,7 @@ def _recorder(scope):
             tuple(args),
             tuple(kwargs.items()),
             opened,
+            tuple(rows or ()),
         )
         scope.produced[id(layer)] = output
         return output

@@ -388,15 +388,21 @@ class SoftmaxAttention(_FoundGate):
         axis: The softmax's axis.
         extra: Leading tokens that are not positions.
         name: ``"dot_product"`` or ``"pooling"``.
+        group: Consecutive rows of the batch axis that are one image's
+            (or one window's): heads folded into the batch axis, as
+            ViTDet's ``(B · heads, tokens, tokens)``; averaged.
     """
 
     intervenable = False
 
-    def __init__(self, grid=None, axis=-1, extra=0, name="dot_product"):
+    def __init__(
+        self, grid=None, axis=-1, extra=0, name="dot_product", group=1
+    ):
         self.grid = grid
         self.axis = axis
         self.extra = extra
         self.name = name
+        self.group = group
         self.description = (
             "attention pooling: softmax weight per position"
             if name == "pooling"
@@ -416,6 +422,10 @@ class SoftmaxAttention(_FoundGate):
         rank = len(source.shape)
         if rank > 2:
             source = keras.ops.mean(source, axis=tuple(range(1, rank - 1)))
+        if self.group > 1:
+            positions = source.shape[-1]
+            grouped = keras.ops.reshape(source, (-1, self.group, positions))
+            source = keras.ops.mean(grouped, axis=1)
         return source
 
 
@@ -435,10 +445,14 @@ class WindowAttention(SoftmaxAttention):
     Args:
         layout: Its `explain_attn.attention.windows.WindowLayout`.
         axis: The softmax's axis.
+        group: Consecutive rows of the batch axis per window (heads folded
+            into it after the windows, as ViTDet's ``(B · windows ·
+            heads, tokens, tokens)``); averaged.
     """
 
-    def __init__(self, layout=None, axis=-1):
-        super().__init__(layout.grid if layout else None, axis, 0, "window")
+    def __init__(self, layout=None, axis=-1, group=1):
+        grid = layout.grid if layout else None
+        super().__init__(grid, axis, 0, "window", group)
         self.layout = layout
         self.description = (
             "window attention (softmax then matmul within windows, as in "

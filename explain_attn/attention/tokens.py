@@ -333,15 +333,16 @@ def softmax_modules(graph, unreadable):
         if axis == 0 or shape[axis] is None:
             continue
         layout = window_layout(graph, tap.output, int(shape[axis]))
-        if isinstance(layout, str):
+        group = _rows_per_group(tap, layout)
+        if isinstance(group, str):
             unreadable[tap.path] = (
-                f"Softmax {tap.path!r} attends within windows: {layout}, "
+                f"Softmax {tap.path!r} attends within windows: {group}, "
                 "so it has no map per image. Choose another layer "
                 "(explain-attn layers MODEL lists them)."
             )
             continue
         if layout is not None and not layout.is_identity:
-            modules.append(_window_module(tap, layout, axis))
+            modules.append(_window_module(tap, layout, axis, group))
             continue
         found = token_grid(graph, tap.output, int(shape[axis]))
         if found is None:
@@ -354,7 +355,7 @@ def softmax_modules(graph, unreadable):
         modules.append(
             AttentionModule(
                 tap.path,
-                SoftmaxAttention(grid, axis, extra, name),
+                SoftmaxAttention(grid, axis, extra, name, group),
                 tap,
                 shape=(*grid, 1),
                 value_range=_SOFTMAX,
@@ -365,13 +366,32 @@ def softmax_modules(graph, unreadable):
     return modules
 
 
-def _window_module(tap, layout, axis):
+def _rows_per_group(tap, layout):
+    """Consecutive rows of a softmax's batch axis that belong to one
+    window (one image without windows): heads folded into the batch
+    axis. ``layout``: the `window_layout` found, ``None`` or why not;
+    returns why not (a string) where the rows do not fit."""
+    if isinstance(layout, str):
+        return layout
+    rows = tap.rows_per_image  # None: not traced with a known batch.
+    windows = 1 if layout is None or layout.is_identity else layout.windows
+    if rows is None:
+        return 1
+    if rows % windows:
+        return (
+            f"its batch axis holds {rows} rows per image, not a multiple "
+            f"of its {windows} windows per image"
+        )
+    return rows // windows
+
+
+def _window_module(tap, layout, axis, group=1):
     """A `WindowAttention` module of a softmax over windows."""
     side = math.isqrt(layout.tokens)
     window = f"{side}×{side}" if side * side == layout.tokens else layout.tokens
     return AttentionModule(
         tap.path,
-        WindowAttention(layout, axis),
+        WindowAttention(layout, axis, group),
         tap,
         shape=(*layout.grid, 1),
         value_range=_SOFTMAX,
@@ -422,13 +442,22 @@ def _reaches_product(graph, tensor, consumers, depth=4):
     return False
 
 
+def _is_self_attention(scores):
+    """Whether ``scores`` ``(B, heads, queries, keys)`` has as many
+    queries as keys: not a pooling query attending to the tokens
+    (SigLIP's head), which rollout leaves out."""
+    return len(scores.shape) == 4 and scores.shape[-2] == scores.shape[-1]
+
+
 def rollout_module(graph, modules, unreadable):
     """The model's `AttentionRollout` over its self-attention modules (two
     or more of equal token count), or ``None``."""
     layers = [
         m
         for m in modules
-        if isinstance(m.kind, AttentionScores) and len(m.tap.input.shape) == 3
+        if isinstance(m.kind, AttentionScores)
+        and len(m.tap.input.shape) == 3
+        and _is_self_attention(m.tap.output)
     ]
     if len(layers) < 2:
         return None
