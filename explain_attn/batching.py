@@ -20,20 +20,21 @@ traced before is traced as before.
    window attention sees ``97 × windows`` rows and divides by the number
    of windows): `rebatch` returns them.
 2. The traced graph is run again on inputs of unknown batch size
-   (`rebatch`). An operation holding such a size ``e`` as the first entry
-   of a shape (a ``Reshape``'s target, a ``Tile``'s repeats) runs as a
+   (`rebatch`). An operation holding such a size ``e`` in a shape (a
+   ``Reshape``'s target, a ``Tile``'s repeats) runs as a
    copy that puts ``e × b / T`` there when it runs, ``b`` and ``T`` being
    the first input's rows when it runs and when traced; a constant the
    code made for the whole batch (the class token tiled ``B`` times,
    computed eagerly from a weight) is tiled from its first rows, once its
    rows are checked to repeat.
 
-A size derived from the batch elsewhere in a shape (ViTDet's
-``reshape(qkv, (3, B · heads, n, d))``) is rewritten likewise; a constant
-passed to a layer (SigLIP's pooling probe repeated ``B`` times as its
-query) becomes a `_BatchConstant` call. A constant whose rows differ is
-left as traced: the trace then computes other values than the layer at a batch of
-two, and `explain_attn.tracing`'s check keeps the layer opaque. A layer
+Sizes are rewritten wherever they are in a shape (ViTDet's
+``reshape(qkv, (3, B · heads, n, d))``); a constant passed to a layer
+(SigLIP's pooling probe repeated ``B`` times as its query) becomes a
+`_BatchConstant` call. A constant whose rows differ, or a size that is a
+multiple of 97 without coming from the batch, is left or rewritten
+wrongly: the trace then computes other values than the layer at a batch
+of two, and `explain_attn.tracing`'s check keeps the layer opaque. A layer
 whose rows are several per image (Swin's attention over 4 windows of
 each image) is traced too, and checked on two images' rows; its softmax
 is a map per window, which `explain_attn.attention.windows` puts back
