@@ -24,6 +24,7 @@ new `AttentionKind` subclass, added to `KINDS` or found by discovery.
 
 import abc
 import dataclasses
+import warnings
 
 __all__ = [
     "KINDS",
@@ -50,7 +51,13 @@ def layer_config(layer):
     one (custom layers with unserialisable arguments raise
     ``NotImplementedError``)."""
     try:
-        return layer.get_config()
+        with warnings.catch_warnings():
+            # Keras warns when a config holds a lambda (keras-hub's
+            # MobileNetV5 activations): read here, never saved.
+            warnings.filterwarnings(
+                "ignore", message="The object being serialized includes"
+            )
+            return layer.get_config()
     except (NotImplementedError, TypeError, AttributeError):
         return {}
 
@@ -328,7 +335,8 @@ class AttentionScores(_FoundGate):
         grid: ``(h, w)`` of the key positions.
         extra: Leading tokens that are not positions (class, registers).
         query: ``"mean"`` or ``"class"``.
-        name: The kind's name: ``"mha"`` or ``"keras_attention"``.
+        name: The kind's name: ``"mha"``, ``"keras_attention"`` or
+            ``"dot_product_attention"`` (`explain_attn.attention.fused`).
         key_axes: How many axes the keys span in the scores (1, or 2 for
             ``attention_axes=(1, 2)``).
     """
@@ -348,7 +356,10 @@ class AttentionScores(_FoundGate):
             if (query == "class")
             else "attention received per position, averaged over queries"
         )
-        layer = "MultiHeadAttention" if name == "mha" else "Keras attention"
+        layer = {
+            "mha": "MultiHeadAttention",
+            "dot_product_attention": "fused dot_product_attention",
+        }.get(name, "Keras attention")
         self.description = f"{layer}: {who}, averaged over heads"
 
     def parts(self, tap, source):

@@ -443,10 +443,12 @@ def _reaches_product(graph, tensor, consumers, depth=4):
 
 
 def _is_self_attention(scores):
-    """Whether ``scores`` ``(B, heads, queries, keys)`` has as many
-    queries as keys: not a pooling query attending to the tokens
-    (SigLIP's head), which rollout leaves out."""
-    return len(scores.shape) == 4 and scores.shape[-2] == scores.shape[-1]
+    """Whether ``scores`` ``(B, [heads,] queries, keys)`` of a token
+    sequence has as many queries as keys: not a pooling query attending
+    to the tokens (SigLIP's head), nor attention along one axis of a 4-D
+    input (MobileViT), which rollout leaves out."""
+    shape = scores.shape
+    return len(shape) in (3, 4) and shape[-2] == shape[-1]
 
 
 def rollout_module(graph, modules, unreadable):
@@ -456,12 +458,11 @@ def rollout_module(graph, modules, unreadable):
         m
         for m in modules
         if isinstance(m.kind, AttentionScores)
-        and len(m.tap.input.shape) == 3
         and _is_self_attention(m.tap.output)
     ]
     if len(layers) < 2:
         return None
-    counts = {m.path: int(m.tap.input.shape[1]) for m in layers}
+    counts = {m.path: int(m.tap.output.shape[-1]) for m in layers}
     if len(set(counts.values())) > 1:
         listed = ", ".join(f"{p} ({n})" for p, n in counts.items())
         unreadable[ROLLOUT_PATH] = (
