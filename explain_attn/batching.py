@@ -31,7 +31,7 @@ traced before is traced as before.
 Sizes are rewritten wherever they are in a shape (ViTDet's
 ``reshape(qkv, (3, B · heads, n, d))``); a constant passed to a layer
 (SigLIP's pooling probe repeated ``B`` times as its query) becomes a
-`_BatchConstant` call. A constant whose rows differ, or a size that is a
+`BatchConstant` call. A constant whose rows differ, or a size that is a
 multiple of 97 without coming from the batch, is left or rewritten
 wrongly: the trace then computes other values than the layer at a batch
 of two, and `explain_attn.tracing`'s check keeps the layer opaque. A layer
@@ -220,13 +220,13 @@ def _substitute(value, batch, rows):
 
 def _constant_like(value, reference, rows):
     """``value``, or for a constant sized by the traced batch, the tensor
-    of a `_BatchConstant` call on ``reference``."""
+    of a `BatchConstant` call on ``reference``."""
     if _is_constant(value) and _holds_batch(value):
-        return _BatchConstant(value, rows)(reference)
+        return BatchConstant(value, rows)(reference)
     return value
 
 
-class _BatchConstant(keras.Operation):
+class BatchConstant(keras.Operation):
     """A constant made for a traced batch of ``rows`` rows, tiled from its
     first rows to the rows of ``batch_like`` when it runs."""
 
