@@ -13,6 +13,7 @@ import dataclasses
 import warnings
 
 import keras
+import tensorflow as tf
 
 from explain_attn.batching import SENTINEL
 from explain_attn.tracing import (
@@ -286,7 +287,10 @@ def _reproduces_model(model, graph):
                 ),
                 graph.inputs,
             )
-    except (ValueError, TypeError):
+    except (ValueError, TypeError, tf.errors.OpError):
+        # A traced layer that cannot run at another batch size (TensorFlow
+        # refuses a reshape): each traced layer is then checked on its own
+        # and such a one kept opaque, with its one-line reason.
         return False
 
 
