@@ -109,7 +109,7 @@ def _child(name):
     import keras_hub
 
     from explain_attn.attention.discovery import discover_modules
-    from explain_attn.graph import flat_graph
+    from explain_attn.graph import model_state
 
     start = time.perf_counter()
     backbone_class = getattr(
@@ -129,10 +129,13 @@ def _child(name):
     model = keras.Model(inputs, keras.layers.Dense(3)(pooled))
     built = time.perf_counter() - start
     start = time.perf_counter()
-    graph = flat_graph(model)
+    # One state: discovery reads the graph built above (given the model,
+    # it would build its own again).
+    state = model_state(model)
+    graph = state.graph
     flattened = time.perf_counter() - start
     start = time.perf_counter()
-    modules = discover_modules(model)
+    modules = discover_modules(state)
     matched = time.perf_counter() - start
     kinds = collections.Counter(m.kind.name for m in modules)
     print(
