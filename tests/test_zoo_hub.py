@@ -278,3 +278,25 @@ def test_siglip_pooling_head_is_read_and_left_out_of_the_rollout(hub):
         rtol=1e-4,
         atol=1e-6,
     )
+
+
+def test_clip_class_token_attention_against_keras_own_scores(hub):
+    """CLIP's class token's attention to the 16 patches, per block, from
+    Keras' own ``MultiHeadAttention`` scores."""
+    models, images, states = hub
+    model = models["hub_clip_vision"]
+    maps = attention_maps(states["hub_clip_vision"], images)
+    backbone = model.get_layer("clip_vision_encoder")
+    tokens = backbone.pre_layer_norm(backbone.embedding(images))
+    for block in backbone.encoder_layers:
+        normed = block.layer_norm_1(tokens)
+        _, scores = block.attention(
+            normed, normed, return_attention_scores=True
+        )
+        np.testing.assert_allclose(
+            maps[f"clip_vision_encoder/{block.name}/attention"],
+            _numpy(scores)[:, :, 0, 1:].mean(axis=1).reshape(2, 4, 4),
+            rtol=1e-4,
+            atol=1e-6,
+        )
+        tokens = block(tokens)
