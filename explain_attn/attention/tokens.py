@@ -344,6 +344,15 @@ def softmax_modules(graph, unreadable):
         if layout is not None and not layout.is_identity:
             modules.append(_window_module(tap, layout, axis, group))
             continue
+        if group > 1 and not _image_tokens(graph, tap.output, shape[axis]):
+            unreadable[tap.path] = (
+                f"Softmax {tap.path!r} holds {group} rows per image in its "
+                "batch axis, and its tokens are not all of an image's "
+                "positions (windows not made by moving values?), so it has "
+                "no map per image. Choose another layer (explain-attn "
+                "layers MODEL lists them)."
+            )
+            continue
         found = token_grid(graph, tap.output, int(shape[axis]))
         if found is None:
             unreadable[tap.path] = _no_grid(tap, tap.output)
@@ -383,6 +392,24 @@ def _rows_per_group(tap, layout):
             f"of its {windows} windows per image"
         )
     return rows // windows
+
+
+def _image_tokens(graph, tensor, tokens):
+    """Whether ``tokens`` are every position of a per-image feature map
+    upstream of ``tensor`` (after up to `MAX_EXTRA_TOKENS` leading
+    tokens): rows folded into the batch axis are then heads, not windows
+    (ViTDet's global blocks)."""
+    for source in _upstream(graph, tensor):
+        producer = graph.producer(source)
+        if _moved(graph, source) or producer is None:
+            continue
+        if producer.rows_per_image not in (None, 1):
+            continue  # Windows (or heads) in the batch axis.
+        height, width = source.shape[1], source.shape[2]
+        if height is not None and width is not None:
+            if 0 <= tokens - height * width <= MAX_EXTRA_TOKENS:
+                return True
+    return False
 
 
 def _window_module(tap, layout, axis, group=1):
