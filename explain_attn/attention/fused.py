@@ -23,17 +23,13 @@ import math
 
 import keras
 
-from explain_attn.attention.kinds import AttentionModule, AttentionScores
-from explain_attn.attention.ranges import ValueRange
-from explain_attn.attention.tokens import token_grid
-from explain_attn.graph import Tap
+from explain_attn.attention.kinds import AttentionScores
+from explain_attn.attention.tokens import scores_module, token_grid
 
 __all__ = ["fused_attention_modules"]
 
 NAME = "dot_product_attention"
 """The kind's name (the operation's)."""
-
-_SOFTMAX = ValueRange(0.0, 1.0, False, False, "softmax")
 
 
 def fused_attention_modules(graph, unreadable):
@@ -52,26 +48,13 @@ def fused_attention_modules(graph, unreadable):
         if found is None:
             unreadable[tap.path] = _no_grid(tap, key)
             continue
-        grid, extra = found
         scores = _FusedScores(tap.layer, tap.path)(
             arguments["query"],
             key,
             **{k: arguments.get(k) for k in ("bias", "mask", "scale")},
         )
-        modules.append(
-            AttentionModule(
-                tap.path,
-                AttentionScores(
-                    grid, extra, "class" if extra else "mean", NAME
-                ),
-                Tap(tap.path, tap.layer, key, scores),
-                shape=(*grid, 1),
-                value_range=_SOFTMAX,
-                found_by=f"dot_product_attention scores over {grid[0]}×"
-                f"{grid[1]} positions"
-                + (f" after {extra} leading token(s)" if extra else ""),
-            )
-        )
+        kind = AttentionScores(*found, "class" if found[1] else "mean", NAME)
+        modules.append(scores_module(tap, key, scores, kind, NAME))
     return modules
 
 

@@ -48,6 +48,7 @@ __all__ = [
     "ROLLOUT_PATH",
     "attention_layer_modules",
     "rollout_module",
+    "scores_module",
     "softmax_modules",
     "token_grid",
 ]
@@ -213,24 +214,31 @@ def attention_layer_modules(graph, unreadable):
         if found is None:
             unreadable[tap.path] = _no_grid(tap, key)
             continue
-        grid, extra = found
         scores = _symbolic_scores(tap, inputs, keywords)
-        query_kind = "class" if extra and len(key.shape) == 3 else "mean"
+        query_kind = "class" if found[1] and len(key.shape) == 3 else "mean"
+        kind = AttentionScores(
+            *found, query_kind, name, 2 if layout == "grid" else 1
+        )
         modules.append(
-            AttentionModule(
-                tap.path,
-                AttentionScores(
-                    grid, extra, query_kind, name, 2 if layout == "grid" else 1
-                ),
-                Tap(tap.path, tap.layer, key, scores),
-                shape=(*grid, 1),
-                value_range=_SOFTMAX,
-                found_by=f"{type(tap.layer).__name__} scores over "
-                f"{grid[0]}×{grid[1]} positions"
-                + (f" after {extra} leading token(s)" if extra else ""),
-            )
+            scores_module(tap, key, scores, kind, type(tap.layer).__name__)
         )
     return modules
+
+
+def scores_module(tap, key, scores, kind, what):
+    """The `AttentionModule` of attention ``scores`` (keys last) that
+    ``tap``'s call computes over ``key``, read as ``kind`` (an
+    `AttentionScores`); ``what`` names the call in ``found_by``."""
+    grid, extra = kind.grid, kind.extra
+    return AttentionModule(
+        tap.path,
+        kind,
+        Tap(tap.path, tap.layer, key, scores),
+        shape=(*grid, 1),
+        value_range=_SOFTMAX,
+        found_by=f"{what} scores over {grid[0]}×{grid[1]} positions"
+        + (f" after {extra} leading token(s)" if extra else ""),
+    )
 
 
 def _no_grid(tap, key):
