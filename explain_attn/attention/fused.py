@@ -24,7 +24,11 @@ import math
 import keras
 
 from explain_attn.attention.kinds import AttentionScores
-from explain_attn.attention.tokens import scores_module, token_grid
+from explain_attn.attention.tokens import (
+    scores_module,
+    token_grid,
+    upstream,
+)
 
 __all__ = ["fused_attention_modules"]
 
@@ -70,24 +74,11 @@ def _arguments(tap):
     return dict(bound.arguments)
 
 
-def _tokens(graph, key, limit=200):
+def _tokens(graph, key):
     """The nearest ``(B, N, C)`` tensor upstream of ``key`` ``(B, N,
     heads, d)`` with as many tokens, else ``key``."""
-    frontier, seen = [key], {id(key)}
-    while frontier and len(seen) < limit:
-        following = []
-        for value in frontier:
-            shape = getattr(value, "shape", None)
-            if shape is not None and len(shape) == 3:
-                if shape[1] == key.shape[1]:
-                    return value
-            tap = graph.producer(value)
-            for source in [] if tap is None else tap.tensors:
-                if id(source) not in seen:
-                    seen.add(id(source))
-                    following.append(source)
-        frontier = following
-    return key
+    sequences = upstream(graph, key, rank=3)
+    return next((t for t in sequences if t.shape[1] == key.shape[1]), key)
 
 
 def _no_grid(tap, key):

@@ -51,6 +51,7 @@ __all__ = [
     "scores_module",
     "softmax_modules",
     "token_grid",
+    "upstream",
 ]
 
 MAX_EXTRA_TOKENS = 5
@@ -96,7 +97,7 @@ def token_grid(graph, tensor, positions, *, per_token=1):
             for MobileViT's patches): the source has ``h * w ==
             positions * per_token``, the grid is ``(h / ph, w / pw)``.
     """
-    for source in _upstream(graph, tensor):
+    for source in upstream(graph, tensor):
         height, width = source.shape[1], source.shape[2]
         if height is None or width is None or height * width < 2:
             continue
@@ -128,14 +129,15 @@ def _moved(graph, tensor):
     return tap is not None and type(tap.layer).__name__ in _MOVING
 
 
-def _upstream(graph, tensor, limit=200):
-    """4-D tensors upstream of ``tensor``, nearest first."""
+def upstream(graph, tensor, *, rank=4, limit=200):
+    """Tensors of ``rank`` dimensions upstream of ``tensor``, nearest
+    first (4: feature maps; 3: token sequences)."""
     frontier, seen = [tensor], {id(tensor)}
     while frontier and len(seen) < limit:
         following = []
         for value in frontier:
             shape = getattr(value, "shape", None)
-            if value is not tensor and shape is not None and len(shape) == 4:
+            if value is not tensor and shape is not None and len(shape) == rank:
                 yield value
             tap = graph.producer(value)
             for source in [] if tap is None else tap.tensors:
@@ -407,7 +409,7 @@ def _image_tokens(graph, tensor, tokens):
     upstream of ``tensor`` (after up to `MAX_EXTRA_TOKENS` leading
     tokens): rows folded into the batch axis are then heads, not windows
     (ViTDet's global blocks)."""
-    for source in _upstream(graph, tensor):
+    for source in upstream(graph, tensor):
         producer = graph.producer(source)
         if _moved(graph, source) or producer is None:
             continue
