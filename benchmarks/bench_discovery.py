@@ -62,6 +62,31 @@ BACKBONES = {
         hidden_dim=192,
         intermediate_dim=768,
     ),
+    # SAM's ViT-B image encoder (ViTDetBackbone) at 512 x 512: 32 x 32
+    # tokens, windows of 14 (padded to 42: 9 windows per image), global
+    # attention in blocks 2, 5, 8 and 11, heads folded into the batch.
+    "vitdet_base": dict(
+        hidden_size=768,
+        num_layers=12,
+        intermediate_dim=3072,
+        num_heads=12,
+        global_attention_layer_indices=[2, 5, 8, 11],
+        image_shape=(512, 512, 3),
+        patch_size=16,
+        num_output_channels=256,
+        window_size=14,
+    ),
+    # DINOv3 ViT-S/16: a class and 4 register tokens, rotary positions,
+    # the fused dot_product_attention.
+    "dinov3_small": dict(
+        patch_size=16,
+        num_layers=12,
+        hidden_dim=384,
+        num_heads=6,
+        intermediate_dim=1536,
+        num_register_tokens=4,
+        image_shape=(224, 224, 3),
+    ),
 }
 """keras-hub backbone configurations: ViTBackbone (the largest image
 backbone we build: attention in every encoder layer, inside subclassed
@@ -70,6 +95,8 @@ layers) and SwinTransformerBackbone (keras-hub >= 0.26)."""
 _CLASSES = {
     "swin_tiny": "SwinTransformerBackbone",
     "deit_tiny": "DeiTBackbone",
+    "vitdet_base": "ViTDetBackbone",
+    "dinov3_small": "DINOV3Backbone",
 }
 """The keras-hub class of a configuration other than ViTBackbone."""
 
@@ -82,7 +109,7 @@ def _child(name):
     import keras_hub
 
     from explain_attn.attention.discovery import discover_modules
-    from explain_attn.graph import flat_graph
+    from explain_attn.graph import model_state
 
     start = time.perf_counter()
     backbone_class = getattr(
@@ -90,7 +117,10 @@ def _child(name):
     )
     backbone = backbone_class(**BACKBONES[name])
     inputs = keras.Input(BACKBONES[name]["image_shape"])
-    features = backbone(inputs)
+    if isinstance(backbone.input, dict):  # DINOv3: {"pixel_values": ...}
+        features = backbone({key: inputs for key in backbone.input})
+    else:
+        features = backbone(inputs)
     pooled = (
         keras.layers.GlobalAveragePooling1D()(features)
         if len(features.shape) == 3
@@ -99,10 +129,13 @@ def _child(name):
     model = keras.Model(inputs, keras.layers.Dense(3)(pooled))
     built = time.perf_counter() - start
     start = time.perf_counter()
-    graph = flat_graph(model)
+    # One state: discovery reads the graph built above (given the model,
+    # it would build its own again).
+    state = model_state(model)
+    graph = state.graph
     flattened = time.perf_counter() - start
     start = time.perf_counter()
-    modules = discover_modules(model)
+    modules = discover_modules(state)
     matched = time.perf_counter() - start
     kinds = collections.Counter(m.kind.name for m in modules)
     print(

@@ -20,17 +20,21 @@ traced before is traced as before.
    window attention sees ``97 × windows`` rows and divides by the number
    of windows): `rebatch` returns them.
 2. The traced graph is run again on inputs of unknown batch size
-   (`rebatch`). An operation holding such a size ``e`` as the first entry
-   of a shape (a ``Reshape``'s target, a ``Tile``'s repeats) runs as a
+   (`rebatch`). An operation holding such a size ``e`` in a shape (a
+   ``Reshape``'s target, a ``Tile``'s repeats) runs as a
    copy that puts ``e × b / T`` there when it runs, ``b`` and ``T`` being
    the first input's rows when it runs and when traced; a constant the
    code made for the whole batch (the class token tiled ``B`` times,
    computed eagerly from a weight) is tiled from its first rows, once its
    rows are checked to repeat.
 
-A size at another position, or a constant whose rows differ, is left as
-traced: the trace then computes other values than the layer at a batch of
-two, and `explain_attn.tracing`'s check keeps the layer opaque. A layer
+Sizes are rewritten wherever they are in a shape (ViTDet's
+``reshape(qkv, (3, B · heads, n, d))``); a constant passed to a layer
+(SigLIP's pooling probe repeated ``B`` times as its query) becomes a
+`BatchConstant` call. A constant whose rows differ, or a size that is a
+multiple of 97 without coming from the batch, is left or rewritten
+wrongly: the trace then computes other values than the layer at a batch
+of two, and `explain_attn.tracing`'s check keeps the layer opaque. A layer
 whose rows are several per image (Swin's attention over 4 windows of
 each image) is traced too, and checked on two images' rows; its softmax
 is a map per window, which `explain_attn.attention.windows` puts back
@@ -87,8 +91,9 @@ def rebatch(model, tensors):
         ``(model, sizes)``: a functional `keras.Model` of the same layers
         and operations for any batch size, operations and constants
         holding the traced batch size rewritten (see the module's
-        description); ``sizes`` maps ``id(layer)`` of each layer it calls
-        to the rows of its tensor arguments in the trace.
+        description); ``sizes`` maps ``id(operation)`` of each layer and
+        operation it calls to the rows of its tensor arguments in the
+        trace (an operation rewritten is named by its original).
     """
     inputs = [keras.Input(batch_shape=t.shape, dtype=t.dtype) for t in tensors]
     first = next(
@@ -98,6 +103,11 @@ def rebatch(model, tensors):
 
     def call(operation, *args, **kwargs):
         if isinstance(operation, keras.layers.Layer):
+            # A constant made for the whole batch passed to a layer
+            # (SigLIP's probe repeated ``B`` times, as its query).
+            args, kwargs = keras.tree.map_structure(
+                lambda v: _constant_like(v, reference, rows), (args, kwargs)
+            )
             return operation(*args, **kwargs)
         if not _holds_batch((args, kwargs, _attributes(operation))):
             return operation(*args, **kwargs)
@@ -117,12 +127,13 @@ def rebatch(model, tensors):
 
 
 def _layer_sizes(model):
-    """``{id(layer): rows of its tensor arguments}`` in ``model``'s graph,
+    """``{id(operation): rows of its tensor arguments}`` in ``model``'s
+    graph,
     read by running it again on inputs of its own shapes."""
     sizes = {}
 
     def call(operation, *args, **kwargs):
-        if isinstance(operation, keras.layers.Layer):
+        if isinstance(operation, keras.Operation):
             sizes[id(operation)] = tuple(
                 v.shape[0] if v.shape else None
                 for v in keras.tree.flatten((list(args), kwargs))
@@ -172,7 +183,7 @@ def _holds_batch(value):
         return _from_batch(value.shape[0]) and _repeats(value)
     if isinstance(value, list | tuple):
         if value and all(_is_size(v) for v in value):
-            return _from_batch(value[0])
+            return any(_from_batch(v) for v in value)
         return any(_holds_batch(v) for v in value)
     if isinstance(value, dict):
         return any(_holds_batch(v) for v in value.values())
@@ -198,13 +209,44 @@ def _substitute(value, batch, rows):
         return keras.ops.tile(first, (times, *[1] * (len(value.shape) - 1)))
     if isinstance(value, list | tuple):
         if value and all(_is_size(v) for v in value):
-            if _from_batch(value[0]):
-                return type(value)([_scaled(value[0], batch, rows), *value[1:]])
-            return value
+            return type(value)(
+                _scaled(v, batch, rows) if _from_batch(v) else v for v in value
+            )
         return type(value)(_substitute(v, batch, rows) for v in value)
     if isinstance(value, dict):
         return {k: _substitute(v, batch, rows) for k, v in value.items()}
     return value
+
+
+def _constant_like(value, reference, rows):
+    """``value``, or for a constant sized by the traced batch, the tensor
+    of a `BatchConstant` call on ``reference``."""
+    if _is_constant(value) and _holds_batch(value):
+        return BatchConstant(value, rows)(reference)
+    return value
+
+
+class BatchConstant(keras.Operation):
+    """A constant made for a traced batch of ``rows`` rows, tiled from its
+    first rows to the rows of ``batch_like`` when it runs."""
+
+    def __init__(self, value, rows):
+        super().__init__(name="batch_constant")
+        self.first = keras.ops.convert_to_tensor(value)[
+            : value.shape[0] // SENTINEL
+        ]
+        self.traced_rows = rows
+
+    def call(self, batch_like):
+        times = _scaled(
+            SENTINEL, keras.ops.shape(batch_like)[0], self.traced_rows
+        )
+        ones = [1] * (len(self.first.shape) - 1)
+        return keras.ops.tile(self.first, (times, *ones))
+
+    def compute_output_spec(self, batch_like):
+        shape = (None, *self.first.shape[1:])
+        return keras.KerasTensor(shape, dtype=self.first.dtype)
 
 
 def _repeats(value):
@@ -249,9 +291,7 @@ class _Rebatched:
 
     def compute_output_spec(self, *args, batch_like, **kwargs):
         def unknown(tensor):
-            shape = tuple(tensor.shape)
-            if shape and _from_batch(shape[0]):
-                shape = (None, *shape[1:])
+            shape = tuple(None if _from_batch(s) else s for s in tensor.shape)
             return keras.KerasTensor(shape, dtype=tensor.dtype)
 
         return keras.tree.map_structure(unknown, self.traced_output)

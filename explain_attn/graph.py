@@ -13,7 +13,9 @@ import dataclasses
 import warnings
 
 import keras
+import tensorflow as tf
 
+from explain_attn.batching import SENTINEL
 from explain_attn.tracing import (
     TracedPart,
     TraceFailure,
@@ -45,6 +47,9 @@ class Tap:
         opened: Whether the call's parts are taps too (a subclassed layer
             or ``Lambda`` traced by `explain_attn.tracing`, whose
             parts' paths start with ``path/``).
+        rows: For a call inside a layer traced with a known batch size
+            (`explain_attn.batching`), the rows of its tensor arguments in
+            that trace, multiples of ``SENTINEL`` images; else ``()``.
     """
 
     path: str
@@ -54,6 +59,7 @@ class Tap:
     arguments: tuple = ()
     keywords: tuple = ()
     opened: bool = False
+    rows: tuple = ()
 
     @property
     def tensors(self):
@@ -62,6 +68,17 @@ class Tap:
             [list(self.arguments), [v for _, v in self.keywords]]
         )
         return [v for v in values if isinstance(v, keras.KerasTensor)]
+
+    @property
+    def rows_per_image(self):
+        """Rows per image of the call's first tensor argument in the
+        trace of the layer it is in, or ``None`` where not known (`rows`
+        empty): 4 for Swin's window attention over 4 windows of each
+        image, ``windows × heads`` for ViTDet's, which folds its heads
+        into the batch axis too."""
+        if not self.rows or self.rows[0] is None or self.rows[0] % SENTINEL:
+            return None
+        return self.rows[0] // SENTINEL
 
     @property
     def is_spatial(self):
@@ -270,7 +287,10 @@ def _reproduces_model(model, graph):
                 ),
                 graph.inputs,
             )
-    except (ValueError, TypeError):
+    except (ValueError, TypeError, tf.errors.OpError):
+        # A traced layer that cannot run at another batch size (TensorFlow
+        # refuses a reshape): each traced layer is then checked on its own
+        # and such a one kept opaque, with its one-line reason.
         return False
 
 
@@ -371,13 +391,14 @@ def _recorder(scope):
         path = scope.path(layer)
         name = path[len(scope.prefix) :]
         opened = True
+        # A call rewritten for any batch size is named by its original.
+        rows = scope.rows.get(id(getattr(layer, "rebatched_from", layer)))
         if isinstance(layer, keras.Sequential):
             output = _run_layers(layer, args[0], _recorder(scope.inner(name)))
         elif _is_functional(layer):
             inner = scope.inner(name)
             output = _run_graph(layer, keras.tree.flatten(args[0]), inner)
         else:
-            rows = scope.rows.get(id(layer))
             output = _traced(layer, args, kwargs, scope.inner(name), path, rows)
             opened = output is not None
             if output is None:
@@ -393,6 +414,7 @@ def _recorder(scope):
             tuple(args),
             tuple(kwargs.items()),
             opened,
+            tuple(rows or ()),
         )
         scope.produced[id(layer)] = output
         return output

@@ -32,6 +32,7 @@ its outputs records the others only (`without_none`).
 
 import contextlib
 import dataclasses
+import inspect
 import re
 import sys
 import warnings
@@ -263,7 +264,7 @@ def _symbolic_call(layer, args, kwargs, tensors, shaped):
         with without_none():
             outputs = layer.call(
                 *keras.tree.map_structure(replace, list(args)),
-                **keras.tree.map_structure(replace, kwargs),
+                **keras.tree.map_structure(replace, _accepted(layer, kwargs)),
             )
     inputs = [fresh[id(t)] for t in tensors]
     leaves = keras.tree.flatten(outputs)
@@ -273,6 +274,20 @@ def _symbolic_call(layer, args, kwargs, tensors, shaped):
     if not symbolic:
         raise ValueError("it returns no tensor computed from its inputs")
     return keras.Model(inputs, symbolic), _restorer(outputs)
+
+
+def _accepted(layer, kwargs):
+    """``kwargs`` less ``training``, where ``layer.call`` does not take
+    it: Keras' ``__call__`` drops it then (keras-hub's MobileNetV5 passes
+    it to every part)."""
+    if "training" not in kwargs:
+        return kwargs
+    parameters = inspect.signature(layer.call).parameters
+    if "training" in parameters or any(
+        p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()
+    ):
+        return kwargs
+    return {k: v for k, v in kwargs.items() if k != "training"}
 
 
 def _same(outputs):

@@ -65,3 +65,94 @@ def test_a_call_reading_the_batch_size_is_opened_for_any_batch():
     # The class token is left out of the map: a 4 x 4 grid after 1 token.
     kinds = {m.path: m.kind for m in discover_modules(model)}
     assert (kinds["mha"].grid, kinds["mha"].extra) == ((4, 4), 1)
+
+
+@keras.saving.register_keras_serializable(package="test_batching")
+class FoldedHeads(keras.layers.Layer):
+    """Self-attention over a 4 x 4 map with its 2 heads folded into the
+    batch axis, as keras-hub's ViTDet writes it: the batch size sits in
+    the second entry of a shape, ``(3, B · heads, tokens, size)``."""
+
+    def __init__(self, heads=2, **kwargs):
+        super().__init__(**kwargs)
+        self.heads = heads
+
+    def build(self, input_shape):
+        self.qkv = keras.layers.Dense(3 * input_shape[-1], name="qkv")
+        self.qkv.build(input_shape)
+
+    def call(self, inputs):
+        batch, height, width, channels = keras.ops.shape(inputs)
+        size = channels // self.heads
+        qkv = keras.ops.reshape(
+            self.qkv(inputs), (batch, height * width, 3, self.heads, size)
+        )
+        qkv = keras.ops.transpose(qkv, (2, 0, 3, 1, 4))
+        qkv = keras.ops.reshape(
+            qkv, (3, batch * self.heads, height * width, size)
+        )
+        queries, keys, values = keras.ops.unstack(qkv, axis=0)
+        weights = keras.ops.softmax(
+            keras.ops.matmul(queries, keras.ops.transpose(keys, (0, 2, 1)))
+        )
+        mixed = keras.ops.reshape(
+            keras.ops.matmul(weights, values),
+            (batch, self.heads, height, width, size),
+        )
+        mixed = keras.ops.transpose(mixed, (0, 2, 3, 1, 4))
+        return keras.ops.reshape(mixed, (batch, height, width, channels))
+
+    def get_config(self):
+        return {**super().get_config(), "heads": self.heads}
+
+
+@keras.saving.register_keras_serializable(package="test_batching")
+class ProbePooling(keras.layers.Layer):
+    """SigLIP-style pooling: a learned probe repeated ``B`` times (eagerly:
+    a constant of the traced batch) is the query of a MultiHeadAttention
+    layer over the tokens."""
+
+    def build(self, input_shape):
+        self.probe = self.add_weight(
+            shape=(1, 1, input_shape[-1]), initializer="random_normal"
+        )
+        self.attention = keras.layers.MultiHeadAttention(2, 4, name="mha")
+        self.attention.build((None, 1, input_shape[-1]), input_shape)
+
+    def call(self, inputs):
+        probes = keras.ops.repeat(
+            self.probe, keras.ops.shape(inputs)[0], axis=0
+        )
+        return self.attention(probes, inputs)[:, 0]
+
+
+def test_sizes_from_the_batch_anywhere_and_constants_given_to_layers():
+    inputs = keras.Input((4, 4, 8))
+    x = FoldedHeads(name="folded")(inputs)
+    tokens = keras.layers.Reshape((16, 8))(x)
+    outputs = ProbePooling(name="pooling")(tokens)
+    model = keras.Model(inputs, keras.layers.Dense(2)(outputs))
+    graph = flat_graph(model)
+    assert graph.untraced == {}
+    assert graph.taps["folded/softmax"].rows_per_image == 2  # heads
+    modules = {m.path: m for m in discover_modules(model)}
+    assert modules["folded/softmax"].kind.group == 2
+    assert modules["pooling/attention"].kind.name == "mha"
+    images = np.random.default_rng(0).random((3, 4, 4, 8), np.float32)
+    parts = keras.Model(
+        graph.model_inputs,
+        [graph.taps["folded/softmax"].output, *graph.outputs],
+    )
+    weights, found = [keras.ops.convert_to_numpy(t) for t in parts(images)]
+    # Rows (image, head), as the layer folds them; a batch of 3, neither
+    # the traced (97) nor the checked one (2).
+    layer = model.get_layer("folded")
+    qkv = keras.ops.convert_to_numpy(layer.qkv(images)).reshape(3, 16, 3, 2, 4)
+    logits = np.einsum("bqhd,bkhd->bhqk", qkv[:, :, 0], qkv[:, :, 1])
+    expected = np.exp(logits - logits.max(axis=-1, keepdims=True))
+    expected /= expected.sum(axis=-1, keepdims=True)
+    np.testing.assert_allclose(
+        weights, expected.reshape(6, 16, 16), rtol=1e-5, atol=1e-6
+    )
+    outputs = keras.ops.convert_to_numpy(model(images))
+    np.testing.assert_allclose(found, outputs, rtol=1e-5, atol=1e-6)

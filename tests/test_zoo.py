@@ -555,17 +555,25 @@ def _report_of_many(names, builders, folder):
     return html, data, models
 
 
-def _assert_every_module_shown(data, models):
+def _assert_every_module_shown(data, models, *, ends=False):
     """Each model's spatial modules are its attention explanations, in
-    order; a model without a 4-D map has no Grad-CAM and a warning."""
+    order (``ends``: their paths' last two parts, where keras-hub names
+    blocks anew on each reload); a model without a 4-D map has no
+    Grad-CAM and a warning."""
     keys = {row["name"]: row["key"] for row in data["models"]}
+
+    def named(path):
+        return path.split("/")[-2:] if ends else path
+
     for name, model in models.items():
         shown = [
-            e["layer"]
+            named(e["layer"])
             for e in data["explanations"]
             if e["model"] == keys[name] and e["method"] == "attention"
         ]
-        spatial = [m.path for m in discover_modules(model) if m.kind.spatial]
+        spatial = [
+            named(m.path) for m in discover_modules(model) if m.kind.spatial
+        ]
         assert shown == spatial
         cams = [
             e
@@ -917,3 +925,24 @@ def test_multi_head_attention_over_both_spatial_axes(zoo):
         rtol=1e-5,
         atol=1e-6,
     )
+
+
+@pytest.mark.slow
+def test_report_of_fused_and_multi_query_attention(tmp_path):
+    """DINOv3's fused attention and MobileNetV5's multi-query attention
+    (`tests/test_zoo_hub.py` checks their maps) in one CLI report, each
+    module an explanation, Grad-CAM on their convolutions."""
+    _keras_hub()
+    names = ["hub_dinov3", "hub_mobilenetv5"]
+    with warnings.catch_warnings():
+        # keras-hub's MobileNetV5 serialises a lambda activation.
+        warnings.filterwarnings("ignore", category=UserWarning, module="keras")
+        builders = {name: getattr(zoo_models, name)() for name in names}
+        html, data, models = _report_of_many(names, builders, tmp_path)
+    # keras-hub names these backbones' blocks anew on each reload
+    # (``mobile_attention_2``): the paths' ends are compared.
+    _assert_every_module_shown(data, models, ends=True)
+    # Grad-CAM on a convolution of each backbone.
+    assert not [w for w in data["warnings"] if w["kind"] == "no_feature_map"]
+    assert "dot_product_attention" in html
+    assert "attention_rollout" in html

@@ -446,12 +446,19 @@ def keras_attention_layers(size=16):
 
 def _hub_classifier(backbone, name):
     inputs = keras.Input((32, 32, 3))
-    # DINOv2 takes {"images": ...}; the others a tensor.
+    # DINOv2 takes {"images": ...}, DINOv3 {"pixel_values": ...}; the
+    # others a tensor.
     named = isinstance(backbone.input, dict)
-    features = backbone({"images": inputs} if named else inputs)
+    features = backbone(
+        {key: inputs for key in backbone.input} if named else inputs
+    )
+    if isinstance(features, dict):  # HGNetV2: its stages' outputs.
+        features = list(features.values())[-1]
     if len(features.shape) == 4:
         return _head(inputs, features, name)
-    pooled = layers.GlobalAveragePooling1D(name="pool")(features)
+    pooled = features  # SigLIP's vision encoder pools its tokens itself.
+    if len(features.shape) == 3:
+        pooled = layers.GlobalAveragePooling1D(name="pool")(features)
     outputs = layers.Dense(NUM_CLASSES, activation="softmax", name="out")(
         pooled
     )
@@ -593,6 +600,165 @@ def hub_mit():
         name="mi_t_backbone",
     )
     return _hub_classifier(backbone, "hub_mit")
+
+
+def hub_vitdet():
+    """keras-hub ViTDetBackbone (SAM's image encoder): 8 x 8 tokens; block
+    0 attends within 4 windows of 4 x 4, block 1 globally; relative
+    position terms added to the logits; heads folded into the batch axis
+    (``(B · windows · heads, 16, 16)``)."""
+    import keras_hub
+
+    backbone = keras_hub.models.ViTDetBackbone(
+        hidden_size=16,
+        num_layers=2,
+        intermediate_dim=32,
+        num_heads=2,
+        global_attention_layer_indices=[1],
+        image_shape=(32, 32, 3),
+        patch_size=4,
+        num_output_channels=8,
+        window_size=4,
+        name="vi_t_det_backbone",
+    )
+    return _hub_classifier(backbone, "hub_vitdet")
+
+
+def hub_dinov3():
+    """keras-hub DINOV3Backbone: a class and 2 register tokens, rotary
+    position embeddings, attention by the fused
+    ``ops.nn.dot_product_attention``."""
+    import keras_hub
+
+    backbone = keras_hub.models.DINOV3Backbone(
+        patch_size=8,
+        num_layers=2,
+        hidden_dim=16,
+        num_heads=2,
+        intermediate_dim=32,
+        num_register_tokens=2,
+        image_shape=(32, 32, 3),
+        name="dinov3_backbone",
+    )
+    return _hub_classifier(backbone, "hub_dinov3")
+
+
+def hub_mobilenetv5():
+    """keras-hub MobileNetV5Backbone (Gemma 3n's vision tower), tiny: an
+    edge residual, a universal inverted residual and a mobile multi-query
+    attention block (8 x 8 queries, keys and values strided to 4 x 4).
+    keras-hub 0.32 cannot build its SE blocks (se_ratio > 0): none."""
+    import keras_hub
+
+    def per_block(first, second, third):
+        return [[first], [second, third]]
+
+    backbone = keras_hub.models.MobileNetV5Backbone(
+        stackwise_block_types=per_block("er", "uir", "mqa"),
+        stackwise_num_blocks=[1, 2],
+        stackwise_num_filters=per_block(16, 16, 16),
+        stackwise_strides=per_block(2, 1, 1),
+        stackwise_act_layers=per_block("relu", "relu", "relu"),
+        stackwise_exp_ratios=per_block(2.0, 2.0, 0.0),
+        stackwise_se_ratios=per_block(0.0, 0.0, 0.0),
+        stackwise_dw_kernel_sizes=per_block(0, 3, 3),
+        stackwise_dw_start_kernel_sizes=per_block(0, 3, 0),
+        stackwise_dw_end_kernel_sizes=per_block(0, 0, 0),
+        stackwise_exp_kernel_sizes=per_block(3, 0, 0),
+        stackwise_pw_kernel_sizes=per_block(1, 0, 0),
+        stackwise_num_heads=per_block(0, 0, 2),
+        stackwise_key_dims=per_block(0, 0, 8),
+        stackwise_value_dims=per_block(0, 0, 8),
+        stackwise_kv_strides=per_block(0, 0, 2),
+        stackwise_use_cpe=per_block(False, False, False),
+        stem_size=8,
+        use_msfa=False,
+        image_shape=(32, 32, 3),
+        name="mobile_net_v5_backbone",
+    )
+    return _hub_classifier(backbone, "hub_mobilenetv5")
+
+
+def hub_clip_vision():
+    """keras-hub CLIPVisionEncoder (CLIPBackbone's image tower): a class
+    token, MultiHeadAttention in its encoder layers."""
+    import keras_hub
+
+    backbone = keras_hub.models.CLIPVisionEncoder(
+        patch_size=8,
+        hidden_dim=16,
+        num_layers=2,
+        num_heads=2,
+        intermediate_dim=32,
+        image_shape=(32, 32, 3),
+        name="clip_vision_encoder",
+    )
+    return _hub_classifier(backbone, "hub_clip_vision")
+
+
+def hub_siglip_vision():
+    """keras-hub SigLIPVisionEncoder: no class token; its head pools the
+    tokens with a learned probe query (MultiHeadAttention, one query)."""
+    import keras_hub
+
+    backbone = keras_hub.models.SigLIPVisionEncoder(
+        patch_size=8,
+        hidden_dim=16,
+        num_layers=2,
+        num_heads=2,
+        intermediate_dim=32,
+        image_shape=(32, 32, 3),
+        name="sig_lip_vision_encoder",
+    )
+    return _hub_classifier(backbone, "hub_siglip_vision")
+
+
+def hub_depth_anything():
+    """keras-hub DepthAnythingBackbone: a DINOv2 encoder (class token,
+    MultiHeadAttention), a convolutional neck and depth head."""
+    import keras_hub
+
+    encoder = keras_hub.models.DINOV2Backbone(
+        patch_size=8,
+        num_layers=2,
+        hidden_dim=16,
+        num_heads=2,
+        intermediate_dim=32,
+        image_shape=(32, 32, 3),
+        position_embedding_shape=(32, 32, 3),
+    )
+    backbone = keras_hub.models.DepthAnythingBackbone(
+        image_encoder=encoder,
+        reassemble_factors=[2, 1],
+        neck_hidden_dims=[8, 16],
+        fusion_hidden_dim=8,
+        head_hidden_dim=8,
+        head_in_index=-1,
+        feature_keys=["stage1", "stage2"],
+        name="depth_anything_backbone",
+    )
+    return _hub_classifier(backbone, "hub_depth_anything")
+
+
+def hub_hgnetv2():
+    """keras-hub HGNetV2Backbone: convolutions only (no gate, no
+    attention)."""
+    import keras_hub
+
+    backbone = keras_hub.models.HGNetV2Backbone(
+        depths=[1, 1],
+        embedding_size=8,
+        hidden_sizes=[16, 32],
+        stem_channels=[3, 8, 8],
+        hidden_act="relu",
+        use_learnable_affine_block=False,
+        stackwise_stage_filters=[[8, 8, 16, 1, 2, 3], [16, 8, 32, 1, 2, 3]],
+        apply_downsample=[False, True],
+        use_lightweight_conv_block=[False, True],
+        image_shape=(32, 32, 3),
+        name="hgnetv2_backbone",
+    )
+    return _hub_classifier(backbone, "hub_hgnetv2")
 
 
 def _public_gate(skip, gating, name):

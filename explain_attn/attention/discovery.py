@@ -37,6 +37,7 @@ outputs while rebuilding the forward pass with public APIs
 public objects (`keras.KerasTensor`, layer configs, operation class names).
 """
 
+from explain_attn.attention.fused import fused_attention_modules
 from explain_attn.attention.kinds import (
     AttentionModule,
     AxisGates,
@@ -158,6 +159,7 @@ def _discover(graph):
             if not module.applied_at:
                 del found[source]
     tokens = attention_layer_modules(graph, unreadable)
+    tokens += fused_attention_modules(graph, unreadable)
     tokens += softmax_modules(graph, unreadable)
     found.update((module.path, module) for module in tokens)
     order = {path: index for index, path in enumerate(graph.taps)}

@@ -24,6 +24,7 @@ new `AttentionKind` subclass, added to `KINDS` or found by discovery.
 
 import abc
 import dataclasses
+import warnings
 
 __all__ = [
     "KINDS",
@@ -50,7 +51,13 @@ def layer_config(layer):
     one (custom layers with unserialisable arguments raise
     ``NotImplementedError``)."""
     try:
-        return layer.get_config()
+        with warnings.catch_warnings():
+            # Keras warns when a config holds a lambda (keras-hub's
+            # MobileNetV5 activations): read here, never saved.
+            warnings.filterwarnings(
+                "ignore", message="The object being serialized includes"
+            )
+            return layer.get_config()
     except (NotImplementedError, TypeError, AttributeError):
         return {}
 
@@ -328,7 +335,8 @@ class AttentionScores(_FoundGate):
         grid: ``(h, w)`` of the key positions.
         extra: Leading tokens that are not positions (class, registers).
         query: ``"mean"`` or ``"class"``.
-        name: The kind's name: ``"mha"`` or ``"keras_attention"``.
+        name: The kind's name: ``"mha"``, ``"keras_attention"`` or
+            ``"dot_product_attention"`` (`explain_attn.attention.fused`).
         key_axes: How many axes the keys span in the scores (1, or 2 for
             ``attention_axes=(1, 2)``).
     """
@@ -348,7 +356,10 @@ class AttentionScores(_FoundGate):
             if (query == "class")
             else "attention received per position, averaged over queries"
         )
-        layer = "MultiHeadAttention" if name == "mha" else "Keras attention"
+        layer = {
+            "mha": "MultiHeadAttention",
+            "dot_product_attention": "fused dot_product_attention",
+        }.get(name, "Keras attention")
         self.description = f"{layer}: {who}, averaged over heads"
 
     def parts(self, tap, source):
@@ -388,15 +399,21 @@ class SoftmaxAttention(_FoundGate):
         axis: The softmax's axis.
         extra: Leading tokens that are not positions.
         name: ``"dot_product"`` or ``"pooling"``.
+        group: Consecutive rows of the batch axis that are one image's
+            (or one window's): heads folded into the batch axis, as
+            ViTDet's ``(B · heads, tokens, tokens)``; averaged.
     """
 
     intervenable = False
 
-    def __init__(self, grid=None, axis=-1, extra=0, name="dot_product"):
+    def __init__(
+        self, grid=None, axis=-1, extra=0, name="dot_product", group=1
+    ):
         self.grid = grid
         self.axis = axis
         self.extra = extra
         self.name = name
+        self.group = group
         self.description = (
             "attention pooling: softmax weight per position"
             if name == "pooling"
@@ -416,6 +433,10 @@ class SoftmaxAttention(_FoundGate):
         rank = len(source.shape)
         if rank > 2:
             source = keras.ops.mean(source, axis=tuple(range(1, rank - 1)))
+        if self.group > 1:
+            positions = source.shape[-1]
+            grouped = keras.ops.reshape(source, (-1, self.group, positions))
+            source = keras.ops.mean(grouped, axis=1)
         return source
 
 
@@ -435,10 +456,14 @@ class WindowAttention(SoftmaxAttention):
     Args:
         layout: Its `explain_attn.attention.windows.WindowLayout`.
         axis: The softmax's axis.
+        group: Consecutive rows of the batch axis per window (heads folded
+            into it after the windows, as ViTDet's ``(B · windows ·
+            heads, tokens, tokens)``); averaged.
     """
 
-    def __init__(self, layout=None, axis=-1):
-        super().__init__(layout.grid if layout else None, axis, 0, "window")
+    def __init__(self, layout=None, axis=-1, group=1):
+        grid = layout.grid if layout else None
+        super().__init__(grid, axis, 0, "window", group)
         self.layout = layout
         self.description = (
             "window attention (softmax then matmul within windows, as in "

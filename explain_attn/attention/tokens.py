@@ -48,8 +48,10 @@ __all__ = [
     "ROLLOUT_PATH",
     "attention_layer_modules",
     "rollout_module",
+    "scores_module",
     "softmax_modules",
     "token_grid",
+    "upstream",
 ]
 
 MAX_EXTRA_TOKENS = 5
@@ -95,7 +97,7 @@ def token_grid(graph, tensor, positions, *, per_token=1):
             for MobileViT's patches): the source has ``h * w ==
             positions * per_token``, the grid is ``(h / ph, w / pw)``.
     """
-    for source in _upstream(graph, tensor):
+    for source in upstream(graph, tensor):
         height, width = source.shape[1], source.shape[2]
         if height is None or width is None or height * width < 2:
             continue
@@ -127,14 +129,15 @@ def _moved(graph, tensor):
     return tap is not None and type(tap.layer).__name__ in _MOVING
 
 
-def _upstream(graph, tensor, limit=200):
-    """4-D tensors upstream of ``tensor``, nearest first."""
+def upstream(graph, tensor, *, rank=4, limit=200):
+    """Tensors of ``rank`` dimensions upstream of ``tensor``, nearest
+    first (4: feature maps; 3: token sequences)."""
     frontier, seen = [tensor], {id(tensor)}
     while frontier and len(seen) < limit:
         following = []
         for value in frontier:
             shape = getattr(value, "shape", None)
-            if value is not tensor and shape is not None and len(shape) == 4:
+            if value is not tensor and shape is not None and len(shape) == rank:
                 yield value
             tap = graph.producer(value)
             for source in [] if tap is None else tap.tensors:
@@ -213,24 +216,31 @@ def attention_layer_modules(graph, unreadable):
         if found is None:
             unreadable[tap.path] = _no_grid(tap, key)
             continue
-        grid, extra = found
         scores = _symbolic_scores(tap, inputs, keywords)
-        query_kind = "class" if extra and len(key.shape) == 3 else "mean"
+        query_kind = "class" if found[1] and len(key.shape) == 3 else "mean"
+        kind = AttentionScores(
+            *found, query_kind, name, 2 if layout == "grid" else 1
+        )
         modules.append(
-            AttentionModule(
-                tap.path,
-                AttentionScores(
-                    grid, extra, query_kind, name, 2 if layout == "grid" else 1
-                ),
-                Tap(tap.path, tap.layer, key, scores),
-                shape=(*grid, 1),
-                value_range=_SOFTMAX,
-                found_by=f"{type(tap.layer).__name__} scores over "
-                f"{grid[0]}×{grid[1]} positions"
-                + (f" after {extra} leading token(s)" if extra else ""),
-            )
+            scores_module(tap, key, scores, kind, type(tap.layer).__name__)
         )
     return modules
+
+
+def scores_module(tap, key, scores, kind, what):
+    """The `AttentionModule` of attention ``scores`` (keys last) that
+    ``tap``'s call computes over ``key``, read as ``kind`` (an
+    `AttentionScores`); ``what`` names the call in ``found_by``."""
+    grid, extra = kind.grid, kind.extra
+    return AttentionModule(
+        tap.path,
+        kind,
+        Tap(tap.path, tap.layer, key, scores),
+        shape=(*grid, 1),
+        value_range=_SOFTMAX,
+        found_by=f"{what} scores over {grid[0]}×{grid[1]} positions"
+        + (f" after {extra} leading token(s)" if extra else ""),
+    )
 
 
 def _no_grid(tap, key):
@@ -333,15 +343,25 @@ def softmax_modules(graph, unreadable):
         if axis == 0 or shape[axis] is None:
             continue
         layout = window_layout(graph, tap.output, int(shape[axis]))
-        if isinstance(layout, str):
+        group = _rows_per_group(tap, layout)
+        if isinstance(group, str):
             unreadable[tap.path] = (
-                f"Softmax {tap.path!r} attends within windows: {layout}, "
+                f"Softmax {tap.path!r} attends within windows: {group}, "
                 "so it has no map per image. Choose another layer "
                 "(explain-attn layers MODEL lists them)."
             )
             continue
         if layout is not None and not layout.is_identity:
-            modules.append(_window_module(tap, layout, axis))
+            modules.append(_window_module(tap, layout, axis, group))
+            continue
+        if group > 1 and not _image_tokens(graph, tap.output, shape[axis]):
+            unreadable[tap.path] = (
+                f"Softmax {tap.path!r} holds {group} rows per image in its "
+                "batch axis, and its tokens are not all of an image's "
+                "positions (windows not made by moving values?), so it has "
+                "no map per image. Choose another layer (explain-attn "
+                "layers MODEL lists them)."
+            )
             continue
         found = token_grid(graph, tap.output, int(shape[axis]))
         if found is None:
@@ -354,7 +374,7 @@ def softmax_modules(graph, unreadable):
         modules.append(
             AttentionModule(
                 tap.path,
-                SoftmaxAttention(grid, axis, extra, name),
+                SoftmaxAttention(grid, axis, extra, name, group),
                 tap,
                 shape=(*grid, 1),
                 value_range=_SOFTMAX,
@@ -365,13 +385,50 @@ def softmax_modules(graph, unreadable):
     return modules
 
 
-def _window_module(tap, layout, axis):
+def _rows_per_group(tap, layout):
+    """Consecutive rows of a softmax's batch axis that belong to one
+    window (one image without windows): heads folded into the batch
+    axis. ``layout``: the `window_layout` found, ``None`` or why not;
+    returns why not (a string) where the rows do not fit."""
+    if isinstance(layout, str):
+        return layout
+    rows = tap.rows_per_image  # None: not traced with a known batch.
+    windows = 1 if layout is None or layout.is_identity else layout.windows
+    if rows is None:
+        return 1
+    if rows % windows:
+        return (
+            f"its batch axis holds {rows} rows per image, not a multiple "
+            f"of its {windows} windows per image"
+        )
+    return rows // windows
+
+
+def _image_tokens(graph, tensor, tokens):
+    """Whether ``tokens`` are every position of a per-image feature map
+    upstream of ``tensor`` (after up to `MAX_EXTRA_TOKENS` leading
+    tokens): rows folded into the batch axis are then heads, not windows
+    (ViTDet's global blocks)."""
+    for source in upstream(graph, tensor):
+        producer = graph.producer(source)
+        if _moved(graph, source) or producer is None:
+            continue
+        if producer.rows_per_image not in (None, 1):
+            continue  # Windows (or heads) in the batch axis.
+        height, width = source.shape[1], source.shape[2]
+        if height is not None and width is not None:
+            if 0 <= tokens - height * width <= MAX_EXTRA_TOKENS:
+                return True
+    return False
+
+
+def _window_module(tap, layout, axis, group=1):
     """A `WindowAttention` module of a softmax over windows."""
     side = math.isqrt(layout.tokens)
     window = f"{side}×{side}" if side * side == layout.tokens else layout.tokens
     return AttentionModule(
         tap.path,
-        WindowAttention(layout, axis),
+        WindowAttention(layout, axis, group),
         tap,
         shape=(*layout.grid, 1),
         value_range=_SOFTMAX,
@@ -422,17 +479,27 @@ def _reaches_product(graph, tensor, consumers, depth=4):
     return False
 
 
+def _is_self_attention(scores):
+    """Whether ``scores`` ``(B, [heads,] queries, keys)`` of a token
+    sequence has as many queries as keys: not a pooling query attending
+    to the tokens (SigLIP's head), nor attention along one axis of a 4-D
+    input (MobileViT), which rollout leaves out."""
+    shape = scores.shape
+    return len(shape) in (3, 4) and shape[-2] == shape[-1]
+
+
 def rollout_module(graph, modules, unreadable):
     """The model's `AttentionRollout` over its self-attention modules (two
     or more of equal token count), or ``None``."""
     layers = [
         m
         for m in modules
-        if isinstance(m.kind, AttentionScores) and len(m.tap.input.shape) == 3
+        if isinstance(m.kind, AttentionScores)
+        and _is_self_attention(m.tap.output)
     ]
     if len(layers) < 2:
         return None
-    counts = {m.path: int(m.tap.input.shape[1]) for m in layers}
+    counts = {m.path: int(m.tap.output.shape[-1]) for m in layers}
     if len(set(counts.values())) > 1:
         listed = ", ".join(f"{p} ({n})" for p, n in counts.items())
         unreadable[ROLLOUT_PATH] = (

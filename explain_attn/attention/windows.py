@@ -96,7 +96,9 @@ def window_layout(graph, tensor, tokens):
     reason = None
     for windows in _window_tensors(graph, tensor, tokens):
         chain = _moving_chain(graph, windows)
-        if not chain:
+        if not chain or chain[0].rows_per_image not in (None, 1):
+            # Not made from a per-image tensor (ViTDet's queries, heads
+            # folded into the batch axis, reshaped to their grid).
             continue
         found = _probe(chain, windows, tokens)
         if isinstance(found, WindowLayout):
