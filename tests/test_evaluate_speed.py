@@ -376,6 +376,11 @@ def test_one_map_against_many_masks_equals_the_repeated_map(
         rng.random(map_shape).astype(dtype),
         np.ones(map_shape, dtype),  # the flat map: every pixel tied
         np.zeros(map_shape, dtype),
+        # A symmetric map, as the centre prior: groups of 2 and 4 ties.
+        np.add.outer(
+            np.abs(np.arange(map_shape[0]) - (map_shape[0] - 1) / 2),
+            np.abs(np.arange(map_shape[1]) - (map_shape[1] - 1) / 2),
+        ).astype(dtype),
     ):
         expected = metrics.foreground_metrics(
             np.broadcast_to(one, (7, *map_shape)), masks

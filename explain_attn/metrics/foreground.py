@@ -403,13 +403,22 @@ def foreground_metrics_of_one_map(one_map, masks):
     row = resize(one, masks.shape[1:]).reshape(-1)
     flat_masks = masks.reshape(len(masks), row.size)
     flat = np.broadcast_to(row, flat_masks.shape)
-    keys, tied_pairs = _one_map_keys(row, flat_masks)
-    return _from_sorted_keys(flat, flat_masks, keys, tied_pairs)
+    return _from_counts(flat, flat_masks, _one_map_counts(row, flat_masks))
 
 
-def _one_map_keys(row, flat_masks):
-    """`_sorted_keys` of ``row`` repeated for every mask, from one sort,
-    and `_tied_pairs` of every row from the groups of equal values."""
+def _one_map_counts(row, flat_masks):
+    """What `_key_counts` reads from the sorted keys of ``row`` repeated
+    for every mask, from one sort of ``row`` and the mask pixels of each
+    group of equal values.
+
+    The repeated map's keys are never made: in every row, a group of
+    ``n`` equal values with ``k`` of them in the mask sorts its ``n - k``
+    outside pixels first, so every count at a cut, the tied pairs
+    (``k (n - k)`` per group) and the mask pixels' sorted positions
+    (``k·end - k (k + 1) / 2`` per group ending at ``end``) follow from
+    the ``(N, groups)`` counts. All are integers, equal to those of the
+    keys.
+    """
     unsigned = np.uint32 if row.dtype == np.float32 else np.uint64
     base = np.left_shift(np.ascontiguousarray(row).view(unsigned), 1)
     order = np.argsort(base, kind="stable")
@@ -417,16 +426,36 @@ def _one_map_keys(row, flat_masks):
     first = np.ones(base.size, bool)
     first[1:] = base[1:] != base[:-1]
     starts = np.flatnonzero(first)
-    group = np.cumsum(first) - 1
     ends = np.append(starts[1:], base.size)
     inside = np.add.reduceat(
         flat_masks[:, order], starts, axis=1, dtype=np.int64
     )
-    # A group of n pixels, k of them in the mask: the n - k outside first.
-    mask_bits = np.arange(base.size) >= ends[group] - inside[:, group]
-    # Sums of integers, exact: the same as `_tied_pairs`'s.
-    tied_pairs = (inside * (ends - starts - inside)).sum(axis=1)
-    return base | mask_bits.astype(unsigned), tied_pairs.astype(np.float64)
+    # Mask pixels in each group and every later one.
+    from_group = np.cumsum(inside[:, ::-1], axis=1)[:, ::-1]
+    num_positive = from_group[:, 0]
+    num_pixels, rows = base.size, np.arange(len(inside))
+    cut_positions = {
+        "rank": num_pixels - np.maximum(num_positive, 1),
+        "top": num_pixels - num_top_pixels(DEFAULT_FRACTION, num_pixels),
+        "max": num_pixels - 1,
+    }
+    counts = {}
+    for name, position in cut_positions.items():
+        group = np.searchsorted(starts, position, side="right") - 1
+        tied_inside = inside[rows, group]
+        counts[name] = {
+            "k": num_pixels - position,
+            "above": num_pixels - ends[group],
+            "tied": ends[group] - starts[group],
+            "above_inside": from_group[rows, group] - tied_inside,
+            "tied_inside": tied_inside,
+        }
+    positions = inside * ends - inside * (inside + 1) // 2
+    counts["positions"] = positions.sum(axis=1).astype(np.float64)
+    counts["tied_pairs"] = (inside * (ends - starts - inside)).sum(axis=1)
+    counts["num_positive"] = num_positive
+    counts["zero"] = np.full(len(inside), (base[-1] >> 1) == 0)
+    return counts
 
 
 def _from_sorted_keys(flat, flat_masks, keys, tied_pairs=None):
@@ -443,22 +472,42 @@ def _from_sorted_keys(flat, flat_masks, keys, tied_pairs=None):
     The counts are equal, so the same float operations on them give the
     same numbers.
     """
-    num_pixels = flat.shape[1]
+    return _from_counts(flat, flat_masks, _key_counts(keys, tied_pairs))
+
+
+def _key_counts(keys, tied_pairs=None):
+    """The integer counts `_from_counts` takes, read from sorted keys."""
+    num_pixels = keys.shape[1]
     sorted_masks = _lowest_bits(keys)  # The mask bits in sorted order.
     num_positive = sorted_masks.sum(axis=1, dtype=np.int64)
     counts = _counts_at_cuts(num_pixels, keys, sorted_masks, num_positive)
+    # As `_roc_auc`: the sorted positions of the mask pixels (the pairs
+    # with the negative sorted first); a sum of integers, exact.
+    counts["positions"] = np.einsum(
+        "ij,j->i",
+        sorted_masks,
+        np.arange(num_pixels, dtype=np.float64),
+        dtype=np.float64,
+        casting="unsafe",
+    )
     if tied_pairs is None:
         tied_pairs = _straddling_tied_pairs(keys, sorted_masks)
+    counts["tied_pairs"] = tied_pairs
+    counts["num_positive"] = num_positive
     # All-zero maps: the largest value is 0 (``-0.0`` gives the key of 0).
-    zero = (keys[:, -1] >> keys.dtype.type(1)) == 0
+    counts["zero"] = (keys[:, -1] >> keys.dtype.type(1)) == 0
+    return counts
+
+
+def _from_counts(flat, flat_masks, counts):
+    """Every foreground metric from `_key_counts` or `_one_map_counts`."""
+    num_positive, zero = counts["num_positive"], counts["zero"]
     empty = num_positive == 0
     return {
         "mass_in_mask": _mass_in_mask(flat, flat_masks),
         "pointing_game": _pointing_from_counts(counts["max"], empty | zero),
         "rank_accuracy": _rank_from_counts(counts["rank"], num_positive, zero),
-        "roc_auc": _roc_from_counts(
-            sorted_masks, num_positive, tied_pairs, zero
-        ),
+        "roc_auc": _roc_from_counts(flat.shape[1], counts),
         "top_fraction_iou": _iou_from_counts(
             counts["top"], num_positive, empty | zero
         ),
@@ -561,24 +610,17 @@ def _iou_from_counts(counts, num_positive, undefined):
     return result
 
 
-def _roc_from_counts(sorted_masks, num_positive, tied_pairs, zero):
-    """`_roc_auc` from the sorted mask bits and `_tied_pairs`."""
-    num_pixels = sorted_masks.shape[1]
-    num_positive = num_positive.astype(np.float64)
+def _roc_from_counts(num_pixels, counts):
+    """`_roc_auc` from the mask pixels' sorted positions and tied pairs,
+    with its float operations in its order."""
+    num_positive = counts["num_positive"].astype(np.float64)
     num_negative = num_pixels - num_positive
-    # As `_roc_auc`: pairs with the negative sorted first, then the ties.
-    pairs = np.einsum(
-        "ij,j->i",
-        sorted_masks,
-        np.arange(num_pixels, dtype=np.float64),
-        dtype=np.float64,
-        casting="unsafe",
-    )
+    pairs = counts["positions"].astype(np.float64)  # A copy, written below.
     pairs -= num_positive * (num_positive - 1.0) / 2.0
     # Rows without tied pairs subtract 0.0, which changes no value.
-    pairs -= 0.5 * tied_pairs
+    pairs -= 0.5 * np.asarray(counts["tied_pairs"], np.float64)
     result = safe_divide(pairs, num_positive * num_negative)
-    result[zero] = np.nan
+    result[counts["zero"]] = np.nan
     return result
 
 
