@@ -389,3 +389,29 @@ def test_one_map_against_many_masks_equals_the_repeated_map(
         assert list(got) == list(expected)
         for name, values in expected.items():
             np.testing.assert_array_equal(got[name], values)
+
+
+@pytest.mark.parametrize(
+    ("shape_a", "shape_b"),
+    [((7, 7), (7, 7)), ((8, 8), (4, 4)), ((3, 5), (6, 2))],
+)
+def test_agreement_reference_equals_the_metrics(shape_a, shape_b):
+    # The report compares each attention map with one reference CAM,
+    # prepared once per size: the same numbers as each metric alone.
+    rng = np.random.default_rng(9)
+    maps_b = np.round(rng.normal(size=(6, *shape_b)), 1)  # signed, ties
+    maps_b[0] = 2.0  # a constant reference map
+    reference = metrics.AgreementReference(maps_b)
+    for _ in range(2):  # the second call reuses the prepared reference
+        maps_a = np.round(rng.random((6, *shape_a)) * 4).astype(np.float32)
+        maps_a[1] = 0.0  # a constant attention map
+        for name, function in metrics.AGREEMENT_METRICS.items():
+            expected = function(maps_a, maps_b)
+            assert np.isnan(expected[:2]).all()
+            np.testing.assert_array_equal(
+                reference.compare(name, maps_a), expected, err_msg=name
+            )
+    with pytest.raises(ValueError, match="Received: name='kendall'"):
+        reference.compare("kendall", maps_a)
+    with pytest.raises(ValueError, match="same number of images"):
+        reference.compare("spearman", maps_a[:2])
