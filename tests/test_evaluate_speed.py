@@ -72,6 +72,65 @@ def test_foreground_metrics_hand_computed():
     assert values["top_fraction_iou"][0] == pytest.approx(0.5)
 
 
+def test_foreground_metrics_with_ties_across_the_mask_hand_computed():
+    # Row 0: maxima 2, 2 (one in the mask); 1, 1, 1 tied with one in it.
+    # Row 1: the cut of the top 2 falls in three tied 1s, one in the mask.
+    maps = np.array([[[1.0, 1, 1, 2, 2, 0]], [[2.0, 1, 1, 1, 0, 0]]])
+    masks = np.array([[[1, 0, 0, 1, 0, 0]], [[0, 1, 0, 0, 1, 0]]], bool)
+    values = metrics.foreground_metrics(maps, masks)
+    # Pairs (inside, outside) won, ties one half: 1 beats 0, ties 1, 1;
+    # 2 beats 1, 1, 0, ties 2. Row 1: 1 beats 0, ties 1, 1; 0 ties 0.
+    np.testing.assert_array_equal(
+        values["roc_auc"], [(1 + 1 + 3 + 0.5) / 8, (1 + 1 + 0.5) / 8]
+    )
+    np.testing.assert_array_equal(values["pointing_game"], [0.5, 0.0])
+    # Top 2: both 2s (one inside); the 2 and 1/3 of each tied 1.
+    np.testing.assert_allclose(values["rank_accuracy"], [1 / 2, 1 / 6])
+    # Top ceil(0.2 * 6) = 2 pixels: I = 1 and 1/3; union 2 + 2 - I.
+    np.testing.assert_allclose(
+        values["top_fraction_iou"], [1 / 3, (1 / 3) / (4 - 1 / 3)]
+    )
+    np.testing.assert_allclose(values["mass_in_mask"], [3 / 7, 1 / 5])
+    for name, function in metrics.FOREGROUND_METRICS.items():
+        np.testing.assert_array_equal(values[name], function(maps, masks))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_foreground_metrics_equal_one_by_one_on_large_tied_maps(dtype):
+    # Upsampled maps (many equal values), zero bands, values one ulp
+    # apart, and masks of every share: the counts read from the sorted
+    # keys equal those of the metrics' own passes, bit for bit.
+    rng = np.random.default_rng(7)
+    maps = np.round(rng.random((9, 7, 7)) * 3) / 3
+    maps[:, :2] = 0.0
+    maps[5] = np.nextafter(np.float64(0.5), 1) * (rng.random((7, 7)) > 0.5)
+    maps[6] = 0.5
+    maps[6, 0, :3] = np.nextafter(0.5, 1)
+    masks = rng.random((9, 56, 56)) < rng.random((9, 1, 1))
+    masks[7] = False
+    masks[8] = True
+    maps = maps.astype(dtype)
+    together = metrics.foreground_metrics(maps, masks)
+    for name, function in metrics.FOREGROUND_METRICS.items():
+        np.testing.assert_array_equal(together[name], function(maps, masks))
+
+
+def test_row_searchsorted_equals_searchsorted_per_row():
+    from explain_attn.metrics.arrays import row_searchsorted
+
+    rng = np.random.default_rng(8)
+    for width in (1, 2, 7, 64, 1000):
+        rows = np.sort(rng.integers(0, 9, (5, width)), axis=1)
+        targets = rng.integers(-1, 11, (5, 4))
+        found = row_searchsorted(rows, np.arange(5)[:, None], targets)
+        expected = [
+            np.searchsorted(row, target)
+            for row, target in zip(rows, targets, strict=True)
+        ]
+        np.testing.assert_array_equal(found, expected)
+    assert row_searchsorted(rows, np.zeros(0, int), 3).shape == (0,)
+
+
 def test_maps_are_resized_once(monkeypatch):
     calls = []
     original = foreground.resize
@@ -317,6 +376,11 @@ def test_one_map_against_many_masks_equals_the_repeated_map(
         rng.random(map_shape).astype(dtype),
         np.ones(map_shape, dtype),  # the flat map: every pixel tied
         np.zeros(map_shape, dtype),
+        # A symmetric map, as the centre prior: groups of 2 and 4 ties.
+        np.add.outer(
+            np.abs(np.arange(map_shape[0]) - (map_shape[0] - 1) / 2),
+            np.abs(np.arange(map_shape[1]) - (map_shape[1] - 1) / 2),
+        ).astype(dtype),
     ):
         expected = metrics.foreground_metrics(
             np.broadcast_to(one, (7, *map_shape)), masks
@@ -325,3 +389,29 @@ def test_one_map_against_many_masks_equals_the_repeated_map(
         assert list(got) == list(expected)
         for name, values in expected.items():
             np.testing.assert_array_equal(got[name], values)
+
+
+@pytest.mark.parametrize(
+    ("shape_a", "shape_b"),
+    [((7, 7), (7, 7)), ((8, 8), (4, 4)), ((3, 5), (6, 2))],
+)
+def test_agreement_reference_equals_the_metrics(shape_a, shape_b):
+    # The report compares each attention map with one reference CAM,
+    # prepared once per size: the same numbers as each metric alone.
+    rng = np.random.default_rng(9)
+    maps_b = np.round(rng.normal(size=(6, *shape_b)), 1)  # signed, ties
+    maps_b[0] = 2.0  # a constant reference map
+    reference = metrics.AgreementReference(maps_b)
+    for _ in range(2):  # the second call reuses the prepared reference
+        maps_a = np.round(rng.random((6, *shape_a)) * 4).astype(np.float32)
+        maps_a[1] = 0.0  # a constant attention map
+        for name, function in metrics.AGREEMENT_METRICS.items():
+            expected = function(maps_a, maps_b)
+            assert np.isnan(expected[:2]).all()
+            np.testing.assert_array_equal(
+                reference.compare(name, maps_a), expected, err_msg=name
+            )
+    with pytest.raises(ValueError, match="Received: name='kendall'"):
+        reference.compare("kendall", maps_a)
+    with pytest.raises(ValueError, match="same number of images"):
+        reference.compare("spearman", maps_a[:2])

@@ -14,7 +14,8 @@ Three families, one module each (all names are re-exported here):
   resizing the maps once and sharing one sort.
 - **Agreement** between two explanations of the same images (`agreement`):
   `spearman`, `pearson`, `top_fraction_overlap`, each `(N,)` float64;
-  `SpearmanReference` ranks one set of maps once for many comparisons.
+  `AgreementReference` (and `SpearmanReference`) prepares one set of maps
+  once for many comparisons.
 - **Statistics** that feed every number a report shows (`statistics`):
   `summarize`, `paired_difference`, `accuracy_interval`, each returning a
   dict of plain Python numbers (JSON-ready; NaN where undefined);
@@ -45,6 +46,7 @@ Conventions shared by every per-image metric:
 """
 
 from explain_attn.metrics.agreement import (
+    AgreementReference,
     SpearmanReference,
     pearson,
     spearman,
@@ -90,6 +92,7 @@ __all__ = [
     "PER_IMAGE_METRICS",
     "BootstrapSums",
     "PoissonBootstrap",
+    "AgreementReference",
     "SpearmanReference",
     "accuracy_interval",
     "entropy",

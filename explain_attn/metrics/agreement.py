@@ -19,7 +19,8 @@ from explain_attn.metrics.arrays import (
 )
 
 
-def _flat_pair(maps_a, maps_b):
+def _checked_pair(maps_a, maps_b):
+    """Validated maps and the shape both are compared at (the larger)."""
     maps_a = as_maps(maps_a, "maps_a", non_negative=False)
     maps_b = as_maps(maps_b, "maps_b", non_negative=False)
     if len(maps_a) != len(maps_b):
@@ -32,13 +33,20 @@ def _flat_pair(maps_a, maps_b):
         max(maps_a.shape[1], maps_b.shape[1]),
         max(maps_a.shape[2], maps_b.shape[2]),
     )
-    flat_shape = (len(maps_a), shape[0] * shape[1])
-    flat_a = resize(maps_a, shape).reshape(flat_shape)
-    flat_b = resize(maps_b, shape).reshape(flat_shape)
-    constant = (flat_a.max(axis=1) == flat_a.min(axis=1)) | (
-        flat_b.max(axis=1) == flat_b.min(axis=1)
-    )
-    return flat_a, flat_b, constant
+    return maps_a, maps_b, shape
+
+
+def _flat_at(maps, shape):
+    """``(N, H·W)`` maps resized to ``shape``, and which rows are constant."""
+    flat = resize(maps, shape).reshape(len(maps), shape[0] * shape[1])
+    return flat, flat.max(axis=1) == flat.min(axis=1)
+
+
+def _flat_pair(maps_a, maps_b):
+    maps_a, maps_b, shape = _checked_pair(maps_a, maps_b)
+    flat_a, constant_a = _flat_at(maps_a, shape)
+    flat_b, constant_b = _flat_at(maps_b, shape)
+    return flat_a, flat_b, constant_a | constant_b
 
 
 def _pearson_rows(flat_a, flat_b, constant):
@@ -130,33 +138,117 @@ def spearman(maps_a, maps_b):
     )
 
 
-class SpearmanReference:
+class AgreementReference:
+    """One set of maps compared with many others, prepared once per size.
+
+    ``AgreementReference(maps_b).compare(name, maps_a)`` equals
+    ``AGREEMENT_METRICS[name](maps_a, maps_b)`` (default options) to the
+    bit: the reference maps are resized, ranked and cut into their top set
+    once for each size they are compared at, not once per call. The report
+    compares every attention map of an image with one reference CAM.
+
+    Args:
+        maps_b: `(N, H, W)` finite maps, the reference.
+    """
+
+    def __init__(self, maps_b):
+        self.maps_b = as_maps(maps_b, "maps_b", non_negative=False)
+        self._prepared = {}
+
+    def _at(self, maps_a):
+        """Validated ``maps_a`` and the reference prepared at their shape."""
+        maps_a, _, shape = _checked_pair(maps_a, self.maps_b)
+        if shape not in self._prepared:
+            flat, constant = _flat_at(self.maps_b, shape)
+            self._prepared[shape] = {"flat": flat, "constant": constant}
+        return maps_a, shape, self._prepared[shape]
+
+    def compare(self, name, maps_a):
+        """`(N,)` float64: agreement ``name`` of ``maps_a`` with the
+        reference (``"spearman"``, ``"pearson"`` or
+        ``"top_fraction_overlap"``)."""
+        functions = {
+            "spearman": self.spearman,
+            "pearson": self.pearson,
+            "top_fraction_overlap": self.top_fraction_overlap,
+        }
+        if name not in functions:
+            raise ValueError(
+                f"`name` must be one of {sorted(functions)}. "
+                f"Received: name={name!r}"
+            )
+        return functions[name](maps_a)
+
+    def pearson(self, maps_a):
+        """`(N,)` float64: ``pearson(maps_a, maps_b)``."""
+        maps_a, shape, prepared = self._at(maps_a)
+        flat_a, constant = _flat_at(maps_a, shape)
+        constant = constant | prepared["constant"]
+        return _pearson_rows(flat_a, prepared["flat"], constant)
+
+    def spearman(self, maps_a):
+        """`(N,)` float64: ``spearman(maps_a, maps_b)``."""
+        maps_a, shape, prepared = self._at(maps_a)
+        if "ranks" not in prepared:
+            prepared["ranks"] = _average_ranks(prepared["flat"])
+        flat_a, constant = _flat_at(maps_a, shape)
+        constant = constant | prepared["constant"]
+        return _pearson_rows(
+            _average_ranks(flat_a), prepared["ranks"], constant
+        )
+
+    def top_fraction_overlap(self, maps_a, *, fraction=DEFAULT_FRACTION):
+        """`(N,)` float64: ``top_fraction_overlap(maps_a, maps_b,
+        fraction=fraction)``."""
+        fraction = check_fraction(fraction)
+        maps_a, shape, prepared = self._at(maps_a)
+        num_top = num_top_pixels(fraction, shape[0] * shape[1])
+        if ("top", num_top) not in prepared:
+            flat = prepared["flat"]
+            prepared["top", num_top] = top_k(flat, np.full(len(flat), num_top))
+        flat_a, constant = _flat_at(maps_a, shape)
+        constant = constant | prepared["constant"]
+        top_a = top_k(flat_a, np.full(len(flat_a), num_top))
+        return _top_overlap(top_a, prepared["top", num_top], num_top, constant)
+
+
+class SpearmanReference(AgreementReference):
     """One set of maps ranked once, for `spearman` against many others.
 
     ``SpearmanReference(maps_a)(maps_b)`` equals ``spearman(maps_a,
-    maps_b)`` to the bit; when ``maps_b`` has the shape of ``maps_a``, the
-    ranks of ``maps_a`` are not computed again (other shapes go through
-    `spearman`). The randomisation check compares its original maps with
-    those of every step of its cascade: half the ranking work there.
+    maps_b)`` to the bit (`spearman` is symmetric to the bit: the same
+    products summed in the same order): an `AgreementReference` whose
+    reference is ranked once per size. The randomisation check compares
+    its original maps with those of every step of its cascade.
 
     Args:
         maps_a: `(N, H, W)` finite maps.
     """
 
     def __init__(self, maps_a):
-        self.maps_a = as_maps(maps_a, "maps_a", non_negative=False)
-        flat = self.maps_a.reshape(len(self.maps_a), -1)
-        self._constant = flat.max(axis=1) == flat.min(axis=1)
-        self._ranks = _average_ranks(flat)
+        super().__init__(as_maps(maps_a, "maps_a", non_negative=False))
 
     def __call__(self, maps_b):
         """`(N,)` float64: `spearman` of ``maps_a`` and ``maps_b``."""
-        maps_b = as_maps(maps_b, "maps_b", non_negative=False)
-        if maps_b.shape != self.maps_a.shape:
-            return spearman(self.maps_a, maps_b)
-        flat_b = maps_b.reshape(len(maps_b), -1)
-        constant = self._constant | (flat_b.max(axis=1) == flat_b.min(axis=1))
-        return _pearson_rows(self._ranks, _average_ranks(flat_b), constant)
+        return self.spearman(maps_b)
+
+
+def _top_overlap(top_a, top_b, num_top, constant):
+    """`top_fraction_overlap` from the `top_k` memberships of both maps."""
+    above_a, tied_a, share_a = top_a
+    above_b, tied_b, share_b = top_b
+    # Σ min(u, v) over the four combinations of "above" and "tied".
+    intersection = (
+        np.count_nonzero(above_a & above_b, axis=1)
+        + share_a * np.count_nonzero(tied_a & above_b, axis=1)
+        + share_b * np.count_nonzero(above_a & tied_b, axis=1)
+        + np.minimum(share_a, share_b)
+        * np.count_nonzero(tied_a & tied_b, axis=1)
+    )
+    # Σ max(u, v) = Σ (u + v) - Σ min(u, v) = 2k - Σ min(u, v).
+    result = safe_divide(intersection, 2.0 * num_top - intersection)
+    result[constant] = np.nan
+    return result
 
 
 def top_fraction_overlap(maps_a, maps_b, *, fraction=DEFAULT_FRACTION):
@@ -184,17 +276,9 @@ def top_fraction_overlap(maps_a, maps_b, *, fraction=DEFAULT_FRACTION):
     fraction = check_fraction(fraction)
     flat_a, flat_b, constant = _flat_pair(maps_a, maps_b)
     num_top = num_top_pixels(fraction, flat_a.shape[1])
-    above_a, tied_a, share_a = top_k(flat_a, np.full(len(flat_a), num_top))
-    above_b, tied_b, share_b = top_k(flat_b, np.full(len(flat_b), num_top))
-    # Σ min(u, v) over the four combinations of "above" and "tied".
-    intersection = (
-        np.count_nonzero(above_a & above_b, axis=1)
-        + share_a * np.count_nonzero(tied_a & above_b, axis=1)
-        + share_b * np.count_nonzero(above_a & tied_b, axis=1)
-        + np.minimum(share_a, share_b)
-        * np.count_nonzero(tied_a & tied_b, axis=1)
+    return _top_overlap(
+        top_k(flat_a, np.full(len(flat_a), num_top)),
+        top_k(flat_b, np.full(len(flat_b), num_top)),
+        num_top,
+        constant,
     )
-    # Σ max(u, v) = Σ (u + v) - Σ min(u, v) = 2k - Σ min(u, v).
-    result = safe_divide(intersection, 2.0 * num_top - intersection)
-    result[constant] = np.nan
-    return result

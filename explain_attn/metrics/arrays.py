@@ -206,6 +206,38 @@ def tie_groups(sorted_values):
     return starts, ends
 
 
+def row_searchsorted(sorted_rows, rows, targets):
+    """``np.searchsorted(sorted_rows[r], t)`` for every ``(r, t)`` pair.
+
+    Args:
+        sorted_rows: ``(N, P)`` rows, each sorted ascending.
+        rows: Integer row indices, any shape.
+        targets: Values to look up, broadcastable with ``rows``.
+
+    Returns:
+        The number of entries of each row below each target (the left
+        insertion point), an ``intp`` array of the broadcast shape.
+
+    One binary search run on every pair at once: ``ceil(log2(P + 1))``
+    steps of one gather each. `np.searchsorted` takes one row per call,
+    and the metrics look up a few values in each of up to thousands of
+    rows (small masks), where a Python loop over the rows would cost more
+    than the search.
+    """
+    rows, targets = np.broadcast_arrays(rows, targets)
+    width = sorted_rows.shape[1]
+    low = np.zeros(rows.shape, np.intp)
+    high = np.full(rows.shape, width, np.intp)
+    for _ in range(int(width).bit_length()):
+        middle = (low + high) // 2
+        active = low < high
+        probe = sorted_rows[rows, np.minimum(middle, width - 1)]
+        less = active & (probe < targets)
+        low = np.where(less, middle + 1, low)
+        high = np.where(active & ~less, middle, high)
+    return low
+
+
 def has_ties(sorted_values):
     """`(N,)` bool: whether each row-wise sorted row repeats a value."""
     return (sorted_values[:, 1:] == sorted_values[:, :-1]).any(axis=1)

@@ -197,6 +197,9 @@ def score_slices(num_images, pixels, budget=None):
 def _score_part(maps, masks, explanations, reference):
     """``{explanation: {metric: values}}`` and the agreement of one slice."""
     values, agreed = {}, {}
+    # Every attention map is compared with the same reference maps:
+    # resized, ranked and cut into their top set once.
+    compared = metrics.AgreementReference(maps[reference])
     for explanation in explanations:
         own = maps[explanation]
         row = {
@@ -208,8 +211,7 @@ def _score_part(maps, masks, explanations, reference):
         values[explanation] = row
         if explanation.is_attention:
             agreed[explanation] = {
-                name: metrics.AGREEMENT_METRICS[name](own, maps[reference])
-                for name in AGREEMENT
+                name: compared.compare(name, own) for name in AGREEMENT
             }
     return values, agreed
 
