@@ -657,6 +657,48 @@ def test_report_of_residual_attention_built_by_its_factory(tmp_path):
     assert "one_plus/add" in html
 
 
+def test_report_of_hub_efficientnet_built_by_its_factory(hub_zoo, tmp_path):
+    """keras-hub 0.32's EfficientNetBackbone does not rebuild from its own
+    config: its report is built by its function with ``--attention-factory``
+    and its weights read; its squeeze-and-excitation gates are listed as
+    channel modules and Grad-CAM weighs its last 4-D map."""
+    model = hub_zoo["hub_efficientnet"]
+    model.save_weights(tmp_path / "efficientnet.weights.h5")
+    height, width, channels = model.inputs[0].shape[1:]
+    zoo_models.baseline(height, channels).save(tmp_path / "baseline.keras")
+    rng = np.random.default_rng(1)
+    np.savez(
+        tmp_path / "data.npz",
+        images=rng.random((8, height, width, channels), dtype=np.float32),
+        labels=np.arange(8) % 3,
+        class_names=np.array(["a", "b", "c"]),
+    )
+    _, data = _report(
+        tmp_path,
+        "--no-faithfulness",
+        "--attention-model",
+        str(tmp_path / "efficientnet.weights.h5"),
+        "--attention-factory",
+        f"{Path(zoo_models.__file__)}:hub_efficientnet",
+        "--baseline-model",
+        str(tmp_path / "baseline.keras"),
+    )
+    (listed,) = [
+        m for m in data["channels"]["models"] if m["model"] == "attention"
+    ]
+    # The paths after the backbone's name (numbered when built twice).
+    assert [m["layer"].split("/", 1)[1] for m in listed["modules"]] == [
+        m.path.split("/", 1)[1] for m in discover_modules(model)
+    ]
+    assert {m["kind"] for m in listed["modules"]} == {"channel_gate"}
+    cams = [
+        e["layer"]
+        for e in data["explanations"]
+        if e["model"] == "attention" and e["method"] == "grad_cam"
+    ]
+    assert len(cams) == 1 and cams[0].endswith("top_activation")
+
+
 # keras-hub backbones whose layers need the batch size as a number
 # (``ops.shape(x)[0]``): traced with a known one (explain_attn.batching).
 
