@@ -323,10 +323,21 @@ class _Scores(keras.layers.Layer):
                 *inputs, return_attention_scores=True, **kwargs
             )
         else:
-            _, scores = self.attention(
-                inputs, return_attention_scores=True, **kwargs
-            )
+            _, scores = _attention_scores(self.attention, inputs, kwargs)
         return scores
+
+
+def _attention_scores(attention, inputs, kwargs):
+    """``attention(inputs, return_attention_scores=True)``, the layer left
+    as it was: Keras before 3.12 keeps the last call's choice on
+    ``Attention`` (``_return_attention_scores``), so every later call of
+    the layer, the model's own included, would return the scores too."""
+    kept = getattr(attention, "_return_attention_scores", None)
+    try:
+        return attention(inputs, return_attention_scores=True, **kwargs)
+    finally:
+        if kept is not None:
+            attention._return_attention_scores = kept
 
 
 def softmax_modules(graph, unreadable):
