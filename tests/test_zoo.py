@@ -526,6 +526,20 @@ SELF_ATTENTION_ZOO = [
 ]
 
 
+def _write_baseline_and_data(model, folder):
+    """A tiny baseline for ``model``'s input and 8 random images of three
+    classes, in ``folder`` (``baseline.keras``, ``data.npz``)."""
+    height, width, channels = model.inputs[0].shape[1:]
+    zoo_models.baseline(height, channels).save(folder / "baseline.keras")
+    rng = np.random.default_rng(1)
+    np.savez(
+        folder / "data.npz",
+        images=rng.random((8, height, width, channels), dtype=np.float32),
+        labels=np.arange(8) % 3,
+        class_names=np.array(["a", "b", "c"]),
+    )
+
+
 def _report_of_many(names, builders, folder):
     """One ``explain-attn report`` of every model in ``names``: ``(html,
     data, {file name: model})``."""
@@ -536,15 +550,7 @@ def _report_of_many(names, builders, folder):
         arguments += ["--attention-model", str(folder / f"{name}.keras")]
         # As the report reads it (keras-hub renames some layers on reload).
         models[f"{name}.keras"] = load_model(folder / f"{name}.keras")
-    height, width, channels = model.inputs[0].shape[1:]
-    zoo_models.baseline(height, channels).save(folder / "baseline.keras")
-    rng = np.random.default_rng(1)
-    np.savez(
-        folder / "data.npz",
-        images=rng.random((8, height, width, channels), dtype=np.float32),
-        labels=np.arange(8) % 3,
-        class_names=np.array(["a", "b", "c"]),
-    )
+    _write_baseline_and_data(model, folder)
     html, data = _report(
         folder,
         *arguments,
@@ -664,15 +670,7 @@ def test_report_of_hub_efficientnet_built_by_its_factory(hub_zoo, tmp_path):
     channel modules and Grad-CAM weighs its last 4-D map."""
     model = hub_zoo["hub_efficientnet"]
     model.save_weights(tmp_path / "efficientnet.weights.h5")
-    height, width, channels = model.inputs[0].shape[1:]
-    zoo_models.baseline(height, channels).save(tmp_path / "baseline.keras")
-    rng = np.random.default_rng(1)
-    np.savez(
-        tmp_path / "data.npz",
-        images=rng.random((8, height, width, channels), dtype=np.float32),
-        labels=np.arange(8) % 3,
-        class_names=np.array(["a", "b", "c"]),
-    )
+    _write_baseline_and_data(model, tmp_path)
     _, data = _report(
         tmp_path,
         "--no-faithfulness",
