@@ -11,8 +11,9 @@ process, CPU and wall seconds of:
   all ``SIZE`` images: the first call of the process and a second one;
 - the same two functions called in a loop over ``SIZE / BATCH`` batches,
   the way a user explains a data set batch by batch, given the model
-  (each call prepares the model anew since per-model state is passed in
-  the open) and given the model's state (``model_state(model)``, where
+  (at the start of the round a hidden cache kept its functions; at
+  6491193 each call built a new state; now the state kept on the model
+  is used) and given the model's state (``model_state(model)``, where
   the checkout has it);
 - with ``--export``, only ``export_maps`` (attention and Grad-CAM) on
   all images, the first call of the process.

@@ -28,7 +28,15 @@ from explain_attn.tracing import (
     without_none,
 )
 
-__all__ = ["FlatGraph", "ModelState", "Tap", "flat_graph", "model_state"]
+__all__ = [
+    "STATE_ATTRIBUTE",
+    "FlatGraph",
+    "ModelState",
+    "Tap",
+    "flat_graph",
+    "forget_state",
+    "model_state",
+]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -136,18 +144,20 @@ class ModelState:
 
     Built in the open and passed on: the entry points (`Explainer`,
     `export_maps`, the report's model entries, the CLI commands, the
-    recorder callback, each faithfulness check) build one with
-    `model_state` and hand it to every function they call. The package
-    keeps no per-model state anywhere else: a public function given a
-    `keras.Model` builds a new state for that call, so repeated one-shot
-    calls rebuild the graph and retrace their functions; pass a state (or
-    use an `Explainer`) to share them. Building the state costs nothing;
-    its graph is built on first use, and the compiled functions cost more.
-    Measured (CPU seconds, 2 shared cores, `benchmarks.bench_state`): the
-    graph of the 15-call ``small_attention`` 0.012-0.014 s, of
-    ``keras.applications.MobileNetV2`` (155 calls) 0.07-0.08 s;
-    ``grad_cam`` of 2 images given the model 0.41-0.49 s and 2.3-2.9 s,
-    given its state 0.006 s and 0.03-0.04 s.
+    recorder callback, each faithfulness check) get one with `model_state`
+    and hand it to every function they call. It is kept in one place, on
+    the model itself as ``model.explain_attn_state``, the way Keras keeps
+    a model's compiled ``predict_function`` on the model: visible, gone
+    with the model, dropped by `forget_state`, and built anew when the
+    model's layers change (a Sequential model built or grown). No module
+    keeps per-model state anywhere else, so repeated one-shot calls given
+    the model share its graph and traced functions. Building the state
+    costs nothing; its graph is built on first use, and the compiled
+    functions cost more. Measured (CPU seconds, 2 shared cores,
+    `benchmarks.bench_state`): the graph of the 15-call
+    ``small_attention`` 0.012-0.014 s, of ``keras.applications.MobileNetV2``
+    (155 calls) 0.07-0.08 s; ``grad_cam`` of 2 images on a new state
+    0.41-0.49 s and 2.3-2.9 s, on a built one 0.006 s and 0.03-0.04 s.
 
     Attributes:
         model: The `keras.Model`.
@@ -160,6 +170,22 @@ class ModelState:
     discovered: tuple | None = None
     functions: dict = dataclasses.field(default_factory=dict)
     _graph: FlatGraph | None = dataclasses.field(default=None, repr=False)
+    _layers: tuple = dataclasses.field(default=(), repr=False)
+    _built: bool = dataclasses.field(default=False, repr=False)
+
+    def __post_init__(self):
+        self._layers, self._built = _structure(self.model)
+
+    def describes(self, model):
+        """Whether this state is ``model``'s as it is now: the same model
+        with the same layers, built as it was."""
+        layers, built = _structure(model)
+        return (
+            model is self.model
+            and built == self._built
+            and len(layers) == len(self._layers)
+            and all(a is b for a, b in zip(layers, self._layers, strict=True))
+        )
 
     @property
     def graph(self):
@@ -170,9 +196,14 @@ class ModelState:
         return self._graph
 
 
+STATE_ATTRIBUTE = "explain_attn_state"
+"""The attribute of a `keras.Model` that holds its `ModelState`."""
+
+
 def model_state(model):
-    """A `ModelState` for ``model``: ``model`` itself when it is one, else
-    a new one (nothing is kept between calls; see `ModelState`).
+    """The `ModelState` of ``model``: ``model`` itself when it is one, else
+    the one kept on the model (``model.explain_attn_state``), built on the
+    first call and again when the model's layers have changed.
 
     Raises:
         TypeError: If ``model`` is neither a `keras.Model` nor a
@@ -185,12 +216,31 @@ def model_state(model):
             "Expected a keras.Model. Received: "
             f"model of type {type(model).__name__}"
         )
-    return ModelState(model)
+    state = vars(model).get(STATE_ATTRIBUTE)
+    if state is None or not state.describes(model):
+        state = ModelState(model)
+        # Keras tracks layers, variables and containers set on a model; a
+        # `ModelState` is none of them, so it is kept as a plain attribute
+        # (not saved with the model, not one of its layers).
+        setattr(model, STATE_ATTRIBUTE, state)
+    return state
+
+
+def forget_state(model):
+    """Drops the `ModelState` kept on ``model`` (its graph, attention
+    modules and compiled functions); the next call builds a new one."""
+    vars(model).pop(STATE_ATTRIBUTE, None)
+
+
+def _structure(model):
+    """What a state depends on besides the weights: the model's layers,
+    and whether it is built."""
+    return tuple(model.layers), bool(model.built)
 
 
 def flat_graph(model):
-    """Returns the `FlatGraph` of ``model`` (a `keras.Model`, whose graph
-    is built for this call, or a `ModelState`, whose graph is built once).
+    """Returns the `FlatGraph` of ``model`` (a `keras.Model` or its
+    `ModelState`), built once per state.
 
     Raises:
         TypeError: If ``model`` is not a `keras.Model` or `ModelState`.

@@ -10,7 +10,8 @@
   registered subclass.
 - No hidden per-model cache: no module- or class-level weak dictionary and
   no `functools` cache over a function taking a model (per-model state is
-  an `explain_attn.graph.ModelState`, built and passed in the open).
+  an `explain_attn.graph.ModelState`, built and passed in the open), and
+  only `explain_attn.graph` keeps a state on a model.
 """
 
 import ast
@@ -308,3 +309,15 @@ def test_no_hidden_per_model_cache():
         for cache in _hidden_caches(path.read_text(encoding="utf-8"), name)
     ]
     assert found == []
+
+
+def test_only_the_graph_module_keeps_a_state_on_a_model():
+    # The one place a `ModelState` lives besides the calls it is passed
+    # to: ``model.explain_attn_state``, set by `graph.model_state`.
+    keepers = sorted(
+        name
+        for name, path in _modules().items()
+        if "STATE_ATTRIBUTE" in path.read_text(encoding="utf-8")
+        or "explain_attn_state" in path.read_text(encoding="utf-8")
+    )
+    assert keepers == ["explain_attn.graph"]

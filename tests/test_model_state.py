@@ -1,9 +1,11 @@
 """Per-model state built once, in the open, and the checks taking a Source.
 
 A `ModelState` (the flat graph, the attention modules, the compiled
-functions) is built by the entry points and passed on: no module keeps one
-per model. One `export_maps` call and one report build the flat graph of
-each model once; two models never share a state. The faithfulness checks
+functions) is kept on its model (``model.explain_attn_state``) and passed
+on by the entry points: no module keeps one anywhere else. One
+`export_maps` call and one report build the flat graph of each model once;
+repeated calls given the model trace nothing new; two models never share a
+state, and a model whose layers change gets a new one. The faithfulness checks
 read a `Source` (a folder here) and give the numbers of the array form.
 """
 
@@ -19,6 +21,7 @@ from explain_attn.attention.layers import SpatialAttention
 from explain_attn.data.adapter import as_source
 from explain_attn.data.source import ArraySource, read_arrays
 from explain_attn.explanations.attention import attention_maps
+from explain_attn.explanations.cam import grad_cam
 from explain_attn.explanations.explanation import Explainer, Explanation
 from explain_attn.explanations.export import export_maps
 from explain_attn.faithfulness.deletion import deletion_insertion
@@ -29,7 +32,13 @@ from explain_attn.faithfulness.segmentation import (
     region_deletion,
     segmentation_randomization,
 )
-from explain_attn.graph import ModelState, flat_graph, model_state
+from explain_attn.graph import (
+    STATE_ATTRIBUTE,
+    ModelState,
+    flat_graph,
+    forget_state,
+    model_state,
+)
 from explain_attn.report.segmentation_targets import TargetEncoding
 
 SHAPE = (8, 8, 3)
@@ -74,15 +83,54 @@ def _model(seed, *, segmentation=False):
     return keras.Model(inputs, outputs, name="same_name")
 
 
-def test_model_state_is_built_in_the_open(layered_model):
+def test_model_state_is_kept_on_the_model_in_the_open(layered_model):
+    forget_state(layered_model)
     state = model_state(layered_model)
     assert isinstance(state, ModelState) and state.model is layered_model
-    # No cache: a model gives a new state each time; a state passes through.
-    assert model_state(layered_model) is not state
+    # Kept where the user can see it, like Keras' predict_function.
+    assert getattr(layered_model, STATE_ATTRIBUTE) is state
+    assert model_state(layered_model) is state
     assert model_state(state) is state
     assert flat_graph(state) is state.graph
+    forget_state(layered_model)
+    assert model_state(layered_model) is not state
     with pytest.raises(TypeError, match="Received: model of type str"):
         model_state("model.keras")
+
+
+def test_a_model_whose_layers_change_gets_a_new_state():
+    model = keras.Sequential(
+        [keras.Input(SHAPE), keras.layers.Conv2D(2, 3, name="conv")]
+    )
+    first = model_state(model)
+    assert [tap.path for tap in first.graph.taps.values()] == ["conv"]
+    model.add(keras.layers.GlobalAveragePooling2D(name="gap"))
+    second = model_state(model)
+    assert second is not first
+    assert [tap.path for tap in second.graph.taps.values()] == ["conv", "gap"]
+
+
+def test_the_kept_state_is_not_saved_with_the_model(tmp_path):
+    model = _model(4)
+    images = np.random.default_rng(1).random((3, *SHAPE), dtype=np.float32)
+    before = attention_maps(model, images, layers="spatial")["spatial"]
+    assert model_state(model).functions  # Compiled and kept.
+    model.save(tmp_path / "m.keras")
+    loaded = keras.saving.load_model(tmp_path / "m.keras")
+    assert STATE_ATTRIBUTE not in vars(loaded)
+    assert len(loaded.weights) == len(model.weights) == 6
+    again = attention_maps(loaded, images, layers="spatial")["spatial"]
+    np.testing.assert_allclose(again, before, atol=1e-6)
+
+
+def test_repeated_calls_given_the_model_trace_once(layered_model, images):
+    forget_state(layered_model)
+    first = grad_cam(layered_model, images[:2])
+    functions = dict(model_state(layered_model).functions)
+    for _ in range(3):
+        again = grad_cam(layered_model, images[:2])
+        np.testing.assert_array_equal(again, first)
+    assert model_state(layered_model).functions == functions
 
 
 def test_one_export_maps_call_builds_the_graph_once(
@@ -90,15 +138,15 @@ def test_one_export_maps_call_builds_the_graph_once(
 ):
     # The issue measured 11 entries into `flat_graph` for one call; the
     # graph was built once only because a hidden cache kept it.
+    forget_state(layered_model)
     source = ArraySource(images[:4], np.arange(4) % 3)
     export_maps(layered_model, source, tmp_path / "a.npz", methods=["grad_cam"])
     assert [count for _, count in builds.values()] == [1]
     assert next(iter(builds.values()))[0] is layered_model
-    # Given a state, calls build nothing more.
-    builds.clear()
+    # Later calls, given the model or its state, build nothing more.
     state = model_state(layered_model)
-    for name in ("b.npz", "c.npz"):
-        export_maps(state, source, tmp_path / name, methods=["grad_cam"])
+    export_maps(layered_model, source, tmp_path / "b.npz", methods=["grad_cam"])
+    export_maps(state, source, tmp_path / "c.npz", methods=["grad_cam"])
     assert [count for _, count in builds.values()] == [1]
 
 

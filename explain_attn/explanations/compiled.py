@@ -5,8 +5,8 @@ costs about as much as hundreds of images. Every `Explainer` of a report
 (evaluation, gallery, faithfulness) shares them through `compiled`, keyed
 by what determines the function, in the `explain_attn.graph.ModelState`
 it is given (the functions go when the state does). A public convenience
-function given a `keras.Model` builds a new state, so its functions are
-traced again at each call.
+function given a `keras.Model` uses the state kept on the model
+(`explain_attn.graph.model_state`), so repeated calls trace nothing new.
 """
 
 from explain_attn.graph import model_state
@@ -19,7 +19,7 @@ def compiled(model, key, build):
 
     Args:
         model: The `explain_attn.graph.ModelState` the function is kept
-            in (a `keras.Model`: a new state, so ``build()`` runs).
+            in, or a `keras.Model` (the state kept on it).
         key: A hashable description of the function (its class, layers,
             size).
         build: Called without arguments when there is no entry yet.
