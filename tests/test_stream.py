@@ -151,6 +151,49 @@ def test_npz_source_memory_mapped_or_not_gives_the_same(tmp_path, save):
     )
 
 
+def test_npz_batches_read_here_equal_the_tf_data_pipeline(tmp_path):
+    # An .npz is read in the calling thread (no tf.data threads waiting for
+    # the GIL beside the report's scoring); the batches, a subset's and the
+    # fingerprint equal those of the tf.data pipeline that folders use.
+    rng = np.random.default_rng(2)
+    images = rng.integers(0, 256, (7, 5, 4, 3), dtype=np.uint8)
+    labels = np.array([0, 1, 2, 0, 1, 2, 0])
+    masks = rng.random((7, 5, 4)) > 0.5
+    np.savez(tmp_path / "data.npz", images=images, labels=labels, masks=masks)
+
+    def read(parallel, part=None):
+        source = open_source(tmp_path / "data.npz")
+        source.parallel_reads = parallel
+        source = source if part is None else source.subset(part)
+        chunks = list(source.batches(4, start=1))
+        assert [len(chunk[0]) for chunk in chunks] == (
+            [4, 2] if part is None else [2]
+        )
+        return [np.concatenate(p) for p in zip(*chunks, strict=True)], source
+
+    here, source = read(False)
+    assert source.parallel_reads is False
+    piped, _ = read(True)
+    for mine, theirs in zip(here, piped, strict=True):
+        assert mine.dtype == theirs.dtype and mine.shape == theirs.shape
+        np.testing.assert_array_equal(mine, theirs)
+    np.testing.assert_array_equal(here[0], images[1:] / np.float32(255))
+    np.testing.assert_array_equal(here[2], masks[1:])
+    whole = {
+        parallel: open_source(tmp_path / "data.npz") for parallel in (0, 1)
+    }
+    for parallel, each in whole.items():
+        each.parallel_reads = bool(parallel)
+    assert whole[0].fingerprint() == whole[1].fingerprint()
+    subset_here, subset = read(False, [6, 0, 3])
+    assert subset.parallel_reads is False
+    subset_piped, _ = read(True, [6, 0, 3])
+    np.testing.assert_array_equal(subset_here[0], subset_piped[0])
+    np.testing.assert_array_equal(
+        subset_here[0], images[[0, 3]] / np.float32(255)
+    )
+
+
 def test_npz_source_reads_only_what_it_needs(tmp_path):
     """An uncompressed .npz is read on demand: its images stay on disk."""
     path = tmp_path / "big.npz"
