@@ -9,7 +9,9 @@ state, and a model whose layers change gets a new one. The faithfulness checks
 read a `Source` (a folder here) and give the numbers of the array form.
 """
 
+import copy
 import json
+import pickle
 
 import keras
 import numpy as np
@@ -121,6 +123,15 @@ def test_the_kept_state_is_not_saved_with_the_model(tmp_path):
     assert len(loaded.weights) == len(model.weights) == 6
     again = attention_maps(loaded, images, layers="spatial")["spatial"]
     np.testing.assert_allclose(again, before, atol=1e-6)
+    # Nor pickled, copied or cloned with it (Keras rebuilds from the file
+    # format or the config).
+    for other in (
+        pickle.loads(pickle.dumps(model)),
+        copy.deepcopy(model),
+        keras.models.clone_model(model),
+    ):
+        assert STATE_ATTRIBUTE not in vars(other)
+        assert model_state(other).model is other
 
 
 def test_repeated_calls_given_the_model_trace_once(layered_model, images):
