@@ -120,6 +120,15 @@ def test_folder_source_streams_the_loaded_arrays_in_order(folder):
     # Computed during the pass above, and again from scratch: the same.
     assert source.fingerprint() == expected == loaded.fingerprint()
     assert open_source(folder).fingerprint() == expected
+    # Decoded on tf.data's threads instead: the same chunks and digest.
+    piped = open_source(folder)
+    piped.parallel_reads = True
+    again = list(piped.batches(3))
+    for mine, theirs in zip(chunks, again, strict=True):
+        for a, b in zip(mine, theirs, strict=True):
+            assert a.dtype == b.dtype
+            np.testing.assert_array_equal(a, b)
+    assert piped.fingerprint() == expected
 
 
 def test_folder_source_limit_and_size(folder):
@@ -152,9 +161,9 @@ def test_npz_source_memory_mapped_or_not_gives_the_same(tmp_path, save):
 
 
 def test_npz_batches_read_here_equal_the_tf_data_pipeline(tmp_path):
-    # An .npz is read in the calling thread (no tf.data threads waiting for
-    # the GIL beside the report's scoring); the batches, a subset's and the
-    # fingerprint equal those of the tf.data pipeline that folders use.
+    # Batches are read in the calling thread (no tf.data threads waiting
+    # for the GIL beside the report's scoring); the batches, a subset's and
+    # the fingerprint equal those of the tf.data pipeline.
     rng = np.random.default_rng(2)
     images = rng.integers(0, 256, (7, 5, 4, 3), dtype=np.uint8)
     labels = np.array([0, 1, 2, 0, 1, 2, 0])

@@ -10,22 +10,22 @@ pass. `ImageSource.decode` is the same decoding as a ``tf.data`` pipeline
 over any order of indices: training's pipeline
 (`explain_attn.models.training`) reads a streamed source through it.
 
-Only a few batches are held at a time: files are decoded in parallel by a
-``tf.data`` map over image indices (``deterministic=True``, so the order is
-the source's), batched and prefetched. An ``.npz`` saved with
+Only a few batches are held at a time. An ``.npz`` saved with
 `numpy.savez` is read image by image from the file (nothing is read before
 it is needed, nothing read is kept, and images stay in their own dtype
 until a batch is made float); one saved with
 `numpy.savez_compressed` cannot be, so its arrays are read once, in their
 own dtype (a uint8 image takes a quarter of its float32 size).
 
-An ``.npz``'s batches are read in the calling thread, not by ``tf.data``
-(`ImageSource.parallel_reads`): there is nothing to decode, and reads on
-``tf.data``'s threads wait for the GIL beside the report's scoring thread
-(`explain_attn.report.evaluate`). Measured: the report on 1,000 images of
-224² from an ``.npz`` took 42.0-42.2 s wall through ``tf.data`` (one map
-call per image or one per batch alike) and 27.6-27.7 s read here, with the
-same CPU seconds and the same ``report.json``.
+`ImageSource.batches` reads in the calling thread, not on ``tf.data``'s
+threads (`ImageSource.parallel_reads`): reads there wait for the GIL
+beside the report's scoring thread (`explain_attn.report.evaluate`).
+Measured on 2 cores, the report on 1,000 images of 224² (faithfulness
+off): from an ``.npz``, 42.0-42.2 s wall through ``tf.data`` (one map call
+per image or one per batch alike) and 26.9 s read here; from a folder of
+PNGs, 43.2-43.4 s and 30.2-31.2 s; the same CPU seconds within 6 % and the
+same ``report.json``. Training still decodes on ``tf.data``'s threads
+(`ImageSource.decode`).
 """
 
 import os
@@ -85,9 +85,12 @@ class ImageSource(Source):
     """
 
     name = "source"
-    parallel_reads = True
-    """Whether `batches` reads on ``tf.data``'s threads (files to decode)
-    or in the calling thread (arrays already in memory or on disk)."""
+    parallel_reads = False
+    """Whether `batches` decodes on ``tf.data``'s threads (in parallel, by
+    a map over image indices, ``deterministic=True``, prefetched) instead
+    of in the calling thread. Off: on 2 cores beside the report's scoring
+    it was slower (see the module); it may pay where decoding is the
+    bottleneck (many cores, fast model passes), which is not measured."""
     class_names = ()
     labels = np.zeros(0, np.int64)
     image_shape = ()
@@ -239,9 +242,13 @@ class ImageSource(Source):
         mask_shape, mask_types = self._mask_layout()
         read = self._checked_read(mask_shape, mask_types[0])
         for first in range(start, stop, batch_size):
-            pairs = [
-                read(p) for p in range(first, min(stop, first + batch_size))
-            ]
+            last = min(stop, first + batch_size)
+            try:
+                pairs = [read(position) for position in range(first, last)]
+            except OSError as error:  # A file gone or cut short mid-pass.
+                raise ValueError(
+                    f"Reading {self.name!r} failed: {error}"
+                ) from None
             yield (
                 np.stack([image for image, _ in pairs]),
                 np.stack([mask for _, mask in pairs]),
@@ -444,8 +451,6 @@ class NpzSource(ImageSource):
             arrays, mismatched lengths, labels outside the class names,
             masks of another shape, NaN or float values outside ``scale``.
     """
-
-    parallel_reads = False  # Arrays, nothing to decode (see the module).
 
     def __init__(
         self, path, *, size=None, limit=None, channels=3, scale="unit"
