@@ -149,15 +149,19 @@ class ModelState:
     the model itself as ``model.explain_attn_state``, the way Keras keeps
     a model's compiled ``predict_function`` on the model: visible, gone
     with the model, dropped by `forget_state`, and built anew when the
-    model's layers change (a Sequential model built or grown). No module
-    keeps per-model state anywhere else, so repeated one-shot calls given
-    the model share its graph and traced functions. Building the state
-    costs nothing; its graph is built on first use, and the compiled
-    functions cost more. Measured (CPU seconds, 2 shared cores,
-    `benchmarks.bench_state`): the graph of the 15-call
-    ``small_attention`` 0.012-0.014 s, of ``keras.applications.MobileNetV2``
-    (155 calls) 0.07-0.08 s; ``grad_cam`` of 2 images on a new state
-    0.41-0.49 s and 2.3-2.9 s, on a built one 0.006 s and 0.03-0.04 s.
+    model's layers change (a Sequential model built or grown). Weights are
+    read when its functions run, except a weight a layer uses with no input
+    tensor (ViTDet's relative-position tables), which is read when the
+    graph is traced: after loading other weights into such a model, call
+    `forget_state`. No module keeps per-model state anywhere else, so
+    repeated one-shot calls given the model share its graph and traced
+    functions. Building the state costs nothing; its graph is built on
+    first use, and the compiled functions cost more. Measured (CPU
+    seconds, 2 shared cores, `benchmarks.bench_state`): the graph of the
+    15-call ``small_attention`` 0.012-0.014 s, of
+    ``keras.applications.MobileNetV2`` (155 calls) 0.07-0.08 s;
+    ``grad_cam`` of 2 images on a new state 0.41-0.49 s and 2.3-2.9 s, on
+    a built one 0.006 s and 0.03-0.04 s.
 
     Attributes:
         model: The `keras.Model`.
