@@ -50,15 +50,21 @@ def test_unknown_option_is_a_usage_error():
     assert "--no-such-option" in result.output
 
 
-def test_python_dash_m_reports_the_version(tmp_path):
-    result = subprocess.run(
-        [sys.executable, "-m", "explain_attn", "--version"],
+def _python(folder, *arguments):
+    """``python ARGUMENTS`` in a new process run in ``folder``, TensorFlow
+    quiet; the completed process, its output as text."""
+    return subprocess.run(
+        [sys.executable, *arguments],
         capture_output=True,
         text=True,
         timeout=120,
-        cwd=tmp_path,
+        cwd=folder,
         env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
     )
+
+
+def test_python_dash_m_reports_the_version(tmp_path):
+    result = _python(tmp_path, "-m", "explain_attn", "--version")
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout == f"explain-attn, version {VERSION}\n"
 
@@ -82,13 +88,6 @@ print(imported == installed)
 def test_command_line_loads_keras_without_its_unused_extras(tmp_path):
     # What Keras imports for APIs no command uses stays out; Keras works,
     # and those of the packages that are installed import normally after.
-    result = subprocess.run(
-        [sys.executable, "-c", LEAN_KERAS],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        cwd=tmp_path,
-        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
-    )
+    result = _python(tmp_path, "-c", LEAN_KERAS)
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.splitlines() == ["[]", "(1, 2)", "True"]

@@ -197,16 +197,8 @@ def test_input_expectations(zoo):
 def _save_zoo(name, folder):
     """Saves a zoo model, a matching baseline and 8 images as .npz."""
     model = getattr(zoo_models, name)()
-    height, width, channels = model.inputs[0].shape[1:]
     model.save(folder / f"{name}.keras")
-    zoo_models.baseline(height, channels).save(folder / "baseline.keras")
-    rng = np.random.default_rng(1)
-    np.savez(
-        folder / "data.npz",
-        images=rng.random((8, height, width, channels), dtype=np.float32),
-        labels=np.arange(8) % 3,
-        class_names=np.array(["a", "b", "c"]),
-    )
+    _write_baseline_and_data(model, folder)
     return folder / f"{name}.keras"
 
 
