@@ -487,6 +487,46 @@ class TestResize:
             arrays.resize(maps, target), expected, atol=1e-12
         )
 
+    def test_many_maps_in_blocks_and_float32_match_skimage(self):
+        # 200 maps to 64 x 48: blocks of 42 images, the last one partial.
+        rng = np.random.default_rng(16)
+        maps = _random_maps(rng, (200, 5, 4), np.float32)
+        expected = np.stack(
+            [
+                resize(
+                    m.astype(np.float64),
+                    (64, 48),
+                    order=1,
+                    mode="edge",
+                    anti_aliasing=False,
+                )
+                for m in maps
+            ]
+        )
+        resized = arrays.resize(maps, (64, 48))
+        assert resized.dtype == np.float64
+        np.testing.assert_allclose(resized, expected, atol=1e-12)
+
+    def test_enlarging_float32_maps_four_times_is_exact(self):
+        # Weights 1/8, 3/8, 5/8, 7/8 (or 1 and 0 at the edges) on float32
+        # values: every product and sum is exact in float64, so any
+        # correct bilinear resize gives the same bits.
+        rng = np.random.default_rng(17)
+        maps = _random_maps(rng, (3, 5, 6), np.float32)
+        expected = np.stack(
+            [
+                resize(
+                    m.astype(np.float64),
+                    (20, 24),
+                    order=1,
+                    mode="edge",
+                    anti_aliasing=False,
+                )
+                for m in maps
+            ]
+        )
+        np.testing.assert_array_equal(arrays.resize(maps, (20, 24)), expected)
+
     @pytest.mark.parametrize("function", MASK_FUNCTIONS)
     def test_maps_are_resized_to_the_masks(self, function):
         rng = np.random.default_rng(7)

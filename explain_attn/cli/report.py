@@ -31,13 +31,15 @@ BLAS_THREAD_VARIABLES = ("OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 def single_threaded_blas(function):
     """Runs the command with NumPy's BLAS on one thread, unless set already.
 
-    The report's metrics call BLAS on many small matrices (one resize per
-    map) while TensorFlow's thread pool keeps every core busy; a threaded
-    BLAS then waits for cores: on 2 cores the same report took 25 s with
-    one BLAS thread and 166 s with the default (N = 500, 128 x 128). The
-    variables only act when NumPy has not been imported yet, so this wraps
-    the command before TensorFlow (and NumPy) are imported; a variable the
-    user set is left alone.
+    A threaded BLAS called while TensorFlow's thread pool keeps every core
+    busy waits for cores: on 2 cores a report took 25 s with one BLAS
+    thread and 166 s with the default (N = 500, 128 x 128) when the
+    metrics' resize was a matrix product per map. The resize no longer
+    calls BLAS (`explain_attn.metrics.arrays.resize`); this guards the
+    matrix products that remain (the bootstrap's weighted sums, the
+    channel statistics). The variables only act when NumPy has not been
+    imported yet, so this wraps the command before TensorFlow (and NumPy)
+    are imported; a variable the user set is left alone.
     """
 
     @functools.wraps(function)

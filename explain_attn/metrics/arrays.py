@@ -115,31 +115,86 @@ def check_fraction(fraction):
     return options.check_fraction("fraction", fraction, low_open=True)
 
 
-def _bilinear_matrix(size_out, size_in):
-    """`(size_out, size_in)` matrix of 1-D bilinear interpolation weights.
+def _bilinear_taps(size_out, size_in):
+    """The two taps of 1-D bilinear interpolation from ``size_in`` samples.
 
     Half-pixel centres: output pixel `i` samples input coordinate
     `(i + 0.5) * size_in / size_out - 0.5`, clamped to `[0, size_in - 1]`.
+
+    Returns:
+        ``(lower, upper, weight_lower, weight_upper)``: ``(size_out,)``
+        input indices and float64 weights; output ``i`` is
+        ``weight_lower[i] * x[lower[i]] + weight_upper[i] * x[upper[i]]``
+        (at a clamped edge ``upper == lower`` and ``weight_upper == 0``).
     """
     coordinates = (np.arange(size_out) + 0.5) * (size_in / size_out) - 0.5
     coordinates = np.clip(coordinates, 0.0, size_in - 1)
-    lower = np.floor(coordinates).astype(np.int64)
+    lower = np.floor(coordinates).astype(np.intp)
     upper = np.minimum(lower + 1, size_in - 1)
     weight_upper = coordinates - lower
-    matrix = np.zeros((size_out, size_in))
-    rows = np.arange(size_out)
-    np.add.at(matrix, (rows, lower), 1.0 - weight_upper)
-    np.add.at(matrix, (rows, upper), weight_upper)
-    return matrix
+    return lower, upper, 1.0 - weight_upper, weight_upper
+
+
+_BLOCK_VALUES = 1 << 17
+"""Output values per block of images in `_interpolate` (1 MiB of float64).
+
+Each block is written, scaled and summed while it is in the cache: on 41
+maps of 56 x 56 enlarged to 224 x 224, whole-array passes took 19 ms and
+blocks of this size 5-6 ms (one core)."""
+
+
+def _interpolate(maps, axis, size_out):
+    """float64 ``maps`` interpolated along ``axis`` (1: rows, 2: columns)
+    to ``size_out`` samples, in blocks of images (`_BLOCK_VALUES`)."""
+    lower, upper, weight_lower, weight_upper = _bilinear_taps(
+        size_out, maps.shape[axis]
+    )
+    if axis == 1:  # A weight per row, broadcast along the columns.
+        weight_lower, weight_upper = (
+            weight_lower[:, None],
+            weight_upper[:, None],
+        )
+    shape = list(maps.shape)
+    shape[axis] = size_out
+    result = np.empty(shape)
+    step = max(1, _BLOCK_VALUES // (shape[1] * shape[2]))
+    scratch = np.empty((min(step, len(maps)), *shape[1:]))
+    for start in range(0, len(maps), step):
+        block = maps[start : start + step]
+        part = result[start : start + step]
+        upper_part = scratch[: len(part)]
+        np.take(block, lower, axis=axis, out=part)
+        part *= weight_lower
+        np.take(block, upper, axis=axis, out=upper_part)
+        upper_part *= weight_upper
+        part += upper_part
+    return result
 
 
 def resize(maps, shape):
-    """Bilinear resize of `(N, h, w)` float64 maps to `(N, *shape)`."""
+    """Bilinear resize of `(N, h, w)` maps to float64 `(N, *shape)`.
+
+    Separable: along the columns, then along the rows, two taps each
+    (`_bilinear_taps`): ``w_lower * x[lower] + w_upper * x[upper]``.
+    Written with NumPy's element-wise operations rather than as the
+    matrix products ``rows @ maps @ columns.T``, which compute the same
+    sums: the products go to a BLAS that, called from the report's worker
+    thread while TensorFlow keeps every core busy, starts threads of its
+    own that wait for cores (a report through the Python API on 300
+    images of 224 x 224 took 40.5 CPU s with NumPy's default BLAS threads
+    and 35.3 s with one), and whose kernels (fused multiply-adds or not)
+    depend on the machine. The element-wise form rounds the same way on
+    every machine, runs on one core, and is no slower (41 maps of 56 x 56
+    to 224 x 224: 7 ms against BLAS's 9 ms on one thread).
+    """
     if maps.shape[1:] == tuple(shape):
         return maps
-    rows = _bilinear_matrix(shape[0], maps.shape[1])
-    columns = _bilinear_matrix(shape[1], maps.shape[2])
-    return rows @ maps @ columns.T
+    maps = maps.astype(np.float64, copy=False)
+    if maps.shape[2] != shape[1]:
+        maps = _interpolate(maps, 2, shape[1])
+    if maps.shape[1] != shape[0]:
+        maps = _interpolate(maps, 1, shape[0])
+    return maps
 
 
 def safe_divide(numerator, denominator):
