@@ -449,24 +449,40 @@ def write_scale_data(path, size, image_size, *, chunk=500):
     return path
 
 
-def _scale_report(data, attention, baseline, faithfulness, strategy=None):
+def _timed_report(data, attention, baseline, faithfulness, strategy):
+    """``(wall, CPU)`` seconds of one `report_from_sources` on ``data``."""
+    from explain_attn.report import report_from_sources
+
+    started, cpu = time.perf_counter(), time.process_time()
+    report_from_sources(
+        str(data),
+        attention_models=[str(attention)],
+        baseline_model=str(baseline),
+        faithfulness=faithfulness,
+        verbose=0,
+        batch_size=128,
+        strategy=strategy,
+    )
+    return time.perf_counter() - started, time.process_time() - cpu
+
+
+def _scale_report(
+    data, attention, baseline, faithfulness, strategy=None, rounds=1
+):
     """Child body: `report_from_sources` streaming ``data`` (an ``.npz``),
     then, in the same process, the model passes alone on the same images
-    (read chunk by chunk again; reading is not timed)."""
+    (read chunk by chunk again; reading is not timed). With ``rounds`` >
+    1 (and no strategy), the report and the passes traced once are run
+    again, alternately, ``rounds - 1`` times (``"rounds"``: one
+    ``[report wall, report CPU, passes wall, passes CPU]`` per round)."""
     from explain_attn.data import open_source
-    from explain_attn.report import report_from_sources
     from explain_attn.report.evaluate import batch_size_for, chunk_size_for
 
     models, explanations, _ = _scale_setup(attention, baseline, strategy)
     load = [os.getloadavg()[0]]
-    started, cpu = time.perf_counter(), time.process_time()
-    report_from_sources(
-        str(data), attention_models=[str(attention)],
-        baseline_model=str(baseline), faithfulness=faithfulness, verbose=0,
-        batch_size=128, strategy=strategy,
-    )  # fmt: skip
-    seconds = time.perf_counter() - started
-    cpu = time.process_time() - cpu
+    seconds, cpu = _timed_report(
+        data, attention, baseline, faithfulness, strategy
+    )
     report_peak = peak_rss_mib()
     source = open_source(str(data))
     batch = batch_size_for(source.image_shape, 128)
@@ -476,17 +492,25 @@ def _scale_report(data, attention, baseline, faithfulness, strategy=None):
         _passes(models, explanations, images, 128, strategy)
         for images, _, _ in source.batches(chunk)
     )
-    once = (None, None)
-    if strategy is None:
-        once = _passes_once(
-            models, explanations,
-            (images for images, _, _ in source.batches(chunk)), 128,
-        )  # fmt: skip
+    passes_cpu = _CPU["passes"]
+    rounds_done = []
+    for round_index in range(rounds if strategy is None else 0):
+        if round_index:
+            seconds_cpu = _timed_report(
+                data, attention, baseline, faithfulness, None
+            )
+        else:
+            seconds_cpu = (seconds, cpu)
+        chunks = (images for images, _, _ in source.batches(chunk))
+        once = _passes_once(models, explanations, chunks, 128)
+        rounds_done.append([*seconds_cpu, *once])
     load.append(os.getloadavg()[0])
+    once = rounds_done[0][2:] if rounds_done else (None, None)
     return {
         "load_average": load,
         "passes_once_seconds": once[0],
         "passes_once_cpu_seconds": once[1],
+        "rounds": rounds_done,
         "size": len(source),
         "seconds": seconds,
         "passes_seconds": passes,
@@ -494,7 +518,7 @@ def _scale_report(data, attention, baseline, faithfulness, strategy=None):
         "peak_rss_with_passes_mib": peak_rss_mib(),
         "chunk_size": chunk,
         "cpu_seconds": cpu,
-        "passes_cpu_seconds": _CPU["passes"],
+        "passes_cpu_seconds": passes_cpu,
     }
 
 
@@ -550,26 +574,30 @@ def _scale_stream(size, image_size, attention, baseline, strategy=None):
     }
 
 
-def _scale_child(kind, size, image_size, paths, faithfulness, devices=1):
+def _scale_child(
+    kind, size, image_size, paths, faithfulness, devices=1, rounds=1
+):
     import keras  # noqa: F401
 
     strategy = _strategy(devices)
     attention, baseline = paths[:2]
     if kind == "scale-report":
         result = _scale_report(
-            paths[2], attention, baseline, faithfulness, strategy
+            paths[2], attention, baseline, faithfulness, strategy, rounds
         )
     else:
         result = _scale_stream(size, image_size, attention, baseline, strategy)
     print(json.dumps(result))
 
 
-def _run_scale_child(kind, size, image_size, paths, faithfulness, devices=1):
+def _run_scale_child(
+    kind, size, image_size, paths, faithfulness, devices=1, rounds=1
+):
     command = [
         sys.executable, "-m", "benchmarks.bench_report", "--child", kind,
         *map(str, paths), "--size", str(size),
         "--image-size", str(image_size), "--faithfulness", faithfulness,
-        "--devices", str(devices),
+        "--devices", str(devices), "--rounds", str(rounds),
     ]  # fmt: skip
     return run_child(command, OPENBLAS_NUM_THREADS="1")
 
@@ -625,19 +653,45 @@ def _load_note(result):
 
 
 def _passes_once_rows(item, subject, result):
-    """The ratios to the passes traced once (`_passes_once`)."""
-    wall = result["seconds"] / result["passes_once_seconds"]
-    cpu = result["cpu_seconds"] / result["passes_once_cpu_seconds"]
+    """The ratios to the passes traced once (`_passes_once`): median,
+    lowest and highest over the alternated rounds."""
+    rounds = result.get("rounds") or [
+        [
+            result["seconds"],
+            result["cpu_seconds"],
+            result["passes_once_seconds"],
+            result["passes_once_cpu_seconds"],
+        ]
+    ]
+    wall = spread([r[0] / r[2] for r in rounds])
+    cpu = spread([r[1] / r[3] for r in rounds])
+    figures = "; ".join(
+        f"{r[0]:.1f} / {r[2]:.1f} s, CPU {r[1]:.1f} / {r[3]:.1f} s"
+        for r in rounds
+    )
+    note = f"{len(rounds)} alternated round(s), report / passes: {figures}"
+    common = {"item": item, "subject": subject, "unit": "x", "goal": "<= 1.2x"}
     return [
-        _one(item, subject, "seconds / passes traced once", wall, "x",
-             goal="<= 1.2x", met=wall <= 1.2,
-             note=f"passes {result['passes_once_seconds']:.1f} s, "
-             "predictors and explainer built once (as the report does)"),
-        _one(item, subject, "CPU seconds / passes' CPU, traced once", cpu,
-             "x", goal="<= 1.2x", met=cpu <= 1.2,
-             note=f"{result['cpu_seconds']:.1f} s / "
-             f"{result['passes_once_cpu_seconds']:.1f} s"),
-    ]  # fmt: skip
+        Row(
+            measure="seconds / passes traced once",
+            median=wall[0],
+            low=wall[1],
+            high=wall[2],
+            met=wall[0] <= 1.2,
+            note=note + " (predictors and explainer built once, as the "
+            "report does)",
+            **common,
+        ),
+        Row(
+            measure="CPU seconds / passes' CPU, traced once",
+            median=cpu[0],
+            low=cpu[1],
+            high=cpu[2],
+            met=cpu[0] <= 1.2,
+            note="CPU time of every thread",
+            **common,
+        ),
+    ]
 
 
 def _on(devices):
@@ -646,9 +700,11 @@ def _on(devices):
 
 def scale(
     *, sizes=SCALE_SIZES, image_size=SCALE_IMAGE_SIZE, faithfulness="off",
-    kinds=("stream", "report"), devices=1,
+    kinds=("stream", "report"), devices=1, rounds=1,
 ):  # fmt: skip
-    """The scale measurement (see the module docstring); table rows."""
+    """The scale measurement (see the module docstring); table rows.
+    ``rounds``: alternated runs of the report and its passes traced once
+    in each report process (`_scale_report`)."""
     rows = []
     with tempfile.TemporaryDirectory(prefix="bench_scale_") as directory:
         paths = _scale_models(directory, image_size)
@@ -661,7 +717,7 @@ def scale(
                     write_scale_data(data[0], size, image_size)
                 results[size] = _run_scale_child(
                     f"scale-{kind}", size, image_size, [*paths, *data],
-                    faithfulness, devices,
+                    faithfulness, devices, rounds,
                 )  # fmt: skip
                 for path in data:
                     path.unlink()
@@ -728,6 +784,12 @@ def main(argv=None):
     parser.add_argument("--faithfulness", default="off")
     parser.add_argument("--devices", type=int, default=1)
     parser.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="scale report: alternated runs of the report and its passes",
+    )
+    parser.add_argument(
         "--kinds", nargs="+", default=("stream", "report"),
         choices=("stream", "report"),
     )  # fmt: skip
@@ -738,13 +800,13 @@ def main(argv=None):
         rows = scale(
             sizes=args.sizes, image_size=args.image_size,
             faithfulness=args.faithfulness, kinds=args.kinds,
-            devices=args.devices,
+            devices=args.devices, rounds=args.rounds,
         )  # fmt: skip
         print("\n".join(render_markdown(rows)))
     elif args.child.startswith("scale"):
         _scale_child(
             args.child, args.size, args.image_size, args.paths,
-            args.faithfulness, args.devices,
+            args.faithfulness, args.devices, args.rounds,
         )  # fmt: skip
     else:
         _child(args.child, *args.paths)
