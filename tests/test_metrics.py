@@ -469,6 +469,23 @@ class TestTopFractionIou:
 # --------------------------------------------------------------------------
 
 
+def _skimage_bilinear(maps, shape):
+    """Each map resized by scikit-image in float64, as the metrics define
+    the resize (bilinear, half-pixel centres, clamped edges)."""
+    return np.stack(
+        [
+            resize(
+                m.astype(np.float64),
+                shape,
+                order=1,
+                mode="edge",
+                anti_aliasing=False,
+            )
+            for m in maps
+        ]
+    )
+
+
 class TestResize:
     @pytest.mark.parametrize(
         ("source", "target"),
@@ -477,12 +494,7 @@ class TestResize:
     def test_matches_skimage_bilinear(self, source, target):
         rng = np.random.default_rng(6)
         maps = _random_maps(rng, (3, *source))
-        expected = np.stack(
-            [
-                resize(m, target, order=1, mode="edge", anti_aliasing=False)
-                for m in maps
-            ]
-        )
+        expected = _skimage_bilinear(maps, target)
         np.testing.assert_allclose(
             arrays.resize(maps, target), expected, atol=1e-12
         )
@@ -491,18 +503,7 @@ class TestResize:
         # 200 maps to 64 x 48: blocks of 42 images, the last one partial.
         rng = np.random.default_rng(16)
         maps = _random_maps(rng, (200, 5, 4), np.float32)
-        expected = np.stack(
-            [
-                resize(
-                    m.astype(np.float64),
-                    (64, 48),
-                    order=1,
-                    mode="edge",
-                    anti_aliasing=False,
-                )
-                for m in maps
-            ]
-        )
+        expected = _skimage_bilinear(maps, (64, 48))
         resized = arrays.resize(maps, (64, 48))
         assert resized.dtype == np.float64
         np.testing.assert_allclose(resized, expected, atol=1e-12)
@@ -513,18 +514,7 @@ class TestResize:
         # correct bilinear resize gives the same bits.
         rng = np.random.default_rng(17)
         maps = _random_maps(rng, (3, 5, 6), np.float32)
-        expected = np.stack(
-            [
-                resize(
-                    m.astype(np.float64),
-                    (20, 24),
-                    order=1,
-                    mode="edge",
-                    anti_aliasing=False,
-                )
-                for m in maps
-            ]
-        )
+        expected = _skimage_bilinear(maps, (20, 24))
         np.testing.assert_array_equal(arrays.resize(maps, (20, 24)), expected)
 
     @pytest.mark.parametrize("function", MASK_FUNCTIONS)
