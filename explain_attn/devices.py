@@ -18,6 +18,7 @@ import numpy as np
 
 __all__ = [
     "device_names",
+    "graph_function",
     "make_strategy",
     "replica_count",
     "run_replicated",
@@ -107,6 +108,26 @@ def strategy_scope(strategy):
     if strategy is None:
         return contextlib.nullcontext()
     return strategy.scope()
+
+
+def graph_function(function, input_signature=None):
+    """``tf.function(function)`` traced without AutoGraph.
+
+    What the library compiles (a model's pass, its maps, CAMs, curves) has
+    no Python decisions on tensor values, and Keras traces its own steps
+    the same way (``do_not_convert`` in its TensorFlow trainer). AutoGraph's
+    conversion of every function called (the model's ``call`` included)
+    cost about 1.1 s of the demo's 13 traces (issue 27, seventh round).
+
+    Args:
+        function: The Python function to trace.
+        input_signature: As `tf.function`'s (``None``: traced per shape).
+    """
+    import tensorflow as tf
+
+    return tf.function(
+        function, input_signature=input_signature, autograph=False
+    )
 
 
 def run_replicated(strategy, function, *arrays):

@@ -15,7 +15,7 @@ from explain_attn.attention.discovery import (
     attention_module,
     unreadable_attention,
 )
-from explain_attn.devices import run_replicated
+from explain_attn.devices import graph_function, run_replicated
 from explain_attn.explanations.compiled import compiled
 from explain_attn.explanations.inputs import (
     batches,
@@ -104,7 +104,7 @@ class AttentionExtractor:
             + [graph.outputs[0]] * predictions,
         )
         self.resize_to = resize_to
-        self.function = tf.function(
+        self.function = graph_function(
             self._maps,
             input_signature=[
                 tf.TensorSpec(tuple(graph.inputs[0].shape), tf.float32)
@@ -247,7 +247,7 @@ class ChannelWeights:
         def weights(batch):
             return kind.channel_weights(tap, source(batch, training=False))
 
-        self.function = tf.function(
+        self.function = graph_function(
             weights,
             input_signature=[
                 tf.TensorSpec(tuple(graph.inputs[0].shape), tf.float32)

@@ -21,7 +21,7 @@ import numpy as np
 import tensorflow as tf
 
 from explain_attn.data.adapter import as_source
-from explain_attn.devices import run_replicated
+from explain_attn.devices import graph_function, run_replicated
 from explain_attn.explanations.compiled import compiled
 from explain_attn.explanations.inputs import (
     ClassBatches,
@@ -116,7 +116,7 @@ class BaseCAM(abc.ABC):
         self.num_classes = int(graph.outputs[0].shape[-1])
         shape = tuple(graph.inputs[0].shape)
         self._input_shape = shape[1:]
-        self._function = tf.function(
+        self._function = graph_function(
             self._maps,
             input_signature=[
                 tf.TensorSpec(shape, tf.float32),

@@ -4,7 +4,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from explain_attn.devices import run_replicated
+from explain_attn.devices import graph_function, run_replicated
 from explain_attn.explanations.compiled import compiled
 from explain_attn.explanations.inputs import model_batches
 from explain_attn.graph import flat_graph, model_state
@@ -29,7 +29,7 @@ class Predictor:
         self.strategy = strategy
         graph = flat_graph(model)
         forward = keras.Model(graph.model_inputs, graph.outputs[0])
-        self.function = tf.function(
+        self.function = graph_function(
             lambda batch: predicted_labels(forward(batch, training=False)),
             input_signature=[
                 tf.TensorSpec(tuple(graph.inputs[0].shape), tf.float32)

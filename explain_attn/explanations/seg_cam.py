@@ -18,6 +18,7 @@ none is predicted; for a single sigmoid output it is 0, the foreground.
 import keras
 import tensorflow as tf
 
+from explain_attn.devices import graph_function
 from explain_attn.explanations.cam import GradCAM
 from explain_attn.explanations.methods import register_cam
 from explain_attn.graph import model_state
@@ -138,7 +139,7 @@ class SegGradCAM(GradCAM):
                 "(see `explain-attn layers MODEL`)."
             )
         height, width = graph.outputs[0].shape[1:3]
-        self._region_function = tf.function(
+        self._region_function = graph_function(
             self._region_maps,
             input_signature=[
                 tf.TensorSpec((None, *self._input_shape), tf.float32),

@@ -11,7 +11,7 @@ import tensorflow as tf
 
 from explain_attn.data.adapter import as_source
 from explain_attn.data.source import read_arrays
-from explain_attn.devices import run_replicated
+from explain_attn.devices import graph_function, run_replicated
 from explain_attn.explanations.compiled import compiled
 from explain_attn.explanations.inputs import check_images
 from explain_attn.faithfulness.common import as_labels
@@ -60,7 +60,7 @@ class _Curves:
         self.probabilities = probability_function(state)
         shape = tuple(single_input_graph(state).inputs[0].shape[1:])
         # One trace for every chunk size (a last, smaller chunk included).
-        self.function = tf.function(
+        self.function = graph_function(
             self._run,
             input_signature=[
                 tf.TensorSpec((None, *shape), tf.float32),

@@ -11,7 +11,7 @@ import tensorflow as tf
 from explain_attn.attention.discovery import attention_module
 from explain_attn.data.adapter import as_source
 from explain_attn.data.source import read_arrays
-from explain_attn.devices import run_replicated
+from explain_attn.devices import graph_function, run_replicated
 from explain_attn.explanations.inputs import check_model_images
 from explain_attn.faithfulness.common import as_labels
 from explain_attn.graph import model_state
@@ -63,7 +63,7 @@ class Intervened:
         self.map_shape = tuple(int(s) for s in module.tap.output.shape[1:3])
         self.with_mask = with_mask
         # One trace for every batch size (a last, smaller batch included).
-        self.function = tf.function(
+        self.function = graph_function(
             self._run,
             input_signature=[
                 tf.TensorSpec((None, *graph.inputs[0].shape[1:]), tf.float32),

@@ -27,6 +27,7 @@ import numpy as np
 
 from explain_attn import metrics
 from explain_attn.data.adapter import as_source
+from explain_attn.devices import graph_function
 from explain_attn.models.saving import atomic_path
 from explain_attn.models.sinks import RecordEntry, emit
 from explain_attn.options import check_positive_int
@@ -176,7 +177,6 @@ class AttentionRecorder(keras.callbacks.Callback):
     # ---------------------------------------------------------- helpers
 
     def _prepare(self):
-        import tensorflow as tf
 
         from explain_attn.graph import model_state
         from explain_attn.models.lookup import attention_modules
@@ -200,7 +200,7 @@ class AttentionRecorder(keras.callbacks.Callback):
             ]
             return weights, values[-1]
 
-        self._forward = tf.function(forward)
+        self._forward = graph_function(forward)
         self._previous_seconds = 0.0
         if self.resume and self.path.is_file():
             self._previous_seconds = load_record(self.path).meta["seconds"]

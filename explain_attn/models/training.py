@@ -41,7 +41,12 @@ from explain_attn.data.adapter import as_source
 from explain_attn.data.pipeline import fit_pipeline, positions
 from explain_attn.data.source import ArraySource
 from explain_attn.data.stream import ImageSource
-from explain_attn.devices import replica_count, run_replicated, strategy_scope
+from explain_attn.devices import (
+    graph_function,
+    replica_count,
+    run_replicated,
+    strategy_scope,
+)
 from explain_attn.options import RunOptions, check_positive_int
 from explain_attn.progress import EpochProgress, keras_verbose
 
@@ -192,7 +197,7 @@ def recalibrate_batch_norm(model, data, *, batch_size=64):
     try:
         for layer in layers:
             layer.momentum = 0.0
-        step = tf.function(lambda x: model(x, training=True))
+        step = graph_function(lambda x: model(x, training=True))
         for batch, _, _ in data.batches(batch_size):
             step(tf.constant(batch))
             size = len(batch)

@@ -12,8 +12,8 @@ import dataclasses
 
 import keras
 import numpy as np
-import tensorflow as tf
 
+from explain_attn.devices import graph_function
 from explain_attn.explanations.methods import get_method
 from explain_attn.explanations.seg_cam import SegGradCAM
 from explain_attn.faithfulness.segmentation import segmentation_gates
@@ -60,7 +60,7 @@ class PreparedModel:
         graph = entry.state.graph
         forward = keras.Model(graph.model_inputs, graph.outputs[0])
         to_probabilities = pixel_probability_function(entry.state)
-        self.probabilities = tf.function(
+        self.probabilities = graph_function(
             lambda batch: to_probabilities(forward(batch, training=False))
         )
         self.gates = []
