@@ -13,6 +13,7 @@ tests do with `tf.config.set_logical_device_configuration`).
 """
 
 import contextlib
+import functools
 
 import numpy as np
 
@@ -110,6 +111,10 @@ def strategy_scope(strategy):
     return strategy.scope()
 
 
+TRACED_NOTE = "Raised while TensorFlow traced"
+"""The start of the note `graph_function` adds to an error raised in a trace."""
+
+
 def graph_function(function, input_signature=None):
     """``tf.function(function)`` traced without AutoGraph.
 
@@ -122,12 +127,25 @@ def graph_function(function, input_signature=None):
     Args:
         function: The Python function to trace.
         input_signature: As `tf.function`'s (``None``: traced per shape).
+
+    An error raised while tracing gets a note naming the function
+    (`TRACED_NOTE`), so that the command reports it as TensorFlow's, in one
+    line naming the statement (`explain_attn.stages.tensorflow_reason`).
     """
     import tensorflow as tf
 
-    return tf.function(
-        function, input_signature=input_signature, autograph=False
-    )
+    @functools.wraps(function)
+    def traced(*args):
+        try:
+            return function(*args)
+        except Exception as error:
+            # AutoGraph's "in user code:" frames are gone from the message;
+            # the note tells `explain_attn.stages.tensorflow_reason` that the
+            # error comes from inside a trace, and a reader of the traceback.
+            error.add_note(f"{TRACED_NOTE} {function.__name__!r}.")
+            raise
+
+    return tf.function(traced, input_signature=input_signature, autograph=False)
 
 
 def run_replicated(strategy, function, *arrays):

@@ -34,6 +34,7 @@ import dataclasses
 import os
 import re
 import time
+import traceback
 
 __all__ = [
     "FinishedStage",
@@ -269,10 +270,11 @@ def tensorflow_reason(error):
     """
     text = _ANSI.sub("", str(error))  # Keras colours names in its errors.
     is_op_error = type(error).__module__.startswith("tensorflow")
-    if not is_op_error and "in user code:" not in text:
+    traced = _traced(error)
+    if not is_op_error and "in user code:" not in text and not traced:
         return None
     node = _NODE.search(text)
-    frames = _USER_CODE.findall(text)
+    frames = _USER_CODE.findall(text) or traced
     if node is not None:
         operation = f"operation {next(g for g in node.groups() if g)}"
     elif frames:  # The last frame of the project or the user's code.
@@ -286,6 +288,9 @@ def tensorflow_reason(error):
     errors = list(_LAST_ERROR.finditer(text))
     if errors:  # The last error's sentence, and what follows it.
         cause = _without_frames(" ".join(text[errors[-1].start() :].split()))
+    elif traced:  # The whole message, as AutoGraph's frames ended in it.
+        message = _without_frames(" ".join(text.split()))
+        cause = f"{type(error).__name__}: {message}"
     else:
         cause = text.strip().splitlines()[0]
     cause = re.sub(r"\{\{[^}]*\}\}\s*", "", " ".join(cause.split()))
@@ -294,6 +299,22 @@ def tensorflow_reason(error):
     if len(line) > TENSORFLOW_MESSAGE_LIMIT:
         line = line[: TENSORFLOW_MESSAGE_LIMIT - 1] + "…"
     return line
+
+
+def _traced(error):
+    """``[(file, function, statement)]`` of the frames of an error raised
+    inside `explain_attn.devices.graph_function`'s trace (its note), the
+    frames AutoGraph used to put into the message; ``[]`` otherwise."""
+    from explain_attn.devices import TRACED_NOTE
+
+    notes = getattr(error, "__notes__", ())
+    if not any(str(note).startswith(TRACED_NOTE) for note in notes):
+        return []
+    return [
+        (frame.filename, frame.name, frame.line or "")
+        for frame in traceback.extract_tb(error.__traceback__)
+        if not frame.filename.endswith("explain_attn/devices.py")
+    ]
 
 
 def error_reason(error):

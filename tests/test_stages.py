@@ -299,3 +299,30 @@ def test_a_failure_after_training_keeps_the_weights(tmp_path, monkeypatch):
         not np.allclose(a, b)
         for a, b in zip(model.get_weights(), fresh, strict=True)
     )
+
+
+def test_an_error_inside_a_compiled_pass_names_its_statement():
+    """Without AutoGraph, an error raised while TensorFlow traces a
+    `graph_function` still reads as TensorFlow's: one line naming the
+    function and statement, the error's type and sentence, no values."""
+    import tensorflow as tf
+
+    from explain_attn.devices import TRACED_NOTE, graph_function
+    from explain_attn.stages import error_reason
+
+    def gate(batch):
+        raise ValueError(f"gate cannot read {batch!r}.\nArguments received")
+
+    function = graph_function(
+        gate, input_signature=[tf.TensorSpec((None, 3), tf.float32)]
+    )
+    with pytest.raises(ValueError) as caught:
+        function(tf.zeros((2, 3)))
+    assert caught.value.__notes__ == [f"{TRACED_NOTE} 'gate'."]
+    reason = error_reason(caught.value)
+    assert reason.startswith("TensorFlow failed in gate: raise ValueError(")
+    assert reason.endswith("(ValueError: gate cannot read)")  # No tensor.
+    assert "\n" not in reason and "zeros" not in reason
+    # The same error raised outside a trace keeps its own sentence.
+    plain = ValueError("the mask is empty.")
+    assert error_reason(plain) == "the mask is empty."
