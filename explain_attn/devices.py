@@ -18,6 +18,7 @@ import functools
 import numpy as np
 
 __all__ = [
+    "TRACED_NOTE",
     "device_names",
     "graph_function",
     "make_strategy",
@@ -124,13 +125,13 @@ def graph_function(function, input_signature=None):
     conversion of every function called (the model's ``call`` included)
     cost about 1.1 s of the demo's 13 traces (issue 27, seventh round).
 
-    Args:
-        function: The Python function to trace.
-        input_signature: As `tf.function`'s (``None``: traced per shape).
-
     An error raised while tracing gets a note naming the function
     (`TRACED_NOTE`), so that the command reports it as TensorFlow's, in one
     line naming the statement (`explain_attn.stages.tensorflow_reason`).
+
+    Args:
+        function: The Python function to trace.
+        input_signature: As `tf.function`'s (``None``: traced per shape).
     """
     import tensorflow as tf
 
@@ -138,7 +139,7 @@ def graph_function(function, input_signature=None):
     def traced(*args):
         try:
             return function(*args)
-        except Exception as error:
+        except Exception as error:  # Any error: noted, re-raised as is.
             # AutoGraph's "in user code:" frames are gone from the message;
             # the note tells `explain_attn.stages.tensorflow_reason` that the
             # error comes from inside a trace, and a reader of the traceback.

@@ -305,15 +305,17 @@ def _traced(error):
     """``[(file, function, statement)]`` of the frames of an error raised
     inside `explain_attn.devices.graph_function`'s trace (its note), the
     frames AutoGraph used to put into the message; ``[]`` otherwise."""
-    from explain_attn.devices import TRACED_NOTE
+    # Imported here: the command imports this module before NumPy, whose
+    # BLAS threads it sets first (`explain_attn.cli.report`).
+    from explain_attn import devices
 
     notes = getattr(error, "__notes__", ())
-    if not any(str(note).startswith(TRACED_NOTE) for note in notes):
+    if not any(str(note).startswith(devices.TRACED_NOTE) for note in notes):
         return []
     return [
         (frame.filename, frame.name, frame.line or "")
         for frame in traceback.extract_tb(error.__traceback__)
-        if not frame.filename.endswith("explain_attn/devices.py")
+        if frame.filename != devices.__file__  # The wrapper's own frame.
     ]
 
 
