@@ -1,4 +1,5 @@
-"""Faithfulness modes (full, fast, off), sample sizes and the block cascade."""
+"""Faithfulness modes (full, fast, demo, off), sample sizes and the block
+cascade."""
 
 import json
 
@@ -11,6 +12,8 @@ from explain_attn.faithfulness import cascade_steps, randomization_check
 from explain_attn.report.faithfulness import (
     FAITHFULNESS_MODES,
     FaithfulnessSettings,
+    _subsets,
+    demo_mode,
     faithfulness_settings,
 )
 
@@ -30,7 +33,57 @@ def test_settings_of_each_mode():
     assert fast.deletion_images < full.deletion_images
     assert fast.steps < full.steps
     assert (full.cascade, fast.cascade) == ("auto", "blocks")
-    assert set(FAITHFULNESS_MODES) == {"full", "fast"}
+    assert set(FAITHFULNESS_MODES) == {"full", "fast", "demo"}
+
+
+def test_the_demo_mode_is_full_on_half_the_randomisation_and_deletion_images():
+    full, demo = faithfulness_settings("full"), faithfulness_settings("demo")
+    assert demo.mode == "demo"
+    assert demo.intervention_images == full.intervention_images == 1000
+    assert (demo.steps, demo.cascade) == (full.steps, full.cascade)
+    assert (demo.randomization_images, demo.deletion_images) == (128, 128)
+    assert (full.randomization_images, full.deletion_images) == (256, 256)
+    assert full.note is None and "--faithfulness full runs them" in demo.note
+    # Sizes set by hand make a custom mode, without the demo's note.
+    custom = faithfulness_settings("demo", deletion_images=64)
+    assert (custom.mode, custom.note) == ("custom", None)
+    assert (custom.randomization_images, custom.deletion_images) == (128, 64)
+
+
+def test_the_demo_s_note_leads_the_section_s_notes():
+    said, demo = [], faithfulness_settings("demo")
+    test = type("Test", (), {"labels": np.zeros(300, int)})()
+    subsets, notes = _subsets(test, demo, 0, said.append)
+    assert notes == [demo.note]
+    assert said == [f"Faithfulness: {demo.note}"]
+    sizes = {name: len(subset[1]) for name, subset in subsets.items()}
+    assert sizes == {
+        "intervention_images": 300,  # all of them, without a note
+        "randomization_images": 128,
+        "deletion_images": 128,
+    }
+    full = faithfulness_settings("full")
+    assert _subsets(test, full, 0, said.append)[1] == []
+
+
+@pytest.mark.parametrize(
+    ("given", "demo", "mode"),
+    [
+        ((None, False), True, "demo"),
+        ((None, False), False, "full"),
+        (("full", False), True, "full"),
+        (("fast", False), True, "fast"),
+        ((None, True), True, "off"),
+        (("off", True), False, "off"),
+    ],
+)
+def test_the_command_s_mode(given, demo, mode):
+    assert demo_mode(*given, demo=demo) == mode
+
+
+def test_disagreeing_options_are_refused():
+    with pytest.raises(ValueError, match="--faithfulness fast disagree"):
+        demo_mode("fast", True)
 
 
 def test_sizes_replace_the_mode_s():
@@ -226,3 +279,38 @@ def test_report_modes_and_clamped_sizes(report_inputs, tmp_path):
     assert result.exit_code == 0, result.output
     data = json.loads(output.with_suffix(".json").read_text())
     assert "faithfulness" not in data
+
+
+@pytest.mark.parametrize(
+    ("options", "mode", "deletion"),
+    [
+        ([], "demo", 128),
+        (["--faithfulness", "full"], "full", 256),
+        (["--deletion-images", "64"], "custom", 64),
+        (["--task", "segmentation"], "full", 256),
+        (["--data", "cifar10"], "full", 256),
+        (["--baseline-model", "b.keras"], "full", 256),
+    ],
+)
+def test_only_the_demo_defaults_to_the_demo_mode(
+    options, mode, deletion, monkeypatch, tmp_path
+):
+    from click.testing import CliRunner
+
+    import explain_attn.report
+    from explain_attn.cli import main
+
+    given = {}
+
+    def captured(data, **options):
+        given.update(options)
+        raise ValueError("captured")
+
+    monkeypatch.setattr(explain_attn.report, "report_from_sources", captured)
+    output = tmp_path / "report.html"
+    result = CliRunner().invoke(
+        main, ["report", *options, "--quiet", "--output", str(output)]
+    )
+    assert result.exit_code == 2 and "captured" in result.output
+    checks = given["faithfulness"]
+    assert (checks.mode, checks.deletion_images) == (mode, deletion)

@@ -74,13 +74,12 @@ def outputs(output):
     return output_path, output_path.with_suffix(".json")
 
 
-def _faithfulness_choice(no_faithfulness, faithfulness):
-    if no_faithfulness and faithfulness not in (None, "off"):
-        raise ValueError(
-            f"--no-faithfulness and --faithfulness {faithfulness} disagree. "
-            "Give one of them (--no-faithfulness is --faithfulness off)."
-        )
-    return "off" if no_faithfulness else faithfulness or "full"
+def _is_demo(data_source, options):
+    """Whether the command runs the classification demo: no models, the
+    bundled sample data."""
+    given = options.get("attention_models") or options.get("baseline_model")
+    task = options.get("task")
+    return data_source == "sample" and not given and task != "segmentation"
 
 
 def _size_option(name, check):
@@ -185,7 +184,9 @@ EPILOG = (
     help="The Faithfulness section (attention interventions, randomisation "
     "checks, deletion curves): 'full'; 'fast', the same checks on fewer "
     "images (interventions 256, randomisation 32 with one step per block, "
-    "deletion 64 in 5 steps); or 'off'.  [default: full]",
+    "deletion 64 in 5 steps); or 'off'.  [default: full; the demo (no "
+    "models, --data sample): full's checks with randomisation and deletion "
+    "on 128 images]",
 )
 @click.option(
     "--no-faithfulness",
@@ -262,10 +263,15 @@ def report_command(
     from explain_attn.devices import make_strategy
     from explain_attn.explanations.export import check_cam_class
     from explain_attn.report import report_from_sources
-    from explain_attn.report.faithfulness import faithfulness_settings
+    from explain_attn.report.faithfulness import (
+        demo_mode,
+        faithfulness_settings,
+    )
 
     checks = faithfulness_settings(
-        _faithfulness_choice(no_faithfulness, faithfulness),
+        demo_mode(
+            faithfulness, no_faithfulness, demo=_is_demo(data_source, options)
+        ),
         intervention_images=intervention_images,
         steps=deletion_steps,
         randomization_images=randomization_images,

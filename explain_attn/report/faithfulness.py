@@ -36,6 +36,7 @@ __all__ = [
     "FAITHFULNESS_CHOICES",
     "FAITHFULNESS_MODES",
     "FaithfulnessSettings",
+    "demo_mode",
     "faithfulness_section",
     "faithfulness_settings",
 ]
@@ -51,8 +52,8 @@ class FaithfulnessSettings:
     note in the section.
 
     Attributes:
-        mode: ``"full"``, ``"fast"`` or ``"custom"`` (a mode with sizes
-            changed), for the record.
+        mode: ``"full"``, ``"fast"``, ``"demo"`` or ``"custom"`` (a mode
+            with sizes changed), for the record.
         intervention_images: Test images of the attention interventions.
         randomization_images: Test images of the randomisation checks.
         deletion_images: Test images of the deletion and insertion curves.
@@ -61,6 +62,7 @@ class FaithfulnessSettings:
             ``"auto"``, ``"layers"`` or ``"blocks"``
             (`explain_attn.faithfulness.randomization.cascade_steps`).
         requested: Names of the sizes the user set.
+        note: What the section says about the mode's sizes, or ``None``.
     """
 
     mode: str
@@ -70,6 +72,7 @@ class FaithfulnessSettings:
     steps: int
     cascade: str
     requested: tuple = ()
+    note: str | None = None
 
 
 FAITHFULNESS_MODES = {
@@ -89,15 +92,35 @@ FAITHFULNESS_MODES = {
         steps=5,
         cascade="blocks",
     ),
+    "demo": FaithfulnessSettings(
+        mode="demo",
+        intervention_images=1000,
+        randomization_images=128,
+        deletion_images=128,
+        steps=DEFAULT_STEPS,
+        cascade="auto",
+        note=(
+            "The demo runs the randomisation and deletion checks on 128 test "
+            "images each, half of --faithfulness full's 256, so that its "
+            "first report takes about 30 s on 2 CPU cores; their intervals "
+            "are about 1.4 times as wide. --faithfulness full runs them on "
+            "256."
+        ),
+    ),
 }
 """The section's modes. ``full``: interventions on 1,000 test images,
 randomisation and deletion curves (10 steps) on the same 256, the cascade
 layer by layer up to `LAYERWISE_LIMIT` layers with weights and block by
 block above. ``fast``, a subset of the same checks: interventions on 256
 images, the randomisation cascade always block by block on 32 images,
-deletion and insertion curves of 5 steps on 64 images. On the demo models
-(2 CPU cores) ``full`` adds about 12 s to a 19 s report; the benchmarks
-(`benchmarks/bench_faithfulness.py`) time both on a MobileNetV2."""
+deletion and insertion curves of 5 steps on 64 images. ``demo``, the
+default of ``explain-attn report`` with no models on the bundled sample
+data (`demo_mode`): ``full``'s checks with randomisation and deletion on
+128 images, which halves their time (6-7 s of the demo's 30-37 s on a
+2-core machine without AVX-512, `benchmarks/RESULTS.md`, issue 27, eighth
+round; every finding of the demo report is the same as with ``full``).
+The benchmarks (`benchmarks/bench_faithfulness.py`) time ``fast`` and
+``full`` on a MobileNetV2."""
 
 FAITHFULNESS_CHOICES = ("full", "fast", "off")
 """The values of ``explain-attn report --faithfulness``."""
@@ -109,8 +132,9 @@ def faithfulness_settings(mode="full", **sizes):
     """The `FaithfulnessSettings` of a mode, with sample sizes changed.
 
     Args:
-        mode: ``"full"``, ``"fast"`` or ``"off"``; ``True`` and ``False``
-            mean ``"full"`` and ``"off"``; a `FaithfulnessSettings` and
+        mode: ``"full"``, ``"fast"``, ``"demo"`` (`FAITHFULNESS_MODES`)
+            or ``"off"``; ``True`` and ``False`` mean ``"full"`` and
+            ``"off"``; a `FaithfulnessSettings` and
             ``None`` (the section is off) are returned as they are.
         **sizes: ``intervention_images``, ``randomization_images``,
             ``deletion_images`` or ``steps``: positive integers replacing
@@ -128,7 +152,7 @@ def faithfulness_settings(mode="full", **sizes):
         return mode
     if isinstance(mode, bool):
         mode = "full" if mode else "off"
-    check_choice("faithfulness", mode, FAITHFULNESS_CHOICES)
+    check_choice("faithfulness", mode, (*FAITHFULNESS_CHOICES, "demo"))
     unknown = sorted(set(sizes) - {*_SIZES, "steps"})
     if unknown:
         raise ValueError(
@@ -149,8 +173,31 @@ def faithfulness_settings(mode="full", **sizes):
     if not given:
         return settings
     return dataclasses.replace(
-        settings, mode="custom", requested=tuple(sorted(given)), **given
+        settings,
+        mode="custom",
+        requested=tuple(sorted(given)),
+        note=None,
+        **given,
     )
+
+
+def demo_mode(faithfulness, no_faithfulness=False, *, demo=False):
+    """The mode of ``explain-attn report``'s ``--faithfulness`` and
+    ``--no-faithfulness``: the one given, else ``"demo"`` for the demo
+    (``demo``: no models given, the bundled sample data) and ``"full"``
+    for any other report.
+
+    Raises:
+        ValueError: When the two options disagree.
+    """
+    if no_faithfulness and faithfulness not in (None, "off"):
+        raise ValueError(
+            f"--no-faithfulness and --faithfulness {faithfulness} disagree. "
+            "Give one of them (--no-faithfulness is --faithfulness off)."
+        )
+    if no_faithfulness:
+        return "off"
+    return faithfulness or ("demo" if demo else "full")
 
 
 def _sample(count, limit, seed):
@@ -361,6 +408,8 @@ def _subsets(test, settings, seed, say):
                 f"The {check} check asked for {wanted} test images; the test "
                 f"split has {count}, so it uses all {count}."
             )
+    if settings.note:
+        notes.insert(0, settings.note)
     for note in notes:
         say(f"Faithfulness: {note}")
     return subsets, notes
