@@ -263,6 +263,7 @@ def report_command(
     from explain_attn.devices import make_strategy
     from explain_attn.explanations.export import check_cam_class
     from explain_attn.report import report_from_sources
+    from explain_attn.report.drawing import drawing_process
     from explain_attn.report.faithfulness import (
         demo_mode,
         faithfulness_settings,
@@ -282,8 +283,7 @@ def report_command(
     cam_class = check_cam_class(cam_class)
     # The other options (models, factories, epochs, image size, seed, task,
     # ...) are report_from_sources' keyword arguments under the same names.
-    result = (run_on_dask if dask_address else report_from_sources)(
-        data_source,
+    arguments = dict(
         layers=list(layer_names) or None,
         methods=list(methods) or ["grad_cam"],
         cam_class=cam_class,
@@ -296,9 +296,16 @@ def report_command(
         **options,
     )
     if "shard" in extra:
-        click.echo(f"Part: {result}")
+        click.echo(f"Part: {report_from_sources(data_source, **arguments)}")
+    elif dask_address:
+        write_report(run_on_dask(data_source, **arguments), *paths)
     else:
-        write_report(result, *paths)
+        # A helper process draws the figures while the report computes.
+        with drawing_process() as drawer:
+            report = report_from_sources(
+                data_source, drawer=drawer, **arguments
+            )
+            write_report(report, *paths)
 
 
 def write_report(report, output_path, json_path):

@@ -31,6 +31,7 @@ from explain_attn.report.contributions import (
     Part,
     chunk_length,
 )
+from explain_attn.report.drawing import Drawing
 from explain_attn.report.evaluate import score_slices
 from explain_attn.report.interval_sums import baseline_vectors, interval_sums
 from explain_attn.report.section import Section
@@ -344,17 +345,23 @@ class BaselinesSection(Section):
                 for name in METRIC_DEFINITIONS
                 if any(name in row["summary"]["all"] for row in rows)
             ],
-            "distributions": distributions(report.data),
+            "distributions": report.figures["baselines"]["distributions"],
         }
 
+    def figures(self, results, attachments, data):
+        series, labels = _distribution_series(data)
+        drawing = Drawing(figures.metric_distributions, (series, labels))
+        return {"distributions": drawing}
 
-def distributions(data):
-    """Box plots of every explanation and, where there are masks, of the
-    baselines (flat map, centre prior)."""
+
+def _distribution_series(data):
+    """`figures.metric_distributions`' arguments: the box plots of every
+    explanation and, where there are masks, of the baselines (flat map,
+    centre prior)."""
     labels = {row["id"]: row["label"] for row in data["explanations"]}
     series = dict(data["per_image"]["metrics"])
     for row in data.get("baselines", []):
         key = f"baseline:{row['id']}"
         labels[key] = row["label"]
         series[key] = data["per_image"]["baselines"][row["id"]]
-    return figures.metric_distributions(series, labels)
+    return series, labels

@@ -37,6 +37,7 @@ from explain_attn.models.task import SEGMENTATION
 from explain_attn.options import check_positive_int
 from explain_attn.report.cache import cache_directory
 from explain_attn.report.demo import demo_data, demo_models
+from explain_attn.report.drawing import Drawer
 from explain_attn.report.evaluate import evaluate_parts
 from explain_attn.report.faithfulness import faithfulness_settings
 from explain_attn.report.models import load_report_models
@@ -106,6 +107,10 @@ class Report:
     records: dict = dataclasses.field(default_factory=dict)
     """Model key -> `explain_attn.models.recorder.TrainingRecord`, for
     the models that carry one (the "Attention during training" figures)."""
+    figures: dict = dataclasses.field(default_factory=dict)
+    """Section name -> its figures (`explain_attn.report.drawing.Figures`:
+    PNG ``data:`` URIs by name, drawn when first read or already drawn by
+    a helper process); HTML only."""
 
     @property
     def data(self):
@@ -255,6 +260,7 @@ def build_report(
     strategy=None,
     shard=None,
     chunk_size=None,
+    drawer=None,
 ):
     """Evaluates attention models against a baseline on a test set.
 
@@ -282,6 +288,10 @@ def build_report(
         shard, chunk_size: ``None`` or merged parts (`explain_attn.report.
             shards.Merged`) in place of the pass; images per chunk of the
             pass (``None``: `explain_attn.report.evaluate.chunk_size_for`).
+        drawer: Who draws the figures (`explain_attn.report.drawing.
+            Drawer`): ``None`` to draw each in this process when the page
+            is rendered; ``explain-attn report`` passes one whose helper
+            process draws them while the report computes.
 
     Returns:
         A `Report`.
@@ -295,7 +305,8 @@ def build_report(
     given = dict(locals())
     run = _run(models, test, given)
     observed = _observed(run, verbose, chunk_size)
-    results, attachments = describe(run, observed)
+    drawer = Drawer() if drawer is None else drawer
+    results, attachments = describe(run, observed, drawer=drawer)
     created = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
     return Report(
         description=ReportDescription(**results),
@@ -303,6 +314,7 @@ def build_report(
         created=created,
         explorer=attachments.get("explorer"),
         records=attachments.get("training_record", {}),
+        figures=drawer.figures(),
     )
 
 
@@ -443,9 +455,9 @@ def report_from_sources(
             cache or the copies the package ships), else passed to
             `build_report` (``layers``, ``methods``, ``num_examples``,
             ``seed``, ``batch_size``, ``faithfulness``, ``verbose``,
-            ``log``, ``strategy``: models load in its scope; ``task``:
-            ``"classification"``, ``"segmentation"`` or ``None`` for the
-            models' own, `explain_attn.report.segmentation`).
+            ``log``, ``strategy``: models load in its scope, ``drawer``;
+            ``task``: ``"classification"``, ``"segmentation"`` or ``None``
+            for the models' own, `explain_attn.report.segmentation`).
 
     Returns:
         A `Report`; with ``shard=ShardJob(...)``, the path of the shard's
@@ -459,6 +471,7 @@ def report_from_sources(
         "spurious_correlation": spurious_correlation,
     }
     task = options.pop("task", None)
+    drawer = options.pop("drawer", None)
     given = None
     if not (
         task == SEGMENTATION and not attention_models and not baseline_model
@@ -473,7 +486,9 @@ def report_from_sources(
         job = options.pop("shard")
         job = dataclasses.replace(job, run=run_record(sources, options))
         return shard_part(models, test, job, **options)
-    return build_report(models, test, source=data, settings=settings, **options)
+    return build_report(
+        models, test, source=data, settings=settings, drawer=drawer, **options
+    )
 
 
 def _check_foreground_masks(test):

@@ -7,12 +7,9 @@ which channels each class turns up (per-class mean weights, a heatmap) and
 how much the classes differ (cosine similarity of the per-class means).
 """
 
-import base64
-import io
-
 import numpy as np
-from matplotlib.figure import Figure
 
+import explain_attn.report.figures as figures
 from explain_attn.attention.discovery import attention_module
 from explain_attn.devices import run_replicated
 from explain_attn.explanations.attention import ChannelWeights
@@ -26,21 +23,17 @@ from explain_attn.report.contributions import (
     block_sum,
     chunk_length,
 )
+from explain_attn.report.drawing import Drawing
 from explain_attn.report.evaluate import batch_size_for, chunk_size_for
 from explain_attn.report.section import Section
 
 __all__ = [
     "ChannelsSection",
-    "HEATMAPS",
     "ChannelStatistics",
     "channel_entropy",
-    "channel_figures",
     "channel_section",
     "class_similarity",
 ]
-
-HEATMAPS = 6
-"""Modules per model shown as heatmaps (evenly spaced through the model)."""
 
 
 def channel_entropy(weights):
@@ -295,46 +288,6 @@ def channel_section(models, test, *, layers=None, batch_size=128):
     return statistics.result
 
 
-def _png(figure):
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=90)
-    encoded = base64.b64encode(buffer.getvalue()).decode("ascii")
-    return f"data:image/png;base64,{encoded}"
-
-
-def channel_figures(section, class_names):
-    """Per-class mean-weight heatmaps: model key -> ``data:`` URI or None."""
-    if not section:
-        return {}
-    figures = {}
-    for result in section["models"]:
-        modules = result["modules"]
-        chosen = np.unique(
-            np.linspace(0, len(modules) - 1, min(HEATMAPS, len(modules)))
-            .round()
-            .astype(int)
-        )
-        figure = Figure(
-            figsize=(8, 1.6 * len(chosen) + 0.4), layout="constrained"
-        )
-        for row, index in enumerate(chosen, start=1):
-            module = modules[index]
-            axes = figure.add_subplot(len(chosen), 1, row)
-            image = axes.imshow(
-                np.asarray(module["class_means"]),
-                aspect="auto",
-                cmap="viridis",
-                interpolation="nearest",
-            )
-            axes.set_yticks(range(len(module["classes"])))
-            axes.set_yticklabels([class_names[k] for k in module["classes"]])
-            axes.set_title(module["layer"], fontsize=8)
-            figure.colorbar(image, ax=axes, fraction=0.02)
-        axes.set_xlabel("channel")
-        figures[result["model"]] = _png(figure)
-    return figures
-
-
 class ChannelsSection(Section):
     """Channel attention (squeeze-and-excitation gates): weights per class,
     observed during the pass (`ChannelStatistics`)."""
@@ -362,10 +315,24 @@ class ChannelsSection(Section):
     def shown(self, report):
         return bool(report.description.channels)
 
-    def context(self, report):
+    def figures(self, results, attachments, data):
+        section = results["channels"]
+        if not section:
+            return {}
+        class_names = results["run"]["dataset"]["class_names"]
         return {
-            "channel_figures": channel_figures(
-                report.description.channels,
-                report.description.run["dataset"]["class_names"],
+            result["model"]: Drawing(
+                figures.channel_figure, (result["modules"], class_names)
             )
+            for result in section["models"]
+        }
+
+    def context(self, report):
+        drawn = report.figures["channels"]
+        section = report.description.channels or {"models": []}
+        return {
+            "channel_figures": {
+                result["model"]: drawn[result["model"]]
+                for result in section["models"]
+            }
         }

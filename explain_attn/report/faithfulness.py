@@ -26,8 +26,12 @@ from explain_attn.faithfulness import (
 )
 from explain_attn.options import RunOptions, check_choice, check_positive_int
 from explain_attn.progress import progress_bar
+from explain_attn.report.drawing import Drawing
 from explain_attn.report.evaluate import batch_size_for
-from explain_attn.report.faithfulness_figures import faithfulness_figures
+from explain_attn.report.faithfulness_figures import (
+    deletion_insertion_figure,
+    randomization_figure,
+)
 from explain_attn.report.section import Section
 from explain_attn.stages import stage
 
@@ -588,6 +592,22 @@ class FaithfulnessSection(Section):
     def shown(self, report):
         return bool(report.description.faithfulness)
 
+    def figures(self, results, attachments, data):
+        section = results["faithfulness"]
+        if not section:
+            return {}
+        return {
+            "randomization": Drawing(randomization_figure, (section,)),
+            "deletion_insertion": Drawing(
+                deletion_insertion_figure, (section,)
+            ),
+        }
+
     def context(self, report):
-        figures = faithfulness_figures(report.description.faithfulness)
-        return {"faithfulness_figures": figures}
+        drawn = report.figures["faithfulness"]
+        return {
+            "faithfulness_figures": {
+                name: drawn.get(name)
+                for name in ("randomization", "deletion_insertion")
+            }
+        }

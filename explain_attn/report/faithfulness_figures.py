@@ -12,7 +12,6 @@ from explain_attn.report.figures import set_layer_ticks, to_data_uri
 
 __all__ = [
     "deletion_insertion_figure",
-    "faithfulness_figures",
     "randomization_figure",
 ]
 
@@ -97,17 +96,3 @@ def deletion_insertion_figure(section):
             axis.legend(fontsize=7)
     figure.tight_layout()
     return to_data_uri(figure)
-
-
-def faithfulness_figures(section):
-    """Both figures: ``{"randomization": uri, "deletion_insertion": uri}``.
-
-    ``section`` may be ``None`` (the report has no Faithfulness section):
-    then both are ``None``.
-    """
-    if not section:
-        return {"randomization": None, "deletion_insertion": None}
-    return {
-        "randomization": randomization_figure(section),
-        "deletion_insertion": deletion_insertion_figure(section),
-    }

@@ -17,12 +17,15 @@ from matplotlib.layout_engine import PlaceHolderLayoutEngine
 from explain_attn.overlays import mask_outline, overlay_rgb
 
 __all__ = [
+    "HEATMAPS",
     "MANY_LAYERS",
+    "channel_figure",
     "example_figure",
     "layer_block",
     "metric_distributions",
     "panel_title",
     "set_layer_ticks",
+    "to_data_uri",
     "training_curves",
 ]
 
@@ -260,3 +263,43 @@ def example_figure(image, mask, overlays, titles):
         axis.set_yticks([])
     figure.tight_layout(pad=0.3)
     return to_data_uri(figure, dpi=100)
+
+
+HEATMAPS = 6
+"""Modules per model shown as heatmaps (evenly spaced through the model)."""
+
+
+def channel_figure(modules, class_names):
+    """Per-class mean channel weights of a model's modules as heatmaps
+    (up to `HEATMAPS`, evenly spaced), a PNG ``data:`` URI.
+
+    Args:
+        modules: ``report.json``'s channel rows of one model: ``layer``,
+            ``classes`` and ``class_means`` ``(classes, channels)``.
+        class_names: The dataset's class names.
+    """
+    chosen = np.unique(
+        np.linspace(0, len(modules) - 1, min(HEATMAPS, len(modules)))
+        .round()
+        .astype(int)
+    )
+    figure = Figure(figsize=(8, 1.6 * len(chosen) + 0.4), layout="constrained")
+    for row, index in enumerate(chosen, start=1):
+        module = modules[index]
+        axes = figure.add_subplot(len(chosen), 1, row)
+        image = axes.imshow(
+            np.asarray(module["class_means"]),
+            aspect="auto",
+            cmap="viridis",
+            interpolation="nearest",
+        )
+        axes.set_yticks(range(len(module["classes"])))
+        axes.set_yticklabels([class_names[k] for k in module["classes"]])
+        axes.set_title(module["layer"], fontsize=8)
+        figure.colorbar(image, ax=axes, fraction=0.02)
+    axes.set_xlabel("channel")
+    # The whole figure (its constrained layout), not cropped to its artists.
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=90)
+    encoded = base64.b64encode(buffer.getvalue()).decode("ascii")
+    return f"data:image/png;base64,{encoded}"

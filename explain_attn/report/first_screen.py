@@ -13,22 +13,17 @@ their bootstrap intervals. Both fit a 1280 x 800 screen under the title.
 import dataclasses
 import math
 
-import numpy as np
-from matplotlib.figure import Figure
-
 from explain_attn.explanations.methods import get_method
-from explain_attn.overlays import mask_outline, overlay_rgb
-from explain_attn.report.figures import to_data_uri
+from explain_attn.report.drawing import Drawing
+from explain_attn.report.first_screen_figures import (
+    STRIP_PANELS,
+    STRIP_ROWS,
+    headline_figure,
+    strip_figure,
+)
 from explain_attn.report.section import Section
 
 __all__ = ["FirstScreenSection", "FirstScreen", "first_screen"]
-
-STRIP_PANELS = 8
-"""Panels per row of the strip: two examples of image + 2 layers + CAM."""
-STRIP_ROWS = 2
-"""Rows of the strip; with `STRIP_PANELS` it stays under ~300 CSS px."""
-PANEL_INCHES = 1.3
-DPI = 100
 
 
 @dataclasses.dataclass(frozen=True)
@@ -55,14 +50,12 @@ class FirstScreen:
 def first_screen(report):
     """The first screen of ``report`` (a `explain_attn.report.Report`)."""
     data = report.data
-    shown = _shown_explanations(report)
-    examples = _strip_examples(report.gallery, len(shown))
+    _, examples, columns = _strip(report.gallery, data)
     class_names = data["dataset"]["class_names"]
     labels = data["per_image"]["labels"]
-    columns = ["image" + (" · mask" if data["dataset"]["has_masks"] else "")]
-    columns += [_column_title(e) for e in shown]
+    figures = report.figures["first_screen"]
     return FirstScreen(
-        strip=_strip_figure(examples, shown, columns) if examples else None,
+        strip=figures.get("strip"),
         columns=columns,
         examples=[
             {
@@ -72,17 +65,26 @@ def first_screen(report):
             }
             for example in examples
         ],
-        headline=_headline_figure(data),
+        headline=figures["headline"],
         numbers=headline_numbers(data),
     )
 
 
-def _shown_explanations(report):
+def _strip(gallery, data):
+    """``(shown explanations, examples, column titles)`` of the strip."""
+    shown = _shown_explanations(gallery, data)
+    examples = _strip_examples(gallery, len(shown))
+    columns = ["image" + (" · mask" if data["dataset"]["has_masks"] else "")]
+    columns += [_column_title(e) for e in shown]
+    return shown, examples, columns
+
+
+def _shown_explanations(gallery, data):
     """Every attention map, then the reference (the baseline's CAM)."""
-    if not report.gallery:
+    if not gallery:
         return []
-    explanations = list(report.gallery[0]["overlays"])
-    reference = report.data["reference"]["id"]
+    explanations = list(gallery[0]["overlays"])
+    reference = data["reference"]["id"]
     attention = [e for e in explanations if e.is_attention]
     return attention + [e for e in explanations if e.key == reference]
 
@@ -99,39 +101,6 @@ def _strip_examples(gallery, maps):
     per_row = max(1, STRIP_PANELS // (maps + 1))
     ordered = sorted(gallery, key=lambda example: example.get("rank", 0))
     return ordered[: per_row * STRIP_ROWS]
-
-
-def _strip_figure(examples, shown, columns):
-    """Examples side by side, each as its image then every map overlaid."""
-    per_example = len(shown) + 1
-    per_row = max(1, STRIP_PANELS // per_example)
-    rows = math.ceil(len(examples) / per_row)
-    panels = per_row * per_example
-    figure = Figure(
-        figsize=(PANEL_INCHES * panels, (PANEL_INCHES + 0.3) * rows)
-    )
-    axes = figure.subplots(rows, panels, squeeze=False)
-    for axis in axes.ravel():
-        axis.set_axis_off()
-    for number, example in enumerate(examples):
-        row, start = divmod(number, per_row)
-        cells = axes[row, start * per_example : (start + 1) * per_example]
-        image = mask_outline(example["image"], example["mask"])
-        cells[0].imshow(image, interpolation="nearest")
-        cells[0].set_title(f"#{example['index']}", fontsize=8)
-        for cell, explanation in zip(cells[1:], shown, strict=True):
-            values = overlay_rgb(image, example["overlays"][explanation])
-            cell.imshow(values, interpolation="bilinear")
-        for cell, title in zip(cells[1:], columns[1:], strict=True):
-            cell.set_title(_short(title), fontsize=8)
-    figure.subplots_adjust(
-        left=0.005, right=0.995, top=0.9, bottom=0.01, wspace=0.04, hspace=0.3
-    )
-    return to_data_uri(figure, dpi=DPI)
-
-
-def _short(text, limit=22):
-    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def headline_numbers(data):
@@ -192,76 +161,35 @@ def _interval(summary):
     return f"{mean:.3f} [{summary['ci_low']:.3f}, {summary['ci_high']:.3f}]"
 
 
-def _headline_figure(data):
-    """Accuracy with intervals beside mass in mask with intervals, the
-    flat and centre baselines as lines."""
-    accuracy = [
-        (row["name"], row["accuracy"]["accuracy"], row["accuracy"])
-        for row in data["models"]
-    ]
-    mass = _mass_rows(data)
-    rows = max(len(accuracy), len(mass) - 2 if mass else 0)
-    axes_count = 2 if mass else 1
-    figure = Figure(figsize=(11, 0.55 + 0.27 * rows))
-    ratios = {"width_ratios": [1, 1.6][:axes_count]}
-    axes = figure.subplots(1, axes_count, squeeze=False, gridspec_kw=ratios)
-    _interval_axis(axes[0][0], accuracy, "test accuracy", percent=True)
-    if mass:
-        _mass_axis(axes[0][1], mass)
-    margins = {"left": 0.1, "right": 0.99, "top": 0.8, "bottom": 0.2}
-    figure.subplots_adjust(wspace=0.55, **margins)
-    return to_data_uri(figure, dpi=DPI)
-
-
-def _mass_axis(axis, mass):
-    """Mass in mask of each map, the last two rows (the flat and centre
-    baselines) as vertical lines."""
-    maps = [(label, s["mean"], s) for label, s in mass[:-2] if s]
-    _interval_axis(axis, maps, "mass in mask")
-    for (label, summary), style in zip(mass[-2:], ("--", ":"), strict=True):
-        line = f"{label} {summary['mean']:.2f}"
-        axis.axvline(summary["mean"], color="gray", linestyle=style, label=line)
-    axis.legend(fontsize=7, loc="lower right", frameon=False)
-
-
-def _interval_axis(axis, rows, title, *, percent=False):
-    """One dot per row at its value, its interval as a bar, the value
-    written at the right."""
-    scale = 100.0 if percent else 1.0
-    positions = np.arange(len(rows))
-    for position, (_, value, summary) in zip(positions, rows, strict=True):
-        if value is None or not math.isfinite(value):
-            continue
-        _interval_dot(axis, position, scale * value, summary, scale)
-        text = f"{scale * value:.1f}%" if percent else f"{value:.2f}"
-        _annotate(axis, text, (scale * summary["ci_high"], position))
-    axis.set_yticks(positions, [_short(label, 30) for label, *_ in rows])
-    axis.tick_params(labelsize=7)
-    axis.set_ylim(len(rows) - 0.5, -0.5)
-    axis.set_xlim(0, scale * 1.1)
-    axis.set_title(title, fontsize=9)
-    axis.grid(axis="x", alpha=0.3)
-
-
-def _interval_dot(axis, position, value, summary, scale):
-    """A dot at ``value`` with the summary's interval (times ``scale``)."""
-    low, high = scale * summary["ci_low"], scale * summary["ci_high"]
-    error = [[value - low], [high - value]]
-    style = {"fmt": "o", "color": "#0969da", "markersize": 4, "capsize": 2}
-    axis.errorbar(value, position, xerr=error, **style)
-
-
-def _annotate(axis, text, point):
-    """``text`` a little right of ``point``, small."""
-    offset = {"xytext": (4, -3), "textcoords": "offset points"}
-    axis.annotate(text, point, fontsize=7, **offset)
-
-
 class FirstScreenSection(Section):
-    """The answer on one screen (`first_screen`): page only."""
+    """The answer on one screen (`first_screen`): page only, drawn once the
+    gallery has chosen its examples (phase ``reading``)."""
 
     name = "first_screen"
     partial = "_first_screen.html"
+    phase = "reading"
+
+    def figures(self, results, attachments, data):
+        shown, examples, columns = _strip(attachments.get("gallery", []), data)
+        accuracy = [
+            (row["name"], row["accuracy"]["accuracy"], row["accuracy"])
+            for row in data["models"]
+        ]
+        drawings = {
+            "headline": Drawing(headline_figure, (accuracy, _mass_rows(data)))
+        }
+        if examples:
+            panels = [
+                (
+                    example["index"],
+                    example["image"],
+                    example["mask"],
+                    [example["overlays"][e] for e in shown],
+                )
+                for example in examples
+            ]
+            drawings["strip"] = Drawing(strip_figure, (panels, columns))
+        return drawings
 
     def context(self, report):
         return {"first_screen": first_screen(report)}

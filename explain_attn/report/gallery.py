@@ -8,6 +8,7 @@ import explain_attn.report.figures as figures
 from explain_attn.data.loaders import take_images
 from explain_attn.explanations.explanation import Explainer
 from explain_attn.explanations.methods import get_method
+from explain_attn.report.drawing import Drawing
 from explain_attn.report.section import Computed, Section
 
 __all__ = ["GalleryRow", "GallerySection", "choose_examples", "gallery"]
@@ -163,14 +164,21 @@ class GallerySection(Section):
         ]
         return Computed(rows, attachment=examples)
 
+    def figures(self, results, attachments, data):
+        return {
+            str(number): Drawing(figures.example_figure, _panels(example))
+            for number, example in enumerate(attachments.get("gallery", []))
+        }
+
     def context(self, report):
         data = report.data
         models = {row["key"]: row for row in data["models"]}
+        drawn = report.figures["gallery"]
         return {
             "gallery_legend": [row["label"] for row in data["explanations"]],
             "gallery": [
-                gallery_entry(example, data, models)
-                for example in report.gallery
+                gallery_entry(example, data, models, drawn[str(number)])
+                for number, example in enumerate(report.gallery)
             ],
         }
 
@@ -183,22 +191,29 @@ def _panel_names(explanation):
     return (method.title, layer) if method.uses_class else (layer,)
 
 
-def gallery_entry(example, data, models):
-    """What the template shows of one gallery example."""
+def _panels(example):
+    """`figures.example_figure`'s arguments for one gallery example."""
+    explanations = list(example["overlays"])
+    return (
+        example["image"],
+        example["mask"],
+        [example["overlays"][e] for e in explanations],
+        [
+            figures.panel_title(number, e.model_key, *_panel_names(e))
+            for number, e in enumerate(explanations, 1)
+        ],
+    )
+
+
+def gallery_entry(example, data, models, figure):
+    """What the template shows of one gallery example (``figure``: its
+    drawn `figures.example_figure`)."""
     explanations = list(example["overlays"])
     per_image = data["per_image"]["metrics"]
     index = example["index"]
     class_names = data["dataset"]["class_names"]
     return {
-        "figure": figures.example_figure(
-            example["image"],
-            example["mask"],
-            [example["overlays"][e] for e in explanations],
-            [
-                figures.panel_title(number, e.model_key, *_panel_names(e))
-                for number, e in enumerate(explanations, 1)
-            ],
-        ),
+        "figure": figure,
         "index": index,
         "true": class_names[data["per_image"]["labels"][index]],
         "predictions": [

@@ -19,6 +19,10 @@ A `Section` says, for its part of the report:
   the ``report.json`` keys of the sections computed before it, in
   `Section.phase` order), and which keys of ``report.json`` its result
   writes (`Section.keys`);
+- which **figures** its page shows (`Section.figures`: drawn as soon as
+  the section is computed, in a helper process when the command runs,
+  `explain_attn.report.drawing`; the page reads them drawn in
+  ``report.figures``);
 - which partial **renders** it (`Section.partial`, a template of
   ``templates/``) and what that partial reads beyond ``data``
   (`Section.context`).
@@ -102,6 +106,15 @@ class Section:
         holds the ``report.json`` keys of the sections computed before
         (read only)."""
         return None
+
+    def figures(self, results, attachments, data):
+        """The figures the page shows, as soon as the section is computed:
+        name -> `explain_attn.report.drawing.Drawing` (none by default).
+        ``results``, ``attachments`` and ``data``: the results, the
+        attachments and the ``report.json`` keys of the sections computed
+        so far, this one included (read only). `context` reads them drawn
+        in ``report.figures[name]``."""
+        return {}
 
     def keys(self, result, data):
         """The ``report.json`` keys that ``result`` writes, given those of

@@ -115,9 +115,11 @@ def contributors(run, sections=SECTIONS):
     return observing
 
 
-def describe(run, observed, sections=SECTIONS):
+def describe(run, observed, sections=SECTIONS, drawer=None):
     """Every section's result, computed in `computing_order`; each
-    section reads the ``report.json`` keys of those computed before.
+    section reads the ``report.json`` keys of those computed before, and
+    its figures go to ``drawer`` (an `explain_attn.report.drawing.Drawer`)
+    as soon as it is computed.
 
     Returns:
         ``(results, attachments)``: section name -> result (the fields of
@@ -125,14 +127,20 @@ def describe(run, observed, sections=SECTIONS):
         page shows beside the numbers (`Computed.attachment`).
     """
     results, attachments, data = {}, {}, {}
+    read_only = types.MappingProxyType
     for section in computing_order(sections):
-        computed = section.compute(run, observed, types.MappingProxyType(data))
+        computed = section.compute(run, observed, read_only(data))
         if not isinstance(computed, Computed):
             computed = Computed(computed)
         results[section.name] = computed.result
         data |= section.keys(computed.result, data)
         if computed.attachment is not None:
             attachments[section.name] = computed.attachment
+        if drawer is not None:
+            drawings = section.figures(
+                read_only(results), read_only(attachments), read_only(data)
+            )
+            drawer.submit(section.name, drawings)
     return results, attachments
 
 

@@ -17,6 +17,7 @@ import numpy as np
 import explain_attn.report.figures as figures
 from explain_attn import metrics
 from explain_attn.report.demo import DEMO_ARCHITECTURES
+from explain_attn.report.drawing import Drawing
 from explain_attn.report.evaluate import Scores
 from explain_attn.report.interval_sums import interval_sums, interval_vectors
 from explain_attn.report.section import Section
@@ -303,9 +304,12 @@ class ModelsSection(Section):
     def keys(self, result, data):
         return dict(result)
 
-    def context(self, report):
+    def figures(self, results, attachments, data):
         histories = {
             row["name"]: (row["training"] or {}).get("history")
-            for row in report.description.models["models"]
+            for row in results["models"]["models"]
         }
-        return {"curves": figures.training_curves(histories)}
+        return {"curves": Drawing(figures.training_curves, (histories,))}
+
+    def context(self, report):
+        return {"curves": report.figures["models"]["curves"]}

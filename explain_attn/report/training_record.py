@@ -7,40 +7,35 @@ model with a record the section gives, per recorded epoch, the accuracy
 (training, validation, probe images) and the mean of each recorded metric
 of each spatial attention layer; the epoch at which each model first
 reaches a few accuracy levels (how to check that attention "converges
-faster"); and, drawn by `training_figures`, a filmstrip of probe images'
-maps across epochs and the curves.
+faster"); and its figures (`training_figures`): a filmstrip of probe
+images' maps across epochs and the curves.
 """
 
 import dataclasses
 from pathlib import Path
 
 import numpy as np
-from matplotlib.figure import Figure
-from skimage.segmentation import find_boundaries
 
 from explain_attn.models.recorder import (
     epochs_to_reach,
     load_record,
     record_path,
 )
-from explain_attn.overlays import OVERLAY_COLORMAP
-from explain_attn.report.figures import to_data_uri
+from explain_attn.report import training_figures
+from explain_attn.report.drawing import Drawing
 from explain_attn.report.section import Computed, Section
 
 __all__ = [
     "TrainingRecords",
     "TrainingSection",
     "THRESHOLDS",
+    "filmstrip",
     "find_record",
-    "training_figures",
     "training_record_section",
 ]
 
 THRESHOLDS = (0.5, 0.7, 0.8, 0.9)
 """Accuracy levels of the "epochs to reach" table."""
-
-FILMSTRIP_IMAGES = 4
-FILMSTRIP_COLUMNS = 6
 
 
 def find_record(entry):
@@ -123,107 +118,27 @@ def training_record_section(models):
     return ({"models": rows} if rows else {}), records
 
 
-def _columns(count):
-    """Up to `FILMSTRIP_COLUMNS` record indices, first and last included."""
-    if count <= FILMSTRIP_COLUMNS:
-        return list(range(count))
-    return sorted(
-        {int(round(i)) for i in np.linspace(0, count - 1, FILMSTRIP_COLUMNS)}
+def filmstrip_arguments(record, layer_index):
+    """`training_figures.filmstrip`'s arguments for one spatial module of
+    ``record`` (a `explain_attn.models.recorder.TrainingRecord`;
+    ``layer_index``: the module's index in ``record.layers``)."""
+    return (
+        record.images,
+        record.masks,
+        record.maps[layer_index],
+        record.epoch,
     )
-
-
-def _filmstrip(record, layer_index):
-    maps = record.maps[layer_index]
-    rows = min(FILMSTRIP_IMAGES, len(record.labels))
-    columns = _columns(len(record.epoch))
-    figure = Figure(figsize=(1.4 * (len(columns) + 1), 1.4 * rows))
-    axes = figure.subplots(rows, len(columns) + 1, squeeze=False)
-    for row in range(rows):
-        image = record.images[row]
-        shown = image[..., 0] if image.shape[-1] == 1 else image
-        low, high = float(shown.min()), float(shown.max())
-        shown = (shown - low) / (high - low) if high > low else shown * 0
-        axes[row, 0].imshow(shown, cmap="gray" if shown.ndim == 2 else None)
-        if record.masks is not None:
-            outline = find_boundaries(record.masks[row], mode="inner")
-            axes[row, 0].contour(outline, levels=[0.5], colors="cyan")
-        for column, index in enumerate(columns, start=1):
-            axes[row, column].imshow(
-                maps[index, row], cmap=OVERLAY_COLORMAP, vmin=0, vmax=1
-            )
-            if row == 0:
-                axes[row, column].set_title(
-                    f"epoch {record.epoch[index]:g}", fontsize=8
-                )
-    for axis in axes.ravel():
-        axis.set_xticks([])
-        axis.set_yticks([])
-    figure.tight_layout()
-    return to_data_uri(figure)
-
-
-def _curves(section, metric_names):
-    figure = Figure(figsize=(10, 3))
-    accuracy_axis, metric_axis = figure.subplots(1, 2)
-    for row in section["models"]:
-        log = row["accuracy_log"]
-        values = row["logs"].get(log, row["probe_accuracy"])
-        accuracy_axis.plot(row["epochs"], values, marker=".", label=row["name"])
-        for layer in row["layers"]:
-            for name in metric_names:
-                if name in layer["metrics"]:
-                    metric_axis.plot(
-                        row["epochs"],
-                        [
-                            np.nan if v is None else v
-                            for v in layer["metrics"][name]
-                        ],
-                        marker=".",
-                        label=f"{row['name']} {layer['path']} {name}",
-                    )
-    accuracy_axis.set_title("accuracy (validation where recorded)", fontsize=10)
-    metric_axis.set_title("attention metrics, mean over probe", fontsize=10)
-    for axis in (accuracy_axis, metric_axis):
-        axis.set_xlabel("epoch")
-        axis.grid(alpha=0.3)
-        if axis.lines:
-            axis.legend(fontsize=6)
-    figure.tight_layout()
-    return to_data_uri(figure)
-
-
-def training_figures(section, records):
-    """The section's figures as PNG data URIs.
-
-    Returns:
-        ``{"curves": uri, "filmstrips": [(model name, layer path, uri)]}``,
-        or ``None`` without a section.
-    """
-    if not section:
-        return None
-    filmstrips = []
-    for row in section["models"]:
-        record = records[row["key"]]
-        for index, layer in enumerate(record.layers):
-            if layer["spatial"]:
-                filmstrips.append(
-                    (row["name"], layer["path"], _filmstrip(record, index))
-                )
-    return {
-        "curves": _curves(section, ("mass_in_mask", "entropy")),
-        "filmstrips": filmstrips,
-    }
 
 
 def filmstrip(record, layer_index):
     """The probe images (objects outlined) and one module's maps over the
-    recorded epochs, as a PNG data URI (the figure of `training_figures`).
+    recorded epochs, as a PNG data URI (`training_figures.filmstrip`).
 
     Args:
         record: A `explain_attn.models.recorder.TrainingRecord`.
         layer_index: Index of a spatial module in ``record.layers``.
     """
-    return _filmstrip(record, layer_index)
+    return training_figures.filmstrip(*filmstrip_arguments(record, layer_index))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -283,10 +198,42 @@ class TrainingSection(Section):
     def shown(self, report):
         return bool(report.description.training_record.section)
 
-    def context(self, report):
-        return {
-            "training_figures": training_figures(
-                report.description.training_record.section or None,
-                report.records,
-            )
+    def figures(self, results, attachments, data):
+        section = results["training_record"].section
+        if not section:
+            return {}
+        records = attachments["training_record"]
+        metrics = ("mass_in_mask", "entropy")
+        drawings = {
+            "curves": Drawing(training_figures.curves, (section, metrics))
         }
+        for row, index, _ in _spatial_layers(section, records):
+            arguments = filmstrip_arguments(records[row["key"]], index)
+            drawing = Drawing(training_figures.filmstrip, arguments)
+            drawings[f"{row['key']}/{index}"] = drawing
+        return drawings
+
+    def context(self, report):
+        section = report.description.training_record.section
+        if not section:
+            return {"training_figures": None}
+        drawn = report.figures["training_record"]
+        filmstrips = [
+            (row["name"], layer["path"], drawn[f"{row['key']}/{index}"])
+            for row, index, layer in _spatial_layers(section, report.records)
+        ]
+        return {
+            "training_figures": {
+                "curves": drawn["curves"],
+                "filmstrips": filmstrips,
+            }
+        }
+
+
+def _spatial_layers(section, records):
+    """``(row, index, layer)`` of every recorded spatial module: the
+    section's model row, the module's index in its record, its layer."""
+    for row in section["models"]:
+        for index, layer in enumerate(records[row["key"]].layers):
+            if layer["spatial"]:
+                yield row, index, layer

@@ -1,0 +1,166 @@
+"""The report's figures, drawn beside the computation.
+
+A section says which figures its page shows as soon as it is computed
+(`explain_attn.report.section.Section.figures`): `Drawing` objects, each a
+module-level function of a figure module (`figures`, `first_screen_
+figures`, `training_figures`, `faithfulness_figures`: matplotlib and
+NumPy, no TensorFlow) and its arguments (arrays, numbers, strings). A
+`Drawer` takes them in that order:
+
+- by default it keeps them and each is drawn in this process when the page
+  asks for it (as rendering always did);
+- in a helper process (`drawing_process`, what ``explain-attn report``
+  uses), each is drawn as soon as it is submitted, while this process goes
+  on with the next sections: matplotlib's drawing runs beside TensorFlow's
+  passes instead of after them. In threads it would not: drawing holds
+  Python's lock, and matplotlib is not thread-safe. On the demo (2 cores)
+  the faithfulness checks then drawing took 16.2-16.9 s, in one process
+  beside the other 11.5-11.7 s, in a thread 14.3-14.8 s
+  (`benchmarks/RESULTS.md`, issue 27, eighth round).
+
+A figure that the helper cannot draw because the helper is gone (killed,
+out of memory) is drawn here; an error of the figure itself is raised as
+it would be here.
+"""
+
+import concurrent.futures
+import contextlib
+import dataclasses
+import functools
+import multiprocessing
+import signal
+from collections.abc import Callable
+
+__all__ = ["Drawer", "Drawing", "Figures", "drawing_process"]
+
+
+@dataclasses.dataclass(frozen=True)
+class Drawing:
+    """One figure to draw: ``function(*arguments)``, its PNG ``data:`` URI
+    (or what the page shows of it).
+
+    Attributes:
+        function: A module-level function of a module that imports no
+            TensorFlow (a helper process imports it to draw).
+        arguments: Its arguments: NumPy arrays, numbers, strings, and
+            lists, tuples and dicts of them (a helper process gets a copy).
+    """
+
+    function: Callable
+    arguments: tuple = ()
+
+    def __call__(self):
+        return self.function(*self.arguments)
+
+
+class _Pending:
+    """A figure submitted to a helper process; drawn here if the helper is
+    gone."""
+
+    def __init__(self, drawing, future):
+        self.drawing, self.future = drawing, future
+
+    def result(self):
+        try:
+            return self.future.result()
+        except concurrent.futures.process.BrokenProcessPool:
+            return self.drawing()
+
+
+class _Later:
+    """A figure drawn in this process when it is first asked for."""
+
+    def __init__(self, drawing):
+        self.drawing = drawing
+
+    @functools.cached_property
+    def _value(self):
+        return self.drawing()
+
+    def result(self):
+        return self._value
+
+
+class Drawer:
+    """Takes each section's figures when it is computed; `figures` gives
+    them drawn.
+
+    Args:
+        executor: ``None`` to draw each figure in this process when the
+            page asks for it, or a `concurrent.futures.Executor` of
+            processes (`drawing_process`) to draw it there at once.
+    """
+
+    def __init__(self, executor=None):
+        self.executor = executor
+        self.pending = {}
+
+    def submit(self, name, drawings):
+        """Takes section ``name``'s figures: name -> `Drawing`."""
+        self.pending[name] = {
+            key: self._handle(drawing) for key, drawing in drawings.items()
+        }
+
+    def _handle(self, drawing):
+        if self.executor is None:
+            return _Later(drawing)
+        try:
+            return _Pending(drawing, self.executor.submit(drawing))
+        except concurrent.futures.process.BrokenProcessPool:
+            return _Later(drawing)
+
+    def figures(self):
+        """Section name -> `Figures` (what `Report.figures` holds)."""
+        pending = self.pending.items()
+        return {name: Figures(handles) for name, handles in pending}
+
+
+class Figures:
+    """One section's figures by name, each drawn (or waited for) when it is
+    first read: ``figures["strip"]``."""
+
+    def __init__(self, handles):
+        self._handles = handles
+
+    def __getitem__(self, key):
+        return self._handles[key].result()
+
+    def __contains__(self, key):
+        return key in self._handles
+
+    def get(self, key, default=None):
+        return self[key] if key in self else default
+
+
+def _quiet():
+    """The helper's start: Ctrl-C is the command's to handle (the helper
+    ends with it), not a second traceback."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _warm():
+    """Imports matplotlib and the figure modules in the helper (while the
+    command imports TensorFlow)."""
+    import explain_attn.report.faithfulness_figures  # noqa: F401
+    import explain_attn.report.first_screen_figures  # noqa: F401
+    import explain_attn.report.training_figures  # noqa: F401
+
+
+@contextlib.contextmanager
+def drawing_process():
+    """A `Drawer` whose figures a helper process draws (started now, with
+    Python's ``spawn``: it imports the figure modules, not TensorFlow); the
+    helper ends with the block, once the figures submitted are drawn (on
+    an error or Ctrl-C, without waiting for those not started)."""
+    executor = concurrent.futures.ProcessPoolExecutor(
+        max_workers=1,
+        mp_context=multiprocessing.get_context("spawn"),
+        initializer=_quiet,
+    )
+    executor.submit(_warm)
+    try:
+        yield Drawer(executor)
+    except BaseException:
+        executor.shutdown(wait=False, cancel_futures=True)
+        raise
+    executor.shutdown(wait=True)

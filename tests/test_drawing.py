@@ -1,0 +1,122 @@
+"""The report's figures drawn in a helper process (`explain_attn.report.
+drawing`): the same page, no TensorFlow there, and what a lost helper or
+a failing figure leaves."""
+
+import os
+import re
+import signal
+import time
+
+import numpy as np
+import pytest
+
+from explain_attn.report.drawing import Drawer, Drawing, drawing_process
+from explain_attn.report.figures import example_figure
+
+IMPORTED = "sorted(__import__('sys').modules)"
+"""What the helper has imported (`eval` there: a builtin, so the helper
+imports nothing of the tests to run it)."""
+
+
+def _example():
+    rng = np.random.default_rng(0)
+    image = rng.random((16, 16, 3), dtype=np.float32)
+    mask = np.zeros((16, 16), bool)
+    mask[4:10, 5:12] = True
+    overlays = [rng.random((16, 16), dtype=np.float32) for _ in range(2)]
+    return Drawing(example_figure, (image, mask, overlays, ["1 a", "2 b"]))
+
+
+def test_the_helper_draws_what_this_process_draws_without_tensorflow():
+    drawing = _example()
+    with drawing_process() as drawer:
+        drawer.submit("gallery", {"0": drawing})
+        drawer.submit("probe", {"modules": Drawing(eval, (IMPORTED,))})
+        figures = drawer.figures()
+        drawn, modules = figures["gallery"]["0"], figures["probe"]["modules"]
+    assert drawn.startswith("data:image/png;base64,")
+    assert drawn == drawing()
+    assert "matplotlib" in modules
+    assert "explain_attn.report.figures" in modules
+    assert not {"tensorflow", "keras"} & set(modules)
+
+
+def test_without_a_helper_each_figure_is_drawn_once_when_read():
+    calls = []
+
+    def counted():
+        calls.append(1)
+        return "uri"
+
+    drawer = Drawer()
+    drawer.submit("section", {"figure": Drawing(counted)})
+    figures = drawer.figures()["section"]
+    assert calls == []
+    assert figures["figure"] == figures.get("figure") == "uri"
+    assert calls == [1]
+    assert "figure" in figures and figures.get("other") is None
+
+
+def test_a_lost_helper_leaves_its_figures_to_this_process():
+    drawing = _example()
+    with drawing_process() as drawer:
+        drawer.submit("helper", {"pid": Drawing(os.getpid)})
+        pid = drawer.figures()["helper"]["pid"]
+        assert pid != os.getpid()
+        os.kill(pid, signal.SIGKILL)
+        drawer.submit("gallery", {"0": drawing})
+        drawn = drawer.figures()["gallery"]["0"]
+    assert drawn == drawing()
+
+
+def test_a_figure_s_own_error_is_raised_as_it_would_be_here():
+    with drawing_process() as drawer:
+        drawer.submit("section", {"figure": Drawing(int, ("not a number",))})
+        figures = drawer.figures()["section"]
+        with pytest.raises(ValueError, match="invalid literal for int"):
+            figures["figure"]
+
+
+def test_an_interrupted_block_ends_the_helper_quietly(capfd):
+    with pytest.raises(KeyboardInterrupt):
+        with drawing_process() as drawer:
+            drawer.submit("helper", {"pid": Drawing(os.getpid)})
+            pid = drawer.figures()["helper"]["pid"]
+            os.kill(pid, signal.SIGINT)  # Ctrl-C reaches the helper too.
+            raise KeyboardInterrupt
+    for _ in range(100):
+        if not _alive(pid):
+            break
+        time.sleep(0.1)
+    assert not _alive(pid)
+    assert "Traceback" not in capfd.readouterr().err
+
+
+def _alive(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            state = re.sub(r"^.*\) ", "", stat.read()).split()[0]
+    except FileNotFoundError:
+        return False
+    return state != "Z"  # A zombie has ended; its parent reaps it later.
+
+
+def test_a_report_drawn_by_the_helper_is_the_same_page(
+    report_inputs, tiny_report
+):
+    from explain_attn.report import report_from_sources, report_html
+
+    report = tiny_report[0]
+    with drawing_process() as drawer:
+        helped = report_from_sources(
+            str(report_inputs["data"]),
+            attention_models=[str(report_inputs["attention"])],
+            baseline_model=str(report_inputs["baseline"]),
+            num_examples=3,
+            seed=0,
+            verbose=0,
+            drawer=drawer,
+        )
+        page = report_html(helped)
+    assert page.count("data:image/png;base64,") >= 6
+    assert page.replace(helped.created, report.created) == report_html(report)
