@@ -5,6 +5,8 @@ a failing figure leaves."""
 import os
 import re
 import signal
+import subprocess
+import sys
 import time
 
 import numpy as np
@@ -31,9 +33,13 @@ def test_the_helper_draws_what_this_process_draws_without_tensorflow():
     drawing = _example()
     with drawing_process() as drawer:
         drawer.submit("gallery", {"0": drawing})
-        drawer.submit("probe", {"modules": Drawing(eval, (IMPORTED,))})
+        drawer.submit(
+            "probe",
+            {"modules": Drawing(eval, (IMPORTED,)), "pid": Drawing(os.getpid)},
+        )
         figures = drawer.figures()
         drawn, modules = figures["gallery"]["0"], figures["probe"]["modules"]
+        assert figures["probe"]["pid"] != os.getpid()  # drawn there
     assert drawn.startswith("data:image/png;base64,")
     assert drawn == drawing()
     assert "matplotlib" in modules
@@ -120,3 +126,43 @@ def test_a_report_drawn_by_the_helper_is_the_same_page(
         page = report_html(helped)
     assert page.count("data:image/png;base64,") >= 6
     assert page.replace(helped.created, report.created) == report_html(report)
+
+
+def test_where_no_process_starts_the_figures_are_drawn_here(monkeypatch):
+    import concurrent.futures
+
+    def refused(*args, **kwargs):
+        raise OSError(11, "Resource temporarily unavailable")
+
+    monkeypatch.setattr(concurrent.futures, "ProcessPoolExecutor", refused)
+    drawing = _example()
+    with drawing_process() as drawer:
+        assert drawer.executor is None
+        drawer.submit("gallery", {"0": drawing})
+        assert drawer.figures()["gallery"]["0"] == drawing()
+
+
+KILLED = """
+import os, time
+from explain_attn.report.drawing import Drawing, drawing_process
+with drawing_process() as drawer:
+    drawer.submit("helper", {"pid": Drawing(os.getpid)})
+    print(drawer.figures()["helper"]["pid"], flush=True)
+    time.sleep(120)
+"""
+
+
+def test_the_helper_ends_when_the_command_is_killed():
+    with subprocess.Popen(
+        [sys.executable, "-c", KILLED], stdout=subprocess.PIPE, text=True
+    ) as command:
+        try:
+            pid = int(command.stdout.readline())
+            assert pid != command.pid and _alive(pid)
+        finally:
+            command.kill()
+    for _ in range(100):
+        if not _alive(pid):
+            break
+        time.sleep(0.1)
+    assert not _alive(pid)

@@ -28,7 +28,10 @@ import contextlib
 import dataclasses
 import functools
 import multiprocessing
+import multiprocessing.connection
+import os
 import signal
+import threading
 from collections.abc import Callable
 
 __all__ = ["Drawer", "Drawing", "Figures", "drawing_process"]
@@ -132,10 +135,19 @@ class Figures:
         return self[key] if key in self else default
 
 
-def _quiet():
+def _helper_start():
     """The helper's start: Ctrl-C is the command's to handle (the helper
-    ends with it), not a second traceback."""
+    ends with it), not a second traceback; and the helper ends when the
+    command does, even killed (its pool would wait for work forever)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    parent = multiprocessing.parent_process()
+    if parent is not None:
+        threading.Thread(target=_end_with, args=(parent,), daemon=True).start()
+
+
+def _end_with(parent):
+    multiprocessing.connection.wait([parent.sentinel])
+    os._exit(0)
 
 
 def _warm():
@@ -151,16 +163,36 @@ def drawing_process():
     """A `Drawer` whose figures a helper process draws (started now, with
     Python's ``spawn``: it imports the figure modules, not TensorFlow); the
     helper ends with the block, once the figures submitted are drawn (on
-    an error or Ctrl-C, without waiting for those not started)."""
-    executor = concurrent.futures.ProcessPoolExecutor(
-        max_workers=1,
-        mp_context=multiprocessing.get_context("spawn"),
-        initializer=_quiet,
-    )
-    executor.submit(_warm)
+    an error or Ctrl-C, without waiting for those not started). Where no
+    process can be started (no ``sem_open``, no process left), the figures
+    are drawn in this process.
+
+    As with every ``spawn`` process, the helper first imports the script
+    that started it: a script calling `drawing_process` needs the ``if
+    __name__ == "__main__":`` guard (`multiprocessing`, "Safe importing of
+    main module"); ``explain-attn report`` is such a script."""
+    executor = _started()
+    if executor is None:
+        yield Drawer()
+        return
     try:
         yield Drawer(executor)
     except BaseException:
         executor.shutdown(wait=False, cancel_futures=True)
         raise
     executor.shutdown(wait=True)
+
+
+def _started():
+    """The helper's executor, its imports under way; ``None`` if it cannot
+    start."""
+    try:
+        executor = concurrent.futures.ProcessPoolExecutor(
+            max_workers=1,
+            mp_context=multiprocessing.get_context("spawn"),
+            initializer=_helper_start,
+        )
+        executor.submit(_warm)
+    except (OSError, ImportError, NotImplementedError):
+        return None
+    return executor
