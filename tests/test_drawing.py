@@ -166,3 +166,34 @@ def test_the_helper_ends_when_the_command_is_killed():
             break
         time.sleep(0.1)
     assert not _alive(pid)
+
+
+def test_a_drawing_the_helper_cannot_get_is_drawn_here():
+    def local():  # pickle cannot name a function defined in another
+        return os.getpid()
+
+    with drawing_process() as drawer:
+        drawer.submit("section", {"here": Drawing(local)})
+        assert drawer.figures()["section"]["here"] == os.getpid()
+
+
+def test_ctrl_c_while_the_page_waits_for_the_helper_writes_nothing(
+    report_command, tmp_path, monkeypatch
+):
+    from click.testing import CliRunner
+
+    from explain_attn.cli import main
+    from explain_attn.report import drawing
+
+    def interrupted(self):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(drawing._Pending, "result", interrupted)
+    output = tmp_path / "report.html"
+    output.write_text("previous report\n")
+    result = CliRunner().invoke(main, [*report_command, "--output", output])
+    assert result.exit_code == 130
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith("Interrupted (Ctrl-C) during rendering the report.")
+    assert output.read_text() == "previous report\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["report.html"]

@@ -50,13 +50,18 @@ def merge_command(parts, output, devices):
         click.echo(output)
         return
     from explain_attn.devices import make_strategy
+    from explain_attn.report.drawing import drawing_process
     from explain_attn.report.merge import merge_report
 
     output_path, json_path = outputs(output or "report.html")
-    report = merge_report(
-        parts,
-        log=click.echo,
-        command_line=" ".join(["explain-attn", *sys.argv[1:]]),
-        strategy=make_strategy(devices),
-    )
-    write_report(report, output_path, json_path)
+    strategy = make_strategy(devices)
+    # A helper process draws the figures while the report computes.
+    with drawing_process() as drawer:
+        report = merge_report(
+            parts,
+            log=click.echo,
+            command_line=" ".join(["explain-attn", *sys.argv[1:]]),
+            strategy=strategy,
+            drawer=drawer,
+        )
+        write_report(report, output_path, json_path)

@@ -30,6 +30,7 @@ import functools
 import multiprocessing
 import multiprocessing.connection
 import os
+import pickle
 import signal
 import threading
 from collections.abc import Callable
@@ -105,10 +106,16 @@ class Drawer:
         }
 
     def _handle(self, drawing):
+        """A drawing the helper cannot get (e.g. a function defined inside
+        another, which pickle cannot name) is drawn here."""
         if self.executor is None:
             return _Later(drawing)
         try:
-            return _Pending(drawing, self.executor.submit(drawing))
+            sent = pickle.dumps(drawing, protocol=pickle.HIGHEST_PROTOCOL)
+        except (pickle.PicklingError, AttributeError, TypeError):
+            return _Later(drawing)
+        try:
+            return _Pending(drawing, self.executor.submit(_draw, sent))
         except concurrent.futures.process.BrokenProcessPool:
             return _Later(drawing)
 
@@ -133,6 +140,11 @@ class Figures:
 
     def get(self, key, default=None):
         return self[key] if key in self else default
+
+
+def _draw(sent):
+    """In the helper: the pickled `Drawing` ``sent``, drawn."""
+    return pickle.loads(sent)()
 
 
 def _helper_start():

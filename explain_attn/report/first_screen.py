@@ -8,6 +8,8 @@ reference CAM overlaid side by side and the mask outlined, then the
 headline numbers as two compact figures: each model's test accuracy, and
 each map's mass in mask against the flat and centre baselines, all with
 their bootstrap intervals. Both fit a 1280 x 800 screen under the title.
+The figures are drawn by `explain_attn.report.first_screen_figures`, once
+the gallery has chosen its examples.
 """
 
 import dataclasses

@@ -20,9 +20,9 @@ def merge_report(parts, **options):
 
     Args:
         parts: The parts folder.
-        **options: ``verbose``, ``log``, ``command_line``, ``strategy``
-            (passed to `report_from_sources`; the rest comes from the
-            parts' record).
+        **options: ``verbose``, ``log``, ``command_line``, ``strategy``,
+            ``drawer`` (passed to `report_from_sources`; the rest comes
+            from the parts' record).
 
     Returns:
         A `explain_attn.report.build.Report` with a ``shards`` section
