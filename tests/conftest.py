@@ -177,6 +177,18 @@ def report_inputs(tmp_path_factory):
     return paths
 
 
+def tiny_report_arguments(report_inputs):
+    """`report_from_sources`' keywords of the tiny report (`tiny_report`)."""
+    return {
+        "data": str(report_inputs["data"]),
+        "attention_models": [str(report_inputs["attention"])],
+        "baseline_model": str(report_inputs["baseline"]),
+        "num_examples": 3,
+        "seed": 0,
+        "verbose": 0,
+    }
+
+
 @pytest.fixture(scope="session")
 def tiny_report_and_builds(report_inputs, tmp_path_factory):
     """`tiny_report`, and ``(model, count)`` of the flat graphs built while
@@ -193,14 +205,7 @@ def tiny_report_and_builds(report_inputs, tmp_path_factory):
 
     graph._flatten = counting
     try:
-        report = report_from_sources(
-            str(report_inputs["data"]),
-            attention_models=[str(report_inputs["attention"])],
-            baseline_model=str(report_inputs["baseline"]),
-            num_examples=3,
-            seed=0,
-            verbose=0,
-        )
+        report = report_from_sources(**tiny_report_arguments(report_inputs))
     finally:
         graph._flatten = build
     folder = tmp_path_factory.mktemp("report")

@@ -11,6 +11,7 @@ import time
 
 import numpy as np
 import pytest
+from conftest import tiny_report_arguments
 
 from explain_attn.report.drawing import Drawer, Drawing, drawing_process
 from explain_attn.report.figures import example_figure
@@ -114,15 +115,8 @@ def test_a_report_drawn_by_the_helper_is_the_same_page(
 
     report = tiny_report[0]
     with drawing_process() as drawer:
-        helped = report_from_sources(
-            str(report_inputs["data"]),
-            attention_models=[str(report_inputs["attention"])],
-            baseline_model=str(report_inputs["baseline"]),
-            num_examples=3,
-            seed=0,
-            verbose=0,
-            drawer=drawer,
-        )
+        arguments = tiny_report_arguments(report_inputs)
+        helped = report_from_sources(**arguments, drawer=drawer)
         page = report_html(helped)
     assert page.count("data:image/png;base64,") >= 6
     assert page.replace(helped.created, report.created) == report_html(report)

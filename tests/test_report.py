@@ -6,7 +6,7 @@ import re
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from conftest import XSS_CLASS
+from conftest import XSS_CLASS, tiny_report_arguments
 
 from explain_attn import attention_maps, grad_cam, load_model, metrics
 from explain_attn.cli import main
@@ -121,14 +121,7 @@ def test_json_is_strict_and_deterministic(tiny_report, report_inputs):
 
     written = json.loads(json_path.read_text(), parse_constant=no_nan)
     assert written["dataset"]["num_images"] == 12
-    again = report_from_sources(
-        str(report_inputs["data"]),
-        attention_models=[str(report_inputs["attention"])],
-        baseline_model=str(report_inputs["baseline"]),
-        num_examples=3,
-        seed=0,
-        verbose=0,
-    )
+    again = report_from_sources(**tiny_report_arguments(report_inputs))
     from explain_attn.report.build import _json_ready
 
     assert _json_ready(again.data) == written

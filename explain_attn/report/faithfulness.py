@@ -79,15 +79,17 @@ class FaithfulnessSettings:
     note: str | None = None
 
 
+_FULL = FaithfulnessSettings(
+    mode="full",
+    intervention_images=1000,
+    randomization_images=256,
+    deletion_images=256,
+    steps=DEFAULT_STEPS,
+    cascade="auto",
+)
+
 FAITHFULNESS_MODES = {
-    "full": FaithfulnessSettings(
-        mode="full",
-        intervention_images=1000,
-        randomization_images=256,
-        deletion_images=256,
-        steps=DEFAULT_STEPS,
-        cascade="auto",
-    ),
+    "full": _FULL,
     "fast": FaithfulnessSettings(
         mode="fast",
         intervention_images=256,
@@ -96,13 +98,11 @@ FAITHFULNESS_MODES = {
         steps=5,
         cascade="blocks",
     ),
-    "demo": FaithfulnessSettings(
+    "demo": dataclasses.replace(
+        _FULL,
         mode="demo",
-        intervention_images=1000,
         randomization_images=128,
         deletion_images=128,
-        steps=DEFAULT_STEPS,
-        cascade="auto",
         note=(
             "The demo runs the randomisation and deletion checks on 128 test "
             "images each, half of --faithfulness full's 256, so that its "

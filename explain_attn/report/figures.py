@@ -44,14 +44,15 @@ DISTRIBUTION_METRICS = (
 )
 
 
-def to_data_uri(figure, *, dpi=90):
-    """Renders ``figure`` as a PNG ``data:`` URI, cropped to its artists.
+def to_data_uri(figure, *, dpi=90, cropped=True):
+    """Renders ``figure`` as a PNG ``data:`` URI, cropped to its artists
+    (``cropped=False``: the whole figure, e.g. a constrained layout).
 
-    The same PNG as ``savefig(..., bbox_inches="tight")`` with one draw
-    instead of two: matplotlib finds the tight box after a whole draw that
-    renders nothing; here the box is measured directly (`tight_box`).
+    Cropped, the same PNG as ``savefig(..., bbox_inches="tight")`` with one
+    draw instead of two: matplotlib finds the tight box after a whole draw
+    that renders nothing; here the box is measured directly (`tight_box`).
     """
-    box = tight_box(figure, dpi)
+    box = tight_box(figure, dpi) if cropped else None
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=dpi, bbox_inches=box)
     encoded = base64.b64encode(buffer.getvalue()).decode("ascii")
@@ -298,8 +299,4 @@ def channel_figure(modules, class_names):
         axes.set_title(module["layer"], fontsize=8)
         figure.colorbar(image, ax=axes, fraction=0.02)
     axes.set_xlabel("channel")
-    # The whole figure (its constrained layout), not cropped to its artists.
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=90)
-    encoded = base64.b64encode(buffer.getvalue()).decode("ascii")
-    return f"data:image/png;base64,{encoded}"
+    return to_data_uri(figure, cropped=False)
